@@ -1,0 +1,67 @@
+"""Code coverage of an AWS Lambda function, measured while it runs in Lambda.
+
+Start the function with ``python -m coverage_runtime <module.function>``;
+handler code may use the names below, which are safe no-ops anywhere else.
+
+The names are loaded on first use (PEP 562), so starting with coverage
+disabled imports nothing of ours but the entry point.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "coverage_handler": "coverage_runtime.api",
+    "CoverageContext": "coverage_runtime.api",
+    "without_coverage": "coverage_runtime.api",
+    "status": "coverage_runtime.api",
+    "flush": "coverage_runtime.api",
+    "reset": "coverage_runtime.api",
+    "CoverageError": "coverage_runtime.errors",
+    "ConfigurationError": "coverage_runtime.errors",
+    "UploadError": "coverage_runtime.errors",
+    "NotActiveError": "coverage_runtime.errors",
+}
+
+__all__ = [
+    "ConfigurationError",
+    "CoverageContext",
+    "CoverageError",
+    "NotActiveError",
+    "UploadError",
+    "coverage_handler",
+    "flush",
+    "reset",
+    "status",
+    "without_coverage",
+]
+
+if TYPE_CHECKING:
+    from coverage_runtime.api import (
+        CoverageContext,
+        coverage_handler,
+        flush,
+        reset,
+        status,
+        without_coverage,
+    )
+    from coverage_runtime.errors import (
+        ConfigurationError,
+        CoverageError,
+        NotActiveError,
+        UploadError,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _API.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'coverage_runtime' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

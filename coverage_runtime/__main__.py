@@ -1,0 +1,33 @@
+"""``python -m coverage_runtime <module.function>``: the image's entry point.
+
+With ``COVERAGE_ENABLED=false`` this hands over to awslambdaric before
+importing anything of ours beyond this file, so a disabled runtime costs
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = "usage: python -m coverage_runtime <module.function>   (e.g. app.handler.lambda_handler)"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1].startswith("-"):
+        sys.stderr.write(USAGE + "\n")
+        raise SystemExit(2)
+    handler = argv[1]
+    if os.environ.get("COVERAGE_ENABLED", "true").strip().lower() in ("0", "false", "no", "off"):
+        from awslambdaric.__main__ import main as awslambdaric_main
+
+        awslambdaric_main(["awslambdaric", handler])
+        return
+
+    from coverage_runtime.bootstrap import main as bootstrap_main
+
+    bootstrap_main(handler)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

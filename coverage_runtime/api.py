@@ -1,0 +1,193 @@
+"""The public API: what handler code imports from ``coverage_runtime``.
+
+Everything here is a safe no-op when the process was not started by the shim
+(unit tests, local scripts) or when coverage is disabled, so handler code can
+use it unconditionally.  The decorator and the context manager never let a
+coverage problem reach the handler; `flush` and `reset` raise `CoverageError`
+subclasses, because code that calls them explicitly wants to know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from coverage_runtime import structured_log
+from coverage_runtime.errors import CoverageError, NotActiveError
+from coverage_runtime.runtime import CoverageRuntime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_runtime: CoverageRuntime | None = None
+_inactive_reason = "not started by the coverage_runtime entry point"
+
+
+def install(runtime: CoverageRuntime | None, reason: str | None = None) -> None:
+    """Called by the shim: make this runtime the one the API talks to."""
+    global _runtime, _inactive_reason  # noqa: PLW0603 - one runtime per process
+    _runtime = runtime
+    if reason:
+        _inactive_reason = reason
+
+
+def current_runtime() -> CoverageRuntime | None:
+    return _runtime
+
+
+def default_kind(event: Any) -> str:
+    """A coarse request-kind label from the event's shape, for dynamic contexts."""
+    if isinstance(event, dict):
+        method = event.get("httpMethod") or (
+            event.get("requestContext", {}).get("http", {}).get("method")
+            if isinstance(event.get("requestContext"), dict)
+            else None
+        )
+        path = event.get("path") or event.get("rawPath")
+        if method and path:
+            return f"http {method} {path}"
+        for key in ("operation", "action", "admin_action", "type"):
+            if isinstance(event.get(key), str):
+                return f"{key}={event[key]}"
+    return "invoke"
+
+
+class CoverageContext(contextlib.ContextDecorator):
+    """Measure a block (``enabled=True``) or keep it out of the data (``enabled=False``).
+
+    In selective mode a measuring block turns collection on; in full mode it
+    is already on.  An excluding block turns collection off in either mode,
+    e.g. around a performance test.  Blocks nest, and work as decorators too.
+
+    Collection is process-wide in coverage.py, so a block affects every
+    thread while it is open.  Collection is switched when the block opens, so
+    what the block *calls* is measured; whether the block's own lines are
+    depends on whether their function was entered while measuring (always in
+    full mode; in selective mode, when the function is itself decorated).
+    """
+
+    def __init__(self, enabled: bool = True, label: str | None = None) -> None:
+        self.enabled = enabled
+        self.label = label
+
+    def __enter__(self) -> CoverageContext:
+        runtime = _runtime
+        if runtime is not None:
+            try:
+                runtime.measurement.enter(measure=self.enabled)
+                if self.label and self.enabled:
+                    runtime.measurement.switch_context(self.label)
+            except Exception as exc:
+                structured_log.error("coverage block could not start", error=str(exc))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        runtime = _runtime
+        if runtime is not None:
+            try:
+                runtime.measurement.exit(measure=self.enabled)
+            except Exception as error:
+                structured_log.error("coverage block could not end", error=str(error))
+
+
+def without_coverage() -> CoverageContext:
+    """Keep a block out of the coverage data: ``with without_coverage(): ...``."""
+    return CoverageContext(enabled=False)
+
+
+@overload
+def coverage_handler(func: F) -> F: ...
+@overload
+def coverage_handler(*, kind: Callable[[Any], str] | None = None) -> Callable[[F], F]: ...
+
+
+def coverage_handler(
+    func: F | None = None, *, kind: Callable[[Any], str] | None = None
+) -> F | Callable[[F], F]:
+    """Wrap a Lambda handler: per-invocation bookkeeping and, in selective
+    mode, measurement of the whole invocation.
+
+    ``kind(event)`` names the request kind; it becomes the coverage.py dynamic
+    context when ``COVERAGE_CONTEXTS`` is on.  The handler's result and
+    exceptions pass through untouched.
+    """
+
+    def decorate(handler: F) -> F:
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> Any:
+            runtime = _runtime
+            if runtime is None:
+                return handler(event, context)
+            label = _label(kind, event)
+            block = CoverageContext(enabled=True, label=label)
+            started = time.perf_counter()
+            with block:
+                try:
+                    return handler(event, context)
+                finally:
+                    try:
+                        runtime.invocation_handled(label, time.perf_counter() - started)
+                    except Exception as exc:
+                        structured_log.error("coverage bookkeeping failed", error=str(exc))
+
+        return wrapper  # type: ignore[return-value]
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def _label(kind: Callable[[Any], str] | None, event: Any) -> str:
+    try:
+        return str((kind or default_kind)(event))
+    except Exception:
+        return "invoke"
+
+
+def status() -> dict[str, Any]:
+    """What is measured and shipped, as a JSON-ready dict."""
+    runtime = _runtime
+    if runtime is None:
+        return {"enabled": False, "reason": _inactive_reason}
+    return runtime.status()
+
+
+def flush() -> dict[str, Any] | None:
+    """Upload a snapshot now if coverage grew.  Returns the upload, or None.
+
+    Raises `UploadError` when the upload fails or uploads are not configured.
+    Returns None outside the shim.
+    """
+    runtime = _runtime
+    if runtime is None:
+        return None
+    record = runtime.flush(reason="flush")
+    return record.as_dict() if record else None
+
+
+def reset() -> None:
+    """Drop what was measured so far; no-op outside the shim."""
+    runtime = _runtime
+    if runtime is None:
+        return
+    try:
+        runtime.reset()
+    except CoverageError:
+        raise
+    except Exception as exc:
+        raise CoverageError(f"coverage reset failed: {exc}") from exc
+
+
+def require_runtime() -> CoverageRuntime:
+    """The active runtime, or `NotActiveError` with the reason there is none."""
+    if _runtime is None:
+        raise NotActiveError(_inactive_reason)
+    return _runtime

@@ -1,0 +1,106 @@
+"""The shim: start coverage, arrange for SIGTERM, hand over to awslambdaric.
+
+Order matters.  Coverage starts before awslambdaric imports the handler, so
+module-level code of the function is measured.  The extension registers
+before awslambdaric's first request for an event, as Lambda requires.  Then
+awslambdaric's own ``bootstrap.run`` takes over, so init errors, handler
+errors and logging behave exactly as with ``python -m awslambdaric``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Mapping
+
+from coverage_runtime import api, extension, structured_log
+from coverage_runtime.errors import ConfigurationError
+from coverage_runtime.runtime import CoverageRuntime
+from coverage_runtime.settings import Settings, load_settings
+from coverage_runtime.shutdown import ShutdownWatcher
+
+
+def run_awslambdaric(handler: str) -> None:
+    """awslambdaric's normal path, untouched."""
+    from awslambdaric.__main__ import main
+
+    main(["awslambdaric", handler])
+
+
+def _settings_or_none(environ: Mapping[str, str]) -> Settings | None:
+    try:
+        return load_settings(environ)
+    except ConfigurationError as exc:
+        for problem in exc.problems:
+            structured_log.error(
+                f"invalid configuration: {problem}; coverage is disabled for this environment",
+                variable=problem.variable,
+                value=problem.value,
+                allowed=problem.allowed,
+            )
+        api.install(None, reason=f"invalid configuration: {exc}")
+        return None
+
+
+def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRuntime:
+    """Everything before the hand-over: measure, register, watch for SIGTERM."""
+    runtime = CoverageRuntime.start(settings)
+    api.install(runtime)
+
+    runtime_api = environ.get("AWS_LAMBDA_RUNTIME_API")
+    if runtime_api:
+        try:
+            extension.register(runtime_api)
+        except extension.ExtensionError as exc:
+            structured_log.error(
+                "could not register the internal extension: Lambda will not send SIGTERM at "
+                "shutdown, so only checkpoints reach S3",
+                error=str(exc),
+            )
+    ShutdownWatcher(runtime.shutdown).install()
+    # Init errors end in sys.exit(1) inside awslambdaric: ship what was measured.
+    atexit.register(runtime.shutdown, "exit")
+    structured_log.info(
+        "coverage runtime started",
+        mode=settings.mode,
+        core=runtime.measurement.core_name(),
+        branch=settings.branch,
+        source=list(settings.source),
+        s3_uri=f"s3://{runtime.uploader.bucket}/{runtime.uploader.key}"
+        if runtime.uploader
+        else None,
+        flush_interval_seconds=settings.flush_interval_seconds,
+    )
+    return runtime
+
+
+def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
+    env = os.environ if environ is None else environ
+    if env.get("AWS_LAMBDA_MAX_CONCURRENCY"):
+        structured_log.error(
+            "Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY) fork worker processes; "
+            "coverage is not supported there yet and is disabled"
+        )
+        api.install(None, reason="not supported with AWS_LAMBDA_MAX_CONCURRENCY")
+        run_awslambdaric(handler)
+        return
+
+    settings = _settings_or_none(env)
+    if settings is None or not settings.enabled:
+        run_awslambdaric(handler)
+        return
+
+    runtime = start_runtime(settings, env)
+
+    from awslambdaric import bootstrap
+
+    from coverage_runtime.runtime_client import CoverageRuntimeClient
+
+    runtime_api = env.get("AWS_LAMBDA_RUNTIME_API")
+    if not runtime_api:
+        structured_log.error(
+            "AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or the Runtime "
+            "Interface Emulator (see scripts/run-local.sh)"
+        )
+        raise SystemExit(2)
+    bootstrap.run(handler, CoverageRuntimeClient(runtime_api, runtime))

@@ -1,0 +1,56 @@
+"""Who this execution environment is: function, version, environment id, init time.
+
+These name the S3 object that holds the environment's coverage, so they must
+be stable for the life of the environment and safe inside an S3 key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._$-]+")
+
+
+def _safe(value: str) -> str:
+    return _UNSAFE.sub("-", value).strip("-") or "unknown"
+
+
+def environment_id_from(log_stream: str | None) -> str | None:
+    """The id in a Lambda log stream name, e.g. ``2026/11/25/[$LATEST]0a1b2c``.
+
+    Lambda gives each execution environment its own log stream, and the hex
+    after the bracket is unique to it.  The RIE sets the stream to plain
+    ``$LATEST``, which is shared by every run, so it does not count.
+    """
+    if not log_stream or "]" not in log_stream:
+        return None
+    tail = log_stream.rsplit("]", 1)[1]
+    return _safe(tail) if re.fullmatch(r"[0-9A-Za-z]{8,}", tail) else None
+
+
+@dataclass(frozen=True)
+class EnvironmentIdentity:
+    function_name: str
+    function_version: str
+    environment_id: str
+    init_time: datetime
+
+    @property
+    def init_date(self) -> str:
+        return self.init_time.strftime("%Y-%m-%d")
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str] | None = None) -> EnvironmentIdentity:
+        env = os.environ if environ is None else environ
+        return cls(
+            function_name=_safe(env.get("AWS_LAMBDA_FUNCTION_NAME") or "local"),
+            function_version=_safe(env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"),
+            environment_id=environment_id_from(env.get("AWS_LAMBDA_LOG_STREAM_NAME"))
+            or uuid.uuid4().hex,
+            init_time=datetime.now(UTC),
+        )

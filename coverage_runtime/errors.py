@@ -1,0 +1,42 @@
+"""The exception family of the coverage runtime.
+
+Code that calls the public API explicitly (``flush()``, ``reset()``, the CLI)
+sees these.  The decorator and the shim catch them and log them instead, so a
+coverage problem never becomes a failed Lambda invocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CoverageError(Exception):
+    """Base class of every error raised by ``coverage_runtime``."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One invalid environment variable: what it was, and what is allowed."""
+
+    variable: str
+    value: str
+    allowed: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}={self.value!r} is invalid: expected {self.allowed}"
+
+
+class ConfigurationError(CoverageError):
+    """One or more environment variables hold values that are not allowed."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class UploadError(CoverageError):
+    """A coverage snapshot could not be uploaded to S3."""
+
+
+class NotActiveError(CoverageError):
+    """The call needs the coverage runtime, but this process was not started by it."""

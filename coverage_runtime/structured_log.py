@@ -1,0 +1,50 @@
+"""One JSON object per line for the runtime's own log records.
+
+The shim logs before awslambdaric has configured logging and from threads that
+run while the handler is idle, so it writes its own records instead of going
+through the root logger that awslambdaric owns.  The keys follow Lambda's JSON
+log format (``timestamp``, ``level``, ``message``, ``logger``), so CloudWatch
+Logs Insights queries work the same on both.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+LOGGER_NAME = "coverage_runtime"
+_lock = threading.Lock()
+
+
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def log(level: str, message: str, stream: TextIO | None = None, **fields: Any) -> None:
+    """Write one record; never raises, since logging must not break the function."""
+    record = {"timestamp": _timestamp(), "level": level, "logger": LOGGER_NAME, "message": message}
+    record.update({k: v for k, v in fields.items() if v is not None})
+    try:
+        line = json.dumps(record, default=str)
+        with _lock:
+            out = stream or sys.stdout
+            out.write(line + "\n")
+            out.flush()
+    except Exception:  # noqa: S110 - a closed stdout at exit must not raise
+        pass
+
+
+def info(message: str, **fields: Any) -> None:
+    log("INFO", message, **fields)
+
+
+def warning(message: str, **fields: Any) -> None:
+    log("WARN", message, **fields)
+
+
+def error(message: str, **fields: Any) -> None:
+    log("ERROR", message, **fields)
