@@ -63,10 +63,9 @@ class CoverageContext(contextlib.ContextDecorator):
     e.g. around a performance test.  Blocks nest, and work as decorators too.
 
     Collection is process-wide in coverage.py, so a block affects every
-    thread while it is open.  Collection is switched when the block opens, so
-    what the block *calls* is measured; whether the block's own lines are
-    depends on whether their function was entered while measuring (always in
-    full mode; in selective mode, when the function is itself decorated).
+    thread while it is open.  The block's own lines are measured too: when
+    collection switches on, the functions already running on this thread are
+    adopted (see `Measurement`).
     """
 
     def __init__(self, enabled: bool = True, label: str | None = None) -> None:

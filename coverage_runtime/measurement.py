@@ -14,10 +14,12 @@ file after a flush.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from coverage_runtime import structured_log
 from coverage_runtime.settings import Settings
 
 # Never measure the runtime itself, nor installed packages, even when a
@@ -135,11 +137,41 @@ class Measurement:
         if wanted and not self._collecting:
             self.cov.start()
             self._collecting = True
+            self._adopt_running_frames()
             if self._context is not None:
                 self.cov.switch_context(self._context)
         elif not wanted and self._collecting:
             self.cov.stop()
             self._collecting = False
+
+    def _adopt_running_frames(self) -> None:
+        """Measure the rest of the functions already running on this thread.
+
+        coverage.py starts tracing frames as they are entered, so after a
+        (re)start mid-function the lines left in the functions on the stack
+        would be missed: the lines of a ``with CoverageContext():`` block
+        itself, or the rest of a handler after an excluding block.  Replaying
+        the "call" event for each frame, outermost first, is what coverage.py
+        does for a resumed generator, and keeps its frame stack in step with
+        the returns it will see.  This uses coverage.py internals, so any
+        failure just leaves coverage.py's own behaviour.
+        """
+        try:
+            tracers = self.cov._collector.tracers
+            tracer = tracers[-1] if tracers else None
+            frames = []
+            frame = sys._getframe(0)
+            while frame is not None:
+                frames.append(frame)
+                frame = frame.f_back
+            if hasattr(tracer, "sysmon_py_start"):
+                for running in frames:
+                    tracer.sysmon_py_start(running.f_code, running.f_lasti)
+            elif callable(tracer):
+                for running in reversed(frames):
+                    tracer(running, "call", None)
+        except Exception as exc:
+            structured_log.warning("could not measure functions already running", error=str(exc))
 
     def switch_context(self, label: str) -> None:
         """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""

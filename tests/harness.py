@@ -1,0 +1,236 @@
+"""Real parts for tests: moto's S3 server and the AWS Runtime Interface Emulator.
+
+Both run as subprocesses on 127.0.0.1 with free ports, so tests talk HTTP to
+them exactly as the function does in Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def find_rie() -> str:
+    """$AWS_LAMBDA_RIE, then ../shared/bin beside the checkout, then PATH."""
+    candidates = [
+        os.environ.get("AWS_LAMBDA_RIE"),
+        str(REPO_ROOT.parent / "shared" / "bin" / "aws-lambda-rie"),
+        shutil.which("aws-lambda-rie"),
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(
+        "aws-lambda-rie not found: set AWS_LAMBDA_RIE, or put it in ../shared/bin or on PATH"
+    )
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host environment without anything that configures AWS or coverage."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "COVERAGE_", "LAMBDA_", "_HANDLER", "ADMIN_", "HEALTH_"))
+    }
+    env.update(FAKE_CREDENTIALS)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class S3Server:
+    """moto's S3 server, a real HTTP endpoint that boto3 talks SigV4 to."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+        wait_for_port(self.port, timeout=30, process=self.process)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+        os.unlink(self._log.name)
+
+
+@dataclass
+class Invocation:
+    status: int
+    body: Any
+    raw: bytes
+
+
+class LambdaUnderRIE:
+    """One execution environment: the RIE running ``python -m coverage_runtime``.
+
+    The RIE starts the runtime on the first invoke, and crashes on overlapping
+    invokes (an upstream bug), so `invoke` is strictly one at a time.
+    """
+
+    def __init__(
+        self,
+        task_root: Path,
+        handler: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        command: list[str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.api_port = free_port()
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115
+        cmd = command or [sys.executable, "-m", "coverage_runtime", handler]
+        self.process = subprocess.Popen(
+            [
+                find_rie(),
+                "--runtime-interface-emulator-address",
+                f"127.0.0.1:{self.port}",
+                "--runtime-api-address",
+                f"127.0.0.1:{self.api_port}",
+                *cmd,
+            ],
+            cwd=task_root,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, timeout=15, process=self.process)
+
+    def invoke(self, event: Any, timeout: float = 60) -> Invocation:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{INVOKE_PATH}",
+            data=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        return Invocation(status=status, body=body, raw=raw)
+
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM to the RIE, as ``docker stop`` or Lambda's shutdown does."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def logs(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def json_logs(self) -> list[dict[str, Any]]:
+        """The runtime's own JSON log records."""
+        records = []
+        for line in self.logs().splitlines():
+            if line.startswith("{") and '"logger": "coverage_runtime"' in line:
+                records.append(json.loads(line))
+        return records
+
+
+def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]:
+    """Every object in the bucket, downloaded; key -> local path."""
+    found: dict[str, Path] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            path = destination / item["Key"].replace("/", "__").replace("$", "")
+            s3.download_file(bucket, item["Key"], str(path))
+            found[item["Key"]] = path
+    return found
+
+
+def executed_lines(data_file: Path, source_file: Path) -> set[int]:
+    """Lines of ``source_file`` recorded in a coverage.py data file."""
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    return set(data.lines(str(source_file)) or ())
+
+
+def line_of(source_file: Path, marker: str) -> int:
+    """The 1-based number of the line that contains ``marker``."""
+    for number, text in enumerate(source_file.read_text().splitlines(), start=1):
+        if marker in text:
+            return number
+    raise AssertionError(f"{marker!r} not in {source_file}")
