@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The main job, locally: local S3 + the example function under the AWS RIE, invoke every
+# sample event, shut down as Lambda does (SIGTERM), fetch the coverage from S3, report it.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/demo.sh [--help] [--keep-running]
+
+Runs the example function (app.handler.lambda_handler) locally through
+python -m coverage_runtime under the AWS Lambda Runtime Interface Emulator (RIE),
+with a local S3 (moto server) on 127.0.0.1:
+  1. sets up .venv (scripts/setup-venv.sh)
+  2. starts moto's S3 server and creates the bucket
+  3. starts the function under the RIE (127.0.0.1 only)
+  4. invokes every events/*.json, one at a time
+  5. sends SIGTERM (Lambda's shutdown), so the runtime uploads its coverage
+  6. downloads the coverage object(s) from S3, prints the report of app/ and
+     writes an HTML report to coverage-report/html/
+
+Options:
+  --keep-running   leave S3 and the function running after the invocations (Ctrl-C to stop)
+
+Environment:
+  AWS_LAMBDA_RIE   path of the aws-lambda-rie binary (else ../shared/bin, PATH, or a download)
+  DEMO_DIR         working directory for logs and data (default: .local/demo)
+  REPORT_DIR       where the HTML report goes (default: coverage-report)
+USAGE
+}
+
+KEEP_RUNNING=0
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --keep-running) KEEP_RUNNING=1 ;;
+    *) echo "error: unknown argument: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=scripts/lib/rie.sh
+source "$ROOT/scripts/lib/rie.sh"
+
+DEMO_DIR=${DEMO_DIR:-$ROOT/.local/demo}
+REPORT_DIR=${REPORT_DIR:-$ROOT/coverage-report}
+BUCKET=lambda-coverage-demo
+FUNCTION=demo-function
+rm -rf "$DEMO_DIR"
+mkdir -p "$DEMO_DIR"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python environment"
+PY=$("$ROOT/scripts/setup-venv.sh")
+RIE=$(find_rie)
+echo "python: $PY"
+echo "rie:    $RIE"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+S3_PORT=$(free_port)
+INVOKE_PORT=$(free_port)
+API_PORT=$(free_port)
+S3_URL="http://127.0.0.1:$S3_PORT"
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() {  # wait_port PORT PID NAME LOG
+  for _ in $(seq 1 300); do
+    if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then return 0; fi
+    kill -0 "$2" 2>/dev/null || { echo "error: $3 exited; its log:" >&2; tail -20 "$4" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "error: $3 did not listen on 127.0.0.1:$1" >&2; exit 1
+}
+
+step "Local S3 (moto server) on $S3_URL"
+"$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" > "$DEMO_DIR/s3.log" 2>&1 &
+PIDS+=($!)
+wait_port "$S3_PORT" "${PIDS[-1]}" "moto server" "$DEMO_DIR/s3.log"
+"$PY" - "$S3_URL" "$BUCKET" <<'EOF'
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])
+print(f"bucket s3://{sys.argv[2]} created")
+EOF
+
+step "Function under the RIE on 127.0.0.1:$INVOKE_PORT"
+env LAMBDA_TASK_ROOT="$ROOT" \
+    AWS_LAMBDA_FUNCTION_NAME="$FUNCTION" \
+    COVERAGE_S3_BUCKET="$BUCKET" \
+    COVERAGE_S3_ENDPOINT_URL="$S3_URL" \
+    COVERAGE_SOURCE="$ROOT/app" \
+    COVERAGE_DATA_DIR="$DEMO_DIR/data" \
+    CODE_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    PYTHONPATH="$ROOT" \
+  "$RIE" --runtime-interface-emulator-address "127.0.0.1:$INVOKE_PORT" \
+         --runtime-api-address "127.0.0.1:$API_PORT" \
+         "$PY" -m coverage_runtime app.handler.lambda_handler > "$DEMO_DIR/function.log" 2>&1 &
+RIE_PID=$!
+PIDS+=("$RIE_PID")
+wait_port "$INVOKE_PORT" "$RIE_PID" "RIE" "$DEMO_DIR/function.log"
+
+step "Invoking every event in events/ (one at a time)"
+count=0
+for event in "$ROOT"/events/*.json; do
+  name=$(basename "$event" .json)
+  status=$(curl -sS -o "$DEMO_DIR/response-$name.json" -w '%{http_code}' \
+    -XPOST "http://127.0.0.1:$INVOKE_PORT/2015-03-31/functions/function/invocations" \
+    -H 'Content-Type: application/json' --data-binary "@$event")
+  printf '  %-40s HTTP %s  %s\n' "$name" "$status" "$(head -c 110 "$DEMO_DIR/response-$name.json")"
+  count=$((count + 1))
+done
+echo "$count events invoked"
+
+if [ "$KEEP_RUNNING" = 1 ]; then
+  echo "function: curl -XPOST http://127.0.0.1:$INVOKE_PORT/2015-03-31/functions/function/invocations -d '{}'"
+  echo "S3:       $S3_URL (bucket $BUCKET); Ctrl-C to stop"
+  wait "$RIE_PID" || true
+fi
+
+step "Shutdown: SIGTERM to the RIE, as Lambda does when it retires the environment"
+kill -TERM "$RIE_PID"
+wait "$RIE_PID" || true
+grep -h '"logger": "coverage_runtime"' "$DEMO_DIR/function.log" | grep -E 'uploaded|failed|lost' || true
+
+step "Coverage from s3://$BUCKET/coverage/"
+"$PY" - "$S3_URL" "$BUCKET" "$DEMO_DIR/downloaded" <<'EOF'
+import os, sys, boto3
+url, bucket, out = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=url)
+os.makedirs(out, exist_ok=True)
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+if not keys:
+    sys.exit("error: no coverage object reached S3; see .local/demo/function.log")
+for i, key in enumerate(keys):
+    print(f"  s3://{bucket}/{key}")
+    s3.download_file(bucket, key, os.path.join(out, f".coverage.env{i}"))
+EOF
+"$PY" -m coverage combine --keep --quiet --data-file="$DEMO_DIR/combined.coverage" "$DEMO_DIR"/downloaded/.coverage.*
+"$PY" -m coverage report -m --data-file="$DEMO_DIR/combined.coverage" --include="$ROOT/app/*"
+"$PY" -m coverage html --quiet --data-file="$DEMO_DIR/combined.coverage" --include="$ROOT/app/*" \
+  -d "$REPORT_DIR/html"
+echo
+echo "HTML report: $REPORT_DIR/html/index.html"
