@@ -96,6 +96,7 @@ class CoverageRuntime:
         self._interval = float(settings.flush_interval_seconds)
         self._last_checkpoint = time.monotonic()
         self._shutdown_started = threading.Event()
+        self._shutdown_done = threading.Event()
 
     # -- construction --------------------------------------------------------
 
@@ -234,9 +235,10 @@ class CoverageRuntime:
         """Stop, save and upload within the budget.  True if this call did it.
 
         Runs once: from the SIGTERM watcher, the SIGTERM handler or atexit,
-        whichever comes first.
+        whichever comes first; a later caller waits for that one to finish.
         """
         if self._shutdown_started.is_set():
+            self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
             return False
         self._shutdown_started.set()
         started = time.monotonic()
@@ -260,6 +262,8 @@ class CoverageRuntime:
                 errorType=type(exc).__name__,
                 elapsed_ms=round((time.monotonic() - started) * 1000, 1),
             )
+        finally:
+            self._shutdown_done.set()
         return True
 
     # -- reporting -----------------------------------------------------------

@@ -4,11 +4,12 @@ Subclassing keeps awslambdaric's own bootstrap in charge of everything
 (handler import, init errors, logging, error responses); we only learn when
 an event arrives and when the previous response has been posted.
 
-Polling for the next event happens on a worker thread, as awslambdaric does
-on AWS's own Python 3.12+ runtimes: the main thread then stays free to run
-Python signal handlers (the user's own SIGTERM handler included), which a
-non-AWS base image does not get by default because it sets no
-``AWS_EXECUTION_ENV``.
+Polling for the next event stays on the main thread (awslambdaric's default
+off AWS's managed runtimes).  Its thread-polling mode would free the main
+thread for Python signal handlers, but it starts a new thread per
+invocation, and coverage.py's ``ctrace`` core keeps one tracer per thread it
+ever saw: a slow leak over a long-lived environment.  SIGTERM does not need
+the main thread anyway: see `coverage_runtime.shutdown`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from coverage_runtime.runtime import CoverageRuntime
 
 class CoverageRuntimeClient(LambdaRuntimeClient):
     def __init__(self, runtime_api: str, runtime: CoverageRuntime) -> None:
-        super().__init__(runtime_api, use_thread_for_polling_next=True)
+        super().__init__(runtime_api, use_thread_for_polling_next=False)
         self._coverage = runtime
 
     def wait_next_invocation(self) -> Any:

@@ -7,6 +7,10 @@ SIGKILL.  The C-level handler still writes the signal number to the
 ``set_wakeup_fd`` pipe, so a watcher thread reading that pipe wakes within a
 millisecond and does the work.  The Python handler stays as a fallback for
 the case where other code takes the wakeup fd over.
+
+The shim owns SIGTERM.  If handler code installs its own SIGTERM handler, it
+is called after the coverage upload (from the watcher thread), then the
+process exits 0 as Lambda expects.
 """
 
 from __future__ import annotations
@@ -48,6 +52,16 @@ class ShutdownWatcher:
             if signal.SIGTERM in received:
                 self._shut_down("SIGTERM")
 
+    def _call_user_handler(self) -> None:
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and handler != self._handle_signal:
+            try:
+                handler(signal.SIGTERM, None)
+            except SystemExit:
+                pass
+            except BaseException as exc:
+                structured_log.error("the function's own SIGTERM handler failed", error=str(exc))
+
     def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
         # Main-thread fallback; normally the watcher thread is already on it.
         self._shut_down("SIGTERM")
@@ -59,6 +73,8 @@ class ShutdownWatcher:
             self._on_shutdown(reason)
         except BaseException as exc:  # exit 0 regardless: the data is what could be saved
             structured_log.error("shutdown handler failed", error=str(exc))
+        try:
+            self._call_user_handler()
         finally:
             structured_log.info("coverage runtime exiting", reason=reason)
             os._exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import socket
@@ -303,3 +304,34 @@ def test_shutdown_upload_has_a_hard_deadline(start_function, hanging_endpoint):
     failures = [r for r in function.json_logs() if r["level"] == "ERROR"]
     assert any("deadline" in r.get("error", "") for r in failures)
     assert any("lost" in r["message"] for r in failures), "the loss is logged, not silent"
+
+
+OWN_SIGTERM = FUNCTIONS_DIR / "own_sigterm.py"
+
+
+def test_functions_own_sigterm_handler_still_runs(start_function, s3, bucket, tmp_path):
+    marker = tmp_path / "sigterm-marker"
+    function = start_function("own_sigterm.handler", SIGTERM_MARKER_FILE=str(marker))
+    assert function.invoke({}).body == {"ok": True}
+    assert function.terminate() == 0
+    assert marker.read_text() == "handled", "the function's handler ran after the upload"
+    _, path = only_object(s3, bucket, tmp_path)
+    assert line_of(OWN_SIGTERM, "marker: returned") in executed_lines(path, OWN_SIGTERM)
+
+
+def test_sigterm_during_an_invocation_still_uploads(start_function, s3, bucket, tmp_path):
+    function = start_function("own_sigterm.handler", SIGTERM_MARKER_FILE=str(tmp_path / "marker"))
+    function.invoke({})
+    in_flight = threading.Thread(target=lambda: _ignore_errors(function.invoke, {"sleep": 5}))
+    in_flight.start()
+    time.sleep(0.5)  # the handler is sleeping: the main thread is busy in Python code
+    assert function.terminate() == 0
+    in_flight.join(timeout=10)
+    assert "did not exit after deadline" not in function.logs()
+    _, path = only_object(s3, bucket, tmp_path)
+    assert line_of(OWN_SIGTERM, "marker: sleeping") in executed_lines(path, OWN_SIGTERM)
+
+
+def _ignore_errors(call, *args):
+    with contextlib.suppress(Exception):  # the in-flight request gets an empty reply
+        call(*args)
