@@ -156,6 +156,13 @@ def test_disabled_runs_plain_awslambdaric_and_uploads_nothing(start_function, s3
     assert "Internal agent lambda-coverage" not in logs, "no extension when disabled"
 
 
+def test_disabled_loads_nothing_but_the_entry_point(start_function):
+    function = start_function("loaded_modules.handler", COVERAGE_ENABLED="false")
+    loaded = function.invoke({}).body
+    assert loaded == ["coverage_runtime"], "only the package itself, not its modules"
+    assert function.terminate() == 0
+
+
 def test_selective_mode_measures_only_blocks(start_function, s3, bucket, tmp_path):
     function = start_function("selective.plain_handler", COVERAGE_MODE="selective")
     assert function.invoke({}).body == {"ok": True}
