@@ -90,7 +90,18 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         run_awslambdaric(handler)
         return
 
-    runtime = start_runtime(settings, env)
+    try:
+        runtime = start_runtime(settings, env)
+    except Exception as exc:
+        # Measuring must never stop the function from serving.
+        structured_log.error(
+            "coverage could not start; the function runs without it",
+            error=str(exc),
+            errorType=type(exc).__name__,
+        )
+        api.install(None, reason=f"coverage could not start: {exc}")
+        run_awslambdaric(handler)
+        return
 
     from awslambdaric import bootstrap
 

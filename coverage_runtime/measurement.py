@@ -13,10 +13,12 @@ file after a flush.
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 import threading
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from coverage_runtime import structured_log
@@ -141,8 +143,29 @@ class Measurement:
             if self._context is not None:
                 self.cov.switch_context(self._context)
         elif not wanted and self._collecting:
+            self._silence_sysmon()
             self.cov.stop()
             self._collecting = False
+
+    def _silence_sysmon(self) -> None:
+        """Turn off the per-function events of coverage.py's sysmon core.
+
+        Before 3.14, freeing a ``sys.monitoring`` tool id (what coverage.py's
+        ``stop()`` does) leaves the per-code LINE events and callbacks
+        active, so lines would go on being recorded while paused.  The next
+        ``start()`` makes a fresh monitor that sets them again.
+        """
+        if sys.version_info >= (3, 14):
+            return
+        try:
+            for tracer in self.cov._collector.tracers:
+                code_objects = getattr(tracer, "code_objects", None)
+                if code_objects is None:
+                    continue
+                for code in code_objects:
+                    sys.monitoring.set_local_events(tracer.myid, code, 0)
+        except Exception as exc:
+            structured_log.warning("could not pause sys.monitoring events", error=str(exc))
 
     def _adopt_running_frames(self) -> None:
         """Measure the rest of the functions already running on this thread.
@@ -168,8 +191,11 @@ class Measurement:
                 for running in frames:
                     tracer.sysmon_py_start(running.f_code, running.f_lasti)
             elif callable(tracer):
-                for running in reversed(frames):
-                    tracer(running, "call", None)
+                # One C-level loop: a Python loop's own line events would be
+                # recorded against the adopted frames' files.
+                collections.deque(
+                    map(tracer, reversed(frames), repeat("call"), repeat(None)), maxlen=0
+                )
         except Exception as exc:
             structured_log.warning("could not measure functions already running", error=str(exc))
 
@@ -194,10 +220,11 @@ class Measurement:
         """Flush what was collected to the data file and count it (no bytes)."""
         with self._lock:
             data = self.cov.get_data()
-            files = data.measured_files()
-            lines = sum(len(data.lines(f) or ()) for f in files)
-            arcs = sum(len(data.arcs(f) or ()) for f in files) if data.has_arcs() else 0
-            return Snapshot(body=b"", files=len(files), lines=lines, arcs=arcs)
+            per_file = {f: len(data.lines(f) or ()) for f in data.measured_files()}
+            lines = sum(per_file.values())
+            arcs = sum(len(data.arcs(f) or ()) for f in per_file) if data.has_arcs() else 0
+            executed = sum(1 for count in per_file.values() if count)
+            return Snapshot(body=b"", files=executed, lines=lines, arcs=arcs)
 
     def snapshot(self) -> Snapshot:
         """Flush what was collected to the data file and return its bytes."""

@@ -108,9 +108,17 @@ class SnapshotUploader:
             return self._client.put_object(**args)
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            code = error.get("Code", "unknown")
+            hint = ""
+            if code == "AccessDenied":
+                hint = " (check the function role's s3:PutObject permission on the prefix" + (
+                    ", and that COVERAGE_S3_EXPECTED_OWNER is the bucket owner's account)"
+                    if self.settings.expected_owner
+                    else ")"
+                )
             raise UploadError(
                 f"S3 refused s3://{self.bucket}/{self.key}: "
-                f"{error.get('Code', 'unknown')}: {error.get('Message', exc)}"
+                f"{code}: {error.get('Message', exc)}{hint}"
             ) from exc
         except BotoCoreError as exc:
             raise UploadError(
@@ -132,7 +140,10 @@ class SnapshotUploader:
                 outcome["error"] = sys.exc_info()[1]
 
         worker = threading.Thread(target=put, name="coverage-upload", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:  # 3.12+: no new threads at interpreter shutdown (atexit)
+            return self._put(args)
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive():
             raise UploadError(

@@ -188,9 +188,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     task_root = read.raw("LAMBDA_TASK_ROOT") or os.getcwd()
     source = read.csv("COVERAGE_SOURCE") or (task_root,)
     for path in source:
-        if not os.path.isabs(path):
+        if not os.path.isabs(path) or os.path.dirname(os.path.normpath(path)) == path:
+            # coverage.py refuses a file system root as a source directory.
             read.problems.append(
-                ConfigProblem("COVERAGE_SOURCE", path, "absolute directory paths, comma-separated")
+                ConfigProblem(
+                    "COVERAGE_SOURCE",
+                    path,
+                    "absolute directory paths other than '/', comma-separated "
+                    "(defaults to $LAMBDA_TASK_ROOT)",
+                )
             )
 
     core_value = read.raw("COVERAGE_CORE")

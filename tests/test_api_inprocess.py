@@ -1,0 +1,371 @@
+"""The public API in this process: a safe no-op outside the shim, and what it
+does when a runtime is installed (as the shim does) around a real coverage.py."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import coverage_runtime
+from coverage_runtime import api
+from coverage_runtime.environment import EnvironmentIdentity
+from coverage_runtime.errors import CoverageError, NotActiveError, UploadError
+from coverage_runtime.runtime import CoverageRuntime
+from coverage_runtime.settings import load_settings
+from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
+
+SAMPLE = '''\
+"""Handler code using the public API.  Markers name lines for asserts."""
+
+from coverage_runtime import CoverageContext, coverage_handler, without_coverage
+
+
+def unmeasured():
+    return "unmeasured"  # marker: unmeasured
+
+
+def measured():
+    return "measured"  # marker: measured
+
+
+def excluded():
+    return "excluded"  # marker: excluded
+
+
+@coverage_handler
+def handler(event, context):
+    if event.get("raise"):
+        raise KeyError("deliberate")  # marker: raise
+    with without_coverage():
+        excluded()
+    return {"ok": True, "event": event}  # marker: handler-body
+
+
+def plain(event, context):
+    unmeasured()
+    with CoverageContext():
+        value = measured()  # marker: block-line
+    return value
+
+
+@CoverageContext()
+def decorated_block():
+    return measured()  # marker: decorated-block
+'''
+
+
+class Context:
+    aws_request_id = "req-1"
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Iterator[ModuleType]:
+    name = f"api_sample_{uuid.uuid4().hex[:12]}"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / f"{name}.py").write_text(SAMPLE)
+    sys.path.insert(0, str(source))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(source))
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def no_runtime_left_behind() -> Iterator[None]:
+    assert api.current_runtime() is None, "an earlier test left a runtime installed"
+    yield
+    assert api.current_runtime() is None
+
+
+def line(module: ModuleType, marker: str) -> int:
+    for number, text in enumerate(Path(module.__file__).read_text().splitlines(), start=1):
+        if f"marker: {marker}" in text:
+            return number
+    raise AssertionError(marker)
+
+
+# -- outside the shim -----------------------------------------------------------------
+
+
+def test_decorator_passes_the_result_through_unchanged(sample):
+    event = {"x": [1, 2]}
+    result = sample.handler(event, Context())
+    assert result == {"ok": True, "event": event}
+    assert result["event"] is event
+
+
+def test_decorator_passes_exceptions_through_unchanged():
+    error = ValueError("mine")
+
+    @coverage_runtime.coverage_handler
+    def failing(event, context):
+        raise error
+
+    with pytest.raises(ValueError) as caught:
+        failing({}, None)
+    assert caught.value is error
+
+
+def test_decorator_with_a_kind_function_and_wraps():
+    @coverage_runtime.coverage_handler(kind=lambda event: "custom")
+    def named_handler(event, context):
+        """Docstring kept."""
+        return event
+
+    sentinel = object()
+    assert named_handler(sentinel, None) is sentinel
+    assert named_handler.__name__ == "named_handler"
+    assert named_handler.__doc__ == "Docstring kept."
+
+
+def test_coverage_context_is_a_no_op(sample):
+    with coverage_runtime.CoverageContext() as block:
+        assert isinstance(block, coverage_runtime.CoverageContext)
+        with coverage_runtime.CoverageContext(enabled=False), coverage_runtime.without_coverage():
+            value = 1
+    assert value == 1
+    assert sample.plain({}, None) == "measured"
+    assert sample.decorated_block() == "measured"
+
+
+def test_coverage_context_lets_exceptions_through():
+    with pytest.raises(ZeroDivisionError), coverage_runtime.CoverageContext():
+        1 / 0  # noqa: B018
+
+
+def test_status_flush_reset_outside_the_shim():
+    status = coverage_runtime.status()
+    assert status["enabled"] is False
+    assert "coverage_runtime" in status["reason"]
+    assert coverage_runtime.flush() is None
+    assert coverage_runtime.reset() is None
+    with pytest.raises(NotActiveError):
+        api.require_runtime()
+
+
+def test_the_exception_family():
+    for error in (
+        coverage_runtime.ConfigurationError,
+        coverage_runtime.UploadError,
+        coverage_runtime.NotActiveError,
+    ):
+        assert issubclass(error, coverage_runtime.CoverageError)
+    assert issubclass(coverage_runtime.CoverageError, Exception)
+
+
+def test_package_exports_and_lazy_loading():
+    for name in coverage_runtime.__all__:
+        assert getattr(coverage_runtime, name) is not None
+    assert coverage_runtime.coverage_handler is api.coverage_handler
+    with pytest.raises(AttributeError):
+        coverage_runtime.no_such_name  # noqa: B018
+
+
+def test_importing_the_package_loads_neither_the_api_nor_coverage():
+    probe = (
+        "import sys, coverage_runtime; "
+        "print(sorted(m for m in ('coverage', 'coverage_runtime.api', 'boto3') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        ({"path": "/health", "httpMethod": "GET"}, "http GET /health"),
+        ({"rawPath": "/items", "requestContext": {"http": {"method": "POST"}}}, "http POST /items"),
+        ({"operation": "process_data"}, "operation=process_data"),
+        ({"admin": True, "admin_action": "coverage_status"}, "admin_action=coverage_status"),
+        ({"requestContext": "not a dict"}, "invoke"),
+        ([1, 2], "invoke"),
+        (None, "invoke"),
+    ],
+)
+def test_default_kind(event, kind):
+    assert api.default_kind(event) == kind
+
+
+# -- with a runtime installed, as the shim does ---------------------------------------------
+
+
+@pytest.fixture
+def install(
+    tmp_path: Path, sample: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., CoverageRuntime]]:
+    """``install(**env)``: a started `CoverageRuntime` measuring the sample, made current."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    started: list[CoverageRuntime] = []
+
+    def start(**variables: str) -> CoverageRuntime:
+        settings = load_settings(
+            {
+                "COVERAGE_SOURCE": str(Path(sample.__file__).parent),
+                "COVERAGE_DATA_DIR": str(tmp_path / "data"),
+                "COVERAGE_MODE": "selective",
+                **variables,
+            }
+        )
+        runtime = CoverageRuntime.start(settings, EnvironmentIdentity.detect({}))
+        started.append(runtime)
+        api.install(runtime)
+        return runtime
+
+    yield start
+    api.install(None)
+    for runtime in started:
+        runtime.measurement.finish()
+        assert not runtime.measurement.collecting
+
+
+def measured_lines(runtime: CoverageRuntime, module: ModuleType) -> set[int]:
+    runtime.measurement.counts()
+    return set(runtime.measurement.cov.get_data().lines(module.__file__) or ())
+
+
+def test_selective_decorator_measures_the_invocation(install, sample):
+    runtime = install()
+    event = {"a": 1}
+    result = sample.handler(event, Context())
+    assert result == {"ok": True, "event": event}
+    assert not runtime.measurement.collecting
+    lines = measured_lines(runtime, sample)
+    assert line(sample, "handler-body") in lines
+    assert line(sample, "excluded") not in lines
+    assert line(sample, "unmeasured") not in lines
+    assert runtime.handled.count == 1
+    assert runtime.handled.by_kind == {"invoke": 1}
+
+
+def test_decorator_keeps_exceptions_and_still_counts(install, sample):
+    runtime = install()
+    with pytest.raises(KeyError) as caught:
+        sample.handler({"raise": True, "operation": "x"}, Context())
+    assert caught.value.args == ("deliberate",)
+    assert not runtime.measurement.collecting, "the block closed on the way out"
+    assert line(sample, "raise") in measured_lines(runtime, sample)
+    assert runtime.handled.by_kind == {"operation=x": 1}
+
+
+def test_a_broken_kind_function_labels_invoke(install):
+    runtime = install()
+
+    @coverage_runtime.coverage_handler(kind=lambda event: event["missing"])
+    def fn(event, context):
+        return "fine"
+
+    assert fn({}, None) == "fine"
+    assert runtime.handled.by_kind == {"invoke": 1}
+
+
+def test_coverage_failures_never_reach_the_handler(install, sample, monkeypatch):
+    runtime = install()
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("collector on fire")
+
+    monkeypatch.setattr(runtime.measurement, "enter", broken)
+    monkeypatch.setattr(runtime.measurement, "exit", broken)
+    monkeypatch.setattr(runtime, "invocation_handled", lambda *a: broken())
+    assert sample.handler({}, Context())["ok"] is True
+    assert sample.plain({}, None) == "measured"
+
+
+def test_context_block_in_selective_mode(install, sample):
+    runtime = install()
+    assert sample.plain({}, None) == "measured"
+    assert sample.decorated_block() == "measured"
+    lines = measured_lines(runtime, sample)
+    assert line(sample, "measured") in lines
+    assert line(sample, "decorated-block") in lines
+    assert line(sample, "unmeasured") not in lines
+
+
+def test_context_labels_become_dynamic_contexts(install, sample):
+    runtime = install(COVERAGE_CONTEXTS="true")
+    sample.handler({"operation": "transform"}, Context())
+    runtime.measurement.counts()
+    contexts = runtime.measurement.cov.get_data().measured_contexts()
+    assert "operation=transform" in contexts
+
+
+def test_status_inside_the_runtime(install, sample):
+    runtime = install()
+    sample.handler({}, Context())
+    status = coverage_runtime.status()
+    assert status["enabled"] is True
+    assert status["mode"] == "selective"
+    assert status["core"] == runtime.measurement.core_name()
+    assert status["branch"] is False
+    assert status["versions"]["coverage"].startswith("7.")
+    assert status["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert status["lines_measured"] > 0
+    assert status["collecting"] is False
+    assert status["uploads_enabled"] is False
+    assert "COVERAGE_S3_BUCKET" in status["upload_problem"]
+    assert status["last_upload"] is None
+    assert status["handled_by_kind"] == {"invoke": 1}
+
+
+def test_flush_without_a_bucket_raises_upload_error(install):
+    install()
+    with pytest.raises(UploadError, match="COVERAGE_S3_BUCKET"):
+        coverage_runtime.flush()
+
+
+def test_reset_drops_what_was_measured(install, sample):
+    runtime = install(COVERAGE_MODE="full")
+    sample.plain({}, None)
+    assert runtime.measurement.counts().lines > 0
+    assert coverage_runtime.reset() is None
+    assert line(sample, "unmeasured") not in measured_lines(runtime, sample)
+    sample.unmeasured()
+    assert line(sample, "unmeasured") in measured_lines(runtime, sample)
+
+
+def test_reset_failure_surfaces_as_coverage_error(install, monkeypatch):
+    runtime = install()
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runtime.measurement, "reset", broken)
+    with pytest.raises(CoverageError, match="disk full"):
+        coverage_runtime.reset()
+
+
+def test_flush_uploads_only_when_coverage_grew(install, sample, s3_server, s3, bucket):
+    runtime = install(COVERAGE_S3_BUCKET=bucket, COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url)
+    assert coverage_runtime.flush() is None, "nothing measured yet"
+    sample.handler({}, Context())
+    first = coverage_runtime.flush()
+    assert first is not None
+    assert first["bucket"] == bucket
+    assert first["reason"] == "flush"
+    assert first["key"] == runtime.uploader.key
+    assert coverage_runtime.flush() is None, "nothing new ran"
+    sample.plain({}, None)
+    second = coverage_runtime.flush()
+    assert second is not None
+    assert second["key"] == first["key"], "one object per environment, overwritten"
+    head = s3.head_object(Bucket=bucket, Key=first["key"])
+    assert head["Metadata"]["mode"] == "selective"
+    assert coverage_runtime.status()["last_upload"]["etag"] == second["etag"]

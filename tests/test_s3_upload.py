@@ -1,0 +1,322 @@
+"""`SnapshotUploader` against the real moto S3 server over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from coverage_runtime.environment import EnvironmentIdentity
+from coverage_runtime.errors import UploadError
+from coverage_runtime.s3_upload import CONTENT_TYPE, SnapshotUploader, object_key
+from coverage_runtime.settings import load_settings
+from tests.harness import FAKE_CREDENTIALS
+
+MOTO_ACCOUNT = "123456789012"  # moto's default account: the owner of every bucket
+ENV_ID = "0123456789abcdef0123456789abcdef"
+BODY = b"SQLite format 3\x00" + b"\x00" * 4080
+
+
+@pytest.fixture(autouse=True)
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+def identity(**changes: Any) -> EnvironmentIdentity:
+    values: dict[str, Any] = {
+        "function_name": "orders-api",
+        "function_version": "$LATEST",
+        "environment_id": ENV_ID,
+        "init_time": datetime(2026, 11, 25, 10, 30, tzinfo=UTC),
+    }
+    values.update(changes)
+    return EnvironmentIdentity(**values)
+
+
+def uploader(endpoint_url: str, bucket: str, **variables: str) -> SnapshotUploader:
+    settings = load_settings(
+        {
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "COVERAGE_S3_BUCKET": bucket,
+            "COVERAGE_S3_ENDPOINT_URL": endpoint_url,
+            "AWS_REGION": "us-east-1",
+            **variables,
+        }
+    )
+    return SnapshotUploader(settings, identity())
+
+
+def test_object_key_layout_and_body(s3_server, s3, bucket):
+    up = uploader(s3_server.endpoint_url, bucket)
+    expected = f"coverage/orders-api/$LATEST/2026-11-25/{ENV_ID}.coverage"
+    assert up.key == expected
+    result = up.upload(BODY, {"mode": "full"})
+    assert (result.bucket, result.key, result.bytes) == (bucket, expected, len(BODY))
+    assert result.seconds >= 0
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [expected]
+    stored = s3.get_object(Bucket=bucket, Key=expected)
+    assert stored["Body"].read() == BODY
+    assert stored["ContentType"] == CONTENT_TYPE
+    assert stored["ETag"].strip('"') == result.etag
+
+
+def test_prefix_shapes_the_key(s3_server, s3, bucket):
+    team = uploader(s3_server.endpoint_url, bucket, COVERAGE_S3_PREFIX="team/cov")
+    bare = uploader(s3_server.endpoint_url, bucket, COVERAGE_S3_PREFIX="")
+    assert team.upload(BODY, {}).key == f"team/cov/orders-api/$LATEST/2026-11-25/{ENV_ID}.coverage"
+    assert bare.upload(BODY, {}).key == f"orders-api/$LATEST/2026-11-25/{ENV_ID}.coverage"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 2
+
+
+def test_each_snapshot_overwrites_the_environment_object(s3_server, s3, bucket):
+    up = uploader(s3_server.endpoint_url, bucket)
+    first = up.upload(b"first", {"invocations": "1"})
+    second = up.upload(b"second, longer", {"invocations": "2"})
+    assert first.key == second.key
+    assert first.etag != second.etag
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+    stored = s3.get_object(Bucket=bucket, Key=second.key)
+    assert stored["Body"].read() == b"second, longer"
+    assert stored["Metadata"] == {"invocations": "2"}
+
+
+def test_metadata_is_stored(s3_server, s3, bucket):
+    metadata = {
+        "coverage-version": "7.17.4",
+        "python-version": "3.11.7",
+        "mode": "selective",
+        "branch": "true",
+        "invocations": "42",
+        "init-time": "2026-11-25T10:30:00.000Z",
+        "snapshot-time": "2026-11-25T10:31:00.000Z",
+        "code-revision": "3f2a9c1",
+    }
+    up = uploader(s3_server.endpoint_url, bucket)
+    up.upload(BODY, metadata)
+    assert s3.head_object(Bucket=bucket, Key=up.key)["Metadata"] == metadata
+
+
+def test_server_side_encryption_aes256_by_default(s3_server, s3, bucket):
+    up = uploader(s3_server.endpoint_url, bucket)
+    up.upload(BODY, {})
+    head = s3.head_object(Bucket=bucket, Key=up.key)
+    assert head["ServerSideEncryption"] == "AES256"
+    assert "SSEKMSKeyId" not in head
+
+
+def test_server_side_encryption_kms_with_a_key_id(s3_server, s3, bucket):
+    key_id = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    up = uploader(
+        s3_server.endpoint_url,
+        bucket,
+        COVERAGE_S3_SSE="aws:kms",
+        COVERAGE_S3_KMS_KEY_ID=key_id,
+    )
+    up.upload(BODY, {})
+    head = s3.head_object(Bucket=bucket, Key=up.key)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == key_id
+
+
+def test_missing_bucket_is_an_upload_error(s3_server):
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    up = uploader(s3_server.endpoint_url, missing)
+    with pytest.raises(UploadError) as caught:
+        up.upload(BODY, {})
+    message = str(caught.value)
+    assert f"s3://{missing}/coverage/orders-api/" in message
+    assert "NoSuchBucket" in message
+
+
+def test_missing_bucket_is_an_upload_error_with_a_deadline_too(s3_server):
+    up = uploader(s3_server.endpoint_url, f"missing-{uuid.uuid4().hex[:12]}")
+    with pytest.raises(UploadError, match="NoSuchBucket"):
+        up.upload(BODY, {}, deadline=time.monotonic() + 5)
+
+
+def test_no_bucket_configured():
+    settings = load_settings({"LAMBDA_TASK_ROOT": "/var/task"})
+    with pytest.raises(UploadError, match="COVERAGE_S3_BUCKET"):
+        SnapshotUploader(settings, identity())
+
+
+def test_unreachable_endpoint_is_an_upload_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    up = uploader(f"http://127.0.0.1:{closed_port}", "some-bucket")
+    started = time.monotonic()
+    with pytest.raises(UploadError, match="could not reach S3"):
+        up.upload(BODY, {}, deadline=time.monotonic() + 10)
+    assert time.monotonic() - started < 10
+
+
+def test_the_client_is_created_once_and_reused(s3_server, bucket):
+    up = uploader(s3_server.endpoint_url, bucket)
+    client = up.client
+    up.upload(BODY, {})
+    up.upload(BODY, {}, deadline=time.monotonic() + 5)
+    assert up.client is client
+
+
+# -- expected bucket owner ---------------------------------------------------------------
+
+
+class OwnerCheckingProxy:
+    """Forwards to moto and enforces ``x-amz-expected-bucket-owner`` as S3 does.
+
+    moto accepts any ExpectedBucketOwner; real S3 answers 403 AccessDenied
+    when the bucket belongs to another account.  Everything else is moto's.
+    """
+
+    def __init__(self, upstream_port: int, owner: str) -> None:
+        self.seen: list[str | None] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                expected = self.headers.get("x-amz-expected-bucket-owner")
+                proxy.seen.append(expected)
+                if expected is not None and expected != owner:
+                    error = (
+                        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied'
+                        b"</Code><Message>Access Denied</Message></Error>"
+                    )
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=10)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=self.headers)
+                    response = upstream.getresponse()
+                    payload = response.read()
+                    self.send_response(response.status)
+                    for name, value in response.getheaders():
+                        if name.lower() not in (
+                            "transfer-encoding",
+                            "content-length",
+                            "connection",
+                        ):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                finally:
+                    upstream.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def owner_checking_s3(s3_server) -> Iterator[OwnerCheckingProxy]:
+    proxy = OwnerCheckingProxy(s3_server.port, MOTO_ACCOUNT)
+    yield proxy
+    proxy.stop()
+
+
+def test_expected_owner_matching_uploads(owner_checking_s3, s3, bucket):
+    up = uploader(owner_checking_s3.endpoint_url, bucket, COVERAGE_S3_EXPECTED_OWNER=MOTO_ACCOUNT)
+    up.upload(BODY, {})
+    assert owner_checking_s3.seen == [MOTO_ACCOUNT]
+    assert s3.head_object(Bucket=bucket, Key=up.key)["ContentLength"] == len(BODY)
+
+
+def test_expected_owner_mismatch_is_an_upload_error(owner_checking_s3, s3, bucket):
+    up = uploader(owner_checking_s3.endpoint_url, bucket, COVERAGE_S3_EXPECTED_OWNER="111111111111")
+    with pytest.raises(UploadError) as caught:
+        up.upload(BODY, {})
+    message = str(caught.value)
+    assert message.startswith(f"S3 refused s3://{bucket}/coverage/orders-api/")
+    assert "AccessDenied" in message
+    assert owner_checking_s3.seen == ["111111111111"], "refused at once, not retried"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_no_expected_owner_header_unless_configured(owner_checking_s3, bucket):
+    uploader(owner_checking_s3.endpoint_url, bucket).upload(BODY, {})
+    assert owner_checking_s3.seen == [None]
+
+
+# -- the deadline --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hanging_endpoint() -> Iterator[str]:
+    """An 'S3' on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_deadline_bounds_an_upload_to_a_hanging_endpoint(hanging_endpoint):
+    up = uploader(hanging_endpoint, "some-bucket")
+    started = time.monotonic()
+    with pytest.raises(UploadError) as caught:
+        up.upload(BODY, {}, deadline=started + 0.3)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3, f"took {elapsed:.2f}s"
+    assert "deadline" in str(caught.value)
+    assert f"s3://some-bucket/{up.key}" in str(caught.value)
+
+
+def test_a_deadline_already_passed_fails_at_once(hanging_endpoint):
+    up = uploader(hanging_endpoint, "some-bucket")
+    started = time.monotonic()
+    with pytest.raises(UploadError, match="deadline"):
+        up.upload(BODY, {}, deadline=started - 1)
+    assert time.monotonic() - started < 3
+
+
+def test_object_key_function_matches_the_uploader(s3_server, bucket):
+    up = uploader(s3_server.endpoint_url, bucket)
+    assert up.key == object_key(up.settings, identity())
