@@ -106,9 +106,6 @@ class CoverageRuntime:
     ) -> CoverageRuntime:
         """Start measuring now, before the handler module is imported."""
         identity = identity or EnvironmentIdentity.detect()
-        data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
-        measurement = Measurement(settings, data_file)
-        measurement.begin()
         uploader: SnapshotUploader | None = None
         problem: str | None = None
         if settings.bucket is None:
@@ -120,6 +117,11 @@ class CoverageRuntime:
             except Exception as exc:  # a broken boto3 setup must not break the function
                 problem = f"cannot create the S3 client: {exc}"
                 structured_log.error(problem, errorType=type(exc).__name__)
+        # The S3 client (boto3 is installed code, never measured) is built
+        # first: importing it under a tracer is slower for nothing.
+        data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
+        measurement = Measurement(settings, data_file)
+        measurement.begin()
         return cls(settings, identity, measurement, uploader, problem)
 
     # -- lifecycle hooks -----------------------------------------------------
