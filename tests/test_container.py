@@ -1,0 +1,405 @@
+"""The image itself, built and run in a real container (podman, host network only).
+
+scripts/container-setup.sh installs and configures podman when missing and makes a
+Debian forky (Python 3.14) base image from Debian packages; scripts/build.sh builds
+our Dockerfile on it. The container runs read-only with a tmpfs /tmp, as in Lambda,
+with the RIE mounted read-only from ../shared/bin, and uploads to the moto S3 server
+on 127.0.0.1. The measured numbers are printed at the end of the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from coverage import CoverageData
+
+from tests.harness import (
+    FAKE_CREDENTIALS,
+    INVOKE_PATH,
+    REPO_ROOT,
+    download_objects,
+    find_rie,
+    free_port,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.container
+
+IMAGE_NAME = "localhost/lambda-coverage-test"
+TASK_ROOT = "/var/task"
+MAX_IMAGE_BYTES = 400 * 1024 * 1024  # the whole image, base included
+MAX_ADDED_BYTES = 120 * 1024 * 1024  # what our layers add to the base
+METRICS: dict[str, Any] = {}
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def script(name: str, *args: str, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode == 0, f"{name} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+def image_size(image: str) -> int:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+
+
+@dataclass
+class Image:
+    name: str
+    base: str
+    revision: str
+    extra_build_args: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    if shutil.which("podman") is None and os.geteuid() != 0:
+        pytest.skip("podman is not installed and installing it needs root")
+    started = time.monotonic()
+    result = script("container-setup.sh", timeout=1200)
+    METRICS["setup_seconds"] = round(time.monotonic() - started, 1)
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def image(base_image: str) -> Image:
+    started = time.monotonic()
+    result = script(
+        "build.sh",
+        "--name",
+        IMAGE_NAME,
+        "--tag",
+        "current",
+        "--base-image",
+        base_image,
+        "--",
+        "--network=host",
+        "--pull=never",
+        timeout=1200,
+        CONTAINER_ENGINE="podman",
+    )
+    METRICS["build_seconds"] = round(time.monotonic() - started, 1)
+    name = result.stdout.strip().splitlines()[-1]
+    assert name == f"{IMAGE_NAME}:current"
+    revision = podman(
+        "image",
+        "inspect",
+        "--format",
+        '{{index .Labels "org.opencontainers.image.revision"}}',
+        name,
+    ).stdout.strip()
+    return Image(name=name, base=base_image, revision=revision)
+
+
+@pytest.fixture
+def container_name() -> Iterator[str]:
+    name = f"lc-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def invoke(port: int, body: bytes, timeout: float = 60) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{INVOKE_PATH}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def bad_event_names() -> set[str]:
+    """Events allowed an error: bad-* files, and those events/README.md calls bad."""
+    readme = REPO_ROOT / "events" / "README.md"
+    names: set[str] = set()
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            if "bad" in line.lower() or "error" in line.lower() or "invalid" in line.lower():
+                names.update(
+                    p.name for p in (REPO_ROOT / "events").glob("*.json") if p.name in line
+                )
+    return names
+
+
+def ordered_events() -> list[Path]:
+    """Every sample event; one that resets coverage (events/README.md) goes first."""
+    events = sorted((REPO_ROOT / "events").glob("*.json"))
+    assert events, "events/ has sample events"
+    return sorted(events, key=lambda path: "coverage-reset" not in path.name)
+
+
+def run_container(name: str, image: str, port: int, *args: str, env: dict[str, str]) -> float:
+    """Start the container detached; returns the monotonic time just before the start."""
+    environment = [f"--env={key}={value}" for key, value in env.items()]
+    started = time.monotonic()
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network=host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--env",
+        f"RIE_ADDRESS=127.0.0.1:{port}",
+        "--env",
+        f"RIE_API_ADDRESS=127.0.0.1:{free_port()}",
+        *environment,
+        *args,
+        image,
+    )
+    return started
+
+
+def stop(name: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    podman("stop", "--time", "10", name, timeout=60)
+    seconds = time.monotonic() - started
+    code = int(podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip())
+    logs = podman("logs", name).stdout + podman("logs", name).stderr
+    return code, logs, seconds
+
+
+def test_every_event_in_a_read_only_container_ships_coverage(
+    image, s3_server, s3, bucket, container_name, tmp_path
+):
+    port = free_port()
+    env = {
+        **FAKE_CREDENTIALS,
+        "AWS_LAMBDA_FUNCTION_NAME": "container-test",
+        "COVERAGE_S3_BUCKET": bucket,
+        "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",  # the only upload is the one at shutdown
+    }
+    started = run_container(
+        container_name,
+        image.name,
+        port,
+        "--volume",
+        f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
+        env=env,
+    )
+    wait_for_port(port, timeout=60)
+    events = ordered_events()
+    bad = bad_event_names()
+    for number, event in enumerate(events):
+        status, body = invoke(port, event.read_bytes())
+        if number == 0:
+            METRICS["start_to_first_response_seconds"] = round(time.monotonic() - started, 2)
+        if event.name.startswith("bad-") or event.name in bad:
+            assert status in (200, 400, 413, 422), f"{event.name}: HTTP {status} {body}"
+        else:
+            assert status == 200, f"{event.name}: HTTP {status} {body}"
+            assert not (isinstance(body, dict) and "errorType" in body), f"{event.name}: {body}"
+
+    code, logs, seconds = stop(container_name)
+    METRICS["stop_seconds"] = round(seconds, 2)
+    assert code == 0, logs
+    assert "did not exit after deadline" not in logs, "the runtime was SIGKILLed"
+    records = [
+        json.loads(line) for line in logs.splitlines() if '"logger": "coverage_runtime"' in line
+    ]
+    started_record = next(r for r in records if r["message"] == "coverage runtime started")
+    if "forky" in image.base:
+        assert started_record["core"] == "sysmon", "3.14 measures with sys.monitoring"
+    assert any(
+        r["message"] == "coverage runtime exiting" and r["reason"] == "SIGTERM" for r in records
+    )
+    reasons = [r["reason"] for r in records if r["message"] == "coverage uploaded"]
+    assert reasons, "coverage was uploaded"
+
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, sorted(objects)
+    [(key, path)] = objects.items()
+    assert key.startswith("coverage/container-test/$LATEST/")
+    metadata = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    assert metadata["code-revision"] == image.revision
+    if reasons[-1] == "SIGTERM":
+        assert metadata["invocations"] == str(len(events))
+
+    data = CoverageData(basename=str(path))
+    data.read()
+    measured = sorted(data.measured_files())
+    assert measured, "nothing was measured"
+    outside = [f for f in measured if not f.startswith(f"{TASK_ROOT}/")]
+    assert outside == [], "only the function's code is measured (not site-packages)"
+    assert not any("coverage_runtime" in f for f in measured)
+    for file in measured:
+        source = REPO_ROOT / file.removeprefix(f"{TASK_ROOT}/")
+        assert source.is_file(), f"{file} is not a file of the checkout"
+        length = len(source.read_text().splitlines())
+        assert all(1 <= line <= length for line in data.lines(file) or ()), file
+    lines = set(data.lines(f"{TASK_ROOT}/app/handler.py") or ())
+    assert lines, "the handler module's lines are executed"
+    METRICS["app_lines_executed"] = sum(len(data.lines(f) or ()) for f in measured)
+    METRICS["app_files_measured"] = len(measured)
+
+
+def test_image_is_lean_and_has_no_build_tools_or_caches(image):
+    probe = r"""
+echo "uid=$(id -u)"
+for tool in gcc cc g++ c++ make cmake; do command -v "$tool" && echo "compiler=$tool"; done
+for dir in /root/.cache /tmp/.cache /build /context /opt/venv/bin/pip; do
+  [ -e "$dir" ] && echo "leftover=$dir"
+done
+ls -d /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/setuptools \
+  2>/dev/null | sed 's/^/leftover=/'
+site=$(echo /opt/venv/lib/python3*/site-packages)
+echo "boto3_pyc=$(ls "$site"/boto3/__pycache__/__init__.*.pyc 2>/dev/null | wc -l)"
+echo "app_pyc=$(ls /var/task/app/__pycache__/*.pyc 2>/dev/null | wc -l)"
+python -c 'import coverage_runtime; print("shim=" + coverage_runtime.__file__)'
+python -c 'import sys; print("dont_write_bytecode=%d" % sys.flags.dont_write_bytecode)'
+start=$(date +%s%N); python -c 'import boto3, awslambdaric, coverage'; end=$(date +%s%N)
+echo "import_ms=$(( (end - start) / 1000000 ))"
+"""
+    result = podman(
+        "run",
+        "--rm",
+        "--network=host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--entrypoint",
+        "sh",
+        image.name,
+        "-c",
+        probe,
+    )
+    facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    problems = [
+        line for line in result.stdout.splitlines() if line.startswith(("compiler=", "leftover="))
+    ]
+    assert problems == []
+    assert facts["uid"] != "0", "runs as a non-root user"
+    assert facts["shim"].startswith("/opt/venv/lib/"), "coverage_runtime is in site-packages"
+    assert facts["dont_write_bytecode"] == "1"
+    assert facts["boto3_pyc"] == "1", "dependencies are precompiled"
+    assert int(facts["app_pyc"]) >= 1, "the function code is precompiled"
+    METRICS["import_boto3_awslambdaric_coverage_ms"] = int(facts["import_ms"])
+
+    size, base = image_size(image.name), image_size(image.base)
+    METRICS["image_mb"] = round(size / 1e6, 1)
+    METRICS["base_mb"] = round(base / 1e6, 1)
+    assert size <= MAX_IMAGE_BYTES
+    assert size - base <= MAX_ADDED_BYTES, f"our layers add {(size - base) / 1e6:.0f} MB"
+
+
+def test_outside_lambda_without_rie_the_entrypoint_says_why(image):
+    result = podman("run", "--rm", "--network=host", "--read-only", image.name, check=False)
+    assert result.returncode == 1
+    assert "no Runtime Interface" in result.stderr
+
+
+def test_rie_baked_in_at_build_time_serves_alone(image, container_name):
+    rie = Path(find_rie())
+    started = time.monotonic()
+    result = script(
+        "build.sh",
+        "--name",
+        IMAGE_NAME,
+        "--tag",
+        "with-rie",
+        "--base-image",
+        image.base,
+        "--with-rie",
+        f"file:///rie/{rie.name}",
+        "--",
+        "--network=host",
+        "--pull=never",
+        f"--volume={rie.parent}:/rie:ro",
+        timeout=1200,
+        CONTAINER_ENGINE="podman",
+    )
+    METRICS["rebuild_with_rie_seconds"] = round(time.monotonic() - started, 1)
+    baked = result.stdout.strip().splitlines()[-1]
+    port = free_port()
+    # no bucket: measured but not uploaded; branch coverage on
+    run_container(container_name, baked, port, env={"COVERAGE_BRANCH": "true"})
+    wait_for_port(port, timeout=60)
+    event = sorted((REPO_ROOT / "events").glob("*.json"))[0]
+    status, body = invoke(port, event.read_bytes())
+    assert status == 200, body
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    started = next(
+        json.loads(line) for line in logs.splitlines() if "coverage runtime started" in line
+    )
+    assert started["branch"] is True
+    if "forky" in image.base:
+        assert started["core"] == "sysmon", "Python 3.14 measures branches with sys.monitoring"
+
+
+def test_setup_is_idempotent_and_never_creates_a_bridge(base_image):
+    started = time.monotonic()
+    again = script("container-setup.sh", timeout=300)
+    assert again.stdout.strip().splitlines()[-1] == base_image
+    assert time.monotonic() - started < 30, "a re-run with everything in place is quick"
+    conf = Path("/etc/containers/containers.conf").read_text()
+    if "scripts/container-setup.sh" in conf:  # ours, not a machine's own configuration
+        assert 'netns = "host"' in conf
+    if shutil.which("ip"):
+        bridges = subprocess.run(
+            ["ip", "-o", "link", "show", "type", "bridge"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert bridges == "", "host networking only: no bridge interface"
+
+
+def test_zz_cached_rebuild_and_measurements(image, capsys):
+    started = time.monotonic()
+    script(
+        "build.sh",
+        "--name",
+        IMAGE_NAME,
+        "--tag",
+        "current",
+        "--base-image",
+        image.base,
+        "--",
+        "--network=host",
+        "--pull=never",
+        timeout=600,
+        CONTAINER_ENGINE="podman",
+    )
+    METRICS["cached_build_seconds"] = round(time.monotonic() - started, 1)
+    assert METRICS["cached_build_seconds"] < 120
+    with capsys.disabled():
+        print("\ncontainer metrics:", json.dumps(METRICS, sort_keys=True))
