@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import LambdaUnderRIE, S3Server, clean_environment, find_rie
+from tests.harness import LambdaUnderRIE, S3Server, clean_environment, find_rie, silent_server
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
@@ -78,3 +78,10 @@ def start_function(
     yield start
     for function in started:
         function.kill()
+
+
+@pytest.fixture
+def hanging_endpoint() -> Iterator[str]:
+    """An HTTP endpoint on 127.0.0.1 that accepts connections and never answers."""
+    with silent_server() as port:
+        yield f"http://127.0.0.1:{port}"

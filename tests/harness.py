@@ -6,6 +6,8 @@ them exactly as the function does in Lambda.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -14,12 +16,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +128,69 @@ class Invocation:
     raw: bytes
 
 
+def post_invocation(port: int, body: bytes, timeout: float = 60) -> Invocation:
+    """POST an event to an RIE's invoke endpoint on 127.0.0.1, as ``curl`` would."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{INVOKE_PATH}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return Invocation(status=status, body=parsed, raw=raw)
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers; yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextlib.contextmanager
+def imported_sample(directory: Path, source: str, prefix: str) -> Iterator[ModuleType]:
+    """Write ``source`` as a uniquely named module under ``directory`` and import it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(directory))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop(name, None)
+
+
 class LambdaUnderRIE:
     """One execution environment: the RIE running ``python -m coverage_runtime``.
 
@@ -161,22 +229,7 @@ class LambdaUnderRIE:
         wait_for_port(self.port, timeout=15, process=self.process)
 
     def invoke(self, event: Any, timeout: float = 60) -> Invocation:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{INVOKE_PATH}",
-            data=json.dumps(event).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        return Invocation(status=status, body=body, raw=raw)
+        return post_invocation(self.port, json.dumps(event).encode(), timeout)
 
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM to the RIE, as ``docker stop`` or Lambda's shutdown does."""

@@ -3,10 +3,8 @@ does when a runtime is installed (as the shim does) around a real coverage.py.""
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +18,7 @@ from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import CoverageError, NotActiveError, UploadError
 from coverage_runtime.runtime import CoverageRuntime
 from coverage_runtime.settings import load_settings
-from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
+from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, imported_sample
 
 SAMPLE = '''\
 """Handler code using the public API.  Markers name lines for asserts."""
@@ -68,16 +66,8 @@ class Context:
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Iterator[ModuleType]:
-    name = f"api_sample_{uuid.uuid4().hex[:12]}"
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / f"{name}.py").write_text(SAMPLE)
-    sys.path.insert(0, str(source))
-    try:
-        yield importlib.import_module(name)
-    finally:
-        sys.path.remove(str(source))
-        sys.modules.pop(name, None)
+    with imported_sample(tmp_path / "src", SAMPLE, "api_sample") as module:
+        yield module
 
 
 @pytest.fixture(autouse=True)

@@ -488,31 +488,9 @@ def tcp_listener() -> Iterator[int]:
 
 
 @pytest.fixture
-def hanging_server() -> Iterator[str]:
+def hanging_server(hanging_endpoint: str) -> str:
     """Accepts connections and never answers: the health check must time out."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.settimeout(0.2)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/status"
-    stop.set()
-    thread.join(timeout=2)
-    for conn in held:
-        conn.close()
-    sock.close()
+    return f"{hanging_endpoint}/status"
 
 
 @pytest.fixture

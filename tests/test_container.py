@@ -14,8 +14,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +25,11 @@ from coverage import CoverageData
 
 from tests.harness import (
     FAKE_CREDENTIALS,
-    INVOKE_PATH,
     REPO_ROOT,
     download_objects,
     find_rie,
     free_port,
+    post_invocation,
     wait_for_port,
 )
 
@@ -126,21 +124,8 @@ def container_name() -> Iterator[str]:
 
 
 def invoke(port: int, body: bytes, timeout: float = 60) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{INVOKE_PATH}",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+    result = post_invocation(port, body, timeout)
+    return result.status, result.body
 
 
 def bad_event_names() -> set[str]:

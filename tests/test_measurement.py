@@ -19,6 +19,7 @@ import pytest
 
 from coverage_runtime.measurement import Measurement
 from coverage_runtime.settings import load_settings
+from tests.harness import imported_sample
 
 SAMPLE = '''\
 """A module to measure.  Markers name lines for asserts."""
@@ -107,16 +108,8 @@ def cores() -> list[str]:
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Iterator[ModuleType]:
-    name = f"cov_sample_{uuid.uuid4().hex[:12]}"
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / f"{name}.py").write_text(SAMPLE)
-    sys.path.insert(0, str(source))
-    try:
-        yield importlib.import_module(name)
-    finally:
-        sys.path.remove(str(source))
-        sys.modules.pop(name, None)
+    with imported_sample(tmp_path / "src", SAMPLE, "cov_sample") as module:
+        yield module
 
 
 @pytest.fixture(params=cores())

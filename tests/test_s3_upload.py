@@ -271,33 +271,6 @@ def test_no_expected_owner_header_unless_configured(owner_checking_s3, bucket):
 # -- the deadline --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hanging_endpoint() -> Iterator[str]:
-    """An 'S3' on 127.0.0.1 that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
-    for conn in held:
-        conn.close()
-    server.close()
-
-
 def test_deadline_bounds_an_upload_to_a_hanging_endpoint(hanging_endpoint):
     up = uploader(hanging_endpoint, "some-bucket")
     started = time.monotonic()

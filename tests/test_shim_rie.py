@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -268,33 +267,6 @@ def test_invalid_configuration_is_reported_and_function_still_serves(start_funct
     assert "selective" in errors["COVERAGE_MODE"]["allowed"]
     assert errors["COVERAGE_SHUTDOWN_BUDGET_MS"]["value"] == "fast"
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
-
-
-@pytest.fixture
-def hanging_endpoint():
-    """An 'S3' that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_shutdown_upload_has_a_hard_deadline(start_function, hanging_endpoint):
