@@ -16,8 +16,9 @@ with a local S3 (moto server) on 127.0.0.1:
   4. invokes every events/*.json, one at a time (bad-*.json are deliberate errors;
      admin-coverage-reset.json is skipped since it would empty the report)
   5. sends SIGTERM (Lambda's shutdown), so the runtime uploads its coverage
-  6. downloads the coverage object(s) from S3, prints the report of app/ and
-     writes an HTML report to coverage-report/html/
+  6. builds the report from S3 with scripts/coverage-report.sh (lambda-coverage report):
+     prints the per-file table of app/ and writes HTML, Cobertura XML, LCOV and JSON
+     to coverage-report/
 
 Options:
   --keep-running   leave S3 and the function running after the invocations (Ctrl-C to stop)
@@ -132,22 +133,9 @@ kill -TERM "$RIE_PID"
 wait "$RIE_PID" || true
 grep -h '"logger": "coverage_runtime"' "$DEMO_DIR/function.log" | grep -E 'uploaded|failed|lost' || true
 
-step "Coverage from s3://$BUCKET/coverage/"
-"$PY" - "$S3_URL" "$BUCKET" "$DEMO_DIR/downloaded" <<'EOF'
-import os, sys, boto3
-url, bucket, out = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=url)
-os.makedirs(out, exist_ok=True)
-keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-if not keys:
-    sys.exit("error: no coverage object reached S3; see .local/demo/function.log")
-for i, key in enumerate(keys):
-    print(f"  s3://{bucket}/{key}")
-    s3.download_file(bucket, key, os.path.join(out, f".coverage.env{i}"))
-EOF
-"$PY" -m coverage combine --keep --quiet --data-file="$DEMO_DIR/combined.coverage" "$DEMO_DIR"/downloaded/.coverage.*
-"$PY" -m coverage report -m --data-file="$DEMO_DIR/combined.coverage" --include="$ROOT/app/*"
-"$PY" -m coverage html --quiet --data-file="$DEMO_DIR/combined.coverage" --include="$ROOT/app/*" \
-  -d "$REPORT_DIR/html"
+step "Coverage report from s3://$BUCKET/coverage/ (scripts/coverage-report.sh)"
+COVERAGE_S3_ENDPOINT_URL="$S3_URL" LAMBDA_COVERAGE_PYTHON="$PY" "$ROOT/scripts/coverage-report.sh" \
+  --bucket "$BUCKET" --prefix coverage/ --function "$FUNCTION" \
+  --source-root "$ROOT" --cache-dir "$DEMO_DIR/report-cache" -o "$REPORT_DIR" --no-progress
 echo
 echo "HTML report: $REPORT_DIR/html/index.html"

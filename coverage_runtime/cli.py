@@ -1,0 +1,418 @@
+"""``lambda-coverage``: list the coverage data in S3 and build one report from it.
+
+    lambda-coverage list   --bucket B [filters]
+    lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
+
+Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
+is below ``--fail-under`` (as ``coverage report --fail-under``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from coverage_runtime.report_objects import (
+    DEFAULT_PREFIX,
+    DEFAULT_TASK_ROOT,
+    DataObject,
+    DateRange,
+    ListingSummary,
+    ReportError,
+    Selection,
+    explain_s3_error,
+    human_size,
+    list_objects,
+    make_client,
+    require_some,
+    with_metadata,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_FAIL_UNDER = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"lambda-coverage: error: {message}\n")
+
+
+def _split(values: Sequence[str] | None) -> tuple[str, ...]:
+    items: list[str] = []
+    for value in values or ():
+        items.extend(part.strip() for part in value.split(",") if part.strip())
+    return tuple(dict.fromkeys(items))
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where the data is")
+    where.add_argument(
+        "--bucket",
+        default=_env("COVERAGE_S3_BUCKET"),
+        help="S3 bucket (default: $COVERAGE_S3_BUCKET)",
+    )
+    where.add_argument(
+        "--prefix",
+        default=os.environ.get("COVERAGE_S3_PREFIX", DEFAULT_PREFIX),
+        help="key prefix the functions upload under (default: $COVERAGE_S3_PREFIX or coverage/)",
+    )
+    where.add_argument(
+        "--endpoint-url",
+        default=_env("COVERAGE_S3_ENDPOINT_URL"),
+        help="S3 endpoint, for a local S3 only (default: $COVERAGE_S3_ENDPOINT_URL)",
+    )
+    where.add_argument("--region", default=None, help="AWS region (default: $AWS_REGION)")
+    where.add_argument(
+        "--expected-owner",
+        default=_env("COVERAGE_S3_EXPECTED_OWNER"),
+        help="12-digit account id the bucket must belong to",
+    )
+    which = parser.add_argument_group("which environments (filters combine with AND)")
+    which.add_argument(
+        "--function", action="append", metavar="NAME", help="function name (repeat or comma list)"
+    )
+    which.add_argument(
+        "--version",
+        dest="function_version",
+        action="append",
+        metavar="VERSION",
+        help="function version, e.g. '$LATEST' or 7 (repeat or comma list)",
+    )
+    which.add_argument(
+        "--since", metavar="DATE", help="first init date, YYYY-MM-DD, 'today' or Nd (N days ago)"
+    )
+    which.add_argument("--until", metavar="DATE", help="last init date (inclusive), same forms")
+    which.add_argument("--date", metavar="DATE", help="one init date (same as --since D --until D)")
+    which.add_argument(
+        "--revision",
+        action="append",
+        metavar="REV",
+        help="code revision from the object metadata (CODE_REVISION; repeat or comma list)",
+    )
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    if not args.bucket:
+        raise ReportError("no bucket: pass --bucket or set COVERAGE_S3_BUCKET")
+    prefix = args.prefix.strip()
+    if prefix.startswith("/"):
+        raise ReportError(f"invalid --prefix {prefix!r}: S3 keys do not start with '/'")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if args.date and (args.since or args.until):
+        raise ReportError("invalid date range: --date cannot be combined with --since/--until")
+    since, until = (args.date, args.date) if args.date else (args.since, args.until)
+    return Selection(
+        bucket=args.bucket,
+        prefix=prefix,
+        functions=_split(args.function),
+        versions=_split(args.function_version),
+        dates=DateRange.parse(since, until),
+        revisions=_split(args.revision),
+        expected_owner=args.expected_owner,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lambda-coverage",
+        description="Coverage data of Lambda execution environments in S3: list it, report it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = commands.add_parser(
+        "list", help="list the data objects, with count, size and invocation totals"
+    )
+    _add_selection_arguments(listing)
+    listing.add_argument(
+        "--objects", action="store_true", help="print every object, not just the totals"
+    )
+    listing.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="do not read object metadata (no invocation totals; faster for huge listings)",
+    )
+    listing.add_argument("--workers", type=int, default=16, help="parallel metadata requests")
+    listing.add_argument(
+        "--cache-dir", help="report download cache: its metadata saves requests (default as report)"
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="download, merge and remap the data; write HTML, XML, LCOV, JSON and a summary",
+    )
+    _add_selection_arguments(report)
+    out = report.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        default="coverage-report",
+        help="output directory (default: coverage-report)",
+    )
+    out.add_argument(
+        "--format",
+        default="all",
+        help="comma list of html, xml, lcov, json; 'all' (default) or 'none' (data only)",
+    )
+    out.add_argument(
+        "--fail-under",
+        type=float,
+        metavar="PERCENT",
+        help="exit with status 2 when the total coverage is below PERCENT",
+    )
+    out.add_argument(
+        "--contexts",
+        action="store_true",
+        help="show which request kinds (dynamic contexts) covered each line",
+    )
+    out.add_argument("--rcfile", help="coverage.py configuration file for the reports")
+    out.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="report only files matching these patterns (coverage.py's --include; repeatable)",
+    )
+    out.add_argument(
+        "--omit",
+        action="append",
+        metavar="PATTERN",
+        help="leave files matching these patterns out of the reports (repeatable)",
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    paths = report.add_argument_group("paths")
+    paths.add_argument(
+        "--task-root",
+        action="append",
+        metavar="PATH[=LOCAL]",
+        help=f"the image's task root to map to the checkout (default {DEFAULT_TASK_ROOT}; "
+        "repeatable; PATH=LOCAL maps one root elsewhere)",
+    )
+    paths.add_argument(
+        "--source-root",
+        default=".",
+        help="local checkout the task root maps to (default: current directory)",
+    )
+    paths.add_argument("--no-remap", action="store_true", help="keep the recorded paths")
+    paths.add_argument(
+        "--ignore-missing-source",
+        action="store_true",
+        help="leave out measured files that have no local source instead of failing",
+    )
+    merge = report.add_argument_group("merging")
+    merge.add_argument(
+        "--measure",
+        choices=("auto", "line", "branch"),
+        default="auto",
+        help="auto: branch when every environment has branch data, else lines (default)",
+    )
+    merge.add_argument(
+        "--jobs",
+        type=int,
+        help="merge worker processes (default: one per core, up to 8; 0 = merge in this "
+        "process; either way overlapped with the downloads)",
+    )
+    merge.add_argument("--download-workers", type=int, default=16, help="parallel downloads")
+    merge.add_argument(
+        "--downloader",
+        choices=("auto", "presigned", "boto3"),
+        default="auto",
+        help="presigned GETs on a shared connection pool (fast), or boto3 get_object; auto "
+        "uses boto3 when --expected-owner or a proxy is set",
+    )
+    merge.add_argument(
+        "--cache-dir",
+        help="download cache, keyed by ETag (default: $XDG_CACHE_HOME/lambda-coverage)",
+    )
+    bar = merge  # --progress / --no-progress: the last one given wins
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
+    )
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    return parser
+
+
+# -- list -----------------------------------------------------------------------
+
+
+def _head_metadata(
+    client: Any,
+    selection: Selection,
+    objects: list[DataObject],
+    workers: int,
+    cache_dir: str | None,
+) -> list[DataObject]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from coverage_runtime.report_cache import ObjectCache, default_cache_dir
+
+    cache = ObjectCache(cache_dir or default_cache_dir(), selection.bucket)
+    extra = {"ExpectedBucketOwner": selection.expected_owner} if selection.expected_owner else {}
+
+    def head(obj: DataObject) -> DataObject | None:
+        try:
+            entry = cache.lookup(obj.key, obj.etag, obj.size)
+        except ValueError:
+            entry = None
+        if entry is not None:
+            return with_metadata(obj, entry.metadata)
+        try:
+            response = client.head_object(Bucket=selection.bucket, Key=obj.key, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None  # deleted since listed
+            raise explain_s3_error(exc, selection.bucket, f"reading metadata of {obj.key}") from exc
+        except BotoCoreError as exc:
+            raise explain_s3_error(exc, selection.bucket, f"reading metadata of {obj.key}") from exc
+        return with_metadata(obj, response.get("Metadata") or {})
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return [o for o in pool.map(head, objects) if o is not None]
+
+
+def run_list(args: argparse.Namespace, out: TextIO) -> int:
+    selection = _selection(args)
+    client = make_client(args.endpoint_url, args.region, max_connections=max(10, args.workers))
+    objects = list(list_objects(client, selection))
+    require_some(objects, selection)
+    if not args.no_metadata or selection.revisions:
+        objects = _head_metadata(client, selection, objects, args.workers, args.cache_dir)
+        objects = [o for o in objects if selection.matches_metadata(o.metadata)]
+        require_some(objects, selection)
+    if args.objects:
+        for obj in sorted(objects, key=lambda o: o.key):
+            invocations = "-" if obj.invocations is None else str(obj.invocations)
+            out.write(
+                f"{obj.key}\t{obj.size}\t{invocations}\t{obj.revision or '-'}\t"
+                f"{obj.last_modified.isoformat() if obj.last_modified else '-'}\n"
+            )
+    summary = ListingSummary.of(objects)
+    out.write(f"{selection.describe()}\n")
+    width = max([len("function/version")] + [len(f"{f}/{v}") for f, v in summary.by_scope])
+    out.write(f"  {'function/version':<{width}}  objects\n")
+    for (function, version), count in sorted(summary.by_scope.items()):
+        out.write(f"  {function + '/' + version:<{width}}  {count:>7}\n")
+    invocations = (
+        "unknown (--no-metadata)"
+        if args.no_metadata and not selection.revisions
+        else f"{summary.invocations}"
+        + (
+            f" ({summary.without_invocations} objects without the count)"
+            if summary.without_invocations
+            else ""
+        )
+    )
+    out.write(
+        f"total: {summary.objects} objects, {human_size(summary.bytes)}, "
+        f"invocations: {invocations}\n"
+    )
+    return EXIT_OK
+
+
+# -- report ---------------------------------------------------------------------
+
+
+def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report import ReportOptions, build_report
+    from coverage_runtime.report_output import contexts_table, fails_under, parse_formats
+
+    selection = _selection(args)
+    formats = parse_formats(args.format)
+    for name, value in (("--jobs", args.jobs), ("--download-workers", args.download_workers)):
+        if value is not None and value < (0 if name == "--jobs" else 1):
+            raise ReportError(f"invalid {name} {value}")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
+    source_root = Path(args.source_root)
+    if not args.no_remap and not source_root.is_dir():
+        raise ReportError(f"--source-root {args.source_root!r} is not a directory")
+    options = ReportOptions(
+        selection=selection,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        output_dir=Path(args.output),
+        formats=formats,
+        task_roots=tuple(args.task_root or (DEFAULT_TASK_ROOT,)),
+        source_root=source_root,
+        remap=not args.no_remap,
+        ignore_missing_source=args.ignore_missing_source,
+        measure=args.measure,
+        jobs=args.jobs,
+        download_workers=args.download_workers,
+        downloader=args.downloader,
+        progress=err.isatty() if args.progress is None else args.progress,
+        show_contexts=args.contexts,
+        rcfile=args.rcfile,
+        include=_split(args.include),
+        omit=_split(args.omit),
+    )
+    result = build_report(options)
+    for key, reason in result.skipped:
+        err.write(f"lambda-coverage: skipped s3://{selection.bucket}/{key}: {reason}\n")
+    for warning in result.warnings:
+        err.write(f"lambda-coverage: warning: {warning}\n")
+    assert result.outputs is not None
+    totals = result.outputs.totals
+    if not args.quiet:
+        out.write(result.outputs.terminal)
+    if args.contexts:
+        from coverage_runtime.report_output import print_contexts
+
+        print_contexts(contexts_table(result.partial, result.branch), out)
+    invocations = result.invocations
+    out.write(
+        f"\n{'branch' if result.branch else 'line'} coverage {totals.percent_display}% "
+        f"from {result.partial.merged} environment(s), {invocations} invocation(s) "
+        f"({result.fetch.downloaded} downloaded, {result.fetch.cached} from cache, "
+        f"{len(result.skipped)} skipped, {result.timings.get('total', 0):.1f} s)\n"
+    )
+    for name, path in result.outputs.files.items():
+        out.write(f"  {name:<8} {path}\n")
+    if args.fail_under is not None and fails_under(totals, args.fail_under, args.rcfile):
+        err.write(
+            f"lambda-coverage: total coverage {totals.percent_display}% is below "
+            f"--fail-under {args.fail_under:g}\n"
+        )
+        return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return run_list(args, out)
+        return run_report(args, out, err)
+    except ReportError as exc:
+        err.write(f"lambda-coverage: error: {exc}\n")
+        return EXIT_ERROR
+    except OSError as exc:  # e.g. an output or cache directory that cannot be written
+        err.write(f"lambda-coverage: error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.write("lambda-coverage: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""One report of many environments: list, fetch, merge, remap, write.
+
+This is the whole pipeline behind ``lambda-coverage report`` and the
+combiner handler; each step lives in its own module:
+
+- `report_objects`: list the data objects under a prefix and filter them;
+- `report_fetch` + `report_cache`: parallel download into an ETag-keyed cache;
+- `report_merge`: parallel merge while downloading, path remapping, data file;
+- `report_output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coverage_runtime.report_cache import ObjectCache, default_cache_dir
+from coverage_runtime.report_fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
+from coverage_runtime.report_merge import (
+    Merger,
+    MissingSource,
+    Partial,
+    PathMap,
+    choose_measure,
+    drop_paths,
+    remap,
+    write_data,
+)
+from coverage_runtime.report_objects import (
+    DEFAULT_TASK_ROOT,
+    DataObject,
+    ReportError,
+    Selection,
+    list_objects,
+    make_client,
+    require_some,
+)
+from coverage_runtime.report_output import FORMATS, Outputs, write_reports
+
+MERGED_DATA_NAME = "merged.coverage"
+SUMMARY_NAME = "summary.json"
+SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
+
+
+@dataclass
+class ReportOptions:
+    selection: Selection
+    endpoint_url: str | None = None
+    region: str | None = None
+    cache_dir: Path | None = None
+    output_dir: Path = Path("coverage-report")
+    formats: tuple[str, ...] = FORMATS
+    task_roots: tuple[str, ...] = (DEFAULT_TASK_ROOT,)
+    source_root: Path = Path()
+    remap: bool = True
+    ignore_missing_source: bool = False
+    measure: str = "auto"
+    jobs: int | None = None
+    download_workers: int = DEFAULT_DOWNLOAD_WORKERS
+    downloader: str = "auto"
+    batch_size: int | None = None
+    progress: bool = False
+    show_contexts: bool = False
+    rcfile: str | None = None
+    include: tuple[str, ...] = ()
+    omit: tuple[str, ...] = ()
+
+
+@dataclass
+class ReportResult:
+    objects: list[DataObject]  # merged or skipped as unreadable, with their metadata
+    fetch: FetchStats
+    partial: Partial
+    branch: bool
+    data_file: Path
+    outputs: Outputs | None
+    listed: int = 0
+    filtered_out: int = 0
+    missing_source: list[MissingSource] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self.fetch.failed) + list(self.partial.skipped)
+
+    @property
+    def invocations(self) -> int:
+        """Invocations served by the merged environments (from object metadata)."""
+        skipped = {key for key, _ in self.partial.skipped}
+        return sum(o.invocations or 0 for o in self.objects if o.key not in skipped)
+
+    def summary(self, selection: Selection) -> dict[str, Any]:
+        totals = self.outputs.totals.as_dict() if self.outputs else {}
+        return {
+            **totals,
+            "measure": "branch" if self.branch else "line",
+            "environments": {
+                "listed": self.listed,
+                "merged": self.partial.merged,
+                "skipped": [{"key": k, "reason": r} for k, r in self.skipped],
+                "filtered_out_by_revision": self.filtered_out,
+                "invocations": self.invocations,
+            },
+            "selection": selection.describe(),
+            "downloaded": self.fetch.downloaded,
+            "from_cache": self.fetch.cached,
+            "missing_source": [str(m) for m in self.missing_source],
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def default_jobs(count: int) -> int:
+    """Worker processes for the merge: one per core (up to 8), none for small runs.
+
+    Merging happens while the rest downloads; workers take the reading of
+    the data files off the process that drives the downloads.  Measured on
+    2 cores (docs/scaling.md) they are a gain for branch data and neutral to
+    a small gain for line data; below `SMALL_RUN` files forking them costs
+    more than it saves.
+    """
+    if count <= SMALL_RUN:
+        return 0
+    return min(os.cpu_count() or 1, 8)
+
+
+def _batch_size(count: int, jobs: int) -> int:
+    # Enough batches to keep every worker busy while downloads arrive, big
+    # enough that the per-batch cost (a pickle each way) stays negligible.
+    # In process, small batches, so merging never stalls the downloads long.
+    if jobs == 0:
+        return 16
+    return max(8, min(256, count // (jobs * 8)))
+
+
+def collect(options: ReportOptions, client: Any = None) -> ReportResult:
+    """List, fetch and merge; remap and write the merged data file (no reports)."""
+    selection = options.selection
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    client = client or make_client(
+        options.endpoint_url, options.region, max_connections=max(10, options.download_workers)
+    )
+    objects = list(list_objects(client, selection))
+    require_some(objects, selection)
+    timings["list"] = time.perf_counter() - started
+
+    jobs = options.jobs if options.jobs is not None else default_jobs(len(objects))
+    batch = options.batch_size or _batch_size(len(objects), jobs)
+    cache = ObjectCache(options.cache_dir or default_cache_dir(), selection.bucket)
+    stats = FetchStats()
+    fetched_objects: list[DataObject] = []
+    filtered_out = 0
+    phase = time.perf_counter()
+    with Merger(jobs=jobs, batch_size=batch) as merger:
+        for item in fetch(
+            client,
+            selection.bucket,
+            objects,
+            cache,
+            workers=options.download_workers,
+            progress=options.progress,
+            stats=stats,
+            expected_owner=selection.expected_owner,
+            downloader=options.downloader,
+        ):
+            if item.path is None:
+                continue
+            if not selection.matches_metadata(item.obj.metadata):
+                filtered_out += 1
+                continue
+            fetched_objects.append(item.obj)
+            merger.add(item.obj.key, item.path)
+        partial = merger.finish()
+    timings["fetch_and_merge"] = time.perf_counter() - phase
+
+    if selection.revisions and not fetched_objects:
+        raise ReportError(f"no coverage data objects matched {selection.describe()}")
+    if partial.merged == 0:
+        reasons = "; ".join(f"{k}: {r}" for k, r in (stats.failed + partial.skipped)[:5])
+        raise ReportError(f"none of the {len(objects)} matched objects could be read ({reasons})")
+
+    branch, warning = choose_measure(partial, options.measure)
+    warnings = [warning] if warning else []
+    missing: list[MissingSource] = []
+    phase = time.perf_counter()
+    if options.remap:
+        path_map = PathMap.parse(options.task_roots, options.source_root)
+        partial, missing = remap(partial, path_map)
+        if missing and not options.ignore_missing_source:
+            shown = "\n  ".join(str(m) for m in missing[:20])
+            more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+            raise ReportError(
+                f"local source missing for {len(missing)} measured file(s) "
+                f"(recorded -> local):\n  {shown}{more}\n"
+                "Run from the checkout of the deployed code, point --source-root at it, "
+                "map other image paths with --task-root /image/path=local/path, or pass "
+                "--ignore-missing-source to report the other files."
+            )
+        if missing:
+            drop_paths(partial, {m.local for m in missing})
+            warnings.append(
+                f"left out {len(missing)} measured file(s) with no local source: "
+                + ", ".join(str(m) for m in missing[:5])
+            )
+    data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch)
+    timings["remap_and_write"] = time.perf_counter() - phase
+    return ReportResult(
+        objects=fetched_objects,
+        fetch=stats,
+        partial=partial,
+        branch=branch,
+        data_file=data_file,
+        outputs=None,
+        listed=len(objects),
+        filtered_out=filtered_out,
+        missing_source=missing,
+        warnings=warnings,
+        timings=timings,
+    )
+
+
+def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
+    """The whole report: merged data file, reports and ``summary.json``."""
+    started = time.perf_counter()
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    result = collect(options, client)
+    if not result.partial.paths():
+        raise ReportError(
+            f"the {result.partial.merged} merged environment(s) hold no measured lines"
+        )
+    phase = time.perf_counter()
+    result.outputs = write_reports(
+        result.data_file,
+        options.output_dir,
+        options.formats,
+        branch=result.branch,
+        show_contexts=options.show_contexts and any(result.partial.contexts()),
+        rcfile=options.rcfile,
+        include=options.include,
+        omit=options.omit,
+        title=f"Coverage of {options.selection.describe()}",
+    )
+    result.timings["reports"] = time.perf_counter() - phase
+    result.timings["total"] = time.perf_counter() - started
+    summary_path = options.output_dir / SUMMARY_NAME
+    summary_path.write_text(json.dumps(result.summary(options.selection), indent=2) + "\n")
+    result.outputs.files["summary"] = summary_path
+    result.outputs.files["data"] = result.data_file
+    return result

@@ -1,0 +1,286 @@
+"""Download data objects in parallel into the local cache, with a progress bar.
+
+`fetch` yields each object's local file as soon as it is ready (cache hits
+first, then downloads in completion order), so the caller can merge while
+the rest is still downloading.  A bounded thread pool does the GETs; boto3
+clients are thread-safe and the client's connection pool is sized to match.
+An object that cannot be downloaded is reported with its key and the reason,
+and the others carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coverage_runtime.report_cache import ObjectCache
+from coverage_runtime.report_objects import DataObject, explain_s3_error, with_metadata
+
+DEFAULT_DOWNLOAD_WORKERS = 16
+_WHOLE_RUN_ERRORS = (
+    "AccessDenied",
+    "AllAccessDisabled",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "AuthorizationHeaderMalformed",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An object ready on local disk (``path``), or why it is not (``problem``)."""
+
+    obj: DataObject
+    path: Path | None
+    problem: str | None = None
+    from_cache: bool = False
+
+
+@dataclass
+class FetchStats:
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    cached: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Progress:
+    """tqdm when it is installed and wanted, else silent."""
+
+    def __init__(self, total: int, enabled: bool, description: str) -> None:
+        self._bar: Any = None
+        if enabled and total:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm is optional: the report works without a bar
+                return
+            self._bar = tqdm(
+                total=total, unit="file", desc=description, file=sys.stderr, leave=False
+            )
+
+    def update(self, count: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Boto3Getter:
+    """GET through boto3: the reference path (retries, proxies, every S3 feature)."""
+
+    def __init__(self, client: Any, bucket: str, owner: str | None) -> None:
+        self.client, self.bucket = client, bucket
+        self.extra = {"ExpectedBucketOwner": owner} if owner else {}
+
+    def get(self, key: str) -> tuple[bytes, str, dict[str, str]]:
+        response = self.client.get_object(Bucket=self.bucket, Key=key, **self.extra)
+        body = response["Body"].read()
+        return body, str(response.get("ETag", "")), dict(response.get("Metadata") or {})
+
+
+class PresignedGetter:
+    """GET through a presigned URL on a shared urllib3 pool.
+
+    The request is signed by botocore with the same credentials (SigV4), but
+    the GET itself skips botocore's per-request machinery: about 0.4 ms of
+    client CPU per object instead of 1 ms, which matters when thousands of
+    small objects are fetched by threads sharing one interpreter lock.
+    """
+
+    def __init__(self, client: Any, bucket: str, workers: int) -> None:
+        import urllib3
+        from botocore.httpsession import get_cert_path
+
+        self.client, self.bucket = client, bucket
+        self.pool = urllib3.PoolManager(
+            maxsize=max(1, workers),
+            ca_certs=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True),
+            retries=urllib3.Retry(
+                total=4,
+                backoff_factor=0.2,
+                status_forcelist=(500, 502, 503, 504),
+                allowed_methods=("GET",),
+                raise_on_status=False,
+            ),
+            timeout=urllib3.Timeout(connect=5, read=30),
+        )
+
+    def get(self, key: str) -> tuple[bytes, str, dict[str, str]]:
+        import urllib3
+        from botocore.exceptions import ClientError, HTTPClientError
+
+        url = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=900
+        )
+        try:
+            response = self.pool.request("GET", url, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise HTTPClientError(error=exc) from exc
+        if response.status != 200:
+            code, message = _s3_error(response.data)
+            raise ClientError(
+                {
+                    "Error": {"Code": code or str(response.status), "Message": message},
+                    "ResponseMetadata": {"HTTPStatusCode": response.status},
+                },
+                "GetObject",
+            )
+        metadata = {
+            name[len("x-amz-meta-") :]: value
+            for name, value in response.headers.items()
+            if name.lower().startswith("x-amz-meta-")
+        }
+        return response.data, str(response.headers.get("ETag", "")), metadata
+
+
+def _s3_error(body: bytes) -> tuple[str, str]:
+    """(Code, Message) of an S3 XML error body, empty when there is none."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(body)  # noqa: S314 - a response of the S3 endpoint the user chose
+    except ET.ParseError:
+        return "", body[:200].decode(errors="replace")
+    return root.findtext("Code") or "", root.findtext("Message") or ""
+
+
+def make_getter(
+    client: Any, bucket: str, owner: str | None, workers: int, downloader: str = "auto"
+) -> Boto3Getter | PresignedGetter:
+    """Presigned GETs unless a feature needs boto3 (bucket owner check, a proxy)."""
+    proxied = any(
+        os.environ.get(n) for n in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+    )
+    if downloader == "boto3" or (downloader == "auto" and (owner or proxied)):
+        return Boto3Getter(client, bucket, owner)
+    return PresignedGetter(client, bucket, workers)
+
+
+def _download(
+    getter: Boto3Getter | PresignedGetter, obj: DataObject, cache: ObjectCache
+) -> Fetched:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = getter.bucket
+    try:
+        cache.path_for(obj.key)
+    except ValueError as exc:
+        return Fetched(obj, None, str(exc))
+    try:
+        body, etag, metadata = getter.get(obj.key)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchKey", "404"):
+            return Fetched(obj, None, "deleted since it was listed")
+        if status == 403 or code in _WHOLE_RUN_ERRORS:
+            # Credentials, permissions or region: every other object fails the same way.
+            raise explain_s3_error(exc, bucket, f"downloading s3://{bucket}/{obj.key}") from exc
+        return Fetched(obj, None, f"download failed: {code}: {error.get('Message', '')}")
+    except BotoCoreError as exc:
+        return Fetched(obj, None, f"download failed: {exc}")
+    etag = etag.strip('"') or obj.etag
+    entry = cache.store(obj.key, body, etag, metadata)
+    listed = DataObject(
+        key=obj.key,
+        etag=etag,
+        size=len(body),
+        last_modified=obj.last_modified,
+        function=obj.function,
+        version=obj.version,
+        date=obj.date,
+        environment_id=obj.environment_id,
+    )
+    return Fetched(with_metadata(listed, metadata), entry.path)
+
+
+def _download_all(
+    getter: Boto3Getter | PresignedGetter,
+    missing: Sequence[DataObject],
+    cache: ObjectCache,
+    *,
+    workers: int,
+) -> Iterator[Fetched]:
+    """Download ``missing`` with at most ``2 * workers`` requests queued, in completion order."""
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get") as pool:
+        queue = iter(missing)
+
+        def submit(obj: DataObject) -> Future[Fetched]:
+            return pool.submit(_download, getter, obj, cache)
+
+        pending: set[Future[Fetched]] = {
+            submit(o) for _, o in zip(range(workers * 2), queue, strict=False)
+        }
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                    following = next(queue, None)
+                    if following is not None:
+                        pending.add(submit(following))
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def fetch(
+    client: Any,
+    bucket: str,
+    objects: Sequence[DataObject],
+    cache: ObjectCache,
+    *,
+    workers: int = DEFAULT_DOWNLOAD_WORKERS,
+    progress: bool = False,
+    stats: FetchStats | None = None,
+    expected_owner: str | None = None,
+    downloader: str = "auto",
+) -> Iterator[Fetched]:
+    """Yield every object as a local file, downloading only what the cache lacks.
+
+    An S3 error that concerns the whole bucket (access denied) raises
+    `ReportError`; a problem with one object is yielded with its reason.
+    """
+    stats = stats if stats is not None else FetchStats()
+    bar = Progress(len(objects), progress, "download")
+    missing: list[DataObject] = []
+    try:
+        for obj in objects:
+            try:
+                entry = cache.lookup(obj.key, obj.etag, obj.size)
+            except ValueError as exc:
+                entry, problem = None, str(exc)
+            else:
+                problem = None
+            if problem is None and entry is None:
+                missing.append(obj)
+                continue
+            bar.update()
+            if entry is None:
+                stats.failed.append((obj.key, problem or "unknown"))
+                yield Fetched(obj, None, problem)
+            else:
+                stats.cached += 1
+                yield Fetched(with_metadata(obj, entry.metadata), entry.path, from_cache=True)
+        getter = make_getter(client, bucket, expected_owner, workers, downloader)
+        for result in _download_all(getter, missing, cache, workers=workers):
+            bar.update()
+            if result.path is None:
+                stats.failed.append((result.obj.key, result.problem or "unknown"))
+            else:
+                stats.downloaded += 1
+                stats.downloaded_bytes += result.obj.size
+            yield result
+    finally:
+        bar.close()

@@ -1,0 +1,324 @@
+"""Find the environment data objects under an S3 prefix, and filter them.
+
+The runtime writes one object per execution environment at
+``<prefix><function>/<version>/<YYYY-MM-DD>/<environment id>.coverage``
+(see `coverage_runtime.s3_upload.object_key`), so the function, version and
+init date filters work on the key alone, and a listing narrowed to
+``<prefix><function>/<version>/`` reads only what is asked for.  The code
+revision lives in the object metadata and is filtered once that is known.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from coverage_runtime.errors import CoverageError
+
+DEFAULT_PREFIX = "coverage/"
+COMBINED_FOLDER = "combined/"
+DEFAULT_TASK_ROOT = "/var/task"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RELATIVE_RE = re.compile(r"^(\d+)d$")
+
+
+class ReportError(CoverageError):
+    """Bad input or an S3 problem that stops the report: one clear sentence for the user."""
+
+
+@dataclass(frozen=True)
+class DataObject:
+    """One environment's data object, as listed."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime | None
+    function: str
+    version: str
+    date: str
+    environment_id: str
+    metadata: Mapping[str, str] | None = None
+
+    @property
+    def invocations(self) -> int | None:
+        try:
+            return int((self.metadata or {})["invocations"])
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def revision(self) -> str | None:
+        return (self.metadata or {}).get("code-revision")
+
+
+def parse_key(prefix: str, key: str) -> tuple[str, str, str, str] | None:
+    """``(function, version, date, environment id)`` of a data object key, else None."""
+    if not key.startswith(prefix) or not key.endswith(".coverage"):
+        return None
+    rest = key[len(prefix) :]
+    if rest.startswith(COMBINED_FOLDER):
+        return None  # the combiner's own output
+    parts = rest.split("/")
+    if len(parts) != 4 or not all(parts) or not _DATE_RE.match(parts[2]):
+        return None
+    try:
+        date.fromisoformat(parts[2])
+    except ValueError:
+        return None
+    environment = parts[3][: -len(".coverage")]
+    if not environment or environment.startswith("."):
+        return None
+    return parts[0], parts[1], parts[2], environment
+
+
+def _parse_day(value: str, option: str, today: date) -> date:
+    text = value.strip().lower()
+    if text == "today":
+        return today
+    relative = _RELATIVE_RE.match(text)
+    if relative:
+        return today - timedelta(days=int(relative.group(1)))
+    if _DATE_RE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ReportError(
+        f"invalid date for {option}: {value!r}; expected YYYY-MM-DD, 'today' or Nd (N days ago)"
+    )
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Inclusive range of environment init dates (UTC); either end may be open."""
+
+    since: date | None = None
+    until: date | None = None
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None, today: date | None = None) -> DateRange:
+        today = today or datetime.now(UTC).date()
+        start = _parse_day(str(since), "--since", today) if since else None
+        end = _parse_day(str(until), "--until", today) if until else None
+        if start and end and start > end:
+            raise ReportError(
+                f"invalid date range: --since {start.isoformat()} is after "
+                f"--until {end.isoformat()}"
+            )
+        return cls(start, end)
+
+    def __contains__(self, day: str) -> bool:
+        value = date.fromisoformat(day)
+        return (self.since is None or value >= self.since) and (
+            self.until is None or value <= self.until
+        )
+
+    def describe(self) -> str:
+        if self.since is None and self.until is None:
+            return "any date"
+        start = self.since.isoformat() if self.since else "..."
+        end = self.until.isoformat() if self.until else "..."
+        return f"{start} to {end}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to report on: where the objects are and which of them."""
+
+    bucket: str
+    prefix: str = DEFAULT_PREFIX
+    functions: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    dates: DateRange = field(default_factory=DateRange)
+    revisions: tuple[str, ...] = ()
+    expected_owner: str | None = None
+
+    def list_prefixes(self) -> list[str]:
+        """The narrowest S3 prefixes that hold every object the filters can match."""
+        if not self.functions:
+            return [self.prefix]
+        if not self.versions:
+            return [f"{self.prefix}{name}/" for name in self.functions]
+        return [f"{self.prefix}{name}/{ver}/" for name in self.functions for ver in self.versions]
+
+    def matches_key(self, parsed: tuple[str, str, str, str]) -> bool:
+        function, version, day, _ = parsed
+        return (
+            (not self.functions or function in self.functions)
+            and (not self.versions or version in self.versions)
+            and day in self.dates
+        )
+
+    def matches_metadata(self, metadata: Mapping[str, str] | None) -> bool:
+        if not self.revisions:
+            return True
+        return (metadata or {}).get("code-revision") in self.revisions
+
+    def describe(self) -> str:
+        parts = [f"s3://{self.bucket}/{self.prefix}"]
+        if self.functions:
+            parts.append("function " + ",".join(self.functions))
+        if self.versions:
+            parts.append("version " + ",".join(self.versions))
+        if self.dates.since or self.dates.until:
+            parts.append("dates " + self.dates.describe())
+        if self.revisions:
+            parts.append("revision " + ",".join(self.revisions))
+        return ", ".join(parts)
+
+
+def make_client(
+    endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16
+) -> Any:
+    """An S3 client for listing and downloading, sized for the download pool."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=max_connections,
+        connect_timeout=5,
+        read_timeout=30,
+        user_agent_extra="lambda-coverage-report",
+    )
+    return boto3.session.Session().client(
+        "s3",
+        region_name=region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        endpoint_url=endpoint_url,
+        config=config,
+    )
+
+
+def _explain_client_error(exc: Any, bucket: str, what: str) -> ReportError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "NoSuchBucket" or (code == "404" and "bucket" in what):
+        return ReportError(f"bucket {bucket!r} does not exist (while {what})")
+    if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
+        return ReportError(
+            f"access denied to s3://{bucket} while {what}: the credentials in use need "
+            "s3:ListBucket on the bucket and s3:GetObject on the prefix "
+            f"({code}: {error.get('Message', '')})"
+        )
+    if code == "InvalidBucketName":
+        return ReportError(f"invalid bucket name {bucket!r}")
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
+        return ReportError(
+            f"bucket {bucket!r} is in another region than the client's: pass --region "
+            f"(or set AWS_REGION) to the bucket's region ({code})"
+        )
+    return ReportError(f"S3 refused {what} in bucket {bucket!r}: {code}: {error.get('Message')}")
+
+
+def explain_s3_error(exc: BaseException, bucket: str, what: str) -> ReportError:
+    """Turn a boto3/botocore exception into one sentence a user can act on."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+    )
+
+    if isinstance(exc, ClientError):
+        return _explain_client_error(exc, bucket, what)
+    if isinstance(exc, NoCredentialsError):
+        return ReportError(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(exc, ParamValidationError):
+        return ReportError(f"invalid S3 request while {what}: {exc}")
+    if isinstance(exc, EndpointConnectionError):
+        return ReportError(f"cannot reach S3 while {what}: {exc}")
+    return ReportError(f"S3 error while {what}: {type(exc).__name__}: {exc}")
+
+
+def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:
+    """Every data object under the selection's prefixes that its key filters match."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    extra: dict[str, Any] = {}
+    if selection.expected_owner:
+        extra["ExpectedBucketOwner"] = selection.expected_owner
+    paginator = client.get_paginator("list_objects_v2")
+    for list_prefix in selection.list_prefixes():
+        try:
+            for page in paginator.paginate(Bucket=selection.bucket, Prefix=list_prefix, **extra):
+                for item in page.get("Contents", ()):
+                    parsed = parse_key(selection.prefix, item["Key"])
+                    if parsed is None or not selection.matches_key(parsed):
+                        continue
+                    yield DataObject(
+                        key=item["Key"],
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        size=int(item.get("Size", 0)),
+                        last_modified=item.get("LastModified"),
+                        function=parsed[0],
+                        version=parsed[1],
+                        date=parsed[2],
+                        environment_id=parsed[3],
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise explain_s3_error(
+                exc, selection.bucket, f"listing s3://{selection.bucket}/{list_prefix}"
+            ) from exc
+
+
+def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataObject:
+    return DataObject(
+        key=obj.key,
+        etag=obj.etag,
+        size=obj.size,
+        last_modified=obj.last_modified,
+        function=obj.function,
+        version=obj.version,
+        date=obj.date,
+        environment_id=obj.environment_id,
+        metadata=dict(metadata or {}),
+    )
+
+
+@dataclass
+class ListingSummary:
+    """Count, size and invocation totals of a set of objects."""
+
+    objects: int = 0
+    bytes: int = 0
+    invocations: int = 0
+    without_invocations: int = 0
+    by_scope: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, objects: Iterable[DataObject]) -> ListingSummary:
+        summary = cls()
+        for obj in objects:
+            summary.objects += 1
+            summary.bytes += obj.size
+            if obj.invocations is None:
+                summary.without_invocations += 1
+            else:
+                summary.invocations += obj.invocations
+            scope = (obj.function, obj.version)
+            summary.by_scope[scope] = summary.by_scope.get(scope, 0) + 1
+        return summary
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+def require_some(objects: Sequence[DataObject], selection: Selection) -> None:
+    if not objects:
+        raise ReportError(f"no coverage data objects matched {selection.describe()}")

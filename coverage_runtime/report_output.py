@@ -1,0 +1,190 @@
+"""Write the reports of a merged data file: HTML, Cobertura XML, LCOV, JSON, terminal.
+
+All of them are coverage.py's own reporters run on the merged data file, so
+they read the project's coverage configuration (``.coveragerc`` or
+``[tool.coverage]``: exclusions, precision) exactly as ``coverage html`` would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from coverage_runtime.report_merge import Partial, merged_lines
+from coverage_runtime.report_objects import ReportError
+
+FORMATS = ("html", "xml", "lcov", "json")
+OUTPUT_NAMES = {
+    "html": "html/index.html",
+    "xml": "coverage.xml",
+    "lcov": "coverage.lcov",
+    "json": "coverage.json",
+}
+
+
+@dataclass
+class Totals:
+    """What the summary and the CI gate need."""
+
+    percent: float
+    percent_display: str
+    covered_lines: int
+    statements: int
+    missing_lines: int
+    covered_branches: int | None
+    branches: int | None
+    files: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "percent": round(self.percent, 4),
+            "percent_display": self.percent_display,
+            "lines": {
+                "covered": self.covered_lines,
+                "statements": self.statements,
+                "missing": self.missing_lines,
+            },
+            "branches": None
+            if self.branches is None
+            else {"covered": self.covered_branches, "total": self.branches},
+            "files": self.files,
+        }
+
+
+@dataclass
+class Outputs:
+    totals: Totals
+    files: dict[str, Path] = field(default_factory=dict)
+    terminal: str = ""
+
+
+def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return FORMATS
+    items = value.split(",") if isinstance(value, str) else list(value)
+    chosen: list[str] = []
+    for item in (i.strip().lower() for i in items):
+        if not item or item == "none":
+            continue
+        if item == "all":
+            chosen.extend(FORMATS)
+        elif item in FORMATS:
+            chosen.append(item)
+        else:
+            raise ReportError(
+                f"invalid report format {item!r}: expected a comma list of "
+                f"{', '.join(FORMATS)}, all or none"
+            )
+    return tuple(dict.fromkeys(chosen))
+
+
+def _coverage(
+    data_file: Path, rcfile: str | None, include: Sequence[str], omit: Sequence[str]
+) -> Any:
+    import coverage
+
+    cov = coverage.Coverage(data_file=str(data_file), config_file=rcfile or True)
+    if include:
+        cov.set_option("report:include", list(include))
+    if omit:
+        cov.set_option("report:omit", list(omit))
+    cov.load()
+    return cov
+
+
+def write_reports(
+    data_file: Path,
+    output_dir: Path,
+    formats: Sequence[str],
+    *,
+    branch: bool,
+    show_contexts: bool = False,
+    rcfile: str | None = None,
+    title: str | None = None,
+    show_missing: bool = True,
+    include: Sequence[str] = (),
+    omit: Sequence[str] = (),
+) -> Outputs:
+    """Run coverage.py's reporters on ``data_file``; return the totals and paths."""
+    from coverage.exceptions import CoverageException
+
+    cov = _coverage(data_file, rcfile, include, omit)
+    written: dict[str, Path] = {}
+    try:
+        if "html" in formats:
+            directory = output_dir / "html"
+            cov.html_report(directory=str(directory), show_contexts=show_contexts, title=title)
+            written["html"] = directory / "index.html"
+        if "xml" in formats:
+            written["xml"] = output_dir / OUTPUT_NAMES["xml"]
+            cov.xml_report(outfile=str(written["xml"]))
+        if "lcov" in formats:
+            written["lcov"] = output_dir / OUTPUT_NAMES["lcov"]
+            cov.lcov_report(outfile=str(written["lcov"]))
+        if "json" in formats:
+            written["json"] = output_dir / OUTPUT_NAMES["json"]
+            cov.json_report(outfile=str(written["json"]), show_contexts=show_contexts)
+            report = json.loads(written["json"].read_text())
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                path = os.path.join(scratch, "coverage.json")
+                cov.json_report(outfile=path)
+                with open(path, encoding="utf-8") as handle:
+                    report = json.load(handle)
+        terminal = io.StringIO()
+        cov.report(file=terminal, show_missing=show_missing, skip_empty=True)
+    except CoverageException as exc:
+        raise ReportError(f"coverage.py could not write the report: {exc}") from exc
+    totals = report["totals"]
+    return Outputs(
+        totals=Totals(
+            percent=float(totals["percent_covered"]),
+            percent_display=str(totals["percent_covered_display"]),
+            covered_lines=int(totals["covered_lines"]),
+            statements=int(totals["num_statements"]),
+            missing_lines=int(totals["missing_lines"]),
+            covered_branches=int(totals["covered_branches"]) if branch else None,
+            branches=int(totals["num_branches"]) if branch else None,
+            files=len(report.get("files", {})),
+        ),
+        files=written,
+        terminal=terminal.getvalue(),
+    )
+
+
+def fails_under(totals: Totals, threshold: float, rcfile: str | None = None) -> bool:
+    """coverage.py's own rule: compare at the configured display precision."""
+    import coverage
+    from coverage.results import should_fail_under
+
+    precision = coverage.Coverage(config_file=rcfile or True).get_option("report:precision")
+    return should_fail_under(totals.percent, threshold, int(precision or 0))
+
+
+def contexts_table(partial: Partial, branch: bool) -> list[tuple[str, int, int]]:
+    """Per context label: (label, files, executed lines); empty label = no context."""
+    per: dict[str, tuple[set[str], int]] = {}
+    for (path, ctx), nums in merged_lines(partial, branch).items():
+        files, count = per.get(ctx, (set(), 0))
+        files.add(path)
+        per[ctx] = (files, count + len(nums))
+    return sorted(((ctx, len(f), n) for ctx, (f, n) in per.items()), key=lambda r: (-r[2], r[0]))
+
+
+def print_contexts(rows: Sequence[tuple[str, int, int]], out: TextIO) -> None:
+    labelled = [r for r in rows if r[0]]
+    if not labelled:
+        out.write(
+            "contexts: the data carries no dynamic contexts (COVERAGE_CONTEXTS=1 adds them)\n"
+        )
+        return
+    width = max(len("context"), *(len(r[0]) for r in labelled))
+    out.write(f"{'context':<{width}}  files  lines\n")
+    for label, files, lines in rows:
+        out.write(f"{label or '(none)':<{width}}  {files:>5}  {lines:>5}\n")

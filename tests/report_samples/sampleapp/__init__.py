@@ -1,0 +1,1 @@
+"""A tiny package measured by the report tests, as if it were a Lambda function's code."""

@@ -1,0 +1,128 @@
+"""The combiner handler (coverage_runtime.combiner) against moto's S3 server over HTTP.
+
+It merges where the data is and writes the merged data file, the reports and a
+JSON summary back under ``${COVERAGE_S3_PREFIX}combined/``: in one invocation,
+or as distributed-map batches (shards) plus a reduce step.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coverage_runtime import combiner
+from coverage_runtime.cli import main
+from coverage_runtime.report_objects import ReportError
+from tests.harness import FAKE_CREDENTIALS
+from tests.report_samples.envs import (
+    BRANCH,
+    LINE,
+    SAMPLES,
+    arcs_of,
+    lines_of,
+    run_envs,
+    union_arcs,
+    union_lines,
+    upload,
+)
+
+
+@pytest.fixture(scope="module")
+def envs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_envs(tmp_path_factory)
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch, s3_server: Any, bucket: str, tmp_path: Path) -> str:
+    """The combiner function's environment: this bucket, the samples as its task root."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("COVERAGE_", "AWS_", "LAMBDA_")):
+            monkeypatch.delenv(name)
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COVERAGE_S3_BUCKET", bucket)
+    monkeypatch.setenv("COVERAGE_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(SAMPLES))
+    monkeypatch.setattr(combiner, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(combiner, "WORK_DIR", str(tmp_path / "work"))
+    return bucket
+
+
+def get(s3: Any, bucket: str, key: str, tmp_path: Path) -> Path:
+    path = tmp_path / key.replace("/", "_").replace("$", "")
+    path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return path
+
+
+def test_one_invocation_merges_and_writes_under_combined(envs, s3, lambda_env, tmp_path):
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+    result = combiner.lambda_handler({"function": "orders-fn"}, None)
+    scope = "coverage/combined/orders-fn/all/latest/"
+    assert result["s3"]["data"] == f"s3://{bucket}/{scope}merged.coverage"
+    merged = get(s3, bucket, f"{scope}merged.coverage", tmp_path)
+    assert lines_of(merged) == union_lines(LINE)
+    summary = json.loads(get(s3, bucket, f"{scope}summary.json", tmp_path).read_text())
+    assert summary["environments"]["merged"] == 4
+    assert summary["environments"]["invocations"] == 12
+    assert summary["files"] == 3
+    assert 0 < summary["percent"] < 100
+    assert summary["lines"]["covered"] <= summary["lines"]["statements"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    for name in ("coverage.json", "coverage.xml", "coverage.lcov"):
+        assert f"{scope}{name}" in keys
+    assert any(k.startswith("coverage/combined/orders-fn/all/history/") for k in keys)
+    # The combiner's outputs are never taken for environment data.
+    out = io.StringIO()
+    assert main(["list", "--bucket", bucket], out=out, err=io.StringIO()) == 0
+    assert "total: 4 objects" in out.getvalue()
+
+    # A second run (warm /tmp) downloads nothing and gives the same data.
+    again = combiner.lambda_handler({"function": "orders-fn"}, None)
+    assert again["from_cache"] == 4 and again["downloaded"] == 0
+
+
+def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env, tmp_path):
+    bucket = lambda_env
+    upload(s3, bucket, LINE + BRANCH)
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/orders-fn/")["Contents"]
+    items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]
+    batches = [items[:3], items[3:]]
+    shard_results = [
+        combiner.lambda_handler({"Items": batch, "BatchInput": {"run_id": "run-1"}}, None)
+        for batch in batches
+    ]
+    assert sum(r["environments"] for r in shard_results) == 6
+    final = combiner.lambda_handler({"action": "reduce", "run_id": "run-1"}, None)
+    assert final["environments"]["merged"] == 6
+    assert final["environments"]["shards"] == 2
+    assert final["measure"] == "line"  # line and branch environments: lines of all
+    merged = get(s3, bucket, "coverage/combined/all/all/latest/merged.coverage", tmp_path)
+    assert lines_of(merged) == union_lines(LINE + BRANCH)
+
+
+def test_branch_shards_reduce_to_branch_data(envs, s3, lambda_env, tmp_path):
+    bucket = lambda_env
+    upload(s3, bucket, BRANCH)
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/")["Contents"]
+    for item in listing:
+        combiner.lambda_handler({"Items": [item], "BatchInput": {"run_id": "b"}}, None)
+    final = combiner.lambda_handler({"action": "reduce", "run_id": "b"}, None)
+    assert final["measure"] == "branch"
+    merged = get(s3, bucket, "coverage/combined/all/all/latest/merged.coverage", tmp_path)
+    assert arcs_of(merged) == union_arcs(BRANCH)
+
+
+def test_combiner_errors_are_clear(envs, s3, lambda_env):
+    with pytest.raises(ReportError, match="no coverage data objects matched"):
+        combiner.lambda_handler({"function": "nothing-here"}, None)
+    with pytest.raises(ReportError, match="invalid date range"):
+        combiner.lambda_handler({"since": "2026-11-25", "until": "2026-11-01"}, None)
+    with pytest.raises(ReportError, match="no shard files"):
+        combiner.lambda_handler({"action": "reduce", "run_id": "never"}, None)
