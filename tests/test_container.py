@@ -29,6 +29,7 @@ from tests.harness import (
     download_objects,
     find_rie,
     free_port,
+    line_of,
     post_invocation,
     wait_for_port,
 )
@@ -254,6 +255,56 @@ def test_every_event_in_a_read_only_container_ships_coverage(
     assert lines, "the handler module's lines are executed"
     METRICS["app_lines_executed"] = sum(len(data.lines(f) or ()) for f in measured)
     METRICS["app_files_measured"] = len(measured)
+
+
+def test_selective_mode_in_the_image_measures_only_sampled_work(
+    image, s3_server, s3, bucket, container_name, tmp_path
+):
+    """The image's Python (3.14: sysmon, branches included) in selective mode: only the
+    decorated invocation is measured, minus the batch items kept out with without_coverage()."""
+    port = free_port()
+    env = {
+        **FAKE_CREDENTIALS,
+        "AWS_LAMBDA_FUNCTION_NAME": "selective-test",
+        "COVERAGE_S3_BUCKET": bucket,
+        "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "COVERAGE_MODE": "selective",
+        "COVERAGE_BRANCH": "true",
+    }
+    run_container(
+        container_name,
+        image.name,
+        port,
+        "--volume",
+        f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
+        env=env,
+    )
+    wait_for_port(port, timeout=60)
+    # Items 0 and 10 are sampled (measured); items 1-9 (numbers) are kept out.
+    items = ["  Sampled TEXT ", *range(1, 10), {"sampled": "object"}]
+    event = {"admin": True, "admin_action": "batch_process", "items": items}
+    status, body = invoke(port, json.dumps(event).encode())
+    assert status == 200, body
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+
+    [(_, path)] = download_objects(s3, bucket, tmp_path).items()
+    data = CoverageData(basename=str(path))
+    data.read()
+    assert data.has_arcs(), "COVERAGE_BRANCH=true records arcs"
+    workloads = REPO_ROOT / "app" / "workloads.py"
+    lines = set(data.lines(f"{TASK_ROOT}/app/workloads.py") or ())
+    text_line = line_of(workloads, '"kind": "text"')
+    object_line = line_of(workloads, '"kind": "object"')
+    number_line = line_of(workloads, '"kind": "number", "value": item, "score": item * item')
+    assert {text_line, object_line} <= lines, "sampled items are measured"
+    assert number_line not in lines, "items kept out with without_coverage() are not"
+    handler = REPO_ROOT / "app" / "handler.py"
+    handler_lines = set(data.lines(f"{TASK_ROOT}/app/handler.py") or ())
+    assert line_of(handler, "started = time.perf_counter()") in handler_lines
+    assert line_of(handler, "from __future__ import annotations") not in handler_lines, (
+        "selective mode does not measure imports"
+    )
 
 
 def test_image_is_lean_and_has_no_build_tools_or_caches(image):
