@@ -66,9 +66,7 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
         core=runtime.measurement.core_name(),
         branch=settings.branch,
         source=list(settings.source),
-        s3_uri=f"s3://{runtime.uploader.bucket}/{runtime.uploader.key}"
-        if runtime.uploader
-        else None,
+        s3_uri=runtime.s3_uri,
         flush_interval_seconds=settings.flush_interval_seconds,
     )
     return runtime

@@ -5,10 +5,16 @@ object of this environment (`SnapshotUploader`) and to the lifecycle events
 the shim sees: an invocation arrives, the runtime is about to wait for the
 next one (the checkpoint moment: the response is already sent, so an upload
 here adds nothing to its latency), and shutdown.
+
+The S3 client is built at that same moment after the first response, not
+during init: importing boto3 and building a client costs 100-200 ms, which
+would otherwise lengthen every cold start.  Only an environment shut down
+before its first response pays for it inside the shutdown window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -21,11 +27,12 @@ from coverage_runtime import structured_log
 from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import CoverageError, UploadError
 from coverage_runtime.measurement import Measurement, Snapshot
-from coverage_runtime.s3_upload import SnapshotUploader, UploadResult
+from coverage_runtime.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.settings import Settings
 
 RUNTIME_VERSION = "0.1.0"
 CHECKPOINT_DEADLINE_SECONDS = 5.0
+EXIT_BUDGET_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 900
 
 
@@ -79,14 +86,14 @@ class CoverageRuntime:
         settings: Settings,
         identity: EnvironmentIdentity,
         measurement: Measurement,
-        uploader: SnapshotUploader | None,
         upload_problem: str | None = None,
     ) -> None:
         self.settings = settings
         self.identity = identity
         self.measurement = measurement
-        self.uploader = uploader
         self.upload_problem = upload_problem
+        self._uploader: SnapshotUploader | None = None
+        self._uploader_lock = threading.Lock()
         self.invocations = 0
         self.handled = InvocationStats()
         self.last_upload: UploadRecord | None = None
@@ -106,23 +113,51 @@ class CoverageRuntime:
     ) -> CoverageRuntime:
         """Start measuring now, before the handler module is imported."""
         identity = identity or EnvironmentIdentity.detect()
-        uploader: SnapshotUploader | None = None
         problem: str | None = None
         if settings.bucket is None:
             problem = "COVERAGE_S3_BUCKET is not set: coverage is measured but never uploaded"
             structured_log.error(problem, variable="COVERAGE_S3_BUCKET")
-        else:
-            try:
-                uploader = SnapshotUploader(settings, identity)
-            except Exception as exc:  # a broken boto3 setup must not break the function
-                problem = f"cannot create the S3 client: {exc}"
-                structured_log.error(problem, errorType=type(exc).__name__)
-        # The S3 client (boto3 is installed code, never measured) is built
-        # first: importing it under a tracer is slower for nothing.
+        # boto3 may first be imported at interpreter exit (after an init error);
+        # its import of concurrent.futures registers with threading's atexit,
+        # which is refused by then.  Importing that small stdlib module now avoids it.
+        import concurrent.futures.thread  # noqa: F401
+
         data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
         measurement = Measurement(settings, data_file)
         measurement.begin()
-        return cls(settings, identity, measurement, uploader, problem)
+        return cls(settings, identity, measurement, problem)
+
+    # -- S3 ------------------------------------------------------------------
+
+    @property
+    def s3_uri(self) -> str | None:
+        if self.settings.bucket is None:
+            return None
+        return f"s3://{self.settings.bucket}/{object_key(self.settings, self.identity)}"
+
+    @property
+    def uploads_enabled(self) -> bool:
+        return self.upload_problem is None
+
+    def uploader(self) -> SnapshotUploader:
+        """The S3 uploader, built on first use; `UploadError` if it cannot be."""
+        if self._uploader is not None:
+            return self._uploader
+        if self.upload_problem is not None:
+            raise UploadError(self.upload_problem)
+        with self._uploader_lock:
+            if self._uploader is None:
+                started = time.monotonic()
+                try:
+                    self._uploader = SnapshotUploader(self.settings, self.identity)
+                except Exception as exc:  # a broken boto3 setup must not break the function
+                    self.upload_problem = f"cannot create the S3 client: {exc}"
+                    structured_log.error(self.upload_problem, errorType=type(exc).__name__)
+                    raise UploadError(self.upload_problem) from exc
+                structured_log.info(
+                    "S3 client ready", ms=round((time.monotonic() - started) * 1000, 1)
+                )
+            return self._uploader
 
     # -- lifecycle hooks -----------------------------------------------------
 
@@ -137,13 +172,18 @@ class CoverageRuntime:
             self.handled.by_kind[kind] = self.handled.by_kind.get(kind, 0) + 1
 
     def checkpoint_due(self) -> bool:
-        if self._interval <= 0 or self.uploader is None:
+        if self._interval <= 0 or not self.uploads_enabled:
             return False
         return time.monotonic() - self._last_checkpoint >= self._interval
 
     def between_invocations(self) -> None:
         """Called after a response is posted, before waiting for the next event."""
-        if not self.checkpoint_due() or self._shutdown_started.is_set():
+        if self._shutdown_started.is_set():
+            return
+        if self.invocations and self._uploader is None and self.uploads_enabled:
+            with contextlib.suppress(UploadError):  # logged; status() reports it
+                self.uploader()
+        if not self.checkpoint_due():
             return
         self._last_checkpoint = time.monotonic()
         try:
@@ -185,8 +225,7 @@ class CoverageRuntime:
         self, *, reason: str = "flush", force: bool = False, deadline: float | None = None
     ) -> UploadRecord | None:
         """Upload a snapshot if the measured set grew (or ``force``); None if not needed."""
-        if self.uploader is None:
-            raise UploadError(self.upload_problem or "uploads are not configured")
+        uploader = self.uploader()
         timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._flush_lock.acquire(timeout=timeout):
             raise UploadError("another upload is still running")
@@ -195,7 +234,7 @@ class CoverageRuntime:
             if not snapshot.body or (snapshot.size <= self._uploaded_size and not force):
                 return None
             try:
-                result: UploadResult = self.uploader.upload(
+                result: UploadResult = uploader.upload(
                     snapshot.body, self.metadata(snapshot), deadline=deadline
                 )
             except UploadError as exc:
@@ -244,10 +283,14 @@ class CoverageRuntime:
             return False
         self._shutdown_started.set()
         started = time.monotonic()
-        deadline = started + self.settings.shutdown_budget_ms / 1000
+        budget = self.settings.shutdown_budget_ms / 1000
+        if reason == "exit":
+            # A normal exit (e.g. after an init error) has no SIGKILL coming.
+            budget = max(budget, EXIT_BUDGET_SECONDS)
+        deadline = started + budget
         try:
             self.measurement.finish()
-            if self.uploader is None:
+            if not self.uploads_enabled:
                 structured_log.error(
                     "coverage not uploaded at shutdown", reason=reason, error=self.upload_problem
                 )
@@ -291,11 +334,9 @@ class CoverageRuntime:
             "arcs_measured": counts.arcs,
             "invocations": self.invocations,
             "handled_by_kind": dict(self.handled.by_kind),
-            "uploads_enabled": self.uploader is not None,
+            "uploads_enabled": self.uploads_enabled,
             "upload_problem": self.upload_problem,
-            "s3_uri": (
-                f"s3://{self.uploader.bucket}/{self.uploader.key}" if self.uploader else None
-            ),
+            "s3_uri": self.s3_uri,
             "last_upload": self.last_upload.as_dict() if self.last_upload else None,
             "last_error": self.last_error,
             "pending_checkpoint": counts.size > self._uploaded_size,

@@ -350,7 +350,7 @@ def test_flush_uploads_only_when_coverage_grew(install, sample, s3_server, s3, b
     assert first is not None
     assert first["bucket"] == bucket
     assert first["reason"] == "flush"
-    assert first["key"] == runtime.uploader.key
+    assert first["key"] == runtime.uploader().key
     assert coverage_runtime.flush() is None, "nothing new ran"
     sample.plain({}, None)
     second = coverage_runtime.flush()

@@ -298,9 +298,15 @@ def test_functions_own_sigterm_handler_still_runs(start_function, s3, bucket, tm
     assert line_of(OWN_SIGTERM, "marker: returned") in executed_lines(path, OWN_SIGTERM)
 
 
-def test_sigterm_during_an_invocation_still_uploads(start_function, s3, bucket, tmp_path):
+@pytest.mark.parametrize(
+    "first", [True, False], ids=["during-the-first-invocation", "after-a-response"]
+)
+def test_sigterm_during_an_invocation_still_uploads(start_function, s3, bucket, tmp_path, first):
+    """During the first invocation the S3 client does not exist yet (it is built after
+    the first response), so it is built inside the shutdown window."""
     function = start_function("own_sigterm.handler", SIGTERM_MARKER_FILE=str(tmp_path / "marker"))
-    function.invoke({})
+    if not first:
+        function.invoke({})
     in_flight = threading.Thread(target=lambda: _ignore_errors(function.invoke, {"sleep": 5}))
     in_flight.start()
     time.sleep(0.5)  # the handler is sleeping: the main thread is busy in Python code
