@@ -34,6 +34,10 @@ ALWAYS_OMIT = (
 )
 
 
+# More per-thread tracers than this are compacted between invocations.
+MAX_TRACERS = 32
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A consistent copy of the data file, and how much it holds."""
@@ -207,6 +211,24 @@ class Measurement:
             self._context = label
             if self._collecting:
                 self.cov.switch_context(label)
+
+    def compact(self) -> None:
+        """Let go of the tracers of threads that have ended.
+
+        coverage.py's ``ctrace`` core starts one tracer per thread it sees and
+        keeps it for good, so a function that starts threads per request
+        (a thread pool per health check, say) grows that list for the life of
+        the environment.  Between invocations, with no block open, a stop and
+        start replaces them with one; the data collected so far is kept.
+        """
+        with self._lock:
+            if not self._collecting or self._measure_depth or self._exclude_depth:
+                return
+            tracers = getattr(getattr(self.cov, "_collector", None), "tracers", None)
+            if tracers is None or len(tracers) <= MAX_TRACERS:
+                return
+            self.cov.stop()
+            self.cov.start()
 
     def finish(self) -> None:
         """Stop for good: the environment is shutting down."""

@@ -180,6 +180,7 @@ class CoverageRuntime:
         """Called after a response is posted, before waiting for the next event."""
         if self._shutdown_started.is_set():
             return
+        self.measurement.compact()
         if self.invocations and self._uploader is None and self.uploads_enabled:
             with contextlib.suppress(UploadError):  # logged; status() reports it
                 self.uploader()

@@ -482,3 +482,21 @@ def test_selective_lines_after_a_block_are_not_recorded_later(request, core, mea
     lines = measured(m, sample)
     assert line(sample, "branch-yes") in lines
     assert line(sample, "branch-no") not in lines
+
+
+def test_compact_drops_the_tracers_of_ended_threads_and_keeps_the_data(measure, sample, core):
+    m = measure("full")
+    for _ in range(40):  # e.g. a thread pool per request
+        worker = threading.Thread(target=sample.other, args=(1,))
+        worker.start()
+        worker.join()
+    tracers = m.cov._collector.tracers
+    if core == "ctrace":
+        assert len(tracers) > 32, "ctrace keeps a tracer per thread it saw"
+    m.compact()
+    assert len(m.cov._collector.tracers) == 1
+    assert m.collecting
+    sample.helper(1)
+    lines = measured(m, sample)
+    assert line(sample, "other") in lines, "data from the ended threads is kept"
+    assert line(sample, "helper") in lines, "measuring goes on after compacting"
