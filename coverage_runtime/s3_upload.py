@@ -4,8 +4,10 @@ The key is ``<prefix><function>/<version>/<init date>/<environment id>.coverage`
 and every snapshot overwrites the previous one, so S3 always holds the latest
 complete data of each environment and the report merges one file each.
 
-The client is created once, at init, because building a boto3 S3 client costs
-70-90 ms: paid inside the 500 ms shutdown window it would eat most of it.
+One client is created per environment and reused: building a boto3 S3
+client costs 70-90 ms, too much to pay per upload or, if avoidable, inside
+the 500 ms shutdown window (`CoverageRuntime` builds it after the first
+response).
 """
 
 from __future__ import annotations
