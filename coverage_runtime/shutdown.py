@@ -23,6 +23,9 @@ from types import FrameType
 
 from coverage_runtime import structured_log
 
+# Longer than any shutdown budget; the watcher's os._exit ends the wait.
+WAIT_FOR_WATCHER_SECONDS = 5.0
+
 
 class ShutdownWatcher:
     """Run ``on_shutdown`` once on SIGTERM, then exit the process with 0."""
@@ -63,12 +66,16 @@ class ShutdownWatcher:
                 structured_log.error("the function's own SIGTERM handler failed", error=str(exc))
 
     def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Main-thread fallback; normally the watcher thread is already on it.
-        self._shut_down("SIGTERM")
+        # Runs on the main thread when it executes Python code (e.g. in a
+        # handler that hit its timeout): it does the work itself, or, if the
+        # watcher is already on it, waits instead of competing for the GIL.
+        if not self._shut_down("SIGTERM"):
+            threading.Event().wait(WAIT_FOR_WATCHER_SECONDS)
 
-    def _shut_down(self, reason: str) -> None:
+    def _shut_down(self, reason: str) -> bool:
+        """Shut down and exit; False at once if another thread is already doing it."""
         if not self._once.acquire(blocking=False):
-            return
+            return False
         try:
             self._on_shutdown(reason)
         except BaseException as exc:  # exit 0 regardless: the data is what could be saved

@@ -320,3 +320,22 @@ def test_sigterm_during_an_invocation_still_uploads(start_function, s3, bucket, 
 def _ignore_errors(call, *args):
     with contextlib.suppress(Exception):  # the in-flight request gets an empty reply
         call(*args)
+
+
+BUSY = FUNCTIONS_DIR / "busy.py"
+
+
+def test_sigterm_while_the_handler_holds_the_cpu_still_uploads(
+    start_function, s3, bucket, tmp_path
+):
+    """A CPU-bound invocation (e.g. one hitting its timeout) must not starve the upload."""
+    function = start_function("busy.handler")
+    function.invoke({"seconds": 0.01})
+    in_flight = threading.Thread(target=lambda: _ignore_errors(function.invoke, {"seconds": 5}))
+    in_flight.start()
+    time.sleep(0.5)
+    assert function.terminate() == 0
+    in_flight.join(timeout=10)
+    assert "did not exit after deadline" not in function.logs(), "SIGKILLed: the upload starved"
+    _, path = only_object(s3, bucket, tmp_path)
+    assert line_of(BUSY, "marker: spinning") in executed_lines(path, BUSY)
