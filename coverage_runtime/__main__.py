@@ -18,6 +18,13 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(USAGE + "\n")
         raise SystemExit(2)
     handler = argv[1]
+    if not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        sys.stderr.write(
+            "coverage_runtime: AWS_LAMBDA_RUNTIME_API is not set, so this is not running in "
+            "Lambda: run it under the Runtime Interface Emulator (scripts/run-local.sh, or "
+            "aws-lambda-rie python -m coverage_runtime <module.function>)\n"
+        )
+        raise SystemExit(2)
     if os.environ.get("COVERAGE_ENABLED", "true").strip().lower() in ("0", "false", "no", "off"):
         from awslambdaric.__main__ import main as awslambdaric_main
 

@@ -105,11 +105,4 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from coverage_runtime.runtime_client import CoverageRuntimeClient
 
-    runtime_api = env.get("AWS_LAMBDA_RUNTIME_API")
-    if not runtime_api:
-        structured_log.error(
-            "AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or the Runtime "
-            "Interface Emulator (see scripts/run-local.sh)"
-        )
-        raise SystemExit(2)
-    bootstrap.run(handler, CoverageRuntimeClient(runtime_api, runtime))
+    bootstrap.run(handler, CoverageRuntimeClient(env["AWS_LAMBDA_RUNTIME_API"], runtime))
