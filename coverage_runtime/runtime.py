@@ -334,6 +334,8 @@ class CoverageRuntime:
             "lines_measured": counts.lines,
             "arcs_measured": counts.arcs,
             "invocations": self.invocations,
+            "handled_invocations": self.handled.count,
+            "handled_ms": round(self.handled.measured_ms, 1),
             "handled_by_kind": dict(self.handled.by_kind),
             "uploads_enabled": self.uploads_enabled,
             "upload_problem": self.upload_problem,

@@ -313,6 +313,8 @@ def test_status_inside_the_runtime(install, sample):
     assert "COVERAGE_S3_BUCKET" in status["upload_problem"]
     assert status["last_upload"] is None
     assert status["handled_by_kind"] == {"invoke": 1}
+    assert status["handled_invocations"] == 1
+    assert status["handled_ms"] >= 0
 
 
 def test_flush_without_a_bucket_raises_upload_error(install):
