@@ -173,6 +173,29 @@ def run_container(name: str, image: str, port: int, *args: str, env: dict[str, s
     return started
 
 
+def start_with_local_s3(
+    name: str, image: str, s3_server: Any, bucket: str, **env: str
+) -> tuple[int, float]:
+    """Run the image with the RIE mounted, uploading to ``bucket`` in the local S3;
+    returns the invoke port once it listens, and the start time."""
+    port = free_port()
+    started = run_container(
+        name,
+        image,
+        port,
+        "--volume",
+        f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
+        env={
+            **FAKE_CREDENTIALS,
+            "COVERAGE_S3_BUCKET": bucket,
+            "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
+            **env,
+        },
+    )
+    wait_for_port(port, timeout=60)
+    return port, started
+
+
 def stop(name: str) -> tuple[int, str, float]:
     started = time.monotonic()
     podman("stop", "--time", "10", name, timeout=60)
@@ -185,23 +208,14 @@ def stop(name: str) -> tuple[int, str, float]:
 def test_every_event_in_a_read_only_container_ships_coverage(
     image, s3_server, s3, bucket, container_name, tmp_path
 ):
-    port = free_port()
-    env = {
-        **FAKE_CREDENTIALS,
-        "AWS_LAMBDA_FUNCTION_NAME": "container-test",
-        "COVERAGE_S3_BUCKET": bucket,
-        "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",  # the only upload is the one at shutdown
-    }
-    started = run_container(
+    port, started = start_with_local_s3(
         container_name,
         image.name,
-        port,
-        "--volume",
-        f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
-        env=env,
+        s3_server,
+        bucket,
+        AWS_LAMBDA_FUNCTION_NAME="container-test",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="0",  # the only upload is the one at shutdown
     )
-    wait_for_port(port, timeout=60)
     events = ordered_events()
     bad = bad_event_names()
     for number, event in enumerate(events):
@@ -262,24 +276,15 @@ def test_selective_mode_in_the_image_measures_only_sampled_work(
 ):
     """The image's Python (3.14: sysmon, branches included) in selective mode: only the
     decorated invocation is measured, minus the batch items kept out with without_coverage()."""
-    port = free_port()
-    env = {
-        **FAKE_CREDENTIALS,
-        "AWS_LAMBDA_FUNCTION_NAME": "selective-test",
-        "COVERAGE_S3_BUCKET": bucket,
-        "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "COVERAGE_MODE": "selective",
-        "COVERAGE_BRANCH": "true",
-    }
-    run_container(
+    port, _ = start_with_local_s3(
         container_name,
         image.name,
-        port,
-        "--volume",
-        f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
-        env=env,
+        s3_server,
+        bucket,
+        AWS_LAMBDA_FUNCTION_NAME="selective-test",
+        COVERAGE_MODE="selective",
+        COVERAGE_BRANCH="true",
     )
-    wait_for_port(port, timeout=60)
     # Items 0 and 10 are sampled (measured); items 1-9 (numbers) are kept out.
     items = ["  Sampled TEXT ", *range(1, 10), {"sampled": "object"}]
     event = {"admin": True, "admin_action": "batch_process", "items": items}
