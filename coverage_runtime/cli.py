@@ -281,7 +281,7 @@ def _head_metadata(
             raise explain_s3_error(exc, selection.bucket, f"reading metadata of {obj.key}") from exc
         return with_metadata(obj, response.get("Metadata") or {})
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with cache, ThreadPoolExecutor(max(1, workers)) as pool:
         return [o for o in pool.map(head, objects) if o is not None]
 
 

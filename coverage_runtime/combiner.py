@@ -213,10 +213,9 @@ def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     selection = _selection(settings, batch_input)
     objects = _shard_objects(selection, list(event.get("Items") or []))
     client = make_client(settings.endpoint_url, settings.region)
-    cache = ObjectCache(CACHE_DIR, selection.bucket)
     stats = FetchStats()
     invocations = 0
-    with Merger(jobs=0) as merger:
+    with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
         for item in fetch(client, selection.bucket, objects, cache, stats=stats):
             if item.path is not None and selection.matches_metadata(item.obj.metadata):
                 merger.add(item.obj.key, item.path)
@@ -270,10 +269,9 @@ def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
             )
     if not shards:
         raise ReportError(f"no shard files under s3://{selection.bucket}/{shard_prefix}")
-    cache = ObjectCache(CACHE_DIR, selection.bucket)
     stats = FetchStats()
     environments = invocations = skipped = 0
-    with Merger(jobs=0) as merger:
+    with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
         for item in fetch(client, selection.bucket, shards, cache, stats=stats):
             if item.path is None:
                 continue

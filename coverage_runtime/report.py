@@ -152,12 +152,14 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
 
     jobs = options.jobs if options.jobs is not None else default_jobs(len(objects))
     batch = options.batch_size or _batch_size(len(objects), jobs)
-    cache = ObjectCache(options.cache_dir or default_cache_dir(), selection.bucket)
     stats = FetchStats()
     fetched_objects: list[DataObject] = []
     filtered_out = 0
     phase = time.perf_counter()
-    with Merger(jobs=jobs, batch_size=batch) as merger:
+    with (
+        Merger(jobs=jobs, batch_size=batch) as merger,  # forks first: no threads, no SQLite yet
+        ObjectCache(options.cache_dir or default_cache_dir(), selection.bucket) as cache,
+    ):
         for item in fetch(
             client,
             selection.bucket,

@@ -10,10 +10,12 @@ and the others carry on.
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +175,7 @@ def _download(
 
     bucket = getter.bucket
     try:
-        cache.path_for(obj.key)
+        cache.path_for(obj.key, obj.etag)
     except ValueError as exc:
         return Fetched(obj, None, str(exc))
     try:
@@ -191,8 +193,11 @@ def _download(
     except BotoCoreError as exc:
         return Fetched(obj, None, f"download failed: {exc}")
     etag = etag.strip('"') or obj.etag
-    entry = cache.store(obj.key, body, etag, metadata)
-    listed = DataObject(
+    try:
+        path = cache.write(obj.key, etag, body)
+    except OSError as exc:
+        return Fetched(obj, None, f"cannot write it to the local cache: {exc}")
+    downloaded = DataObject(
         key=obj.key,
         etag=etag,
         size=len(body),
@@ -202,7 +207,7 @@ def _download(
         date=obj.date,
         environment_id=obj.environment_id,
     )
-    return Fetched(with_metadata(listed, metadata), entry.path)
+    return Fetched(with_metadata(downloaded, metadata), path)
 
 
 def _download_all(
@@ -212,27 +217,34 @@ def _download_all(
     *,
     workers: int,
 ) -> Iterator[Fetched]:
-    """Download ``missing`` with at most ``2 * workers`` requests queued, in completion order."""
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get") as pool:
-        queue = iter(missing)
+    """Download ``missing`` with at most ``2 * workers`` requests queued, in completion order.
 
-        def submit(obj: DataObject) -> Future[Fetched]:
-            return pool.submit(_download, getter, obj, cache)
+    Finished downloads arrive on one queue. (``concurrent.futures.wait`` locks
+    every pending future on each call; with a dozen threads finishing GETs,
+    that lock traffic cost more system CPU than the downloads themselves.)
+    """
+    finished: queue.SimpleQueue[Future[Fetched]] = queue.SimpleQueue()
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get")
+    following = iter(missing)
+    in_flight = 0
 
-        pending: set[Future[Fetched]] = {
-            submit(o) for _, o in zip(range(workers * 2), queue, strict=False)
-        }
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-                    following = next(queue, None)
-                    if following is not None:
-                        pending.add(submit(following))
-        finally:
-            for future in pending:
-                future.cancel()
+    def submit(obj: DataObject) -> None:
+        nonlocal in_flight
+        pool.submit(_download, getter, obj, cache).add_done_callback(finished.put)
+        in_flight += 1
+
+    try:
+        for obj in itertools.islice(following, workers * 2):
+            submit(obj)
+        while in_flight:
+            future = finished.get()
+            in_flight -= 1
+            obj = next(following, None)
+            if obj is not None:
+                submit(obj)
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fetch(
@@ -279,8 +291,12 @@ def fetch(
             if result.path is None:
                 stats.failed.append((result.obj.key, result.problem or "unknown"))
             else:
+                # Indexed here, in one thread, once the file is whole.
+                obj = result.obj
+                cache.record(obj.key, obj.etag, obj.size, obj.metadata or {})
                 stats.downloaded += 1
-                stats.downloaded_bytes += result.obj.size
+                stats.downloaded_bytes += obj.size
             yield result
     finally:
         bar.close()
+        cache.flush()

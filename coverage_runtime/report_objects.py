@@ -273,6 +273,12 @@ def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:
 
 
 def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataObject:
+    """``obj`` with its user metadata, keys lower-cased.
+
+    S3 stores metadata keys in lower case, but S3-compatible servers (MinIO,
+    waitress-served moto) send ``X-Amz-Meta-Invocations``, which boto3 passes
+    on as ``Invocations``. Header names are case-insensitive, so are these.
+    """
     return DataObject(
         key=obj.key,
         etag=obj.etag,
@@ -282,7 +288,7 @@ def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataOb
         version=obj.version,
         date=obj.date,
         environment_id=obj.environment_id,
-        metadata=dict(metadata or {}),
+        metadata={name.lower(): value for name, value in (metadata or {}).items()},
     )
 
 

@@ -9,7 +9,7 @@ usage: scripts/demo.sh [--help] [--keep-running]
 
 Runs the example function (app.handler.lambda_handler) locally through
 python -m coverage_runtime under the AWS Lambda Runtime Interface Emulator (RIE),
-with a local S3 (moto server) on 127.0.0.1:
+with a local S3 (moto's S3, scripts/local_s3.py) on 127.0.0.1:
   1. sets up .venv (scripts/setup-venv.sh)
   2. starts moto's S3 server and creates the bucket
   3. starts the function under the RIE (127.0.0.1 only)
@@ -82,10 +82,10 @@ wait_port() {  # wait_port PORT PID NAME LOG
   echo "error: $3 did not listen on 127.0.0.1:$1" >&2; exit 1
 }
 
-step "Local S3 (moto server) on $S3_URL"
-"$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" > "$DEMO_DIR/s3.log" 2>&1 &
+step "Local S3 (moto) on $S3_URL"
+"$PY" "$ROOT/scripts/local_s3.py" --port "$S3_PORT" > "$DEMO_DIR/s3.log" 2>&1 &
 PIDS+=($!)
-wait_port "$S3_PORT" "${PIDS[-1]}" "moto server" "$DEMO_DIR/s3.log"
+wait_port "$S3_PORT" "${PIDS[-1]}" "local S3" "$DEMO_DIR/s3.log"
 "$PY" - "$S3_URL" "$BUCKET" <<'EOF'
 import sys, boto3
 boto3.client("s3", endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])

@@ -86,14 +86,14 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class S3Server:
-    """moto's S3 server, a real HTTP endpoint that boto3 talks SigV4 to."""
+    """moto's S3 as a real HTTP endpoint that boto3 talks SigV4 to (scripts/local_s3.py)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(REPO_ROOT / "scripts" / "local_s3.py"), "--port", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=clean_environment(),

@@ -770,3 +770,42 @@ def test_sam_template_is_an_image_function_with_least_privilege():
     assert "${Bucket}/${CoveragePrefix}*" in statement["Resource"]["Sub"][0]
     bucket = template["Resources"]["CoverageBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
+
+
+# -- local S3 --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "0.0.0.0", "--port", "5000"], "is not a loopback address"),
+        (["--host", "localhost", "--port", "5000"], "is not a loopback address"),
+        (["--port", "70000"], "is not a TCP port"),
+        (["--port", "5000", "--threads", "0"], "--threads must be at least 1"),
+        ([], "--port"),
+    ],
+)
+def test_local_s3_refuses_bad_arguments_in_one_line(args, message):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "local_s3.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_local_s3_keeps_s3_header_case_and_connections(s3_server, s3, bucket):
+    """moto's S3 behind the local server answers like S3: lower-case metadata, keep-alive."""
+    import urllib3
+
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"invocations": "2"})
+    assert s3.head_object(Bucket=bucket, Key="k")["Metadata"] == {"invocations": "2"}
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", s3_server.port, maxsize=1)
+    for _ in range(3):
+        response = pool.urlopen("GET", url[len(s3_server.endpoint_url) :])
+        assert response.status == 200 and response.data == b"x"
+    assert pool.num_connections == 1, "one connection served every request"
