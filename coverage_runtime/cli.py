@@ -358,6 +358,7 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         downloader=args.downloader,
         progress=err.isatty() if args.progress is None else args.progress,
         show_contexts=args.contexts,
+        terminal_table=not args.quiet,
         rcfile=args.rcfile,
         include=_split(args.include),
         omit=_split(args.omit),

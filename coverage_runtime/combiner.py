@@ -149,7 +149,11 @@ def _publish(
     if result.partial.paths():
         try:
             outputs = write_reports(
-                result.data_file, result.data_file.parent, REPORT_FORMATS, branch=result.branch
+                result.data_file,
+                result.data_file.parent,
+                REPORT_FORMATS,
+                branch=result.branch,
+                terminal=False,
             )
         except ReportError as exc:
             summary.setdefault("warnings", []).append(str(exc))

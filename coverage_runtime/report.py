@@ -20,6 +20,7 @@ from typing import Any
 
 from coverage_runtime.report_cache import ObjectCache, default_cache_dir
 from coverage_runtime.report_fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
+from coverage_runtime.report_listing import BackgroundListing
 from coverage_runtime.report_merge import (
     Merger,
     MissingSource,
@@ -35,7 +36,6 @@ from coverage_runtime.report_objects import (
     DataObject,
     ReportError,
     Selection,
-    list_objects,
     make_client,
     require_some,
 )
@@ -65,6 +65,7 @@ class ReportOptions:
     batch_size: int | None = None
     progress: bool = False
     show_contexts: bool = False
+    terminal_table: bool = True
     rcfile: str | None = None
     include: tuple[str, ...] = ()
     omit: tuple[str, ...] = ()
@@ -138,32 +139,31 @@ def _batch_size(count: int, jobs: int) -> int:
     return max(8, min(256, count // (jobs * 8)))
 
 
-def collect(options: ReportOptions, client: Any = None) -> ReportResult:
-    """List, fetch and merge; remap and write the merged data file (no reports)."""
-    selection = options.selection
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    client = client or make_client(
-        options.endpoint_url, options.region, max_connections=max(10, options.download_workers)
-    )
-    objects = list(list_objects(client, selection))
-    require_some(objects, selection)
-    timings["list"] = time.perf_counter() - started
+@dataclass
+class _Merged:
+    partial: Partial
+    stats: FetchStats
+    objects: list[DataObject]
+    filtered_out: int
 
-    jobs = options.jobs if options.jobs is not None else default_jobs(len(objects))
-    batch = options.batch_size or _batch_size(len(objects), jobs)
+
+def _fetch_and_merge(
+    options: ReportOptions, client: Any, listing: BackgroundListing, jobs: int, batch: int
+) -> _Merged:
+    """Fetch every listed object (cache or S3) and merge it as it arrives."""
+    selection = options.selection
     stats = FetchStats()
-    fetched_objects: list[DataObject] = []
+    fetched: list[DataObject] = []
     filtered_out = 0
-    phase = time.perf_counter()
     with (
         Merger(jobs=jobs, batch_size=batch) as merger,  # forks first: no threads, no SQLite yet
         ObjectCache(options.cache_dir or default_cache_dir(), selection.bucket) as cache,
     ):
+        listing.start()
         for item in fetch(
             client,
             selection.bucket,
-            objects,
+            listing,
             cache,
             workers=options.download_workers,
             progress=options.progress,
@@ -176,16 +176,43 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
             if not selection.matches_metadata(item.obj.metadata):
                 filtered_out += 1
                 continue
-            fetched_objects.append(item.obj)
+            fetched.append(item.obj)
             merger.add(item.obj.key, item.path)
         partial = merger.finish()
+    return _Merged(partial, stats, fetched, filtered_out)
+
+
+def collect(options: ReportOptions, client: Any = None) -> ReportResult:
+    """List, fetch and merge; remap and write the merged data file (no reports)."""
+    selection = options.selection
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    client = client or make_client(
+        options.endpoint_url, options.region, max_connections=max(10, options.download_workers)
+    )
+    listing = BackgroundListing(client, selection)
+    if not listing.first and not listing.more:
+        require_some([], selection)
+    timings["list_first_page"] = time.perf_counter() - started
+
+    # Sized on the first page: a listing that goes on is a big run.
+    expected = len(listing.first) if not listing.more else max(len(listing.first), SMALL_RUN + 1)
+    jobs = options.jobs if options.jobs is not None else default_jobs(expected)
+    phase = time.perf_counter()
+    merged = _fetch_and_merge(
+        options, client, listing, jobs, options.batch_size or _batch_size(expected, jobs)
+    )
+    partial, stats, fetched_objects = merged.partial, merged.stats, merged.objects
+    if not listing.count:  # later pages held nothing the filters match either
+        require_some([], selection)
+    timings["list"] = listing.seconds or 0.0
     timings["fetch_and_merge"] = time.perf_counter() - phase
 
     if selection.revisions and not fetched_objects:
         raise ReportError(f"no coverage data objects matched {selection.describe()}")
     if partial.merged == 0:
         reasons = "; ".join(f"{k}: {r}" for k, r in (stats.failed + partial.skipped)[:5])
-        raise ReportError(f"none of the {len(objects)} matched objects could be read ({reasons})")
+        raise ReportError(f"none of the {listing.count} matched objects could be read ({reasons})")
 
     branch, warning = choose_measure(partial, options.measure)
     warnings = [warning] if warning else []
@@ -219,8 +246,8 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
         branch=branch,
         data_file=data_file,
         outputs=None,
-        listed=len(objects),
-        filtered_out=filtered_out,
+        listed=listing.count,
+        filtered_out=merged.filtered_out,
         missing_source=missing,
         warnings=warnings,
         timings=timings,
@@ -247,6 +274,7 @@ def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
         include=options.include,
         omit=options.omit,
         title=f"Coverage of {options.selection.describe()}",
+        terminal=options.terminal_table,
     )
     result.timings["reports"] = time.perf_counter() - phase
     result.timings["total"] = time.perf_counter() - started

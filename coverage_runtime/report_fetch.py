@@ -10,11 +10,10 @@ and the others carry on.
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +56,9 @@ class FetchStats:
 class Progress:
     """tqdm when it is installed and wanted, else silent."""
 
-    def __init__(self, total: int, enabled: bool, description: str) -> None:
+    def __init__(self, total: int | None, enabled: bool, description: str) -> None:
         self._bar: Any = None
-        if enabled and total:
+        if enabled and total != 0:
             try:
                 from tqdm import tqdm
             except ImportError:  # tqdm is optional: the report works without a bar
@@ -71,6 +70,12 @@ class Progress:
     def update(self, count: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(count)
+
+    def grow(self, total: int) -> None:
+        """A listing still under way: the total is what has been listed so far."""
+        if self._bar is not None and total > (self._bar.total or 0):
+            self._bar.total = total
+            self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
@@ -210,47 +215,52 @@ def _download(
     return Fetched(with_metadata(downloaded, metadata), path)
 
 
-def _download_all(
-    getter: Boto3Getter | PresignedGetter,
-    missing: Sequence[DataObject],
-    cache: ObjectCache,
-    *,
-    workers: int,
-) -> Iterator[Fetched]:
-    """Download ``missing`` with at most ``2 * workers`` requests queued, in completion order.
+class _Downloads:
+    """GETs on a thread pool; finished ones come back on one queue, in completion order.
 
-    Finished downloads arrive on one queue. (``concurrent.futures.wait`` locks
-    every pending future on each call; with a dozen threads finishing GETs,
-    that lock traffic cost more system CPU than the downloads themselves.)
+    (``concurrent.futures.wait`` locks every pending future on each call; with
+    a dozen threads finishing GETs, that lock traffic cost more system CPU
+    than the downloads themselves.)
     """
-    finished: queue.SimpleQueue[Future[Fetched]] = queue.SimpleQueue()
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get")
-    following = iter(missing)
-    in_flight = 0
 
-    def submit(obj: DataObject) -> None:
-        nonlocal in_flight
-        pool.submit(_download, getter, obj, cache).add_done_callback(finished.put)
-        in_flight += 1
+    def __init__(
+        self, getter: Boto3Getter | PresignedGetter, cache: ObjectCache, workers: int
+    ) -> None:
+        self.getter, self.cache = getter, cache
+        self.limit = 2 * max(1, workers)  # queued requests: enough to keep every thread busy
+        self.in_flight = 0
+        self._finished: queue.SimpleQueue[Future[Fetched]] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get")
 
-    try:
-        for obj in itertools.islice(following, workers * 2):
-            submit(obj)
-        while in_flight:
-            future = finished.get()
-            in_flight -= 1
-            obj = next(following, None)
-            if obj is not None:
-                submit(obj)
+    def submit(self, obj: DataObject) -> None:
+        future = self._pool.submit(_download, self.getter, obj, self.cache)
+        future.add_done_callback(self._finished.put)
+        self.in_flight += 1
+
+    def wait_one(self) -> Fetched:
+        """The next finished download, waiting for one."""
+        future = self._finished.get()
+        self.in_flight -= 1
+        return future.result()
+
+    def finished_now(self) -> Iterator[Fetched]:
+        """The downloads that have finished already, without waiting."""
+        while True:
+            try:
+                future = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            self.in_flight -= 1
             yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fetch(
     client: Any,
     bucket: str,
-    objects: Sequence[DataObject],
+    objects: Iterable[DataObject],
     cache: ObjectCache,
     *,
     workers: int = DEFAULT_DOWNLOAD_WORKERS,
@@ -261,42 +271,58 @@ def fetch(
 ) -> Iterator[Fetched]:
     """Yield every object as a local file, downloading only what the cache lacks.
 
+    ``objects`` may be a listing still under way (`BackgroundListing`): each
+    object is looked up or queued for download as it arrives, and finished
+    downloads are handed over between arrivals.
+
     An S3 error that concerns the whole bucket (access denied) raises
     `ReportError`; a problem with one object is yielded with its reason.
     """
     stats = stats if stats is not None else FetchStats()
-    bar = Progress(len(objects), progress, "download")
-    missing: list[DataObject] = []
+    sized = isinstance(objects, Sized)
+    bar = Progress(len(objects) if sized else None, progress, "download")
+    downloads: _Downloads | None = None
+
+    def account(result: Fetched) -> Fetched:
+        bar.update()
+        if result.path is None:
+            stats.failed.append((result.obj.key, result.problem or "unknown"))
+        elif not result.from_cache:
+            # Indexed here, in one thread, once the file is whole.
+            obj = result.obj
+            cache.record(obj.key, obj.etag, obj.size, obj.metadata or {})
+            stats.downloaded += 1
+            stats.downloaded_bytes += obj.size
+        else:
+            stats.cached += 1
+        return result
+
     try:
-        for obj in objects:
+        for listed, obj in enumerate(objects, 1):
+            if not sized:
+                bar.grow(listed)
             try:
                 entry = cache.lookup(obj.key, obj.etag, obj.size)
             except ValueError as exc:
-                entry, problem = None, str(exc)
-            else:
-                problem = None
-            if problem is None and entry is None:
-                missing.append(obj)
+                yield account(Fetched(obj, None, str(exc)))
                 continue
-            bar.update()
-            if entry is None:
-                stats.failed.append((obj.key, problem or "unknown"))
-                yield Fetched(obj, None, problem)
-            else:
-                stats.cached += 1
-                yield Fetched(with_metadata(obj, entry.metadata), entry.path, from_cache=True)
-        getter = make_getter(client, bucket, expected_owner, workers, downloader)
-        for result in _download_all(getter, missing, cache, workers=workers):
-            bar.update()
-            if result.path is None:
-                stats.failed.append((result.obj.key, result.problem or "unknown"))
-            else:
-                # Indexed here, in one thread, once the file is whole.
-                obj = result.obj
-                cache.record(obj.key, obj.etag, obj.size, obj.metadata or {})
-                stats.downloaded += 1
-                stats.downloaded_bytes += obj.size
-            yield result
+            if entry is not None:
+                yield account(
+                    Fetched(with_metadata(obj, entry.metadata), entry.path, from_cache=True)
+                )
+                continue
+            if downloads is None:
+                getter = make_getter(client, bucket, expected_owner, workers, downloader)
+                downloads = _Downloads(getter, cache, workers)
+            downloads.submit(obj)
+            while downloads.in_flight >= downloads.limit:
+                yield account(downloads.wait_one())
+            for done in downloads.finished_now():
+                yield account(done)
+        while downloads is not None and downloads.in_flight:
+            yield account(downloads.wait_one())
     finally:
+        if downloads is not None:
+            downloads.close()
         bar.close()
         cache.flush()

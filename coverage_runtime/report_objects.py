@@ -241,35 +241,59 @@ def explain_s3_error(exc: BaseException, bucket: str, what: str) -> ReportError:
     return ReportError(f"S3 error while {what}: {type(exc).__name__}: {exc}")
 
 
-def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:
-    """Every data object under the selection's prefixes that its key filters match."""
+LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 response
+
+
+def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObject], bool]]:
+    """The data objects that the key filters match, one listing page at a time.
+
+    Each page comes with whether more may follow, so a caller can start on
+    the first page of a long listing instead of waiting for the last.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     extra: dict[str, Any] = {}
     if selection.expected_owner:
         extra["ExpectedBucketOwner"] = selection.expected_owner
     paginator = client.get_paginator("list_objects_v2")
-    for list_prefix in selection.list_prefixes():
+    prefixes = list(selection.list_prefixes())
+    for number, list_prefix in enumerate(prefixes, 1):
         try:
-            for page in paginator.paginate(Bucket=selection.bucket, Prefix=list_prefix, **extra):
+            pages = paginator.paginate(
+                Bucket=selection.bucket,
+                Prefix=list_prefix,
+                PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+                **extra,
+            )
+            for page in pages:
+                found = []
                 for item in page.get("Contents", ()):
                     parsed = parse_key(selection.prefix, item["Key"])
                     if parsed is None or not selection.matches_key(parsed):
                         continue
-                    yield DataObject(
-                        key=item["Key"],
-                        etag=str(item.get("ETag", "")).strip('"'),
-                        size=int(item.get("Size", 0)),
-                        last_modified=item.get("LastModified"),
-                        function=parsed[0],
-                        version=parsed[1],
-                        date=parsed[2],
-                        environment_id=parsed[3],
+                    found.append(
+                        DataObject(
+                            key=item["Key"],
+                            etag=str(item.get("ETag", "")).strip('"'),
+                            size=int(item.get("Size", 0)),
+                            last_modified=item.get("LastModified"),
+                            function=parsed[0],
+                            version=parsed[1],
+                            date=parsed[2],
+                            environment_id=parsed[3],
+                        )
                     )
+                yield found, bool(page.get("IsTruncated")) or number < len(prefixes)
         except (ClientError, BotoCoreError) as exc:
             raise explain_s3_error(
                 exc, selection.bucket, f"listing s3://{selection.bucket}/{list_prefix}"
             ) from exc
+
+
+def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:
+    """Every data object under the selection's prefixes that its key filters match."""
+    for page, _ in list_pages(client, selection):
+        yield from page
 
 
 def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataObject:

@@ -98,6 +98,41 @@ def _coverage(
     return cov
 
 
+def _html_report(
+    data_file: Path,
+    directory: Path,
+    *,
+    rcfile: str | None,
+    include: Sequence[str],
+    omit: Sequence[str],
+    show_contexts: bool,
+    title: str | None,
+) -> None:
+    _coverage(data_file, rcfile, include, omit).html_report(
+        directory=str(directory), show_contexts=show_contexts, title=title
+    )
+
+
+def _html_in_a_worker(data_file: Path, directory: Path, **options: Any) -> Any:
+    """Start the HTML report in a forked process, or None where none can be forked.
+
+    Every coverage.py reporter analyses every file again, and HTML is the
+    slowest; on its own core it overlaps the others (and the totals).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    try:  # Lambda has no /dev/shm for multiprocessing's semaphores
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, NotImplementedError, ImportError):
+        return None
+    future = pool.submit(_html_report, data_file, directory, **options)
+    pool.shutdown(wait=False)
+    return future
+
+
 def write_reports(
     data_file: Path,
     output_dir: Path,
@@ -110,17 +145,32 @@ def write_reports(
     show_missing: bool = True,
     include: Sequence[str] = (),
     omit: Sequence[str] = (),
+    terminal: bool = True,
 ) -> Outputs:
-    """Run coverage.py's reporters on ``data_file``; return the totals and paths."""
+    """Run coverage.py's reporters on ``data_file``; return the totals and paths.
+
+    The terminal table is only made when ``terminal`` is true.
+    """
     from coverage.exceptions import CoverageException
 
-    cov = _coverage(data_file, rcfile, include, omit)
     written: dict[str, Path] = {}
+    html_job = None
+    if "html" in formats:
+        written["html"] = output_dir / "html" / "index.html"
+        # Forked before this process opens the data file: nothing shared.
+        html_options = {
+            "rcfile": rcfile,
+            "include": include,
+            "omit": omit,
+            "show_contexts": show_contexts,
+            "title": title,
+        }
+        html_job = _html_in_a_worker(data_file, output_dir / "html", **html_options)
+    table = io.StringIO()
     try:
-        if "html" in formats:
-            directory = output_dir / "html"
-            cov.html_report(directory=str(directory), show_contexts=show_contexts, title=title)
-            written["html"] = directory / "index.html"
+        cov = _coverage(data_file, rcfile, include, omit)
+        if "html" in formats and html_job is None:
+            _html_report(data_file, output_dir / "html", **html_options)
         if "xml" in formats:
             written["xml"] = output_dir / OUTPUT_NAMES["xml"]
             cov.xml_report(outfile=str(written["xml"]))
@@ -137,9 +187,11 @@ def write_reports(
                 cov.json_report(outfile=path)
                 with open(path, encoding="utf-8") as handle:
                     report = json.load(handle)
-        terminal = io.StringIO()
-        cov.report(file=terminal, show_missing=show_missing, skip_empty=True)
-    except CoverageException as exc:
+        if terminal:
+            cov.report(file=table, show_missing=show_missing, skip_empty=True)
+        if html_job is not None:
+            html_job.result()
+    except (CoverageException, OSError) as exc:
         raise ReportError(f"coverage.py could not write the report: {exc}") from exc
     totals = report["totals"]
     return Outputs(
@@ -154,7 +206,7 @@ def write_reports(
             files=len(report.get("files", {})),
         ),
         files=written,
-        terminal=terminal.getvalue(),
+        terminal=table.getvalue(),
     )
 
 

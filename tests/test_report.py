@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 from coverage import CoverageData
 
+from coverage_runtime import report_objects
 from coverage_runtime.cli import main
+from coverage_runtime.report_listing import BackgroundListing
+from coverage_runtime.report_objects import ReportError, Selection, make_client
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 from tests.report_samples.envs import (
     BRANCH,
@@ -273,6 +276,17 @@ def test_fail_under_exits_2_below_the_threshold(envs, s3, bucket, report):
     assert "is below --fail-under" in high.err
 
 
+def test_an_html_error_in_the_report_worker_is_one_clear_line(envs, s3, bucket, report, tmp_path):
+    """HTML is written in a forked worker; its failure still reaches the user as a sentence."""
+    upload(s3, bucket, LINE[:1])
+    rcfile = tmp_path / "bad.rc"
+    rcfile.write_text("[html]\nextra_css = /nonexistent/extra.css\n")
+    run = report("--format", "html,json", "--rcfile", str(rcfile))
+    assert run.code == 1
+    assert "coverage.py could not write the report" in run.err and "extra.css" in run.err
+    assert "Traceback" not in run.err
+
+
 # -- cache, corrupt objects, filters ----------------------------------------------------
 
 
@@ -326,7 +340,13 @@ def test_corrupt_objects_are_skipped_by_key_with_the_reason(envs, s3, bucket, re
         )
 
 
-def test_filters_select_by_function_version_date_and_revision(envs, s3, bucket, report):
+@pytest.mark.parametrize("page_size", [1000, 1], ids=["one-page", "a-page-per-key"])
+def test_filters_select_by_function_version_date_and_revision(
+    envs, s3, bucket, report, monkeypatch, page_size
+):
+    # One key per page: the listing goes on in the background while the first downloads,
+    # and a page whose keys the filters all drop comes before pages that match.
+    monkeypatch.setattr(report_objects, "LIST_PAGE_SIZE", page_size)
     upload(s3, bucket, LINE + CONTEXTS)
 
     def check(names: list[str], *args: str) -> None:
@@ -553,3 +573,17 @@ def test_progress_bar_and_parallel_merge_workers(envs, s3, bucket, report, capsy
     assert run.code == 0, run.err
     assert lines_of(run.data_file) == union_lines(LINE + BRANCH)
     assert "download" in capsys.readouterr().err  # tqdm's bar, on the process's stderr
+
+
+def test_an_s3_error_on_a_later_page_reaches_the_report_as_one_sentence(
+    envs, s3, s3_server, bucket, monkeypatch
+):
+    monkeypatch.setattr(report_objects, "LIST_PAGE_SIZE", 1)
+    upload(s3, bucket, LINE[:3])
+    listing = BackgroundListing(make_client(s3_server.endpoint_url), Selection(bucket=bucket))
+    assert len(listing.first) == 1 and listing.more
+    for env in LINE[:3]:  # the bucket goes away before the next page is listed
+        s3.delete_object(Bucket=bucket, Key=env.key)
+    s3.delete_bucket(Bucket=bucket)
+    with pytest.raises(ReportError, match=f"bucket '{bucket}' does not exist"):
+        list(listing)

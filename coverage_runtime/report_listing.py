@@ -1,0 +1,68 @@
+"""The listing of data objects, continued on a thread while the first pages download.
+
+S3 lists 1,000 keys per request, and each request needs the previous one's
+continuation token, so a long listing is a chain of round trips (100-300 ms
+each on S3). Waiting for its end before the first GET leaves the downloads
+idle all that time. Here the first page is read at once, on the caller's
+thread, which then knows enough to size the merge (and fork its workers
+before any thread exists); the remaining pages are listed on a thread and
+handed over as each one arrives.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from coverage_runtime.report_objects import DataObject, Selection, list_pages
+
+_END = object()
+
+
+class BackgroundListing:
+    """Iterate over every matching object; pages after the first are listed on a thread."""
+
+    def __init__(self, client: Any, selection: Selection) -> None:
+        self._started = time.perf_counter()
+        self._pages = list_pages(client, selection)
+        self.first, self.more = next(self._pages, ([], False))
+        self.count = len(self.first)  # objects handed over so far
+        self.seconds: float | None = None if self.more else time.perf_counter() - self._started
+        self._handoff: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """List the remaining pages in the background (once; a no-op for one page)."""
+        if self.more and self._thread is None:
+            self._thread = threading.Thread(target=self._list, name="s3-list", daemon=True)
+            self._thread.start()
+
+    def _list(self) -> None:
+        try:
+            for page, _ in self._pages:
+                if self._stop.is_set():
+                    return
+                self._handoff.put(page)
+        except BaseException as exc:  # re-raised on the consuming thread
+            self._handoff.put(exc)
+        finally:
+            self.seconds = time.perf_counter() - self._started
+            self._handoff.put(_END)
+
+    def __iter__(self) -> Iterator[DataObject]:
+        yield from self.first
+        if not self.more:
+            return
+        self.start()
+        try:
+            while (page := self._handoff.get()) is not _END:
+                if isinstance(page, BaseException):
+                    raise page
+                self.count += len(page)
+                yield from page
+        finally:
+            self._stop.set()  # the consumer gave up: list no further
