@@ -13,14 +13,23 @@ For each size N (default 1,000 and 5,000) it:
 
    coverage.py   ``coverage combine`` + ``coverage html`` of the same N files
                  already on local disk (the reference: no download at all);
-   report        ``lambda-coverage report`` (HTML, XML, LCOV, JSON, summary),
-                 cold cache: list + download + merge + reports; batches merge
-                 in one worker process per core, overlapped with the downloads
-                 (the default);
-   report -j0    the same with the merge in the main process (``--jobs 0``);
-   report boto3  the same with boto3 ``get_object`` instead of presigned GETs;
+   report        ``lambda-coverage report --format html`` (the same output),
+                 cold cache: list + download + merge + HTML; the listing goes
+                 on while the first pages download, batches merge in one
+                 worker process per core as files arrive (the defaults);
+   all formats   the same, writing HTML, XML, LCOV and JSON;
+   -j0           the merge in the main process (``--jobs 0``);
+   boto3         boto3 ``get_object`` instead of presigned GETs;
+   stock moto    against ``python -m moto.server`` instead of scripts/local_s3.py
+                 (moto's S3 under gunicorn with keep-alive): what the local S3
+                 server itself costs;
    merge warm    ``--format none`` with a warm cache: list + merge only, with
                  workers and with ``--jobs 0``;
+
+Every cold run gets a new cache directory, deleted only after the last round:
+on ext4, creating thousands of files where thousands were just deleted costs
+several times more (``recently_deleted`` in the kernel's inode allocator),
+which would charge the report for the benchmark's own clean-up.
 
 and prints seconds, the ratio against coverage.py, files/minute and peak
 memory (RSS of the report process and its workers).
@@ -267,16 +276,17 @@ def brief(run: dict) -> dict:
     }
 
 
-def probe_gets(server: S3Server, base: dict, branch: bool, count: int, root: Path) -> None:
+def probe_gets(
+    server: S3Server, label: str, base: dict, branch: bool, count: int, root: Path
+) -> None:
     """What one GET costs against this S3: wall per object, client CPU, server CPU."""
     import urllib3
 
-    files = make_files(base, branch, root / "probe", count)
+    files = make_files(base, branch, root / f"probe-{label}", count)
     client = server.client()
     upload(client, files, "probe/")
     keys = [f"probe/{FUNCTION}/$LATEST/2026-11-25/{p.stem}.coverage" for p in files]
     pool = urllib3.PoolManager(maxsize=16)
-    server_process = psutil.Process(server.process.pid)
     presigned = [
         client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": k})
         for k in keys
@@ -289,15 +299,15 @@ def probe_gets(server: S3Server, base: dict, branch: bool, count: int, root: Pat
         ),
     }
     size = sum(p.stat().st_size for p in files) // count // 1024
-    print(f"\nGET cost against the local S3, {count} objects of {size} KB, 16 threads (ms/object):")
+    print(f"\nGET cost against {label}, {count} objects of {size} KB, 16 threads (ms/object):")
     for name, get in ways.items():
-        server_cpu = sum(server_process.cpu_times()[:2])
+        server_cpu = server.cpu_seconds()
         cpu, started = time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(16) as threads:
             list(threads.map(get, range(count)))
         wall = (time.perf_counter() - started) / count * 1e3
         client_cpu = (time.process_time() - cpu) / count * 1e3
-        server_ms = (sum(server_process.cpu_times()[:2]) - server_cpu) / count * 1e3
+        server_ms = (server.cpu_seconds() - server_cpu) / count * 1e3
         print(
             f"  {name:<17} wall {wall:.2f}  client CPU {client_cpu:.2f}  "
             f"S3 server CPU {server_ms:.2f}"
@@ -313,49 +323,58 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def run_size(
-    server: S3Server, base: dict, branch: bool, count: int, root: Path, repeats: int
+    servers: dict[str, S3Server], base: dict, branch: bool, count: int, root: Path, repeats: int
 ) -> dict:
     work = root / f"n{count}"
     work.mkdir()
     files = make_files(base, branch, work / "files", count)
-    client = server.client()
     prefix = f"n{count}/"
-    upload_s = upload(client, files, prefix)
-    env = clean_environment(
-        {
-            "COVERAGE_S3_ENDPOINT_URL": server.endpoint_url,
-            "COVERAGE_S3_PREFIX": prefix,
-            **FAKE_CREDENTIALS,
-        }
+    upload_s = upload(servers["local"].client(), files, prefix)
+    upload(servers["stock"].client(), files, prefix)
+    env, env_stock = (
+        clean_environment(
+            {
+                "COVERAGE_S3_ENDPOINT_URL": servers[name].endpoint_url,
+                "COVERAGE_S3_PREFIX": prefix,
+                **FAKE_CREDENTIALS,
+            }
+        )
+        for name in ("local", "stock")
     )
+    html = ("--format", "html")
     runs: dict[str, list[dict]] = {}
     # Round-robin: every configuration once per round, so machine noise spreads evenly.
     for r in range(repeats):
-        for cache in work.glob("cache-*"):
-            shutil.rmtree(cache)
+
+        def cold(name: str, *extra: str, environment: dict = env, r: int = r) -> dict:
+            return report(work, environment, name, work / f"cache-{name}-{r}", *extra)
+
         rounds = {
             "coverage_py": lambda: coverage_py(files, work, env),
-            "report": lambda: report(work, env, "cold", work / "cache-cold"),
-            "report_j0": lambda: report(work, env, "cold-j0", work / "cache-j0", "--jobs", "0"),
-            "report_boto3": lambda: report(
-                work, env, "cold-boto3", work / "cache-boto3", "--downloader", "boto3"
+            "report": lambda: cold("html", *html),
+            "report_all": lambda: cold("all"),
+            "report_j0": lambda: cold("j0", *html, "--jobs", "0"),
+            "report_boto3": lambda: cold("boto3", *html, "--downloader", "boto3"),
+            "report_stock": lambda: cold("stock", *html, environment=env_stock),
+            "merge_warm": lambda r=r: report(
+                work, env, "warm", work / f"cache-html-{r}", "--format", "none"
             ),
-            "merge_warm": lambda: report(
-                work, env, "warm", work / "cache-cold", "--format", "none"
-            ),
-            "merge_warm_j0": lambda: report(
-                work, env, "warm-j0", work / "cache-cold", "--format", "none", "--jobs", "0"
+            "merge_warm_j0": lambda r=r: report(
+                work, env, "warm-j0", work / f"cache-html-{r}", "--format", "none", "--jobs", "0"
             ),
         }
         for name, run in rounds.items():
             runs.setdefault(name, []).append(run())
         print(f"  {count} files: round {r + 1}/{repeats} done", file=sys.stderr, flush=True)
-    cold, warm = runs["report"][-1], runs["merge_warm"][-1]
-    assert cold["summary"]["environments"]["merged"] == count
+    for cache in work.glob("cache-*"):
+        shutil.rmtree(cache)
+    cold_run, warm = runs["report"][-1], runs["merge_warm"][-1]
+    assert cold_run["summary"]["environments"]["merged"] == count
     assert warm["summary"]["from_cache"] == count
     reference = runs["coverage_py"][-1]["data"]
-    identical = same_lines(cold["data"], reference) and same_lines(
-        runs["merge_warm_j0"][-1]["data"], reference
+    identical = all(
+        same_lines(runs[name][-1]["data"], reference)
+        for name in ("report", "report_all", "report_stock", "merge_warm_j0")
     )
     result = {
         "files": count,
@@ -380,7 +399,7 @@ started = time.perf_counter()
 files = sorted(directory.glob("env-*.coverage"))
 with Merger(jobs=jobs, batch_size=256) as merger:
     for path in files:
-        merger.add(path.name, path)
+        merger.add(path.name, path.read_bytes())
     partial = merger.finish()
 branch, _ = choose_measure(partial, "auto")
 write_data(partial, directory.parent / f"merged-j{jobs}.coverage", branch)
@@ -444,12 +463,14 @@ def print_table(results: list[dict], kind: str) -> None:
         ("coverage.py", 11),
         ("combine", 7),
         ("html", 5),
-        ("report", 7),
+        ("report", 6),
         ("ratio", 5),
-        ("MB", 5),
-        ("-j0", 6),
+        ("MB", 4),
+        ("all fmt", 7),
         ("ratio", 5),
-        ("boto3", 6),
+        ("-j0", 5),
+        ("boto3", 5),
+        ("stock moto", 10),
         ("ratio", 5),
         ("warm", 5),
         ("warm-j0", 7),
@@ -461,41 +482,44 @@ def print_table(results: list[dict], kind: str) -> None:
     print("-" * len(header))
     for r in results:
         ref = r["coverage_py"]["seconds"]
+        seconds = {name: r[name]["seconds"] for name in r if name.startswith(("report", "merge"))}
         values = [
             r["files"],
             f"{r['bytes_per_file'] / 1024:.0f}",
             f"{ref:.2f}",
             f"{r['coverage_py']['combine_s']:.2f}",
             f"{r['coverage_py']['html_s']:.2f}",
-            f"{r['report']['seconds']:.2f}",
-            f"{r['report']['seconds'] / ref:.2f}",
+            f"{seconds['report']:.2f}",
+            f"{seconds['report'] / ref:.2f}",
             f"{r['report']['peak_mb']:.0f}",
-            f"{r['report_j0']['seconds']:.2f}",
-            f"{r['report_j0']['seconds'] / ref:.2f}",
-            f"{r['report_boto3']['seconds']:.2f}",
-            f"{r['report_boto3']['seconds'] / ref:.2f}",
-            f"{r['merge_warm']['seconds']:.2f}",
-            f"{r['merge_warm_j0']['seconds']:.2f}",
-            f"{r['files'] / r['report']['seconds'] * 60:.0f}",
+            f"{seconds['report_all']:.2f}",
+            f"{seconds['report_all'] / ref:.2f}",
+            f"{seconds['report_j0']:.2f}",
+            f"{seconds['report_boto3']:.2f}",
+            f"{seconds['report_stock']:.2f}",
+            f"{seconds['report_stock'] / ref:.2f}",
+            f"{seconds['merge_warm']:.2f}",
+            f"{seconds['merge_warm_j0']:.2f}",
+            f"{r['files'] / seconds['report'] * 60:.0f}",
             "yes" if r["identical_to_coverage_combine"] else "NO",
         ]
         print(" ".join(f"{v!s:>{w}}" for v, (_, w) in zip(values, columns, strict=True)))
     print("\nall rounds (s):")
     for r in results:
         print(f"  {r['files']:>6} files  coverage.py {r['coverage_py']['all_seconds']}")
-        for name in ("report", "report_j0", "report_boto3", "merge_warm", "merge_warm_j0"):
+        for name in (n for n in r if n.startswith(("report", "merge"))):
             print(f"  {'':>6}        {name} {r[name]['all_seconds']}")
-    print("\nphases (s) of the median runs, report (cold, default) and merge warm:")
+    print("\nphases (s) of the median runs (the listing overlaps the downloads):")
     for r in results:
         print(f"  {r['files']:>6} files  cold: {r['report']['timings']}")
         print(f"  {'':>6}        warm: {r['merge_warm']['timings']}")
-        print(f"  {'':>6}     warm-j0: {r['merge_warm_j0']['timings']}")
-        print(f"  {'':>6}  (upload to moto before: {r['upload_s']:.1f} s)")
+        print(f"  {'':>6}  (upload to the local S3 before: {r['upload_s']:.1f} s)")
     print(
-        "\nreport = lambda-coverage report, cold cache (list + download + merge + html, xml, "
-        "lcov, json);\n-j0 = merge in the main process (--jobs 0); boto3 = --downloader boto3;"
-        " warm = --format none with a warm cache\n(list + merge only), warm-j0 = the same "
-        "in one process; same = merged data identical to coverage combine"
+        "\nreport = lambda-coverage report --format html, cold cache (list + download + merge + "
+        "HTML, like coverage.py's column);\nall fmt = HTML, XML, LCOV and JSON; -j0 = merge in "
+        "the main process (--jobs 0); boto3 = --downloader boto3;\nstock moto = against "
+        "`python -m moto.server`; warm = --format none with a warm cache (list + merge only),\n"
+        "warm-j0 = the same in one process; same = merged data identical to coverage combine"
     )
 
 
@@ -547,21 +571,27 @@ def main() -> None:
         finally:
             shutil.rmtree(root, ignore_errors=True)
         return
-    server = S3Server()
+    servers = {"local": S3Server(), "stock": S3Server(stock=True)}
     try:
-        server.client().create_bucket(Bucket=BUCKET)
+        for server in servers.values():
+            server.client().create_bucket(Bucket=BUCKET)
         base = make_base(root, args.modules, args.kind == "branch")
         if args.probe_gets:
-            probe_gets(server, base, args.kind == "branch", args.probe_gets, root)
+            for label, server in (
+                ("the local S3 (scripts/local_s3.py)", servers["local"]),
+                ("python -m moto.server", servers["stock"]),
+            ):
+                probe_gets(server, label, base, args.kind == "branch", args.probe_gets, root)
             return
         results = []
         for size in (int(s) for s in args.sizes.split(",")):
-            results.append(run_size(server, base, args.kind == "branch", size, root, args.repeats))
+            results.append(run_size(servers, base, args.kind == "branch", size, root, args.repeats))
         print_table(results, args.kind)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:

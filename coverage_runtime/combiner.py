@@ -221,8 +221,8 @@ def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     invocations = 0
     with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
         for item in fetch(client, selection.bucket, objects, cache, stats=stats):
-            if item.path is not None and selection.matches_metadata(item.obj.metadata):
-                merger.add(item.obj.key, item.path)
+            if item.body is not None and selection.matches_metadata(item.obj.metadata):
+                merger.add(item.obj.key, item.body)
                 invocations += item.obj.invocations or 0
         partial = merger.finish()
     branch, _ = choose_measure(partial, str(batch_input.get("measure") or "auto"))
@@ -277,9 +277,9 @@ def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     environments = invocations = skipped = 0
     with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
         for item in fetch(client, selection.bucket, shards, cache, stats=stats):
-            if item.path is None:
+            if item.body is None:
                 continue
-            merger.add(item.obj.key, item.path)
+            merger.add(item.obj.key, item.body)
             meta = item.obj.metadata or {}
             environments += int(meta.get("environments", 0))
             invocations += int(meta.get("invocations", 0))

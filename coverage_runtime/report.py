@@ -145,6 +145,7 @@ class _Merged:
     stats: FetchStats
     objects: list[DataObject]
     filtered_out: int
+    cache_error: str | None
 
 
 def _fetch_and_merge(
@@ -171,15 +172,15 @@ def _fetch_and_merge(
             expected_owner=selection.expected_owner,
             downloader=options.downloader,
         ):
-            if item.path is None:
+            if item.body is None:
                 continue
             if not selection.matches_metadata(item.obj.metadata):
                 filtered_out += 1
                 continue
             fetched.append(item.obj)
-            merger.add(item.obj.key, item.path)
+            merger.add(item.obj.key, item.body)
         partial = merger.finish()
-    return _Merged(partial, stats, fetched, filtered_out)
+    return _Merged(partial, stats, fetched, filtered_out, cache.write_error)
 
 
 def collect(options: ReportOptions, client: Any = None) -> ReportResult:
@@ -216,6 +217,11 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
 
     branch, warning = choose_measure(partial, options.measure)
     warnings = [warning] if warning else []
+    if merged.cache_error:
+        warnings.append(
+            f"the download cache could not be written ({merged.cache_error}): "
+            "the next report downloads these objects again"
+        )
     missing: list[MissingSource] = []
     phase = time.perf_counter()
     if options.remap:

@@ -1,35 +1,30 @@
-"""A local cache of downloaded data objects, keyed by S3 ETag.
+"""A local cache of downloaded data objects, keyed by S3 ETag: one SQLite file per bucket.
 
-Each version of an object is one file, ``<cache>/<bucket>/<key>.<etag>``, and
-one index per bucket, ``<cache>/<bucket>/index.sqlite3``, maps each key to the
-ETag, size and metadata of its cached version.  An object whose listed ETag
-and size match the index is not downloaded again, so a second report
-downloads only the environments that changed.
+``<cache>/<bucket>.sqlite3`` holds, for each key, the ETag, size, metadata and
+bytes of the version last downloaded. An object whose listed ETag and size
+match is not downloaded again, so a second report downloads only the
+environments that changed.
 
-A row is added to the index only after its file is completely written, so an
-interrupted run leaves at worst a file that no row names, which the next run
-writes again.  Files are created once per object version, without a sidecar
-or a temporary name: creating files is what a cold report pays for on a busy
-filesystem (a sidecar per object, each written to a temporary name and
-renamed, made the download three times slower; see docs/scaling.md).
+One file, not a file per object: creating thousands of small files was the
+largest client cost of a cold report (system time in the filesystem, several
+times more on a disk where many files were just deleted; see
+docs/scaling.md), and one file is also what a CI cache stores and restores
+best. Rows are written in transactions from one thread; SQLite's locking
+keeps two reports sharing a cache consistent. The cache is disposable: one
+that SQLite cannot read is started afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import sqlite3
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-INDEX_NAME = "index.sqlite3"
-_SAFE_ETAG = re.compile(r"[0-9A-Za-z-]{1,128}")
-_FLUSH_EVERY = 256
+_FLUSH_EVERY = 256  # rows per transaction (about 13 MB of line data)
 
 
 def default_cache_dir() -> Path:
@@ -39,132 +34,116 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    path: Path
     etag: str
     size: int
     metadata: dict[str, str]
 
 
 class ObjectCache:
-    """Data files of one bucket on local disk, and their index.
+    """The cached objects of one bucket.
 
-    `lookup` and `write` may be called from any thread; `record` and `flush`
-    from the thread that created the cache (SQLite connections are not
-    shared between threads).
+    `lookup` may be called from any thread. `read`, `store`, `flush` and
+    `close` belong to the thread that opened the cache (an SQLite connection
+    is not shared between threads).
     """
 
     def __init__(self, root: Path | str, bucket: str) -> None:
-        self.root = Path(root) / bucket
-        self._entries: dict[str, tuple[str, int, dict[str, str]]] = {}
-        self._pending: list[tuple[str, str, int, str]] = []
+        self.path = Path(root) / f"{bucket}.sqlite3"
+        self._entries: dict[str, CacheEntry] = {}
+        self._pending: list[tuple[str, str, int, str, bytes]] = []
         self._db: sqlite3.Connection | None = None
-        self._open_index()
-
-    # -- the index ------------------------------------------------------------
-
-    def _open_index(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        index = self.root / INDEX_NAME
+        self.write_error: str | None = None  # why the cache takes no new objects
         try:
-            self._db = self._connect(index)
-        except sqlite3.DatabaseError:
-            # Not an index (a crash mid-creation, a stray file): the cache is
-            # disposable, so start a new one rather than fail the report.
-            index.unlink(missing_ok=True)
-            self._db = self._connect(index)
-        for key, etag, size, metadata in self._db.execute(
-            "SELECT key, etag, size, metadata FROM entries"
-        ):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._entries[key] = (etag, int(size), dict(json.loads(metadata or "{}")))
-            except (TypeError, ValueError):
-                continue  # an unreadable row is a cache miss
+                self._open()
+            except sqlite3.DatabaseError:
+                # Not a database, or damaged (a power cut with the last writes
+                # unsynced): the objects are in S3, so start an empty cache.
+                self._discard()
+                self._open()
+        except (OSError, sqlite3.Error) as exc:
+            # No usable cache here at all: the report still runs, downloading everything.
+            self.write_error = f"{self.path}: {exc}"
 
-    @staticmethod
-    def _connect(index: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(index, timeout=30)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS entries "
-            "(key TEXT PRIMARY KEY, etag TEXT NOT NULL, size INTEGER NOT NULL, metadata TEXT)"
-        )
-        db.commit()
-        return db
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA page_size = 16384")  # data files are tens of KB: fewer pages
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
+                "size INTEGER NOT NULL, metadata TEXT NOT NULL, body BLOB NOT NULL)"
+            )
+            db.commit()
+            rows = db.execute("SELECT key, etag, size, metadata FROM objects").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        self._db = db
+        for key, etag, size, metadata in rows:
+            with contextlib.suppress(TypeError, ValueError):  # an odd row is a cache miss
+                self._entries[key] = CacheEntry(etag, int(size), dict(json.loads(metadata)))
 
-    def record(self, key: str, etag: str, size: int, metadata: Mapping[str, str]) -> None:
-        """Index a completely written file (see `write`); saved by `flush`."""
-        previous = self._entries.get(key)
-        if previous is not None and previous[0] != etag:
-            with contextlib.suppress(OSError, ValueError):
-                self.path_for(key, previous[0]).unlink(missing_ok=True)
-        self._entries[key] = (etag, size, dict(metadata))
-        self._pending.append((key, etag, size, json.dumps(dict(metadata))))
+    def _discard(self) -> None:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def lookup(self, key: str, etag: str, size: int) -> CacheEntry | None:
+        """The cached entry when it is exactly this version of the object."""
+        found = self._entries.get(key)
+        if found is None or found.etag != etag or found.size != size:
+            return None
+        return found
+
+    def read(self, key: str, etag: str, size: int) -> bytes | None:
+        """The bytes of this version of ``key``, or None (not cached, or unreadable)."""
+        if self.lookup(key, etag, size) is None or self._db is None:
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT body FROM objects WHERE key = ? AND etag = ?", (key, etag)
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            return None  # downloaded again instead
+        if row is None or len(row[0]) != size:
+            return None
+        return bytes(row[0])
+
+    def store(self, key: str, etag: str, body: bytes, metadata: Mapping[str, str]) -> None:
+        """Keep this version of ``key`` (written with the next `flush`)."""
+        entry = CacheEntry(etag, len(body), dict(metadata))
+        self._entries[key] = entry
+        self._pending.append((key, etag, len(body), json.dumps(entry.metadata), body))
         if len(self._pending) >= _FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        if not self._pending or self._db is None:
+        """Write what `store` kept; a full disk costs the cache, never the report."""
+        if not self._pending or self._db is None or self.write_error:
+            self._pending = []
             return
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO entries (key, etag, size, metadata) VALUES (?, ?, ?, ?)",
-                self._pending,
-            )
-        self._pending = []
+        rows, self._pending = self._pending, []
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO objects (key, etag, size, metadata, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            self.write_error = f"{self.path}: {exc}"
 
     def close(self) -> None:
-        self.flush()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        try:
+            self.flush()
+        finally:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> ObjectCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- the files ------------------------------------------------------------
-
-    def path_for(self, key: str, etag: str) -> Path:
-        """Where this version of ``key`` lives; ValueError for a key unsafe on disk."""
-        parts = key.split("/")
-        if any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"unsafe key for the local cache: {key!r}")
-        if not _SAFE_ETAG.fullmatch(etag):
-            etag = hashlib.sha256(etag.encode()).hexdigest()[:32]
-        parts[-1] = f"{parts[-1]}.{etag}"
-        return self.root.joinpath(*parts)
-
-    def lookup(self, key: str, etag: str, size: int) -> CacheEntry | None:
-        """The cached entry when it is exactly this version of the object."""
-        found = self._entries.get(key)
-        if found is None or found[0] != etag or found[1] != size:
-            return None
-        path = self.path_for(key, etag)
-        try:
-            if path.stat().st_size != size:
-                return None
-        except OSError:
-            return None
-        return CacheEntry(path, etag, size, dict(found[2]))
-
-    def write(self, key: str, etag: str, body: bytes) -> Path:
-        """Write this version's file (not yet indexed: `record` does that)."""
-        path = self.path_for(key, etag)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(path, "xb") as out:  # the usual case: one new file, nothing else
-                out.write(body)
-        except FileExistsError:
-            # Left by an interrupted run, or being written by a concurrent one:
-            # replace it whole, so no reader ever sees a torn file.
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    out.write(body)
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
-        return path

@@ -1,9 +1,9 @@
-"""Download data objects in parallel into the local cache, with a progress bar.
+"""Download data objects in parallel, through the local cache, with a progress bar.
 
-`fetch` yields each object's local file as soon as it is ready (cache hits
-first, then downloads in completion order), so the caller can merge while
-the rest is still downloading.  A bounded thread pool does the GETs; boto3
-clients are thread-safe and the client's connection pool is sized to match.
+`fetch` yields each object's bytes as soon as they are ready (from the cache,
+or downloads in completion order), so the caller can merge while the rest is
+still downloading.  A bounded thread pool does the GETs; the calling thread
+keeps the cache (`report_cache`) up to date.
 An object that cannot be downloaded is reported with its key and the reason,
 and the others carry on.
 """
@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from coverage_runtime.report_cache import ObjectCache
@@ -37,10 +36,10 @@ _WHOLE_RUN_ERRORS = (
 
 @dataclass(frozen=True)
 class Fetched:
-    """An object ready on local disk (``path``), or why it is not (``problem``)."""
+    """An object's bytes (``body``), or why there are none (``problem``)."""
 
     obj: DataObject
-    path: Path | None
+    body: bytes | None
     problem: str | None = None
     from_cache: bool = False
 
@@ -173,16 +172,10 @@ def make_getter(
     return PresignedGetter(client, bucket, workers)
 
 
-def _download(
-    getter: Boto3Getter | PresignedGetter, obj: DataObject, cache: ObjectCache
-) -> Fetched:
+def _download(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Fetched:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = getter.bucket
-    try:
-        cache.path_for(obj.key, obj.etag)
-    except ValueError as exc:
-        return Fetched(obj, None, str(exc))
     try:
         body, etag, metadata = getter.get(obj.key)
     except ClientError as exc:
@@ -198,10 +191,6 @@ def _download(
     except BotoCoreError as exc:
         return Fetched(obj, None, f"download failed: {exc}")
     etag = etag.strip('"') or obj.etag
-    try:
-        path = cache.write(obj.key, etag, body)
-    except OSError as exc:
-        return Fetched(obj, None, f"cannot write it to the local cache: {exc}")
     downloaded = DataObject(
         key=obj.key,
         etag=etag,
@@ -212,7 +201,7 @@ def _download(
         date=obj.date,
         environment_id=obj.environment_id,
     )
-    return Fetched(with_metadata(downloaded, metadata), path)
+    return Fetched(with_metadata(downloaded, metadata), body)
 
 
 class _Downloads:
@@ -223,17 +212,15 @@ class _Downloads:
     than the downloads themselves.)
     """
 
-    def __init__(
-        self, getter: Boto3Getter | PresignedGetter, cache: ObjectCache, workers: int
-    ) -> None:
-        self.getter, self.cache = getter, cache
+    def __init__(self, getter: Boto3Getter | PresignedGetter, workers: int) -> None:
+        self.getter = getter
         self.limit = 2 * max(1, workers)  # queued requests: enough to keep every thread busy
         self.in_flight = 0
         self._finished: queue.SimpleQueue[Future[Fetched]] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get")
 
     def submit(self, obj: DataObject) -> None:
-        future = self._pool.submit(_download, self.getter, obj, self.cache)
+        future = self._pool.submit(_download, self.getter, obj)
         future.add_done_callback(self._finished.put)
         self.in_flight += 1
 
@@ -269,7 +256,7 @@ def fetch(
     expected_owner: str | None = None,
     downloader: str = "auto",
 ) -> Iterator[Fetched]:
-    """Yield every object as a local file, downloading only what the cache lacks.
+    """Yield every object's bytes, downloading only what the cache lacks.
 
     ``objects`` may be a listing still under way (`BackgroundListing`): each
     object is looked up or queued for download as it arrives, and finished
@@ -285,12 +272,11 @@ def fetch(
 
     def account(result: Fetched) -> Fetched:
         bar.update()
-        if result.path is None:
+        if result.body is None:
             stats.failed.append((result.obj.key, result.problem or "unknown"))
         elif not result.from_cache:
-            # Indexed here, in one thread, once the file is whole.
-            obj = result.obj
-            cache.record(obj.key, obj.etag, obj.size, obj.metadata or {})
+            obj = result.obj  # cached from this thread: SQLite stays on one thread
+            cache.store(obj.key, obj.etag, result.body, obj.metadata or {})
             stats.downloaded += 1
             stats.downloaded_bytes += obj.size
         else:
@@ -301,19 +287,14 @@ def fetch(
         for listed, obj in enumerate(objects, 1):
             if not sized:
                 bar.grow(listed)
-            try:
-                entry = cache.lookup(obj.key, obj.etag, obj.size)
-            except ValueError as exc:
-                yield account(Fetched(obj, None, str(exc)))
-                continue
-            if entry is not None:
-                yield account(
-                    Fetched(with_metadata(obj, entry.metadata), entry.path, from_cache=True)
-                )
+            entry = cache.lookup(obj.key, obj.etag, obj.size)
+            body = cache.read(obj.key, obj.etag, obj.size) if entry is not None else None
+            if entry is not None and body is not None:
+                yield account(Fetched(with_metadata(obj, entry.metadata), body, from_cache=True))
                 continue
             if downloads is None:
                 getter = make_getter(client, bucket, expected_owner, workers, downloader)
-                downloads = _Downloads(getter, cache, workers)
+                downloads = _Downloads(getter, workers)
             downloads.submit(obj)
             while downloads.in_flight >= downloads.limit:
                 yield account(downloads.wait_one())

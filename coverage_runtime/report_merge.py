@@ -2,8 +2,9 @@
 
 `coverage combine` opens each input with `CoverageData`, maps its paths and
 updates the output database file by file, in one process: 2-3.7 ms per file.
-Here each input is read once, read-only, with a few queries against
-coverage.py's documented SQLite schema (``coverage_schema``, ``file``,
+Here each input's bytes are opened in memory (``sqlite3`` ``deserialize``:
+no file per input) and read once with a few queries against coverage.py's
+documented SQLite schema (``coverage_schema``, ``file``,
 ``context``, ``line_bits`` / ``arc``), and merged in memory: a file's lines
 are one Python int used as a bit set (coverage.py's numbits are little-endian
 bit sets, so a union is one ``|``), arcs are sets.  Batches of inputs are
@@ -19,11 +20,13 @@ coverage.py database (truncated, not SQLite, empty) is skipped with a reason.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
 import struct
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +83,12 @@ class Partial:
 # -- reading one data file -----------------------------------------------------
 
 
-def _check_header(path: str) -> None:
-    """Reject what SQLite might half-read: empty, not SQLite, or truncated files."""
-    size = os.path.getsize(path)
+def _check_header(body: bytes) -> None:
+    """Reject what SQLite might half-read: empty, not SQLite, or truncated data."""
+    size = len(body)
     if size == 0:
         raise UnreadableData("empty object (0 bytes)")
-    with open(path, "rb") as handle:
-        header = handle.read(100)
+    header = body[:100]
     if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
         raise UnreadableData("not an SQLite database")
     page_size = struct.unpack(">H", header[16:18])[0]
@@ -100,6 +102,39 @@ def _check_header(path: str) -> None:
         raise UnreadableData(f"truncated SQLite file ({size} bytes, page size {page_size})")
     if counter == valid_for and pages and size < pages * page_size:
         raise UnreadableData(f"truncated SQLite file ({size} of {pages * page_size} bytes)")
+
+
+@contextlib.contextmanager
+def _as_file(body: bytes) -> Iterator[str]:
+    """A temporary file holding ``body``, for what needs a path (`CoverageData`)."""
+    with tempfile.TemporaryDirectory(prefix="lambda-coverage-") as scratch:
+        path = os.path.join(scratch, "data.coverage")
+        with open(path, "wb") as out:
+            out.write(body)
+        yield path
+
+
+@contextlib.contextmanager
+def _database(body: bytes) -> Iterator[sqlite3.Connection]:
+    """``body`` opened as an SQLite database, in memory where SQLite can.
+
+    Nothing is written to disk: ``deserialize`` hands SQLite a copy of the
+    bytes. (A Python whose SQLite lacks it gets a temporary file.)
+    """
+    if hasattr(sqlite3.Connection, "deserialize"):
+        db = sqlite3.connect(":memory:")
+        try:
+            db.deserialize(body)
+            yield db
+        finally:
+            db.close()
+        return
+    with _as_file(body) as path:
+        db = sqlite3.connect(f"file:{quote(path)}?mode=ro&immutable=1", uri=True)
+        try:
+            yield db
+        finally:
+            db.close()
 
 
 def _read_arcs(
@@ -135,67 +170,66 @@ def _read_lines(
     into.line_files += 1
 
 
-def read_fast(path: str, into: Partial) -> None:
-    """Merge one data file into ``into`` by reading its tables directly."""
-    _check_header(path)
+def read_fast(body: bytes, into: Partial) -> None:
+    """Merge one data file's bytes into ``into`` by reading its tables directly."""
+    _check_header(body)
     try:
-        db = sqlite3.connect(f"file:{quote(path)}?mode=ro&immutable=1", uri=True)
-    except sqlite3.Error as exc:
-        raise UnreadableData(f"cannot open as SQLite: {exc}") from exc
-    try:
-        try:
-            (version,) = db.execute("SELECT version FROM coverage_schema").fetchone() or (None,)
-        except sqlite3.DatabaseError as exc:
-            if "no such table" in str(exc):
-                raise UnreadableData("an SQLite database, but not a coverage.py data file") from exc
-            raise
-        if version != SCHEMA_VERSION:
-            db.close()
-            read_with_api(path, into)
-            return
-        files = dict(db.execute("SELECT id, path FROM file"))
-        contexts = dict(db.execute("SELECT id, context FROM context"))
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        if meta.get("has_arcs") in ("1", "True", "true"):
-            _read_arcs(db, files, contexts, into)
-        else:
-            _read_lines(db, files, contexts, into)
+        with _database(body) as db:
+            _read_tables(db, body, into)
     except sqlite3.DatabaseError as exc:
         raise UnreadableData(f"corrupt SQLite data: {exc}") from exc
     except KeyError as exc:
         raise UnreadableData(f"inconsistent data file: unknown file id {exc}") from exc
-    finally:
-        db.close()
+
+
+def _read_tables(db: sqlite3.Connection, body: bytes, into: Partial) -> None:
+    try:
+        (version,) = db.execute("SELECT version FROM coverage_schema").fetchone() or (None,)
+    except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc):
+            raise UnreadableData("an SQLite database, but not a coverage.py data file") from exc
+        raise
+    if version != SCHEMA_VERSION:
+        read_with_api(body, into)
+        return
+    files = dict(db.execute("SELECT id, path FROM file"))
+    contexts = dict(db.execute("SELECT id, context FROM context"))
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+    if meta.get("has_arcs") in ("1", "True", "true"):
+        _read_arcs(db, files, contexts, into)
+    else:
+        _read_lines(db, files, contexts, into)
     into.merged += 1
 
 
-def read_with_api(path: str, into: Partial) -> None:
-    """Merge one data file into ``into`` through coverage.py's `CoverageData` API."""
+def read_with_api(body: bytes, into: Partial) -> None:
+    """Merge one data file's bytes into ``into`` through coverage.py's `CoverageData` API."""
     from coverage.exceptions import CoverageException
 
-    data = CoverageData(basename=path)
-    try:
-        data.read()
-        has_arcs = data.has_arcs()
-        for context in sorted(data.measured_contexts()) or [""]:
-            data.set_query_context(context)
-            for measured in data.measured_files():
-                key = (measured, context)
-                if has_arcs:
-                    found = data.arcs(measured) or []
-                    if found:
-                        into.arcs.setdefault(key, set()).update(found)
-                else:
-                    nums = data.lines(measured) or []
-                    if nums:
-                        bits = 0
-                        for num in nums:
-                            bits |= 1 << num
-                        into.lines[key] = into.lines.get(key, 0) | bits
-    except (CoverageException, sqlite3.Error) as exc:
-        raise UnreadableData(f"coverage.py cannot read it: {exc}") from exc
-    finally:
-        data.close()
+    with _as_file(body) as path:
+        data = CoverageData(basename=path)
+        try:
+            data.read()
+            has_arcs = data.has_arcs()
+            for context in sorted(data.measured_contexts()) or [""]:
+                data.set_query_context(context)
+                for measured in data.measured_files():
+                    key = (measured, context)
+                    if has_arcs:
+                        found = data.arcs(measured) or []
+                        if found:
+                            into.arcs.setdefault(key, set()).update(found)
+                    else:
+                        nums = data.lines(measured) or []
+                        if nums:
+                            bits = 0
+                            for num in nums:
+                                bits |= 1 << num
+                            into.lines[key] = into.lines.get(key, 0) | bits
+        except (CoverageException, sqlite3.Error) as exc:
+            raise UnreadableData(f"coverage.py cannot read it: {exc}") from exc
+        finally:
+            data.close()
     if has_arcs:
         into.arc_files += 1
     else:
@@ -203,18 +237,16 @@ def read_with_api(path: str, into: Partial) -> None:
     into.merged += 1
 
 
-def merge_files(items: Sequence[tuple[str, str]]) -> Partial:
-    """Merge ``(key, local path)`` pairs; unreadable ones are listed as skipped."""
+def merge_files(items: Sequence[tuple[str, bytes]]) -> Partial:
+    """Merge ``(key, data file bytes)`` pairs; unreadable ones are listed as skipped."""
     partial = Partial()
-    for key, path in items:
+    for key, body in items:
         one = Partial()  # a file half-read before an error adds nothing
         try:
-            read_fast(path, one)
+            read_fast(body, one)
             partial.absorb(one)
         except UnreadableData as exc:
             partial.skipped.append((key, str(exc)))
-        except OSError as exc:
-            partial.skipped.append((key, f"cannot read the local copy: {exc}"))
     return partial
 
 
@@ -238,7 +270,7 @@ class Merger:
         self.jobs = (os.cpu_count() or 1) if jobs is None else max(0, jobs)
         self.batch_size = max(1, batch_size)
         self.result = Partial()
-        self._batch: list[tuple[str, str]] = []
+        self._batch: list[tuple[str, bytes]] = []
         self._futures: list[Future[Partial]] = []
         self._pool: ProcessPoolExecutor | None = None
         if self.jobs > 0:
@@ -254,8 +286,8 @@ class Merger:
                 self._pool = None
                 self.jobs = 0
 
-    def add(self, key: str, path: str | Path) -> None:
-        self._batch.append((key, str(path)))
+    def add(self, key: str, body: bytes) -> None:
+        self._batch.append((key, body))
         if len(self._batch) >= self.batch_size:
             self._submit()
 

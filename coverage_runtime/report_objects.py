@@ -10,6 +10,7 @@ revision lives in the object metadata and is filtered once that is known.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -242,52 +243,71 @@ def explain_s3_error(exc: BaseException, bucket: str, what: str) -> ReportError:
 
 
 LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 response
+FIRST_PAGE_SIZE = 100  # a short first page, so downloads start sooner
 
 
 def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObject], bool]]:
     """The data objects that the key filters match, one listing page at a time.
 
     Each page comes with whether more may follow, so a caller can start on
-    the first page of a long listing instead of waiting for the last.
+    the first page of a long listing instead of waiting for the last. The
+    very first page is short: its objects download while the next ones are
+    listed.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     extra: dict[str, Any] = {}
     if selection.expected_owner:
         extra["ExpectedBucketOwner"] = selection.expected_owner
-    paginator = client.get_paginator("list_objects_v2")
     prefixes = list(selection.list_prefixes())
+    page_size = min(FIRST_PAGE_SIZE, LIST_PAGE_SIZE)
     for number, list_prefix in enumerate(prefixes, 1):
+        token: dict[str, str] = {}
         try:
-            pages = paginator.paginate(
-                Bucket=selection.bucket,
-                Prefix=list_prefix,
-                PaginationConfig={"PageSize": LIST_PAGE_SIZE},
-                **extra,
-            )
-            for page in pages:
-                found = []
-                for item in page.get("Contents", ()):
-                    parsed = parse_key(selection.prefix, item["Key"])
-                    if parsed is None or not selection.matches_key(parsed):
-                        continue
-                    found.append(
-                        DataObject(
-                            key=item["Key"],
-                            etag=str(item.get("ETag", "")).strip('"'),
-                            size=int(item.get("Size", 0)),
-                            last_modified=item.get("LastModified"),
-                            function=parsed[0],
-                            version=parsed[1],
-                            date=parsed[2],
-                            environment_id=parsed[3],
-                        )
+            while True:
+                page = client.list_objects_v2(
+                    Bucket=selection.bucket,
+                    Prefix=list_prefix,
+                    MaxKeys=page_size,
+                    **token,
+                    **extra,
+                )
+                page_size = LIST_PAGE_SIZE
+                truncated = bool(page.get("IsTruncated")) and bool(
+                    page.get("NextContinuationToken")
+                )
+                found = [
+                    obj
+                    for obj in map(
+                        functools.partial(_data_object, selection), page.get("Contents", ())
                     )
-                yield found, bool(page.get("IsTruncated")) or number < len(prefixes)
+                    if obj is not None
+                ]
+                yield found, truncated or number < len(prefixes)
+                if not truncated:
+                    break
+                token = {"ContinuationToken": page["NextContinuationToken"]}
         except (ClientError, BotoCoreError) as exc:
             raise explain_s3_error(
                 exc, selection.bucket, f"listing s3://{selection.bucket}/{list_prefix}"
             ) from exc
+
+
+def _data_object(selection: Selection, item: Mapping[str, Any]) -> DataObject | None:
+    """The listed item as a data object, or None when the key filters drop it."""
+    parsed = parse_key(selection.prefix, item["Key"])
+    if parsed is None or not selection.matches_key(parsed):
+        return None
+    return DataObject(
+        key=item["Key"],
+        etag=str(item.get("ETag", "")).strip('"'),
+        size=int(item.get("Size", 0)),
+        last_modified=item.get("LastModified"),
+        function=parsed[0],
+        version=parsed[1],
+        date=parsed[2],
+        environment_id=parsed[3],
+    )
 
 
 def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:

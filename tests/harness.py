@@ -86,19 +86,34 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class S3Server:
-    """moto's S3 as a real HTTP endpoint that boto3 talks SigV4 to (scripts/local_s3.py)."""
+    """moto's S3 as a real HTTP endpoint that boto3 talks SigV4 to (scripts/local_s3.py).
 
-    def __init__(self) -> None:
+    ``stock=True`` runs ``python -m moto.server`` instead (werkzeug's development
+    server, every moto service), which the report benchmark compares against.
+    """
+
+    def __init__(self, stock: bool = False) -> None:
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)  # noqa: SIM115
+        if stock:
+            command = ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        else:
+            command = [str(REPO_ROOT / "scripts" / "local_s3.py"), "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "scripts" / "local_s3.py"), "--port", str(self.port)],
+            [sys.executable, *command],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=clean_environment(),
         )
         wait_for_port(self.port, timeout=30, process=self.process)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server so far, with its worker processes (gunicorn forks one)."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
     def client(self) -> Any:
         import boto3

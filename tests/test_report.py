@@ -181,15 +181,15 @@ def test_line_and_branch_data_merge_as_lines_or_branch_only(envs, s3, bucket, re
 def test_parallel_batches_merge_the_same_as_one_pass_and_as_the_api(envs, tmp_path):
     from coverage_runtime.report_merge import Merger, Partial, merge_files, read_with_api
 
-    files = [(env.key, str(env.path)) for env in LINE + BRANCH + CONTEXTS]
+    files = [(env.key, env.path.read_bytes()) for env in LINE + BRANCH + CONTEXTS]
     serial = merge_files(files)
     with Merger(jobs=2, batch_size=2) as merger:
-        for key, path in files:
-            merger.add(key, path)
+        for key, body in files:
+            merger.add(key, body)
         parallel = merger.finish()
     api = Partial()
-    for _, path in files:
-        read_with_api(path, api)
+    for _, body in files:
+        read_with_api(body, api)
     for other in (parallel, api):
         assert other.lines == serial.lines
         assert other.arcs == serial.arcs
@@ -302,6 +302,16 @@ def test_second_run_downloads_only_what_changed(envs, s3, bucket, report):
     third = report("--format", "none")
     assert "1 downloaded, 3 from cache" in third.out
     assert lines_of(third.data_file) == union_lines(LINE[1:])
+
+
+def test_a_cache_that_cannot_be_used_is_a_warning_not_a_failure(envs, s3, bucket, report, tmp_path):
+    upload(s3, bucket, LINE[:2])
+    (tmp_path / "cache" / f"{bucket}.sqlite3").mkdir(parents=True)  # where the file goes
+    run = report("--format", "none")
+    assert run.code == 0, run.err
+    assert run.summary["environments"]["merged"] == 2 and run.summary["downloaded"] == 2
+    assert "warning: the download cache could not be written" in run.err
+    assert "the next report downloads these objects again" in run.err
 
 
 def test_corrupt_objects_are_skipped_by_key_with_the_reason(envs, s3, bucket, report, tmp_path):

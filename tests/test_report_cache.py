@@ -1,87 +1,74 @@
-"""The report's download cache: one file per object version, one index per bucket."""
+"""The report's download cache: one SQLite file per bucket, keyed by ETag."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
-import pytest
-
-from coverage_runtime.report_cache import INDEX_NAME, ObjectCache
+from coverage_runtime.report_cache import ObjectCache
 from coverage_runtime.report_objects import DataObject, with_metadata
 
 KEY = "coverage/fn/$LATEST/2026-11-25/env-1.coverage"
 
 
-def test_an_entry_is_found_only_once_indexed_and_only_for_its_etag_and_size(tmp_path: Path):
+def test_an_object_is_found_only_for_its_etag_and_size_and_survives_the_process(tmp_path: Path):
     with ObjectCache(tmp_path, "bucket") as cache:
-        path = cache.write(KEY, "etag1", b"body")
-        assert path.read_bytes() == b"body"
-        assert cache.lookup(KEY, "etag1", 4) is None, "written but not indexed: not complete"
-        cache.record(KEY, "etag1", 4, {"invocations": "3"})
+        assert cache.lookup(KEY, "etag1", 4) is None and cache.read(KEY, "etag1", 4) is None
+        cache.store(KEY, "etag1", b"body", {"invocations": "3"})
         entry = cache.lookup(KEY, "etag1", 4)
-        assert entry is not None and entry.path == path and entry.metadata == {"invocations": "3"}
+        assert entry is not None and entry.metadata == {"invocations": "3"}
         assert cache.lookup(KEY, "etag2", 4) is None
         assert cache.lookup(KEY, "etag1", 5) is None
-    # A new process (a second report) sees what the first indexed.
-    again = ObjectCache(tmp_path, "bucket")
-    assert again.lookup(KEY, "etag1", 4) is not None
-    again.close()
+    assert (tmp_path / "bucket.sqlite3").is_file(), "one file for the whole bucket"
+    # A second report (a new process) finds what the first stored, bytes included.
+    with ObjectCache(tmp_path, "bucket") as again:
+        assert again.read(KEY, "etag1", 4) == b"body"
+        assert again.read(KEY, "etag2", 4) is None
 
 
-def test_a_file_missing_or_cut_short_on_disk_is_a_miss(tmp_path: Path):
+def test_a_new_version_replaces_the_old_one(tmp_path: Path):
     with ObjectCache(tmp_path, "bucket") as cache:
-        path = cache.write(KEY, "e", b"body")
-        cache.record(KEY, "e", 4, {})
-        path.write_bytes(b"bo")
-        assert cache.lookup(KEY, "e", 4) is None
-        path.unlink()
-        assert cache.lookup(KEY, "e", 4) is None
-
-
-def test_a_leftover_of_an_interrupted_run_is_replaced_whole(tmp_path: Path):
+        cache.store(KEY, "old", b"1", {})
+        cache.flush()
+        cache.store(KEY, "new", b"22", {})
     with ObjectCache(tmp_path, "bucket") as cache:
-        leftover = cache.path_for(KEY, "e")
-        leftover.parent.mkdir(parents=True)
-        leftover.write_bytes(b"half")
-        assert cache.write(KEY, "e", b"the whole body") == leftover
-        assert leftover.read_bytes() == b"the whole body"
-        assert [p.name for p in leftover.parent.iterdir()] == [leftover.name], "no temporary left"
+        assert cache.read(KEY, "old", 1) is None
+        assert cache.read(KEY, "new", 2) == b"22"
+    with sqlite3.connect(tmp_path / "bucket.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM objects").fetchone() == (1,)
 
 
-def test_a_new_version_replaces_the_old_file(tmp_path: Path):
-    with ObjectCache(tmp_path, "bucket") as cache:
-        old = cache.write(KEY, "old", b"1")
-        cache.record(KEY, "old", 1, {})
-        new = cache.write(KEY, "new", b"22")
-        cache.record(KEY, "new", 2, {})
-        assert not old.exists() and new.read_bytes() == b"22"
-        assert cache.lookup(KEY, "old", 1) is None
-        assert cache.lookup(KEY, "new", 2) is not None
-
-
-def test_an_unreadable_index_starts_an_empty_cache_instead_of_failing(tmp_path: Path):
-    (tmp_path / "bucket").mkdir()
-    (tmp_path / "bucket" / INDEX_NAME).write_bytes(b"not a database at all" * 100)
+def test_an_unreadable_cache_file_starts_an_empty_cache_instead_of_failing(tmp_path: Path):
+    (tmp_path / "bucket.sqlite3").write_bytes(b"not a database at all" * 1000)
     with ObjectCache(tmp_path, "bucket") as cache:
         assert cache.lookup(KEY, "e", 1) is None
-        cache.write(KEY, "e", b"x")
-        cache.record(KEY, "e", 1, {})
-    with sqlite3.connect(tmp_path / "bucket" / INDEX_NAME) as db:
-        assert db.execute("SELECT key, etag FROM entries").fetchall() == [(KEY, "e")]
-
-
-@pytest.mark.parametrize("key", ["a/../b", "/abs", "a//b", "./x"])
-def test_keys_that_would_escape_the_cache_are_refused(tmp_path: Path, key: str):
-    with ObjectCache(tmp_path, "bucket") as cache, pytest.raises(ValueError, match="unsafe key"):
-        cache.path_for(key, "e")
-
-
-def test_odd_etags_still_name_one_safe_file(tmp_path: Path):
+        cache.store(KEY, "e", b"x", {})
     with ObjectCache(tmp_path, "bucket") as cache:
-        path = cache.path_for(KEY, "../../x y")
-        assert path.parent == cache.root / "coverage/fn/$LATEST/2026-11-25"
-        assert ".." not in path.name and " " not in path.name
+        assert cache.read(KEY, "e", 1) == b"x"
+
+
+def test_a_cache_that_cannot_be_written_says_why_and_costs_nothing_else(tmp_path: Path):
+    with ObjectCache(tmp_path, "bucket") as cache:
+        # A full disk, as SQLite reports it: no page may be added to the file.
+        pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
+        cache._db.execute(f"PRAGMA max_page_count = {pages}")
+        cache.store(KEY, "e", b"x" * 100_000, {})
+        cache.flush()
+        assert cache.write_error is not None and "full" in cache.write_error
+        cache.store("other", "e", b"y", {})  # later objects are not tried again
+    with ObjectCache(tmp_path, "bucket") as cache:
+        assert cache.read(KEY, "e", 100_000) is None
+
+
+def test_lookups_work_from_download_threads(tmp_path: Path):
+    with ObjectCache(tmp_path, "bucket") as cache:
+        cache.store(KEY, "e", b"body", {"invocations": "1"})
+        found = []
+        thread = threading.Thread(target=lambda: found.append(cache.lookup(KEY, "e", 4)))
+        thread.start()
+        thread.join()
+        assert found[0] is not None and found[0].metadata == {"invocations": "1"}
 
 
 def test_metadata_keys_are_case_insensitive_like_s3():
