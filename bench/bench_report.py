@@ -26,10 +26,8 @@ For each size N (default 1,000 and 5,000) it:
    merge warm    ``--format none`` with a warm cache: list + merge only, with
                  workers and with ``--jobs 0``;
 
-Every cold run gets a new cache directory, deleted only after the last round:
-on ext4, creating thousands of files where thousands were just deleted costs
-several times more (``recently_deleted`` in the kernel's inode allocator),
-which would charge the report for the benchmark's own clean-up.
+Every cold run gets a new cache directory, deleted only after the last round,
+as a first report on a fresh machine would find it.
 
 and prints seconds, the ratio against coverage.py, files/minute and peak
 memory (RSS of the report process and its workers).

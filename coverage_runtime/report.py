@@ -44,6 +44,7 @@ from coverage_runtime.report_output import FORMATS, Outputs, write_reports
 MERGED_DATA_NAME = "merged.coverage"
 SUMMARY_NAME = "summary.json"
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
+MAX_BATCH = 64  # files per merge batch at most
 
 
 @dataclass
@@ -116,7 +117,7 @@ class ReportResult:
         }
 
 
-def default_jobs(count: int) -> int:
+def default_jobs(count: int | None) -> int:
     """Worker processes for the merge: one per core (up to 8), none for small runs.
 
     Merging happens while the rest downloads; workers take the reading of
@@ -125,18 +126,24 @@ def default_jobs(count: int) -> int:
     a small gain for line data; below `SMALL_RUN` files forking them costs
     more than it saves.
     """
-    if count <= SMALL_RUN:
+    if count is not None and count <= SMALL_RUN:
         return 0
     return min(os.cpu_count() or 1, 8)
 
 
-def _batch_size(count: int, jobs: int) -> int:
-    # Enough batches to keep every worker busy while downloads arrive, big
-    # enough that the per-batch cost (a pickle each way) stays negligible.
-    # In process, small batches, so merging never stalls the downloads long.
+def _batch_size(count: int | None, jobs: int) -> int:
+    """Files per merge batch; ``count`` is None while the listing goes on (a big run).
+
+    Enough batches to keep every worker busy while downloads arrive, big
+    enough that the per-batch cost (a pickle each way) stays small, and
+    small enough that the last batch, merged after the last download, is
+    short.  In process, small batches, so merging never stalls the downloads.
+    """
     if jobs == 0:
         return 16
-    return max(8, min(256, count // (jobs * 8)))
+    if count is None:
+        return MAX_BATCH
+    return max(8, min(MAX_BATCH, count // (jobs * 8)))
 
 
 @dataclass
@@ -197,7 +204,7 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
     timings["list_first_page"] = time.perf_counter() - started
 
     # Sized on the first page: a listing that goes on is a big run.
-    expected = len(listing.first) if not listing.more else max(len(listing.first), SMALL_RUN + 1)
+    expected = None if listing.more else len(listing.first)
     jobs = options.jobs if options.jobs is not None else default_jobs(expected)
     phase = time.perf_counter()
     merged = _fetch_and_merge(

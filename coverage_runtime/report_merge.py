@@ -300,19 +300,26 @@ class Merger:
             return
         self._futures.append(self._pool.submit(merge_files, batch))
         self._collect(block=False)
+        # The batches carry the files' bytes: when the workers fall behind (a warm
+        # cache reads faster than they merge), wait instead of queueing every file.
+        while len(self._futures) > 2 * self.jobs:
+            self._absorb(self._futures.pop(0))
 
-    def _collect(self, block: bool) -> None:
+    def _absorb(self, future: Future[Partial]) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
+        try:
+            self.result.absorb(future.result())
+        except BrokenProcessPool as exc:
+            raise ReportError(
+                "a merge worker process died (out of memory?): run again with --jobs 0"
+            ) from exc
+
+    def _collect(self, block: bool) -> None:
         still: list[Future[Partial]] = []
         for future in self._futures:
             if block or future.done():
-                try:
-                    self.result.absorb(future.result())
-                except BrokenProcessPool as exc:
-                    raise ReportError(
-                        "a merge worker process died (out of memory?): run again with --jobs 0"
-                    ) from exc
+                self._absorb(future)
             else:
                 still.append(future)
         self._futures = still

@@ -183,7 +183,7 @@ def test_parallel_batches_merge_the_same_as_one_pass_and_as_the_api(envs, tmp_pa
 
     files = [(env.key, env.path.read_bytes()) for env in LINE + BRANCH + CONTEXTS]
     serial = merge_files(files)
-    with Merger(jobs=2, batch_size=2) as merger:
+    with Merger(jobs=2, batch_size=1) as merger:  # more batches than may wait: it waits
         for key, body in files:
             merger.add(key, body)
         parallel = merger.finish()
