@@ -577,12 +577,18 @@ def test_include_and_omit_limit_the_reports(envs, s3, bucket, report):
     assert only.summary["files"] == 1
 
 
-def test_progress_bar_and_parallel_merge_workers(envs, s3, bucket, report, capsys):
+@pytest.mark.parametrize("page_size", [1000, 3], ids=["one-page", "listing-goes-on"])
+def test_progress_bar_and_parallel_merge_workers(
+    envs, s3, bucket, report, capsys, monkeypatch, page_size
+):
+    monkeypatch.setattr(report_objects, "LIST_PAGE_SIZE", page_size)
     upload(s3, bucket, LINE + BRANCH)
     run = report("--progress", "--jobs", "2", "--format", "none")
     assert run.code == 0, run.err
     assert lines_of(run.data_file) == union_lines(LINE + BRANCH)
-    assert "download" in capsys.readouterr().err  # tqdm's bar, on the process's stderr
+    bar = capsys.readouterr().err  # tqdm's bar, on the process's stderr
+    # The total grows with the listing, up to every object.
+    assert "download" in bar and f"/{len(LINE + BRANCH)} [" in bar
 
 
 def test_an_s3_error_on_a_later_page_reaches_the_report_as_one_sentence(
