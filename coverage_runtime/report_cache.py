@@ -108,7 +108,7 @@ class ObjectCache:
             return None  # downloaded again instead
         if row is None or len(row[0]) != size:
             return None
-        return bytes(row[0])
+        return row[0]  # bytes: sqlite3 returns a BLOB as bytes
 
     def store(self, key: str, etag: str, body: bytes, metadata: Mapping[str, str]) -> None:
         """Keep this version of ``key`` (written with the next `flush`)."""
