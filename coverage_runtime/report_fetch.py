@@ -73,11 +73,11 @@ class Progress:
     def grow(self, total: int) -> None:
         """A listing still under way: the total is what has been listed so far."""
         if self._bar is not None and total > (self._bar.total or 0):
-            self._bar.total = total
-            self._bar.refresh()
+            self._bar.total = total  # shown with the next update, at tqdm's own pace
 
     def close(self) -> None:
         if self._bar is not None:
+            self._bar.refresh()  # the final count and total, whatever the refresh pace
             self._bar.close()
 
 
