@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_FLUSH_EVERY = 256  # rows per transaction (about 13 MB of line data)
+_FLUSH_ROWS = 256  # rows per transaction at most
+_FLUSH_BYTES = 16 * 2**20  # and bytes held for it at most (branch data runs to MBs a file)
 
 
 def default_cache_dir() -> Path:
@@ -51,6 +52,7 @@ class ObjectCache:
         self.path = Path(root) / f"{bucket}.sqlite3"
         self._entries: dict[str, CacheEntry] = {}
         self._pending: list[tuple[str, str, int, str, bytes]] = []
+        self._pending_bytes = 0
         self._db: sqlite3.Connection | None = None
         self.write_error: str | None = None  # why the cache takes no new objects
         try:
@@ -115,15 +117,15 @@ class ObjectCache:
         entry = CacheEntry(etag, len(body), dict(metadata))
         self._entries[key] = entry
         self._pending.append((key, etag, len(body), json.dumps(entry.metadata), body))
-        if len(self._pending) >= _FLUSH_EVERY:
+        self._pending_bytes += len(body)
+        if len(self._pending) >= _FLUSH_ROWS or self._pending_bytes >= _FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
         """Write what `store` kept; a full disk costs the cache, never the report."""
-        if not self._pending or self._db is None or self.write_error:
-            self._pending = []
+        rows, self._pending, self._pending_bytes = self._pending, [], 0
+        if not rows or self._db is None or self.write_error:
             return
-        rows, self._pending = self._pending, []
         try:
             with self._db:
                 self._db.executemany(

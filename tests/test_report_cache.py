@@ -61,6 +61,14 @@ def test_a_cache_that_cannot_be_written_says_why_and_costs_nothing_else(tmp_path
         assert cache.read(KEY, "e", 100_000) is None
 
 
+def test_big_objects_are_written_before_many_pile_up_in_memory(tmp_path: Path):
+    with ObjectCache(tmp_path, "bucket") as cache:
+        for number in range(3):
+            cache.store(f"{KEY}.{number}", "e", b"x" * (7 * 2**20), {})
+        with sqlite3.connect(tmp_path / "bucket.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM objects").fetchone() == (3,)
+
+
 def test_lookups_work_from_download_threads(tmp_path: Path):
     with ObjectCache(tmp_path, "bucket") as cache:
         cache.store(KEY, "e", b"body", {"invocations": "1"})
