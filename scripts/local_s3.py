@@ -56,8 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-    from gunicorn.app.base import BaseApplication
-    from moto.server import create_backend_app
+    try:
+        from gunicorn.app.base import BaseApplication
+        from moto.server import create_backend_app
+    except ImportError as exc:
+        raise SystemExit(
+            f"local_s3.py: {exc.name or exc} is missing: it needs moto[server] and gunicorn "
+            "from requirements-dev.txt (scripts/setup-venv.sh installs them)"
+        ) from None
 
     settings = {
         "bind": f"{args.host}:{args.port}",

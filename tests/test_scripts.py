@@ -809,3 +809,21 @@ def test_local_s3_keeps_s3_header_case_and_connections(s3_server, s3, bucket):
         response = pool.urlopen("GET", url[len(s3_server.endpoint_url) :])
         assert response.status == 200 and response.data == b"x"
     assert pool.num_connections == 1, "one connection served every request"
+
+
+def test_local_s3_without_its_dependencies_says_how_to_get_them():
+    hide_gunicorn = (
+        "import runpy, sys; sys.modules['gunicorn'] = None; "
+        "sys.argv = ['local_s3.py', '--port', '5999']; "
+        f"runpy.run_path({str(SCRIPTS / 'local_s3.py')!r}, run_name='__main__')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", hide_gunicorn],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "needs moto[server] and gunicorn" in run.stderr and "setup-venv.sh" in run.stderr
+    assert "Traceback" not in run.stderr
