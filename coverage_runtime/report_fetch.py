@@ -62,6 +62,9 @@ class Progress:
                 from tqdm import tqdm
             except ImportError:  # tqdm is optional: the report works without a bar
                 return
+            # No monitor thread: the bar updates often, and a thread would make the
+            # HTML worker's fork unsafe.
+            tqdm.monitor_interval = 0
             self._bar = tqdm(
                 total=total, unit="file", desc=description, file=sys.stderr, leave=False
             )

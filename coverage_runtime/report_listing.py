@@ -64,5 +64,9 @@ class BackgroundListing:
                     raise page
                 self.count += len(page)
                 yield from page
+            # Ended: reap the thread, so that the report's later forks (the HTML
+            # worker) happen in a process with one thread.
+            if self._thread is not None:
+                self._thread.join()
         finally:
-            self._stop.set()  # the consumer gave up: list no further
+            self._stop.set()  # or the consumer gave up: list no further
