@@ -10,6 +10,7 @@ and the others carry on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import sys
@@ -194,17 +195,7 @@ def _download(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Fetched
         return Fetched(obj, None, f"download failed: {code}: {error.get('Message', '')}")
     except BotoCoreError as exc:
         return Fetched(obj, None, f"download failed: {exc}")
-    etag = etag.strip('"') or obj.etag
-    downloaded = DataObject(
-        key=obj.key,
-        etag=etag,
-        size=len(body),
-        last_modified=obj.last_modified,
-        function=obj.function,
-        version=obj.version,
-        date=obj.date,
-        environment_id=obj.environment_id,
-    )
+    downloaded = dataclasses.replace(obj, etag=etag.strip('"') or obj.etag, size=len(body))
     return Fetched(with_metadata(downloaded, metadata), body)
 
 

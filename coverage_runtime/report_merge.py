@@ -257,6 +257,23 @@ def _noop() -> int:
     return os.getpid()
 
 
+def process_pool(workers: int, fork_only: bool = False) -> ProcessPoolExecutor | None:
+    """A pool of worker processes, or None where none can run.
+
+    Forked where the platform can (the workers start with every module
+    loaded), else the default start method unless ``fork_only``. None in
+    Lambda, which has no /dev/shm for multiprocessing's semaphores.
+    """
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    if fork_only and not forks:
+        return None
+    try:
+        context = multiprocessing.get_context("fork" if forks else None)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    except (OSError, NotImplementedError, ImportError):
+        return None
+
+
 class Merger:
     """Merges data files as they arrive, in batches, on ``jobs`` worker processes.
 
@@ -272,19 +289,16 @@ class Merger:
         self.result = Partial()
         self._batch: list[tuple[str, bytes]] = []
         self._futures: list[Future[Partial]] = []
-        self._pool: ProcessPoolExecutor | None = None
-        if self.jobs > 0:
+        self._pool = process_pool(self.jobs) if self.jobs > 0 else None
+        if self._pool is not None:
             try:
-                context = multiprocessing.get_context(
-                    "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-                )
-                self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
                 # Fork every worker now; later submissions reuse them.
                 for future in [self._pool.submit(_noop) for _ in range(self.jobs)]:
                     future.result()
             except (OSError, NotImplementedError, ImportError):
                 self._pool = None
-                self.jobs = 0
+        if self._pool is None:
+            self.jobs = 0
 
     def add(self, key: str, body: bytes) -> None:
         self._batch.append((key, body))

@@ -10,7 +10,7 @@ revision lives in the object metadata and is filtered once that is known.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -278,10 +278,8 @@ def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObj
                 )
                 found = [
                     obj
-                    for obj in map(
-                        functools.partial(_data_object, selection), page.get("Contents", ())
-                    )
-                    if obj is not None
+                    for item in page.get("Contents", ())
+                    if (obj := _data_object(selection, item)) is not None
                 ]
                 yield found, truncated or number < len(prefixes)
                 if not truncated:
@@ -323,16 +321,8 @@ def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataOb
     waitress-served moto) send ``X-Amz-Meta-Invocations``, which boto3 passes
     on as ``Invocations``. Header names are case-insensitive, so are these.
     """
-    return DataObject(
-        key=obj.key,
-        etag=obj.etag,
-        size=obj.size,
-        last_modified=obj.last_modified,
-        function=obj.function,
-        version=obj.version,
-        date=obj.date,
-        environment_id=obj.environment_id,
-        metadata={name.lower(): value for name, value in (metadata or {}).items()},
+    return dataclasses.replace(
+        obj, metadata={name.lower(): value for name, value in (metadata or {}).items()}
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from coverage_runtime.report_merge import Partial, merged_lines
+from coverage_runtime.report_merge import Partial, merged_lines, process_pool
 from coverage_runtime.report_objects import ReportError
 
 FORMATS = ("html", "xml", "lcov", "json")
@@ -119,14 +119,8 @@ def _html_in_a_worker(data_file: Path, directory: Path, **options: Any) -> Any:
     Every coverage.py reporter analyses every file again, and HTML is the
     slowest; on its own core it overlaps the others (and the totals).
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    try:  # Lambda has no /dev/shm for multiprocessing's semaphores
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-    except (OSError, NotImplementedError, ImportError):
+    pool = process_pool(1, fork_only=True)  # spawning would cost more than it saves
+    if pool is None:
         return None
     future = pool.submit(_html_report, data_file, directory, **options)
     pool.shutdown(wait=False)
