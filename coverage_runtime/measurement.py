@@ -1,27 +1,27 @@
 """The coverage.py session of one execution environment.
 
-`Measurement` owns the `coverage.Coverage` object and decides when it
-collects.  Collection is on when the mode is ``full`` or a measured block is
-open, and no excluding block is open.  coverage.py's collector is
+`Measurement` owns the `coverage.Coverage` object and decides what it
+records.  Recording is on when the mode is ``full`` or a measured block is
+open, and no excluding block is open.  coverage.py is started once and never
+restarted: a gate from `coverage_adapter` switches recording in O(1) on every
+core and keeps every thread measured.  coverage.py's collector is
 process-wide, so the block counts are too; a lock keeps them consistent when
 threads open blocks concurrently.
 
-Data goes to one coverage.py SQLite data file under the data directory.
-coverage.py writes it as it flushes, so a snapshot is just the bytes of that
-file after a flush.
+What the tracers record is taken from them, counted (`Tally`) and written to
+one coverage.py SQLite data file under the data directory, so a snapshot is
+the bytes of that file.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
 import threading
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
-from coverage_runtime import structured_log
+from coverage_runtime import coverage_adapter, structured_log
 from coverage_runtime.settings import Settings
 
 # Never measure the runtime itself, nor installed packages, even when a
@@ -35,7 +35,7 @@ ALWAYS_OMIT = (
 
 
 # More per-thread tracers than this are compacted between invocations.
-MAX_TRACERS = 32
+MAX_TRACERS = 16
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,53 @@ class Snapshot:
         return self.arcs or self.lines
 
 
+class Tally:
+    """Everything recorded so far, counted as it arrives.
+
+    Counting the data file means one query per measured file; counting here
+    costs only what is new, so `status()` costs the same with 10 files
+    measured as with 1,000.
+    """
+
+    def __init__(self, *, arcs: bool, packed: bool) -> None:
+        self._arcs = arcs
+        self._packed = packed
+        self._items: dict[str, set[Any]] = {}
+        self._lines: dict[str, set[int]] = {}
+        self.lines = 0
+        self.arcs = 0
+        self.files = 0
+
+    def add(self, recorded: coverage_adapter.Recorded) -> None:
+        for name, new in recorded.items():
+            if self._arcs:
+                items = self._items.setdefault(name, set())
+                fresh = new - items
+                if not fresh:
+                    continue
+                items |= fresh
+                self.arcs += len(fresh)
+                pairs = map(coverage_adapter.unpack_arc, fresh) if self._packed else fresh
+                numbers = {n for pair in pairs for n in pair if n > 0}
+            else:
+                numbers = new
+            lines = self._lines.get(name)
+            if lines is None:
+                lines = self._lines[name] = set()
+            before = len(lines)
+            lines |= numbers
+            if not before and lines:
+                self.files += 1
+            self.lines += len(lines) - before
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._lines.clear()
+        self.lines = self.arcs = self.files = 0
+
+
 class Measurement:
-    """Start, pause, resume, snapshot and reset coverage.py for this process."""
+    """Start coverage.py once for this process and gate what it records."""
 
     def __init__(self, settings: Settings, data_file: str) -> None:
         self.settings = settings
@@ -63,9 +108,13 @@ class Measurement:
         self._measure_depth = 0
         self._exclude_depth = 0
         self._collecting = False
+        self._started = False
         self._finished = False
         self._context: str | None = None
         self.cov = self._new_coverage()
+        self._gate: coverage_adapter.Gate | None = None
+        self._outbox: coverage_adapter.Recorded = {}
+        self._tally = Tally(arcs=settings.branch, packed=False)
 
     # -- coverage.py ---------------------------------------------------------
 
@@ -92,11 +141,12 @@ class Measurement:
 
     def core_name(self) -> str | None:
         """The core coverage.py really uses (it may fall back from sysmon)."""
-        collector = getattr(self.cov, "_collector", None)
-        core = getattr(collector, "core", None)
-        tracer = getattr(core, "tracer_class", None)
-        names = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"}
-        return names.get(getattr(tracer, "__name__", ""), self.settings.core)
+        return coverage_adapter.core_name(self.cov) or self.settings.core
+
+    @property
+    def gate_kind(self) -> str | None:
+        """``gate`` (switching without restarts) or ``restart`` (the fallback)."""
+        return self._gate.kind if self._gate else None
 
     # -- collection state ----------------------------------------------------
 
@@ -105,15 +155,30 @@ class Measurement:
         return self._collecting
 
     def begin(self) -> None:
-        """Start measuring per the mode: now (full) or only in blocks (selective)."""
+        """Start coverage.py now; in selective mode, paused until a block opens."""
         with self._lock:
-            if not self.settings.selective:
-                self._apply()
-            else:
-                # Initialise coverage.py now, not inside the first measured
-                # block, so the first block does not pay for it.
-                self.cov.start()
-                self.cov.stop()
+            if self._started:
+                return
+            self.cov.start()
+            self._started = True
+            self._collecting = True
+            try:
+                self._gate = coverage_adapter.attach(self.cov)
+            except coverage_adapter.InternalsChanged as exc:
+                structured_log.error(
+                    "coverage.py internals changed: every measured block restarts coverage.py",
+                    error=str(exc),
+                    coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
+                )
+                self._gate = coverage_adapter.RestartGate(self.cov)
+            self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
+            self._apply()
+
+    def _packed_arcs(self) -> bool:
+        try:
+            return coverage_adapter.packed_arcs(self.cov)
+        except coverage_adapter.InternalsChanged:
+            return False
 
     def enter(self, *, measure: bool) -> None:
         """Open a block that measures (``measure=True``) or excludes its code."""
@@ -122,7 +187,8 @@ class Measurement:
                 self._measure_depth += 1
             else:
                 self._exclude_depth += 1
-            self._apply()
+            if self._wanted() is not self._collecting:
+                self._apply()
 
     def exit(self, *, measure: bool) -> None:
         """Close a block opened by `enter` with the same ``measure``."""
@@ -131,7 +197,8 @@ class Measurement:
                 self._measure_depth = max(0, self._measure_depth - 1)
             else:
                 self._exclude_depth = max(0, self._exclude_depth - 1)
-            self._apply()
+            if self._wanted() is not self._collecting:
+                self._apply()
 
     def _wanted(self) -> bool:
         if self._finished or self._exclude_depth:
@@ -139,118 +206,89 @@ class Measurement:
         return not self.settings.selective or self._measure_depth > 0
 
     def _apply(self) -> None:
+        gate = self._gate
+        if gate is None:
+            return
         wanted = self._wanted()
         if wanted and not self._collecting:
-            self.cov.start()
+            gate.resume()
             self._collecting = True
-            self._adopt_running_frames()
-            if self._context is not None:
-                self.cov.switch_context(self._context)
         elif not wanted and self._collecting:
-            self._silence_sysmon()
-            self.cov.stop()
+            gate.pause()
             self._collecting = False
-
-    def _silence_sysmon(self) -> None:
-        """Turn off the per-function events of coverage.py's sysmon core.
-
-        Before 3.14, freeing a ``sys.monitoring`` tool id (what coverage.py's
-        ``stop()`` does) leaves the per-code LINE events and callbacks
-        active, so lines would go on being recorded while paused.  The next
-        ``start()`` makes a fresh monitor that sets them again.
-        """
-        if sys.version_info >= (3, 14):
-            return
-        try:
-            for tracer in self.cov._collector.tracers:
-                code_objects = getattr(tracer, "code_objects", None)
-                if code_objects is None:
-                    continue
-                for code in code_objects:
-                    sys.monitoring.set_local_events(tracer.myid, code, 0)
-        except Exception as exc:
-            structured_log.warning("could not pause sys.monitoring events", error=str(exc))
-
-    def _adopt_running_frames(self) -> None:
-        """Measure the rest of the functions already running on this thread.
-
-        coverage.py starts tracing frames as they are entered, so after a
-        (re)start mid-function the lines left in the functions on the stack
-        would be missed: the lines of a ``with CoverageContext():`` block
-        itself, or the rest of a handler after an excluding block.  Replaying
-        the "call" event for each frame, outermost first, is what coverage.py
-        does for a resumed generator, and keeps its frame stack in step with
-        the returns it will see.  This uses coverage.py internals, so any
-        failure just leaves coverage.py's own behaviour.
-        """
-        try:
-            tracers = self.cov._collector.tracers
-            tracer = tracers[-1] if tracers else None
-            frames = []
-            frame = sys._getframe(0)
-            while frame is not None:
-                frames.append(frame)
-                frame = frame.f_back
-            if hasattr(tracer, "sysmon_py_start"):
-                for running in frames:
-                    tracer.sysmon_py_start(running.f_code, running.f_lasti)
-            elif callable(tracer):
-                # One C-level loop: a Python loop's own line events would be
-                # recorded against the adopted frames' files.
-                collections.deque(
-                    map(tracer, reversed(frames), repeat("call"), repeat(None)), maxlen=0
-                )
-        except Exception as exc:
-            structured_log.warning("could not measure functions already running", error=str(exc))
 
     def switch_context(self, label: str) -> None:
         """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""
         if not self.settings.contexts:
             return
         with self._lock:
+            if label == self._context:
+                return
+            if self._gate is not None:
+                self._write()  # what ran so far belongs to the previous label
+                coverage_adapter.set_context(self.cov, label)
             self._context = label
-            if self._collecting:
-                self.cov.switch_context(label)
 
     def compact(self) -> None:
         """Let go of the tracers of threads that have ended.
 
-        coverage.py's ``ctrace`` core starts one tracer per thread it sees and
-        keeps it for good, so a function that starts threads per request
-        (a thread pool per health check, say) grows that list for the life of
-        the environment.  Between invocations, with no block open, a stop and
-        start replaces them with one; the data collected so far is kept.
+        coverage.py's ``ctrace`` core starts one tracer per thread and keeps
+        it for good, so a function that starts threads per request (a thread
+        pool per health check) would grow that list for the environment's
+        life.  Only the tracers of ended threads go; collection never stops.
         """
         with self._lock:
-            if not self._collecting or self._measure_depth or self._exclude_depth:
-                return
-            tracers = getattr(getattr(self.cov, "_collector", None), "tracers", None)
-            if tracers is None or len(tracers) <= MAX_TRACERS:
-                return
-            self.cov.stop()
-            self.cov.start()
+            if self._gate is not None:
+                self._gate.compact(MAX_TRACERS)
 
     def finish(self) -> None:
         """Stop for good: the environment is shutting down."""
         with self._lock:
+            if self._finished:
+                return
             self._finished = True
-            self._apply()
+            if self._gate is not None:
+                self._tally_new()
+                self._gate.stop()
+                self._tally_new()
+            self._collecting = False
 
     # -- data ----------------------------------------------------------------
 
+    def _tally_new(self) -> None:
+        if self._gate is None:
+            return
+        new = self._gate.take()
+        if new:
+            self._tally.add(new)
+            coverage_adapter.merge_into(self._outbox, new)
+
+    def _write(self) -> None:
+        self._tally_new()
+        outbox, self._outbox = self._outbox, {}
+        coverage_adapter.write_recorded(self.cov, outbox, arcs=self.settings.branch)
+
     def counts(self) -> Snapshot:
-        """Flush what was collected to the data file and count it (no bytes)."""
+        """What was measured so far (no bytes): cheap, the data file is not read."""
         with self._lock:
-            data = self.cov.get_data()
-            per_file = {f: len(data.lines(f) or ()) for f in data.measured_files()}
-            lines = sum(per_file.values())
-            arcs = sum(len(data.arcs(f) or ()) for f in per_file) if data.has_arcs() else 0
-            executed = sum(1 for count in per_file.values() if count)
-            return Snapshot(body=b"", files=executed, lines=lines, arcs=arcs)
+            self._tally_new()
+            tally = self._tally
+            return Snapshot(body=b"", files=tally.files, lines=tally.lines, arcs=tally.arcs)
+
+    def data(self) -> Any:
+        """coverage.py's `CoverageData` with everything measured so far written to it."""
+        with self._lock:
+            if self._gate is None:
+                return self.cov.get_data()
+            self._write()
+            if self._gate.kind == "restart":
+                return self.cov.get_data()
+            return coverage_adapter.coverage_data(self.cov)
 
     def snapshot(self) -> Snapshot:
-        """Flush what was collected to the data file and return its bytes."""
+        """Write what was collected to the data file and return its bytes."""
         with self._lock:
+            self.data()
             counts = self.counts()
             if not os.path.exists(self.data_file):
                 # coverage.py creates the file on first write: nothing measured yet.
@@ -262,15 +300,12 @@ class Measurement:
     def reset(self) -> None:
         """Drop everything measured so far and carry on measuring afresh."""
         with self._lock:
-            was_collecting = self._collecting
-            if was_collecting:
-                self.cov.stop()
-                self._collecting = False
-            self.cov.erase()
-            # A fresh Coverage: coverage.py's collector keeps references to its
-            # old data in running tracers, so erasing alone would lose new data.
-            self.cov = self._new_coverage()
-            if self.settings.selective and not was_collecting:
-                self.cov.start()
-                self.cov.stop()
-            self._apply()
+            if self._gate is None:
+                self.cov.erase()
+                return
+            self._gate.forget()
+            self._outbox = {}
+            self._tally.clear()
+            if self._gate.kind == "restart":
+                return
+            coverage_adapter.coverage_data(self.cov).erase()

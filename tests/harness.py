@@ -28,6 +28,17 @@ from types import ModuleType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pinned_version(package: str) -> str:
+    """The version ``requirements.txt`` pins for ``package``."""
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name.strip().lower() == package.lower():
+            return version.strip()
+    raise LookupError(f"{package} is not pinned in requirements.txt")
+
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

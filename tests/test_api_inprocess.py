@@ -227,8 +227,7 @@ def install(
 
 
 def measured_lines(runtime: CoverageRuntime, module: ModuleType) -> set[int]:
-    runtime.measurement.counts()
-    return set(runtime.measurement.cov.get_data().lines(module.__file__) or ())
+    return set(runtime.measurement.data().lines(module.__file__) or ())
 
 
 def test_selective_decorator_measures_the_invocation(install, sample):
@@ -292,8 +291,7 @@ def test_context_block_in_selective_mode(install, sample):
 def test_context_labels_become_dynamic_contexts(install, sample):
     runtime = install(COVERAGE_CONTEXTS="true")
     sample.handler({"operation": "transform"}, Context())
-    runtime.measurement.counts()
-    contexts = runtime.measurement.cov.get_data().measured_contexts()
+    contexts = runtime.measurement.data().measured_contexts()
     assert "operation=transform" in contexts
 
 

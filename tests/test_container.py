@@ -312,6 +312,26 @@ def test_selective_mode_in_the_image_measures_only_sampled_work(
     )
 
 
+def test_exactness_matrix_on_the_image_python(image):
+    """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
+    and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""
+    result = podman(
+        "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
+        "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
+        "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
+        "-m", "tests.exactness.check", "--matrix",
+        timeout=600, check=False,
+    )  # fmt: skip
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert results[0]["python"].startswith("3.14"), results[0]
+    cores = {(r["core"], "--branch" in r["cell"]) for r in results}
+    assert {("sysmon", False), ("sysmon", True), ("ctrace", True)} <= cores
+    for cell in results:
+        assert cell["gate"] == "gate", cell
+        assert cell["exact"], cell
+    assert result.returncode == 0
+
+
 def test_image_is_lean_and_has_no_build_tools_or_caches(image):
     probe = r"""
 echo "uid=$(id -u)"

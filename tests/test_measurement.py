@@ -88,18 +88,6 @@ def branchy(flag):
 '''
 
 
-CTRACE_OTHER_THREADS = (
-    "known limitation: with the C tracer, coverage.py traces only the "
-    "thread that starts collection (and threads started later); a block opened in another, "
-    "already running thread while collection is on is not measured"
-)
-
-
-def known_bug(request: pytest.FixtureRequest, condition: bool, reason: str) -> None:
-    if condition:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-
-
 def cores() -> list[str]:
     """The default core on this Python, plus the C tracer where the default is sysmon."""
     default = load_settings({"LAMBDA_TASK_ROOT": "/var/task"}).core or "ctrace"
@@ -150,8 +138,7 @@ def line(module: ModuleType, marker: str) -> int:
 
 
 def measured(m: Measurement, module: ModuleType) -> set[int]:
-    m.counts()  # flushes the collector into the data
-    return set(m.cov.get_data().lines(module.__file__) or ())
+    return set(m.data().lines(module.__file__) or ())
 
 
 def test_the_requested_core_is_used(measure, core):
@@ -176,8 +163,7 @@ def test_full_mode_measures_what_runs(measure, sample):
 def test_full_mode_with_branches(measure, sample):
     m = measure("full", COVERAGE_BRANCH="true")
     sample.helper(1)
-    m.counts()
-    data = m.cov.get_data()
+    data = m.data()
     assert data.has_arcs()
     assert m.counts().arcs > 0
     assert m.counts().size == m.counts().arcs
@@ -291,8 +277,7 @@ def test_blocks_from_several_threads(measure, sample):
     assert not m.collecting
 
 
-def test_a_block_in_an_already_running_thread_is_measured(request, core, measure, sample):
-    known_bug(request, core != "sysmon", CTRACE_OTHER_THREADS)
+def test_a_block_in_an_already_running_thread_is_measured(core, measure, sample):
     m = measure("selective")
     go = threading.Event()
     done = threading.Event()
@@ -418,8 +403,7 @@ def test_contexts_label_what_runs(measure, sample):
     sample.helper(1)
     m.switch_context("second")
     sample.other(1)
-    m.counts()
-    data = m.cov.get_data()
+    data = m.data()
     assert {"first", "second"} <= data.measured_contexts()
     data.set_query_contexts(["first"])
     assert line(sample, "helper") in (data.lines(sample.__file__) or [])
@@ -430,8 +414,7 @@ def test_switch_context_is_ignored_without_contexts(measure, sample):
     m = measure("full")
     m.switch_context("ignored")
     sample.helper(1)
-    m.counts()
-    assert "ignored" not in m.cov.get_data().measured_contexts()
+    assert "ignored" not in m.data().measured_contexts()
 
 
 def test_site_packages_and_the_runtime_itself_are_never_measured(measure, sample, tmp_path):
@@ -451,8 +434,7 @@ def test_site_packages_and_the_runtime_itself_are_never_measured(measure, sample
         package.f()
         with open(tmp_path / "log", "w") as log:
             runtime_module.info("measured?", stream=log)
-        m.counts()
-        files = m.cov.get_data().measured_files()
+        files = m.data().measured_files()
     finally:
         sys.path.remove(str(installed))
         sys.modules.pop(name, None)
@@ -493,8 +475,11 @@ def test_compact_drops_the_tracers_of_ended_threads_and_keeps_the_data(measure, 
     tracers = m.cov._collector.tracers
     if core == "ctrace":
         assert len(tracers) > 32, "ctrace keeps a tracer per thread it saw"
+    before = list(tracers)
     m.compact()
     assert len(m.cov._collector.tracers) == 1
+    if core == "ctrace":
+        assert m.cov._collector.tracers[0] is before[0], "the live thread keeps its tracer"
     assert m.collecting
     sample.helper(1)
     lines = measured(m, sample)

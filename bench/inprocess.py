@@ -1,0 +1,165 @@
+"""In-process costs of the measurement core, one configuration per process.
+
+    python bench/inprocess.py --config selective --branch     # one JSON line
+    python bench/inprocess.py --all -r 5                      # every config, interleaved
+
+Measures, with the runtime installed as the shim installs it (or not at all
+for ``off``):
+
+  switch_us     one ``with CoverageContext(): pass`` that switches collection
+                (selective mode: off -> on -> off)
+  noswitch_us   one ``with CoverageContext(): pass`` that does not (full mode)
+  loop_ms       the seed's pattern: 1,000 mixed items, every 10th processed
+                inside ``CoverageContext()``, the loop in measured code
+  loop_unmeasured_ms   the same loop living outside the measured source
+
+Medians of repeated timings inside the process; `--all` runs fresh processes
+round-robin and reports medians over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+LOOP_SOURCE = '''\
+from coverage_runtime import CoverageContext
+
+
+def process(item):
+    if isinstance(item, bool):
+        return {"kind": "flag", "value": item}
+    if isinstance(item, int):
+        return {"kind": "number", "score": item * item % 97}
+    if isinstance(item, str):
+        return {"kind": "text", "value": " ".join(item.split()).lower()}
+    return {"kind": "object", "keys": sorted(item)}
+
+
+def seed_loop(items):
+    results = []
+    for index, item in enumerate(items):
+        if index % 10 == 0:
+            with CoverageContext():
+                results.append(process(item))
+        else:
+            results.append(process(item))
+    return results
+
+
+def switch(n):
+    for _ in range(n):
+        with CoverageContext():
+            pass
+
+
+def empty(n):
+    for _ in range(n):
+        pass
+'''
+
+CONFIGS = ("off", "full", "full+branch", "selective", "selective+branch")
+ITEMS = [i if i % 3 else f"  Item {i} TEXT " if i % 2 else {"k": i, "j": 2} for i in range(1000)]
+
+
+def timed(fn: Any, *args: Any, repeat: int = 31) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn(*args)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def run_one(config: str) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp())
+    measured = work / "measured"
+    unmeasured = work / "unmeasured"
+    for directory, name in ((measured, "loop_measured"), (unmeasured, "loop_unmeasured")):
+        directory.mkdir()
+        (directory / f"{name}.py").write_text(LOOP_SOURCE)
+        sys.path.insert(0, str(directory))
+    runtime = None
+    if config != "off":
+        from coverage_runtime import api
+        from coverage_runtime.runtime import CoverageRuntime
+        from coverage_runtime.settings import load_settings
+
+        mode, _, branch = config.partition("+")
+        env = {
+            "LAMBDA_TASK_ROOT": str(measured),
+            "COVERAGE_MODE": mode,
+            "COVERAGE_BRANCH": "true" if branch else "false",
+            "COVERAGE_DATA_DIR": str(work / "data"),
+            "COVERAGE_S3_BUCKET": "bench-bucket",
+        }
+        runtime = CoverageRuntime.start(load_settings(env))
+        api.install(runtime)
+    import loop_measured
+    import loop_unmeasured
+
+    n = 2000
+    loop_measured.seed_loop(ITEMS)  # warm: first hits of every line
+    loop_unmeasured.seed_loop(ITEMS)
+    loop_measured.switch(100)
+    per_block = (timed(loop_measured.switch, n) - timed(loop_measured.empty, n)) / n
+    result = {
+        "config": config,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "core": runtime.measurement.core_name() if runtime else None,
+        "block_us": per_block * 1e6,
+        "loop_ms": timed(loop_measured.seed_loop, ITEMS) * 1000,
+        "loop_unmeasured_ms": timed(loop_unmeasured.seed_loop, ITEMS) * 1000,
+    }
+    if runtime is not None:
+        runtime.measurement.finish()
+    return result
+
+
+def run_all(repeats: int, python: str) -> dict[str, Any]:
+    rows: dict[str, list[dict[str, Any]]] = {c: [] for c in CONFIGS}
+    for _ in range(repeats):
+        for config in CONFIGS:
+            done = subprocess.run(
+                [python, str(Path(__file__).resolve()), "--config", config],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO_ROOT,
+            )
+            rows[config].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    summary = {}
+    for config, samples in rows.items():
+        summary[config] = {
+            key: statistics.median(s[key] for s in samples)
+            for key in ("block_us", "loop_ms", "loop_unmeasured_ms")
+        }
+        summary[config]["core"] = samples[0]["core"]
+        summary[config]["python"] = samples[0]["python"]
+    return {"repeats": repeats, "configs": summary, "samples": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=CONFIGS)
+    parser.add_argument("--all", action="store_true")
+    parser.add_argument("-r", "--repeats", type=int, default=5)
+    args = parser.parse_args()
+    if args.all:
+        print(json.dumps(run_all(args.repeats, sys.executable)))
+    else:
+        print(json.dumps(run_one(args.config or "off")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

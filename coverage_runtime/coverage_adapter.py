@@ -1,0 +1,405 @@
+"""Every use of coverage.py internals, in one place.
+
+coverage.py's public API can only switch collection with ``Coverage.stop()`` /
+``start()``, and both are wrong for a function that opens a measured block per
+request:
+
+* on ``sysmon``, ``start()`` calls ``sys.monitoring.restart_events()``, which
+  re-arms every line event the process ever disabled, so each switch makes all
+  code that runs afterwards report its lines again (77-86 µs per block on
+  3.14, and the code after it pays a "first hit" per line);
+* on ``ctrace`` and ``pytrace``, ``stop()`` removes the trace function from
+  each thread on its next event and ``start()`` installs one on the calling
+  thread only, so every other live thread is never traced again.
+
+So collection is never restarted.  A *gate* decides what is recorded instead:
+
+* `SysmonGate` keeps coverage.py's monitor running.  While paused it swaps
+  coverage.py's LINE / PY_RETURN / BRANCH callbacks for ones that record
+  nothing, return ``DISABLE`` and remember the code object; resuming puts
+  coverage.py's callbacks back and re-arms only the remembered code objects
+  (``set_local_events`` to 0 and back).  A switch costs about a microsecond
+  plus the re-arming of what ran new lines while paused.
+* `TraceGate` keeps every thread's tracer installed.  Pausing takes what was
+  recorded so far out of the tracers' live sets; resuming throws away what was
+  recorded meanwhile.  Every thread stays traced, whenever it started.
+* `RestartGate` is the public-API fallback (``stop()``/``start()``) for a
+  coverage.py whose internals no longer match; the adapter's tests fail
+  loudly when that happens.
+
+Data goes through `take_recorded` (drain the tracers' live sets) and
+`write_recorded` (add to coverage.py's `CoverageData`), so the data file stays
+coverage.py's own.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from types import CodeType
+from typing import Any, Protocol
+
+# Items recorded for one file: line numbers, or arcs (tuples, or the C
+# tracer's packed integers).
+Recorded = dict[str, set[Any]]
+
+CORE_NAMES = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"}
+
+
+class InternalsChanged(Exception):
+    """coverage.py's internals are not what this adapter was written for."""
+
+
+# -- reading coverage.py's collector -------------------------------------------
+
+
+def collector(cov: Any) -> Any:
+    found = getattr(cov, "_collector", None)
+    if found is None:
+        raise InternalsChanged("Coverage._collector is missing (coverage not started?)")
+    return found
+
+
+def core_name(cov: Any) -> str | None:
+    """The core coverage.py really uses (it may fall back from sysmon)."""
+    core = getattr(getattr(cov, "_collector", None), "core", None)
+    tracer = getattr(core, "tracer_class", None)
+    return CORE_NAMES.get(getattr(tracer, "__name__", ""))
+
+
+def live_data(cov: Any) -> Recorded:
+    """The sets the tracers add to (the collector's ``data``)."""
+    data = getattr(collector(cov), "data", None)
+    if not isinstance(data, dict):
+        raise InternalsChanged("Collector.data is not a dict")
+    return data
+
+
+def coverage_data(cov: Any) -> Any:
+    """coverage.py's `CoverageData` that the collector writes to."""
+    data = getattr(collector(cov), "covdata", None)
+    if data is None:
+        raise InternalsChanged("Collector.covdata is missing")
+    return data
+
+
+def packed_arcs(cov: Any) -> bool:
+    return bool(getattr(collector(cov).core, "packed_arcs", False))
+
+
+def unpack_arc(packed: int) -> tuple[int, int]:
+    """The C tracer's arc integer as a pair (see coverage.py's ``flush_data``)."""
+    l1 = packed & 0xFFFFFFF
+    l2 = (packed >> 28) & 0xFFFFFFF
+    if packed & (1 << 56):
+        l1 = -l1
+    if packed & (1 << 57):
+        l2 = -l2
+    return l1, l2
+
+
+def take_recorded(live: Recorded) -> Recorded:
+    """Move what the tracers recorded out of their sets, keeping the set objects.
+
+    Running frames hold references to these sets, so they are emptied in
+    place; ``copy`` and ``difference_update`` are each atomic under the GIL,
+    so an item another thread adds in between stays for the next call.
+    """
+    taken: Recorded = {}
+    for name, items in list(live.items()):
+        if items:
+            snapshot = items.copy()
+            items.difference_update(snapshot)
+            taken[name] = snapshot
+    return taken
+
+
+def discard_recorded(live: Recorded) -> None:
+    for items in list(live.values()):
+        if items:
+            items.clear()
+
+
+def merge_into(target: Recorded, new: Recorded) -> None:
+    for name, items in new.items():
+        existing = target.get(name)
+        if existing is None:
+            target[name] = items
+        else:
+            existing |= items
+
+
+def write_recorded(cov: Any, recorded: Recorded, *, arcs: bool) -> None:
+    """Add recorded items to the `CoverageData` (and so to the data file)."""
+    if not recorded:
+        return
+    coll = collector(cov)
+    data = coverage_data(cov)
+    mapped = coll.mapped_file_dict(recorded)
+    if not arcs:
+        data.add_lines(mapped)
+    elif packed_arcs(cov):
+        data.add_arcs({name: [unpack_arc(p) for p in items] for name, items in mapped.items()})
+    else:
+        data.add_arcs(mapped)
+
+
+def set_context(cov: Any, label: str | None) -> None:
+    """Label what is written from now on, as ``Collector.switch_context`` does
+    but without its flush of the live sets (which may hold paused data)."""
+    coll = collector(cov)
+    static = getattr(coll, "static_context", None)
+    context = f"{static}|{label}" if static and label else (static or label)
+    coverage_data(cov).set_context(context)
+
+
+# -- gates ---------------------------------------------------------------------
+
+
+class Gate(Protocol):
+    """Switches recording on and off without restarting coverage.py."""
+
+    kind: str
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def take(self) -> Recorded: ...
+    def forget(self) -> None: ...
+    def compact(self, max_tracers: int) -> int: ...
+    def stop(self) -> None: ...
+
+
+class SysmonGate:
+    """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring)."""
+
+    kind = "gate"
+
+    def __init__(self, cov: Any) -> None:
+        import sys as _sys
+
+        monitoring = getattr(_sys, "monitoring", None)
+        if monitoring is None:
+            raise InternalsChanged("sys.monitoring is missing")
+        self._cov = cov
+        tracers = collector(cov).tracers
+        if len(tracers) != 1 or type(tracers[0]).__name__ != "SysMonitor":
+            raise InternalsChanged(f"expected one SysMonitor, found {tracers!r}")
+        tracer = tracers[0]
+        for name in ("myid", "code_infos", "code_objects", "local_events", "data", "trace_arcs"):
+            if not hasattr(tracer, name):
+                raise InternalsChanged(f"SysMonitor.{name} is missing")
+        self._monitoring = monitoring
+        self._tracer = tracer
+        self._live: Recorded = tracer.data
+        self._tool = tracer.myid
+        self._arcs = bool(tracer.trace_arcs)
+        self._code_infos: dict[int, Any] = tracer.code_infos
+        self._skipped: dict[int, CodeType] = {}
+        self._saved: dict[int, Any] = {}
+        self._disable = monitoring.DISABLE
+        events = monitoring.events
+        self._events = [events.LINE]
+        if self._arcs:
+            self._events += [events.PY_RETURN, events.BRANCH_LEFT, events.BRANCH_RIGHT]
+        self._skippers: dict[int, Callable[..., Any]] = {events.LINE: self._skip_line}
+        if self._arcs:  # coverage.py measures branches with sysmon from 3.14 only
+            self._skippers[events.PY_RETURN] = self._skip_other
+            self._skippers[events.BRANCH_LEFT] = self._skip_branch
+            self._skippers[events.BRANCH_RIGHT] = self._skip_branch
+        self.paused = False
+
+    # The callbacks while paused.  They run at the first hit of each location
+    # only (DISABLE), like coverage.py's own.
+
+    def _skip_line(self, code: CodeType, line: int) -> Any:
+        self._skipped[id(code)] = code
+        if self._arcs:
+            info = self._code_infos.get(id(code))
+            if info is not None:
+                info.last_line = None  # no sequential arc across the pause
+        return self._disable
+
+    def _skip_other(self, code: CodeType, offset: int, value: object) -> Any:
+        self._skipped[id(code)] = code
+        info = self._code_infos.get(id(code))
+        if info is not None:
+            info.last_line = None
+        return self._disable
+
+    def _skip_branch(self, code: CodeType, offset: int, destination: int) -> Any:
+        self._skipped[id(code)] = code
+        return self._disable
+
+    def pause(self) -> None:
+        if self.paused:
+            return
+        register = self._monitoring.register_callback
+        for event in self._events:
+            self._saved[event] = register(self._tool, event, self._skippers[event])
+        self.paused = True
+
+    def resume(self) -> None:
+        if not self.paused:
+            return
+        register = self._monitoring.register_callback
+        for event in self._events:
+            register(self._tool, event, self._saved.pop(event, None))
+        self.paused = False
+        skipped, self._skipped = self._skipped, {}
+        self._rearm(skipped.values())
+
+    def _rearm(self, codes: Iterable[CodeType]) -> None:
+        set_local = self._monitoring.set_local_events
+        local_events = self._tracer.local_events()
+        for code in codes:
+            set_local(self._tool, code, 0)
+            set_local(self._tool, code, local_events)
+
+    def take(self) -> Recorded:
+        return take_recorded(self._live)
+
+    def forget(self) -> None:
+        """Drop what was recorded and make every traced line report again."""
+        discard_recorded(self._live)
+        infos = self._code_infos
+        traced = [c for c in list(self._tracer.code_objects) if infos[id(c)].tracing]
+        self._skipped = {}
+        self._rearm(traced)
+
+    def compact(self, max_tracers: int) -> int:
+        return 0  # one monitor serves every thread
+
+    def stop(self) -> None:
+        # Paused first: before 3.14, freeing the tool id leaves the per-code
+        # events and their callbacks in place, and nothing more may be recorded.
+        self.pause()
+        self._cov.stop()
+
+
+class TraceGate:
+    """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept."""
+
+    kind = "gate"
+
+    def __init__(self, cov: Any) -> None:
+        self._cov = cov
+        coll = collector(cov)
+        for name in ("tracers", "_start_tracer", "data", "mapped_file_dict"):
+            if not hasattr(coll, name):
+                raise InternalsChanged(f"Collector.{name} is missing")
+        self._collector = coll
+        self._live = live_data(cov)
+        self._kept: Recorded = {}
+        self._lock = threading.Lock()
+        # Which thread each tracer serves, so that compaction drops only the
+        # tracers of threads that have ended.
+        self._owners: dict[int, int] = {id(t): threading.get_ident() for t in coll.tracers}
+        original = coll._start_tracer
+
+        def start_tracer() -> Any:
+            fn = original()
+            tracer = getattr(fn, "__self__", fn)
+            self._owners[id(tracer)] = threading.get_ident()
+            return fn
+
+        coll._start_tracer = start_tracer
+        self.paused = False
+
+    def pause(self) -> None:
+        if self.paused:
+            return
+        merge_into(self._kept, take_recorded(self._live))
+        self.paused = True
+
+    def resume(self) -> None:
+        if not self.paused:
+            return
+        discard_recorded(self._live)
+        self.paused = False
+
+    def take(self) -> Recorded:
+        if self.paused:
+            discard_recorded(self._live)
+        else:
+            merge_into(self._kept, take_recorded(self._live))
+        taken, self._kept = self._kept, {}
+        return taken
+
+    def forget(self) -> None:
+        discard_recorded(self._live)
+        self._kept = {}
+
+    def compact(self, max_tracers: int) -> int:
+        """Let go of the tracers of ended threads; live threads keep theirs."""
+        tracers = self._collector.tracers
+        if len(tracers) <= max_tracers:
+            return 0
+        alive = set(sys._current_frames())
+        keep, dropped = [], []
+        for tracer in tracers:
+            owner = self._owners.get(id(tracer))
+            (keep if owner is None or owner in alive else dropped).append(tracer)
+        for tracer in dropped:
+            tracer.stop()  # only a flag: its thread is gone
+            self._owners.pop(id(tracer), None)
+        tracers[:] = keep
+        return len(dropped)
+
+    def stop(self) -> None:
+        self._cov.stop()
+        if self.paused:
+            discard_recorded(self._live)
+        else:
+            merge_into(self._kept, take_recorded(self._live))
+        self.paused = False
+
+
+class RestartGate:
+    """coverage.py's public ``stop()``/``start()``: the fallback when the
+    internals above do not match (a coverage.py upgrade changed them)."""
+
+    kind = "restart"
+
+    def __init__(self, cov: Any) -> None:
+        self._cov = cov
+        self.paused = False
+
+    def pause(self) -> None:
+        if not self.paused:
+            self._cov.stop()
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self._cov.start()
+            self.paused = False
+
+    def take(self) -> Recorded:
+        try:
+            return take_recorded(live_data(self._cov))
+        except InternalsChanged:
+            self._cov.get_data()  # coverage.py's own flush
+            return {}
+
+    def forget(self) -> None:
+        self._cov.get_data()
+        self._cov.erase()
+
+    def compact(self, max_tracers: int) -> int:
+        return 0
+
+    def stop(self) -> None:
+        if not self.paused:
+            self._cov.stop()
+        self.paused = False
+
+
+def attach(cov: Any) -> Gate:
+    """The gate for a started `Coverage`; `InternalsChanged` if none fits."""
+    name = core_name(cov)
+    if name == "sysmon":
+        return SysmonGate(cov)
+    if name in ("ctrace", "pytrace"):
+        return TraceGate(cov)
+    raise InternalsChanged(f"unknown coverage.py core {name!r}")
