@@ -9,8 +9,9 @@ for ``off``):
   switch_us     one ``with CoverageContext(): pass`` that switches collection
                 (selective mode: off -> on -> off)
   noswitch_us   one ``with CoverageContext(): pass`` that does not (full mode)
-  loop_ms       the seed's pattern: 1,000 mixed items, every 10th processed
-                inside ``CoverageContext()``, the loop in measured code
+  loop_ms       the seed's pattern: 1,000 mixed items (a few µs of work each),
+                every 10th processed inside ``CoverageContext()``, the loop in
+                measured code
   loop_unmeasured_ms   the same loop living outside the measured source
 
 Medians of repeated timings inside the process; `--all` runs fresh processes
@@ -35,14 +36,22 @@ LOOP_SOURCE = '''\
 from coverage_runtime import CoverageContext
 
 
+def score(n):
+    total = 0
+    for k in range(1, 40):
+        total += (n * k) % 7 if k % 3 else k
+    return total
+
+
 def process(item):
     if isinstance(item, bool):
         return {"kind": "flag", "value": item}
     if isinstance(item, int):
-        return {"kind": "number", "score": item * item % 97}
+        return {"kind": "number", "score": score(item)}
     if isinstance(item, str):
-        return {"kind": "text", "value": " ".join(item.split()).lower()}
-    return {"kind": "object", "keys": sorted(item)}
+        words = " ".join(item.split()).lower()
+        return {"kind": "text", "value": words, "score": score(len(words))}
+    return {"kind": "object", "keys": sorted(item), "score": score(len(item))}
 
 
 def seed_loop(items):

@@ -18,18 +18,22 @@ from typing import Any, TypeVar, overload
 
 from coverage_runtime import structured_log
 from coverage_runtime.errors import CoverageError, NotActiveError
+from coverage_runtime.measurement import Measurement
 from coverage_runtime.runtime import CoverageRuntime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _runtime: CoverageRuntime | None = None
+# The runtime's Measurement, looked up once: every block of every invocation uses it.
+_measurement: Measurement | None = None
 _inactive_reason = "not started by the coverage_runtime entry point"
 
 
 def install(runtime: CoverageRuntime | None, reason: str | None = None) -> None:
     """Called by the shim: make this runtime the one the API talks to."""
-    global _runtime, _inactive_reason  # noqa: PLW0603 - one runtime per process
+    global _runtime, _measurement, _inactive_reason  # noqa: PLW0603 - one runtime per process
     _runtime = runtime
+    _measurement = runtime.measurement if runtime is not None else None
     if reason:
         _inactive_reason = reason
 
@@ -62,10 +66,10 @@ class CoverageContext(contextlib.ContextDecorator):
     is already on.  An excluding block turns collection off in either mode,
     e.g. around a performance test.  Blocks nest, and work as decorators too.
 
-    Collection is process-wide in coverage.py, so a block affects every
-    thread while it is open.  The block's own lines are measured too: when
-    collection switches on, the functions already running on this thread are
-    adopted (see `Measurement`).
+    Collection is process-wide, so a block affects every thread while it is
+    open, threads started before it included.  Opening or closing a block
+    never restarts coverage.py (see `coverage_adapter`), so it costs about a
+    microsecond, and the rest of the function that opens it is measured.
     """
 
     def __init__(self, enabled: bool = True, label: str | None = None) -> None:
@@ -73,12 +77,12 @@ class CoverageContext(contextlib.ContextDecorator):
         self.label = label
 
     def __enter__(self) -> CoverageContext:
-        runtime = _runtime
-        if runtime is not None:
+        measurement = _measurement
+        if measurement is not None:
             try:
-                runtime.measurement.enter(measure=self.enabled)
+                measurement.enter(self.enabled)
                 if self.label and self.enabled:
-                    runtime.measurement.switch_context(self.label)
+                    measurement.switch_context(self.label)
             except Exception as exc:
                 structured_log.error("coverage block could not start", error=str(exc))
         return self
@@ -89,10 +93,10 @@ class CoverageContext(contextlib.ContextDecorator):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        runtime = _runtime
-        if runtime is not None:
+        measurement = _measurement
+        if measurement is not None:
             try:
-                runtime.measurement.exit(measure=self.enabled)
+                measurement.exit(self.enabled)
             except Exception as error:
                 structured_log.error("coverage block could not end", error=str(error))
 

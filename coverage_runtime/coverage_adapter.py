@@ -44,6 +44,9 @@ from typing import Any, Protocol
 # tracer's packed integers).
 Recorded = dict[str, set[Any]]
 
+# Re-armed this many times, a code object stays armed while paused.
+STICKY_AFTER = 3
+
 CORE_NAMES = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"}
 
 
@@ -196,6 +199,14 @@ class SysmonGate:
         self._arcs = bool(tracer.trace_arcs)
         self._code_infos: dict[int, Any] = tracer.code_infos
         self._skipped: dict[int, CodeType] = {}
+        # Lines already taken out of the live sets, by live set: a line that
+        # is recorded needs no re-arming when it is skipped while paused.
+        self._taken: dict[int, set[int]] = {}
+        # Code objects re-armed again and again (a loop that opens a block
+        # per item runs its own lines in both states) stay armed while paused
+        # instead: a callback per paused line is cheaper than re-arming.
+        self._rearmed: dict[int, int] = {}
+        self._sticky: set[int] = set()
         self._saved: dict[int, Any] = {}
         self._disable = monitoring.DISABLE
         events = monitoring.events
@@ -213,21 +224,35 @@ class SysmonGate:
     # only (DISABLE), like coverage.py's own.
 
     def _skip_line(self, code: CodeType, line: int) -> Any:
-        self._skipped[id(code)] = code
-        if self._arcs:
-            info = self._code_infos.get(id(code))
-            if info is not None:
+        info = self._code_infos.get(id(code))
+        if info is not None:
+            recorded = info.file_data
+            if self._arcs:
                 info.last_line = None  # no sequential arc across the pause
+                if (line, line) in recorded:
+                    return self._disable
+            elif line in recorded:
+                return self._disable
+            taken = self._taken.get(id(recorded))
+            if taken is not None and line in taken:
+                return self._disable
+        if id(code) in self._sticky:
+            return None
+        self._skipped[id(code)] = code
         return self._disable
 
     def _skip_other(self, code: CodeType, offset: int, value: object) -> Any:
-        self._skipped[id(code)] = code
         info = self._code_infos.get(id(code))
         if info is not None:
             info.last_line = None
+        if id(code) in self._sticky:
+            return None
+        self._skipped[id(code)] = code
         return self._disable
 
     def _skip_branch(self, code: CodeType, offset: int, destination: int) -> Any:
+        if id(code) in self._sticky:
+            return None
         self._skipped[id(code)] = code
         return self._disable
 
@@ -246,7 +271,14 @@ class SysmonGate:
         for event in self._events:
             register(self._tool, event, self._saved.pop(event, None))
         self.paused = False
+        if not self._skipped:
+            return
         skipped, self._skipped = self._skipped, {}
+        rearmed = self._rearmed
+        for key in skipped:
+            count = rearmed[key] = rearmed.get(key, 0) + 1
+            if count >= STICKY_AFTER:
+                self._sticky.add(key)
         self._rearm(skipped.values())
 
     def _rearm(self, codes: Iterable[CodeType]) -> None:
@@ -257,11 +289,16 @@ class SysmonGate:
             set_local(self._tool, code, local_events)
 
     def take(self) -> Recorded:
-        return take_recorded(self._live)
+        taken = take_recorded(self._live)
+        for name, items in taken.items():
+            lines = self._taken.setdefault(id(self._live[name]), set())
+            lines.update({a for a, b in items if a == b} if self._arcs else items)
+        return taken
 
     def forget(self) -> None:
         """Drop what was recorded and make every traced line report again."""
         discard_recorded(self._live)
+        self._taken = {}
         infos = self._code_infos
         traced = [c for c in list(self._tracer.code_objects) if infos[id(c)].tracing]
         self._skipped = {}

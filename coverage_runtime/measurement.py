@@ -105,6 +105,7 @@ class Measurement:
         self.settings = settings
         self.data_file = data_file
         self._lock = threading.RLock()
+        self._full = not settings.selective
         self._measure_depth = 0
         self._exclude_depth = 0
         self._collecting = False
@@ -180,42 +181,50 @@ class Measurement:
         except coverage_adapter.InternalsChanged:
             return False
 
-    def enter(self, *, measure: bool) -> None:
-        """Open a block that measures (``measure=True``) or excludes its code."""
+    def enter(self, measure: bool = True) -> None:
+        """Open a block that measures (``measure=True``) or excludes its code.
+
+        The path that does not switch collection is a few attribute updates
+        under the lock: it runs for every block of every invocation.
+        """
         with self._lock:
             if measure:
                 self._measure_depth += 1
             else:
                 self._exclude_depth += 1
-            if self._wanted() is not self._collecting:
-                self._apply()
+            wanted = self._wanted()
+            if wanted is not self._collecting:
+                self._switch(wanted)
 
-    def exit(self, *, measure: bool) -> None:
+    def exit(self, measure: bool = True) -> None:
         """Close a block opened by `enter` with the same ``measure``."""
         with self._lock:
             if measure:
-                self._measure_depth = max(0, self._measure_depth - 1)
-            else:
-                self._exclude_depth = max(0, self._exclude_depth - 1)
-            if self._wanted() is not self._collecting:
-                self._apply()
+                if self._measure_depth:
+                    self._measure_depth -= 1
+            elif self._exclude_depth:
+                self._exclude_depth -= 1
+            wanted = self._wanted()
+            if wanted is not self._collecting:
+                self._switch(wanted)
 
     def _wanted(self) -> bool:
         if self._finished or self._exclude_depth:
             return False
-        return not self.settings.selective or self._measure_depth > 0
+        return self._full or self._measure_depth > 0
 
     def _apply(self) -> None:
+        self._switch(self._wanted())
+
+    def _switch(self, wanted: bool) -> None:
         gate = self._gate
-        if gate is None:
+        if gate is None or wanted is self._collecting:
             return
-        wanted = self._wanted()
-        if wanted and not self._collecting:
+        if wanted:
             gate.resume()
-            self._collecting = True
-        elif not wanted and self._collecting:
+        else:
             gate.pause()
-            self._collecting = False
+        self._collecting = wanted
 
     def switch_context(self, label: str) -> None:
         """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""

@@ -174,7 +174,29 @@ def reset_between():
         after_reset()
 
 
+def hot_line(last):
+    if not last:
+        return 0  # sel:in full:in
+    return 1  # sel:in full:in
+
+
+def hot_loop():
+    """Re-armed at every block, this code ends up kept armed while paused
+    (coverage_adapter.STICKY_AFTER): a line run paused many times and then
+    measured once is recorded, one only ever run paused is not."""
+    for _ in range(12):
+        hot_line(False)
+        paused_only = 1  # sel:out full:in
+        with CoverageContext():
+            pass
+    with CoverageContext():
+        hot_line(False)
+        hot_line(True)
+    return paused_only
+
+
 SCENARIOS = [
+    "hot_loop",
     "long_lived_pool_thread",
     "many_short_threads",
     "nested_blocks",
