@@ -34,6 +34,7 @@ coverage.py's own.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -52,6 +53,66 @@ CORE_NAMES = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"
 
 class InternalsChanged(Exception):
     """coverage.py's internals are not what this adapter was written for."""
+
+
+# -- importing coverage.py ------------------------------------------------------
+
+# Reporters that ``coverage.control`` imports at module level only to call
+# them in its report methods.  Nothing in a measured function needs them:
+# they are ~15 ms of every cold start on 3.14, so they load on first use.
+DEFERRED_REPORTERS = {
+    "coverage.annotate": "AnnotateReporter",
+    "coverage.html": "HtmlReporter",
+    "coverage.jsonreport": "JsonReporter",
+    "coverage.lcovreport": "LcovReporter",
+    "coverage.report": "SummaryReporter",
+    "coverage.xmlreport": "XmlReporter",
+}
+
+
+class DeferredReporter:
+    """Stands in ``coverage.control`` for a reporter class until it is called."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def load(self) -> Any:
+        import importlib
+
+        real = getattr(importlib.import_module(self.module), self.name)
+        control = sys.modules.get("coverage.control")
+        if control is not None and getattr(control, self.name, None) is self:
+            setattr(control, self.name, real)
+        return real
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+
+def import_coverage() -> Any:
+    """``import coverage``, with `DEFERRED_REPORTERS` loaded on first use."""
+    if "coverage" in sys.modules:
+        return sys.modules["coverage"]
+    import types
+
+    stubs = {}
+    for module, name in DEFERRED_REPORTERS.items():
+        stub = types.ModuleType(module, "deferred by coverage_runtime.coverage_adapter")
+        setattr(stub, name, DeferredReporter(module, name))
+        stubs[module] = sys.modules[module] = stub
+    try:
+        import coverage
+    except ImportError:
+        # Another module wants more of a reporter module: import it all, plainly.
+        for module in [m for m in sys.modules if m == "coverage" or m.startswith("coverage.")]:
+            del sys.modules[module]
+        import coverage
+    finally:
+        for module, stub in stubs.items():
+            if sys.modules.get(module) is stub:
+                del sys.modules[module]
+    return coverage
 
 
 # -- reading coverage.py's collector -------------------------------------------
@@ -157,6 +218,27 @@ def set_context(cov: Any, label: str | None) -> None:
     coverage_data(cov).set_context(context)
 
 
+def start(cov: Any) -> None:
+    """``cov.start()``, without the debugging stack coverage.py records.
+
+    ``Collector.__init__`` keeps ``short_stack()`` (an ``inspect.stack()``
+    that reads the source of every frame) for an error message: 7 ms of
+    every cold start on 3.14.
+    """
+    try:
+        import coverage.collector as collector_module
+
+        original = collector_module.short_stack
+    except (ImportError, AttributeError):
+        cov.start()
+        return
+    collector_module.short_stack = lambda *args, **kwargs: "(not recorded)"
+    try:
+        cov.start()
+    finally:
+        collector_module.short_stack = original
+
+
 # -- gates ---------------------------------------------------------------------
 
 
@@ -170,15 +252,22 @@ class Gate(Protocol):
     def take(self) -> Recorded: ...
     def forget(self) -> None: ...
     def compact(self, max_tracers: int) -> int: ...
+    def retire(self) -> int: ...
     def stop(self) -> None: ...
 
 
 class SysmonGate:
-    """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring)."""
+    """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring).
+
+    It also answers PY_START for code outside the measured directories
+    itself: coverage.py would run its file checks (``should_trace``, about
+    60 µs a file on 3.14) and keep a record for every such code object, on
+    the cold-start path where the function's imports run.
+    """
 
     kind = "gate"
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, source_dirs: Iterable[str] = ()) -> None:
         import sys as _sys
 
         monitoring = getattr(_sys, "monitoring", None)
@@ -207,37 +296,74 @@ class SysmonGate:
         # instead: a callback per paused line is cheaper than re-arming.
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
-        self._saved: dict[int, Any] = {}
+        # Line mode: code objects whose every line is recorded lose their
+        # local events (see `retire`); the index says how far the tracer's
+        # list of code objects has been looked at.
+        self._code_objects: list[CodeType] = tracer.code_objects
+        self._looked_at = 0
+        self._open: dict[int, list[CodeType]] = {}
+        self._retired = 0
         self._disable = monitoring.DISABLE
         events = monitoring.events
         self._events = [events.LINE]
         if self._arcs:
             self._events += [events.PY_RETURN, events.BRANCH_LEFT, events.BRANCH_RIGHT]
-        self._skippers: dict[int, Callable[..., Any]] = {events.LINE: self._skip_line}
+        self._skippers: dict[int, Callable[..., Any]] = {
+            events.LINE: self._skip_line_arcs if self._arcs else self._skip_line
+        }
         if self._arcs:  # coverage.py measures branches with sysmon from 3.14 only
             self._skippers[events.PY_RETURN] = self._skip_other
             self._skippers[events.BRANCH_LEFT] = self._skip_branch
             self._skippers[events.BRANCH_RIGHT] = self._skip_branch
+        # coverage.py's callbacks (read by swapping in ours and back) and ours.
+        self._pause_callbacks = [(event, self._skippers[event]) for event in self._events]
+        self._measure_callbacks = []
+        for event, skipper in self._pause_callbacks:
+            original = monitoring.register_callback(self._tool, event, skipper)
+            monitoring.register_callback(self._tool, event, original)
+            self._measure_callbacks.append((event, original))
         self.paused = False
+        prefixes = set()
+        for directory in source_dirs:
+            for form in (directory, os.path.realpath(directory)):
+                prefixes.add(form.rstrip(os.sep) + os.sep)
+        if prefixes:
+            self._prefixes = tuple(sorted(prefixes))
+            self._py_start = monitoring.register_callback(
+                self._tool, events.PY_START, self._filter_start
+            )
+
+    def _filter_start(self, code: CodeType, offset: int) -> Any:
+        filename = code.co_filename
+        if filename.startswith(self._prefixes) or not filename.startswith(os.sep):
+            return self._py_start(code, offset)
+        return self._disable
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.
 
     def _skip_line(self, code: CodeType, line: int) -> Any:
+        if id(code) in self._sticky:
+            return None  # stays armed: its lines that run while measured are recorded
         info = self._code_infos.get(id(code))
         if info is not None:
             recorded = info.file_data
-            if self._arcs:
-                info.last_line = None  # no sequential arc across the pause
-                if (line, line) in recorded:
-                    return self._disable
-            elif line in recorded:
-                return self._disable
             taken = self._taken.get(id(recorded))
-            if taken is not None and line in taken:
+            if line in recorded or (taken is not None and line in taken):
                 return self._disable
+        self._skipped[id(code)] = code
+        return self._disable
+
+    def _skip_line_arcs(self, code: CodeType, line: int) -> Any:
+        info = self._code_infos.get(id(code))
+        if info is not None:
+            info.last_line = None  # no sequential arc across the pause
         if id(code) in self._sticky:
             return None
+        if info is not None:
+            taken = self._taken.get(id(info.file_data))
+            if (line, line) in info.file_data or (taken is not None and line in taken):
+                return self._disable
         self._skipped[id(code)] = code
         return self._disable
 
@@ -260,16 +386,18 @@ class SysmonGate:
         if self.paused:
             return
         register = self._monitoring.register_callback
-        for event in self._events:
-            self._saved[event] = register(self._tool, event, self._skippers[event])
+        tool = self._tool
+        for event, skipper in self._pause_callbacks:
+            register(tool, event, skipper)
         self.paused = True
 
     def resume(self) -> None:
         if not self.paused:
             return
         register = self._monitoring.register_callback
-        for event in self._events:
-            register(self._tool, event, self._saved.pop(event, None))
+        tool = self._tool
+        for event, original in self._measure_callbacks:
+            register(tool, event, original)
         self.paused = False
         if not self._skipped:
             return
@@ -299,6 +427,8 @@ class SysmonGate:
         """Drop what was recorded and make every traced line report again."""
         discard_recorded(self._live)
         self._taken = {}
+        self._open = {}
+        self._looked_at = 0
         infos = self._code_infos
         traced = [c for c in list(self._tracer.code_objects) if infos[id(c)].tracing]
         self._skipped = {}
@@ -306,6 +436,50 @@ class SysmonGate:
 
     def compact(self, max_tracers: int) -> int:
         return 0  # one monitor serves every thread
+
+    def retire(self) -> int:
+        """Take the local events off code objects whose every line is recorded.
+
+        On 3.12-3.14 code that carries LINE events runs about 1.2x slower
+        even when every event in it has returned ``DISABLE`` (measured:
+        bench/README.md); a code object with nothing left to record needs no
+        events at all.  Line mode only: with branches, a code object whose
+        lines are all recorded can still take an arc it has not taken.
+        Returns how many were retired; call `take` first.
+        """
+        if self._arcs:
+            return 0
+        infos = self._code_infos
+        objects = self._code_objects
+        for code in objects[self._looked_at :]:
+            info = infos.get(id(code))
+            if info is not None and info.tracing and info.file_data is not None:
+                self._open.setdefault(id(info.file_data), []).append(code)
+        self._looked_at = len(objects)
+        set_local = self._monitoring.set_local_events
+        retired = 0
+        for key, codes in list(self._open.items()):
+            taken = self._taken.get(key)
+            if not taken:
+                continue
+            still_open = []
+            for code in codes:
+                lines = {line for _, _, line in code.co_lines() if line is not None}
+                if code.co_name != "<module>":
+                    # Its first line is the ``def`` (or decorator) line, which
+                    # the enclosing code records.
+                    lines.discard(code.co_firstlineno)
+                if lines <= taken and id(code) not in self._skipped:
+                    set_local(self._tool, code, 0)
+                    retired += 1
+                else:
+                    still_open.append(code)
+            if still_open:
+                self._open[key] = still_open
+            else:
+                del self._open[key]
+        self._retired += retired
+        return retired
 
     def stop(self) -> None:
         # Paused first: before 3.14, freeing the tool id leaves the per-code
@@ -383,6 +557,9 @@ class TraceGate:
         tracers[:] = keep
         return len(dropped)
 
+    def retire(self) -> int:
+        return 0  # a trace function sees every line anyway
+
     def stop(self) -> None:
         self._cov.stop()
         if self.paused:
@@ -426,17 +603,23 @@ class RestartGate:
     def compact(self, max_tracers: int) -> int:
         return 0
 
+    def retire(self) -> int:
+        return 0
+
     def stop(self) -> None:
         if not self.paused:
             self._cov.stop()
         self.paused = False
 
 
-def attach(cov: Any) -> Gate:
-    """The gate for a started `Coverage`; `InternalsChanged` if none fits."""
+def attach(cov: Any, source_dirs: Iterable[str] = ()) -> Gate:
+    """The gate for a started `Coverage`; `InternalsChanged` if none fits.
+
+    ``source_dirs``: every file that can be measured is under one of them.
+    """
     name = core_name(cov)
     if name == "sysmon":
-        return SysmonGate(cov)
+        return SysmonGate(cov, source_dirs)
     if name in ("ctrace", "pytrace"):
         return TraceGate(cov)
     raise InternalsChanged(f"unknown coverage.py core {name!r}")

@@ -120,8 +120,7 @@ class Measurement:
     # -- coverage.py ---------------------------------------------------------
 
     def _new_coverage(self) -> Any:
-        import coverage
-
+        coverage = coverage_adapter.import_coverage()
         os.makedirs(os.path.dirname(self.data_file), exist_ok=True)
         cov = coverage.Coverage(
             data_file=self.data_file,
@@ -160,11 +159,11 @@ class Measurement:
         with self._lock:
             if self._started:
                 return
-            self.cov.start()
+            coverage_adapter.start(self.cov)
             self._started = True
             self._collecting = True
             try:
-                self._gate = coverage_adapter.attach(self.cov)
+                self._gate = coverage_adapter.attach(self.cov, self.settings.source)
             except coverage_adapter.InternalsChanged as exc:
                 structured_log.error(
                     "coverage.py internals changed: every measured block restarts coverage.py",
@@ -184,17 +183,21 @@ class Measurement:
     def enter(self, measure: bool = True) -> None:
         """Open a block that measures (``measure=True``) or excludes its code.
 
-        The path that does not switch collection is a few attribute updates
-        under the lock: it runs for every block of every invocation.
+        This runs for every block of every invocation, so it is kept to a few
+        attribute updates under the lock, and one call into the gate when
+        collection switches.
         """
         with self._lock:
             if measure:
                 self._measure_depth += 1
             else:
                 self._exclude_depth += 1
-            wanted = self._wanted()
-            if wanted is not self._collecting:
-                self._switch(wanted)
+            wanted = not (self._exclude_depth or self._finished) and (
+                self._full or self._measure_depth > 0
+            )
+            if wanted is not self._collecting and self._gate is not None:
+                (self._gate.resume if wanted else self._gate.pause)()
+                self._collecting = wanted
 
     def exit(self, measure: bool = True) -> None:
         """Close a block opened by `enter` with the same ``measure``."""
@@ -204,9 +207,12 @@ class Measurement:
                     self._measure_depth -= 1
             elif self._exclude_depth:
                 self._exclude_depth -= 1
-            wanted = self._wanted()
-            if wanted is not self._collecting:
-                self._switch(wanted)
+            wanted = not (self._exclude_depth or self._finished) and (
+                self._full or self._measure_depth > 0
+            )
+            if wanted is not self._collecting and self._gate is not None:
+                (self._gate.resume if wanted else self._gate.pause)()
+                self._collecting = wanted
 
     def _wanted(self) -> bool:
         if self._finished or self._exclude_depth:
@@ -214,10 +220,8 @@ class Measurement:
         return self._full or self._measure_depth > 0
 
     def _apply(self) -> None:
-        self._switch(self._wanted())
-
-    def _switch(self, wanted: bool) -> None:
         gate = self._gate
+        wanted = self._wanted()
         if gate is None or wanted is self._collecting:
             return
         if wanted:
@@ -249,6 +253,19 @@ class Measurement:
         with self._lock:
             if self._gate is not None:
                 self._gate.compact(MAX_TRACERS)
+
+    def maintain(self) -> int:
+        """Count what was recorded and let fully recorded code run free.
+
+        Costs a pass over the measured files, so the runtime calls it on a
+        decaying schedule between invocations, not after every one.
+        Returns how many code objects stopped reporting events.
+        """
+        with self._lock:
+            if self._gate is None or self._finished:
+                return 0
+            self._tally_new()
+            return self._gate.retire()
 
     def finish(self) -> None:
         """Stop for good: the environment is shutting down."""

@@ -97,7 +97,7 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
     api.install(runtime)
     from tests.exactness import workload
 
-    workload.run_all(runtime.measurement.compact)
+    workload.run_all(runtime.measurement.compact, runtime.measurement.maintain)
     data = runtime.measurement.data()
     recorded = set(data.lines(str(HERE / "workload.py")) or ())
     marks = expected(args.mode)

@@ -208,12 +208,16 @@ SCENARIOS = [
 ]
 
 
-def run_all(compact):
-    """`reset_between` first (it drops what came before), then every scenario."""
+def run_all(compact, between=lambda: None):
+    """`reset_between` first (it drops what came before), then every scenario,
+    twice, with ``between()`` after each, as the runtime does between
+    invocations (e.g. code whose lines are all recorded loses its events)."""
     reset_between()
-    for name in SCENARIOS:
-        scenario = globals()[name]
-        if name == "many_short_threads":
-            scenario(compact)
-        else:
-            scenario()
+    for _ in range(2):
+        for name in SCENARIOS:
+            scenario = globals()[name]
+            if name == "many_short_threads":
+                scenario(compact)
+            else:
+                scenario()
+            between()
