@@ -151,7 +151,7 @@ def rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[str, Any]
                     "ratio": value / base,
                     "target": f"<= {target:.2f}x",
                     "pass": value / base <= target,
-                }  # fmt: skip
+                }
             )
     base_init = median([e.init_report_ms for e in by("disabled") if e.init_report_ms])
     for config in ("full", "full+branch", "selective"):

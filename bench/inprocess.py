@@ -14,6 +14,9 @@ for ``off``):
                 measured code
   loop_unmeasured_ms   the same loop living outside the measured source
 
+and, with 10 and with 1,000 measured files (``--fixed-costs FILES``), the
+per-invocation fixed costs: the decorator, ``between_invocations``, ``status()``.
+
 Medians of repeated timings inside the process; `--all` runs fresh processes
 round-robin and reports medians over them.
 """
@@ -136,6 +139,61 @@ def run_one(config: str) -> dict[str, Any]:
     return result
 
 
+def fixed_costs(files: int) -> dict[str, Any]:
+    """Per-invocation fixed costs with ``files`` measured files: the decorator
+    around a no-op handler, `between_invocations` and `status()`, in µs."""
+    from coverage_runtime import api, coverage_handler
+    from coverage_runtime.runtime import CoverageRuntime
+    from coverage_runtime.settings import load_settings
+
+    work = Path(tempfile.mkdtemp())
+    source = work / "many"
+    source.mkdir()
+    for index in range(files):
+        (source / f"m{index}.py").write_text(f"def f(x):\n    return x + {index}\n")
+    env = {
+        "LAMBDA_TASK_ROOT": str(source),
+        "COVERAGE_DATA_DIR": str(work / "data"),
+        "COVERAGE_S3_BUCKET": "bench-bucket",
+        "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",
+    }
+    runtime = CoverageRuntime.start(load_settings(env))
+    api.install(runtime)
+    sys.path.insert(0, str(source))
+    import importlib
+
+    for index in range(files):
+        importlib.import_module(f"m{index}").f(1)
+
+    @coverage_handler
+    def handler(event: Any, context: Any) -> Any:
+        return event
+
+    runtime.invocations = 3  # not a maintenance invocation (1, 2, 4, ... 64, then every 64th)
+    n = 2000
+
+    def invoke(n: int) -> None:
+        for _ in range(n):
+            handler(None, None)
+
+    def between(n: int) -> None:
+        for _ in range(n):
+            runtime.between_invocations()
+
+    def status(n: int) -> None:
+        for _ in range(n):
+            runtime.status()
+
+    result = {
+        "files": runtime.status()["files_measured"],
+        "decorator_us": timed(invoke, n) / n * 1e6,
+        "between_invocations_us": timed(between, n) / n * 1e6,
+        "status_us": timed(status, n // 10) / (n // 10) * 1e6,
+    }
+    runtime.measurement.finish()
+    return result
+
+
 def run_all(repeats: int, python: str) -> dict[str, Any]:
     rows: dict[str, list[dict[str, Any]]] = {c: [] for c in CONFIGS}
     for _ in range(repeats):
@@ -148,6 +206,17 @@ def run_all(repeats: int, python: str) -> dict[str, Any]:
                 cwd=REPO_ROOT,
             )
             rows[config].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    fixed: dict[int, list[dict[str, Any]]] = {10: [], 1000: []}
+    for _ in range(repeats):
+        for files, samples in fixed.items():
+            done = subprocess.run(
+                [python, str(Path(__file__).resolve()), "--fixed-costs", str(files)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO_ROOT,
+            )
+            samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
     summary = {}
     for config, samples in rows.items():
         summary[config] = {
@@ -156,7 +225,14 @@ def run_all(repeats: int, python: str) -> dict[str, Any]:
         }
         summary[config]["core"] = samples[0]["core"]
         summary[config]["python"] = samples[0]["python"]
-    return {"repeats": repeats, "configs": summary, "samples": rows}
+    fixed_summary = {
+        str(files): {
+            key: statistics.median(s[key] for s in samples)
+            for key in ("files", "decorator_us", "between_invocations_us", "status_us")
+        }
+        for files, samples in fixed.items()
+    }
+    return {"repeats": repeats, "configs": summary, "fixed": fixed_summary, "samples": rows}
 
 
 def main() -> int:
@@ -164,8 +240,11 @@ def main() -> int:
     parser.add_argument("--config", choices=CONFIGS)
     parser.add_argument("--all", action="store_true")
     parser.add_argument("-r", "--repeats", type=int, default=5)
+    parser.add_argument("--fixed-costs", type=int, metavar="FILES")
     args = parser.parse_args()
-    if args.all:
+    if args.fixed_costs:
+        print(json.dumps(fixed_costs(args.fixed_costs)))
+    elif args.all:
         print(json.dumps(run_all(args.repeats, sys.executable)))
     else:
         print(json.dumps(run_one(args.config or "off")))

@@ -259,6 +259,12 @@ class Gate(Protocol):
 class SysmonGate:
     """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring).
 
+    coverage.py's own callbacks stay the ones that record, wrapped to note
+    which code objects recorded something (so taking the data costs what is
+    new, not a pass over every file) and, with branches, which locations of
+    each code object fired (so a code object with nothing left to record can
+    lose its events: see `retire`).
+
     It also answers PY_START for code outside the measured directories
     itself: coverage.py would run its file checks (``should_trace``, about
     60 µs a file on 3.14) and keep a record for every such code object, on
@@ -268,9 +274,7 @@ class SysmonGate:
     kind = "gate"
 
     def __init__(self, cov: Any, source_dirs: Iterable[str] = ()) -> None:
-        import sys as _sys
-
-        monitoring = getattr(_sys, "monitoring", None)
+        monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
             raise InternalsChanged("sys.monitoring is missing")
         self._cov = cov
@@ -287,6 +291,16 @@ class SysmonGate:
         self._tool = tracer.myid
         self._arcs = bool(tracer.trace_arcs)
         self._code_infos: dict[int, Any] = tracer.code_infos
+        self._disable = monitoring.DISABLE
+        # Code objects that recorded something since the last `take`, and
+        # since the last `retire`.
+        self._dirty: dict[int, CodeType] = {}
+        self._to_check: dict[int, CodeType] = {}
+        self._names: dict[int, str] = {}  # live set -> its file name
+        # Arcs: the locations that fired while measuring, per code object.
+        self._fired: dict[int, set[Any]] = {}
+        self._expected: dict[int, frozenset[Any]] = {}
+        # Code objects with lines skipped while paused: re-armed on resume.
         self._skipped: dict[int, CodeType] = {}
         # Lines already taken out of the live sets, by live set: a line that
         # is recorded needs no re-arming when it is skipped while paused.
@@ -296,32 +310,26 @@ class SysmonGate:
         # instead: a callback per paused line is cheaper than re-arming.
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
-        # Line mode: code objects whose every line is recorded lose their
-        # local events (see `retire`); the index says how far the tracer's
-        # list of code objects has been looked at.
-        self._code_objects: list[CodeType] = tracer.code_objects
-        self._looked_at = 0
-        self._open: dict[int, list[CodeType]] = {}
-        self._retired = 0
-        self._disable = monitoring.DISABLE
+        self.retired = 0
         events = monitoring.events
         self._events = [events.LINE]
-        if self._arcs:
-            self._events += [events.PY_RETURN, events.BRANCH_LEFT, events.BRANCH_RIGHT]
-        self._skippers: dict[int, Callable[..., Any]] = {
+        skippers: dict[int, Callable[..., Any]] = {
             events.LINE: self._skip_line_arcs if self._arcs else self._skip_line
         }
         if self._arcs:  # coverage.py measures branches with sysmon from 3.14 only
-            self._skippers[events.PY_RETURN] = self._skip_other
-            self._skippers[events.BRANCH_LEFT] = self._skip_branch
-            self._skippers[events.BRANCH_RIGHT] = self._skip_branch
-        # coverage.py's callbacks (read by swapping in ours and back) and ours.
-        self._pause_callbacks = [(event, self._skippers[event]) for event in self._events]
+            self._events += [events.PY_RETURN, events.BRANCH_LEFT, events.BRANCH_RIGHT]
+            skippers[events.PY_RETURN] = self._skip_other
+            skippers[events.BRANCH_LEFT] = self._skip_branch
+            skippers[events.BRANCH_RIGHT] = self._skip_branch
+        self._pause_callbacks = [(event, skippers[event]) for event in self._events]
         self._measure_callbacks = []
-        for event, skipper in self._pause_callbacks:
-            original = monitoring.register_callback(self._tool, event, skipper)
-            monitoring.register_callback(self._tool, event, original)
-            self._measure_callbacks.append((event, original))
+        for event in self._events:
+            original = monitoring.register_callback(self._tool, event, None)
+            if original is None:
+                raise InternalsChanged(f"coverage.py registered no callback for event {event}")
+            wrapped = self._recording(event, original)
+            monitoring.register_callback(self._tool, event, wrapped)
+            self._measure_callbacks.append((event, wrapped))
         self.paused = False
         prefixes = set()
         for directory in source_dirs:
@@ -332,6 +340,54 @@ class SysmonGate:
             self._py_start = monitoring.register_callback(
                 self._tool, events.PY_START, self._filter_start
             )
+
+    def _recording(self, event: int, original: Callable[..., Any]) -> Callable[..., Any]:
+        """coverage.py's callback for ``event``, noting who recorded (after it did)."""
+        events = self._monitoring.events
+        dirty = self._dirty_marker
+        if not self._arcs:
+
+            def line(code: CodeType, number: int) -> Any:
+                result = original(code, number)
+                dirty(code)
+                return result
+
+            return line
+        fired = self._fired
+
+        def note(code: CodeType, key: Any) -> None:
+            dirty(code)
+            found = fired.get(id(code))
+            if found is None:
+                found = fired[id(code)] = set()
+            found.add(key)
+
+        if event == events.LINE:
+
+            def line_arcs(code: CodeType, number: int) -> Any:
+                result = original(code, number)
+                note(code, number)
+                return result
+
+            return line_arcs
+        if event == events.PY_RETURN:
+
+            def returned(code: CodeType, offset: int, value: object) -> Any:
+                result = original(code, offset, value)
+                note(code, ("return", offset))
+                return result
+
+            return returned
+
+        def branch(code: CodeType, offset: int, destination: int) -> Any:
+            result = original(code, offset, destination)
+            note(code, (offset, destination))
+            return result
+
+        return branch
+
+    def _dirty_marker(self, code: CodeType) -> None:
+        self._dirty[id(code)] = code
 
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
@@ -360,10 +416,9 @@ class SysmonGate:
             info.last_line = None  # no sequential arc across the pause
         if id(code) in self._sticky:
             return None
-        if info is not None:
-            taken = self._taken.get(id(info.file_data))
-            if (line, line) in info.file_data or (taken is not None and line in taken):
-                return self._disable
+        fired = self._fired.get(id(code))
+        if fired is not None and line in fired:
+            return self._disable
         self._skipped[id(code)] = code
         return self._disable
 
@@ -379,8 +434,13 @@ class SysmonGate:
     def _skip_branch(self, code: CodeType, offset: int, destination: int) -> Any:
         if id(code) in self._sticky:
             return None
+        fired = self._fired.get(id(code))
+        if fired is not None and (offset, destination) in fired:
+            return self._disable
         self._skipped[id(code)] = code
         return self._disable
+
+    # Switching.
 
     def pause(self) -> None:
         if self.paused:
@@ -396,8 +456,8 @@ class SysmonGate:
             return
         register = self._monitoring.register_callback
         tool = self._tool
-        for event, original in self._measure_callbacks:
-            register(tool, event, original)
+        for event, recording in self._measure_callbacks:
+            register(tool, event, recording)
         self.paused = False
         if not self._skipped:
             return
@@ -416,70 +476,96 @@ class SysmonGate:
             set_local(self._tool, code, 0)
             set_local(self._tool, code, local_events)
 
+    # Data.
+
     def take(self) -> Recorded:
-        taken = take_recorded(self._live)
-        for name, items in taken.items():
-            lines = self._taken.setdefault(id(self._live[name]), set())
-            lines.update({a for a, b in items if a == b} if self._arcs else items)
+        """What the code objects that recorded since the last call recorded."""
+        dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return {}
+        self._to_check.update(dirty)
+        infos = self._code_infos
+        sets = {}
+        for key in dirty:
+            info = infos.get(key)
+            if info is not None and info.file_data is not None:
+                sets[id(info.file_data)] = info.file_data
+        names = self._names
+        if not names.keys() >= sets.keys():  # a file not seen before: look its name up
+            names.update((id(items), name) for name, items in list(self._live.items()))
+        taken: Recorded = {}
+        for key, items in sets.items():
+            if items and key in names:
+                snapshot = items.copy()
+                items.difference_update(snapshot)
+                taken[names[key]] = snapshot
+                lines = self._taken.setdefault(key, set())
+                lines.update({a for a, b in snapshot if a == b} if self._arcs else snapshot)
         return taken
 
     def forget(self) -> None:
         """Drop what was recorded and make every traced line report again."""
         discard_recorded(self._live)
+        self._dirty = {}
+        self._to_check = {}
+        self._fired = {}
         self._taken = {}
-        self._open = {}
-        self._looked_at = 0
-        infos = self._code_infos
-        traced = [c for c in list(self._tracer.code_objects) if infos[id(c)].tracing]
         self._skipped = {}
-        self._rearm(traced)
+        infos = self._code_infos
+        self._rearm([c for c in list(self._tracer.code_objects) if infos[id(c)].tracing])
 
     def compact(self, max_tracers: int) -> int:
         return 0  # one monitor serves every thread
 
     def retire(self) -> int:
-        """Take the local events off code objects whose every line is recorded.
+        """Take the local events off code objects with nothing left to record.
 
         On 3.12-3.14 code that carries LINE events runs about 1.2x slower
-        even when every event in it has returned ``DISABLE`` (measured:
-        bench/README.md); a code object with nothing left to record needs no
-        events at all.  Line mode only: with branches, a code object whose
-        lines are all recorded can still take an arc it has not taken.
-        Returns how many were retired; call `take` first.
+        even when every event in it has returned ``DISABLE`` (bench/README.md).
+        Lines: a code object whose every line is recorded.  Branches: one
+        whose every line, branch direction and return has fired, so that
+        coverage.py itself would record nothing more from it.  Only code that
+        recorded since the last call is looked at; call `take` first.
         """
-        if self._arcs:
-            return 0
-        infos = self._code_infos
-        objects = self._code_objects
-        for code in objects[self._looked_at :]:
-            info = infos.get(id(code))
-            if info is not None and info.tracing and info.file_data is not None:
-                self._open.setdefault(id(info.file_data), []).append(code)
-        self._looked_at = len(objects)
+        to_check, self._to_check = self._to_check, {}
         set_local = self._monitoring.set_local_events
         retired = 0
-        for key, codes in list(self._open.items()):
-            taken = self._taken.get(key)
-            if not taken:
+        for key, code in to_check.items():
+            if key in self._skipped:
                 continue
-            still_open = []
-            for code in codes:
-                lines = {line for _, _, line in code.co_lines() if line is not None}
-                if code.co_name != "<module>":
-                    # Its first line is the ``def`` (or decorator) line, which
-                    # the enclosing code records.
-                    lines.discard(code.co_firstlineno)
-                if lines <= taken and id(code) not in self._skipped:
-                    set_local(self._tool, code, 0)
-                    retired += 1
-                else:
-                    still_open.append(code)
-            if still_open:
-                self._open[key] = still_open
+            expected = self._expected.get(key)
+            if expected is None:
+                expected = self._expected[key] = self._locations(code)
+            if self._arcs:
+                done = expected <= self._fired.get(key, set())
             else:
-                del self._open[key]
-        self._retired += retired
+                info = self._code_infos.get(key)
+                taken = self._taken.get(id(info.file_data)) if info is not None else None
+                done = taken is not None and expected <= taken
+            if done:
+                set_local(self._tool, code, 0)
+                self._expected.pop(key, None)
+                retired += 1
+        self.retired += retired
         return retired
+
+    def _locations(self, code: CodeType) -> frozenset[Any]:
+        """Every line (and, with branches, branch direction and return) of ``code``."""
+        lines = {line for _, _, line in code.co_lines() if line is not None}
+        if code.co_name != "<module>":
+            # The ``def`` (or decorator) line: the enclosing code records it.
+            lines.discard(code.co_firstlineno)
+        if not self._arcs:
+            return frozenset(lines)
+        import dis
+
+        found: set[Any] = set(lines)
+        for source, left, right in code.co_branches():  # type: ignore[attr-defined]
+            found.update(((source, left), (source, right)))
+        for instruction in dis.get_instructions(code):
+            if instruction.opname in ("RETURN_VALUE", "RETURN_CONST"):
+                found.add(("return", instruction.offset))
+        return frozenset(found)
 
     def stop(self) -> None:
         # Paused first: before 3.14, freeing the tool id leaves the per-code

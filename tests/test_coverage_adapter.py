@@ -1,0 +1,181 @@
+"""`coverage_adapter`: every coverage.py internal it relies on, checked by name.
+
+These fail loudly when a coverage.py upgrade changes what the adapter reads or
+swaps; the runtime itself would fall back to restarting coverage.py (correct,
+but slow) and log why.  Each case runs in a fresh process where coverage.py's
+process-wide state matters.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import coverage
+import pytest
+
+from coverage_runtime import coverage_adapter
+from coverage_runtime.settings import sysmon_supports
+from tests.harness import REPO_ROOT, pinned_version
+
+
+def run_python(code: str, tmp_path: Path) -> dict:
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(code))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_pinned_coverage_is_the_one_installed():
+    assert coverage.__version__ == pinned_version("coverage")
+
+
+def cores() -> list[str]:
+    found = ["ctrace", "pytrace"]
+    if sysmon_supports(branch=False, contexts=False):
+        found.append("sysmon")
+    return found
+
+
+@pytest.mark.parametrize("core", cores())
+@pytest.mark.parametrize("branch", [False, True])
+def test_every_core_gets_a_gate_not_the_restart_fallback(core, branch, tmp_path):
+    if core == "sysmon" and not sysmon_supports(branch=branch, contexts=False):
+        pytest.skip("coverage.py measures branches with sysmon from 3.14")
+    result = run_python(
+        f"""
+        import json, sys
+        from coverage_runtime import coverage_adapter
+        coverage = coverage_adapter.import_coverage()
+        cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, source=[{str(tmp_path)!r}],
+                                branch={branch}, config_file=False)
+        cov.set_option("run:core", {core!r})
+        coverage_adapter.start(cov)
+        gate = coverage_adapter.attach(cov, [{str(tmp_path)!r}])
+        gate.pause(); gate.resume()
+        print(json.dumps({{"gate": type(gate).__name__, "core": coverage_adapter.core_name(cov),
+                          "kind": gate.kind}}))
+        gate.stop()
+        """,
+        tmp_path,
+    )
+    expected = "SysmonGate" if core == "sysmon" else "TraceGate"
+    assert result == {"gate": expected, "core": core, "kind": "gate"}
+
+
+def test_the_internals_the_gates_read_exist(tmp_path):
+    result = run_python(
+        f"""
+        import json, sys
+        from coverage_runtime import coverage_adapter
+        coverage = coverage_adapter.import_coverage()
+        import coverage.collector, coverage.sysmon
+        cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, config_file=False)
+        cov.set_option("run:core", "ctrace")
+        cov.start()
+        coll = cov._collector
+        found = {{name: hasattr(coll, name) for name in
+                  ("tracers", "_start_tracer", "data", "covdata", "mapped_file_dict",
+                   "static_context", "core", "flush_data")}}
+        found["packed_arcs"] = hasattr(coll.core, "packed_arcs")
+        found["short_stack"] = hasattr(coverage.collector, "short_stack")
+        found["CodeInfo"] = sorted(coverage.sysmon.CodeInfo.__dataclass_fields__)
+        found["SysMonitor"] = all(hasattr(coverage.sysmon.SysMonitor, n) for n in
+                                  ("local_events", "sysmon_py_start", "start", "stop"))
+        cov.stop()
+        print(json.dumps(found))
+        """,
+        tmp_path,
+    )
+    assert {"tracing", "file_data", "last_line"} <= set(result.pop("CodeInfo"))
+    assert all(result.values()), result
+
+
+def test_deferred_reporters_load_on_first_use_and_report_as_usual(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "mod.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
+    result = run_python(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(source)!r})
+        from coverage_runtime import coverage_adapter
+        coverage = coverage_adapter.import_coverage()
+        import coverage.control as control
+        before = {{name: type(getattr(control, name)).__name__
+                  for name in coverage_adapter.DEFERRED_REPORTERS.values()}}
+        loaded = [m for m in coverage_adapter.DEFERRED_REPORTERS if m in sys.modules]
+        cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, source=[{str(source)!r}],
+                                config_file=False)
+        cov.start(); import mod; mod.f(1); cov.stop()
+        out = {str(tmp_path)!r}
+        totals = [
+            cov.report(file=open("/dev/null", "w")),
+            cov.json_report(outfile=out + "/c.json"),
+            cov.xml_report(outfile=out + "/c.xml"),
+            cov.lcov_report(outfile=out + "/c.lcov"),
+            cov.html_report(directory=out + "/html"),
+        ]
+        cov.annotate(directory=out + "/ann")
+        after = {{name: type(getattr(control, name)).__name__
+                 for name in coverage_adapter.DEFERRED_REPORTERS.values()}}
+        print(json.dumps({{"before": before, "loaded": loaded, "totals": totals,
+                          "after": after}}))
+        """,
+        tmp_path,
+    )
+    names = coverage_adapter.DEFERRED_REPORTERS.values()
+    assert result["before"] == dict.fromkeys(names, "DeferredReporter")
+    assert result["loaded"] == [], "no reporter module is imported at start"
+    assert result["totals"] == [75.0] * 5  # 3 of 4 statements
+    assert result["after"] == dict.fromkeys(names, "type"), "the real classes are put back"
+    assert (tmp_path / "html" / "index.html").exists()
+
+
+def test_unpacking_arcs_matches_coverage_py(tmp_path):
+    """The C tracer's packed arc integers, unpacked as `Collector.flush_data` does."""
+    for l1, l2 in [(1, 2), (-1, 5), (7, -3), (-4, -9), (2**20, 3)]:
+        packed = abs(l1) | (abs(l2) << 28) | ((l1 < 0) << 56) | ((l2 < 0) << 57)
+        assert coverage_adapter.unpack_arc(packed) == (l1, l2)
+
+
+def test_collector_pause_resume_keeps_measuring(tmp_path):
+    """coverage.py issue 2302 (fixed in 7.17.5): on 3.14, ``Collector.pause()`` +
+    ``resume()`` stopped measuring code that had already run.  Checked on this Python;
+    `test_container` runs the exactness matrix on the image's 3.14."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "again.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
+    core = "sysmon" if sysmon_supports(branch=False, contexts=False) else "ctrace"
+    result = run_python(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(source)!r})
+        import coverage
+        cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, source=[{str(source)!r}],
+                                config_file=False)
+        cov.set_option("run:core", {core!r})
+        cov.start()
+        import again
+        again.f(1)
+        cov._collector.pause()
+        cov._collector.resume()
+        again.f(0)
+        cov.stop()
+        print(json.dumps(sorted(cov.get_data().lines({str(source / "again.py")!r}))))
+        """,
+        tmp_path,
+    )
+    assert result == [1, 2, 3, 4]
