@@ -6,9 +6,9 @@
 Measures, with the runtime installed as the shim installs it (or not at all
 for ``off``):
 
-  switch_us     one ``with CoverageContext(): pass`` that switches collection
-                (selective mode: off -> on -> off)
-  noswitch_us   one ``with CoverageContext(): pass`` that does not (full mode)
+  block_us      one ``with CoverageContext(): pass``: it switches collection in
+                selective mode (off -> on -> off), not in full mode; the loop
+                that opens it is measured code (``block_unmeasured_us``: not)
   loop_ms       the seed's pattern: 1,000 mixed items (a few µs of work each),
                 every 10th processed inside ``CoverageContext()``, the loop in
                 measured code
@@ -126,11 +126,13 @@ def run_one(config: str) -> dict[str, Any]:
     if runtime is not None:
         runtime.measurement.maintain()  # what the runtime does after the first invocation
     per_block = (timed(loop_measured.switch, n) - timed(loop_measured.empty, n)) / n
+    per_block_unmeasured = (timed(loop_unmeasured.switch, n) - timed(loop_unmeasured.empty, n)) / n
     result = {
         "config": config,
         "python": ".".join(map(str, sys.version_info[:3])),
         "core": runtime.measurement.core_name() if runtime else None,
         "block_us": per_block * 1e6,
+        "block_unmeasured_us": per_block_unmeasured * 1e6,
         "loop_ms": timed(loop_measured.seed_loop, ITEMS) * 1000,
         "loop_unmeasured_ms": timed(loop_unmeasured.seed_loop, ITEMS) * 1000,
     }
@@ -221,7 +223,7 @@ def run_all(repeats: int, python: str) -> dict[str, Any]:
     for config, samples in rows.items():
         summary[config] = {
             key: statistics.median(s[key] for s in samples)
-            for key in ("block_us", "loop_ms", "loop_unmeasured_ms")
+            for key in ("block_us", "block_unmeasured_us", "loop_ms", "loop_unmeasured_ms")
         }
         summary[config]["core"] = samples[0]["core"]
         summary[config]["python"] = samples[0]["python"]

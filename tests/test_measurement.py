@@ -485,3 +485,34 @@ def test_compact_drops_the_tracers_of_ended_threads_and_keeps_the_data(measure, 
     lines = measured(m, sample)
     assert line(sample, "other") in lines, "data from the ended threads is kept"
     assert line(sample, "helper") in lines, "measuring goes on after compacting"
+
+
+def test_threads_started_before_measuring_began(tmp_path, sample, core):
+    """The one thread limit left, and only on the trace cores: a thread already
+    running when coverage.py starts is never traced (``threading.settrace`` reaches
+    only threads started later).  The shim starts coverage.py before the handler
+    module is imported, so a function's own threads are never such threads.
+    sysmon is process-wide and measures it."""
+    go = threading.Event()
+    done = threading.Event()
+
+    def early() -> None:
+        go.wait(10)
+        sample.other(1)
+        done.set()
+
+    worker = threading.Thread(target=early)
+    worker.start()
+    settings = load_settings(
+        {"COVERAGE_SOURCE": str(Path(sample.__file__).parent), "COVERAGE_CORE": core}
+    )
+    m = Measurement(settings, str(tmp_path / "early.coverage"))
+    m.begin()
+    try:
+        go.set()
+        assert done.wait(10)
+        worker.join(10)
+        recorded = line(sample, "other") in measured(m, sample)
+    finally:
+        m.finish()
+    assert recorded is (core == "sysmon")
