@@ -9,8 +9,8 @@
 #   --image IMAGE       image to run (default: lambda-coverage:latest)
 #   --port PORT         host port of the invoke endpoint on 127.0.0.1 (default: 9000)
 #   --name NAME         container name (default: lambda-coverage-local)
-#   --rie PATH          the RIE binary to mount (default: $AWS_LAMBDA_RIE, ../shared/bin,
-#                       ~/.aws-lambda-rie/aws-lambda-rie, or aws-lambda-rie on PATH)
+#   --rie PATH          the RIE binary to mount (default: scripts/lib/rie.sh finds it:
+#                       $AWS_LAMBDA_RIE, ../shared/bin, PATH, .local/bin, else downloads it)
 #   --no-rie-mount      do not mount an RIE (the image has one baked in: build.sh --with-rie)
 #   --bucket BUCKET     COVERAGE_S3_BUCKET (default: $COVERAGE_S3_BUCKET; unset = no uploads)
 #   --s3-endpoint URL   COVERAGE_S3_ENDPOINT_URL, a local S3 such as moto (sets test credentials
@@ -66,17 +66,8 @@ fi
 ENGINE=$(engine)
 need_engine
 
-find_rie() {
-  local candidate
-  for candidate in "${AWS_LAMBDA_RIE:-}" "$ROOT/../shared/bin/aws-lambda-rie" \
-    "$HOME/.aws-lambda-rie/aws-lambda-rie" "$(command -v aws-lambda-rie 2>/dev/null || true)"; do
-    if [ -n "$candidate" ] && [ -f "$candidate" ] && [ -x "$candidate" ]; then
-      (cd "$(dirname "$candidate")" && printf '%s/%s\n' "$(pwd)" "$(basename "$candidate")")
-      return 0
-    fi
-  done
-  return 1
-}
+# shellcheck source=scripts/lib/rie.sh
+source "$ROOT/scripts/lib/rie.sh"
 
 cmd=("$ENGINE" run --rm --name "$NAME" --read-only --tmpfs /tmp)
 [ "$DETACH" = 1 ] && cmd+=(--detach)
@@ -85,11 +76,7 @@ if [ "$MOUNT_RIE" = 1 ]; then
     if [ ! -f "$RIE" ] || [ ! -x "$RIE" ]; then die "--rie $RIE is not an executable file"; fi
     RIE=$(cd "$(dirname "$RIE")" && printf '%s/%s\n' "$(pwd)" "$(basename "$RIE")")
   else
-    RIE=$(find_rie) || die "the AWS Runtime Interface Emulator was not found. Download it:
-  mkdir -p ~/.aws-lambda-rie && curl -Lo ~/.aws-lambda-rie/aws-lambda-rie \\
-    https://github.com/aws/aws-lambda-runtime-interface-emulator/releases/latest/download/aws-lambda-rie \\
-    && chmod +x ~/.aws-lambda-rie/aws-lambda-rie
-or pass --rie PATH, or build the image with it (scripts/build.sh --with-rie official) and use --no-rie-mount"
+    RIE=$(find_rie) || die "no RIE to mount: pass --rie PATH, or build the image with it (scripts/build.sh --with-rie official) and use --no-rie-mount"
   fi
   cmd+=(--volume "$RIE:/aws-lambda/aws-lambda-rie:ro")
 fi

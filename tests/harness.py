@@ -7,10 +7,10 @@ them exactly as the function does in Lambda.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -67,19 +67,20 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+@functools.cache
 def find_rie() -> str:
-    """$AWS_LAMBDA_RIE, then ../shared/bin beside the checkout, then PATH."""
-    candidates = [
-        os.environ.get("AWS_LAMBDA_RIE"),
-        str(REPO_ROOT.parent / "shared" / "bin" / "aws-lambda-rie"),
-        shutil.which("aws-lambda-rie"),
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise FileNotFoundError(
-        "aws-lambda-rie not found: set AWS_LAMBDA_RIE, or put it in ../shared/bin or on PATH"
+    """The RIE as the scripts find it (scripts/lib/rie.sh, without downloading):
+    $AWS_LAMBDA_RIE, ../shared/bin beside the checkout, PATH, .local/bin."""
+    found = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "lib" / "rie.sh"), "--no-download"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
+    if found.returncode != 0:
+        raise FileNotFoundError(found.stderr.strip() or "aws-lambda-rie not found")
+    return found.stdout.strip().splitlines()[-1]
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

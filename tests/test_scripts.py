@@ -31,6 +31,7 @@ IMAGE_URI = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/lambda-coverage:abc123"
 BASE_TOOLS = [
     "bash", "sh", "env", "dirname", "basename", "sed", "cat", "git", "grep", "cut", "tr",
     "mkdir", "mktemp", "rm", "ls", "id", "curl", "sleep", "sha256sum", "head", "tail",
+    "uname", "chmod", "mv",
 ]  # fmt: skip
 
 AWS_STUB = r"""#!/bin/bash
@@ -292,10 +293,13 @@ def test_run_local_without_rie_explains_how_to_get_it(tmp_path):
     checkout = tmp_path / "checkout"  # no ../shared/bin beside this one
     shutil.copytree(SCRIPTS, checkout / "scripts")
     bin_dir = make_bin(tmp_path / "bin")
-    result = run("run-local.sh", env=script_env(tmp_path, bin_dir), cwd=checkout)
+    mirror = tmp_path / "empty-mirror"  # offline: the download finds nothing
+    mirror.mkdir()
+    env = script_env(tmp_path, bin_dir, RIE_RELEASE_URL=mirror.as_uri())
+    result = run("run-local.sh", env=env, cwd=checkout)
     assert result.returncode == 1
-    assert "Runtime Interface Emulator was not found" in result.stderr
-    assert "releases/latest/download/aws-lambda-rie" in result.stderr
+    assert "could not download the RIE" in result.stderr
+    assert "AWS_LAMBDA_RIE=" in result.stderr
     assert "--no-rie-mount" in result.stderr
     assert calls(tmp_path) == []
 
