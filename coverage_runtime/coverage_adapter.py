@@ -119,6 +119,58 @@ def import_coverage() -> Any:
     return coverage
 
 
+# -- configuring a Coverage before it starts -----------------------------------
+
+
+def route_warnings(cov: Any, log: Callable[..., None]) -> None:
+    """Send coverage.py's warnings to ``log`` instead of ``warnings.warn``.
+
+    coverage.py warns through Python's warnings machinery, which prints a raw
+    ``CoverageWarning: ...`` line to stderr: in a Lambda log of JSON records
+    that is noise nobody can query.  Its ``disable_warnings`` setting and
+    ``once`` still apply.
+    """
+    seen: set[str] = set()
+
+    def warn(msg: str, slug: str | None = None, once: bool = False) -> None:
+        if slug and (slug in cov.config.disable_warnings or slug in seen):
+            return
+        if once and slug:
+            seen.add(slug)
+        log(msg, slug=slug, source="coverage.py")
+
+    cov._warn = warn
+
+
+def narrow_to(cov: Any, patterns: Iterable[str], sources: Iterable[str]) -> None:
+    """Measure only the files under the sources that match ``patterns``.
+
+    coverage.py ignores ``include`` whenever ``source`` is given, and source
+    is always given here (the task root by default), so the patterns are
+    applied on top of its decision.  A pattern that is not absolute and does
+    not start with a wildcard is relative to each source directory.
+    """
+    from coverage.files import GlobMatcher
+
+    globs = []
+    for pattern in patterns:
+        if os.path.isabs(pattern) or pattern.startswith(("*", "?")):
+            globs.append(pattern)
+        else:
+            globs += [os.path.join(source, pattern) for source in sources]
+    matcher = GlobMatcher(globs, name="COVERAGE_INCLUDE_PATTERNS")
+    original = cov._should_trace
+
+    def should_trace(filename: str, frame: Any) -> Any:
+        disposition = original(filename, frame)
+        if disposition.trace and not matcher.match(disposition.source_filename or filename):
+            disposition.trace = False
+            disposition.reason = "not matched by COVERAGE_INCLUDE_PATTERNS"
+        return disposition
+
+    cov._should_trace = should_trace
+
+
 # -- reading coverage.py's collector -------------------------------------------
 
 

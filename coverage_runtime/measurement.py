@@ -21,11 +21,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from coverage_runtime import coverage_adapter, structured_log
+from coverage_runtime import coverage_adapter, distributions, structured_log
 from coverage_runtime.settings import Settings
 
 # Never measure the runtime itself, nor installed packages, even when a
-# source directory happens to contain them (a local checkout with a venv).
+# source directory happens to contain them (a local checkout with a venv);
+# packages installed into a source directory itself: see `distributions`.
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 ALWAYS_OMIT = (
     os.path.join(_RUNTIME_DIR, "*"),
@@ -122,11 +123,11 @@ class Measurement:
     def _new_coverage(self) -> Any:
         coverage = coverage_adapter.import_coverage()
         os.makedirs(os.path.dirname(self.data_file), exist_ok=True)
+        sources = list(self.settings.source)
         cov = coverage.Coverage(
             data_file=self.data_file,
-            source=list(self.settings.source),
-            include=list(self.settings.include) or None,
-            omit=list(ALWAYS_OMIT + self.settings.omit),
+            source=sources,
+            omit=[*ALWAYS_OMIT, *distributions.omit_patterns(sources), *self.settings.omit],
             branch=self.settings.branch,
             config_file=False,
             auto_data=False,
@@ -135,8 +136,11 @@ class Measurement:
         if self.settings.core:
             cov.set_option("run:core", self.settings.core)
         # A warning from coverage.py (e.g. "module never imported") must not
-        # end up as noise in every function's log.
+        # end up as noise in every function's log; the others are JSON records.
         cov.set_option("run:disable_warnings", ["no-data-collected", "module-not-imported"])
+        coverage_adapter.route_warnings(cov, structured_log.warning)
+        if self.settings.include:
+            coverage_adapter.narrow_to(cov, self.settings.include, sources)
         return cov
 
     def core_name(self) -> str | None:

@@ -1,0 +1,76 @@
+"""Which files under a source directory belong to installed distributions.
+
+AWS's recipe for a function image on a non-AWS base installs the dependencies
+with ``pip install --target <task root>``, so the task root that is measured
+by default also holds FastAPI, pydantic, boto3 and their friends.  They are
+not the function's code: measuring them costs time and fills the report with
+files that have no local source.  pip leaves a ``<name>.dist-info`` directory
+per distribution (``RECORD`` lists every file it installed; ``top_level.txt``,
+where present, the top-level names), setuptools' older installs a
+``<name>.egg-info`` with ``top_level.txt``.  From those come the top-level
+modules and packages to omit.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def installed_top_levels(directory: str) -> set[str]:
+    """Top-level module and package names installed into ``directory``."""
+    names: set[str] = set()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return names
+    for entry in entries:
+        if not entry.is_dir() or not entry.name.endswith((".dist-info", ".egg-info")):
+            continue
+        metadata = Path(entry.path)
+        names.update(_from_top_level(metadata / "top_level.txt"))
+        names.update(_from_record(metadata / "RECORD", metadata.name))
+    return {name for name in names if name and name not in (".", "..", "__pycache__")}
+
+
+def _from_top_level(path: Path) -> set[str]:
+    try:
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def _from_record(path: Path, own_directory: str) -> set[str]:
+    names: set[str] = set()
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, csv.Error):
+        return names
+    for row in rows:
+        if not row or row[0].startswith(("../", "/")):
+            continue  # console scripts and data installed elsewhere
+        first = row[0].replace("\\", "/").split("/", 1)[0]
+        if first == own_directory or first.endswith((".dist-info", ".egg-info", ".data")):
+            continue
+        names.add(first[:-3] if first.endswith(".py") else first.split(".", 1)[0])
+    return names
+
+
+def omit_patterns(sources: Iterable[str]) -> tuple[str, ...]:
+    """coverage.py ``omit`` patterns for what distributions installed into ``sources``.
+
+    A source directory that is itself inside an installed package (named
+    explicitly in ``COVERAGE_SOURCE``) is measured: its package is not omitted.
+    """
+    sources = [os.path.normpath(source) for source in sources]
+    patterns: list[str] = []
+    for source in sources:
+        for name in sorted(installed_top_levels(source)):
+            package = os.path.join(source, name)
+            if any(s == package or s.startswith(package + os.sep) for s in sources):
+                continue
+            patterns += [os.path.join(package, "*"), package + ".py", package + ".*.so"]
+    return tuple(patterns)
