@@ -65,15 +65,17 @@ COPY scripts/entrypoint.sh /usr/local/bin/lambda-entrypoint
 # The function code. Add your own packages and modules here.
 WORKDIR /var/task
 COPY app/ /var/task/app/
-# Precompiled bytecode for the code (cold start); a non-root user where the base has useradd
-# (Lambda runs the function as its own unprivileged user anyway).
+# Precompiled bytecode for the code (cold start), and the unprivileged user the function runs
+# as outside Lambda. The image's USER stays root: `sam local invoke` builds an overlay FROM this
+# image whose `RUN mv /var/rapid/...` needs it. The entry point starts the function itself as
+# `lambda` (uid 993) whenever it starts as root (SAM, docker run); Lambda runs every image as
+# its own non-root user anyway.
 RUN chmod 0755 /usr/local/bin/lambda-entrypoint \
     && python -m compileall -q /var/task \
     && if command -v useradd >/dev/null 2>&1; then \
         useradd --system --uid 993 --user-group --no-create-home --home-dir /tmp \
             --shell /usr/sbin/nologin lambda; \
     fi
-USER 993
 # Last, so that a new revision rebuilds nothing but these two lines.
 ARG CODE_REVISION=unknown
 ENV CODE_REVISION=${CODE_REVISION}

@@ -257,6 +257,7 @@ def test_exactness_matrix_on_the_image_python(image):
 def test_image_is_lean_and_has_no_build_tools_or_caches(image):
     probe = r"""
 echo "uid=$(id -u)"
+echo "lambda_uid=$(id -u lambda)"
 for tool in gcc cc g++ c++ make cmake; do command -v "$tool" && echo "compiler=$tool"; done
 for dir in /root/.cache /tmp/.cache /build /context /opt/venv/bin/pip; do
   [ -e "$dir" ] && echo "leftover=$dir"
@@ -289,7 +290,8 @@ echo "import_ms=$(( (end - start) / 1000000 ))"
         line for line in result.stdout.splitlines() if line.startswith(("compiler=", "leftover="))
     ]
     assert problems == []
-    assert facts["uid"] != "0", "runs as a non-root user"
+    assert facts["uid"] == "0", "USER stays root, so SAM's overlay build can RUN as root"
+    assert facts["lambda_uid"] == "993", "the function's own unprivileged user"
     assert facts["shim"].startswith("/opt/venv/lib/"), "coverage_runtime is in site-packages"
     assert facts["dont_write_bytecode"] == "1"
     assert facts["boto3_pyc"] == "1", "dependencies are precompiled"
@@ -301,6 +303,68 @@ echo "import_ms=$(( (end - start) / 1000000 ))"
     METRICS["base_mb"] = round(base / 1e6, 1)
     assert size <= MAX_IMAGE_BYTES
     assert size - base <= MAX_ADDED_BYTES, f"our layers add {(size - base) / 1e6:.0f} MB"
+
+
+def function_uid(name: str) -> str:
+    """The real uid of the container's ``python -m coverage_runtime`` process."""
+    probe = (
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q coverage_runtime"
+        " && awk '/^Uid:/ {print $2}' $p/status; done"
+    )
+    return podman("exec", name, "sh", "-c", probe).stdout.split()[0]
+
+
+def test_sam_local_invoke_overlay_builds_and_serves_as_non_root(image, tmp_path, container_name):
+    """What `sam local invoke` / `sam local start-lambda` do with the image (SAM CLI's
+    lambda_image.py and lambda_container.py): build an overlay that adds its RIE under
+    /var/rapid with `RUN mv`, then run the RIE as the entry point, before the image's own
+    entry point and command. Own network namespace: the RIE listens on SAM's 0.0.0.0:8080."""
+    arch = "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
+    context = tmp_path / "sam-overlay"
+    context.mkdir()
+    shutil.copy(find_rie(), context / f"aws-lambda-rie-{arch}")
+    (context / "Dockerfile").write_text(
+        f"FROM {image.name}\n"
+        f"ADD aws-lambda-rie-{arch} /var/rapid/\n"
+        f"RUN mv /var/rapid/aws-lambda-rie-{arch} /var/rapid/aws-lambda-rie"
+        " && chmod +x /var/rapid/aws-lambda-rie\n"
+    )
+    rapid = "localhost/lambda-coverage-test-sam:rapid-" + arch
+    podman("build", "--network=host", "--pull=never", "-t", rapid, str(context), timeout=300)
+    config = json.loads(
+        podman("image", "inspect", "--format", "{{json .Config}}", image.name).stdout
+    )
+    entrypoint = ["/var/rapid/aws-lambda-rie", "--log-level", "error", *config["Entrypoint"]]
+    podman(
+        "run", "--detach", "--name", container_name, "--network=none",
+        "--entrypoint", json.dumps(entrypoint),
+        "--workdir", config.get("WorkingDir") or "/var/task",
+        "--env", f"AWS_LAMBDA_FUNCTION_HANDLER={config['Cmd'][0]}",
+        "--env", "AWS_LAMBDA_FUNCTION_NAME=sam-fn", "--env", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
+        "--env", "AWS_LAMBDA_FUNCTION_TIMEOUT=3", "--env", "AWS_SAM_LOCAL=true",
+        "--env", "AWS_REGION=us-east-1", "--env", "AWS_DEFAULT_REGION=us-east-1",
+        rapid, *config["Cmd"],
+    )  # fmt: skip
+    invoke_inside = (
+        "import json, time, urllib.request\n"
+        "url = 'http://127.0.0.1:8080/2015-03-31/functions/function/invocations'\n"
+        "for _ in range(200):\n"
+        "    try:\n"
+        "        body = urllib.request.urlopen(url, b'{\"health\": true}', timeout=30).read()\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.05)\n"
+        "print(body.decode())\n"
+    )
+    result = podman("exec", container_name, "python", "-c", invoke_inside, timeout=60)
+    doc = json.loads(result.stdout)
+    assert doc["coverage_enabled"] is True, doc
+    assert doc["status"] in ("ok", "degraded"), doc
+    assert function_uid(container_name) == "993", "the function runs as the unprivileged user"
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    assert '"message": "coverage runtime started"' in logs
+    assert "Permission denied" not in logs
 
 
 def test_outside_lambda_without_rie_the_entrypoint_says_why(image):
