@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -620,7 +621,7 @@ def entry_bin(tmp_path: Path) -> Path:
     """python and aws-lambda-rie stubs that print how they were called."""
     bin_dir = tmp_path / "entry-bin"
     bin_dir.mkdir()
-    for name in ("python", "aws-lambda-rie"):
+    for name in ("python", "aws-lambda-rie", "setpriv"):
         (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*"\n')
         (bin_dir / name).chmod(0o755)
     return bin_dir
@@ -649,15 +650,39 @@ def test_entrypoint_locally_runs_the_shim_under_the_rie(entry_bin):
         "AWS_LAMBDA_RIE": str(entry_bin / "aws-lambda-rie"),
     }
     result = entrypoint(env, "app.handler.lambda_handler")
-    assert result.stdout == (
+    assert result.stdout == (  # the RIE starts this script again, as the runtime
         "aws-lambda-rie --runtime-interface-emulator-address 0.0.0.0:8080 "
-        "--runtime-api-address 127.0.0.1:9001 "
-        "python -m coverage_runtime app.handler.lambda_handler\n"
+        f"--runtime-api-address 127.0.0.1:9001 {SCRIPTS / 'entrypoint.sh'} "
+        "app.handler.lambda_handler\n"
     )
     env.update(RIE_ADDRESS="127.0.0.1:9100", RIE_API_ADDRESS="127.0.0.1:9101")
     assert "address 127.0.0.1:9100 --runtime-api-address 127.0.0.1:9101 " in (
         entrypoint(env, "h.h").stdout
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="started as root only")
+def test_entrypoint_started_as_root_runs_the_function_unprivileged(entry_bin, tmp_path):
+    env = {
+        "PATH": f"{entry_bin}:/usr/bin:/bin",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "LAMBDA_RUN_AS": "nobody",  # the image's is `lambda` (uid 993)
+    }
+    uid, gid = str(pwd.getpwnam("nobody").pw_uid), str(pwd.getpwnam("nobody").pw_gid)
+    result = entrypoint(env, "app.handler.lambda_handler")
+    assert result.stdout == (
+        f"setpriv --reuid={uid} --regid={gid} --clear-groups "
+        "python -m coverage_runtime app.handler.lambda_handler\n"
+    )
+    (entry_bin / "setpriv").unlink()  # a base image without setpriv: Python drops privileges
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    for tool in ("id", "sh"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    env["PATH"] = f"{entry_bin}:{bare}"
+    result = entrypoint(env, "app.handler.lambda_handler")
+    assert result.stdout.startswith("python -c import os, sys")
+    assert result.stdout.rstrip().endswith(f"{uid} {gid} app.handler.lambda_handler")
 
 
 def test_entrypoint_without_rie_outside_lambda_fails_clearly(entry_bin):
@@ -680,7 +705,8 @@ def test_dockerfile_follows_the_recipe_and_builds_without_buildkit():
         "# ---------------------------------------------------------------- final stage"
     )[1]
     assert "pip install" not in final, "no pip in the final stage"
-    assert re.search(r"^USER \d+", final, re.M), "non-root"
+    assert not re.search(r"^USER ", final, re.M), "root, for SAM's overlay: the entry point drops"
+    assert "useradd --system --uid 993" in final, "the function's unprivileged user"
     for name in ["PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "LAMBDA_TASK_ROOT=/var/task"]:
         assert name in final
     assert "ARG CODE_REVISION" in final
