@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,21 @@ def _html_report(
     )
 
 
+_FN_WITH_END_LINE = re.compile(r"^FN:(\d+),\d+,(.*)$", re.MULTILINE)
+
+
+def portable_lcov(path: Path) -> None:
+    """Make coverage.py's LCOV file read the same by lcov 1.x and 2.x.
+
+    coverage.py 7.17 writes ``FN:<first>,<last>,<name>``, which only lcov 2
+    understands: lcov 1.16 (Debian 12 and many CI images) takes ``<last>,<name>``
+    for the name, so no ``FNDA`` matches and every function counts twice.  The
+    end line is optional in lcov 2, so ``FN:<first>,<name>`` suits both.
+    """
+    text = path.read_text(encoding="utf-8")
+    path.write_text(_FN_WITH_END_LINE.sub(r"FN:\1,\2", text), encoding="utf-8")
+
+
 def _html_in_a_worker(data_file: Path, directory: Path, **options: Any) -> Any:
     """Start the HTML report in a forked process, or None where none can be forked.
 
@@ -171,6 +187,7 @@ def write_reports(
         if "lcov" in formats:
             written["lcov"] = output_dir / OUTPUT_NAMES["lcov"]
             cov.lcov_report(outfile=str(written["lcov"]))
+            portable_lcov(written["lcov"])
         if "json" in formats:
             written["json"] = output_dir / OUTPUT_NAMES["json"]
             cov.json_report(outfile=str(written["json"]), show_contexts=show_contexts)

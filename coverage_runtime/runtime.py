@@ -228,9 +228,11 @@ class CoverageRuntime:
             "function-name": self.identity.function_name,
             "function-version": self.identity.function_version,
             "environment-id": self.identity.environment_id,
+            # Line numbers coverage.py recorded, not statements: see README, "What the
+            # numbers mean"; reports count statements.
             "files": str(snapshot.files),
-            "lines": str(snapshot.lines),
-            "arcs": str(snapshot.arcs),
+            "recorded-lines": str(snapshot.lines),
+            "recorded-arcs": str(snapshot.arcs),
             "code-revision": self.settings.code_revision,
         }
         return {k: v for k, v in values.items() if v is not None}
@@ -270,8 +272,8 @@ class CoverageRuntime:
                 reason=reason,
                 s3_uri=f"s3://{result.bucket}/{result.key}",
                 bytes=result.bytes,
-                lines=snapshot.lines,
-                arcs=snapshot.arcs or None,
+                recorded_lines=snapshot.lines,
+                recorded_arcs=snapshot.arcs or None,
                 upload_ms=round(result.seconds * 1000, 1),
             )
             return self.last_upload

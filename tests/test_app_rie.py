@@ -146,7 +146,7 @@ def coverage_status(doc: dict) -> None:
     assert coverage["enabled"] is True
     assert coverage["mode"] == "full"
     assert coverage["files_measured"] >= 5
-    assert coverage["lines_covered"] > 100
+    assert coverage["lines_recorded"] > 100
     assert coverage["invocations"] >= 1
     assert coverage["uploads_enabled"] is True
     assert "pending_checkpoint" in coverage
@@ -316,9 +316,9 @@ def test_coverage_reset_drops_what_was_measured(start_app):
     before = function.invoke(load_event("admin-coverage-status")).body["coverage"]
     reset = function.invoke(load_event(RESET_EVENT)).body
     assert reset["reset"] is True
-    assert reset["coverage"]["lines_covered"] < before["lines_covered"]
+    assert reset["coverage"]["lines_recorded"] < before["lines_recorded"]
     after = function.invoke(load_event("admin-coverage-status")).body["coverage"]
-    assert after["lines_covered"] < before["lines_covered"]
+    assert after["lines_recorded"] < before["lines_recorded"]
     assert function.terminate() == 0
 
 

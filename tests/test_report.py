@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -248,6 +251,56 @@ def test_every_output_format_parses_and_agrees(envs, s3, bucket, report):
     assert summary["percent"] == pytest.approx(totals["percent_covered"], abs=1e-3)
     assert summary["files"] == 3
     assert "TOTAL" in run.out
+
+
+@pytest.fixture(scope="module")
+def lcov_tools() -> str:
+    """Debian's lcov (1.16 on Debian 12), installed with apt-get when missing (as root)."""
+    if shutil.which("lcov") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("lcov is not installed and installing it needs apt-get as root")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, timeout=300, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "lcov"],
+            env=env, timeout=600, check=True, capture_output=True,
+        )  # fmt: skip
+    return subprocess.run(["lcov", "--version"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("data", ["line", "branch"])
+def test_lcov_totals_read_by_lcov_and_genhtml_match_the_json_report(
+    envs, s3, bucket, report, lcov_tools, data, tmp_path
+):
+    """lcov 1.16 counted every function twice on coverage.py 7.17's ``FN:first,last,name``."""
+    upload(s3, bucket, LINE if data == "line" else BRANCH)
+    run = report("--format", "lcov,json")
+    assert run.code == 0, run.err
+    totals = json.loads((run.output / "coverage.json").read_text())["totals"]
+    lcov_file = (run.output / "coverage.lcov").read_text()
+    functions = [line for line in lcov_file.splitlines() if line.startswith("FN:")]
+    hit = [line for line in lcov_file.splitlines() if line.startswith("FNDA:") and line[5] != "0"]
+    assert all(re.fullmatch(r"FN:\d+,[^,]+", line) for line in functions), functions[:3]
+
+    summary = subprocess.run(
+        ["lcov", "--summary", str(run.output / "coverage.lcov"), "--rc", "lcov_branch_coverage=1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    text = summary.stdout + summary.stderr
+    lines = re.search(r"lines\.+: [\d.]+% \((\d+) of (\d+) lines\)", text)
+    assert lines, text
+    assert (int(lines[1]), int(lines[2])) == (totals["covered_lines"], totals["num_statements"])
+    found = re.search(r"functions\.+: [\d.]+% \((\d+) of (\d+) functions\)", text)
+    assert found, text
+    assert (int(found[1]), int(found[2])) == (len(hit), len(functions))
+
+    html = tmp_path / "genhtml"
+    page = subprocess.run(  # SF: paths are relative to where the report ran (the checkout)
+        ["genhtml", "-q", "-o", str(html), str(run.output / "coverage.lcov")],
+        capture_output=True, text=True, cwd=os.getcwd(), check=False,
+    )  # fmt: skip
+    assert page.returncode == 0, page.stderr
+    assert (html / "index.html").exists()
 
 
 def test_contexts_show_which_request_kinds_covered_lines(envs, s3, bucket, report):
