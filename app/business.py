@@ -250,7 +250,10 @@ def aggregate(section: Any, config: AppConfig, errors: _Errors) -> dict[str, Any
         return None
     if not floats:
         return {"count": 0, "sum": 0, "mean": None, "min": None, "max": None, "median": None}
-    total = math.fsum(floats)
+    try:
+        total = math.fsum(floats)
+    except OverflowError:  # fsum raises where the running sum leaves float range
+        total = math.inf
     if not math.isfinite(total):
         errors.add("data.aggregate", "the sum is outside float range")
         return None

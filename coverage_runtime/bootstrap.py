@@ -57,7 +57,8 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
                 "shutdown, so only checkpoints reach S3",
                 error=str(exc),
             )
-    ShutdownWatcher(runtime.shutdown).install()
+    runtime.watcher = ShutdownWatcher(runtime.shutdown)
+    runtime.watcher.install()
     # Init errors end in sys.exit(1) inside awslambdaric: ship what was measured.
     atexit.register(runtime.shutdown, "exit")
     structured_log.info(

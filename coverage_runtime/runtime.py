@@ -14,7 +14,6 @@ before its first response pays for it inside the shutdown window.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
@@ -24,15 +23,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from coverage_runtime import structured_log
+from coverage_runtime import pause_points, structured_log
 from coverage_runtime.environment import EnvironmentIdentity
-from coverage_runtime.errors import CoverageError, UploadError
+from coverage_runtime.errors import UploadError
 from coverage_runtime.measurement import Measurement, Snapshot
 from coverage_runtime.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.settings import Settings
+from coverage_runtime.shipping import Shipper
+from coverage_runtime.shutdown import ShutdownWatcher
 
 RUNTIME_VERSION = "0.1.0"
-CHECKPOINT_DEADLINE_SECONDS = 5.0
+# Leave this much of an invocation's time unused by coverage work.
+CHECKPOINT_MARGIN_SECONDS = 0.25
+FLUSH_MAX_SECONDS = 10.0
 EXIT_BUDGET_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 900
 
@@ -109,8 +112,16 @@ class CoverageRuntime:
         self.handled = InvocationStats()
         self.last_upload: UploadRecord | None = None
         self.last_error: str | None = None
-        self._uploaded_size = 0
-        self._flush_lock = threading.Lock()
+        # Snapshots are numbered; S3 holds the newest confirmed one.
+        self._state = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._generation = 0
+        self._confirmed = 0
+        self._confirmed_size = 0
+        self._confirmed_invocations = 0
+        self._deadline_ms: float | None = None
+        self._shipper = Shipper(self)
+        self.watcher: ShutdownWatcher | None = None  # set by the shim
         self._interval = float(settings.flush_interval_seconds)
         self._last_checkpoint = time.monotonic()
         self._shutdown_started = threading.Event()
@@ -150,15 +161,24 @@ class CoverageRuntime:
     def uploads_enabled(self) -> bool:
         return self.upload_problem is None
 
-    def uploader(self) -> SnapshotUploader:
-        """The S3 uploader, built on first use; `UploadError` if it cannot be."""
+    def uploader(self, timeout: float | None = None) -> SnapshotUploader:
+        """The S3 uploader, built on first use; `UploadError` if it cannot be.
+
+        Built on the shipping thread after the first response, never on the
+        main thread by the runtime itself, so no signal handler can find its
+        lock held by the thread it interrupted.  ``timeout`` bounds the wait
+        for a build under way elsewhere.
+        """
         if self._uploader is not None:
             return self._uploader
         if self.upload_problem is not None:
             raise UploadError(self.upload_problem)
-        with self._uploader_lock:
+        if not self._uploader_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            raise UploadError("the S3 client was still being built when the deadline came")
+        try:
             if self._uploader is None:
                 started = time.monotonic()
+                pause_points.reach("client-build")
                 try:
                     self._uploader = SnapshotUploader(self.settings, self.identity)
                 except Exception as exc:  # a broken boto3 setup must not break the function
@@ -169,11 +189,24 @@ class CoverageRuntime:
                     "S3 client ready", ms=round((time.monotonic() - started) * 1000, 1)
                 )
             return self._uploader
+        finally:
+            self._uploader_lock.release()
 
     # -- lifecycle hooks -----------------------------------------------------
 
-    def invocation_arrived(self) -> None:
+    def invocation_arrived(self, deadline_ms: str | int | None = None) -> None:
+        """An event arrived; ``deadline_ms`` is its Lambda-Runtime-Deadline-Ms."""
         self.invocations += 1
+        try:
+            self._deadline_ms = float(deadline_ms) if deadline_ms is not None else None
+        except (TypeError, ValueError):
+            self._deadline_ms = None
+
+    def remaining_seconds(self) -> float | None:
+        """Time left in the current (or last) invocation, or None if unknown."""
+        if self._deadline_ms is None:
+            return None
+        return self._deadline_ms / 1000 - time.time()
 
     def invocation_handled(self, kind: str | None, seconds: float) -> None:
         """Bookkeeping from ``@coverage_handler``."""
@@ -188,28 +221,39 @@ class CoverageRuntime:
         return time.monotonic() - self._last_checkpoint >= self._interval
 
     def between_invocations(self) -> None:
-        """Called after a response is posted, before waiting for the next event."""
+        """Called after a response is posted, before waiting for the next event.
+
+        Until the runtime asks for the next event Lambda still counts the
+        invocation (billed, and under its timeout), so only what is quick
+        happens here: bookkeeping and, when a checkpoint is due and time is
+        left, a snapshot.  Building the S3 client and uploading run on the
+        shipping thread while the runtime waits for the next event.
+        """
         if self._shutdown_started.is_set():
             return
+        if self.watcher is not None:
+            self.watcher.reassert()
         self.measurement.compact()
         if maintenance_due(self.invocations):
             self.measurement.maintain()
-        if self.invocations and self._uploader is None and self.uploads_enabled:
-            with contextlib.suppress(UploadError):  # logged; status() reports it
-                self.uploader()
+        if self.invocations and self.uploads_enabled:
+            self._shipper.start()
         if not self.checkpoint_due():
             return
+        remaining = self.remaining_seconds()
+        if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
+            return  # too close to the timeout: the next invocation checkpoints
         self._last_checkpoint = time.monotonic()
-        try:
-            self.flush(reason="checkpoint", deadline=time.monotonic() + CHECKPOINT_DEADLINE_SECONDS)
-        except CoverageError as exc:
-            # Back off so an unreachable bucket does not delay every invocation.
-            self._interval = min(self._interval * 2, MAX_BACKOFF_SECONDS)
-            structured_log.error(
-                "coverage checkpoint failed", error=str(exc), next_attempt_in_s=self._interval
-            )
-        else:
-            self._interval = float(self.settings.flush_interval_seconds)
+        generation, snapshot = self._snapshot()
+        if self._grew(snapshot):
+            self._shipper.submit(generation, snapshot, "checkpoint")
+
+    def checkpoint_failed(self, error: Exception) -> None:
+        """From the shipping thread: back off, so an unreachable bucket costs little."""
+        self._interval = min(max(self._interval, 1.0) * 2, MAX_BACKOFF_SECONDS)
+        structured_log.error(
+            "coverage checkpoint failed", error=str(error), next_attempt_in_s=self._interval
+        )
 
     # -- data ----------------------------------------------------------------
 
@@ -237,54 +281,88 @@ class CoverageRuntime:
         }
         return {k: v for k, v in values.items() if v is not None}
 
-    def flush(
-        self, *, reason: str = "flush", force: bool = False, deadline: float | None = None
-    ) -> UploadRecord | None:
-        """Upload a snapshot if the measured set grew (or ``force``); None if not needed."""
-        uploader = self.uploader()
-        timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._flush_lock.acquire(timeout=timeout):
-            raise UploadError("another upload is still running")
-        try:
+    def _snapshot(self) -> tuple[int, Snapshot]:
+        """A numbered snapshot: a later one always holds at least as much."""
+        with self._snapshot_lock:
+            pause_points.reach("snapshot")
             snapshot = self.measurement.snapshot()
-            if not snapshot.body or (snapshot.size <= self._uploaded_size and not force):
-                return None
-            try:
-                result: UploadResult = uploader.upload(
-                    snapshot.body, self.metadata(snapshot), deadline=deadline
-                )
-            except UploadError as exc:
-                self.last_error = str(exc)
-                raise
-            self._uploaded_size = snapshot.size
-            self.last_error = None
-            self.last_upload = UploadRecord(
-                key=result.key,
-                bucket=result.bucket,
-                bytes=result.bytes,
-                seconds=result.seconds,
-                etag=result.etag,
-                at=datetime.now(UTC),
-                reason=reason,
+            with self._state:
+                self._generation += 1
+                return self._generation, snapshot
+
+    def _grew(self, snapshot: Snapshot) -> bool:
+        with self._state:
+            return bool(snapshot.body) and snapshot.size > self._confirmed_size
+
+    def ship(
+        self, generation: int, snapshot: Snapshot, reason: str, deadline: float | None
+    ) -> UploadRecord:
+        """Upload one snapshot and record it if it is the newest confirmed."""
+        uploader = self.uploader(None if deadline is None else deadline - time.monotonic())
+        invocations = self.invocations
+        try:
+            result: UploadResult = uploader.upload(
+                snapshot.body, self.metadata(snapshot), generation=generation, deadline=deadline
             )
-            structured_log.info(
-                "coverage uploaded",
-                reason=reason,
-                s3_uri=f"s3://{result.bucket}/{result.key}",
-                bytes=result.bytes,
-                recorded_lines=snapshot.lines,
-                recorded_arcs=snapshot.arcs or None,
-                upload_ms=round(result.seconds * 1000, 1),
-            )
-            return self.last_upload
-        finally:
-            self._flush_lock.release()
+        except UploadError as exc:
+            self.last_error = str(exc)
+            raise
+        record = UploadRecord(
+            key=result.key,
+            bucket=result.bucket,
+            bytes=result.bytes,
+            seconds=result.seconds,
+            etag=result.etag,
+            at=datetime.now(UTC),
+            reason=reason,
+        )
+        with self._state:
+            if generation > self._confirmed:
+                self._confirmed = generation
+                self._confirmed_size = snapshot.size
+                self._confirmed_invocations = invocations
+                self.last_upload = record
+                self.last_error = None
+        if reason == "checkpoint":
+            self._interval = float(self.settings.flush_interval_seconds)
+        structured_log.info(
+            "coverage uploaded",
+            reason=reason,
+            s3_uri=f"s3://{result.bucket}/{result.key}",
+            bytes=result.bytes,
+            recorded_lines=snapshot.lines,
+            recorded_arcs=snapshot.arcs or None,
+            generation=generation,
+            upload_ms=round(result.seconds * 1000, 1),
+        )
+        return record
+
+    def flush(self, *, reason: str = "flush", force: bool = False) -> UploadRecord | None:
+        """Upload a snapshot now if the measured set grew (or ``force``); None if not needed.
+
+        Bounded: inside an invocation by its remaining time (less a margin),
+        else by `FLUSH_MAX_SECONDS`, so an unreachable S3 never turns an
+        invocation into a timeout.
+        """
+        remaining = self.remaining_seconds()
+        budget = FLUSH_MAX_SECONDS
+        if remaining is not None:
+            budget = min(budget, remaining - CHECKPOINT_MARGIN_SECONDS)
+        if budget <= 0:
+            raise UploadError("no time left in this invocation to upload coverage")
+        deadline = time.monotonic() + budget
+        self.uploader(budget)
+        generation, snapshot = self._snapshot()
+        if not snapshot.body or (not force and not self._grew(snapshot)):
+            return None
+        return self.ship(generation, snapshot, reason, deadline)
 
     def reset(self) -> None:
         """Drop what was measured; the next upload starts from nothing."""
-        with self._flush_lock:
+        with self._snapshot_lock:
             self.measurement.reset()
-            self._uploaded_size = 0
+            with self._state:
+                self._confirmed_size = 0
 
     # -- shutdown ------------------------------------------------------------
 
@@ -293,6 +371,7 @@ class CoverageRuntime:
 
         Runs once: from the SIGTERM watcher, the SIGTERM handler or atexit,
         whichever comes first; a later caller waits for that one to finish.
+        The newest data reaches S3, or one record says what was lost and why.
         """
         if self._shutdown_started.is_set():
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
@@ -304,6 +383,7 @@ class CoverageRuntime:
             # A normal exit (e.g. after an init error) has no SIGKILL coming.
             budget = max(budget, EXIT_BUDGET_SECONDS)
         deadline = started + budget
+        snapshot: Snapshot | None = None
         try:
             self.measurement.finish()
             if not self.uploads_enabled:
@@ -311,21 +391,56 @@ class CoverageRuntime:
                     "coverage not uploaded at shutdown", reason=reason, error=self.upload_problem
                 )
                 return True
-            record = self.flush(reason=reason, deadline=deadline)
-            if record is None:
+            generation, snapshot = self._snapshot()
+            if not snapshot.body:
+                structured_log.info("nothing was measured", reason=reason)
+                return True
+            if not self._grew(snapshot):
                 structured_log.info("coverage unchanged since last upload", reason=reason)
+                return True
+            self.ship(generation, snapshot, reason, deadline)
+            self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
         except Exception as exc:
-            structured_log.error(
-                "coverage upload at shutdown failed: data of this environment since the "
-                "last upload is lost",
-                reason=reason,
-                error=str(exc),
-                errorType=type(exc).__name__,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
+            self._log_loss(reason, exc, snapshot, started)
         finally:
             self._shutdown_done.set()
         return True
+
+    def _make_sure_newest_is_stored(
+        self, generation: int, snapshot: Snapshot, reason: str, deadline: float
+    ) -> None:
+        """An older attempt that got past the fence a moment before may land after
+        ours: read the stored generation back, and upload again if it is older."""
+        uploader = self.uploader(0)
+        stored = uploader.stored_generation(deadline)
+        if stored is not None and stored < generation and time.monotonic() < deadline:
+            structured_log.warning(
+                "an older snapshot landed after the newest: uploading it again",
+                stored_generation=stored,
+                generation=generation,
+            )
+            self.ship(generation, snapshot, reason, deadline)
+
+    def _log_loss(
+        self, reason: str, exc: Exception, snapshot: Snapshot | None, started: float
+    ) -> None:
+        with self._state:
+            confirmed_size = self._confirmed_size
+            confirmed_invocations = self._confirmed_invocations
+        structured_log.error(
+            "coverage upload at shutdown failed: data of this environment since the "
+            "last upload is lost",
+            reason=reason,
+            error=str(exc),
+            errorType=type(exc).__name__,
+            s3_uri=self.s3_uri,
+            lost_bytes=len(snapshot.body) if snapshot else None,
+            recorded_lines=snapshot.lines if snapshot else None,
+            recorded_lines_in_s3=confirmed_size if self.last_upload else 0,
+            invocations_since_last_upload=self.invocations - confirmed_invocations,
+            last_upload=self.last_upload.as_dict() if self.last_upload else None,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     # -- reporting -----------------------------------------------------------
 
@@ -357,7 +472,7 @@ class CoverageRuntime:
             "s3_uri": self.s3_uri,
             "last_upload": self.last_upload.as_dict() if self.last_upload else None,
             "last_error": self.last_error,
-            "pending_checkpoint": counts.size > self._uploaded_size,
+            "pending_checkpoint": counts.size > self._confirmed_size,
             "flush_interval_seconds": self.settings.flush_interval_seconds,
             "environment_id": self.identity.environment_id,
             "init_time": _iso(self.identity.init_time),

@@ -33,5 +33,5 @@ class CoverageRuntimeClient(LambdaRuntimeClient):
         except Exception as exc:  # never let coverage stop the runtime loop
             structured_log.error("coverage checkpoint crashed", error=str(exc))
         request = super().wait_next_invocation()
-        self._coverage.invocation_arrived()
+        self._coverage.invocation_arrived(getattr(request, "deadline_time_in_ms", None))
         return request

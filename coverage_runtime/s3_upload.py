@@ -24,7 +24,14 @@ from coverage_runtime.errors import UploadError
 from coverage_runtime.settings import Settings
 
 CONTENT_TYPE = "application/vnd.sqlite3"
+# Attempts in all, the first included (botocore's ``total_max_attempts``).
 MAX_ATTEMPTS = 3
+# Object metadata: the snapshot's generation, which only grows in an environment.
+GENERATION_KEY = "snapshot-generation"
+
+
+class Superseded(Exception):
+    """A newer snapshot's upload has started: this older one must not be sent."""
 
 
 def object_key(settings: Settings, identity: EnvironmentIdentity) -> str:
@@ -56,7 +63,7 @@ class SnapshotUploader:
         self.bucket = settings.bucket
         self.key = object_key(settings, identity)
         config = Config(
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             connect_timeout=2,
             read_timeout=5,
             user_agent_extra="lambda-coverage",
@@ -67,6 +74,20 @@ class SnapshotUploader:
             endpoint_url=settings.endpoint_url,
             config=config,
         )
+        # Fencing: no attempt (first send or botocore's retry) of an older
+        # snapshot may start once a newer one has started, so an abandoned
+        # upload can never overwrite newer data.
+        self._newest_started = 0
+        self._fence = threading.Lock()
+        self._client.meta.events.register("before-send.s3.PutObject", self._before_send)
+
+    def _before_send(self, request: Any, **kwargs: Any) -> None:
+        value = request.headers.get(f"x-amz-meta-{GENERATION_KEY}")
+        generation = int(value.decode() if isinstance(value, bytes) else value or 0)
+        with self._fence:
+            if generation < self._newest_started:
+                raise Superseded(f"snapshot {generation} superseded by {self._newest_started}")
+            self._newest_started = generation
 
     @property
     def client(self) -> Any:
@@ -88,11 +109,18 @@ class SnapshotUploader:
         return args
 
     def upload(
-        self, body: bytes, metadata: Mapping[str, str], *, deadline: float | None = None
+        self,
+        body: bytes,
+        metadata: Mapping[str, str],
+        *,
+        generation: int = 0,
+        deadline: float | None = None,
     ) -> UploadResult:
-        """Put one snapshot.  With a ``deadline`` (a `time.monotonic` value),
-        give up when it passes, even in the middle of a request or a retry."""
-        args = self._put_arguments(body, metadata)
+        """Put snapshot ``generation``.  With a ``deadline`` (a `time.monotonic`
+        value), give up when it passes, even in the middle of a request or a
+        retry; a newer generation started meanwhile cancels the older one's
+        further attempts."""
+        args = self._put_arguments(body, {**metadata, GENERATION_KEY: str(generation)})
         started = time.monotonic()
         response = self._put(args) if deadline is None else self._put_before(args, deadline)
         return UploadResult(
@@ -103,14 +131,29 @@ class SnapshotUploader:
             etag=(response.get("ETag") or "").strip('"') or None,
         )
 
+    def stored_generation(self, deadline: float) -> int | None:
+        """The generation of the object in S3 now (None if unknown or absent)."""
+        args = {"Bucket": self.bucket, "Key": self.key}
+        if self.settings.expected_owner:
+            args["ExpectedBucketOwner"] = self.settings.expected_owner
+        try:
+            head = self._call_before(lambda: self._client.head_object(**args), deadline)
+        except Exception:  # a verification only: never the cause of a failure
+            return None
+        value = (head.get("Metadata") or {}).get(GENERATION_KEY)
+        return int(value) if value and value.isdigit() else None
+
     def _put(self, args: dict[str, Any]) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self._client.put_object(**args)
+        except Superseded as exc:
+            raise UploadError(f"not sent: {exc}") from exc
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "unknown")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             hint = ""
             if code == "AccessDenied":
                 hint = " (check the function role's s3:PutObject permission on the prefix" + (
@@ -119,7 +162,7 @@ class SnapshotUploader:
                     else ")"
                 )
             raise UploadError(
-                f"S3 refused s3://{self.bucket}/{self.key}: "
+                f"S3 refused s3://{self.bucket}/{self.key}: HTTP {status} "
                 f"{code}: {error.get('Message', exc)}{hint}"
             ) from exc
         except BotoCoreError as exc:
@@ -128,29 +171,37 @@ class SnapshotUploader:
             ) from exc
 
     def _put_before(self, args: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Run the put in a daemon thread and stop waiting at the deadline.
+        """The put, with a hard deadline.
 
         botocore's timeouts bound each attempt, not the whole call with its
-        retries; only waiting from outside gives a hard deadline.
+        retries; only waiting from outside gives a hard deadline.  The
+        abandoned attempt cannot land later over newer data: see the fence.
         """
+        try:
+            return self._call_before(lambda: self._put(args), deadline)
+        except TimeoutError as exc:
+            raise UploadError(
+                f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
+            ) from exc
+
+    @staticmethod
+    def _call_before(call: Any, deadline: float) -> Any:
         outcome: dict[str, Any] = {}
 
-        def put() -> None:
+        def run() -> None:
             try:
-                outcome["response"] = self._put(args)
+                outcome["response"] = call()
             except BaseException:  # handed to the waiting thread
                 outcome["error"] = sys.exc_info()[1]
 
-        worker = threading.Thread(target=put, name="coverage-upload", daemon=True)
+        worker = threading.Thread(target=run, name="coverage-upload", daemon=True)
         try:
             worker.start()
         except RuntimeError:  # 3.12+: no new threads at interpreter shutdown (atexit)
-            return self._put(args)
+            return call()
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive():
-            raise UploadError(
-                f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
-            )
+            raise TimeoutError
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sysconfig
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -26,6 +27,48 @@ from coverage_runtime import structured_log
 # Longer than any shutdown budget; the watcher's os._exit ends the wait.
 WAIT_FOR_WATCHER_SECONDS = 5.0
 
+# Code that may hold a lock the shutdown needs: the runtime, coverage.py, the
+# S3 client's stack, logging, and the import system.
+_HOLDS_LOCKS = tuple(
+    os.sep + os.path.join(*parts) + os.sep
+    for parts in (
+        ("coverage_runtime",),
+        ("coverage",),
+        ("botocore",),
+        ("boto3",),
+        ("urllib3",),
+        ("s3transfer",),
+        ("logging",),
+        ("importlib",),
+    )
+)
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+
+
+def _interrupted_critical_code(frame: FrameType | None) -> bool:
+    """Did the signal interrupt code that may hold a lock the shutdown needs?
+
+    Walks out from the interrupted frame through the standard library (which
+    such code calls) and stops at the first frame of the function's own code
+    or of awslambdaric's loop: the shim's frames further out (the entry
+    point, the decorator around the handler) hold no lock.
+    """
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith("<frozen importlib") or any(m in filename for m in _HOLDS_LOCKS):
+            return True
+        if "awslambdaric" in filename:
+            return False
+        library = filename.startswith((_STDLIB, "<")) or (
+            "site-packages" in filename or "dist-packages" in filename
+        )
+        if not library:
+            return False  # the function's own code
+        frame = frame.f_back
+    return False
+
 
 class ShutdownWatcher:
     """Run ``on_shutdown`` once on SIGTERM, then exit the process with 0."""
@@ -34,15 +77,56 @@ class ShutdownWatcher:
         self._on_shutdown = on_shutdown
         self._once = threading.Lock()
         self._read_fd = -1
+        self._write_fd = -1
+        # Wakeup fds that other code had set (an asyncio loop's self-pipe),
+        # with their identity: signal bytes are passed on while they live.
+        self._forward: dict[int, tuple[int, int]] = {}
 
     def install(self) -> None:
         """Install from the main thread, before handing over to awslambdaric."""
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
-        self._read_fd = read_fd
+        self._read_fd, self._write_fd = read_fd, write_fd
         signal.signal(signal.SIGTERM, self._handle_signal)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, name="coverage-sigterm", daemon=True).start()
+
+    def reassert(self) -> None:
+        """Take SIGTERM back if the function's code took it (main thread, between
+        invocations).
+
+        ``asyncio.run()`` with ``loop.add_signal_handler(SIGTERM, ...)`` moves the
+        wakeup fd to the loop's self-pipe and, when the loop closes, leaves
+        SIGTERM at its default action, which would kill the process before any
+        upload.  A handler of the function's own stays (it is called after the
+        upload); a wakeup fd of its own keeps receiving the signal bytes.
+        """
+        if self._write_fd < 0:
+            return
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.signal(signal.SIGTERM, self._handle_signal)
+        previous = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        if previous not in (-1, self._write_fd):
+            try:
+                status = os.fstat(previous)
+            except OSError:
+                return
+            self._forward[previous] = (status.st_dev, status.st_ino)
+            structured_log.warning(
+                "the function's code took the SIGTERM wakeup fd: taken back, signals are "
+                "passed on to it",
+                fd=previous,
+            )
+
+    def _pass_on(self, received: bytes) -> None:
+        for fd, identity in list(self._forward.items()):
+            try:
+                status = os.fstat(fd)
+                if (status.st_dev, status.st_ino) != identity:
+                    raise OSError("reused")
+                os.write(fd, received)
+            except OSError:
+                self._forward.pop(fd, None)
 
     def _watch(self) -> None:
         while True:
@@ -52,6 +136,8 @@ class ShutdownWatcher:
                 return
             if not received:
                 return
+            if self._forward:
+                self._pass_on(received)
             if signal.SIGTERM in received:
                 self._shut_down("SIGTERM")
 
@@ -66,9 +152,14 @@ class ShutdownWatcher:
                 structured_log.error("the function's own SIGTERM handler failed", error=str(exc))
 
     def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Runs on the main thread when it executes Python code (e.g. in a
-        # handler that hit its timeout): it does the work itself, or, if the
-        # watcher is already on it, waits instead of competing for the GIL.
+        # Runs on the main thread when it executes Python code.  Interrupting
+        # the runtime, coverage.py or the S3 client (a checkpoint's snapshot,
+        # a flush), it returns at once: they may hold locks the shutdown
+        # needs, and the watcher thread does the work once they let go.  In
+        # the function's own code (a handler that hit its timeout) it does
+        # the work itself, or waits instead of competing for the GIL.
+        if _interrupted_critical_code(frame):
+            return
         if not self._shut_down("SIGTERM"):
             threading.Event().wait(WAIT_FOR_WATCHER_SECONDS)
 

@@ -25,16 +25,23 @@ def _timestamp() -> str:
 
 
 def log(level: str, message: str, stream: TextIO | None = None, **fields: Any) -> None:
-    """Write one record; never raises, since logging must not break the function."""
-    record = {"timestamp": _timestamp(), "level": level, "logger": LOGGER_NAME, "message": message}
-    record.update({k: v for k, v in fields.items() if v is not None})
+    """Write one record; never raises, since logging must not break the function
+    (nor the exit path's upload: a closed stdout, exhausted memory, a field
+    that cannot be turned into text)."""
     try:
+        record = {
+            "timestamp": _timestamp(),
+            "level": level,
+            "logger": LOGGER_NAME,
+            "message": message,
+        }
+        record.update({k: v for k, v in fields.items() if v is not None})
         line = json.dumps(record, default=str)
         with _lock:
             out = stream or sys.stdout
             out.write(line + "\n")
             out.flush()
-    except Exception:  # noqa: S110 - a closed stdout at exit must not raise
+    except Exception:  # noqa: S110 - see the docstring (MemoryError is an Exception)
         pass
 
 

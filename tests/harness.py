@@ -260,8 +260,16 @@ class LambdaUnderRIE:
 
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM to the RIE, as ``docker stop`` or Lambda's shutdown does."""
+        self.signal_shutdown()
+        return self.wait(timeout)
+
+    def signal_shutdown(self) -> None:
+        """SIGTERM to the RIE without waiting: it passes it on to the runtime."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 15) -> int:
+        """Wait for the RIE (and so the runtime) to exit; its exit code."""
         try:
             return self.process.wait(timeout=timeout)
         finally:

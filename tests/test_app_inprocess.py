@@ -241,6 +241,9 @@ def test_aggregate_rejects_non_numbers_and_overflow():
         "data.aggregate[2]",
         "data.aggregate[3]",
     ]
+    errors = business._Errors()  # each value in range, their sum not (fsum raised)
+    assert business.aggregate([1.7e308, 1.7e308], load_config({}), errors) is None
+    assert [e.field for e in errors] == ["data.aggregate"]
 
 
 def test_transform_normalises_text_keys_and_lists():

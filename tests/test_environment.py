@@ -112,3 +112,27 @@ def test_object_key_layout():
     assert object_key(empty, identity).startswith("orders-api/$LATEST/")
     team = load_settings({"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_PREFIX": "team/cov"})
     assert object_key(team, identity).startswith("team/cov/orders-api/")
+
+
+def test_logging_never_raises_even_when_the_clock_or_the_stream_fails(monkeypatch):
+    """The exit path's upload logs while memory may be exhausted: a failing
+    timestamp, serialisation or stream must not escape."""
+    import io
+
+    from coverage_runtime import structured_log
+
+    def broken_clock() -> str:
+        raise MemoryError
+
+    monkeypatch.setattr(structured_log, "_timestamp", broken_clock)
+    structured_log.error("still quiet")  # raises nothing
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    monkeypatch.undo()
+    structured_log.info("odd field", value=Unprintable())
+    closed = io.StringIO()
+    closed.close()
+    structured_log.info("closed stream", stream=closed)

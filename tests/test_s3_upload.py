@@ -16,7 +16,7 @@ import pytest
 
 from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import UploadError
-from coverage_runtime.s3_upload import CONTENT_TYPE, SnapshotUploader, object_key
+from coverage_runtime.s3_upload import CONTENT_TYPE, MAX_ATTEMPTS, SnapshotUploader, object_key
 from coverage_runtime.settings import load_settings
 from tests.harness import FAKE_CREDENTIALS
 
@@ -87,7 +87,7 @@ def test_each_snapshot_overwrites_the_environment_object(s3_server, s3, bucket):
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
     stored = s3.get_object(Bucket=bucket, Key=second.key)
     assert stored["Body"].read() == b"second, longer"
-    assert stored["Metadata"] == {"invocations": "2"}
+    assert stored["Metadata"] == {"invocations": "2", "snapshot-generation": "0"}
 
 
 def test_metadata_is_stored(s3_server, s3, bucket):
@@ -102,8 +102,12 @@ def test_metadata_is_stored(s3_server, s3, bucket):
         "code-revision": "3f2a9c1",
     }
     up = uploader(s3_server.endpoint_url, bucket)
-    up.upload(BODY, metadata)
-    assert s3.head_object(Bucket=bucket, Key=up.key)["Metadata"] == metadata
+    up.upload(BODY, metadata, generation=7)
+    assert s3.head_object(Bucket=bucket, Key=up.key)["Metadata"] == {
+        **metadata,
+        "snapshot-generation": "7",
+    }
+    assert up.stored_generation(time.monotonic() + 5) == 7
 
 
 def test_server_side_encryption_aes256_by_default(s3_server, s3, bucket):
@@ -293,3 +297,42 @@ def test_a_deadline_already_passed_fails_at_once(hanging_endpoint):
 def test_object_key_function_matches_the_uploader(s3_server, bucket):
     up = uploader(s3_server.endpoint_url, bucket)
     assert up.key == object_key(up.settings, identity())
+
+
+def test_attempts_mean_attempts_and_the_status_is_named(s3_server, s3, bucket):
+    from tests.s3_proxy import fault_proxy
+
+    with fault_proxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        proxy.set("PUT", "status", 503)
+        up = uploader(proxy.endpoint_url, bucket)
+        with pytest.raises(UploadError, match="HTTP 503 SlowDown"):
+            up.upload(BODY, {}, generation=1)
+        assert len(proxy.requests("PUT")) == MAX_ATTEMPTS
+
+
+def test_an_older_snapshots_retry_is_never_sent_after_a_newer_one_started(s3_server, s3, bucket):
+    """Generation 1's first attempt is held and then refused (botocore would retry);
+    generation 2 starts meanwhile: the retry of 1 is cancelled, 2 stays in S3."""
+    from tests.s3_proxy import fault_proxy
+
+    with fault_proxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        proxy.set("PUT", "stall_503", times=1)
+        up = uploader(proxy.endpoint_url, bucket)
+        errors: list[BaseException] = []
+
+        def older() -> None:
+            try:
+                up.upload(b"older", {}, generation=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=older)
+        worker.start()
+        proxy.wait_for("PUT")
+        up.upload(b"newer", {}, generation=2)
+        proxy.release()
+        worker.join(30)
+        assert errors and "superseded" in str(errors[0])
+        sent = [s.headers["x-amz-meta-snapshot-generation"] for s in proxy.requests("PUT")]
+        assert sent == ["1", "2"], "the older snapshot was not sent again"
+        assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == b"newer"

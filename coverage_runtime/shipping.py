@@ -1,0 +1,88 @@
+"""The shipping thread: builds the S3 client and uploads checkpoints off the
+invocation path.
+
+Lambda counts an invocation until the runtime asks for the next event, so
+uploading a checkpoint there would be billed and could turn a successful
+invocation into a timeout when S3 is slow.  Here the runtime only takes the
+snapshot and hands it over; this thread uploads it while the runtime waits
+for the next event (in Lambda, until the environment is frozen; it goes on
+when the environment thaws).  Only the newest pending snapshot is kept: an
+older one waiting here is replaced, never uploaded after a newer one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from coverage_runtime import structured_log
+from coverage_runtime.errors import UploadError
+
+if TYPE_CHECKING:
+    from coverage_runtime.measurement import Snapshot
+    from coverage_runtime.runtime import CoverageRuntime
+
+
+class Shipper:
+    """One daemon thread per environment, started after the first response."""
+
+    def __init__(self, runtime: CoverageRuntime) -> None:
+        self._runtime = runtime
+        self._wake = threading.Condition()
+        self._job: tuple[int, Snapshot, str] | None = None
+        self._thread: threading.Thread | None = None
+        self.busy = False
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="coverage-shipper", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:  # at interpreter shutdown: the exit path uploads itself
+            self._thread = None
+
+    def submit(self, generation: int, snapshot: Snapshot, reason: str) -> None:
+        with self._wake:
+            if self._job is None or self._job[0] < generation:
+                self._job = (generation, snapshot, reason)
+            self._wake.notify()
+
+    def pending(self) -> bool:
+        with self._wake:
+            return self._job is not None or self.busy
+
+    def _run(self) -> None:
+        try:
+            self._runtime.uploader()
+        except UploadError:
+            return  # logged once; status() reports it
+        except Exception as exc:
+            structured_log.error("the shipping thread could not start", error=str(exc))
+            return
+        while True:
+            with self._wake:
+                while self._job is None:
+                    self._wake.wait()
+                generation, snapshot, reason = self._job
+                self._job = None
+                self.busy = True
+            try:
+                self._runtime.ship(generation, snapshot, reason, deadline=None)
+            except UploadError as exc:
+                self._runtime.checkpoint_failed(exc)
+            except Exception as exc:  # never let the thread die: the next checkpoint retries
+                self._runtime.checkpoint_failed(exc)
+            finally:
+                with self._wake:
+                    self.busy = False
+
+    def join_idle(self, timeout: float) -> bool:
+        """Wait until nothing is pending (True), or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True

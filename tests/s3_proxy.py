@@ -1,0 +1,193 @@
+"""A loopback HTTP proxy in front of the local S3 that injects faults on request.
+
+Faults are set per HTTP method, for the next N requests or until cleared:
+``delay`` (seconds, then forward), ``stall`` (hold the request until `release`
+or the client gives up), ``reset`` (close the connection without an answer)
+and ``status`` (answer with an S3 error: 500, 503, 403 ...).  Every request is
+recorded (method, path, S3 metadata headers, what was done), so a test can
+assert how many attempts were made and in which order snapshots landed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+
+
+@dataclass
+class Fault:
+    action: str  # "delay" | "stall" | "stall_503" | "reset" | "status"
+    value: float = 0
+    remaining: int | None = None  # None: until cleared
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    action: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.faults: dict[str, Fault] = {}
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._arrived = threading.Condition(self._lock)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                proxy._handle(self)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- control -------------------------------------------------------------
+
+    def set(self, method: str, action: str, value: float = 0, times: int | None = None) -> None:
+        with self._lock:
+            self.faults[method] = Fault(action, value, times)
+            if action.startswith("stall"):
+                self._released.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+        self._released.set()
+
+    def release(self) -> None:
+        """Let stalled requests through (to the upstream)."""
+        self._released.set()
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 30) -> list[Seen]:
+        """Block until ``count`` requests of ``method`` have arrived."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(self.requests(method)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{count} {method} requests did not arrive: {self.seen}")
+                self._arrived.wait(left)
+            return self.requests(method)
+
+    def requests(self, method: str) -> list[Seen]:
+        return [s for s in self.seen if s.method == method]
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- serving -------------------------------------------------------------
+
+    def _fault_for(self, method: str) -> Fault | None:
+        fault = self.faults.get(method)
+        if fault is None:
+            return None
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                del self.faults[method]
+        return fault
+
+    def _handle(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._arrived:
+            fault = self._fault_for(handler.command)
+            self.seen.append(
+                Seen(handler.command, handler.path, headers, fault.action if fault else "pass")
+            )
+            self._arrived.notify_all()
+        if fault is not None:
+            if fault.action == "delay":
+                time.sleep(fault.value)
+            elif fault.action in ("stall", "stall_503"):
+                self._released.wait(120)
+                if fault.action == "stall_503":
+                    self._answer_error(handler, 503)
+                    return
+            elif fault.action == "reset":
+                handler.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            elif fault.action == "status":
+                self._answer_error(handler, int(fault.value))
+                return
+        self._forward(handler, body)
+
+    def _answer_error(self, handler: http.server.BaseHTTPRequestHandler, status: int) -> None:
+        code = ERROR_CODES.get(status, "InternalError")
+        payload = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>injected by the test proxy</Message></Error>"
+        ).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/xml")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(payload)
+
+    def _forward(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        try:
+            upstream.request(
+                handler.command, handler.path, body=body, headers=dict(handler.headers)
+            )
+            response = upstream.getresponse()
+            data = response.read()
+            handler.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(data)
+        except OSError:
+            handler.close_connection = True
+        finally:
+            upstream.close()
+
+
+@contextmanager
+def fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream_port)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,0 +1,192 @@
+"""Nothing lost at any moment of an environment's life, through the real RIE, with S3
+faults from a loopback proxy and signals sent at chosen moments (pause points)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FUNCTIONS_DIR
+from tests.harness import download_objects, executed_lines, line_of
+from tests.s3_proxy import fault_proxy
+
+pytestmark = pytest.mark.rie
+
+USES_API = FUNCTIONS_DIR / "uses_api.py"
+ASYNC = FUNCTIONS_DIR / "asyncio_signals.py"
+
+
+@pytest.fixture
+def proxy(s3_server):
+    with fault_proxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as running:
+        yield running
+
+
+@pytest.fixture
+def pauses(tmp_path: Path) -> Path:
+    directory = tmp_path / "pauses"
+    directory.mkdir()
+    return directory
+
+
+def wait_reached(pauses: Path, name: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not (pauses / f"{name}.reached").exists():
+        assert time.monotonic() < deadline, f"pause point {name} never reached"
+        time.sleep(0.01)
+
+
+def release(pauses: Path, name: str) -> None:
+    (pauses / f"{name}.go").touch()
+
+
+def invoke_quietly(function, event: dict) -> None:
+    """An invoke the shutdown cuts short: the RIE drops its connection."""
+    with contextlib.suppress(OSError):
+        function.invoke(event)
+
+
+def object_lines(s3, bucket, tmp_path, source: Path) -> set[int]:
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, sorted(objects)
+    return executed_lines(next(iter(objects.values())), source)
+
+
+def uploads(function) -> list[dict]:
+    return [r for r in function.json_logs() if r["message"] == "coverage uploaded"]
+
+
+def test_sigterm_while_a_checkpoint_takes_its_snapshot(
+    start_function, s3, bucket, tmp_path, pauses
+):
+    """The signal lands on the main thread inside the checkpoint: the watcher does the
+    shutdown once the snapshot is done; the newest data is in S3, no SIGKILL."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="snapshot",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    invoking = threading.Thread(target=invoke_quietly, args=(function, {"n": 5}))
+    invoking.start()
+    wait_reached(pauses, "snapshot")
+    function.signal_shutdown()
+    time.sleep(0.05)  # the signal handler has run on the main thread, inside the snapshot
+    release(pauses, "snapshot")
+    invoking.join(10)
+    assert function.wait(timeout=10) == 0
+    assert "did not exit after deadline" not in function.logs()
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+    assert [r["reason"] for r in uploads(function)][-1] == "SIGTERM"
+
+
+def test_sigterm_while_the_s3_client_is_built(start_function, s3, bucket, tmp_path, pauses):
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="client-build",
+    )
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "client-build")  # on the shipping thread, after the response
+    function.signal_shutdown()
+    time.sleep(0.05)
+    release(pauses, "client-build")
+    assert function.wait(timeout=10) == 0
+    assert "did not exit after deadline" not in function.logs()
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_stalled_s3_never_turns_an_invocation_into_a_timeout(
+    start_function, function_env, proxy, s3, bucket, tmp_path
+):
+    """Checkpoints upload on the shipping thread: with every PUT stalled and a 3 s
+    timeout, each invocation still answers at once; shutdown reports what was lost."""
+    proxy.set("PUT", "stall")
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+        AWS_LAMBDA_FUNCTION_TIMEOUT="3",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    for n in range(6):
+        started = time.monotonic()
+        result = function.invoke({"n": n + 2})
+        assert result.status == 200 and result.body == {"sum": sum(range(n + 2))}, result.raw
+        assert time.monotonic() - started < 1.5, "coverage work delayed the response"
+    assert "Task timed out" not in function.logs()
+    proxy.wait_for("PUT")
+    assert function.terminate() == 0
+    lost = [r for r in function.json_logs() if "lost" in r["message"]]
+    assert lost and lost[0]["lost_bytes"] > 0 and lost[0]["invocations_since_last_upload"] == 7
+
+
+def test_flush_is_bounded_by_the_invocations_remaining_time(start_function, proxy, s3, bucket):
+    proxy.set("PUT", "stall")
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        AWS_LAMBDA_FUNCTION_TIMEOUT="3",
+    )
+    assert function.invoke({"n": 3}).status == 200
+    started = time.monotonic()
+    result = function.invoke({"action": "flush"})
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, "flush() waited past the invocation's timeout"
+    assert "Task timed out" not in result.raw.decode()
+    assert "UploadError" in result.raw.decode()
+    proxy.clear()
+    assert function.terminate() == 0
+
+
+def test_a_retry_of_an_older_snapshot_never_lands_after_a_newer_one(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """The first checkpoint's PUT is held, then refused with 503 (botocore retries it);
+    meanwhile shutdown uploads the newest snapshot.  The older retry is never sent."""
+    proxy.set("PUT", "stall_503", times=1)
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+    )
+    assert function.invoke({"n": 2}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 9}).status == 200
+    proxy.wait_for("PUT")  # the checkpoint's first attempt, held
+    assert function.invoke({"action": "status"}).status == 200
+    function.signal_shutdown()
+    assert function.wait(timeout=10) == 0
+    proxy.release()  # the held attempt answers 503 now: botocore would retry it
+    time.sleep(1.5)
+    generations = [
+        int(seen.headers.get("x-amz-meta-snapshot-generation", 0)) for seen in proxy.requests("PUT")
+    ]
+    assert generations == sorted(generations), f"an older snapshot was sent later: {generations}"
+    head = s3.head_object(Bucket=bucket, Key=download_key(s3, bucket))
+    assert int(head["Metadata"]["snapshot-generation"]) == max(generations)
+
+
+def download_key(s3, bucket: str) -> str:
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return key
+
+
+def test_an_async_handler_that_takes_sigterm_does_not_lose_the_upload(
+    start_function, s3, bucket, tmp_path
+):
+    function = start_function("asyncio_signals.handler")
+    assert function.invoke({"n": 4}).body == {"result": 8}
+    assert function.invoke({"n": 5}).body == {"result": 10}
+    time.sleep(0.3)  # idle, blocked waiting for the next event
+    assert function.terminate() == 0
+    assert "did not exit after deadline" not in function.logs()
+    assert line_of(ASYNC, "marker: async-result") in object_lines(s3, bucket, tmp_path, ASYNC)
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
