@@ -190,3 +190,21 @@ def test_an_async_handler_that_takes_sigterm_does_not_lose_the_upload(
     assert "did not exit after deadline" not in function.logs()
     assert line_of(ASYNC, "marker: async-result") in object_lines(s3, bucket, tmp_path, ASYNC)
     assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+
+
+def test_a_timeout_under_the_rie_sends_sigterm_and_the_data_is_uploaded(
+    start_function, s3, bucket, tmp_path
+):
+    """The RIE resets a timed-out invocation with SIGTERM first when an extension is
+    registered (Lambda documents the reset as a shutdown, but may SIGKILL: README)."""
+    busy = FUNCTIONS_DIR / "busy.py"
+    function = start_function("busy.handler", AWS_LAMBDA_FUNCTION_TIMEOUT="1")
+    result = function.invoke({"seconds": 5})
+    assert b"Task timed out" in result.raw
+    assert "Reset initiated: Timeout" in function.logs()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not uploads(function):
+        time.sleep(0.05)
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert line_of(busy, "marker: spinning") in object_lines(s3, bucket, tmp_path, busy)
+    function.terminate()
