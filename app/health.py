@@ -76,6 +76,7 @@ def coverage_summary(status: Mapping[str, Any]) -> dict[str, Any]:
         "upload_problem": status.get("upload_problem"),
         "last_upload": {"key": last.get("key"), "time": last.get("time")} if last else None,
         "pending_checkpoint": status.get("pending_checkpoint"),
+        "storage_problem": status.get("storage_problem"),
     }
 
 
@@ -126,6 +127,9 @@ def document(config: AppConfig) -> dict[str, Any]:
     memory = memory_usage(environ)
     variables = environment_variables(environ, config)
     overall, reasons = overall_status(results, memory, variables, config)
+    if coverage_status.get("storage_problem"):
+        reasons.append(f"coverage: {coverage_status['storage_problem']}")
+        overall = "degraded" if overall == "healthy" else overall
     return {
         "status": "ok",
         "overall_status": overall,

@@ -24,6 +24,7 @@ _API = {
     "ConfigurationError": "coverage_runtime.errors",
     "UploadError": "coverage_runtime.errors",
     "NotActiveError": "coverage_runtime.errors",
+    "StorageError": "coverage_runtime.errors",
 }
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CoverageContext",
     "CoverageError",
     "NotActiveError",
+    "StorageError",
     "UploadError",
     "coverage_handler",
     "flush",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         CoverageError,
         NotActiveError,
+        StorageError,
         UploadError,
     )
 

@@ -166,13 +166,19 @@ def status() -> dict[str, Any]:
 def flush() -> dict[str, Any] | None:
     """Upload a snapshot now if coverage grew.  Returns the upload, or None.
 
-    Raises `UploadError` when the upload fails or uploads are not configured.
-    Returns None outside the shim.
+    Raises `UploadError` when the upload fails or uploads are not configured,
+    `StorageError` when the data directory cannot be written (both are
+    `CoverageError`s).  Returns None outside the shim.
     """
     runtime = _runtime
     if runtime is None:
         return None
-    record = runtime.flush(reason="flush")
+    try:
+        record = runtime.flush(reason="flush")
+    except CoverageError:
+        raise
+    except Exception as exc:
+        raise CoverageError(f"coverage flush failed: {exc}") from exc
     return record.as_dict() if record else None
 
 

@@ -38,5 +38,9 @@ class UploadError(CoverageError):
     """A coverage snapshot could not be uploaded to S3."""
 
 
+class StorageError(CoverageError):
+    """The data directory could not be written (full, read-only, damaged)."""
+
+
 class NotActiveError(CoverageError):
     """The call needs the coverage runtime, but this process was not started by it."""

@@ -22,7 +22,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from coverage_runtime import coverage_adapter, distributions, structured_log
+from coverage_runtime.errors import StorageError
 from coverage_runtime.settings import Settings
+
+
+def describe_storage_error(exc: BaseException, data_file: str) -> str:
+    """What went wrong with the data file, in words an operator acts on."""
+    import errno
+
+    cause = exc.__cause__ or exc
+    text = str(exc)
+    number = getattr(cause, "errno", None) or getattr(exc, "errno", None)
+    if number == errno.ENOSPC or "disk is full" in text or "SQLITE_FULL" in text:
+        return f"the data directory is full (ENOSPC) writing {data_file}"
+    if number in (errno.EROFS, errno.EACCES, errno.EPERM) or (
+        "readonly" in text or "read-only" in text
+    ):
+        return f"the data directory is not writable writing {data_file}: {text}"
+    return f"the coverage data file {data_file} could not be written: {text}"
 
 # Never measure the runtime itself, nor installed packages, even when a
 # source directory happens to contain them (a local checkout with a venv);
@@ -93,6 +110,11 @@ class Tally:
                 self.files += 1
             self.lines += len(lines) - before
 
+    def everything(self) -> coverage_adapter.Recorded:
+        """All that was recorded, in the tracers' own form: to rewrite a data file."""
+        source = self._items if self._arcs else self._lines
+        return {name: set(items) for name, items in source.items() if items}
+
     def clear(self) -> None:
         self._items.clear()
         self._lines.clear()
@@ -117,6 +139,7 @@ class Measurement:
         self._gate: coverage_adapter.Gate | None = None
         self._outbox: coverage_adapter.Recorded = {}
         self._tally = Tally(arcs=settings.branch, packed=False)
+        self.storage_problem: str | None = None
 
     # -- coverage.py ---------------------------------------------------------
 
@@ -316,16 +339,48 @@ class Measurement:
             return coverage_adapter.coverage_data(self.cov)
 
     def snapshot(self) -> Snapshot:
-        """Write what was collected to the data file and return its bytes."""
+        """Write what was collected to the data file and return its bytes.
+
+        A data directory that cannot be written raises `StorageError` saying
+        why (full, read-only), and nothing is lost from memory: the next
+        snapshot starts a fresh data file and writes everything measured so
+        far (dynamic contexts before the failure are merged into the current one).
+        """
+        import sqlite3
+
+        from coverage.exceptions import CoverageException  # DataError wraps sqlite's errors
+
         with self._lock:
-            self.data()
-            counts = self.counts()
-            if not os.path.exists(self.data_file):
-                # coverage.py creates the file on first write: nothing measured yet.
-                return counts
-            with open(self.data_file, "rb") as handle:
-                body = handle.read()
+            try:
+                if self.storage_problem is not None:
+                    self._start_fresh_data_file()
+                self.data()
+                counts = self.counts()
+                if not os.path.exists(self.data_file):
+                    # coverage.py creates the file on first write: nothing measured yet.
+                    return counts
+                with open(self.data_file, "rb") as handle:
+                    body = handle.read()
+            except (OSError, sqlite3.Error, CoverageException) as exc:
+                self.storage_problem = describe_storage_error(exc, self.data_file)
+                raise StorageError(self.storage_problem) from exc
+            if self.storage_problem is not None:
+                structured_log.info(
+                    "coverage data file written again after a storage error",
+                    was=self.storage_problem,
+                    data_file=self.data_file,
+                )
+                self.storage_problem = None
             return Snapshot(body=body, files=counts.files, lines=counts.lines, arcs=counts.arcs)
+
+    def _start_fresh_data_file(self) -> None:
+        self._tally_new()
+        data = coverage_adapter.coverage_data(self.cov) if self._gate else None
+        if data is not None:
+            data.erase()
+            if self._context is not None:
+                coverage_adapter.set_context(self.cov, self._context)
+        self._outbox = self._tally.everything()
 
     def reset(self) -> None:
         """Drop everything measured so far and carry on measuring afresh."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from coverage_runtime import pause_points, structured_log
 from coverage_runtime.environment import EnvironmentIdentity
-from coverage_runtime.errors import UploadError
+from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.measurement import Measurement, Snapshot
 from coverage_runtime.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.settings import Settings
@@ -244,7 +244,11 @@ class CoverageRuntime:
         if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
             return  # too close to the timeout: the next invocation checkpoints
         self._last_checkpoint = time.monotonic()
-        generation, snapshot = self._snapshot()
+        try:
+            generation, snapshot = self._snapshot()
+        except StorageError as exc:
+            self.checkpoint_failed(exc)
+            return
         if self._grew(snapshot):
             self._shipper.submit(generation, snapshot, "checkpoint")
 
@@ -473,6 +477,7 @@ class CoverageRuntime:
             "last_upload": self.last_upload.as_dict() if self.last_upload else None,
             "last_error": self.last_error,
             "pending_checkpoint": counts.size > self._confirmed_size,
+            "storage_problem": self.measurement.storage_problem,
             "flush_interval_seconds": self.settings.flush_interval_seconds,
             "environment_id": self.identity.environment_id,
             "init_time": _iso(self.identity.init_time),

@@ -516,3 +516,46 @@ def test_threads_started_before_measuring_began(tmp_path, sample, core):
     finally:
         m.finish()
     assert recorded is (core == "sysmon")
+
+
+def test_an_unwritable_data_directory_is_a_storage_error_and_nothing_is_lost(
+    measure, sample, tmp_path
+):
+    m = measure("full")
+    sample.helper(1)
+    first = m.snapshot()
+    assert first.body
+    data_dir = Path(m.data_file).parent
+    import shutil
+
+    shutil.rmtree(data_dir)
+    data_dir.write_text("not a directory any more")  # writes now fail, even as root
+    sample.other(1)
+    from coverage_runtime.errors import StorageError
+
+    with pytest.raises(StorageError, match="could not be written|not writable|full"):
+        m.snapshot()
+    assert m.storage_problem
+    assert m.counts().lines >= first.lines, "counting needs no disk"
+    data_dir.unlink()
+    data_dir.mkdir()
+    m.snapshot()  # a fresh data file with everything measured so far
+    assert m.storage_problem is None
+    lines = measured(m, sample)
+    assert {line(sample, "helper"), line(sample, "other")} <= lines
+
+
+def test_storage_errors_say_what_they_are():
+    import errno
+    import sqlite3
+
+    from coverage_runtime.measurement import describe_storage_error
+
+    full = describe_storage_error(OSError(errno.ENOSPC, "No space left on device"), "/tmp/x")
+    assert "full (ENOSPC)" in full
+    assert "full (ENOSPC)" in describe_storage_error(
+        sqlite3.OperationalError("database or disk is full"), "/tmp/x"
+    )
+    assert "not writable" in describe_storage_error(
+        OSError(errno.EROFS, "Read-only file system"), "/tmp/x"
+    )
