@@ -41,6 +41,7 @@ def describe_storage_error(exc: BaseException, data_file: str) -> str:
         return f"the data directory is not writable writing {data_file}: {text}"
     return f"the coverage data file {data_file} could not be written: {text}"
 
+
 # Never measure the runtime itself, nor installed packages, even when a
 # source directory happens to contain them (a local checkout with a venv);
 # packages installed into a source directory itself: see `distributions`.

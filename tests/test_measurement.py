@@ -533,7 +533,7 @@ def test_an_unwritable_data_directory_is_a_storage_error_and_nothing_is_lost(
     sample.other(1)
     from coverage_runtime.errors import StorageError
 
-    with pytest.raises(StorageError, match="could not be written|not writable|full"):
+    with pytest.raises(StorageError, match=r"could not be written|not writable|full"):
         m.snapshot()
     assert m.storage_problem
     assert m.counts().lines >= first.lines, "counting needs no disk"
