@@ -68,7 +68,10 @@ def authorize(payload: Mapping[str, Any], request: HttpRequest | None, config: A
     if not isinstance(given, str) or not given:
         where = "the x-admin-token header" if request else "the admin_token field"
         raise RequestError(401, "admin_token_required", f"admin requests need {where}")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # surrogatepass: a lone surrogate in a token is a wrong token, not a crash.
+    if not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    ):
         raise RequestError(403, "admin_token_invalid", "the admin token is not valid")
 
 

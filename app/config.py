@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlparse
 
+from coverage_runtime.errors import redacted
+
 T = TypeVar("T")
 
 DEFAULT_SERVICE = "lambda-coverage-example"
@@ -100,7 +102,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
             return default
         value = convert(raw)
         if value is None:
-            shown = raw if name != "ADMIN_TOKEN" else "***"
+            shown = redacted(raw) if name != "ADMIN_TOKEN" else "***"
             invalid.append(InvalidVariable(name, shown, allowed))
             return default
         return value

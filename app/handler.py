@@ -127,6 +127,7 @@ def route(
 ) -> tuple[int, dict[str, Any]]:
     """(status, document) for the event, or a `RequestError`."""
     if request is None:
+        http_shape.check_value(event, "event")
         size = len(json.dumps(event, default=str))
         if size > cfg.max_payload_bytes:
             raise http_shape.too_large(size, cfg.max_payload_bytes)

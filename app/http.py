@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,13 +89,55 @@ def json_body(request: HttpRequest, max_bytes: int) -> Any:
                 f"the body is marked isBase64Encoded but is not base64: {exc}",
                 code="malformed_body",
             ) from exc
-    size = len(raw.encode() if isinstance(raw, str) else raw)
+    # surrogatepass: a lone surrogate in a str body is counted, not a crash.
+    size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
     if size > max_bytes:
         raise too_large(size, max_bytes)
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise bad_request(
+            f"the body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    check_value(value, "body")
+    return value
+
+
+# Deeper documents are refused: the handlers' own code walks them recursively.
+MAX_JSON_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is outside float range")
+    return number
+
+
+def check_value(value: Any, where: str) -> None:
+    """A 400 for what strict JSON cannot carry back: non-finite numbers (a direct
+    event's ``1e999`` arrives as ``inf``), and nesting deeper than `MAX_JSON_DEPTH`."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise bad_request(
+                f"the {where} is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_data"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            raise bad_request(
+                f"the {where} holds a number outside float range ({item})", code="invalid_data"
+            )
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def too_large(size: int, max_bytes: int) -> RequestError:
@@ -111,6 +154,6 @@ def response(status: int, document: dict[str, Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": dict(JSON_HEADERS),
-        "body": json.dumps(document, default=str),
+        "body": json.dumps(document, default=str, allow_nan=False),
         "isBase64Encoded": False,
     }

@@ -7,7 +7,16 @@ coverage problem never becomes a failed Lambda invocation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def redacted(value: str) -> str:
+    """``value`` with the user and password of any URL in it replaced by ``***``:
+    a setting shown back in a log or a response never carries credentials."""
+    return _URL_CREDENTIALS.sub("***@", value)
 
 
 class CoverageError(Exception):
@@ -21,6 +30,9 @@ class ConfigProblem:
     variable: str
     value: str
     allowed: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", redacted(self.value))
 
     def __str__(self) -> str:
         return f"{self.variable}={self.value!r} is invalid: expected {self.allowed}"

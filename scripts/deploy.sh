@@ -75,7 +75,8 @@ done
 [[ $BUCKET =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || die "--bucket '$BUCKET' is not a valid S3 bucket name"
 case "$MODE" in full | selective) ;; *) die "--mode must be full or selective" ;; esac
 case "$ARCH" in x86_64 | arm64) ;; *) die "--architecture must be x86_64 or arm64" ;; esac
-[[ $PREFIX == "" || $PREFIX == */ ]] || PREFIX="$PREFIX/"
+[ -n "$PREFIX" ] || die "--prefix must not be empty: the function's role is scoped to PREFIX<function>/, and the combiner writes PREFIXcombined/"
+[[ $PREFIX == */ ]] || PREFIX="$PREFIX/"
 ROLE_NAME=${ROLE_NAME:-$FUNCTION-role}
 
 [ "$DRY_RUN" = 1 ] || need_aws_cli
@@ -117,6 +118,12 @@ declare -A value=()
 order=()
 for pair in "${VARS[@]}"; do # a later value of the same name wins
   key=${pair%%=*}
+  # Never printed: values of secret-looking names, and credentials inside URLs.
+  if [[ ${key^^} =~ (TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|API_KEY|ACCESS_KEY) ]]; then
+    SECRETS+=("${pair#*=}")
+  elif [[ ${pair#*=} =~ ://([^/@]+)@ ]]; then
+    SECRETS+=("${BASH_REMATCH[1]}")
+  fi
   [ -n "${value[$key]+set}" ] || order+=("$key")
   value[$key]=${pair#*=}
 done
@@ -133,7 +140,7 @@ PARTITION=aws
 case "$REGION" in cn-*) PARTITION=aws-cn ;; us-gov-*) PARTITION=aws-us-gov ;; esac
 ROLE_ARN="arn:$PARTITION:iam::$ACCOUNT:role/$ROLE_NAME"
 trust='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
-policy='{"Version":"2012-10-17","Statement":[{"Sid":"PutCoverageObjects","Effect":"Allow","Action":"s3:PutObject","Resource":"arn:'$PARTITION':s3:::'$BUCKET'/'$PREFIX'*"}'
+policy='{"Version":"2012-10-17","Statement":[{"Sid":"PutCoverageObjects","Effect":"Allow","Action":"s3:PutObject","Resource":"arn:'$PARTITION':s3:::'$BUCKET'/'$PREFIX$FUNCTION'/*"},{"Sid":"HealthCheckHeadBucket","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:'$PARTITION':s3:::'$BUCKET'"}'
 if [ -n "$KMS_KEY" ]; then
   kms_arn=$KMS_KEY
   [[ $kms_arn == arn:* ]] || kms_arn="arn:$PARTITION:kms:$REGION:$ACCOUNT:key/$KMS_KEY"

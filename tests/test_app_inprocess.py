@@ -6,6 +6,7 @@ Powertools logger and metrics included, without a Lambda runtime.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ def call(event: Any) -> tuple[int, dict[str, Any], bool]:
     event = json.loads(json.dumps(event))
     result = lambda_handler(event, Context())
     assert isinstance(result, dict)
-    json.dumps(result)  # awslambdaric must be able to serialise it
+    json.dumps(result, allow_nan=False)  # strict JSON, as awslambdaric's callers parse it
     if "statusCode" in result:
         assert result["headers"] == {"content-type": "application/json"}
         document = json.loads(result["body"])
@@ -353,6 +354,55 @@ def test_health_is_degraded_and_says_why_when_coverage_cannot_write_its_data(mon
     assert document["overall_status"] in ("degraded", "unhealthy")
     assert f"coverage: {problem}" in document["reasons"]
     assert document["coverage"]["storage_problem"] == problem
+
+
+def http_post(body: str) -> dict[str, Any]:
+    return {"path": "/", "httpMethod": "POST", "body": body, "headers": {}}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("[" * 1000 + "]" * 1000, "invalid_json"),  # RecursionError in json.loads
+        ('{"operation": "process_data", "data": ' + '{"a": ' * 80 + "1" + "}" * 81, "invalid_data"),
+        ('{"operation": "process_data", "data": {"transform": {"x": 1e999}}}', "invalid_json"),
+        ('{"operation": "process_data", "data": {"aggregate": [NaN]}}', "invalid_json"),
+        ('{"operation": "process_data", "data": {"transform": {"x": "\ud800"}}}', None),
+    ],
+    ids=["nested-999", "nested-80", "1e999", "NaN", "lone-surrogate"],
+)
+def test_hostile_http_bodies_get_a_4xx_and_strict_json(body, code):
+    result = lambda_handler(http_post(body), Context())
+    document = json.loads(result["body"])  # strict: no NaN/Infinity
+    assert result["statusCode"] != 500, document
+    if code:
+        assert result["statusCode"] == 400
+        assert document["error"]["code"] == code
+
+
+def test_a_lone_surrogate_in_an_http_body_string_or_token_is_not_a_500(monkeypatch):
+    monkeypatch.setenv("ADMIN_TOKEN", "right-token")
+    raw = {"path": "/", "httpMethod": "POST", "headers": {"x-admin-token": "\ud800x"}}
+    raw["body"] = '{"admin": true, "admin_action": "coverage_status"}\ud800'
+    result = lambda_handler(raw, Context())
+    assert result["statusCode"] in (400, 403), result
+    raw["body"] = '{"admin": true, "admin_action": "coverage_status"}'
+    result = lambda_handler(raw, Context())
+    assert result["statusCode"] == 403, result
+
+
+def test_direct_events_with_non_finite_numbers_or_deep_nesting_get_a_400():
+    for event in (
+        {"operation": "process_data", "data": {"transform": {"x": float("inf")}}},
+        {"operation": "process_data", "data": {"aggregate": [float("nan")]}},
+        {
+            "operation": "process_data",
+            "data": functools.reduce(lambda d, _: {"a": d}, range(70), 1),
+        },
+    ):
+        result = lambda_handler(event, Context())
+        assert result["error"]["status"] == 400, result
+        json.dumps(result, allow_nan=False)
 
 
 # -- admin in-process ---------------------------------------------------------------------------

@@ -608,3 +608,32 @@ def test_health_without_coverage_runtime(start_app):
     assert perf["coverage"]["enabled"] is False
     assert "note" in perf
     assert function.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "postgres://admin:PLANTED-DB-PASSWORD@127.0.0.1:1/orders",  # valid: the check fails
+        "ftp://admin:PLANTED-DB-PASSWORD@127.0.0.1:1/orders",  # invalid: logged at init
+    ],
+    ids=["valid-url", "invalid-url"],
+)
+def test_no_planted_secret_reaches_any_log_or_response(start_app, tmp_path, database_url):
+    """Every sample event, over HTTP and directly, with credentials planted in the
+    database URL, the admin token and the AWS keys: none of them is ever printed."""
+    secrets = ["PLANTED-DB-PASSWORD", "PLANTED-ADMIN-TOKEN", "PLANTED-AWS-SECRET", "PLANTED-STS"]
+    function = start_app(
+        HEALTH_DATABASE_URL=database_url,
+        ADMIN_TOKEN="PLANTED-ADMIN-TOKEN",
+        AWS_SECRET_ACCESS_KEY="PLANTED-AWS-SECRET",
+        AWS_SESSION_TOKEN="PLANTED-STS",
+    )
+    answers = []
+    for path in sorted(EVENTS_DIR.glob("*.json")):
+        answers.append(function.invoke(json.loads(path.read_text())).raw.decode())
+    answers.append(function.invoke({"admin": True, "admin_action": "coverage_status"}).raw.decode())
+    assert function.terminate() == 0
+    output = function.logs() + "\n".join(answers)
+    for secret in secrets:
+        assert secret not in output, f"{secret} was printed"
+    assert "***@127.0.0.1" in output or database_url.startswith("postgres")

@@ -497,8 +497,14 @@ def test_deploy_dry_run_least_privilege_role_and_environment(tmp_path):
             "Sid": "PutCoverageObjects",
             "Effect": "Allow",
             "Action": "s3:PutObject",
-            "Resource": "arn:aws:s3:::my-coverage/coverage/*",
-        }
+            "Resource": "arn:aws:s3:::my-coverage/coverage/orders/*",  # its own key space
+        },
+        {
+            "Sid": "HealthCheckHeadBucket",  # HeadBucket needs s3:ListBucket
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": "arn:aws:s3:::my-coverage",
+        },
     ]
     trust = quoted_json(
         next(c for c in commands if "create-role" in c), "--assume-role-policy-document"
@@ -526,6 +532,37 @@ def test_deploy_dry_run_least_privilege_role_and_environment(tmp_path):
     assert calls(tmp_path) == []
 
 
+def test_deploy_never_prints_secret_env_values(tmp_path):
+    bin_dir = make_bin(tmp_path / "bin")
+    secrets = ["PLANTED-ADMIN-TOKEN", "PLANTED-DB-PASSWORD", "PLANTED-API-KEY"]
+    for dry_run in (["--dry-run"], []):
+        result = run(
+            "deploy.sh", *dry_run,
+            "--region", "eu-west-1", "--image-uri", IMAGE_URI, "--bucket", "my-coverage",
+            "--env", "ADMIN_TOKEN=PLANTED-ADMIN-TOKEN",
+            "--env", "HEALTH_DATABASE_URL=postgres://app:PLANTED-DB-PASSWORD@db:5432/x",
+            "--env", "PAYMENTS_API_KEY=PLANTED-API-KEY",
+            "--env", "COVERAGE_MODE=selective",
+            env=script_env(tmp_path, bin_dir, STUB_HAS_ROLE="1"),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        for secret in secrets:
+            assert secret not in result.stderr + result.stdout, (dry_run, secret)
+        assert "COVERAGE_MODE" in result.stderr and "selective" in result.stderr
+    sent = "\n".join(calls(tmp_path))  # what reached the AWS CLI is the real value
+    assert "PLANTED-ADMIN-TOKEN" in sent
+
+
+def test_deploy_refuses_an_empty_prefix(tmp_path):
+    result = run(
+        "deploy.sh", "--dry-run", "--region", "eu-west-1", "--image-uri", IMAGE_URI,
+        "--bucket", "my-coverage", "--prefix", "",
+        env=script_env(tmp_path, make_bin(tmp_path / "bin", aws=False)),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--prefix must not be empty" in result.stderr
+
+
 def test_deploy_with_kms_adds_the_key_to_env_and_role(tmp_path):
     result = run(
         "deploy.sh",
@@ -543,7 +580,7 @@ def test_deploy_with_kms_adds_the_key_to_env_and_role(tmp_path):
     assert result.returncode == 0, result.stderr
     commands = deploy_commands(result.stderr)
     policy = quoted_json(next(c for c in commands if "put-role-policy" in c), "--policy-document")
-    assert policy["Statement"][1]["Action"] == "kms:GenerateDataKey"
+    assert policy["Statement"][2]["Action"] == "kms:GenerateDataKey"
     env = quoted_json(next(c for c in commands if "create-function" in c), "--environment")
     assert env["Variables"]["COVERAGE_S3_SSE"] == "aws:kms"
 
@@ -795,8 +832,9 @@ def test_sam_template_is_an_image_function_with_least_privilege():
     for name in ["COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX", "COVERAGE_ENABLED", "COVERAGE_MODE"]:
         assert name in variables
     [policy] = function["Properties"]["Policies"]
-    [statement] = policy["Statement"]
+    statement, head_bucket = policy["Statement"]
     assert statement["Action"] == "s3:PutObject"
+    assert head_bucket["Action"] == "s3:ListBucket"
     assert "${Bucket}/${CoveragePrefix}*" in statement["Resource"]["Sub"][0]
     bucket = template["Resources"]["CoverageBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())

@@ -30,9 +30,21 @@ quote_cmd() {
   printf '%s\n' "${out% }"
 }
 
-# run CMD...: print it, then run it (only print it with --dry-run).
+# Values that are never printed (secret --env values): `run` shows *** instead.
+SECRETS=()
+
+# mask TEXT: TEXT with every value in SECRETS replaced by ***.
+mask() {
+  local text=$1 secret
+  for secret in ${SECRETS[@]+"${SECRETS[@]}"}; do
+    [ -n "$secret" ] && text=${text//"$secret"/***}
+  done
+  printf '%s\n' "$text"
+}
+
+# run CMD...: print it (secrets masked), then run it (only print it with --dry-run).
 run() {
-  printf '+ %s\n' "$(quote_cmd "$@")" >&2
+  printf '+ %s\n' "$(mask "$(quote_cmd "$@")")" >&2
   [ "$DRY_RUN" = 1 ] && return 0
   "$@"
 }
