@@ -7,8 +7,11 @@ and sampling (every 10th batch item measured with `CoverageContext`).
 Who may ask (DESIGN §4): with ``ADMIN_TOKEN`` set, every admin request must
 carry it (``admin_token`` in a direct event, the ``x-admin-token`` header or
 ``Authorization: Bearer`` over HTTP), compared in constant time.  Without
-it, direct invocations (which need IAM ``lambda:InvokeFunction``) are
-allowed and anything arriving over HTTP is refused.
+it, admin requests are refused, unless ``ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN``
+is true, which lets direct invocations (they need IAM
+``lambda:InvokeFunction``) through; anything over HTTP is refused then too.
+The safe choice is the default: an API Gateway REST integration without
+proxy passes client JSON as the event, which looks like a direct invocation.
 """
 
 from __future__ import annotations
@@ -56,8 +59,16 @@ def authorize(payload: Mapping[str, Any], request: HttpRequest | None, config: A
     """Raise 401/403 unless this admin request is allowed (rules in the docstring)."""
     expected = config.admin_token
     if expected is None:
-        if request is None:
+        if request is None and config.admin_allow_direct:
             return
+        if request is None:
+            raise RequestError(
+                403,
+                "admin_forbidden",
+                "admin requests are refused while ADMIN_TOKEN is not configured; set "
+                "ADMIN_TOKEN (and send it as admin_token), or allow direct invocations with "
+                "ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN=true",
+            )
         raise RequestError(
             403,
             "admin_forbidden",

@@ -39,6 +39,10 @@ class AppConfig:
     """Everything the example function reads from its environment."""
 
     admin_token: str | None = None
+    # Direct invocations may run admin actions without a token only when asked
+    # for: an API Gateway REST integration without proxy passes client JSON as
+    # the event, which looks like a direct invocation.
+    admin_allow_direct: bool = False
     max_iterations: int = 20_000
     max_items: int = 1_000
     max_payload_bytes: int = 262_144
@@ -91,6 +95,12 @@ DATABASE_SCHEMES = ("postgres", "postgresql", "mysql", "redis", "tcp")
 HTTP_SCHEMES = ("http", "https")
 
 
+def _boolean(value: str) -> bool | None:
+    words = {"1": True, "true": True, "yes": True, "on": True}
+    words.update({"0": False, "false": False, "no": False, "off": False})
+    return words.get(value.lower())
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     """Read every setting; a refused value keeps its default and is listed."""
     env = os.environ if environ is None else environ
@@ -111,6 +121,12 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     token = env.get("ADMIN_TOKEN", "").strip() or None
     return AppConfig(
         admin_token=token,
+        admin_allow_direct=read(
+            "ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN",
+            defaults.admin_allow_direct,
+            _boolean,
+            "true or false",
+        ),
         max_iterations=read(
             "ADMIN_MAX_ITERATIONS",
             defaults.max_iterations,

@@ -99,6 +99,7 @@ env LAMBDA_TASK_ROOT="$ROOT" \
     COVERAGE_S3_ENDPOINT_URL="$S3_URL" \
     COVERAGE_SOURCE="$ROOT/app" \
     COVERAGE_DATA_DIR="$DEMO_DIR/data" \
+    ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN=true \
     CODE_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     PYTHONPATH="$ROOT" \
   "$RIE" --runtime-interface-emulator-address "127.0.0.1:$INVOKE_PORT" \

@@ -42,6 +42,7 @@ def small_limits(monkeypatch):
         "ADMIN_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN", "true")  # the sample events' setup
     monkeypatch.setenv("ADMIN_MAX_ITERATIONS", "200")
     monkeypatch.setenv("ADMIN_MAX_ITEMS", "50")
     monkeypatch.setenv("HEALTH_CHECK_TIMEOUT_SECONDS", "0.5")
@@ -406,6 +407,17 @@ def test_direct_events_with_non_finite_numbers_or_deep_nesting_get_a_400():
 
 
 # -- admin in-process ---------------------------------------------------------------------------
+
+
+def test_admin_without_a_token_is_refused_unless_direct_invocations_are_allowed(monkeypatch):
+    monkeypatch.delenv("ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN")
+    config.reload()
+    status, document, _ = call({"admin": True, "admin_action": "coverage_status"})
+    assert (status, document["error"]["code"]) == (403, "admin_forbidden")
+    assert "ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN" in document["error"]["message"]
+    monkeypatch.setenv("ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN", "true")
+    config.reload()
+    assert call({"admin": True, "admin_action": "coverage_status"})[0] == 200
 
 
 def test_admin_outside_the_shim_is_a_safe_no_op():

@@ -137,6 +137,7 @@ def test_every_event_in_a_read_only_container_ships_coverage(
         bucket,
         AWS_LAMBDA_FUNCTION_NAME="container-test",
         COVERAGE_FLUSH_INTERVAL_SECONDS="0",  # the only upload is the one at shutdown
+        ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",  # the admin sample events carry no token
     )
     events = ordered_events()
     bad = bad_event_names()
@@ -204,6 +205,7 @@ def test_selective_mode_in_the_image_measures_only_sampled_work(
         s3_server,
         bucket,
         AWS_LAMBDA_FUNCTION_NAME="selective-test",
+        ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",
         COVERAGE_MODE="selective",
         COVERAGE_BRANCH="true",
     )
