@@ -413,7 +413,8 @@ class SysmonGate:
 
             def line(code: CodeType, number: int) -> Any:
                 if gate.paused:
-                    # Inlined from the skipper: the one path that runs per execution.
+                    # Inlined from the skipper: the one path that runs per execution
+                    # (a sticky code object's lines that have never run measured).
                     return None if id(code) in sticky else skipper(code, number)
                 result = original(code, number)
                 dirty(code)
@@ -575,8 +576,9 @@ class SysmonGate:
         discard_recorded(self._live)
         self._dirty = {}
         self._to_check = {}
-        self._fired = {}
-        self._taken = {}
+        # Cleared in place: the gated callbacks hold these very dicts.
+        self._fired.clear()
+        self._taken.clear()
         self._skipped = {}
         infos = self._code_infos
         self._rearm([c for c in list(self._tracer.code_objects) if infos[id(c)].tracing])
