@@ -835,7 +835,9 @@ def test_sam_template_is_an_image_function_with_least_privilege():
     statement, head_bucket = policy["Statement"]
     assert statement["Action"] == "s3:PutObject"
     assert head_bucket["Action"] == "s3:ListBucket"
-    assert "${Bucket}/${CoveragePrefix}*" in statement["Resource"]["Sub"][0]
+    assert "${Bucket}/${CoveragePrefix}${FunctionName}/*" in statement["Resource"]["Sub"][0]
+    assert function["Properties"]["FunctionName"] == {"Ref": "FunctionName"}
+    assert template["Parameters"]["CoveragePrefix"]["AllowedPattern"] == "^[^/].*/$", "not empty"
     bucket = template["Resources"]["CoverageBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
 
