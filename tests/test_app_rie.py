@@ -638,3 +638,38 @@ def test_no_planted_secret_reaches_any_log_or_response(start_app, tmp_path, data
     for secret in secrets:
         assert secret not in output, f"{secret} was printed"
     assert "***@127.0.0.1" in output or database_url.startswith("postgres")
+
+
+def test_an_unwritable_data_directory_degrades_health_and_loses_nothing(
+    start_app, s3, bucket, tmp_path
+):
+    """Through the RIE: the data directory stops being writable (replaced by a file, which
+    stops root too); the function keeps serving, flush says why with a 503, health is
+    degraded with the reason; once writable again, S3 gets everything measured."""
+    import shutil
+
+    data_dir = tmp_path / "coverage-data-broken"
+    function = start_app(COVERAGE_DATA_DIR=str(data_dir))
+    assert answer(function.invoke(load_event("health")).body)[0] == 200
+    flush = {"admin": True, "admin_action": "coverage_flush"}
+    assert answer(function.invoke(flush).body)[0] == 200
+    shutil.rmtree(data_dir)
+    data_dir.write_text("not a directory")
+    assert answer(function.invoke(load_event("business-process-data")).body)[0] == 200
+    status, document, _ = answer(function.invoke(flush).body)
+    assert status == 503, document
+    assert (
+        "could not be written" in document["error"]["message"]
+        or "not writable" in (document["error"]["message"])
+    )
+    status, health_doc, _ = answer(function.invoke({"health": True}).body)
+    assert status in (200, 503), health_doc
+    assert health_doc["overall_status"] != "healthy"
+    assert any(reason.startswith("coverage: ") for reason in health_doc["reasons"])
+    data_dir.unlink()
+    data_dir.mkdir()
+    assert answer(function.invoke(flush).body)[0] == 200
+    assert function.terminate() == 0
+    [(_, path)] = download_objects(s3, bucket, tmp_path).items()
+    business = REPO_ROOT / "app" / "business.py"
+    assert line_of(business, "def aggregate(") + 2 in executed_lines(path, business)
