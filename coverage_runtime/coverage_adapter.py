@@ -34,6 +34,7 @@ coverage.py's own.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import threading
@@ -219,6 +220,9 @@ def unpack_arc(packed: int) -> tuple[int, int]:
     return l1, l2
 
 
+_second = operator.itemgetter(1)
+
+
 def take_recorded(live: Recorded) -> Recorded:
     """Move what the tracers recorded out of their sets, keeping the set objects.
 
@@ -227,18 +231,18 @@ def take_recorded(live: Recorded) -> Recorded:
     so an item another thread adds in between stays for the next call.
     """
     taken: Recorded = {}
-    for name, items in list(live.items()):
-        if items:
-            snapshot = items.copy()
-            items.difference_update(snapshot)
-            taken[name] = snapshot
+    # The filter runs in C: with 1,000 files and few of them new, this costs
+    # what is new, not a Python step per file.
+    for name, items in list(filter(_second, live.items())):
+        snapshot = items.copy()
+        items.difference_update(snapshot)
+        taken[name] = snapshot
     return taken
 
 
 def discard_recorded(live: Recorded) -> None:
-    for items in list(live.values()):
-        if items:
-            items.clear()
+    for items in list(filter(None, live.values())):
+        items.clear()
 
 
 def merge_into(target: Recorded, new: Recorded) -> None:
