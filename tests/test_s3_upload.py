@@ -336,3 +336,35 @@ def test_an_older_snapshots_retry_is_never_sent_after_a_newer_one_started(s3_ser
         sent = [s.headers["x-amz-meta-snapshot-generation"] for s in proxy.requests("PUT")]
         assert sent == ["1", "2"], "the older snapshot was not sent again"
         assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == b"newer"
+
+
+@pytest.mark.parametrize(
+    ("action", "value", "message"),
+    [
+        ("status", 403, "HTTP 403 AccessDenied"),
+        ("status", 500, "HTTP 500 InternalError"),
+        ("reset", 0, "could not reach S3"),
+    ],
+)
+def test_s3_faults_are_one_clear_upload_error(s3_server, s3, bucket, action, value, message):
+    from tests.s3_proxy import fault_proxy
+
+    with fault_proxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        proxy.set("PUT", action, value)
+        up = uploader(proxy.endpoint_url, bucket)
+        with pytest.raises(UploadError, match=message):
+            up.upload(BODY, {}, generation=1)
+        assert len(proxy.requests("PUT")) <= MAX_ATTEMPTS
+        proxy.clear()
+        assert up.upload(BODY, {}, generation=2).key  # and it works again once S3 does
+
+
+def test_a_delayed_s3_within_the_deadline_is_only_slower(s3_server, s3, bucket):
+    from tests.s3_proxy import fault_proxy
+
+    with fault_proxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        proxy.set("PUT", "delay", 0.3)
+        up = uploader(proxy.endpoint_url, bucket)
+        result = up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 5)
+        assert result.seconds >= 0.3
+        assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
