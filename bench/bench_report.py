@@ -228,7 +228,7 @@ def report(work: Path, env: dict[str, str], name: str, cache: Path, *extra: str)
     cmd = [
         sys.executable,
         "-m",
-        "coverage_runtime.cli",
+        "coverage_runtime.report.cli",
         "report",
         "--bucket",
         BUCKET,
@@ -391,7 +391,7 @@ def run_size(
 MERGE_ONLY = """
 import json, resource, sys, time
 from pathlib import Path
-from coverage_runtime.report_merge import Merger, write_data, choose_measure
+from coverage_runtime.report.merge import Merger, write_data, choose_measure
 directory, jobs = Path(sys.argv[1]), int(sys.argv[2])
 started = time.perf_counter()
 files = sorted(directory.glob("env-*.coverage"))

@@ -102,9 +102,9 @@ def run_one(config: str) -> dict[str, Any]:
         sys.path.insert(0, str(directory))
     runtime = None
     if config != "off":
-        from coverage_runtime import api
-        from coverage_runtime.runtime import CoverageRuntime
         from coverage_runtime.settings import load_settings
+        from coverage_runtime.shim import api
+        from coverage_runtime.shim.runtime import CoverageRuntime
 
         mode, _, branch = config.partition("+")
         env = {
@@ -144,9 +144,10 @@ def run_one(config: str) -> dict[str, Any]:
 def fixed_costs(files: int) -> dict[str, Any]:
     """Per-invocation fixed costs with ``files`` measured files: the decorator
     around a no-op handler, `between_invocations` and `status()`, in µs."""
-    from coverage_runtime import api, coverage_handler
-    from coverage_runtime.runtime import CoverageRuntime
+    from coverage_runtime import coverage_handler
     from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim import api
+    from coverage_runtime.shim.runtime import CoverageRuntime
 
     work = Path(tempfile.mkdtemp())
     source = work / "many"

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = {
-    "coverage_handler": "coverage_runtime.api",
-    "CoverageContext": "coverage_runtime.api",
-    "without_coverage": "coverage_runtime.api",
-    "status": "coverage_runtime.api",
-    "flush": "coverage_runtime.api",
-    "reset": "coverage_runtime.api",
+    "coverage_handler": "coverage_runtime.shim.api",
+    "CoverageContext": "coverage_runtime.shim.api",
+    "without_coverage": "coverage_runtime.shim.api",
+    "status": "coverage_runtime.shim.api",
+    "flush": "coverage_runtime.shim.api",
+    "reset": "coverage_runtime.shim.api",
     "CoverageError": "coverage_runtime.errors",
     "ConfigurationError": "coverage_runtime.errors",
     "UploadError": "coverage_runtime.errors",
@@ -42,20 +42,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from coverage_runtime.api import (
-        CoverageContext,
-        coverage_handler,
-        flush,
-        reset,
-        status,
-        without_coverage,
-    )
     from coverage_runtime.errors import (
         ConfigurationError,
         CoverageError,
         NotActiveError,
         StorageError,
         UploadError,
+    )
+    from coverage_runtime.shim.api import (
+        CoverageContext,
+        coverage_handler,
+        flush,
+        reset,
+        status,
+        without_coverage,
     )
 
 

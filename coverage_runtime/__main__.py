@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
         awslambdaric_main(["awslambdaric", handler])
         return
 
-    from coverage_runtime.bootstrap import main as bootstrap_main
+    from coverage_runtime.shim.bootstrap import main as bootstrap_main
 
     bootstrap_main(handler)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build one coverage report from the per-environment data files in S3.
-# A thin wrapper over `lambda-coverage report` (coverage_runtime/cli.py).
+# A thin wrapper over `lambda-coverage report` (coverage_runtime/report/cli.py).
 set -euo pipefail
 
 if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
@@ -37,4 +37,4 @@ if [ -z "$PY" ]; then
   PY=$("$ROOT/scripts/setup-venv.sh")
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PY" -m coverage_runtime.cli report "$@"
+exec "$PY" -m coverage_runtime.report.cli report "$@"

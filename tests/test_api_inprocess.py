@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 import coverage_runtime
-from coverage_runtime import api
-from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import CoverageError, NotActiveError, UploadError
-from coverage_runtime.runtime import CoverageRuntime
 from coverage_runtime.settings import load_settings
+from coverage_runtime.shim import api
+from coverage_runtime.shim.environment import EnvironmentIdentity
+from coverage_runtime.shim.runtime import CoverageRuntime
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, imported_sample
 
 SAMPLE = '''\
@@ -164,7 +164,7 @@ def test_package_exports_and_lazy_loading():
 def test_importing_the_package_loads_neither_the_api_nor_coverage():
     probe = (
         "import sys, coverage_runtime; "
-        "print(sorted(m for m in ('coverage', 'coverage_runtime.api', 'boto3') "
+        "print(sorted(m for m in ('coverage', 'coverage_runtime.shim.api', 'boto3') "
         "if m in sys.modules))"
     )
     result = subprocess.run(

@@ -17,8 +17,8 @@ from pathlib import Path
 import coverage
 import pytest
 
-from coverage_runtime import coverage_adapter
 from coverage_runtime.settings import sysmon_supports
+from coverage_runtime.shim import coverage_adapter
 from tests.harness import REPO_ROOT, pinned_version
 
 
@@ -57,7 +57,7 @@ def test_every_core_gets_a_gate_not_the_restart_fallback(core, branch, tmp_path)
     result = run_python(
         f"""
         import json, sys
-        from coverage_runtime import coverage_adapter
+        from coverage_runtime.shim import coverage_adapter
         coverage = coverage_adapter.import_coverage()
         cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, source=[{str(tmp_path)!r}],
                                 branch={branch}, config_file=False)
@@ -79,7 +79,7 @@ def test_the_internals_the_gates_read_exist(tmp_path):
     result = run_python(
         f"""
         import json, sys
-        from coverage_runtime import coverage_adapter
+        from coverage_runtime.shim import coverage_adapter
         coverage = coverage_adapter.import_coverage()
         import coverage.collector, coverage.sysmon
         cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, config_file=False)
@@ -111,7 +111,7 @@ def test_deferred_imports_load_on_first_use_and_report_as_usual(tmp_path):
         f"""
         import json, sys
         sys.path.insert(0, {str(source)!r})
-        from coverage_runtime import coverage_adapter
+        from coverage_runtime.shim import coverage_adapter
         coverage = coverage_adapter.import_coverage()
         import coverage.control as control
         names = [n for names in coverage_adapter.DEFERRED_IMPORTS.values() for n in names]

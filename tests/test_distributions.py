@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from coverage_runtime.distributions import installed_top_levels, omit_patterns
+from coverage_runtime.shim.distributions import installed_top_levels, omit_patterns
 
 
 def record(directory: Path, name: str, rows: list[str], top_level: str | None = None) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coverage_runtime.environment import EnvironmentIdentity, environment_id_from
-from coverage_runtime.s3_upload import object_key
 from coverage_runtime.settings import load_settings
+from coverage_runtime.shim.environment import EnvironmentIdentity, environment_id_from
+from coverage_runtime.shim.s3_upload import object_key
 
 LAMBDA_STREAM = "2026/11/25/[$LATEST]0123456789abcdef0123456789abcdef"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -119,7 +119,7 @@ def test_logging_never_raises_even_when_the_clock_or_the_stream_fails(monkeypatc
     timestamp, serialisation or stream must not escape."""
     import io
 
-    from coverage_runtime import structured_log
+    from coverage_runtime.shim import structured_log
 
     def broken_clock() -> str:
         raise MemoryError

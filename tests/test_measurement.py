@@ -17,8 +17,8 @@ from types import ModuleType
 
 import pytest
 
-from coverage_runtime.measurement import Measurement
 from coverage_runtime.settings import load_settings
+from coverage_runtime.shim.measurement import Measurement
 from tests.harness import imported_sample
 
 SAMPLE = '''\
@@ -418,7 +418,7 @@ def test_switch_context_is_ignored_without_contexts(measure, sample):
 
 
 def test_site_packages_and_the_runtime_itself_are_never_measured(measure, sample, tmp_path):
-    import coverage_runtime.structured_log as runtime_module
+    import coverage_runtime.shim.structured_log as runtime_module
 
     # A source directory that happens to hold installed packages (a local venv).
     root = Path(sample.__file__).parent
@@ -549,7 +549,7 @@ def test_storage_errors_say_what_they_are():
     import errno
     import sqlite3
 
-    from coverage_runtime.measurement import describe_storage_error
+    from coverage_runtime.shim.measurement import describe_storage_error
 
     full = describe_storage_error(OSError(errno.ENOSPC, "No space left on device"), "/tmp/x")
     assert "full (ENOSPC)" in full

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from coverage import CoverageData
 
-from coverage_runtime import report_objects
-from coverage_runtime.cli import main
-from coverage_runtime.report_listing import BackgroundListing
-from coverage_runtime.report_objects import ReportError, Selection, make_client
+from coverage_runtime.report import objects as report_objects
+from coverage_runtime.report.cli import main
+from coverage_runtime.report.listing import BackgroundListing
+from coverage_runtime.report.objects import ReportError, Selection, make_client
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 from tests.report_samples.envs import (
     BRANCH,
@@ -182,7 +182,7 @@ def test_line_and_branch_data_merge_as_lines_or_branch_only(envs, s3, bucket, re
 
 
 def test_parallel_batches_merge_the_same_as_one_pass_and_as_the_api(envs, tmp_path):
-    from coverage_runtime.report_merge import Merger, Partial, merge_files, read_with_api
+    from coverage_runtime.report.merge import Merger, Partial, merge_files, read_with_api
 
     files = [(env.key, env.path.read_bytes()) for env in LINE + BRANCH + CONTEXTS]
     serial = merge_files(files)

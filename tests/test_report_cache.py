@@ -6,8 +6,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from coverage_runtime.report_cache import ObjectCache
-from coverage_runtime.report_objects import DataObject, with_metadata
+from coverage_runtime.report.cache import ObjectCache
+from coverage_runtime.report.objects import DataObject, with_metadata
 
 KEY = "coverage/fn/$LATEST/2026-11-25/env-1.coverage"
 

@@ -1,4 +1,4 @@
-"""The combiner handler (coverage_runtime.combiner) against moto's S3 server over HTTP.
+"""The combiner handler (coverage_runtime.report.combiner) against moto's S3 server over HTTP.
 
 It merges where the data is and writes the merged data file, the reports and a
 JSON summary back under ``${COVERAGE_S3_PREFIX}combined/``: in one invocation,
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from coverage_runtime import combiner
-from coverage_runtime.cli import main
-from coverage_runtime.report_objects import ReportError
+from coverage_runtime.report import combiner
+from coverage_runtime.report.cli import main
+from coverage_runtime.report.objects import ReportError
 from tests.harness import FAKE_CREDENTIALS
 from tests.report_samples.envs import (
     BRANCH,

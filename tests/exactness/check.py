@@ -80,9 +80,9 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def gated(args: argparse.Namespace) -> dict[str, Any]:
-    from coverage_runtime import api
-    from coverage_runtime.runtime import CoverageRuntime
     from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim import api
+    from coverage_runtime.shim.runtime import CoverageRuntime
 
     env = {
         "LAMBDA_TASK_ROOT": str(HERE),

@@ -16,12 +16,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from coverage_runtime import structured_log
 from coverage_runtime.errors import UploadError
+from coverage_runtime.shim import structured_log
 
 if TYPE_CHECKING:
-    from coverage_runtime.measurement import Snapshot
-    from coverage_runtime.runtime import CoverageRuntime
+    from coverage_runtime.shim.measurement import Snapshot
+    from coverage_runtime.shim.runtime import CoverageRuntime
 
 
 class Shipper:

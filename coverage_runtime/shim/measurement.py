@@ -21,9 +21,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from coverage_runtime import coverage_adapter, distributions, structured_log
 from coverage_runtime.errors import StorageError
 from coverage_runtime.settings import Settings
+from coverage_runtime.shim import coverage_adapter, distributions, structured_log
 
 
 def describe_storage_error(exc: BaseException, data_file: str) -> str:
@@ -45,7 +45,7 @@ def describe_storage_error(exc: BaseException, data_file: str) -> str:
 # Never measure the runtime itself, nor installed packages, even when a
 # source directory happens to contain them (a local checkout with a venv);
 # packages installed into a source directory itself: see `distributions`.
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
 ALWAYS_OMIT = (
     os.path.join(_RUNTIME_DIR, "*"),
     "*/site-packages/*",

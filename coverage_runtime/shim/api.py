@@ -16,10 +16,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from coverage_runtime import structured_log
 from coverage_runtime.errors import CoverageError, NotActiveError
-from coverage_runtime.measurement import Measurement
-from coverage_runtime.runtime import CoverageRuntime
+from coverage_runtime.shim import structured_log
+from coverage_runtime.shim.measurement import Measurement
+from coverage_runtime.shim.runtime import CoverageRuntime
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -102,7 +102,7 @@ def import_coverage() -> Any:
 
     stubs = {}
     for module, names in DEFERRED_IMPORTS.items():
-        stub = types.ModuleType(module, "deferred by coverage_runtime.coverage_adapter")
+        stub = types.ModuleType(module, "deferred by coverage_runtime.shim.coverage_adapter")
         for name in names:
             setattr(stub, name, Deferred(module, name))
         stubs[module] = sys.modules[module] = stub

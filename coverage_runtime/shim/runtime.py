@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from coverage_runtime import pause_points, structured_log
-from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import StorageError, UploadError
-from coverage_runtime.measurement import Measurement, Snapshot
-from coverage_runtime.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.settings import Settings
-from coverage_runtime.shipping import Shipper
-from coverage_runtime.shutdown import ShutdownWatcher
+from coverage_runtime.shim import pause_points, structured_log
+from coverage_runtime.shim.environment import EnvironmentIdentity
+from coverage_runtime.shim.measurement import Measurement, Snapshot
+from coverage_runtime.shim.s3_upload import SnapshotUploader, UploadResult, object_key
+from coverage_runtime.shim.shipping import Shipper
+from coverage_runtime.shim.shutdown import ShutdownWatcher
 
 RUNTIME_VERSION = "0.1.0"
 # Leave this much of an invocation's time unused by coverage work.

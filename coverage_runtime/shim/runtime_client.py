@@ -9,7 +9,7 @@ off AWS's managed runtimes).  Its thread-polling mode would free the main
 thread for Python signal handlers, but it starts a new thread per
 invocation, and coverage.py's ``ctrace`` core keeps one tracer per thread it
 ever saw: a slow leak over a long-lived environment.  SIGTERM does not need
-the main thread anyway: see `coverage_runtime.shutdown`.
+the main thread anyway: see `coverage_runtime.shim.shutdown`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
 
-from coverage_runtime import structured_log
-from coverage_runtime.runtime import CoverageRuntime
+from coverage_runtime.shim import structured_log
+from coverage_runtime.shim.runtime import CoverageRuntime
 
 
 class CoverageRuntimeClient(LambdaRuntimeClient):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from coverage_runtime.report_objects import DataObject, Selection, list_pages
+from coverage_runtime.report.objects import DataObject, Selection, list_pages
 
 _END = object()
 

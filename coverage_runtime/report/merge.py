@@ -35,7 +35,7 @@ from urllib.parse import quote
 from coverage.numbits import numbits_to_nums
 from coverage.sqldata import SCHEMA_VERSION, CoverageData
 
-from coverage_runtime.report_objects import DEFAULT_TASK_ROOT, ReportError
+from coverage_runtime.report.objects import DEFAULT_TASK_ROOT, ReportError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MEASURES = ("auto", "line", "branch")

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coverage_runtime.report_cache import ObjectCache, default_cache_dir
-from coverage_runtime.report_fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
-from coverage_runtime.report_listing import BackgroundListing
-from coverage_runtime.report_merge import (
+from coverage_runtime.report.cache import ObjectCache, default_cache_dir
+from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
+from coverage_runtime.report.listing import BackgroundListing
+from coverage_runtime.report.merge import (
     Merger,
     MissingSource,
     Partial,
@@ -31,7 +31,7 @@ from coverage_runtime.report_merge import (
     remap,
     write_data,
 )
-from coverage_runtime.report_objects import (
+from coverage_runtime.report.objects import (
     DEFAULT_TASK_ROOT,
     DataObject,
     ReportError,
@@ -39,7 +39,7 @@ from coverage_runtime.report_objects import (
     make_client,
     require_some,
 )
-from coverage_runtime.report_output import FORMATS, Outputs, write_reports
+from coverage_runtime.report.output import FORMATS, Outputs, write_reports
 
 MERGED_DATA_NAME = "merged.coverage"
 SUMMARY_NAME = "summary.json"

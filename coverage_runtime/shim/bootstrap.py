@@ -13,11 +13,11 @@ import atexit
 import os
 from collections.abc import Mapping
 
-from coverage_runtime import api, extension, structured_log
 from coverage_runtime.errors import ConfigurationError
-from coverage_runtime.runtime import CoverageRuntime
 from coverage_runtime.settings import Settings, load_settings
-from coverage_runtime.shutdown import ShutdownWatcher
+from coverage_runtime.shim import api, extension, structured_log
+from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.shutdown import ShutdownWatcher
 
 
 def run_awslambdaric(handler: str) -> None:
@@ -104,6 +104,6 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from awslambdaric import bootstrap
 
-    from coverage_runtime.runtime_client import CoverageRuntimeClient
+    from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 
     bootstrap.run(handler, CoverageRuntimeClient(env["AWS_LAMBDA_RUNTIME_API"], runtime))

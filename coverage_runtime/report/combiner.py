@@ -1,7 +1,7 @@
 """The merge as a Lambda handler of the same image: combine where the data is.
 
 Deploy the image a second time with the command
-``coverage_runtime.combiner.lambda_handler`` (and ``COVERAGE_ENABLED=false``:
+``coverage_runtime.report.combiner.lambda_handler`` (and ``COVERAGE_ENABLED=false``:
 the combiner need not measure itself), then invoke it on a schedule or by hand.
 It reads ``COVERAGE_S3_BUCKET``, ``COVERAGE_S3_PREFIX`` and the other
 ``COVERAGE_S3_*`` settings, and writes under ``${COVERAGE_S3_PREFIX}combined/``:
@@ -39,10 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coverage_runtime.report import ReportOptions, ReportResult, collect
-from coverage_runtime.report_cache import ObjectCache
-from coverage_runtime.report_fetch import FetchStats, fetch
-from coverage_runtime.report_merge import (
+from coverage_runtime.report.cache import ObjectCache
+from coverage_runtime.report.fetch import FetchStats, fetch
+from coverage_runtime.report.merge import (
     Merger,
     PathMap,
     choose_measure,
@@ -50,7 +49,7 @@ from coverage_runtime.report_merge import (
     remap,
     write_data,
 )
-from coverage_runtime.report_objects import (
+from coverage_runtime.report.objects import (
     COMBINED_FOLDER,
     DEFAULT_TASK_ROOT,
     DataObject,
@@ -59,7 +58,8 @@ from coverage_runtime.report_objects import (
     Selection,
     make_client,
 )
-from coverage_runtime.report_output import Outputs, write_reports
+from coverage_runtime.report.output import Outputs, write_reports
+from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect
 from coverage_runtime.settings import Settings, load_settings
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cache")
@@ -185,7 +185,7 @@ def combine_all(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def _shard_objects(selection: Selection, items: list[dict[str, Any]]) -> list[DataObject]:
-    from coverage_runtime.report_objects import parse_key
+    from coverage_runtime.report.objects import parse_key
 
     objects = []
     for item in items:

@@ -19,8 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from coverage_runtime.report_cache import ObjectCache
-from coverage_runtime.report_objects import DataObject, explain_s3_error, with_metadata
+from coverage_runtime.report.cache import ObjectCache
+from coverage_runtime.report.objects import DataObject, explain_s3_error, with_metadata
 
 DEFAULT_DOWNLOAD_WORKERS = 16
 _WHOLE_RUN_ERRORS = (

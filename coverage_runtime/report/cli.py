@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from coverage_runtime.report_objects import (
+from coverage_runtime.report.objects import (
     DEFAULT_PREFIX,
     DEFAULT_TASK_ROOT,
     DataObject,
@@ -259,7 +259,7 @@ def _head_metadata(
 ) -> list[DataObject]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from coverage_runtime.report_cache import ObjectCache, default_cache_dir
+    from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 
     cache = ObjectCache(cache_dir or default_cache_dir(), selection.bucket)
     extra = {"ExpectedBucketOwner": selection.expected_owner} if selection.expected_owner else {}
@@ -328,8 +328,8 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from coverage_runtime.report import ReportOptions, build_report
-    from coverage_runtime.report_output import contexts_table, fails_under, parse_formats
+    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
+    from coverage_runtime.report.pipeline import ReportOptions, build_report
 
     selection = _selection(args)
     formats = parse_formats(args.format)
@@ -373,7 +373,7 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         out.write(result.outputs.terminal)
     if args.contexts:
-        from coverage_runtime.report_output import print_contexts
+        from coverage_runtime.report.output import print_contexts
 
         print_contexts(contexts_table(result.partial, result.branch), out)
     invocations = result.invocations

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coverage_runtime.environment import EnvironmentIdentity
 from coverage_runtime.errors import UploadError
 from coverage_runtime.settings import Settings
+from coverage_runtime.shim.environment import EnvironmentIdentity
 
 CONTENT_TYPE = "application/vnd.sqlite3"
 # Attempts in all, the first included (botocore's ``total_max_attempts``).

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from coverage_runtime import structured_log
+from coverage_runtime.shim import structured_log
 
 # Longer than any shutdown budget; the watcher's os._exit ends the wait.
 WAIT_FOR_WATCHER_SECONDS = 5.0

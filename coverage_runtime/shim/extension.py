@@ -14,7 +14,7 @@ import http.client
 import json
 import threading
 
-from coverage_runtime import structured_log
+from coverage_runtime.shim import structured_log
 
 EXTENSION_NAME = "lambda-coverage"
 API_VERSION = "2020-01-01"
