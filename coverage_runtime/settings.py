@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 from coverage_runtime.errors import ConfigProblem, ConfigurationError
+from coverage_runtime.layout import DEFAULT_PREFIX
 
 T = TypeVar("T")
 
@@ -31,7 +32,6 @@ BOOL_ALLOWED = "one of " + ", ".join(TRUE_WORDS + FALSE_WORDS)
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 
-DEFAULT_PREFIX = "coverage/"
 DEFAULT_FLUSH_INTERVAL_SECONDS = 60
 DEFAULT_SHUTDOWN_BUDGET_MS = 400
 # Lambda gives the runtime 500 ms after SIGTERM when an internal extension is

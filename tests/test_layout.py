@@ -36,4 +36,26 @@ def test_the_shim_never_imports_the_report_tooling():
 
 def test_the_top_level_holds_only_what_both_rooms_share():
     top = {p.name for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__.py", "__main__.py", "errors.py", "settings.py"}
+    assert top == {"__init__.py", "__main__.py", "errors.py", "layout.py", "settings.py"}
+
+
+def test_the_s3_key_the_shim_writes_is_the_key_the_report_reads():
+    from coverage_runtime import layout
+    from coverage_runtime.report.objects import parse_key
+    from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim.environment import EnvironmentIdentity
+    from coverage_runtime.shim.s3_upload import object_key
+
+    settings = load_settings({"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_PREFIX": "team/cov"})
+    identity = EnvironmentIdentity.detect(
+        {"AWS_LAMBDA_FUNCTION_NAME": "orders", "AWS_LAMBDA_FUNCTION_VERSION": "7"}
+    )
+    key = object_key(settings, identity)
+    parsed = parse_key(settings.prefix, key)
+    assert parsed == layout.ObjectKey("orders", "7", identity.init_date, identity.environment_id)
+    assert parsed.format(settings.prefix) == key
+    assert (
+        layout.ObjectKey.parse(settings.prefix, layout.shard_key(settings.prefix, "r", "s")) is None
+    )
+    combined = layout.combined_scope(settings.prefix, "orders", "7") + layout.MERGED_DATA_NAME
+    assert layout.ObjectKey.parse(settings.prefix, combined) is None

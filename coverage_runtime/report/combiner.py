@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.report.cache import ObjectCache
 from coverage_runtime.report.fetch import FetchStats, fetch
 from coverage_runtime.report.merge import (
@@ -50,7 +51,6 @@ from coverage_runtime.report.merge import (
     write_data,
 )
 from coverage_runtime.report.objects import (
-    COMBINED_FOLDER,
     DEFAULT_TASK_ROOT,
     DataObject,
     DateRange,
@@ -64,14 +64,7 @@ from coverage_runtime.settings import Settings, load_settings
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cache")
 WORK_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "work")
-RUNS_FOLDER = "_runs/"
 REPORT_FORMATS = ("json", "xml", "lcov")
-CONTENT_TYPES = {
-    ".coverage": "application/vnd.sqlite3",
-    ".json": "application/json",
-    ".xml": "application/xml",
-    ".lcov": "text/plain",
-}
 
 
 def _words(value: Any) -> tuple[str, ...]:
@@ -98,7 +91,7 @@ def _selection(settings: Settings, event: dict[str, Any]) -> Selection:
 def _scope(selection: Selection) -> str:
     function = "+".join(selection.functions) or "all"
     version = "+".join(selection.versions) or "all"
-    return f"{selection.prefix}{COMBINED_FOLDER}{function}/{version}/"
+    return layout.combined_scope(selection.prefix, function, version)
 
 
 def _put(client: Any, settings: Settings, key: str, body: bytes, **metadata: str) -> None:
@@ -106,7 +99,7 @@ def _put(client: Any, settings: Settings, key: str, body: bytes, **metadata: str
         "Bucket": settings.bucket,
         "Key": key,
         "Body": body,
-        "ContentType": CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream"),
+        "ContentType": layout.CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream"),
         "ServerSideEncryption": settings.sse,
         "Metadata": metadata,
     }
@@ -164,8 +157,9 @@ def _publish(
     summary["generated_at"] = now
     body = (json.dumps(summary, indent=2) + "\n").encode()
     written = {}
-    _put(client, settings, f"{scope}latest/merged.coverage", result.data_file.read_bytes())
-    written["data"] = f"{scope}latest/merged.coverage"
+    data_key = f"{scope}latest/{layout.MERGED_DATA_NAME}"
+    _put(client, settings, data_key, result.data_file.read_bytes())
+    written["data"] = data_key
     for name, path in outputs.files.items() if outputs else ():
         key = f"{scope}latest/{path.name}"
         _put(client, settings, key, path.read_bytes())
@@ -199,10 +193,10 @@ def _shard_objects(selection: Selection, items: list[dict[str, Any]]) -> list[Da
                 etag=str(item.get("Etag") or item.get("ETag") or "").strip('"'),
                 size=int(item.get("Size") or item.get("size") or -1),
                 last_modified=None,
-                function=parsed[0],
-                version=parsed[1],
-                date=parsed[2],
-                environment_id=parsed[3],
+                function=parsed.function,
+                version=parsed.version,
+                date=parsed.date,
+                environment_id=parsed.environment_id,
             )
         )
     return objects
@@ -228,7 +222,7 @@ def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     branch, _ = choose_measure(partial, str(batch_input.get("measure") or "auto"))
     shard_id = hashlib.sha256("\n".join(o.key for o in objects).encode()).hexdigest()[:16]
     path = write_data(partial, Path(tempfile.mkdtemp(dir=_work_dir())) / "shard.coverage", branch)
-    key = f"{selection.prefix}{COMBINED_FOLDER}{RUNS_FOLDER}{run_id}/{shard_id}.coverage"
+    key = layout.shard_key(selection.prefix, run_id, shard_id)
     skipped = stats.failed + partial.skipped
     _put(
         client,
@@ -254,7 +248,7 @@ def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         raise ReportError("reduce needs run_id (no '/')")
     selection = _selection(settings, event)
     client = make_client(settings.endpoint_url, settings.region)
-    shard_prefix = f"{selection.prefix}{COMBINED_FOLDER}{RUNS_FOLDER}{run_id}/"
+    shard_prefix = layout.runs_prefix(selection.prefix, run_id)
     shards = []
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=selection.bucket, Prefix=shard_prefix):
@@ -282,14 +276,14 @@ def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
             merger.add(item.obj.key, item.body)
             meta = item.obj.metadata or {}
             environments += int(meta.get("environments", 0))
-            invocations += int(meta.get("invocations", 0))
+            invocations += layout.metadata_int(meta, layout.INVOCATIONS) or 0
             skipped += int(meta.get("skipped", 0))
         partial = merger.finish()
     branch, warning = choose_measure(partial, str(event.get("measure") or "auto"))
     options = _options(selection, event, settings)
     partial, missing = remap(partial, PathMap.parse(options.task_roots, options.source_root))
     drop_paths(partial, {m.local for m in missing})
-    data_file = write_data(partial, options.output_dir / "merged.coverage", branch)
+    data_file = write_data(partial, options.output_dir / layout.MERGED_DATA_NAME, branch)
     result = ReportResult(
         objects=[], fetch=stats, partial=partial, branch=branch, data_file=data_file, outputs=None
     )

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.errors import CoverageError
+from coverage_runtime.layout import (  # noqa: F401 - the report's names for them
+    COMBINED_FOLDER,
+    DEFAULT_PREFIX,
+    DEFAULT_TASK_ROOT,
+    ObjectKey,
+)
 
-DEFAULT_PREFIX = "coverage/"
-COMBINED_FOLDER = "combined/"
-DEFAULT_TASK_ROOT = "/var/task"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RELATIVE_RE = re.compile(r"^(\d+)d$")
 
@@ -47,34 +51,16 @@ class DataObject:
 
     @property
     def invocations(self) -> int | None:
-        try:
-            return int((self.metadata or {})["invocations"])
-        except (KeyError, ValueError):
-            return None
+        return layout.metadata_int(self.metadata, layout.INVOCATIONS)
 
     @property
     def revision(self) -> str | None:
-        return (self.metadata or {}).get("code-revision")
+        return (self.metadata or {}).get(layout.CODE_REVISION)
 
 
-def parse_key(prefix: str, key: str) -> tuple[str, str, str, str] | None:
-    """``(function, version, date, environment id)`` of a data object key, else None."""
-    if not key.startswith(prefix) or not key.endswith(".coverage"):
-        return None
-    rest = key[len(prefix) :]
-    if rest.startswith(COMBINED_FOLDER):
-        return None  # the combiner's own output
-    parts = rest.split("/")
-    if len(parts) != 4 or not all(parts) or not _DATE_RE.match(parts[2]):
-        return None
-    try:
-        date.fromisoformat(parts[2])
-    except ValueError:
-        return None
-    environment = parts[3][: -len(".coverage")]
-    if not environment or environment.startswith("."):
-        return None
-    return parts[0], parts[1], parts[2], environment
+def parse_key(prefix: str, key: str) -> ObjectKey | None:
+    """The parts of an environment's data object key (`layout.ObjectKey`), else None."""
+    return ObjectKey.parse(prefix, key)
 
 
 def _parse_day(value: str, option: str, today: date) -> date:
@@ -147,18 +133,17 @@ class Selection:
             return [f"{self.prefix}{name}/" for name in self.functions]
         return [f"{self.prefix}{name}/{ver}/" for name in self.functions for ver in self.versions]
 
-    def matches_key(self, parsed: tuple[str, str, str, str]) -> bool:
-        function, version, day, _ = parsed
+    def matches_key(self, parsed: ObjectKey) -> bool:
         return (
-            (not self.functions or function in self.functions)
-            and (not self.versions or version in self.versions)
-            and day in self.dates
+            (not self.functions or parsed.function in self.functions)
+            and (not self.versions or parsed.version in self.versions)
+            and parsed.date in self.dates
         )
 
     def matches_metadata(self, metadata: Mapping[str, str] | None) -> bool:
         if not self.revisions:
             return True
-        return (metadata or {}).get("code-revision") in self.revisions
+        return (metadata or {}).get(layout.CODE_REVISION) in self.revisions
 
     def describe(self) -> str:
         parts = [f"s3://{self.bucket}/{self.prefix}"]
@@ -301,10 +286,10 @@ def _data_object(selection: Selection, item: Mapping[str, Any]) -> DataObject | 
         etag=str(item.get("ETag", "")).strip('"'),
         size=int(item.get("Size", 0)),
         last_modified=item.get("LastModified"),
-        function=parsed[0],
-        version=parsed[1],
-        date=parsed[2],
-        environment_id=parsed[3],
+        function=parsed.function,
+        version=parsed.version,
+        date=parsed.date,
+        environment_id=parsed.environment_id,
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime.layout import MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing
@@ -41,7 +42,6 @@ from coverage_runtime.report.objects import (
 )
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
 
-MERGED_DATA_NAME = "merged.coverage"
 SUMMARY_NAME = "summary.json"
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
 MAX_BATCH = 64  # files per merge batch at most

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim import pause_points, structured_log
@@ -270,7 +271,7 @@ class CoverageRuntime:
             "mode": self.settings.mode,
             "branch": str(self.settings.branch).lower(),
             "core": self.measurement.core_name(),
-            "invocations": str(self.invocations),
+            layout.INVOCATIONS: str(self.invocations),
             "init-time": _iso(self.identity.init_time),
             "snapshot-time": _iso(datetime.now(UTC)),
             "function-name": self.identity.function_name,
@@ -279,9 +280,9 @@ class CoverageRuntime:
             # Line numbers coverage.py recorded, not statements: see README, "What the
             # numbers mean"; reports count statements.
             "files": str(snapshot.files),
-            "recorded-lines": str(snapshot.lines),
-            "recorded-arcs": str(snapshot.arcs),
-            "code-revision": self.settings.code_revision,
+            layout.RECORDED_LINES: str(snapshot.lines),
+            layout.RECORDED_ARCS: str(snapshot.arcs),
+            layout.CODE_REVISION: self.settings.code_revision,
         }
         return {k: v for k, v in values.items() if v is not None}
 

@@ -19,15 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.errors import UploadError
+from coverage_runtime.layout import CONTENT_TYPE, ObjectKey
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim.environment import EnvironmentIdentity
 
-CONTENT_TYPE = "application/vnd.sqlite3"
 # Attempts in all, the first included (botocore's ``total_max_attempts``).
 MAX_ATTEMPTS = 3
 # Object metadata: the snapshot's generation, which only grows in an environment.
-GENERATION_KEY = "snapshot-generation"
+GENERATION_KEY = layout.GENERATION
 
 
 class Superseded(Exception):
@@ -35,10 +36,12 @@ class Superseded(Exception):
 
 
 def object_key(settings: Settings, identity: EnvironmentIdentity) -> str:
-    return (
-        f"{settings.prefix}{identity.function_name}/{identity.function_version}/"
-        f"{identity.init_date}/{identity.environment_id}.coverage"
-    )
+    return ObjectKey(
+        identity.function_name,
+        identity.function_version,
+        identity.init_date,
+        identity.environment_id,
+    ).format(settings.prefix)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""The S3 layout: the one contract between the shim and the report tooling.
+
+The shim writes one object per execution environment and the report reads
+them back; the combiner writes its results beside them.  Key format, object
+metadata names and content types live here only, so that both sides (and
+the tests) agree by construction:
+
+    <prefix><function>/<version>/<init date>/<environment id>.coverage
+    <prefix>combined/<function|all>/<version|all>/latest/merged.coverage
+    <prefix>combined/<function|all>/<version|all>/history/<UTC time>.json
+    <prefix>combined/_runs/<run id>/<shard id>.coverage
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import NamedTuple
+
+DEFAULT_PREFIX = "coverage/"
+DEFAULT_TASK_ROOT = "/var/task"
+DATA_SUFFIX = ".coverage"
+COMBINED_FOLDER = "combined/"
+RUNS_FOLDER = "_runs/"
+MERGED_DATA_NAME = "merged.coverage"
+CONTENT_TYPE = "application/vnd.sqlite3"
+CONTENT_TYPES = {
+    DATA_SUFFIX: CONTENT_TYPE,
+    ".json": "application/json",
+    ".xml": "application/xml",
+    ".lcov": "text/plain",
+}
+
+# Object metadata: the names the shim writes (lower case, as S3 returns them)
+# and the report and the combiner read.
+INVOCATIONS = "invocations"
+CODE_REVISION = "code-revision"
+GENERATION = "snapshot-generation"
+RECORDED_LINES = "recorded-lines"
+RECORDED_ARCS = "recorded-arcs"
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def normalized_prefix(prefix: str) -> str:
+    """A key prefix ends with ``/`` (or is empty: keys start at the function name)."""
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+class ObjectKey(NamedTuple):
+    """Where one execution environment's data object is."""
+
+    function: str
+    version: str
+    date: str
+    environment_id: str
+
+    def format(self, prefix: str) -> str:
+        return (
+            f"{prefix}{self.function}/{self.version}/{self.date}/{self.environment_id}{DATA_SUFFIX}"
+        )
+
+    @classmethod
+    def parse(cls, prefix: str, key: str) -> ObjectKey | None:
+        """The parts of an environment's data object key; None for any other key."""
+        if not key.startswith(prefix) or not key.endswith(DATA_SUFFIX):
+            return None
+        rest = key[len(prefix) :]
+        if rest.startswith(COMBINED_FOLDER):
+            return None  # the combiner's own output
+        parts = rest.split("/")
+        if len(parts) != 4 or not all(parts) or not _DATE_RE.match(parts[2]):
+            return None
+        try:
+            date.fromisoformat(parts[2])
+        except ValueError:
+            return None
+        environment = parts[3][: -len(DATA_SUFFIX)]
+        if not environment or environment.startswith("."):
+            return None
+        return cls(parts[0], parts[1], parts[2], environment)
+
+
+def combined_scope(prefix: str, function: str, version: str) -> str:
+    """Where the combiner writes the results for ``function``/``version`` (or ``all``)."""
+    return f"{prefix}{COMBINED_FOLDER}{function}/{version}/"
+
+
+def shard_key(prefix: str, run_id: str, shard_id: str) -> str:
+    return f"{runs_prefix(prefix, run_id)}{shard_id}{DATA_SUFFIX}"
+
+
+def runs_prefix(prefix: str, run_id: str) -> str:
+    return f"{prefix}{COMBINED_FOLDER}{RUNS_FOLDER}{run_id}/"
+
+
+def metadata_int(metadata: Mapping[str, str] | None, name: str) -> int | None:
+    """An integer metadata value, or None when absent or not a number."""
+    try:
+        return int((metadata or {})[name])
+    except (KeyError, ValueError, TypeError):
+        return None
