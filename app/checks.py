@@ -79,17 +79,15 @@ def _s3_client(region: str | None, endpoint_url: str | None, timeout: float) -> 
     with _s3_lock:
         client = _s3_clients.get(key)
         if client is None:
-            import boto3
-            from botocore.config import Config
+            from coverage_runtime.s3 import make_client
 
-            config = Config(
+            client = make_client(
+                purpose="health",
+                region=region,
+                endpoint_url=endpoint_url,
+                attempts=2,  # botocore's max_attempts=1 meant one retry: the same budget
                 connect_timeout=timeout,
                 read_timeout=timeout,
-                retries={"max_attempts": 1, "mode": "standard"},
-                user_agent_extra="lambda-coverage-health",
-            )
-            client = boto3.session.Session().client(
-                "s3", region_name=region or "us-east-1", endpoint_url=endpoint_url, config=config
             )
             _s3_clients[key] = client
         return client

@@ -11,14 +11,13 @@ revision lives in the object metadata and is filtered once that is known.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from coverage_runtime import layout
+from coverage_runtime import layout, s3
 from coverage_runtime.errors import CoverageError
 from coverage_runtime.layout import (  # noqa: F401 - the report's names for them
     COMBINED_FOLDER,
@@ -162,24 +161,14 @@ def make_client(
     endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16
 ) -> Any:
     """An S3 client for listing and downloading, sized for the download pool."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"max_attempts": 5, "mode": "standard"},
-        max_pool_connections=max_connections,
+    return s3.make_client(
+        purpose="report",
+        region=region,
+        endpoint_url=endpoint_url,
+        attempts=6,
         connect_timeout=5,
         read_timeout=30,
-        user_agent_extra="lambda-coverage-report",
-    )
-    return boto3.session.Session().client(
-        "s3",
-        region_name=region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1",
-        endpoint_url=endpoint_url,
-        config=config,
+        max_connections=max_connections,
     )
 
 

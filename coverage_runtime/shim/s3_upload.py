@@ -22,6 +22,7 @@ from typing import Any
 from coverage_runtime import layout
 from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import CONTENT_TYPE, ObjectKey
+from coverage_runtime.s3 import make_client
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim.environment import EnvironmentIdentity
 
@@ -59,23 +60,16 @@ class SnapshotUploader:
     def __init__(self, settings: Settings, identity: EnvironmentIdentity) -> None:
         if settings.bucket is None:
             raise UploadError("COVERAGE_S3_BUCKET is not set")
-        import boto3
-        from botocore.config import Config
-
         self.settings = settings
         self.bucket = settings.bucket
         self.key = object_key(settings, identity)
-        config = Config(
-            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        self._client = make_client(
+            purpose="uploader",
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
+            attempts=MAX_ATTEMPTS,
             connect_timeout=2,
             read_timeout=5,
-            user_agent_extra="lambda-coverage",
-        )
-        self._client = boto3.session.Session().client(
-            "s3",
-            region_name=settings.region or "us-east-1",
-            endpoint_url=settings.endpoint_url,
-            config=config,
         )
         # Fencing: no attempt (first send or botocore's retry) of an older
         # snapshot may start once a newer one has started, so an abandoned

@@ -1,0 +1,54 @@
+"""The one way this project builds an S3 client.
+
+The uploader (in Lambda), the report and the combiner, and the example
+function's health check all talk to S3.  They differ only in their budgets
+(attempts, timeouts, connection pool) and their user agent, so the client is
+built here, with the region resolved the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULT_REGION = "us-east-1"
+
+
+def region_or_default(region: str | None = None) -> str:
+    """The region asked for, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1."""
+    return (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or DEFAULT_REGION
+    )
+
+
+def make_client(
+    *,
+    purpose: str,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    attempts: int = 3,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+    max_connections: int = 10,
+) -> Any:
+    """A boto3 S3 client; ``attempts`` counts every attempt, the first included.
+
+    ``purpose`` (``uploader``, ``report``, ``health``) goes into the user agent,
+    so the S3 access logs say which part of lambda-coverage made a request.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_connections,
+        user_agent_extra=f"lambda-coverage-{purpose}",
+    )
+    return boto3.session.Session().client(
+        "s3", region_name=region_or_default(region), endpoint_url=endpoint_url, config=config
+    )
