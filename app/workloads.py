@@ -34,7 +34,7 @@ def memory(iterations: int) -> int:
     checksum = 0
     kept: list[list[dict[str, Any]]] = []
     for i in range(iterations):
-        rows = [{"id": i, "k": k, "label": f"row-{i}-{k}"} for k in range(32)]
+        rows: list[dict[str, Any]] = [{"id": i, "k": k, "label": f"row-{i}-{k}"} for k in range(32)]
         checksum += sum(len(row["label"]) for row in rows)
         kept.append(rows)
         if len(kept) > 64:  # bounded: churn, not growth

@@ -262,7 +262,7 @@ def fetch(
     """
     stats = stats if stats is not None else FetchStats()
     sized = isinstance(objects, Sized)
-    bar = Progress(len(objects) if sized else None, progress, "download")
+    bar = Progress(len(objects) if isinstance(objects, Sized) else None, progress, "download")
     downloads: _Downloads | None = None
 
     def account(result: Fetched) -> Fetched:

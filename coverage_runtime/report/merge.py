@@ -490,10 +490,10 @@ def write_data(partial: Partial, out_path: str | Path, branch: bool) -> Path:
     by_context: dict[str, dict[str, Iterable[int]] | dict[str, Iterable[tuple[int, int]]]] = {}
     if branch:
         for (path, ctx), arcs in partial.arcs.items():
-            by_context.setdefault(ctx, {})[path] = sorted(arcs)  # type: ignore[index]
+            by_context.setdefault(ctx, {})[path] = sorted(arcs)  # type: ignore[arg-type]
     else:
         for key, nums in merged_lines(partial, branch=False).items():
-            by_context.setdefault(key[1], {})[key[0]] = sorted(nums)  # type: ignore[index]
+            by_context.setdefault(key[1], {})[key[0]] = sorted(nums)  # type: ignore[arg-type]
     for ctx in sorted(by_context):
         data.set_context(ctx or None)
         if branch:

@@ -168,7 +168,7 @@ def write_reports(
     if "html" in formats:
         written["html"] = output_dir / "html" / "index.html"
         # Forked before this process opens the data file: nothing shared.
-        html_options = {
+        html_options: dict[str, Any] = {
             "rcfile": rcfile,
             "include": include,
             "omit": omit,
@@ -227,7 +227,7 @@ def fails_under(totals: Totals, threshold: float, rcfile: str | None = None) -> 
     from coverage.results import should_fail_under
 
     precision = coverage.Coverage(config_file=rcfile or True).get_option("report:precision")
-    return should_fail_under(totals.percent, threshold, int(precision or 0))
+    return should_fail_under(totals.percent, threshold, int(str(precision or 0)))
 
 
 def contexts_table(partial: Partial, branch: bool) -> list[tuple[str, int, int]]:

@@ -706,7 +706,8 @@ class TraceGate:
         if len(tracers) <= max_tracers:
             return 0
         alive = set(sys._current_frames())
-        keep, dropped = [], []
+        keep: list[Any] = []
+        dropped: list[Any] = []
         for tracer in tracers:
             owner = self._owners.get(id(tracer))
             (keep if owner is None or owner in alive else dropped).append(tracer)
