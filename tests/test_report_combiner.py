@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,5 +125,30 @@ def test_combiner_errors_are_clear(envs, s3, lambda_env):
         combiner.lambda_handler({"function": "nothing-here"}, None)
     with pytest.raises(ReportError, match="invalid date range"):
         combiner.lambda_handler({"since": "2026-11-25", "until": "2026-11-01"}, None)
+    with pytest.raises(ReportError, match='event field "measure"') as caught:
+        combiner.lambda_handler({"measure": "arcs"}, None)
+    assert "--" not in str(caught.value), "messages from an event speak of event fields"
     with pytest.raises(ReportError, match="no shard files"):
         combiner.lambda_handler({"action": "reduce", "run_id": "never"}, None)
+
+
+def test_a_warm_combiner_leaves_no_files_behind(envs, s3, lambda_env, tmp_path):
+    """Many invocations in one warm environment: the work directory does not grow (the
+    cache of downloaded objects is the one thing kept, and it does not grow either)."""
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+
+    def files_under(root: str) -> int:
+        return sum(len(names) for _, _, names in os.walk(root))
+
+    combiner.lambda_handler({"function": "orders-fn"}, None)
+    batch = [{"Key": o["Key"], "ETag": o["ETag"], "Size": o["Size"]}
+             for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+             if o["Key"].endswith(".coverage") and "/combined/" not in o["Key"]]  # fmt: skip
+    after_first = files_under(combiner.WORK_DIR), files_under(combiner.CACHE_DIR)
+    for round_ in range(5):
+        combiner.lambda_handler({"function": "orders-fn"}, None)
+        combiner.lambda_handler({"Items": batch, "BatchInput": {"run_id": f"r{round_}"}}, None)
+        combiner.lambda_handler({"action": "reduce", "run_id": f"r{round_}"}, None)
+    assert files_under(combiner.WORK_DIR) == after_first[0] == 0
+    assert files_under(combiner.CACHE_DIR) <= after_first[1] + 1

@@ -43,6 +43,7 @@ from coverage_runtime import layout
 from coverage_runtime.report.cache import ObjectCache
 from coverage_runtime.report.fetch import FetchStats, fetch
 from coverage_runtime.report.merge import (
+    MEASURES,
     Merger,
     PathMap,
     choose_measure,
@@ -77,12 +78,19 @@ def _words(value: Any) -> tuple[str, ...]:
 def _selection(settings: Settings, event: dict[str, Any]) -> Selection:
     if settings.bucket is None:
         raise ReportError("COVERAGE_S3_BUCKET is not set")
+    measure = event.get("measure")
+    if measure is not None and measure not in MEASURES:
+        raise ReportError(
+            f'invalid event field "measure" {measure!r}: expected one of {", ".join(MEASURES)}'
+        )
     return Selection(
         bucket=settings.bucket,
         prefix=settings.prefix,
         functions=_words(event.get("function")),
         versions=_words(event.get("version")),
-        dates=DateRange.parse(event.get("since"), event.get("until")),
+        dates=DateRange.parse(
+            event.get("since"), event.get("until"), names=('event field "since"', '"until"')
+        ),
         revisions=_words(event.get("revision")),
         expected_owner=settings.expected_owner,
     )
@@ -110,17 +118,20 @@ def _put(client: Any, settings: Settings, key: str, body: bytes, **metadata: str
     client.put_object(**args)
 
 
-def _options(selection: Selection, event: dict[str, Any], settings: Settings) -> ReportOptions:
+def _options(
+    selection: Selection, event: dict[str, Any], settings: Settings, work: Path
+) -> ReportOptions:
     return ReportOptions(
         selection=selection,
         endpoint_url=settings.endpoint_url,
         region=settings.region,
         cache_dir=Path(CACHE_DIR),
-        output_dir=Path(tempfile.mkdtemp(dir=_work_dir())),
+        output_dir=work,
         task_roots=(DEFAULT_TASK_ROOT,),
         source_root=Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()),
         ignore_missing_source=True,
         measure=str(event.get("measure") or "auto"),
+        measure_name='event field "measure"',
         jobs=0,  # Lambda has no /dev/shm for process pools; the merge is cheap anyway
     )
 
@@ -171,10 +182,10 @@ def _publish(
     return summary
 
 
-def combine_all(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def combine_all(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
     selection = _selection(settings, event)
     client = make_client(settings.endpoint_url, settings.region)
-    result = collect(_options(selection, event, settings), client)
+    result = collect(_options(selection, event, settings, work), client)
     return _publish(client, settings, selection, result, result.summary(selection))
 
 
@@ -202,7 +213,7 @@ def _shard_objects(selection: Selection, items: list[dict[str, Any]]) -> list[Da
     return objects
 
 
-def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def combine_shard(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
     """One batch of a distributed map: merge its objects into one shard data file."""
     batch_input = dict(event.get("BatchInput") or {})
     run_id = str(batch_input.get("run_id") or "").strip()
@@ -219,9 +230,11 @@ def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 merger.add(item.obj.key, item.body)
                 invocations += item.obj.invocations or 0
         partial = merger.finish()
-    branch, _ = choose_measure(partial, str(batch_input.get("measure") or "auto"))
+    branch, _ = choose_measure(
+        partial, str(batch_input.get("measure") or "auto"), 'event field "measure"'
+    )
     shard_id = hashlib.sha256("\n".join(o.key for o in objects).encode()).hexdigest()[:16]
-    path = write_data(partial, Path(tempfile.mkdtemp(dir=_work_dir())) / "shard.coverage", branch)
+    path = write_data(partial, work / "shard.coverage", branch)
     key = layout.shard_key(selection.prefix, run_id, shard_id)
     skipped = stats.failed + partial.skipped
     _put(
@@ -241,7 +254,7 @@ def combine_shard(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
 
 
-def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def combine_shards(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
     """The reduce step: merge the shard files of one run into the final outputs."""
     run_id = str(event.get("run_id") or "").strip()
     if not run_id or "/" in run_id:
@@ -279,8 +292,10 @@ def combine_shards(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
             invocations += layout.metadata_int(meta, layout.INVOCATIONS) or 0
             skipped += int(meta.get("skipped", 0))
         partial = merger.finish()
-    branch, warning = choose_measure(partial, str(event.get("measure") or "auto"))
-    options = _options(selection, event, settings)
+    branch, warning = choose_measure(
+        partial, str(event.get("measure") or "auto"), 'event field "measure"'
+    )
+    options = _options(selection, event, settings, work)
     partial, missing = remap(partial, PathMap.parse(options.task_roots, options.source_root))
     drop_paths(partial, {m.local for m in missing})
     data_file = write_data(partial, options.output_dir / layout.MERGED_DATA_NAME, branch)
@@ -309,8 +324,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     settings = load_settings()
     # A ReportError propagates: Lambda reports it as errorType "ReportError" with
     # its one-sentence message, which Step Functions' Retry/Catch can match.
-    if "Items" in event:
-        return combine_shard(event, settings)
-    if event.get("action") == "reduce":
-        return combine_shards(event, settings)
-    return combine_all(event, settings)
+    # Every file of an invocation lives in one directory that goes with it: a warm
+    # combiner must not fill /tmp.
+    with tempfile.TemporaryDirectory(dir=_work_dir()) as work:
+        if "Items" in event:
+            return combine_shard(event, settings, Path(work))
+        if event.get("action") == "reduce":
+            return combine_shards(event, settings, Path(work))
+        return combine_all(event, settings, Path(work))

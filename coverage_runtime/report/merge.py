@@ -359,15 +359,18 @@ class Merger:
 # -- deciding line or branch -------------------------------------------------
 
 
-def choose_measure(partial: Partial, measure: str) -> tuple[bool, str | None]:
-    """(branch?, a warning) for the merged data per ``--measure``."""
+def choose_measure(
+    partial: Partial, measure: str, name: str = "--measure"
+) -> tuple[bool, str | None]:
+    """(branch?, a warning) for the merged data per ``--measure`` (or the event
+    field ``name``, in the combiner)."""
     if measure not in MEASURES:
-        raise ReportError(f"invalid --measure {measure!r}: expected one of {', '.join(MEASURES)}")
+        raise ReportError(f"invalid {name} {measure!r}: expected one of {', '.join(MEASURES)}")
     if measure == "line":
         return False, None
     if measure == "branch":
         if not partial.arc_files:
-            raise ReportError("--measure branch: no environment recorded branch data")
+            raise ReportError(f"{name} branch: no environment recorded branch data")
         warning = None
         if partial.line_files:
             warning = (

@@ -87,14 +87,21 @@ class DateRange:
     until: date | None = None
 
     @classmethod
-    def parse(cls, since: str | None, until: str | None, today: date | None = None) -> DateRange:
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        today: date | None = None,
+        names: tuple[str, str] = ("--since", "--until"),
+    ) -> DateRange:
+        """``names``: what the user called the two ends (CLI options, event fields)."""
         today = today or datetime.now(UTC).date()
-        start = _parse_day(str(since), "--since", today) if since else None
-        end = _parse_day(str(until), "--until", today) if until else None
+        start = _parse_day(str(since), names[0], today) if since else None
+        end = _parse_day(str(until), names[1], today) if until else None
         if start and end and start > end:
             raise ReportError(
-                f"invalid date range: --since {start.isoformat()} is after "
-                f"--until {end.isoformat()}"
+                f"invalid date range: {names[0]} {start.isoformat()} is after "
+                f"{names[1]} {end.isoformat()}"
             )
         return cls(start, end)
 

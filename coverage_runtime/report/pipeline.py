@@ -60,6 +60,7 @@ class ReportOptions:
     remap: bool = True
     ignore_missing_source: bool = False
     measure: str = "auto"
+    measure_name: str = "--measure"  # what the user called it, for messages
     jobs: int | None = None
     download_workers: int = DEFAULT_DOWNLOAD_WORKERS
     downloader: str = "auto"
@@ -222,7 +223,7 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
         reasons = "; ".join(f"{k}: {r}" for k, r in (stats.failed + partial.skipped)[:5])
         raise ReportError(f"none of the {listing.count} matched objects could be read ({reasons})")
 
-    branch, warning = choose_measure(partial, options.measure)
+    branch, warning = choose_measure(partial, options.measure, options.measure_name)
     warnings = [warning] if warning else []
     if merged.cache_error:
         warnings.append(
