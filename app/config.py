@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 from coverage_runtime.errors import redacted
+from coverage_runtime.settings import FALSE_WORDS, TRUE_WORDS
 
 T = TypeVar("T")
 
@@ -96,9 +97,11 @@ HTTP_SCHEMES = ("http", "https")
 
 
 def _boolean(value: str) -> bool | None:
-    words = {"1": True, "true": True, "yes": True, "on": True}
-    words.update({"0": False, "false": False, "no": False, "off": False})
-    return words.get(value.lower())
+    """The runtime's own words (settings.TRUE_WORDS / FALSE_WORDS), so both agree."""
+    word = value.lower()
+    if word in TRUE_WORDS:
+        return True
+    return False if word in FALSE_WORDS else None
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:

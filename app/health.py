@@ -22,10 +22,10 @@ from typing import Any
 from app import checks
 from app.config import AppConfig
 from app.observability import rss_mb
+from coverage_runtime.settings import FALSE_WORDS
 
 REQUIRED_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME")
 COVERAGE_VARIABLES = ("COVERAGE_S3_BUCKET",)
-FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def memory_usage(environ: Mapping[str, str]) -> dict[str, Any]:

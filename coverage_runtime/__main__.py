@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
+# settings.FALSE_WORDS, written again here because COVERAGE_ENABLED=false must hand over
+# before any module of ours is imported (tests/test_settings.py checks they agree).
+FALSE_WORDS = ("0", "false", "no", "off")
 USAGE = "usage: python -m coverage_runtime <module.function>   (e.g. app.handler.lambda_handler)"
 
 
@@ -25,7 +28,7 @@ def main(argv: list[str]) -> None:
             "aws-lambda-rie python -m coverage_runtime <module.function>)\n"
         )
         raise SystemExit(2)
-    if os.environ.get("COVERAGE_ENABLED", "true").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("COVERAGE_ENABLED", "true").strip().lower() in FALSE_WORDS:
         from awslambdaric.__main__ import main as awslambdaric_main
 
         awslambdaric_main(["awslambdaric", handler])

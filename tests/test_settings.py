@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -515,3 +516,12 @@ def test_a_file_system_root_is_not_a_source(variables):
     with pytest.raises(ConfigurationError) as caught:
         load_settings(variables)
     assert caught.value.problems[0].value == "/"
+
+
+def test_the_entry_points_words_for_false_are_the_settings_words():
+    import runpy
+
+    from coverage_runtime import settings
+
+    entry = runpy.run_path(str(Path(settings.__file__).parent / "__main__.py"), run_name="entry")
+    assert entry["FALSE_WORDS"] == settings.FALSE_WORDS

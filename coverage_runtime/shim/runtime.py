@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from coverage_runtime import layout
+from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim import pause_points, structured_log
@@ -33,7 +33,7 @@ from coverage_runtime.shim.s3_upload import SnapshotUploader, UploadResult, obje
 from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
 
-RUNTIME_VERSION = "0.1.0"
+RUNTIME_VERSION = __version__
 # Leave this much of an invocation's time unused by coverage work.
 CHECKPOINT_MARGIN_SECONDS = 0.25
 FLUSH_MAX_SECONDS = 10.0
