@@ -35,6 +35,7 @@ from urllib.parse import quote
 from coverage.numbits import numbits_to_nums
 from coverage.sqldata import SCHEMA_VERSION, CoverageData
 
+from coverage_runtime.errors import CoverageError
 from coverage_runtime.report.objects import DEFAULT_TASK_ROOT, ReportError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -42,7 +43,7 @@ MEASURES = ("auto", "line", "branch")
 FileKey = tuple[str, str]  # (measured file path, context)
 
 
-class UnreadableData(Exception):
+class UnreadableData(CoverageError):
     """An input that is not a usable coverage.py data file; the message says why."""
 
 

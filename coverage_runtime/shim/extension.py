@@ -14,6 +14,7 @@ import http.client
 import json
 import threading
 
+from coverage_runtime.errors import CoverageError
 from coverage_runtime.shim import structured_log
 
 EXTENSION_NAME = "lambda-coverage"
@@ -21,7 +22,7 @@ API_VERSION = "2020-01-01"
 REGISTER_TIMEOUT_SECONDS = 2.0
 
 
-class ExtensionError(Exception):
+class ExtensionError(CoverageError):
     """The Extensions API refused or failed the registration."""
 
 
