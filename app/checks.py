@@ -113,12 +113,15 @@ def s3_bucket(environ: Mapping[str, str], timeout: float) -> CheckResult:
         if owner:
             args["ExpectedBucketOwner"] = owner
         client.head_bucket(**args)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "unknown")
-        meaning = {"404": "the bucket does not exist", "403": "access denied"}.get(code, code)
-        return CheckResult(UNHEALTHY, target, _elapsed_ms(started), f"HeadBucket: {meaning}")
-    except (ConnectTimeoutError, ReadTimeoutError) as exc:
-        return CheckResult(TIMEOUT, target, _elapsed_ms(started), str(exc))
+    except (ClientError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        from coverage_runtime.s3 import problem
+
+        found = problem(exc)
+        if found.kind == "timeout":
+            return CheckResult(TIMEOUT, target, _elapsed_ms(started), found.message)
+        meaning = {"no_bucket": "the bucket does not exist", "access_denied": "access denied"}
+        error = f"HeadBucket: {meaning.get(found.kind, found.code)}"
+        return CheckResult(UNHEALTHY, target, _elapsed_ms(started), error)
     except Exception as exc:
         return CheckResult(UNHEALTHY, target, _elapsed_ms(started), f"{type(exc).__name__}: {exc}")
     return CheckResult(HEALTHY, target, _elapsed_ms(started))

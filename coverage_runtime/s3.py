@@ -9,6 +9,7 @@ built here, with the region resolved the same way everywhere.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
@@ -52,3 +53,57 @@ def make_client(
     return boto3.session.Session().client(
         "s3", region_name=region_or_default(region), endpoint_url=endpoint_url, config=config
     )
+
+
+@dataclass(frozen=True)
+class S3Problem:
+    """What went wrong with an S3 call, read out of botocore's exception once.
+
+    ``kind`` is one of ``no_bucket``, ``access_denied``, ``invalid_bucket``,
+    ``wrong_region``, ``no_credentials``, ``invalid_request``, ``timeout``,
+    ``unreachable`` or ``refused`` (any other error answer); each caller turns
+    it into a sentence about what it was doing.
+    """
+
+    kind: str
+    code: str = ""
+    status: int | None = None
+    message: str = ""
+
+    def answer(self) -> str:
+        """``HTTP 503 SlowDown: message``: the answer as S3 gave it."""
+        return f"HTTP {self.status} {self.code}: {self.message}".strip()
+
+
+def problem(exc: BaseException) -> S3Problem:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        NoCredentialsError,
+        ParamValidationError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "") or "unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(error.get("Message", "") or "")
+        if code in ("NoSuchBucket", "404"):
+            kind = "no_bucket"
+        elif code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
+            kind = "access_denied"
+        elif code == "InvalidBucketName":
+            kind = "invalid_bucket"
+        elif code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
+            kind = "wrong_region"
+        else:
+            kind = "refused"
+        return S3Problem(kind, code, status, message)
+    if isinstance(exc, NoCredentialsError):
+        return S3Problem("no_credentials", message=str(exc))
+    if isinstance(exc, ParamValidationError):
+        return S3Problem("invalid_request", message=str(exc))
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        return S3Problem("timeout", message=str(exc))
+    return S3Problem("unreachable", message=f"{exc}")

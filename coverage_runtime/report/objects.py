@@ -179,48 +179,37 @@ def make_client(
     )
 
 
-def _explain_client_error(exc: Any, bucket: str, what: str) -> ReportError:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code == "NoSuchBucket" or (code == "404" and "bucket" in what):
-        return ReportError(f"bucket {bucket!r} does not exist (while {what})")
-    if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-        return ReportError(
-            f"access denied to s3://{bucket} while {what}: the credentials in use need "
-            "s3:ListBucket on the bucket and s3:GetObject on the prefix "
-            f"({code}: {error.get('Message', '')})"
-        )
-    if code == "InvalidBucketName":
-        return ReportError(f"invalid bucket name {bucket!r}")
-    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
-        return ReportError(
-            f"bucket {bucket!r} is in another region than the client's: pass --region "
-            f"(or set AWS_REGION) to the bucket's region ({code})"
-        )
-    return ReportError(f"S3 refused {what} in bucket {bucket!r}: {code}: {error.get('Message')}")
-
-
 def explain_s3_error(exc: BaseException, bucket: str, what: str) -> ReportError:
     """Turn a boto3/botocore exception into one sentence a user can act on."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        ParamValidationError,
-    )
-
-    if isinstance(exc, ClientError):
-        return _explain_client_error(exc, bucket, what)
-    if isinstance(exc, NoCredentialsError):
-        return ReportError(
+    found = s3.problem(exc)
+    if found.kind == "no_bucket" and (found.code == "NoSuchBucket" or "bucket" in what):
+        message = f"bucket {bucket!r} does not exist (while {what})"
+    elif found.kind == "access_denied":
+        message = (
+            f"access denied to s3://{bucket} while {what}: the credentials in use need "
+            "s3:ListBucket on the bucket and s3:GetObject on the prefix "
+            f"({found.code}: {found.message})"
+        )
+    elif found.kind == "invalid_bucket":
+        message = f"invalid bucket name {bucket!r}"
+    elif found.kind == "wrong_region":
+        message = (
+            f"bucket {bucket!r} is in another region than the client's: pass --region "
+            f"(or set AWS_REGION) to the bucket's region ({found.code})"
+        )
+    elif found.kind in ("no_bucket", "refused"):
+        message = f"S3 refused {what} in bucket {bucket!r}: {found.code}: {found.message or None}"
+    elif found.kind == "no_credentials":
+        message = (
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
-    if isinstance(exc, ParamValidationError):
-        return ReportError(f"invalid S3 request while {what}: {exc}")
-    if isinstance(exc, EndpointConnectionError):
-        return ReportError(f"cannot reach S3 while {what}: {exc}")
-    return ReportError(f"S3 error while {what}: {type(exc).__name__}: {exc}")
+    elif found.kind == "invalid_request":
+        message = f"invalid S3 request while {what}: {found.message}"
+    elif found.kind == "unreachable" and type(exc).__name__ == "EndpointConnectionError":
+        message = f"cannot reach S3 while {what}: {exc}"
+    else:
+        message = f"S3 error while {what}: {type(exc).__name__}: {exc}"
+    return ReportError(message)
 
 
 LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 response

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coverage_runtime import layout
+from coverage_runtime import layout, s3
 from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import CONTENT_TYPE, ObjectKey
 from coverage_runtime.s3 import make_client
@@ -148,19 +148,16 @@ class SnapshotUploader:
         except Superseded as exc:
             raise UploadError(f"not sent: {exc}") from exc
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "unknown")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            found = s3.problem(exc)
             hint = ""
-            if code == "AccessDenied":
+            if found.kind == "access_denied":
                 hint = " (check the function role's s3:PutObject permission on the prefix" + (
                     ", and that COVERAGE_S3_EXPECTED_OWNER is the bucket owner's account)"
                     if self.settings.expected_owner
                     else ")"
                 )
             raise UploadError(
-                f"S3 refused s3://{self.bucket}/{self.key}: HTTP {status} "
-                f"{code}: {error.get('Message', exc)}{hint}"
+                f"S3 refused s3://{self.bucket}/{self.key}: {found.answer()}{hint}"
             ) from exc
         except BotoCoreError as exc:
             raise UploadError(
