@@ -223,21 +223,23 @@ def unpack_arc(packed: int) -> tuple[int, int]:
 _second = operator.itemgetter(1)
 
 
-def take_recorded(live: Recorded) -> Recorded:
-    """Move what the tracers recorded out of their sets, keeping the set objects.
+def drain(items: set[Any]) -> set[Any]:
+    """Move what one live set holds out of it, keeping the set object.
 
-    Running frames hold references to these sets, so they are emptied in
+    Running frames hold references to the live sets, so they are emptied in
     place; ``copy`` and ``difference_update`` are each atomic under the GIL,
     so an item another thread adds in between stays for the next call.
     """
-    taken: Recorded = {}
+    snapshot = items.copy()
+    items.difference_update(snapshot)
+    return snapshot
+
+
+def take_recorded(live: Recorded) -> Recorded:
+    """Move what the tracers recorded out of their sets (see `drain`)."""
     # The filter runs in C: with 1,000 files and few of them new, this costs
     # what is new, not a Python step per file.
-    for name, items in list(filter(_second, live.items())):
-        snapshot = items.copy()
-        items.difference_update(snapshot)
-        taken[name] = snapshot
-    return taken
+    return {name: drain(items) for name, items in list(filter(_second, live.items()))}
 
 
 def discard_recorded(live: Recorded) -> None:
@@ -370,7 +372,6 @@ class SysmonGate:
         # instead: a callback per paused line is cheaper than re-arming.
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
-        self.retired = 0
         self.paused = False
         events = monitoring.events
         self._events = [events.LINE]
@@ -477,8 +478,7 @@ class SysmonGate:
     # only (DISABLE), like coverage.py's own.
 
     def _skip_line(self, code: CodeType, line: int) -> Any:
-        if id(code) in self._sticky:
-            return None  # stays armed: its lines that run while measured are recorded
+        # (Sticky code objects never get here: the gated callback answers them.)
         info = self._code_infos.get(id(code))
         if info is not None:
             recorded = info.file_data
@@ -568,9 +568,7 @@ class SysmonGate:
         taken: Recorded = {}
         for key, items in sets.items():
             if items and key in names:
-                snapshot = items.copy()
-                items.difference_update(snapshot)
-                taken[names[key]] = snapshot
+                snapshot = taken[names[key]] = drain(items)
                 lines = self._taken.setdefault(key, set())
                 lines.update({a for a, b in snapshot if a == b} if self._arcs else snapshot)
         return taken
@@ -619,7 +617,6 @@ class SysmonGate:
                 set_local(self._tool, code, 0)
                 self._expected.pop(key, None)
                 retired += 1
-        self.retired += retired
         return retired
 
     def _locations(self, code: CodeType) -> frozenset[Any]:
@@ -661,7 +658,6 @@ class TraceGate:
         self._collector = coll
         self._live = live_data(cov)
         self._kept: Recorded = {}
-        self._lock = threading.Lock()
         # Which thread each tracer serves, so that compaction drops only the
         # tracers of threads that have ended.
         self._owners: dict[int, int] = {id(t): threading.get_ident() for t in coll.tracers}
@@ -722,10 +718,7 @@ class TraceGate:
 
     def stop(self) -> None:
         self._cov.stop()
-        if self.paused:
-            discard_recorded(self._live)
-        else:
-            merge_into(self._kept, take_recorded(self._live))
+        self._kept = self.take()  # kept for the last `take`, live sets settled
         self.paused = False
 
 

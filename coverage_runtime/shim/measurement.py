@@ -211,21 +211,15 @@ class Measurement:
     def enter(self, measure: bool = True) -> None:
         """Open a block that measures (``measure=True``) or excludes its code.
 
-        This runs for every block of every invocation, so it is kept to a few
-        attribute updates under the lock, and one call into the gate when
-        collection switches.
+        This runs for every block of every invocation: a few attribute updates
+        under the lock, and one call into the gate when collection switches.
         """
         with self._lock:
             if measure:
                 self._measure_depth += 1
             else:
                 self._exclude_depth += 1
-            wanted = not (self._exclude_depth or self._finished) and (
-                self._full or self._measure_depth > 0
-            )
-            if wanted is not self._collecting and self._gate is not None:
-                (self._gate.resume if wanted else self._gate.pause)()
-                self._collecting = wanted
+            self._apply()
 
     def exit(self, measure: bool = True) -> None:
         """Close a block opened by `enter` with the same ``measure``."""
@@ -235,21 +229,14 @@ class Measurement:
                     self._measure_depth -= 1
             elif self._exclude_depth:
                 self._exclude_depth -= 1
-            wanted = not (self._exclude_depth or self._finished) and (
-                self._full or self._measure_depth > 0
-            )
-            if wanted is not self._collecting and self._gate is not None:
-                (self._gate.resume if wanted else self._gate.pause)()
-                self._collecting = wanted
-
-    def _wanted(self) -> bool:
-        if self._finished or self._exclude_depth:
-            return False
-        return self._full or self._measure_depth > 0
+            self._apply()
 
     def _apply(self) -> None:
+        """Recording on or off, per the mode and the open blocks (the lock is held)."""
+        wanted = not (self._exclude_depth or self._finished) and (
+            self._full or self._measure_depth > 0
+        )
         gate = self._gate
-        wanted = self._wanted()
         if gate is None or wanted is self._collecting:
             return
         if wanted:

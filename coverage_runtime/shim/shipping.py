@@ -13,7 +13,6 @@ older one waiting here is replaced, never uploaded after a newer one.
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from coverage_runtime.errors import UploadError
@@ -32,7 +31,6 @@ class Shipper:
         self._wake = threading.Condition()
         self._job: tuple[int, Snapshot, str] | None = None
         self._thread: threading.Thread | None = None
-        self.busy = False
 
     def start(self) -> None:
         if self._thread is not None:
@@ -49,10 +47,6 @@ class Shipper:
                 self._job = (generation, snapshot, reason)
             self._wake.notify()
 
-    def pending(self) -> bool:
-        with self._wake:
-            return self._job is not None or self.busy
-
     def _run(self) -> None:
         try:
             self._runtime.uploader()
@@ -67,22 +61,7 @@ class Shipper:
                     self._wake.wait()
                 generation, snapshot, reason = self._job
                 self._job = None
-                self.busy = True
             try:
                 self._runtime.ship(generation, snapshot, reason, deadline=None)
-            except UploadError as exc:
+            except Exception as exc:  # UploadError, or any: the thread lives, the next retries
                 self._runtime.checkpoint_failed(exc)
-            except Exception as exc:  # never let the thread die: the next checkpoint retries
-                self._runtime.checkpoint_failed(exc)
-            finally:
-                with self._wake:
-                    self.busy = False
-
-    def join_idle(self, timeout: float) -> bool:
-        """Wait until nothing is pending (True), or ``timeout`` passes (False)."""
-        deadline = time.monotonic() + timeout
-        while self.pending():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
