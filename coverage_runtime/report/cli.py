@@ -17,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from coverage_runtime.layout import DEFAULT_PREFIX, DEFAULT_TASK_ROOT
 from coverage_runtime.report.objects import (
-    DEFAULT_PREFIX,
-    DEFAULT_TASK_ROOT,
     DataObject,
     DateRange,
     ListingSummary,

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from coverage_runtime import layout
+from coverage_runtime.layout import DEFAULT_TASK_ROOT
 from coverage_runtime.report.cache import ObjectCache
 from coverage_runtime.report.fetch import FetchStats, fetch
 from coverage_runtime.report.merge import (
@@ -52,7 +53,6 @@ from coverage_runtime.report.merge import (
     write_data,
 )
 from coverage_runtime.report.objects import (
-    DEFAULT_TASK_ROOT,
     DataObject,
     DateRange,
     ReportError,

@@ -19,12 +19,7 @@ from typing import Any
 
 from coverage_runtime import layout, s3
 from coverage_runtime.errors import CoverageError
-from coverage_runtime.layout import (  # noqa: F401 - the report's names for them
-    COMBINED_FOLDER,
-    DEFAULT_PREFIX,
-    DEFAULT_TASK_ROOT,
-    ObjectKey,
-)
+from coverage_runtime.layout import DEFAULT_PREFIX, ObjectKey
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RELATIVE_RE = re.compile(r"^(\d+)d$")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coverage_runtime.layout import MERGED_DATA_NAME
+from coverage_runtime.layout import DEFAULT_TASK_ROOT, MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing
@@ -33,7 +33,6 @@ from coverage_runtime.report.merge import (
     write_data,
 )
 from coverage_runtime.report.objects import (
-    DEFAULT_TASK_ROOT,
     DataObject,
     ReportError,
     Selection,

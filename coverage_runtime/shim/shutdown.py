@@ -30,16 +30,16 @@ WAIT_FOR_WATCHER_SECONDS = 5.0
 # Code that may hold a lock the shutdown needs: the runtime, coverage.py, the
 # S3 client's stack, logging, and the import system.
 _HOLDS_LOCKS = tuple(
-    os.sep + os.path.join(*parts) + os.sep
-    for parts in (
-        ("coverage_runtime",),
-        ("coverage",),
-        ("botocore",),
-        ("boto3",),
-        ("urllib3",),
-        ("s3transfer",),
-        ("logging",),
-        ("importlib",),
+    f"{os.sep}{package}{os.sep}"
+    for package in (
+        "coverage_runtime",
+        "coverage",
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "logging",
+        "importlib",
     )
 )
 
