@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from coverage_runtime import env
+
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 TIMEOUT = "timeout"
@@ -95,21 +97,21 @@ def _s3_client(region: str | None, endpoint_url: str | None, timeout: float) -> 
 
 def s3_bucket(environ: Mapping[str, str], timeout: float) -> CheckResult:
     """``HeadBucket`` on the coverage bucket: can this function reach it?"""
-    bucket = environ.get("COVERAGE_S3_BUCKET", "").strip()
+    bucket = environ.get(env.S3_BUCKET, "").strip()
     if not bucket:
-        return CheckResult(NOT_CONFIGURED, details={"variable": "COVERAGE_S3_BUCKET"})
+        return CheckResult(NOT_CONFIGURED, details={"variable": env.S3_BUCKET})
     target = f"s3://{bucket}"
     started = time.monotonic()
     try:
         from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
         client = _s3_client(
-            environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
-            environ.get("COVERAGE_S3_ENDPOINT_URL") or None,
+            env.region(environ),
+            environ.get(env.S3_ENDPOINT_URL) or None,
             timeout,
         )
         args = {"Bucket": bucket}
-        owner = environ.get("COVERAGE_S3_EXPECTED_OWNER", "").strip()
+        owner = environ.get(env.S3_EXPECTED_OWNER, "").strip()
         if owner:
             args["ExpectedBucketOwner"] = owner
         client.head_bucket(**args)

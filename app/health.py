@@ -22,10 +22,10 @@ from typing import Any
 from app import checks
 from app.config import AppConfig
 from app.observability import rss_mb
-from coverage_runtime.settings import FALSE_WORDS
+from coverage_runtime import env
 
-REQUIRED_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME")
-COVERAGE_VARIABLES = ("COVERAGE_S3_BUCKET",)
+REQUIRED_VARIABLES = (env.AWS_REGION, env.FUNCTION_NAME)
+COVERAGE_VARIABLES = (env.S3_BUCKET,)
 
 
 def memory_usage(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -33,10 +33,10 @@ def memory_usage(environ: Mapping[str, str]) -> dict[str, Any]:
     import psutil
 
     rss = rss_mb()
-    limit = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    limit = environ.get(env.FUNCTION_MEMORY_SIZE, "")
     if limit.isdigit() and int(limit) > 0:
         limit_mb = float(limit)
-        basis = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+        basis = env.FUNCTION_MEMORY_SIZE
     else:
         limit_mb = round(psutil.virtual_memory().total / (1024 * 1024), 1)
         basis = "host memory"
@@ -51,7 +51,7 @@ def memory_usage(environ: Mapping[str, str]) -> dict[str, Any]:
 def environment_variables(environ: Mapping[str, str], config: AppConfig) -> dict[str, Any]:
     """Which required variables are missing, and which set ones were refused."""
     required = list(REQUIRED_VARIABLES)
-    if environ.get("COVERAGE_ENABLED", "true").strip().lower() not in FALSE_WORDS:
+    if env.coverage_enabled(environ):
         required += COVERAGE_VARIABLES
     missing = [name for name in required if not environ.get(name, "").strip()]
     invalid = [problem.as_dict() for problem in config.invalid]

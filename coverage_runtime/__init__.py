@@ -9,7 +9,9 @@ disabled imports nothing of ours but the entry point.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see above
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

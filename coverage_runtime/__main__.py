@@ -1,8 +1,8 @@
 """``python -m coverage_runtime <module.function>``: the image's entry point.
 
 With ``COVERAGE_ENABLED=false`` this hands over to awslambdaric before
-importing anything of ours beyond this file, so a disabled runtime costs
-nothing.
+importing anything of ours beyond this file and `coverage_runtime.env`, so a
+disabled runtime costs nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-# settings.FALSE_WORDS, written again here because COVERAGE_ENABLED=false must hand over
-# before any module of ours is imported (tests/test_settings.py checks they agree).
-FALSE_WORDS = ("0", "false", "no", "off")
+from coverage_runtime import env  # the standard library's os only: cheap when disabled
+
 USAGE = "usage: python -m coverage_runtime <module.function>   (e.g. app.handler.lambda_handler)"
 
 
@@ -21,14 +20,14 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(USAGE + "\n")
         raise SystemExit(2)
     handler = argv[1]
-    if not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    if not os.environ.get(env.RUNTIME_API):
         sys.stderr.write(
             "coverage_runtime: AWS_LAMBDA_RUNTIME_API is not set, so this is not running in "
             "Lambda: run it under the Runtime Interface Emulator (scripts/run-local.sh, or "
             "aws-lambda-rie python -m coverage_runtime <module.function>)\n"
         )
         raise SystemExit(2)
-    if os.environ.get("COVERAGE_ENABLED", "true").strip().lower() in FALSE_WORDS:
+    if not env.coverage_enabled():
         from awslambdaric.__main__ import main as awslambdaric_main
 
         awslambdaric_main(["awslambdaric", handler])

@@ -37,6 +37,9 @@ class ConfigProblem:
     def __str__(self) -> str:
         return f"{self.variable}={self.value!r} is invalid: expected {self.allowed}"
 
+    def as_dict(self) -> dict[str, str]:
+        return {"variable": self.variable, "value": self.value, "allowed": self.allowed}
+
 
 class ConfigurationError(CoverageError):
     """One or more environment variables hold values that are not allowed."""

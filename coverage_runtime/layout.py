@@ -43,8 +43,15 @@ RECORDED_ARCS = "recorded-arcs"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def normalized_prefix(prefix: str) -> str:
-    """A key prefix ends with ``/`` (or is empty: keys start at the function name)."""
+PREFIX_RULE = "a key prefix without a leading '/' or '//' (a trailing '/' is added)"
+
+
+def parse_prefix(value: str) -> str | None:
+    """The key prefix ``value`` names, ending in ``/`` (or empty: keys then start at
+    the function name); None when S3 keys cannot start that way (`PREFIX_RULE`)."""
+    prefix = value.strip()
+    if prefix.startswith("/") or "//" in prefix:
+        return None
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 

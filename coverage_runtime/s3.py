@@ -8,21 +8,17 @@ built here, with the region resolved the same way everywhere.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from coverage_runtime import env
 
 DEFAULT_REGION = "us-east-1"
 
 
 def region_or_default(region: str | None = None) -> str:
     """The region asked for, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1."""
-    return (
-        region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or DEFAULT_REGION
-    )
+    return region or env.region() or DEFAULT_REGION
 
 
 def make_client(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from coverage_runtime.settings import (
     MAX_SHUTDOWN_BUDGET_MS,
     MIN_SHUTDOWN_BUDGET_MS,
     Settings,
-    coverage_enabled,
     load_settings,
     sysmon_supports,
 )
@@ -480,48 +478,9 @@ def test_settings_are_immutable():
         settings.mode = "selective"  # type: ignore[misc]
 
 
-# -- coverage_enabled: the master switch alone ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        ({}, True),
-        ({"COVERAGE_ENABLED": "true"}, True),
-        ({"COVERAGE_ENABLED": ""}, True),
-        ({"COVERAGE_ENABLED": "garbage"}, True),  # full validation reports it
-        ({"COVERAGE_ENABLED": "false"}, False),
-        ({"COVERAGE_ENABLED": " OFF "}, False),
-        ({"COVERAGE_ENABLED": "0"}, False),
-        ({"COVERAGE_ENABLED": "no"}, False),
-    ],
-)
-def test_coverage_enabled(environ, expected):
-    assert coverage_enabled(environ) is expected
-
-
-def test_coverage_enabled_ignores_other_bad_values():
-    assert coverage_enabled({"COVERAGE_ENABLED": "false", "COVERAGE_MODE": "sometimes"}) is False
-
-
-def test_coverage_enabled_reads_os_environ(monkeypatch):
-    monkeypatch.setenv("COVERAGE_ENABLED", "false")
-    assert coverage_enabled() is False
-    monkeypatch.delenv("COVERAGE_ENABLED")
-    assert coverage_enabled() is True
-
-
 @pytest.mark.parametrize("variables", [{"COVERAGE_SOURCE": "/"}, {"LAMBDA_TASK_ROOT": "/"}])
 def test_a_file_system_root_is_not_a_source(variables):
     with pytest.raises(ConfigurationError) as caught:
         load_settings(variables)
     assert caught.value.problems[0].value == "/"
 
-
-def test_the_entry_points_words_for_false_are_the_settings_words():
-    import runpy
-
-    from coverage_runtime import settings
-
-    entry = runpy.run_path(str(Path(settings.__file__).parent / "__main__.py"), run_name="entry")
-    assert entry["FALSE_WORDS"] == settings.FALSE_WORDS

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from coverage_runtime import env, layout
+from coverage_runtime.env import parse_list
 from coverage_runtime.layout import DEFAULT_PREFIX, DEFAULT_TASK_ROOT
 from coverage_runtime.report.objects import (
     DataObject,
@@ -43,13 +45,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"lambda-coverage: error: {message}\n")
 
 
-def _split(values: Sequence[str] | None) -> tuple[str, ...]:
-    items: list[str] = []
-    for value in values or ():
-        items.extend(part.strip() for part in value.split(",") if part.strip())
-    return tuple(dict.fromkeys(items))
-
-
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
@@ -59,23 +54,23 @@ def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where the data is")
     where.add_argument(
         "--bucket",
-        default=_env("COVERAGE_S3_BUCKET"),
+        default=_env(env.S3_BUCKET),
         help="S3 bucket (default: $COVERAGE_S3_BUCKET)",
     )
     where.add_argument(
         "--prefix",
-        default=os.environ.get("COVERAGE_S3_PREFIX", DEFAULT_PREFIX),
+        default=os.environ.get(env.S3_PREFIX, DEFAULT_PREFIX),
         help="key prefix the functions upload under (default: $COVERAGE_S3_PREFIX or coverage/)",
     )
     where.add_argument(
         "--endpoint-url",
-        default=_env("COVERAGE_S3_ENDPOINT_URL"),
+        default=_env(env.S3_ENDPOINT_URL),
         help="S3 endpoint, for a local S3 only (default: $COVERAGE_S3_ENDPOINT_URL)",
     )
     where.add_argument("--region", default=None, help="AWS region (default: $AWS_REGION)")
     where.add_argument(
         "--expected-owner",
-        default=_env("COVERAGE_S3_EXPECTED_OWNER"),
+        default=_env(env.S3_EXPECTED_OWNER),
         help="12-digit account id the bucket must belong to",
     )
     which = parser.add_argument_group("which environments (filters combine with AND)")
@@ -105,21 +100,21 @@ def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
 def _selection(args: argparse.Namespace) -> Selection:
     if not args.bucket:
         raise ReportError("no bucket: pass --bucket or set COVERAGE_S3_BUCKET")
-    prefix = args.prefix.strip()
-    if prefix.startswith("/"):
-        raise ReportError(f"invalid --prefix {prefix!r}: S3 keys do not start with '/'")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    prefix = layout.parse_prefix(args.prefix)
+    if prefix is None:
+        raise ReportError(
+            f"invalid --prefix {args.prefix.strip()!r}: expected {layout.PREFIX_RULE}"
+        )
     if args.date and (args.since or args.until):
         raise ReportError("invalid date range: --date cannot be combined with --since/--until")
     since, until = (args.date, args.date) if args.date else (args.since, args.until)
     return Selection(
         bucket=args.bucket,
         prefix=prefix,
-        functions=_split(args.function),
-        versions=_split(args.function_version),
+        functions=parse_list(args.function),
+        versions=parse_list(args.function_version),
         dates=DateRange.parse(since, until),
-        revisions=_split(args.revision),
+        revisions=parse_list(args.revision),
         expected_owner=args.expected_owner,
     )
 
@@ -359,8 +354,8 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         show_contexts=args.contexts,
         terminal_table=not args.quiet,
         rcfile=args.rcfile,
-        include=_split(args.include),
-        omit=_split(args.omit),
+        include=parse_list(args.include),
+        omit=parse_list(args.omit),
     )
     result = build_report(options)
     for key, reason in result.skipped:

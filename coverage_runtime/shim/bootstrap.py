@@ -13,6 +13,7 @@ import atexit
 import os
 from collections.abc import Mapping
 
+from coverage_runtime import env as names
 from coverage_runtime.errors import ConfigurationError
 from coverage_runtime.settings import Settings, load_settings
 from coverage_runtime.shim import api, extension, structured_log
@@ -47,7 +48,7 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
     runtime = CoverageRuntime.start(settings)
     api.install(runtime)
 
-    runtime_api = environ.get("AWS_LAMBDA_RUNTIME_API")
+    runtime_api = environ.get(names.RUNTIME_API)
     if runtime_api:
         try:
             extension.register(runtime_api)
@@ -75,7 +76,7 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
 
 def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
-    if env.get("AWS_LAMBDA_MAX_CONCURRENCY"):
+    if env.get(names.MAX_CONCURRENCY):
         structured_log.error(
             "Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY) fork worker processes; "
             "coverage is not supported there yet and is disabled"
@@ -106,4 +107,4 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 
-    bootstrap.run(handler, CoverageRuntimeClient(env["AWS_LAMBDA_RUNTIME_API"], runtime))
+    bootstrap.run(handler, CoverageRuntimeClient(env[names.RUNTIME_API], runtime))

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from coverage_runtime import env as names
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._$-]+")
 
 
@@ -48,9 +50,8 @@ class EnvironmentIdentity:
     def detect(cls, environ: Mapping[str, str] | None = None) -> EnvironmentIdentity:
         env = os.environ if environ is None else environ
         return cls(
-            function_name=_safe(env.get("AWS_LAMBDA_FUNCTION_NAME") or "local"),
-            function_version=_safe(env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"),
-            environment_id=environment_id_from(env.get("AWS_LAMBDA_LOG_STREAM_NAME"))
-            or uuid.uuid4().hex,
+            function_name=_safe(env.get(names.FUNCTION_NAME) or "local"),
+            function_version=_safe(env.get(names.FUNCTION_VERSION) or "$LATEST"),
+            environment_id=environment_id_from(env.get(names.LOG_STREAM_NAME)) or uuid.uuid4().hex,
             init_time=datetime.now(UTC),
         )

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 
-ENV_DIR = "COVERAGE_TEST_PAUSE_DIR"
-ENV_AT = "COVERAGE_TEST_PAUSE_AT"
-_directory = os.environ.get(ENV_DIR) or None
-_points = {p.strip() for p in os.environ.get(ENV_AT, "").split(",") if p.strip()}
+from coverage_runtime import env
+
+_directory = os.environ.get(env.TEST_PAUSE_DIR) or None
+_points = set(env.parse_list(os.environ.get(env.TEST_PAUSE_AT)))
 MAX_WAIT_SECONDS = 10.0
 
 
