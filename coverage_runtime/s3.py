@@ -8,10 +8,14 @@ built here, with the region resolved the same way everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coverage_runtime import env
+from coverage_runtime import env, layout
+
+if TYPE_CHECKING:
+    from coverage_runtime.settings import Settings
 
 DEFAULT_REGION = "us-east-1"
 
@@ -49,6 +53,28 @@ def make_client(
     return boto3.session.Session().client(
         "s3", region_name=region_or_default(region), endpoint_url=endpoint_url, config=config
     )
+
+
+def put_arguments(
+    settings: Settings, key: str, body: bytes, metadata: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``PutObject``'s arguments for ``key`` in the configured bucket, the same for
+    the uploader and the combiner: the encryption asked for, the owner check, and
+    the content type of the key's suffix (`layout.CONTENT_TYPES`)."""
+    suffix = key[key.rfind(".") :] if "." in key.rsplit("/", 1)[-1] else ""
+    args: dict[str, Any] = {
+        "Bucket": settings.bucket,
+        "Key": key,
+        "Body": body,
+        "ContentType": layout.CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        "Metadata": dict(metadata or {}),
+        "ServerSideEncryption": settings.sse,
+    }
+    if settings.kms_key_id:
+        args["SSEKMSKeyId"] = settings.kms_key_id
+    if settings.expected_owner:
+        args["ExpectedBucketOwner"] = settings.expected_owner
+    return args
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,9 @@ def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env
     assert final["environments"]["merged"] == 6
     assert final["environments"]["shards"] == 2
     assert final["measure"] == "line"  # line and branch environments: lines of all
+    warnings = [w for r in [*shard_results, final] for w in r["warnings"]]
+    assert any('event field "measure"' in w for w in warnings), warnings
+    assert not any("--" in w for w in warnings), "an event's warnings name no flags"
     merged = get(s3, bucket, "coverage/combined/all/all/latest/merged.coverage", tmp_path)
     assert lines_of(merged) == union_lines(LINE + BRANCH)
 
@@ -152,3 +155,49 @@ def test_a_warm_combiner_leaves_no_files_behind(envs, s3, lambda_env, tmp_path):
         combiner.lambda_handler({"action": "reduce", "run_id": f"r{round_}"}, None)
     assert files_under(combiner.WORK_DIR) == after_first[0] == 0
     assert files_under(combiner.CACHE_DIR) <= after_first[1] + 1
+
+
+def test_a_revision_filter_reaches_the_batches_and_the_reduce_keeps_it(
+    envs, s3, lambda_env, tmp_path
+):
+    """Batches of a run filtered by revision: a batch with nothing of that revision gives
+    an empty shard (not an error), and the reduce merges what the batches kept."""
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/orders-fn/")["Contents"]
+    items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]
+    kept = [env for env in LINE if env.metadata.get("code-revision") == "abc123"]
+    batch_input = {"run_id": "rev", "revision": "abc123"}
+    shards = [
+        combiner.lambda_handler({"Items": [item], "BatchInput": batch_input}, None)
+        for item in items
+    ]
+    assert sum(r["environments"] for r in shards) == len(kept) < len(items)
+    assert any(r["environments"] == 0 for r in shards), "a batch the filter empties"
+    final = combiner.lambda_handler(
+        {"action": "reduce", "run_id": "rev", "revision": "abc123"}, None
+    )
+    assert final["environments"]["merged"] == len(kept)
+    assert final["environments"]["shards"] == len(items)
+    assert final["environments"]["invocations"] == sum(
+        int(env.metadata["invocations"]) for env in kept
+    )
+    assert "revision abc123" in final["selection"]
+    merged = get(s3, bucket, "coverage/combined/all/all/latest/merged.coverage", tmp_path)
+    assert lines_of(merged) == union_lines(kept)
+
+
+def test_event_fields_are_checked_before_anything_is_read(envs, s3, lambda_env):
+    cases = [
+        ({"Items": [], "BatchInput": {}}, "event field BatchInput.run_id"),
+        ({"Items": [], "BatchInput": {"run_id": "a/b"}}, "event field BatchInput.run_id"),
+        ({"Items": "coverage/x", "BatchInput": {"run_id": "r"}}, 'event field "Items"'),
+        ({"action": "reduce"}, "event field run_id"),
+        ({"Items": [], "BatchInput": {"run_id": "r", "measure": "x"}}, 'event field "measure"'),
+        ({"since": "last week"}, 'event field "since"'),
+    ]
+    for event, message in cases:
+        with pytest.raises(ReportError, match=message) as caught:
+            combiner.lambda_handler(event, None)
+        assert "--" not in str(caught.value), event
+    assert not os.path.exists(combiner.WORK_DIR), "refused before any work"

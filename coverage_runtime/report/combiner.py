@@ -31,304 +31,228 @@ shipped in the image.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coverage_runtime import layout
+from coverage_runtime import env, layout, s3
+from coverage_runtime.env import parse_list
 from coverage_runtime.layout import DEFAULT_TASK_ROOT
-from coverage_runtime.report.cache import ObjectCache
-from coverage_runtime.report.fetch import FetchStats, fetch
-from coverage_runtime.report.merge import (
-    MEASURES,
-    Merger,
-    PathMap,
-    choose_measure,
-    drop_paths,
-    remap,
-    write_data,
-)
+from coverage_runtime.report.merge import MEASURES
 from coverage_runtime.report.objects import (
-    DataObject,
     DateRange,
     ReportError,
     Selection,
+    list_shards,
     make_client,
+    matching_objects,
 )
-from coverage_runtime.report.output import Outputs, write_reports
-from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect
+from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect, report
 from coverage_runtime.settings import Settings, load_settings
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cache")
 WORK_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "work")
 REPORT_FORMATS = ("json", "xml", "lcov")
+MEASURE_FIELD = 'event field "measure"'
+# A shard's own metadata, read back by the reduce step (next to layout.INVOCATIONS).
+SHARD_ENVIRONMENTS = "environments"
+SHARD_SKIPPED = "skipped"
 
 
-def _words(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = value if isinstance(value, list) else str(value).split(",")
-    return tuple(str(i).strip() for i in items if str(i).strip())
+@dataclass(frozen=True)
+class CombineRequest:
+    """One event, read once: what to merge and how (the module docstring's three forms)."""
 
+    action: str  # "all", "shard" or "reduce"
+    selection: Selection
+    measure: str = "auto"
+    run_id: str = ""
+    items: tuple[dict[str, Any], ...] = ()
 
-def _selection(settings: Settings, event: dict[str, Any]) -> Selection:
-    if settings.bucket is None:
-        raise ReportError("COVERAGE_S3_BUCKET is not set")
-    measure = event.get("measure")
-    if measure is not None and measure not in MEASURES:
-        raise ReportError(
-            f'invalid event field "measure" {measure!r}: expected one of {", ".join(MEASURES)}'
+    @classmethod
+    def parse(cls, event: Any, settings: Settings) -> CombineRequest:
+        event = event if isinstance(event, dict) else {}
+        if "Items" in event:
+            action, fields = "shard", dict(event.get("BatchInput") or {})
+            run_id_field = "BatchInput.run_id"
+        elif event.get("action") == "reduce":
+            action, fields, run_id_field = "reduce", event, "run_id"
+        else:
+            action, fields, run_id_field = "all", event, ""
+        run_id = str(fields.get("run_id") or "").strip()
+        if run_id_field and (not run_id or "/" in run_id):
+            what = "a distributed map batch" if action == "shard" else "reduce"
+            raise ReportError(f"{what} needs event field {run_id_field} (no '/')")
+        items = event.get("Items") or []
+        if not isinstance(items, list):
+            raise ReportError('event field "Items" must be a list of {"Key": ...} objects')
+        return cls(
+            action=action,
+            selection=_selection(settings, fields),
+            measure=_measure(fields),
+            run_id=run_id,
+            items=tuple(i for i in items if isinstance(i, dict)),
         )
+
+
+def _measure(fields: dict[str, Any]) -> str:
+    measure = str(fields.get("measure") or "auto")
+    if measure not in MEASURES:
+        raise ReportError(
+            f"invalid {MEASURE_FIELD} {measure!r}: expected one of {', '.join(MEASURES)}"
+        )
+    return measure
+
+
+def _selection(settings: Settings, fields: dict[str, Any]) -> Selection:
+    if settings.bucket is None:
+        raise ReportError(f"{env.S3_BUCKET} is not set")
     return Selection(
         bucket=settings.bucket,
         prefix=settings.prefix,
-        functions=_words(event.get("function")),
-        versions=_words(event.get("version")),
+        functions=parse_list(fields.get("function")),
+        versions=parse_list(fields.get("version")),
         dates=DateRange.parse(
-            event.get("since"), event.get("until"), names=('event field "since"', '"until"')
+            fields.get("since"), fields.get("until"), names=('event field "since"', '"until"')
         ),
-        revisions=_words(event.get("revision")),
+        revisions=parse_list(fields.get("revision")),
         expected_owner=settings.expected_owner,
     )
 
 
-def _scope(selection: Selection) -> str:
-    function = "+".join(selection.functions) or "all"
-    version = "+".join(selection.versions) or "all"
-    return layout.combined_scope(selection.prefix, function, version)
-
-
-def _put(client: Any, settings: Settings, key: str, body: bytes, **metadata: str) -> None:
-    args: dict[str, Any] = {
-        "Bucket": settings.bucket,
-        "Key": key,
-        "Body": body,
-        "ContentType": layout.CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream"),
-        "ServerSideEncryption": settings.sse,
-        "Metadata": metadata,
-    }
-    if settings.kms_key_id:
-        args["SSEKMSKeyId"] = settings.kms_key_id
-    if settings.expected_owner:
-        args["ExpectedBucketOwner"] = settings.expected_owner
-    client.put_object(**args)
-
-
-def _options(
-    selection: Selection, event: dict[str, Any], settings: Settings, work: Path
-) -> ReportOptions:
+def _options(request: CombineRequest, settings: Settings, work: Path) -> ReportOptions:
+    """The report pipeline's options in Lambda: the source is this function's own."""
     return ReportOptions(
-        selection=selection,
+        selection=request.selection,
         endpoint_url=settings.endpoint_url,
         region=settings.region,
         cache_dir=Path(CACHE_DIR),
         output_dir=work,
+        formats=REPORT_FORMATS,
         task_roots=(DEFAULT_TASK_ROOT,),
-        source_root=Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()),
+        source_root=Path(os.environ.get(env.TASK_ROOT) or os.getcwd()),
         ignore_missing_source=True,
-        measure=str(event.get("measure") or "auto"),
-        measure_name='event field "measure"',
+        measure=request.measure,
+        measure_name=MEASURE_FIELD,
         jobs=0,  # Lambda has no /dev/shm for process pools; the merge is cheap anyway
+        terminal_table=False,
     )
-
-
-def _work_dir() -> str:
-    os.makedirs(WORK_DIR, exist_ok=True)
-    return WORK_DIR
 
 
 def _publish(
     client: Any,
     settings: Settings,
-    selection: Selection,
+    request: CombineRequest,
+    options: ReportOptions,
     result: ReportResult,
-    summary: dict[str, Any],
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Reports (when the source is here), then everything to S3."""
-    outputs: Outputs | None = None
-    if result.partial.paths():
-        try:
-            outputs = write_reports(
-                result.data_file,
-                result.data_file.parent,
-                REPORT_FORMATS,
-                branch=result.branch,
-                terminal=False,
-            )
-        except ReportError as exc:
-            summary.setdefault("warnings", []).append(str(exc))
-    if outputs is not None:
-        summary.update(outputs.totals.as_dict())
-    scope = _scope(selection)
+    """The reports (when the source is here), then the data, reports and summary to S3."""
+    try:
+        report(options, result)
+    except ReportError as exc:  # the merged data still goes out
+        result.warnings.append(str(exc))
+    summary = {**result.summary(request.selection), **overrides}
+    selection = request.selection
+    scope = layout.combined_scope(
+        selection.prefix,
+        "+".join(selection.functions) or "all",
+        "+".join(selection.versions) or "all",
+    )
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     summary["generated_at"] = now
     body = (json.dumps(summary, indent=2) + "\n").encode()
+    files = {"data": result.data_file, **(result.outputs.files if result.outputs else {})}
     written = {}
-    data_key = f"{scope}latest/{layout.MERGED_DATA_NAME}"
-    _put(client, settings, data_key, result.data_file.read_bytes())
-    written["data"] = data_key
-    for name, path in outputs.files.items() if outputs else ():
-        key = f"{scope}latest/{path.name}"
-        _put(client, settings, key, path.read_bytes())
-        written[name] = key
-    _put(client, settings, f"{scope}latest/summary.json", body)
-    _put(client, settings, f"{scope}history/{now}.json", body)
+    for name, path in files.items():
+        written[name] = f"{scope}latest/{path.name}"
+        client.put_object(**s3.put_arguments(settings, written[name], path.read_bytes()))
     written["summary"] = f"{scope}latest/summary.json"
+    client.put_object(**s3.put_arguments(settings, written["summary"], body))
+    client.put_object(**s3.put_arguments(settings, f"{scope}history/{now}.json", body))
     summary["s3"] = {name: f"s3://{settings.bucket}/{key}" for name, key in written.items()}
     return summary
 
 
-def combine_all(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
-    selection = _selection(settings, event)
+def combine_all(request: CombineRequest, settings: Settings, work: Path) -> dict[str, Any]:
+    """Everything the filters match, in this invocation."""
     client = make_client(settings.endpoint_url, settings.region)
-    result = collect(_options(selection, event, settings, work), client)
-    return _publish(client, settings, selection, result, result.summary(selection))
+    options = _options(request, settings, work)
+    return _publish(client, settings, request, options, collect(options, client))
 
 
-def _shard_objects(selection: Selection, items: list[dict[str, Any]]) -> list[DataObject]:
-    from coverage_runtime.report.objects import parse_key
+def combine_shard(request: CombineRequest, settings: Settings, work: Path) -> dict[str, Any]:
+    """One batch of a distributed map: merge its objects into one shard data file.
 
-    objects = []
-    for item in items:
-        key = str(item.get("Key") or item.get("key") or "")
-        parsed = parse_key(selection.prefix, key)
-        if parsed is None or not selection.matches_key(parsed):
-            continue
-        objects.append(
-            DataObject(
-                key=key,
-                etag=str(item.get("Etag") or item.get("ETag") or "").strip('"'),
-                size=int(item.get("Size") or item.get("size") or -1),
-                last_modified=None,
-                function=parsed.function,
-                version=parsed.version,
-                date=parsed.date,
-                environment_id=parsed.environment_id,
-            )
-        )
-    return objects
-
-
-def combine_shard(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
-    """One batch of a distributed map: merge its objects into one shard data file."""
-    batch_input = dict(event.get("BatchInput") or {})
-    run_id = str(batch_input.get("run_id") or "").strip()
-    if not run_id or "/" in run_id:
-        raise ReportError("a distributed map batch needs BatchInput.run_id (no '/')")
-    selection = _selection(settings, batch_input)
-    objects = _shard_objects(selection, list(event.get("Items") or []))
+    Paths stay as recorded (the reduce step maps them), and a batch that matches
+    nothing gives an empty shard: filters may leave whole batches out.
+    """
+    objects = matching_objects(request.selection, request.items)
     client = make_client(settings.endpoint_url, settings.region)
-    stats = FetchStats()
-    invocations = 0
-    with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
-        for item in fetch(client, selection.bucket, objects, cache, stats=stats):
-            if item.body is not None and selection.matches_metadata(item.obj.metadata):
-                merger.add(item.obj.key, item.body)
-                invocations += item.obj.invocations or 0
-        partial = merger.finish()
-    branch, _ = choose_measure(
-        partial, str(batch_input.get("measure") or "auto"), 'event field "measure"'
+    options = dataclasses.replace(
+        _options(request, settings, work), remap=False, require_data=False
     )
+    result = collect(options, client, objects=objects)
     shard_id = hashlib.sha256("\n".join(o.key for o in objects).encode()).hexdigest()[:16]
-    path = write_data(partial, work / "shard.coverage", branch)
-    key = layout.shard_key(selection.prefix, run_id, shard_id)
-    skipped = stats.failed + partial.skipped
-    _put(
-        client,
-        settings,
-        key,
-        path.read_bytes(),
-        environments=str(partial.merged),
-        invocations=str(invocations),
-        skipped=str(len(skipped)),
-    )
+    key = layout.shard_key(request.selection.prefix, request.run_id, shard_id)
+    metadata = {
+        SHARD_ENVIRONMENTS: str(result.partial.merged),
+        layout.INVOCATIONS: str(result.invocations),
+        SHARD_SKIPPED: str(len(result.skipped)),
+    }
+    client.put_object(**s3.put_arguments(settings, key, result.data_file.read_bytes(), metadata))
     return {
         "shard": f"s3://{settings.bucket}/{key}",
-        "environments": partial.merged,
-        "invocations": invocations,
-        "skipped": [{"key": k, "reason": r} for k, r in skipped],
+        "environments": result.partial.merged,
+        "invocations": result.invocations,
+        "skipped": [{"key": k, "reason": r} for k, r in result.skipped],
+        "warnings": result.warnings,
     }
 
 
-def combine_shards(event: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
+def combine_shards(request: CombineRequest, settings: Settings, work: Path) -> dict[str, Any]:
     """The reduce step: merge the shard files of one run into the final outputs."""
-    run_id = str(event.get("run_id") or "").strip()
-    if not run_id or "/" in run_id:
-        raise ReportError("reduce needs run_id (no '/')")
-    selection = _selection(settings, event)
     client = make_client(settings.endpoint_url, settings.region)
-    shard_prefix = layout.runs_prefix(selection.prefix, run_id)
-    shards = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=selection.bucket, Prefix=shard_prefix):
-        for item in page.get("Contents", ()):
-            shards.append(
-                DataObject(
-                    key=item["Key"],
-                    etag=str(item.get("ETag", "")).strip('"'),
-                    size=int(item.get("Size", 0)),
-                    last_modified=item.get("LastModified"),
-                    function="_shard",
-                    version=run_id,
-                    date="",
-                    environment_id=item["Key"].rsplit("/", 1)[-1],
-                )
-            )
-    if not shards:
-        raise ReportError(f"no shard files under s3://{selection.bucket}/{shard_prefix}")
-    stats = FetchStats()
-    environments = invocations = skipped = 0
-    with Merger(jobs=0) as merger, ObjectCache(CACHE_DIR, selection.bucket) as cache:
-        for item in fetch(client, selection.bucket, shards, cache, stats=stats):
-            if item.body is None:
-                continue
-            merger.add(item.obj.key, item.body)
-            meta = item.obj.metadata or {}
-            environments += int(meta.get("environments", 0))
-            invocations += layout.metadata_int(meta, layout.INVOCATIONS) or 0
-            skipped += int(meta.get("skipped", 0))
-        partial = merger.finish()
-    branch, warning = choose_measure(
-        partial, str(event.get("measure") or "auto"), 'event field "measure"'
-    )
-    options = _options(selection, event, settings, work)
-    partial, missing = remap(partial, PathMap.parse(options.task_roots, options.source_root))
-    drop_paths(partial, {m.local for m in missing})
-    data_file = write_data(partial, options.output_dir / layout.MERGED_DATA_NAME, branch)
-    result = ReportResult(
-        objects=[], fetch=stats, partial=partial, branch=branch, data_file=data_file, outputs=None
-    )
-    summary = {
-        "measure": "branch" if branch else "line",
-        "environments": {
-            "merged": environments,
-            "skipped": skipped + len(stats.failed) + len(partial.skipped),
-            "invocations": invocations,
+    shards = list_shards(client, request.selection, request.run_id)
+    # The batches applied the revision filter; shards carry no revision of their own.
+    unfiltered = dataclasses.replace(request.selection, revisions=())
+    options = dataclasses.replace(_options(request, settings, work), selection=unfiltered)
+    result = collect(options, client, objects=shards)
+    metadata = [o.metadata or {} for o in result.objects]
+    return _publish(
+        client,
+        settings,
+        request,
+        options,
+        result,
+        environments={
+            "merged": sum(layout.metadata_int(m, SHARD_ENVIRONMENTS) or 0 for m in metadata),
+            "skipped": sum(layout.metadata_int(m, SHARD_SKIPPED) or 0 for m in metadata)
+            + len(result.skipped),
+            "invocations": result.invocations,
             "shards": len(shards),
         },
-        "selection": selection.describe(),
-        "run_id": run_id,
-        "missing_source": [str(m) for m in missing],
-        "warnings": [warning] if warning else [],
-    }
-    return _publish(client, settings, selection, result, summary)
+        run_id=request.run_id,
+    )
+
+
+COMBINE = {"all": combine_all, "shard": combine_shard, "reduce": combine_shards}
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point: a full merge, one distributed-map batch, or the reduce step."""
-    event = event if isinstance(event, dict) else {}
     settings = load_settings()
     # A ReportError propagates: Lambda reports it as errorType "ReportError" with
     # its one-sentence message, which Step Functions' Retry/Catch can match.
+    request = CombineRequest.parse(event, settings)
+    os.makedirs(WORK_DIR, exist_ok=True)
     # Every file of an invocation lives in one directory that goes with it: a warm
     # combiner must not fill /tmp.
-    with tempfile.TemporaryDirectory(dir=_work_dir()) as work:
-        if "Items" in event:
-            return combine_shard(event, settings, Path(work))
-        if event.get("action") == "reduce":
-            return combine_shards(event, settings, Path(work))
-        return combine_all(event, settings, Path(work))
+    with tempfile.TemporaryDirectory(dir=WORK_DIR) as work:
+        return COMBINE[request.action](request, settings, Path(work))

@@ -14,12 +14,30 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from coverage_runtime.report.objects import DataObject, Selection, list_pages
 
 _END = object()
+
+
+class GivenObjects:
+    """A listing known in advance (a distributed map's batch, a run's shards), read
+    like `BackgroundListing`, so one pipeline merges either."""
+
+    more = False
+    seconds = 0.0
+
+    def __init__(self, objects: Iterable[DataObject]) -> None:
+        self.first = list(objects)
+        self.count = len(self.first)
+
+    def start(self) -> None:
+        """Nothing to list."""
+
+    def __iter__(self) -> Iterator[DataObject]:
+        return iter(self.first)
 
 
 class BackgroundListing:

@@ -383,7 +383,7 @@ def choose_measure(
     if partial.arc_files and partial.line_files:
         return False, (
             f"{partial.arc_files} environment(s) recorded branches and {partial.line_files} "
-            "lines only: reporting line coverage of all (use --measure branch to report "
+            f"lines only: reporting line coverage of all (set {name} to branch to report "
             "branches of the former only)"
         )
     return bool(partial.arc_files), None

@@ -43,6 +43,23 @@ class DataObject:
     environment_id: str
     metadata: Mapping[str, str] | None = None
 
+    @classmethod
+    def listed(cls, item: Mapping[str, Any], where: ObjectKey) -> DataObject:
+        """The object of a listing entry: ``ListObjectsV2``'s ``Contents`` item, or
+        Step Functions' ``ItemReader`` item (which spells it ``Etag``)."""
+        return cls(
+            key=str(item["Key"]),
+            etag=str(item.get("ETag") or item.get("Etag") or "").strip('"'),
+            size=int(item.get("Size") or 0),
+            last_modified=item.get("LastModified")
+            if isinstance(item.get("LastModified"), datetime)
+            else None,
+            function=where.function,
+            version=where.version,
+            date=where.date,
+            environment_id=where.environment_id,
+        )
+
     @property
     def invocations(self) -> int | None:
         return layout.metadata_int(self.metadata, layout.INVOCATIONS)
@@ -258,19 +275,37 @@ def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObj
 
 def _data_object(selection: Selection, item: Mapping[str, Any]) -> DataObject | None:
     """The listed item as a data object, or None when the key filters drop it."""
-    parsed = parse_key(selection.prefix, item["Key"])
+    parsed = parse_key(selection.prefix, str(item.get("Key") or ""))
     if parsed is None or not selection.matches_key(parsed):
         return None
-    return DataObject(
-        key=item["Key"],
-        etag=str(item.get("ETag", "")).strip('"'),
-        size=int(item.get("Size", 0)),
-        last_modified=item.get("LastModified"),
-        function=parsed.function,
-        version=parsed.version,
-        date=parsed.date,
-        environment_id=parsed.environment_id,
-    )
+    return DataObject.listed(item, parsed)
+
+
+def matching_objects(selection: Selection, items: Iterable[Mapping[str, Any]]) -> list[DataObject]:
+    """The data objects among listing entries given by someone else (a distributed
+    map's batch) that the key filters match."""
+    return [obj for item in items if (obj := _data_object(selection, item)) is not None]
+
+
+def list_shards(client: Any, selection: Selection, run_id: str) -> list[DataObject]:
+    """The shard files a distributed map's batches wrote for ``run_id``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    prefix = layout.runs_prefix(selection.prefix, run_id)
+    extra = {"ExpectedBucketOwner": selection.expected_owner} if selection.expected_owner else {}
+    shards = []
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=selection.bucket, Prefix=prefix, **extra):
+            for item in page.get("Contents", ()):
+                name = str(item["Key"]).rsplit("/", 1)[-1]
+                shards.append(DataObject.listed(item, ObjectKey("_shard", run_id, "", name)))
+    except (ClientError, BotoCoreError) as exc:
+        where = f"listing s3://{selection.bucket}/{prefix}"
+        raise explain_s3_error(exc, selection.bucket, where) from exc
+    if not shards:
+        raise ReportError(f"no shard files under s3://{selection.bucket}/{prefix}")
+    return shards
 
 
 def list_objects(client: Any, selection: Selection) -> Iterator[DataObject]:

@@ -1,12 +1,12 @@
 """One report of many environments: list, fetch, merge, remap, write.
 
 This is the whole pipeline behind ``lambda-coverage report`` and the
-combiner handler; each step lives in its own module:
+combiner handler (`collect`, then `report`); each step lives in its own module:
 
-- `report_objects`: list the data objects under a prefix and filter them;
-- `report_fetch` + `report_cache`: parallel download into an ETag-keyed cache;
-- `report_merge`: parallel merge while downloading, path remapping, data file;
-- `report_output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
+- `objects` + `listing`: list the data objects under a prefix and filter them;
+- `fetch` + `cache`: parallel download into an ETag-keyed cache;
+- `merge`: parallel merge while downloading, path remapping, data file;
+- `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from coverage_runtime.layout import DEFAULT_TASK_ROOT, MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
-from coverage_runtime.report.listing import BackgroundListing
+from coverage_runtime.report.listing import BackgroundListing, GivenObjects
 from coverage_runtime.report.merge import (
     Merger,
     MissingSource,
@@ -58,6 +59,9 @@ class ReportOptions:
     source_root: Path = Path()
     remap: bool = True
     ignore_missing_source: bool = False
+    # False for a distributed map's batch: all of it may be filtered out or
+    # unreadable, and its shard is then empty rather than an error.
+    require_data: bool = True
     measure: str = "auto"
     measure_name: str = "--measure"  # what the user called it, for messages
     jobs: int | None = None
@@ -156,7 +160,11 @@ class _Merged:
 
 
 def _fetch_and_merge(
-    options: ReportOptions, client: Any, listing: BackgroundListing, jobs: int, batch: int
+    options: ReportOptions,
+    client: Any,
+    listing: BackgroundListing | GivenObjects,
+    jobs: int,
+    batch: int,
 ) -> _Merged:
     """Fetch every listed object (cache or S3) and merge it as it arrives."""
     selection = options.selection
@@ -190,17 +198,34 @@ def _fetch_and_merge(
     return _Merged(partial, stats, fetched, filtered_out, cache.write_error)
 
 
-def collect(options: ReportOptions, client: Any = None) -> ReportResult:
-    """List, fetch and merge; remap and write the merged data file (no reports)."""
+def _require_data(options: ReportOptions, count: int, merged: _Merged) -> None:
+    """Stop with one sentence when nothing matched, or nothing of it could be read."""
+    if not options.require_data:
+        return
+    if not count or (options.selection.revisions and not merged.objects):
+        require_some([], options.selection)
+    if merged.partial.merged == 0:
+        failed = merged.stats.failed + merged.partial.skipped
+        reasons = "; ".join(f"{k}: {r}" for k, r in failed[:5])
+        raise ReportError(f"none of the {count} matched objects could be read ({reasons})")
+
+
+def collect(
+    options: ReportOptions, client: Any = None, objects: Sequence[DataObject] | None = None
+) -> ReportResult:
+    """List, fetch and merge; remap and write the merged data file (no reports).
+
+    ``objects``: merge these instead of listing the selection's prefixes.
+    """
     selection = options.selection
     timings: dict[str, float] = {}
     started = time.perf_counter()
     client = client or make_client(
         options.endpoint_url, options.region, max_connections=max(10, options.download_workers)
     )
-    listing = BackgroundListing(client, selection)
-    if not listing.first and not listing.more:
-        require_some([], selection)
+    listing = BackgroundListing(client, selection) if objects is None else GivenObjects(objects)
+    if options.require_data and not listing.first and not listing.more:
+        require_some([], selection)  # before any worker is forked
     timings["list_first_page"] = time.perf_counter() - started
 
     # Sized on the first page: a listing that goes on is a big run.
@@ -211,16 +236,9 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
         options, client, listing, jobs, options.batch_size or _batch_size(expected, jobs)
     )
     partial, stats, fetched_objects = merged.partial, merged.stats, merged.objects
-    if not listing.count:  # later pages held nothing the filters match either
-        require_some([], selection)
     timings["list"] = listing.seconds or 0.0
     timings["fetch_and_merge"] = time.perf_counter() - phase
-
-    if selection.revisions and not fetched_objects:
-        raise ReportError(f"no coverage data objects matched {selection.describe()}")
-    if partial.merged == 0:
-        reasons = "; ".join(f"{k}: {r}" for k, r in (stats.failed + partial.skipped)[:5])
-        raise ReportError(f"none of the {listing.count} matched objects could be read ({reasons})")
+    _require_data(options, listing.count, merged)
 
     branch, warning = choose_measure(partial, options.measure, options.measure_name)
     warnings = [warning] if warning else []
@@ -267,11 +285,9 @@ def collect(options: ReportOptions, client: Any = None) -> ReportResult:
     )
 
 
-def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
-    """The whole report: merged data file, reports and ``summary.json``."""
-    started = time.perf_counter()
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    result = collect(options, client)
+def report(options: ReportOptions, result: ReportResult) -> Outputs:
+    """coverage.py's reports of the merged data (`ReportOptions.formats`) into
+    ``options.output_dir``; a `ReportError` when they cannot be made."""
     if not result.partial.paths():
         raise ReportError(
             f"the {result.partial.merged} merged environment(s) hold no measured lines"
@@ -290,9 +306,18 @@ def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
         terminal=options.terminal_table,
     )
     result.timings["reports"] = time.perf_counter() - phase
+    return result.outputs
+
+
+def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
+    """The whole report: merged data file, reports and ``summary.json``."""
+    started = time.perf_counter()
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    result = collect(options, client)
+    outputs = report(options, result)
     result.timings["total"] = time.perf_counter() - started
     summary_path = options.output_dir / SUMMARY_NAME
     summary_path.write_text(json.dumps(result.summary(options.selection), indent=2) + "\n")
-    result.outputs.files["summary"] = summary_path
-    result.outputs.files["data"] = result.data_file
+    outputs.files["summary"] = summary_path
+    outputs.files["data"] = result.data_file
     return result

@@ -21,7 +21,7 @@ from typing import Any
 
 from coverage_runtime import layout, s3
 from coverage_runtime.errors import UploadError
-from coverage_runtime.layout import CONTENT_TYPE, ObjectKey
+from coverage_runtime.layout import ObjectKey
 from coverage_runtime.s3 import make_client
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim.environment import EnvironmentIdentity
@@ -90,21 +90,6 @@ class SnapshotUploader:
     def client(self) -> Any:
         return self._client
 
-    def _put_arguments(self, body: bytes, metadata: Mapping[str, str]) -> dict[str, Any]:
-        args: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": self.key,
-            "Body": body,
-            "ContentType": CONTENT_TYPE,
-            "Metadata": dict(metadata),
-            "ServerSideEncryption": self.settings.sse,
-        }
-        if self.settings.kms_key_id:
-            args["SSEKMSKeyId"] = self.settings.kms_key_id
-        if self.settings.expected_owner:
-            args["ExpectedBucketOwner"] = self.settings.expected_owner
-        return args
-
     def upload(
         self,
         body: bytes,
@@ -117,7 +102,9 @@ class SnapshotUploader:
         value), give up when it passes, even in the middle of a request or a
         retry; a newer generation started meanwhile cancels the older one's
         further attempts."""
-        args = self._put_arguments(body, {**metadata, GENERATION_KEY: str(generation)})
+        args = s3.put_arguments(
+            self.settings, self.key, body, {**metadata, GENERATION_KEY: str(generation)}
+        )
         started = time.monotonic()
         response = self._put(args) if deadline is None else self._put_before(args, deadline)
         return UploadResult(
