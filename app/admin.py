@@ -129,33 +129,9 @@ def _boolean(payload: Mapping[str, Any], name: str, default: bool) -> bool:
 # -- actions -----------------------------------------------------------------------------
 
 
-def coverage_summary() -> dict[str, Any]:
-    """What ``coverage_status`` shows: the runtime's state in a stable shape."""
-    current = status()
-    if not current.get("enabled"):
-        return {"enabled": False, "reason": current.get("reason")}
-    last = current.get("last_upload") or None
-    return {
-        "enabled": True,
-        "mode": current.get("mode"),
-        "core": current.get("core"),
-        "branch": current.get("branch"),
-        "files_measured": current.get("files_measured"),
-        "lines_recorded": current.get("lines_measured"),
-        "arcs_recorded": current.get("arcs_measured"),
-        "invocations": current.get("invocations"),
-        "uploads_enabled": current.get("uploads_enabled"),
-        "upload_problem": current.get("upload_problem"),
-        "s3_uri": current.get("s3_uri"),
-        "last_upload": {"key": last["key"], "time": last["time"]} if last else None,
-        "pending_checkpoint": current.get("pending_checkpoint"),
-        "last_error": current.get("last_error"),
-    }
-
-
 def coverage_status(payload: Mapping[str, Any], config: AppConfig) -> dict[str, Any]:
     """What is measured so far and what reached S3."""
-    return {"admin_action": "coverage_status", "coverage": coverage_summary()}
+    return {"admin_action": "coverage_status", "coverage": status()}
 
 
 def performance_test(payload: Mapping[str, Any], config: AppConfig) -> dict[str, Any]:
@@ -187,7 +163,7 @@ def performance_test(payload: Mapping[str, Any], config: AppConfig) -> dict[str,
     ratio = round(measured / unmeasured, 3) if unmeasured > 0 else None
     if ratio is not None:
         add_overhead_metric(test_type, ratio)
-    coverage = coverage_summary()
+    coverage = status()
     result = {
         "admin_action": "performance_test",
         "test_type": test_type,
@@ -263,7 +239,7 @@ def coverage_flush(payload: Mapping[str, Any], config: AppConfig) -> dict[str, A
         record = flush()
     except CoverageError as exc:
         raise RequestError(503, "coverage_upload_failed", str(exc)) from exc
-    coverage = coverage_summary()
+    coverage = status()
     return {
         "admin_action": "coverage_flush",
         "uploaded": record is not None,
@@ -285,7 +261,7 @@ def coverage_reset(payload: Mapping[str, Any], config: AppConfig) -> dict[str, A
         reset()
     except CoverageError as exc:
         raise RequestError(500, "coverage_reset_failed", str(exc)) from exc
-    coverage = coverage_summary()
+    coverage = status()
     return {"admin_action": "coverage_reset", "reset": coverage["enabled"], "coverage": coverage}
 
 

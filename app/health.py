@@ -62,24 +62,6 @@ def environment_variables(environ: Mapping[str, str], config: AppConfig) -> dict
     }
 
 
-def coverage_summary(status: Mapping[str, Any]) -> dict[str, Any]:
-    """What the coverage runtime is doing, in the few fields an operator looks at."""
-    if not status.get("enabled"):
-        return {"enabled": False, "reason": status.get("reason")}
-    last = status.get("last_upload") or {}
-    return {
-        "enabled": True,
-        "mode": status.get("mode"),
-        "core": status.get("core"),
-        "branch": status.get("branch"),
-        "uploads_enabled": status.get("uploads_enabled"),
-        "upload_problem": status.get("upload_problem"),
-        "last_upload": {"key": last.get("key"), "time": last.get("time")} if last else None,
-        "pending_checkpoint": status.get("pending_checkpoint"),
-        "storage_problem": status.get("storage_problem"),
-    }
-
-
 def overall_status(
     results: Mapping[str, checks.CheckResult],
     memory: Mapping[str, Any],
@@ -127,21 +109,21 @@ def document(config: AppConfig) -> dict[str, Any]:
     memory = memory_usage(environ)
     variables = environment_variables(environ, config)
     overall, reasons = overall_status(results, memory, variables, config)
-    if coverage_status.get("storage_problem"):
+    if coverage_status["enabled"] and coverage_status["storage_problem"]:
         reasons.append(f"coverage: {coverage_status['storage_problem']}")
         overall = "degraded" if overall == "healthy" else overall
     return {
         "status": "ok",
         "overall_status": overall,
         "reasons": reasons,
-        "coverage_enabled": bool(coverage_status.get("enabled")),
+        "coverage_enabled": coverage_status["enabled"],
         "layer_version": coverage_runtime.__version__,
         "database_connection": results["database_connection"].as_dict(),
         "external_api": results["external_api"].as_dict(),
         "s3_bucket": results["s3_bucket"].as_dict(),
         "memory_usage": memory,
         "environment_variables": variables,
-        "coverage": coverage_summary(coverage_status),
+        "coverage": coverage_status,
         "check_timeout_seconds": timeout,
         "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

@@ -27,12 +27,20 @@ _API = {
     "UploadError": "coverage_runtime.errors",
     "NotActiveError": "coverage_runtime.errors",
     "StorageError": "coverage_runtime.errors",
+    "CoverageStatus": "coverage_runtime.shim.status",
+    "ActiveStatus": "coverage_runtime.shim.status",
+    "InactiveStatus": "coverage_runtime.shim.status",
+    "LastUpload": "coverage_runtime.shim.status",
 }
 
 __all__ = [
+    "ActiveStatus",
     "ConfigurationError",
     "CoverageContext",
     "CoverageError",
+    "CoverageStatus",
+    "InactiveStatus",
+    "LastUpload",
     "NotActiveError",
     "StorageError",
     "UploadError",
@@ -58,6 +66,12 @@ if TYPE_CHECKING:
         reset,
         status,
         without_coverage,
+    )
+    from coverage_runtime.shim.status import (
+        ActiveStatus,
+        CoverageStatus,
+        InactiveStatus,
+        LastUpload,
     )
 
 

@@ -18,6 +18,7 @@ from coverage_runtime.settings import load_settings
 from coverage_runtime.shim import api
 from coverage_runtime.shim.environment import EnvironmentIdentity
 from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.status import Versions
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, imported_sample
 
 SAMPLE = '''\
@@ -137,6 +138,7 @@ def test_status_flush_reset_outside_the_shim():
     status = coverage_runtime.status()
     assert status["enabled"] is False
     assert "coverage_runtime" in status["reason"]
+    assert set(status) == set(coverage_runtime.InactiveStatus.__annotations__)
     assert coverage_runtime.flush() is None
     assert coverage_runtime.reset() is None
     with pytest.raises(NotActiveError):
@@ -305,7 +307,7 @@ def test_status_inside_the_runtime(install, sample):
     assert status["branch"] is False
     assert status["versions"]["coverage"].startswith("7.")
     assert status["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert status["lines_measured"] > 0
+    assert status["recorded_lines"] > 0
     assert status["collecting"] is False
     assert status["uploads_enabled"] is False
     assert "COVERAGE_S3_BUCKET" in status["upload_problem"]
@@ -359,3 +361,12 @@ def test_flush_uploads_only_when_coverage_grew(install, sample, s3_server, s3, b
     head = s3.head_object(Bucket=bucket, Key=first["key"])
     assert head["Metadata"]["mode"] == "selective"
     assert coverage_runtime.status()["last_upload"]["etag"] == second["etag"]
+    # The typed status says what is there, at every level.
+    status = coverage_runtime.status()
+    assert set(status) == set(coverage_runtime.ActiveStatus.__annotations__)
+    assert set(status["versions"]) == set(Versions.__annotations__)
+    assert (
+        set(second)
+        == set(status["last_upload"])
+        == set(coverage_runtime.LastUpload.__annotations__)
+    )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from coverage_runtime.shim.status import ActiveStatus
 from tests.harness import REPO_ROOT, download_objects, executed_lines, free_port, line_of
 
 pytestmark = pytest.mark.rie
@@ -144,9 +145,10 @@ def batch_untracked(doc: dict) -> None:
 def coverage_status(doc: dict) -> None:
     coverage = doc["coverage"]
     assert coverage["enabled"] is True
+    assert set(coverage) == set(ActiveStatus.__annotations__), "status() as it is"
     assert coverage["mode"] == "full"
     assert coverage["files_measured"] >= 5
-    assert coverage["lines_recorded"] > 100
+    assert coverage["recorded_lines"] > 100
     assert coverage["invocations"] >= 1
     assert coverage["uploads_enabled"] is True
     assert "pending_checkpoint" in coverage
@@ -317,9 +319,9 @@ def test_coverage_reset_drops_what_was_measured(start_app):
     before = function.invoke(load_event("admin-coverage-status")).body["coverage"]
     reset = function.invoke(load_event(RESET_EVENT)).body
     assert reset["reset"] is True
-    assert reset["coverage"]["lines_recorded"] < before["lines_recorded"]
+    assert reset["coverage"]["recorded_lines"] < before["recorded_lines"]
     after = function.invoke(load_event("admin-coverage-status")).body["coverage"]
-    assert after["lines_recorded"] < before["lines_recorded"]
+    assert after["recorded_lines"] < before["recorded_lines"]
     assert function.terminate() == 0
 
 

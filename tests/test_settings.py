@@ -483,4 +483,3 @@ def test_a_file_system_root_is_not_a_source(variables):
     with pytest.raises(ConfigurationError) as caught:
         load_settings(variables)
     assert caught.value.problems[0].value == "/"
-

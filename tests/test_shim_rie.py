@@ -158,7 +158,9 @@ def test_disabled_runs_plain_awslambdaric_and_uploads_nothing(start_function, s3
 def test_disabled_loads_nothing_but_the_entry_point(start_function):
     function = start_function("loaded_modules.handler", COVERAGE_ENABLED="false")
     loaded = function.invoke({}).body
-    assert loaded == ["coverage_runtime"], "only the package itself, not its modules"
+    assert loaded == ["coverage_runtime", "coverage_runtime.env"], (
+        "only the package itself and the switch's reader, none of the runtime"
+    )
     assert function.terminate() == 0
 
 
@@ -222,7 +224,7 @@ def test_public_api_inside_the_function(start_function, s3, bucket):
     assert status["enabled"] is True
     assert status["mode"] == "full"
     assert status["invocations"] == 2
-    assert status["lines_measured"] > 0
+    assert status["recorded_lines"] > 0
     assert status["uploads_enabled"] is True
     assert status["last_upload"] is None
     assert status["pending_checkpoint"] is True
@@ -235,9 +237,9 @@ def test_public_api_inside_the_function(start_function, s3, bucket):
     again = function.invoke({"action": "flush"}).body["flushed"]
     assert again is None or again["key"] == flushed["key"]
 
-    before = function.invoke({"action": "status"}).body["lines_measured"]
+    before = function.invoke({"action": "status"}).body["recorded_lines"]
     assert function.invoke({"action": "reset"}).body == {"reset": True}
-    after = function.invoke({"action": "status"}).body["lines_measured"]
+    after = function.invoke({"action": "status"}).body["recorded_lines"]
     assert after < before
     assert function.terminate() == 0
 

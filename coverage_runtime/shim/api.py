@@ -20,6 +20,7 @@ from coverage_runtime.errors import CoverageError, NotActiveError
 from coverage_runtime.shim import structured_log
 from coverage_runtime.shim.measurement import Measurement
 from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.status import CoverageStatus, LastUpload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,15 +156,15 @@ def _label(kind: Callable[[Any], str] | None, event: Any) -> str:
         return "invoke"
 
 
-def status() -> dict[str, Any]:
-    """What is measured and shipped, as a JSON-ready dict."""
+def status() -> CoverageStatus:
+    """What is measured and shipped, as a JSON-ready dict (typed: `CoverageStatus`)."""
     runtime = _runtime
     if runtime is None:
         return {"enabled": False, "reason": _inactive_reason}
     return runtime.status()
 
 
-def flush() -> dict[str, Any] | None:
+def flush() -> LastUpload | None:
     """Upload a snapshot now if coverage grew.  Returns the upload, or None.
 
     Raises `UploadError` when the upload fails or uploads are not configured,

@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
@@ -32,6 +31,7 @@ from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
+from coverage_runtime.shim.status import ActiveStatus, LastUpload
 
 RUNTIME_VERSION = __version__
 # Leave this much of an invocation's time unused by coverage work.
@@ -74,7 +74,7 @@ class UploadRecord:
     at: datetime
     reason: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> LastUpload:
         return {
             "bucket": self.bucket,
             "key": self.key,
@@ -449,7 +449,7 @@ class CoverageRuntime:
 
     # -- reporting -----------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ActiveStatus:
         counts = self.measurement.counts()
         return {
             "enabled": True,
@@ -466,8 +466,8 @@ class CoverageRuntime:
             },
             "collecting": self.measurement.collecting,
             "files_measured": counts.files,
-            "lines_measured": counts.lines,
-            "arcs_measured": counts.arcs,
+            "recorded_lines": counts.lines,
+            "recorded_arcs": counts.arcs,
             "invocations": self.invocations,
             "handled_invocations": self.handled.count,
             "handled_ms": round(self.handled.measured_ms, 1),
