@@ -447,3 +447,54 @@ def test_invalid_settings_are_listed_and_defaults_kept():
         "HEALTH_DATABASE_URL",
         "HEALTH_EXTERNAL_API_URL",
     ]
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        ({"operation": "process_data", "data": {"records": []}}, "business:process_data"),
+        ({"admin": True, "admin_action": "coverage_status"}, "admin:coverage_status"),
+        ({"health": True}, "health"),
+        ([1, 2], "invalid"),
+        ({"httpMethod": "GET", "path": "/health", "headers": {}}, "health"),
+        (
+            {
+                "httpMethod": "POST",
+                "path": "/x",
+                "headers": {},
+                "body": json.dumps({"operation": "nope"}),
+            },
+            "business",
+        ),
+        ({"httpMethod": "DELETE", "path": "/x", "headers": {}}, "http:DELETE"),
+    ],
+)
+def test_each_event_is_read_once(monkeypatch, caplog, event, kind):
+    """The handler reads the event's shape once per invocation, and the kind it names
+    labels the answer: an error document's ``request_kind``, or the log record's."""
+    import app.http
+
+    reads = []
+    real_parse = app.http.parse
+    monkeypatch.setattr(app.http, "parse", lambda e: reads.append(e) or real_parse(e))
+    caplog.clear()
+    _, document, _ = call(event)
+    assert len(reads) == 1, "the event is parsed once"
+    if "error" in document:
+        assert document["error"]["request_kind"] == kind
+    labels = {r.request_kind for r in caplog.records if hasattr(r, "request_kind")}
+    assert labels == {kind}, caplog.records
+
+
+def test_one_table_names_and_serves_every_request_document():
+    from app.handler import PAYLOADS, classify
+
+    assert [entry.family for entry in PAYLOADS] == ["health", "admin", "business"]
+    for action in admin.ACTIONS:
+        kind, entry = classify({"admin": True, "admin_action": action})
+        assert (kind, entry and entry.family) == (f"admin:{action}", "admin")
+    for operation in business.OPERATIONS:
+        kind, entry = classify({"operation": operation})
+        assert (kind, entry and entry.family) == (f"business:{operation}", "business")
+    assert classify({"admin": True, "admin_action": "rm -rf"})[0] == "admin"
+    assert classify({"health": "yes"}) == ("invalid", None)
