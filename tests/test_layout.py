@@ -67,3 +67,37 @@ def test_the_s3_key_the_shim_writes_is_the_key_the_report_reads():
     )
     combined = layout.combined_scope(settings.prefix, "orders", "7") + layout.MERGED_DATA_NAME
     assert layout.ObjectKey.parse(settings.prefix, combined) is None
+
+
+def _log_calls(path: Path) -> list[tuple[int, str, set[str]]]:
+    """(line, logger call, keyword names) of every log record written in ``path``:
+    the shim's `structured_log` calls and Powertools' ``extra={...}`` dicts."""
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value
+        if isinstance(owner, ast.Name) and owner.id == "structured_log":
+            names = {k.arg for k in node.keywords if k.arg}
+            calls.append((node.lineno, f"structured_log.{node.func.attr}", names))
+        for keyword in node.keywords:
+            if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                names = {k.value for k in keyword.value.keys if isinstance(k, ast.Constant)}
+                calls.append((node.lineno, "extra", {str(n) for n in names}))
+    return calls
+
+
+def test_log_records_name_their_fields_one_way():
+    """One naming for every record of ours, the shim's and the example's: snake_case
+    keys, and an error as ``error_type`` (its class or code) and ``error_message``."""
+    import re
+
+    snake = re.compile(r"^[a-z][a-z0-9_]*$")
+    found = 0
+    for path in sorted([*PACKAGE.rglob("*.py"), *(REPO_ROOT / "app").glob("*.py")]):
+        for line, call, names in _log_calls(path):
+            found += 1
+            where = f"{path.relative_to(REPO_ROOT)}:{line} {call}"
+            assert all(snake.match(n) for n in names), f"{where}: {sorted(names)}"
+            assert "error" not in names, f"{where}: an error is error_message (and error_type)"
+    assert found > 20, "the scan finds the records"

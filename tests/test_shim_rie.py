@@ -283,7 +283,7 @@ def test_shutdown_upload_has_a_hard_deadline(start_function, hanging_endpoint):
     assert time.monotonic() - started < 2
     assert "did not exit after deadline" not in function.logs(), "exited before SIGKILL"
     failures = [r for r in function.json_logs() if r["level"] == "ERROR"]
-    assert any("deadline" in r.get("error", "") for r in failures)
+    assert any("deadline" in r.get("error_message", "") for r in failures)
     assert any("lost" in r["message"] for r in failures), "the loss is logged, not silent"
 
 

@@ -85,7 +85,7 @@ class CoverageContext(contextlib.ContextDecorator):
                 if self.label and self.enabled:
                     measurement.switch_context(self.label)
             except Exception as exc:
-                structured_log.error("coverage block could not start", error=str(exc))
+                structured_log.error("coverage block could not start", error_message=str(exc))
         return self
 
     def __exit__(
@@ -99,7 +99,7 @@ class CoverageContext(contextlib.ContextDecorator):
             try:
                 measurement.exit(self.enabled)
             except Exception as error:
-                structured_log.error("coverage block could not end", error=str(error))
+                structured_log.error("coverage block could not end", error_message=str(error))
 
 
 def without_coverage() -> CoverageContext:
@@ -140,7 +140,7 @@ def coverage_handler(
                     try:
                         runtime.invocation_handled(label, time.perf_counter() - started)
                     except Exception as exc:
-                        structured_log.error("coverage bookkeeping failed", error=str(exc))
+                        structured_log.error("coverage bookkeeping failed", error_message=str(exc))
 
         return wrapper  # type: ignore[return-value]
 

@@ -56,7 +56,7 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
             structured_log.error(
                 "could not register the internal extension: Lambda will not send SIGTERM at "
                 "shutdown, so only checkpoints reach S3",
-                error=str(exc),
+                error_message=str(exc),
             )
     runtime.watcher = ShutdownWatcher(runtime.shutdown)
     runtime.watcher.install()
@@ -96,8 +96,8 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         # Measuring must never stop the function from serving.
         structured_log.error(
             "coverage could not start; the function runs without it",
-            error=str(exc),
-            errorType=type(exc).__name__,
+            error_message=str(exc),
+            error_type=type(exc).__name__,
         )
         api.install(None, reason=f"coverage could not start: {exc}")
         run_awslambdaric(handler)

@@ -195,7 +195,7 @@ class Measurement:
             except coverage_adapter.InternalsChanged as exc:
                 structured_log.error(
                     "coverage.py internals changed: every measured block restarts coverage.py",
-                    error=str(exc),
+                    error_message=str(exc),
                     coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
                 )
                 self._gate = coverage_adapter.RestartGate(self.cov)

@@ -184,7 +184,7 @@ class CoverageRuntime:
                     self._uploader = SnapshotUploader(self.settings, self.identity)
                 except Exception as exc:  # a broken boto3 setup must not break the function
                     self.upload_problem = f"cannot create the S3 client: {exc}"
-                    structured_log.error(self.upload_problem, errorType=type(exc).__name__)
+                    structured_log.error(self.upload_problem, error_type=type(exc).__name__)
                     raise UploadError(self.upload_problem) from exc
                 structured_log.info(
                     "S3 client ready", ms=round((time.monotonic() - started) * 1000, 1)
@@ -257,7 +257,7 @@ class CoverageRuntime:
         """From the shipping thread: back off, so an unreachable bucket costs little."""
         self._interval = min(max(self._interval, 1.0) * 2, MAX_BACKOFF_SECONDS)
         structured_log.error(
-            "coverage checkpoint failed", error=str(error), next_attempt_in_s=self._interval
+            "coverage checkpoint failed", error_message=str(error), next_attempt_in_s=self._interval
         )
 
     # -- data ----------------------------------------------------------------
@@ -393,7 +393,9 @@ class CoverageRuntime:
             self.measurement.finish()
             if not self.uploads_enabled:
                 structured_log.error(
-                    "coverage not uploaded at shutdown", reason=reason, error=self.upload_problem
+                    "coverage not uploaded at shutdown",
+                    reason=reason,
+                    error_message=self.upload_problem,
                 )
                 return True
             generation, snapshot = self._snapshot()
@@ -436,8 +438,8 @@ class CoverageRuntime:
             "coverage upload at shutdown failed: data of this environment since the "
             "last upload is lost",
             reason=reason,
-            error=str(exc),
-            errorType=type(exc).__name__,
+            error_message=str(exc),
+            error_type=type(exc).__name__,
             s3_uri=self.s3_uri,
             lost_bytes=len(snapshot.body) if snapshot else None,
             recorded_lines=snapshot.lines if snapshot else None,

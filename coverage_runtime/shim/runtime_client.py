@@ -31,7 +31,7 @@ class CoverageRuntimeClient(LambdaRuntimeClient):
         try:
             self._coverage.between_invocations()
         except Exception as exc:  # never let coverage stop the runtime loop
-            structured_log.error("coverage checkpoint crashed", error=str(exc))
+            structured_log.error("coverage checkpoint crashed", error_message=str(exc))
         request = super().wait_next_invocation()
         self._coverage.invocation_arrived(getattr(request, "deadline_time_in_ms", None))
         return request

@@ -53,7 +53,7 @@ class Shipper:
         except UploadError:
             return  # logged once; status() reports it
         except Exception as exc:
-            structured_log.error("the shipping thread could not start", error=str(exc))
+            structured_log.error("the shipping thread could not start", error_message=str(exc))
             return
         while True:
             with self._wake:

@@ -149,7 +149,9 @@ class ShutdownWatcher:
             except SystemExit:
                 pass
             except BaseException as exc:
-                structured_log.error("the function's own SIGTERM handler failed", error=str(exc))
+                structured_log.error(
+                    "the function's own SIGTERM handler failed", error_message=str(exc)
+                )
 
     def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs on the main thread when it executes Python code.  Interrupting
@@ -170,7 +172,7 @@ class ShutdownWatcher:
         try:
             self._on_shutdown(reason)
         except BaseException as exc:  # exit 0 regardless: the data is what could be saved
-            structured_log.error("shutdown handler failed", error=str(exc))
+            structured_log.error("shutdown handler failed", error_message=str(exc))
         try:
             self._call_user_handler()
         finally:
