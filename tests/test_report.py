@@ -420,7 +420,9 @@ def test_filters_select_by_function_version_date_and_revision(
         assert lines_of(run.data_file) == union_lines(chosen), args
 
     check(["ctx-a", "ctx-b"], "--function", "ctx-fn")
-    check(["line-a", "line-b", "line-c"], "--function", "orders-fn", "--version", "$LATEST")
+    check(
+        ["line-a", "line-b", "line-c"], "--function", "orders-fn", "--function-version", "$LATEST"
+    )
     check(["line-a", "line-b", "line-d"], "--function", "orders-fn", "--since", "2026-11-24")
     check(["line-b", "line-c"], "--function", "orders-fn", "--until", "2026-11-24")
     check(["line-c"], "--date", "2026-11-20")
@@ -428,7 +430,7 @@ def test_filters_select_by_function_version_date_and_revision(
     check(["line-a", "line-b"], "--revision", "def456,abc123", "--since", "2026-11-21")
     check(
         ["line-a", "line-d", "ctx-a", "ctx-b"],
-        "--version",
+        "--function-version",
         "3",
         "--function",
         "ctx-fn,orders-fn",
@@ -656,3 +658,18 @@ def test_an_s3_error_on_a_later_page_reaches_the_report_as_one_sentence(
     s3.delete_bucket(Bucket=bucket)
     with pytest.raises(ReportError, match=f"bucket '{bucket}' does not exist"):
         list(listing)
+
+
+def test_version_is_the_tools_and_function_version_is_a_filter(capsys):
+    """``--version`` says which lambda-coverage this is; a function version is a filter
+    of its own name (``--version`` after a command still means it, for old scripts)."""
+    import coverage_runtime
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"], out=io.StringIO(), err=io.StringIO())
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lambda-coverage {coverage_runtime.__version__}"
+    from coverage_runtime.report.cli import build_parser
+
+    args = build_parser().parse_args(["report", "--function-version", "7", "--version", "$LATEST"])
+    assert args.function_version == ["7", "$LATEST"]

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from coverage_runtime import env, layout
+from coverage_runtime import __version__, env, layout
 from coverage_runtime.env import parse_list
 from coverage_runtime.layout import DEFAULT_PREFIX, DEFAULT_TASK_ROOT
 from coverage_runtime.report.objects import (
@@ -78,7 +78,8 @@ def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         "--function", action="append", metavar="NAME", help="function name (repeat or comma list)"
     )
     which.add_argument(
-        "--version",
+        "--function-version",
+        "--version",  # the first spelling, kept for scripts that use it
         dest="function_version",
         action="append",
         metavar="VERSION",
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lambda-coverage",
         description="Coverage data of Lambda execution environments in S3: list it, report it.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="this tool's version"
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
