@@ -163,20 +163,36 @@ def test_package_exports_and_lazy_loading():
         coverage_runtime.no_such_name  # noqa: B018
 
 
+def _probe(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter of the checkout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
 def test_importing_the_package_loads_neither_the_api_nor_coverage():
     probe = (
         "import sys, coverage_runtime; "
         "print(sorted(m for m in ('coverage', 'coverage_runtime.shim.api', 'boto3') "
         "if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    assert _probe(probe) == "[]"
+
+
+def test_the_disabled_entry_path_loads_nothing_but_env():
+    """``python -m coverage_runtime`` with coverage off reads the switch through `env`;
+    that must load no other module of ours, and no standard module that Python and
+    awslambdaric (which runs the function next) do not load anyway."""
+    probe = (
+        "import sys, awslambdaric.__main__, awslambdaric.bootstrap\n"
+        "before = set(sys.modules)\n"
+        "import coverage_runtime.__main__ as entry\n"
+        "assert entry.env.coverage_enabled({'COVERAGE_ENABLED': 'off'}) is False\n"
+        "print(sorted(set(sys.modules) - before))\n"
     )
-    assert result.stdout.strip() == "[]"
+    loaded = eval(_probe(probe))  # our own probe's printed list
+    assert loaded == ["coverage_runtime", "coverage_runtime.__main__", "coverage_runtime.env"]
 
 
 @pytest.mark.parametrize(

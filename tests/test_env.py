@@ -3,14 +3,10 @@ report tooling and the example function."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from coverage_runtime import env
 from coverage_runtime.env import EnvReader, coverage_enabled, parse_bool, parse_list
-from tests.harness import REPO_ROOT
 
 # -- coverage_enabled: the master switch alone ---------------------------------------------
 
@@ -41,28 +37,6 @@ def test_coverage_enabled_reads_os_environ(monkeypatch):
     assert coverage_enabled() is False
     monkeypatch.delenv("COVERAGE_ENABLED")
     assert coverage_enabled() is True
-
-
-def test_the_disabled_entry_path_loads_nothing_but_env():
-    """``python -m coverage_runtime`` with coverage off reads the switch through `env`;
-    that must load no other module of ours, and no standard module that Python and
-    awslambdaric (which runs the function next) do not load anyway."""
-    probe = (
-        "import sys, awslambdaric.__main__, awslambdaric.bootstrap\n"
-        "before = set(sys.modules)\n"
-        "import coverage_runtime.__main__ as entry\n"
-        "assert entry.env.coverage_enabled({'COVERAGE_ENABLED': 'off'}) is False\n"
-        "print(sorted(set(sys.modules) - before))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    loaded = eval(result.stdout)  # our own probe's printed list
-    assert loaded == ["coverage_runtime", "coverage_runtime.__main__", "coverage_runtime.env"]
 
 
 # -- the parsers -----------------------------------------------------------------------------
