@@ -58,6 +58,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from coverage_runtime.layout import ObjectKey  # noqa: E402
 from tests.harness import FAKE_CREDENTIALS, S3Server, clean_environment  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -147,13 +148,17 @@ def make_files(base: dict, branch: bool, directory: Path, count: int) -> list[Pa
     return sorted(directory.glob("env-*.coverage"))
 
 
+def _key(prefix: str, path: Path) -> str:
+    return ObjectKey(FUNCTION, "$LATEST", "2026-11-25", path.stem).format(prefix)
+
+
 def upload(client, files: list[Path], prefix: str) -> float:
     started = time.perf_counter()
 
     def put(path: Path) -> None:
         client.put_object(
             Bucket=BUCKET,
-            Key=f"{prefix}{FUNCTION}/$LATEST/2026-11-25/{path.stem}.coverage",
+            Key=_key(prefix, path),
             Body=path.read_bytes(),
             Metadata={"invocations": "10", "mode": "full"},
         )
@@ -283,7 +288,7 @@ def probe_gets(
     files = make_files(base, branch, root / f"probe-{label}", count)
     client = server.client()
     upload(client, files, "probe/")
-    keys = [f"probe/{FUNCTION}/$LATEST/2026-11-25/{p.stem}.coverage" for p in files]
+    keys = [_key("probe/", p) for p in files]
     pool = urllib3.PoolManager(maxsize=16)
     presigned = [
         client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": k})

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from coverage import CoverageData
 
+from coverage_runtime.layout import DEFAULT_PREFIX, ObjectKey
 from tests.harness import REPO_ROOT
 
 SAMPLES = Path(__file__).resolve().parent
@@ -40,7 +41,7 @@ class Env:
 
     @property
     def key(self) -> str:
-        return f"coverage/{self.function}/{self.version}/{self.date}/{self.name}.coverage"
+        return ObjectKey(self.function, self.version, self.date, self.name).format(DEFAULT_PREFIX)
 
     def data(self) -> CoverageData:
         data = CoverageData(basename=str(self.path))
