@@ -104,7 +104,7 @@ def run_one(config: str) -> dict[str, Any]:
     if config != "off":
         from coverage_runtime.settings import load_settings
         from coverage_runtime.shim import api
-        from coverage_runtime.shim.runtime import CoverageRuntime
+        from coverage_runtime.shim.session import CoverageSession
 
         mode, _, branch = config.partition("+")
         env = {
@@ -114,7 +114,7 @@ def run_one(config: str) -> dict[str, Any]:
             "COVERAGE_DATA_DIR": str(work / "data"),
             "COVERAGE_S3_BUCKET": "bench-bucket",
         }
-        runtime = CoverageRuntime.start(load_settings(env))
+        runtime = CoverageSession.start(load_settings(env))
         api.install(runtime)
     import loop_measured
     import loop_unmeasured
@@ -147,7 +147,7 @@ def fixed_costs(files: int) -> dict[str, Any]:
     from coverage_runtime import coverage_handler
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim import api
-    from coverage_runtime.shim.runtime import CoverageRuntime
+    from coverage_runtime.shim.session import CoverageSession
 
     work = Path(tempfile.mkdtemp())
     source = work / "many"
@@ -160,7 +160,7 @@ def fixed_costs(files: int) -> dict[str, Any]:
         "COVERAGE_S3_BUCKET": "bench-bucket",
         "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",
     }
-    runtime = CoverageRuntime.start(load_settings(env))
+    runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     sys.path.insert(0, str(source))
     import importlib

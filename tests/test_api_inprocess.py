@@ -16,8 +16,8 @@ import coverage_runtime
 from coverage_runtime.errors import CoverageError, NotActiveError, UploadError
 from coverage_runtime.settings import load_settings
 from coverage_runtime.shim import api
-from coverage_runtime.shim.environment import EnvironmentIdentity
-from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.identity import EnvironmentIdentity
+from coverage_runtime.shim.session import CoverageSession
 from coverage_runtime.shim.status import Versions
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, imported_sample
 
@@ -73,9 +73,9 @@ def sample(tmp_path: Path) -> Iterator[ModuleType]:
 
 @pytest.fixture(autouse=True)
 def no_runtime_left_behind() -> Iterator[None]:
-    assert api.current_runtime() is None, "an earlier test left a runtime installed"
+    assert api.current_session() is None, "an earlier test left a runtime installed"
     yield
-    assert api.current_runtime() is None
+    assert api.current_session() is None
 
 
 def line(module: ModuleType, marker: str) -> int:
@@ -142,7 +142,7 @@ def test_status_flush_reset_outside_the_shim():
     assert coverage_runtime.flush() is None
     assert coverage_runtime.reset() is None
     with pytest.raises(NotActiveError):
-        api.require_runtime()
+        api.require_session()
 
 
 def test_the_exception_family():
@@ -217,13 +217,13 @@ def test_default_kind(event, kind):
 @pytest.fixture
 def install(
     tmp_path: Path, sample: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., CoverageRuntime]]:
-    """``install(**env)``: a started `CoverageRuntime` measuring the sample, made current."""
+) -> Iterator[Callable[..., CoverageSession]]:
+    """``install(**env)``: a started `CoverageSession` measuring the sample, made current."""
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    started: list[CoverageRuntime] = []
+    started: list[CoverageSession] = []
 
-    def start(**variables: str) -> CoverageRuntime:
+    def start(**variables: str) -> CoverageSession:
         settings = load_settings(
             {
                 "COVERAGE_SOURCE": str(Path(sample.__file__).parent),
@@ -232,7 +232,7 @@ def install(
                 **variables,
             }
         )
-        runtime = CoverageRuntime.start(settings, EnvironmentIdentity.detect({}))
+        runtime = CoverageSession.start(settings, EnvironmentIdentity.detect({}))
         started.append(runtime)
         api.install(runtime)
         return runtime
@@ -244,7 +244,7 @@ def install(
         assert not runtime.measurement.collecting
 
 
-def measured_lines(runtime: CoverageRuntime, module: ModuleType) -> set[int]:
+def measured_lines(runtime: CoverageSession, module: ModuleType) -> set[int]:
     return set(runtime.measurement.data().lines(module.__file__) or ())
 
 

@@ -51,8 +51,8 @@ def test_the_s3_key_the_shim_writes_is_the_key_the_report_reads():
     from coverage_runtime import layout
     from coverage_runtime.report.objects import parse_key
     from coverage_runtime.settings import load_settings
-    from coverage_runtime.shim.environment import EnvironmentIdentity
-    from coverage_runtime.shim.s3_upload import object_key
+    from coverage_runtime.shim.identity import EnvironmentIdentity
+    from coverage_runtime.shim.uploader import object_key
 
     settings = load_settings({"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_PREFIX": "team/cov"})
     identity = EnvironmentIdentity.detect(

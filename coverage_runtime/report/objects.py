@@ -2,7 +2,7 @@
 
 The runtime writes one object per execution environment at
 ``<prefix><function>/<version>/<YYYY-MM-DD>/<environment id>.coverage``
-(see `coverage_runtime.shim.s3_upload.object_key`), so the function, version and
+(see `coverage_runtime.shim.uploader.object_key`), so the function, version and
 init date filters work on the key alone, and a listing narrowed to
 ``<prefix><function>/<version>/`` reads only what is asked for.  The code
 revision lives in the object metadata and is filtered once that is known.

@@ -19,28 +19,28 @@ from typing import Any, TypeVar, overload
 from coverage_runtime.errors import CoverageError, NotActiveError
 from coverage_runtime.shim import structured_log
 from coverage_runtime.shim.measurement import Measurement
-from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.session import CoverageSession
 from coverage_runtime.shim.status import CoverageStatus, LastUpload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_runtime: CoverageRuntime | None = None
-# The runtime's Measurement, looked up once: every block of every invocation uses it.
+_session: CoverageSession | None = None
+# The session's Measurement, looked up once: every block of every invocation uses it.
 _measurement: Measurement | None = None
 _inactive_reason = "not started by the coverage_runtime entry point"
 
 
-def install(runtime: CoverageRuntime | None, reason: str | None = None) -> None:
-    """Called by the shim: make this runtime the one the API talks to."""
-    global _runtime, _measurement, _inactive_reason  # noqa: PLW0603 - one runtime per process
-    _runtime = runtime
-    _measurement = runtime.measurement if runtime is not None else None
+def install(session: CoverageSession | None, reason: str | None = None) -> None:
+    """Called by the shim: make this session the one the API talks to."""
+    global _session, _measurement, _inactive_reason  # noqa: PLW0603 - one session per process
+    _session = session
+    _measurement = session.measurement if session is not None else None
     if reason:
         _inactive_reason = reason
 
 
-def current_runtime() -> CoverageRuntime | None:
-    return _runtime
+def current_session() -> CoverageSession | None:
+    return _session
 
 
 def default_kind(event: Any) -> str:
@@ -127,8 +127,8 @@ def coverage_handler(
     def decorate(handler: F) -> F:
         @functools.wraps(handler)
         def wrapper(event: Any, context: Any) -> Any:
-            runtime = _runtime
-            if runtime is None:
+            session = _session
+            if session is None:
                 return handler(event, context)
             label = _label(kind, event)
             block = CoverageContext(enabled=True, label=label)
@@ -138,7 +138,7 @@ def coverage_handler(
                     return handler(event, context)
                 finally:
                     try:
-                        runtime.invocation_handled(label, time.perf_counter() - started)
+                        session.invocation_handled(label, time.perf_counter() - started)
                     except Exception as exc:
                         structured_log.error("coverage bookkeeping failed", error_message=str(exc))
 
@@ -158,10 +158,10 @@ def _label(kind: Callable[[Any], str] | None, event: Any) -> str:
 
 def status() -> CoverageStatus:
     """What is measured and shipped, as a JSON-ready dict (typed: `CoverageStatus`)."""
-    runtime = _runtime
-    if runtime is None:
+    session = _session
+    if session is None:
         return {"enabled": False, "reason": _inactive_reason}
-    return runtime.status()
+    return session.status()
 
 
 def flush() -> LastUpload | None:
@@ -171,11 +171,11 @@ def flush() -> LastUpload | None:
     `StorageError` when the data directory cannot be written (both are
     `CoverageError`s).  Returns None outside the shim.
     """
-    runtime = _runtime
-    if runtime is None:
+    session = _session
+    if session is None:
         return None
     try:
-        record = runtime.flush(reason="flush")
+        record = session.flush(reason="flush")
     except CoverageError:
         raise
     except Exception as exc:
@@ -185,19 +185,19 @@ def flush() -> LastUpload | None:
 
 def reset() -> None:
     """Drop what was measured so far; no-op outside the shim."""
-    runtime = _runtime
-    if runtime is None:
+    session = _session
+    if session is None:
         return
     try:
-        runtime.reset()
+        session.reset()
     except CoverageError:
         raise
     except Exception as exc:
         raise CoverageError(f"coverage reset failed: {exc}") from exc
 
 
-def require_runtime() -> CoverageRuntime:
-    """The active runtime, or `NotActiveError` with the reason there is none."""
-    if _runtime is None:
+def require_session() -> CoverageSession:
+    """The active session, or `NotActiveError` with the reason there is none."""
+    if _session is None:
         raise NotActiveError(_inactive_reason)
-    return _runtime
+    return _session

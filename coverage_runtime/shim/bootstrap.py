@@ -17,7 +17,7 @@ from coverage_runtime import env as names
 from coverage_runtime.errors import ConfigurationError
 from coverage_runtime.settings import Settings, load_settings
 from coverage_runtime.shim import api, extension, structured_log
-from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.session import CoverageSession
 from coverage_runtime.shim.shutdown import ShutdownWatcher
 
 
@@ -43,10 +43,10 @@ def _settings_or_none(environ: Mapping[str, str]) -> Settings | None:
         return None
 
 
-def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRuntime:
+def start_session(settings: Settings, environ: Mapping[str, str]) -> CoverageSession:
     """Everything before the hand-over: measure, register, watch for SIGTERM."""
-    runtime = CoverageRuntime.start(settings)
-    api.install(runtime)
+    session = CoverageSession.start(settings)
+    api.install(session)
 
     runtime_api = environ.get(names.RUNTIME_API)
     if runtime_api:
@@ -58,20 +58,20 @@ def start_runtime(settings: Settings, environ: Mapping[str, str]) -> CoverageRun
                 "shutdown, so only checkpoints reach S3",
                 error_message=str(exc),
             )
-    runtime.watcher = ShutdownWatcher(runtime.shutdown)
-    runtime.watcher.install()
+    session.watcher = ShutdownWatcher(session.shutdown)
+    session.watcher.install()
     # Init errors end in sys.exit(1) inside awslambdaric: ship what was measured.
-    atexit.register(runtime.shutdown, "exit")
+    atexit.register(session.shutdown, "exit")
     structured_log.info(
         "coverage runtime started",
         mode=settings.mode,
-        core=runtime.measurement.core_name(),
+        core=session.measurement.core_name(),
         branch=settings.branch,
         source=list(settings.source),
-        s3_uri=runtime.s3_uri,
+        s3_uri=session.s3_uri,
         flush_interval_seconds=settings.flush_interval_seconds,
     )
-    return runtime
+    return session
 
 
 def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
@@ -91,7 +91,7 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         return
 
     try:
-        runtime = start_runtime(settings, env)
+        session = start_session(settings, env)
     except Exception as exc:
         # Measuring must never stop the function from serving.
         structured_log.error(
@@ -107,4 +107,4 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 
-    bootstrap.run(handler, CoverageRuntimeClient(env[names.RUNTIME_API], runtime))
+    bootstrap.run(handler, CoverageRuntimeClient(env[names.RUNTIME_API], session))

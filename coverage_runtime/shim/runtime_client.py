@@ -1,4 +1,4 @@
-"""awslambdaric's runtime client, with the coverage runtime's lifecycle hooks.
+"""awslambdaric's runtime client, with the coverage session's lifecycle hooks.
 
 Subclassing keeps awslambdaric's own bootstrap in charge of everything
 (handler import, init errors, logging, error responses); we only learn when
@@ -19,13 +19,13 @@ from typing import Any
 from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
 
 from coverage_runtime.shim import structured_log
-from coverage_runtime.shim.runtime import CoverageRuntime
+from coverage_runtime.shim.session import CoverageSession
 
 
 class CoverageRuntimeClient(LambdaRuntimeClient):
-    def __init__(self, runtime_api: str, runtime: CoverageRuntime) -> None:
+    def __init__(self, runtime_api: str, session: CoverageSession) -> None:
         super().__init__(runtime_api, use_thread_for_polling_next=False)
-        self._coverage = runtime
+        self._coverage = session
 
     def wait_next_invocation(self) -> Any:
         try:

@@ -3,7 +3,7 @@ invocation path.
 
 Lambda counts an invocation until the runtime asks for the next event, so
 uploading a checkpoint there would be billed and could turn a successful
-invocation into a timeout when S3 is slow.  Here the runtime only takes the
+invocation into a timeout when S3 is slow.  Here the session only takes the
 snapshot and hands it over; this thread uploads it while the runtime waits
 for the next event (in Lambda, until the environment is frozen; it goes on
 when the environment thaws).  Only the newest pending snapshot is kept: an
@@ -20,14 +20,14 @@ from coverage_runtime.shim import structured_log
 
 if TYPE_CHECKING:
     from coverage_runtime.shim.measurement import Snapshot
-    from coverage_runtime.shim.runtime import CoverageRuntime
+    from coverage_runtime.shim.session import CoverageSession
 
 
 class Shipper:
     """One daemon thread per environment, started after the first response."""
 
-    def __init__(self, runtime: CoverageRuntime) -> None:
-        self._runtime = runtime
+    def __init__(self, session: CoverageSession) -> None:
+        self._session = session
         self._wake = threading.Condition()
         self._job: tuple[int, Snapshot, str] | None = None
         self._thread: threading.Thread | None = None
@@ -49,7 +49,7 @@ class Shipper:
 
     def _run(self) -> None:
         try:
-            self._runtime.uploader()
+            self._session.uploader()
         except UploadError:
             return  # logged once; status() reports it
         except Exception as exc:
@@ -62,6 +62,6 @@ class Shipper:
                 generation, snapshot, reason = self._job
                 self._job = None
             try:
-                self._runtime.ship(generation, snapshot, reason, deadline=None)
+                self._session.ship(generation, snapshot, reason, deadline=None)
             except Exception as exc:  # UploadError, or any: the thread lives, the next retries
-                self._runtime.checkpoint_failed(exc)
+                self._session.checkpoint_failed(exc)

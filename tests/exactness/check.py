@@ -82,7 +82,7 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
 def gated(args: argparse.Namespace) -> dict[str, Any]:
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim import api
-    from coverage_runtime.shim.runtime import CoverageRuntime
+    from coverage_runtime.shim.session import CoverageSession
 
     env = {
         "LAMBDA_TASK_ROOT": str(HERE),
@@ -93,7 +93,7 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
         "COVERAGE_CONTEXTS": str(args.contexts).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
     }
-    runtime = CoverageRuntime.start(load_settings(env))
+    runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     from tests.exactness import workload
 

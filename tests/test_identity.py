@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from coverage_runtime.settings import load_settings
-from coverage_runtime.shim.environment import EnvironmentIdentity, environment_id_from
-from coverage_runtime.shim.s3_upload import object_key
+from coverage_runtime.shim.identity import EnvironmentIdentity, environment_id_from
+from coverage_runtime.shim.uploader import object_key
 
 LAMBDA_STREAM = "2026/11/25/[$LATEST]0123456789abcdef0123456789abcdef"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -6,7 +6,7 @@ complete data of each environment and the report merges one file each.
 
 One client is created per environment and reused: building a boto3 S3
 client costs 70-90 ms, too much to pay per upload or, if avoidable, inside
-the 500 ms shutdown window (`CoverageRuntime` builds it after the first
+the 500 ms shutdown window (`CoverageSession` builds it after the first
 response).
 """
 
@@ -24,7 +24,7 @@ from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import ObjectKey
 from coverage_runtime.s3 import make_client
 from coverage_runtime.settings import Settings
-from coverage_runtime.shim.environment import EnvironmentIdentity
+from coverage_runtime.shim.identity import EnvironmentIdentity
 
 # Attempts in all, the first included (botocore's ``total_max_attempts``).
 MAX_ATTEMPTS = 3

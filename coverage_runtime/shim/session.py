@@ -1,6 +1,6 @@
-"""The coverage runtime of one execution environment: measure, checkpoint, ship.
+"""The coverage session of one execution environment: measure, checkpoint, ship.
 
-`CoverageRuntime` ties the coverage.py session (`Measurement`) to the S3
+`CoverageSession` ties coverage.py, started once (`Measurement`), to the S3
 object of this environment (`SnapshotUploader`) and to the lifecycle events
 the shim sees: an invocation arrives, the runtime is about to wait for the
 next one (the checkpoint moment: the response is already sent, so an upload
@@ -26,12 +26,12 @@ from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim import pause_points, structured_log
-from coverage_runtime.shim.environment import EnvironmentIdentity
+from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
-from coverage_runtime.shim.s3_upload import SnapshotUploader, UploadResult, object_key
 from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
 from coverage_runtime.shim.status import ActiveStatus, LastUpload
+from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult, object_key
 
 RUNTIME_VERSION = __version__
 # Leave this much of an invocation's time unused by coverage work.
@@ -93,7 +93,7 @@ class InvocationStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-class CoverageRuntime:
+class CoverageSession:
     """Everything the shim does for one execution environment."""
 
     def __init__(
@@ -133,7 +133,7 @@ class CoverageRuntime:
     @classmethod
     def start(
         cls, settings: Settings, identity: EnvironmentIdentity | None = None
-    ) -> CoverageRuntime:
+    ) -> CoverageSession:
         """Start measuring now, before the handler module is imported."""
         identity = identity or EnvironmentIdentity.detect()
         problem: str | None = None

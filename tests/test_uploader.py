@@ -17,8 +17,8 @@ import pytest
 from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import CONTENT_TYPE
 from coverage_runtime.settings import load_settings
-from coverage_runtime.shim.environment import EnvironmentIdentity
-from coverage_runtime.shim.s3_upload import MAX_ATTEMPTS, SnapshotUploader, object_key
+from coverage_runtime.shim.identity import EnvironmentIdentity
+from coverage_runtime.shim.uploader import MAX_ATTEMPTS, SnapshotUploader, object_key
 from tests.harness import FAKE_CREDENTIALS
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: the owner of every bucket
