@@ -57,5 +57,9 @@ class StorageError(CoverageError):
     """The data directory could not be written (full, read-only, damaged)."""
 
 
+class ReportError(CoverageError):
+    """Bad input or an S3 problem that stops a report: one clear sentence for the user."""
+
+
 class NotActiveError(CoverageError):
     """The call needs the coverage runtime, but this process was not started by it."""

@@ -49,7 +49,6 @@ def test_the_top_level_holds_only_what_both_rooms_share():
 
 def test_the_s3_key_the_shim_writes_is_the_key_the_report_reads():
     from coverage_runtime import layout
-    from coverage_runtime.report.objects import parse_key
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim.identity import EnvironmentIdentity
     from coverage_runtime.shim.uploader import object_key
@@ -59,7 +58,7 @@ def test_the_s3_key_the_shim_writes_is_the_key_the_report_reads():
         {"AWS_LAMBDA_FUNCTION_NAME": "orders", "AWS_LAMBDA_FUNCTION_VERSION": "7"}
     )
     key = object_key(settings, identity)
-    parsed = parse_key(settings.prefix, key)
+    parsed = layout.ObjectKey.parse(settings.prefix, key)
     assert parsed == layout.ObjectKey("orders", "7", identity.init_date, identity.environment_id)
     assert parsed.format(settings.prefix) == key
     assert (

@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 from coverage import CoverageData
 
+from coverage_runtime.errors import ReportError
 from coverage_runtime.report import objects as report_objects
 from coverage_runtime.report.cli import main
+from coverage_runtime.report.client import make_client
 from coverage_runtime.report.listing import BackgroundListing
-from coverage_runtime.report.objects import ReportError, Selection, make_client
+from coverage_runtime.report.selection import Selection
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 from tests.report_samples.envs import (
     BRANCH,

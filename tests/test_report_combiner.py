@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from coverage_runtime.errors import ReportError
 from coverage_runtime.report import combiner
 from coverage_runtime.report.cli import main
-from coverage_runtime.report.objects import ReportError
 from tests.harness import FAKE_CREDENTIALS
 from tests.report_samples.envs import (
     BRANCH,

@@ -19,20 +19,12 @@ from typing import Any, NoReturn, TextIO
 
 from coverage_runtime import __version__, env, layout
 from coverage_runtime.env import parse_list
+from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_PREFIX, DEFAULT_TASK_ROOT
-from coverage_runtime.report.objects import (
-    DataObject,
-    DateRange,
-    ListingSummary,
-    ReportError,
-    Selection,
-    explain_s3_error,
-    human_size,
-    list_objects,
-    make_client,
-    require_some,
-    with_metadata,
-)
+from coverage_runtime.report.client import explain_s3_error, make_client
+from coverage_runtime.report.listing import ListingSummary, human_size
+from coverage_runtime.report.objects import DataObject, list_objects, require_some, with_metadata
+from coverage_runtime.report.selection import DateRange, Selection
 
 EXIT_OK = 0
 EXIT_ERROR = 1

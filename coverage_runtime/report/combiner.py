@@ -43,17 +43,13 @@ from typing import Any
 
 from coverage_runtime import env, layout, s3
 from coverage_runtime.env import parse_list
+from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT
+from coverage_runtime.report.client import make_client
 from coverage_runtime.report.merge import MEASURES
-from coverage_runtime.report.objects import (
-    DateRange,
-    ReportError,
-    Selection,
-    list_shards,
-    make_client,
-    matching_objects,
-)
+from coverage_runtime.report.objects import list_shards, matching_objects
 from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect, report
+from coverage_runtime.report.selection import DateRange, Selection
 from coverage_runtime.settings import Settings, load_settings
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cache")

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coverage_runtime.report.cache import ObjectCache
-from coverage_runtime.report.objects import DataObject, explain_s3_error, with_metadata
+from coverage_runtime.report.client import explain_s3_error
+from coverage_runtime.report.objects import DataObject, with_metadata
 
 DEFAULT_DOWNLOAD_WORKERS = 16
 _WHOLE_RUN_ERRORS = (

@@ -15,9 +15,11 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from coverage_runtime.report.objects import DataObject, Selection, list_pages
+from coverage_runtime.report.objects import DataObject, list_pages
+from coverage_runtime.report.selection import Selection
 
 _END = object()
 
@@ -88,3 +90,36 @@ class BackgroundListing:
                 self._thread.join()
         finally:
             self._stop.set()  # or the consumer gave up: list no further
+
+
+@dataclass
+class ListingSummary:
+    """Count, size and invocation totals of a set of objects."""
+
+    objects: int = 0
+    bytes: int = 0
+    invocations: int = 0
+    without_invocations: int = 0
+    by_scope: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, objects: Iterable[DataObject]) -> ListingSummary:
+        summary = cls()
+        for obj in objects:
+            summary.objects += 1
+            summary.bytes += obj.size
+            if obj.invocations is None:
+                summary.without_invocations += 1
+            else:
+                summary.invocations += obj.invocations
+            scope = (obj.function, obj.version)
+            summary.by_scope[scope] = summary.by_scope.get(scope, 0) + 1
+        return summary
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"  # pragma: no cover - the loop always returns

@@ -35,9 +35,8 @@ from urllib.parse import quote
 from coverage.numbits import numbits_to_nums
 from coverage.sqldata import SCHEMA_VERSION, CoverageData
 
-from coverage_runtime.errors import CoverageError
+from coverage_runtime.errors import CoverageError, ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT
-from coverage_runtime.report.objects import ReportError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MEASURES = ("auto", "line", "branch")

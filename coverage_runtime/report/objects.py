@@ -1,32 +1,23 @@
-"""Find the environment data objects under an S3 prefix, and filter them.
+"""The environments' data objects in S3: list them, page by page, and filter them by key.
 
-The runtime writes one object per execution environment at
-``<prefix><function>/<version>/<YYYY-MM-DD>/<environment id>.coverage``
-(see `coverage_runtime.shim.uploader.object_key`), so the function, version and
-init date filters work on the key alone, and a listing narrowed to
-``<prefix><function>/<version>/`` reads only what is asked for.  The code
-revision lives in the object metadata and is filtered once that is known.
+The shim writes one object per execution environment, at the key
+`coverage_runtime.layout.ObjectKey` formats; the combiner's shard files of a
+distributed-map run are listed here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from coverage_runtime import layout, s3
-from coverage_runtime.errors import CoverageError
-from coverage_runtime.layout import DEFAULT_PREFIX, ObjectKey
-
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_RELATIVE_RE = re.compile(r"^(\d+)d$")
-
-
-class ReportError(CoverageError):
-    """Bad input or an S3 problem that stops the report: one clear sentence for the user."""
+from coverage_runtime import layout
+from coverage_runtime.errors import ReportError
+from coverage_runtime.layout import ObjectKey
+from coverage_runtime.report.client import explain_s3_error
+from coverage_runtime.report.selection import Selection
 
 
 @dataclass(frozen=True)
@@ -67,161 +58,6 @@ class DataObject:
     @property
     def revision(self) -> str | None:
         return (self.metadata or {}).get(layout.CODE_REVISION)
-
-
-def parse_key(prefix: str, key: str) -> ObjectKey | None:
-    """The parts of an environment's data object key (`layout.ObjectKey`), else None."""
-    return ObjectKey.parse(prefix, key)
-
-
-def _parse_day(value: str, option: str, today: date) -> date:
-    text = value.strip().lower()
-    if text == "today":
-        return today
-    relative = _RELATIVE_RE.match(text)
-    if relative:
-        return today - timedelta(days=int(relative.group(1)))
-    if _DATE_RE.match(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise ReportError(
-        f"invalid date for {option}: {value!r}; expected YYYY-MM-DD, 'today' or Nd (N days ago)"
-    )
-
-
-@dataclass(frozen=True)
-class DateRange:
-    """Inclusive range of environment init dates (UTC); either end may be open."""
-
-    since: date | None = None
-    until: date | None = None
-
-    @classmethod
-    def parse(
-        cls,
-        since: str | None,
-        until: str | None,
-        today: date | None = None,
-        names: tuple[str, str] = ("--since", "--until"),
-    ) -> DateRange:
-        """``names``: what the user called the two ends (CLI options, event fields)."""
-        today = today or datetime.now(UTC).date()
-        start = _parse_day(str(since), names[0], today) if since else None
-        end = _parse_day(str(until), names[1], today) if until else None
-        if start and end and start > end:
-            raise ReportError(
-                f"invalid date range: {names[0]} {start.isoformat()} is after "
-                f"{names[1]} {end.isoformat()}"
-            )
-        return cls(start, end)
-
-    def __contains__(self, day: str) -> bool:
-        value = date.fromisoformat(day)
-        return (self.since is None or value >= self.since) and (
-            self.until is None or value <= self.until
-        )
-
-    def describe(self) -> str:
-        if self.since is None and self.until is None:
-            return "any date"
-        start = self.since.isoformat() if self.since else "..."
-        end = self.until.isoformat() if self.until else "..."
-        return f"{start} to {end}"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What to report on: where the objects are and which of them."""
-
-    bucket: str
-    prefix: str = DEFAULT_PREFIX
-    functions: tuple[str, ...] = ()
-    versions: tuple[str, ...] = ()
-    dates: DateRange = field(default_factory=DateRange)
-    revisions: tuple[str, ...] = ()
-    expected_owner: str | None = None
-
-    def list_prefixes(self) -> list[str]:
-        """The narrowest S3 prefixes that hold every object the filters can match."""
-        if not self.functions:
-            return [self.prefix]
-        if not self.versions:
-            return [f"{self.prefix}{name}/" for name in self.functions]
-        return [f"{self.prefix}{name}/{ver}/" for name in self.functions for ver in self.versions]
-
-    def matches_key(self, parsed: ObjectKey) -> bool:
-        return (
-            (not self.functions or parsed.function in self.functions)
-            and (not self.versions or parsed.version in self.versions)
-            and parsed.date in self.dates
-        )
-
-    def matches_metadata(self, metadata: Mapping[str, str] | None) -> bool:
-        if not self.revisions:
-            return True
-        return (metadata or {}).get(layout.CODE_REVISION) in self.revisions
-
-    def describe(self) -> str:
-        parts = [f"s3://{self.bucket}/{self.prefix}"]
-        if self.functions:
-            parts.append("function " + ",".join(self.functions))
-        if self.versions:
-            parts.append("version " + ",".join(self.versions))
-        if self.dates.since or self.dates.until:
-            parts.append("dates " + self.dates.describe())
-        if self.revisions:
-            parts.append("revision " + ",".join(self.revisions))
-        return ", ".join(parts)
-
-
-def make_client(
-    endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16
-) -> Any:
-    """An S3 client for listing and downloading, sized for the download pool."""
-    return s3.make_client(
-        purpose="report",
-        region=region,
-        endpoint_url=endpoint_url,
-        attempts=6,
-        connect_timeout=5,
-        read_timeout=30,
-        max_connections=max_connections,
-    )
-
-
-def explain_s3_error(exc: BaseException, bucket: str, what: str) -> ReportError:
-    """Turn a boto3/botocore exception into one sentence a user can act on."""
-    found = s3.problem(exc)
-    if found.kind == "no_bucket" and (found.code == "NoSuchBucket" or "bucket" in what):
-        message = f"bucket {bucket!r} does not exist (while {what})"
-    elif found.kind == "access_denied":
-        message = (
-            f"access denied to s3://{bucket} while {what}: the credentials in use need "
-            "s3:ListBucket on the bucket and s3:GetObject on the prefix "
-            f"({found.code}: {found.message})"
-        )
-    elif found.kind == "invalid_bucket":
-        message = f"invalid bucket name {bucket!r}"
-    elif found.kind == "wrong_region":
-        message = (
-            f"bucket {bucket!r} is in another region than the client's: pass --region "
-            f"(or set AWS_REGION) to the bucket's region ({found.code})"
-        )
-    elif found.kind in ("no_bucket", "refused"):
-        message = f"S3 refused {what} in bucket {bucket!r}: {found.code}: {found.message or None}"
-    elif found.kind == "no_credentials":
-        message = (
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-        )
-    elif found.kind == "invalid_request":
-        message = f"invalid S3 request while {what}: {found.message}"
-    elif found.kind == "unreachable" and type(exc).__name__ == "EndpointConnectionError":
-        message = f"cannot reach S3 while {what}: {exc}"
-    else:
-        message = f"S3 error while {what}: {type(exc).__name__}: {exc}"
-    return ReportError(message)
 
 
 LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 response
@@ -275,7 +111,7 @@ def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObj
 
 def _data_object(selection: Selection, item: Mapping[str, Any]) -> DataObject | None:
     """The listed item as a data object, or None when the key filters drop it."""
-    parsed = parse_key(selection.prefix, str(item.get("Key") or ""))
+    parsed = ObjectKey.parse(selection.prefix, str(item.get("Key") or ""))
     if parsed is None or not selection.matches_key(parsed):
         return None
     return DataObject.listed(item, parsed)
@@ -324,39 +160,6 @@ def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataOb
     return dataclasses.replace(
         obj, metadata={name.lower(): value for name, value in (metadata or {}).items()}
     )
-
-
-@dataclass
-class ListingSummary:
-    """Count, size and invocation totals of a set of objects."""
-
-    objects: int = 0
-    bytes: int = 0
-    invocations: int = 0
-    without_invocations: int = 0
-    by_scope: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, objects: Iterable[DataObject]) -> ListingSummary:
-        summary = cls()
-        for obj in objects:
-            summary.objects += 1
-            summary.bytes += obj.size
-            if obj.invocations is None:
-                summary.without_invocations += 1
-            else:
-                summary.invocations += obj.invocations
-            scope = (obj.function, obj.version)
-            summary.by_scope[scope] = summary.by_scope.get(scope, 0) + 1
-        return summary
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"  # pragma: no cover - the loop always returns
 
 
 def require_some(objects: Sequence[DataObject], selection: Selection) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from coverage_runtime.errors import ReportError
 from coverage_runtime.report.merge import Partial, merged_lines, process_pool
-from coverage_runtime.report.objects import ReportError
 
 FORMATS = ("html", "xml", "lcov", "json")
 OUTPUT_NAMES = {

@@ -3,7 +3,7 @@
 This is the whole pipeline behind ``lambda-coverage report`` and the
 combiner handler (`collect`, then `report`); each step lives in its own module:
 
-- `objects` + `listing`: list the data objects under a prefix and filter them;
+- `selection`, `objects` + `listing`: list the data objects under a prefix and filter them;
 - `fetch` + `cache`: parallel download into an ETag-keyed cache;
 - `merge`: parallel merge while downloading, path remapping, data file;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT, MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
+from coverage_runtime.report.client import make_client
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing, GivenObjects
 from coverage_runtime.report.merge import (
@@ -33,14 +35,9 @@ from coverage_runtime.report.merge import (
     remap,
     write_data,
 )
-from coverage_runtime.report.objects import (
-    DataObject,
-    ReportError,
-    Selection,
-    make_client,
-    require_some,
-)
+from coverage_runtime.report.objects import DataObject, require_some
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
+from coverage_runtime.report.selection import Selection
 
 SUMMARY_NAME = "summary.json"
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
