@@ -39,6 +39,9 @@ CODE_REVISION = "code-revision"
 GENERATION = "snapshot-generation"
 RECORDED_LINES = "recorded-lines"
 RECORDED_ARCS = "recorded-arcs"
+# A distributed-map shard's own (beside INVOCATIONS), read back by the reduce step.
+SHARD_ENVIRONMENTS = "environments"
+SHARD_SKIPPED = "skipped"
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -56,9 +56,6 @@ CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cac
 WORK_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "work")
 REPORT_FORMATS = ("json", "xml", "lcov")
 MEASURE_FIELD = 'event field "measure"'
-# A shard's own metadata, read back by the reduce step (next to layout.INVOCATIONS).
-SHARD_ENVIRONMENTS = "environments"
-SHARD_SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -198,9 +195,9 @@ def combine_shard(request: CombineRequest, settings: Settings, work: Path) -> di
     shard_id = hashlib.sha256("\n".join(o.key for o in objects).encode()).hexdigest()[:16]
     key = layout.shard_key(request.selection.prefix, request.run_id, shard_id)
     metadata = {
-        SHARD_ENVIRONMENTS: str(result.partial.merged),
+        layout.SHARD_ENVIRONMENTS: str(result.partial.merged),
         layout.INVOCATIONS: str(result.invocations),
-        SHARD_SKIPPED: str(len(result.skipped)),
+        layout.SHARD_SKIPPED: str(len(result.skipped)),
     }
     client.put_object(**s3.put_arguments(settings, key, result.data_file.read_bytes(), metadata))
     return {
@@ -228,8 +225,8 @@ def combine_shards(request: CombineRequest, settings: Settings, work: Path) -> d
         options,
         result,
         environments={
-            "merged": sum(layout.metadata_int(m, SHARD_ENVIRONMENTS) or 0 for m in metadata),
-            "skipped": sum(layout.metadata_int(m, SHARD_SKIPPED) or 0 for m in metadata)
+            "merged": sum(layout.metadata_int(m, layout.SHARD_ENVIRONMENTS) or 0 for m in metadata),
+            "skipped": sum(layout.metadata_int(m, layout.SHARD_SKIPPED) or 0 for m in metadata)
             + len(result.skipped),
             "invocations": result.invocations,
             "shards": len(shards),
