@@ -202,6 +202,19 @@ def test_the_disabled_entry_path_loads_nothing_but_env():
         ({"rawPath": "/items", "requestContext": {"http": {"method": "POST"}}}, "http POST /items"),
         ({"operation": "process_data"}, "operation=process_data"),
         ({"admin": True, "admin_action": "coverage_status"}, "admin_action=coverage_status"),
+        (
+            {"resource": "/users/{id}", "path": "/users/7", "httpMethod": "GET"},
+            "http GET /users/{id}",
+        ),
+        ({"routeKey": "PUT /users/{id}", "rawPath": "/users/7"}, "http PUT /users/{id}"),
+        (
+            {
+                "routeKey": "$default",
+                "rawPath": "/u/7",
+                "requestContext": {"http": {"method": "GET"}},
+            },
+            "http GET /u/7",
+        ),
         ({"requestContext": "not a dict"}, "invoke"),
         ([1, 2], "invoke"),
         (None, "invoke"),
@@ -304,6 +317,24 @@ def test_context_block_in_selective_mode(install, sample):
     assert line(sample, "measured") in lines
     assert line(sample, "decorated-block") in lines
     assert line(sample, "unmeasured") not in lines
+
+
+def test_request_kinds_are_bounded_in_status_and_in_the_data(install, sample):
+    """Kinds made of request data (a function URL's raw path) stop at MAX_KINDS distinct
+    ones; the rest count as one more, in status() and as coverage.py contexts."""
+    from coverage_runtime.shim.session import MAX_KINDS, OTHER_KIND
+
+    runtime = install(COVERAGE_CONTEXTS="true")
+    paths = [f"/users/{n}" for n in range(MAX_KINDS + 50)]
+    for path in paths:
+        sample.handler({"rawPath": path, "requestContext": {"http": {"method": "GET"}}}, Context())
+    by_kind = coverage_runtime.status()["handled_by_kind"]
+    assert len(by_kind) == MAX_KINDS + 1
+    assert by_kind[OTHER_KIND] == 50
+    assert sum(by_kind.values()) == len(paths), "every invocation is counted"
+    contexts = set(runtime.measurement.data().measured_contexts())
+    assert OTHER_KIND in contexts
+    assert len(contexts - {""}) <= MAX_KINDS + 1
 
 
 def test_context_labels_become_dynamic_contexts(install, sample):

@@ -44,14 +44,21 @@ def current_session() -> CoverageSession | None:
 
 
 def default_kind(event: Any) -> str:
-    """A coarse request-kind label from the event's shape, for dynamic contexts."""
+    """A coarse request-kind label from the event's shape, for dynamic contexts.
+
+    API Gateway's route template (``routeKey``, ``resource``: ``/users/{id}``) is
+    preferred to the request's own path, so that one route is one kind.
+    """
     if isinstance(event, dict):
+        route = event.get("routeKey")
+        if isinstance(route, str) and route.strip() and route != "$default":
+            return f"http {route}"
         method = event.get("httpMethod") or (
             event.get("requestContext", {}).get("http", {}).get("method")
             if isinstance(event.get("requestContext"), dict)
             else None
         )
-        path = event.get("path") or event.get("rawPath")
+        path = event.get("resource") or event.get("path") or event.get("rawPath")
         if method and path:
             return f"http {method} {path}"
         for key in ("operation", "action", "admin_action", "type"):
@@ -130,7 +137,7 @@ def coverage_handler(
             session = _session
             if session is None:
                 return handler(event, context)
-            label = _label(kind, event)
+            label = session.admit_kind(_label(kind, event))
             block = CoverageContext(enabled=True, label=label)
             started = time.perf_counter()
             with block:

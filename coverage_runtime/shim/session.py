@@ -39,6 +39,11 @@ CHECKPOINT_MARGIN_SECONDS = 0.25
 FLUSH_MAX_SECONDS = 10.0
 EXIT_BUDGET_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 900
+# Distinct request kinds an environment keeps apart, in status() and as coverage.py
+# contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
+# (a raw URL path) must not grow memory, status() or the data file without bound.
+MAX_KINDS = 100
+OTHER_KIND = "(other)"
 
 
 def maintenance_due(invocations: int) -> bool:
@@ -208,6 +213,11 @@ class CoverageSession:
         if self._deadline_ms is None:
             return None
         return self._deadline_ms / 1000 - time.time()
+
+    def admit_kind(self, kind: str) -> str:
+        """``kind`` itself, or `OTHER_KIND` once `MAX_KINDS` others have been seen."""
+        by_kind = self.handled.by_kind
+        return kind if kind in by_kind or len(by_kind) < MAX_KINDS else OTHER_KIND
 
     def invocation_handled(self, kind: str | None, seconds: float) -> None:
         """Bookkeeping from ``@coverage_handler``."""
