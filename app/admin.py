@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from app import config as names
 from app.config import AppConfig
 from app.errors import FieldError, RequestError, bad_request, shown, type_name
 from app.http import HttpRequest
@@ -137,7 +138,7 @@ def coverage_status(payload: Mapping[str, Any], config: AppConfig) -> dict[str, 
 def performance_test(payload: Mapping[str, Any], config: AppConfig) -> dict[str, Any]:
     """Run a workload unmeasured, then measured, and report the overhead ratio."""
     iterations = bounded_int(
-        payload, "iterations", DEFAULT_ITERATIONS, config.max_iterations, "ADMIN_MAX_ITERATIONS"
+        payload, "iterations", DEFAULT_ITERATIONS, config.max_iterations, names.ADMIN_MAX_ITERATIONS
     )
     test_type = payload.get("test_type", "cpu")
     if not isinstance(test_type, str) or test_type not in WORKLOADS:
@@ -188,12 +189,12 @@ def _batch_items(payload: Mapping[str, Any], config: AppConfig) -> list[Any]:
                 400,
                 "limit_exceeded",
                 f"items has {len(items)} entries; the limit is {config.max_items} "
-                "(set by ADMIN_MAX_ITEMS)",
+                f"(set by {names.ADMIN_MAX_ITEMS})",
                 [FieldError("items", f"at most {config.max_items} entries")],
-                {"limit": config.max_items, "limit_variable": "ADMIN_MAX_ITEMS"},
+                {"limit": config.max_items, "limit_variable": names.ADMIN_MAX_ITEMS},
             )
         return items
-    count = bounded_int(payload, "items", DEFAULT_ITEMS, config.max_items, "ADMIN_MAX_ITEMS")
+    count = bounded_int(payload, "items", DEFAULT_ITEMS, config.max_items, names.ADMIN_MAX_ITEMS)
     # Even positions are numbers, odd ones text: with sampling, only numbers are measured.
     return [i if i % 2 == 0 else f"  Item {i} " for i in range(count)]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+from app import config as names
 from app.config import AppConfig
 from app.errors import FieldError, RequestError, bad_request, shown, type_name
 
@@ -57,7 +58,7 @@ def _transform(value: Any, path: str, depth: int, config: AppConfig, errors: _Er
             errors.add(
                 path,
                 f"text of {len(value)} characters; at most {config.max_string_length} "
-                "(APP_MAX_STRING_LENGTH)",
+                f"({names.MAX_STRING_LENGTH})",
             )
             return None
         return " ".join(value.split())
@@ -229,9 +230,9 @@ def aggregate(section: Any, config: AppConfig, errors: _Errors) -> dict[str, Any
             400,
             "limit_exceeded",
             f"data.aggregate has {len(section)} values; the limit is "
-            f"{config.max_aggregate_values} (set by APP_MAX_AGGREGATE_VALUES)",
+            f"{config.max_aggregate_values} (set by {names.MAX_AGGREGATE_VALUES})",
             [FieldError("data.aggregate", f"at most {config.max_aggregate_values} values")],
-            {"limit": config.max_aggregate_values, "limit_variable": "APP_MAX_AGGREGATE_VALUES"},
+            {"limit": config.max_aggregate_values, "limit_variable": names.MAX_AGGREGATE_VALUES},
         )
     floats: list[float] = []
     for index, value in enumerate(section):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from app import config
 from coverage_runtime import env
 
 HEALTHY = "healthy"
@@ -139,7 +140,7 @@ def database(url: str | None, timeout: float) -> CheckResult:
     never reach the health document.
     """
     if not url:
-        return CheckResult(NOT_CONFIGURED, details={"variable": "HEALTH_DATABASE_URL"})
+        return CheckResult(NOT_CONFIGURED, details={"variable": config.HEALTH_DATABASE_URL})
     parsed = urlparse(url)
     host = parsed.hostname or ""
     port = parsed.port or DEFAULT_PORTS.get(parsed.scheme)
@@ -168,7 +169,7 @@ def database(url: str | None, timeout: float) -> CheckResult:
 def external_api(url: str | None, timeout: float) -> CheckResult:
     """An HTTP GET of ``HEALTH_EXTERNAL_API_URL``: 2xx and 3xx count as healthy."""
     if not url:
-        return CheckResult(NOT_CONFIGURED, details={"variable": "HEALTH_EXTERNAL_API_URL"})
+        return CheckResult(NOT_CONFIGURED, details={"variable": config.HEALTH_EXTERNAL_API_URL})
     parsed = urlparse(url)
     target = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}"
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked in app.config

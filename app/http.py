@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from app import config
 from app.errors import RequestError, bad_request
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -144,7 +145,8 @@ def too_large(size: int, max_bytes: int) -> RequestError:
     return RequestError(
         413,
         "payload_too_large",
-        f"the request is {size} bytes; at most {max_bytes} are accepted (APP_MAX_PAYLOAD_BYTES)",
+        f"the request is {size} bytes; at most {max_bytes} are accepted "
+        f"({config.MAX_PAYLOAD_BYTES})",
         details={"size_bytes": size, "max_bytes": max_bytes},
     )
 
