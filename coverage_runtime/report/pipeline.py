@@ -5,7 +5,8 @@ combiner handler (`collect`, then `report`); each step lives in its own module:
 
 - `selection`, `objects` + `listing`: list the data objects under a prefix and filter them;
 - `fetch` + `cache`: parallel download into an ETag-keyed cache;
-- `merge`: parallel merge while downloading, path remapping, data file;
+- `merge`: parallel merge while downloading, and the merged data file;
+- `paths`: recorded paths to the local checkout's;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
 """
 
@@ -25,18 +26,10 @@ from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.client import make_client
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing, GivenObjects
-from coverage_runtime.report.merge import (
-    Merger,
-    MissingSource,
-    Partial,
-    PathMap,
-    choose_measure,
-    drop_paths,
-    remap,
-    write_data,
-)
+from coverage_runtime.report.merge import Merger, Partial, choose_measure, write_data
 from coverage_runtime.report.objects import DataObject, require_some
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
+from coverage_runtime.report.paths import MissingSource, PathMap, drop_paths, remap
 from coverage_runtime.report.selection import Selection
 
 SUMMARY_NAME = "summary.json"
