@@ -319,6 +319,36 @@ def test_context_block_in_selective_mode(install, sample):
     assert line(sample, "unmeasured") not in lines
 
 
+def test_without_coverage_is_one_shared_block_that_nests(install):
+    """The same stateless block every time: nesting it, or opening it on two threads at
+    once, counts each opening (the measurement holds the count, not the block)."""
+    import threading
+
+    without_coverage = coverage_runtime.without_coverage
+    runtime = install(COVERAGE_MODE="full")
+    block = without_coverage()
+    assert block is without_coverage()
+    with block:
+        with without_coverage():
+            assert runtime.measurement.collecting is False
+        assert runtime.measurement.collecting is False, "still inside the outer block"
+        inside = threading.Event()
+        leave = threading.Event()
+
+        def other_thread() -> None:
+            with without_coverage():
+                inside.set()
+                leave.wait(5)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        assert inside.wait(5)
+    assert runtime.measurement.collecting is False, "the other thread's block is still open"
+    leave.set()
+    thread.join(5)
+    assert runtime.measurement.collecting is True
+
+
 def test_request_kinds_are_bounded_in_status_and_in_the_data(install, sample):
     """Kinds made of request data (a function URL's raw path) stop at MAX_KINDS distinct
     ones; the rest count as one more, in status() and as coverage.py contexts."""
