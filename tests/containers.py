@@ -44,8 +44,18 @@ def build_image(name: str, tag: str = "current", timeout: float = 1200) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def run_container(name: str, image: str, port: int, *args: str, env: dict[str, str]) -> float:
-    """Start the container detached; returns the monotonic time just before the start."""
+def run_container(
+    name: str,
+    image: str,
+    port: int,
+    *args: str,
+    env: dict[str, str],
+    command: tuple[str, ...] = (),
+) -> float:
+    """Start the container detached; returns the monotonic time just before the start.
+
+    ``command`` replaces the image's CMD (the handler), as a function's
+    ``ImageConfig.Command`` does."""
     environment = [f"--env={key}={value}" for key, value in env.items()]
     started = time.monotonic()
     podman(
@@ -64,12 +74,19 @@ def run_container(name: str, image: str, port: int, *args: str, env: dict[str, s
         *environment,
         *args,
         image,
+        *command,
     )
     return started
 
 
 def start_with_local_s3(
-    name: str, image: str, s3_server: Any, bucket: str, **env: str
+    name: str,
+    image: str,
+    s3_server: Any,
+    bucket: str,
+    *args: str,
+    command: tuple[str, ...] = (),
+    **env: str,
 ) -> tuple[int, float]:
     """Run the image with the RIE mounted, uploading to ``bucket`` in the local S3;
     returns the invoke port once it listens, and the start time."""
@@ -80,6 +97,8 @@ def start_with_local_s3(
         port,
         "--volume",
         f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
+        *args,
+        command=command,
         env={
             **FAKE_CREDENTIALS,
             "COVERAGE_S3_BUCKET": bucket,

@@ -236,6 +236,72 @@ def test_selective_mode_in_the_image_measures_only_sampled_work(
     )
 
 
+def test_the_combiner_runs_in_the_image(
+    image, s3_server, s3, bucket, container_name, tmp_path_factory
+):
+    """The image deployed a second time as the combiner (README, "Merging in AWS"): its
+    command replaced by coverage_runtime.report.combiner.lambda_handler, coverage off,
+    read-only with /tmp only, on the image's 3.14. One merge, then a distributed map's
+    batches and reduce; the reports read the source the function shipped (here the report
+    samples, mounted where they were recorded), and /tmp keeps only the download cache."""
+    from tests.report_samples.envs import LINE, SAMPLE_PACKAGE, SAMPLES, run_envs, union_lines
+    from tests.report_samples.envs import upload as upload_envs
+
+    run_envs(tmp_path_factory)
+    upload_envs(s3, bucket, LINE)
+    port, _ = start_with_local_s3(
+        container_name,
+        image.name,
+        s3_server,
+        bucket,
+        "--volume",
+        f"{SAMPLE_PACKAGE}:{TASK_ROOT}/{SAMPLE_PACKAGE.name}:ro",
+        command=("coverage_runtime.report.combiner.lambda_handler",),
+        COVERAGE_ENABLED="false",
+        AWS_LAMBDA_FUNCTION_NAME="combiner",
+    )
+
+    def merged_lines(key: str) -> dict[str, set[int]]:
+        path = tmp_path_factory.mktemp("merged") / "merged.coverage"
+        path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data = CoverageData(basename=str(path))
+        data.read()
+        local = str(SAMPLES)
+        return {
+            f.replace(TASK_ROOT, local, 1): set(data.lines(f) or ()) for f in data.measured_files()
+        }
+
+    status, summary = invoke(port, json.dumps({"function": "orders-fn"}).encode())
+    assert status == 200 and "errorType" not in summary, summary
+    assert summary["environments"]["merged"] == len(LINE)
+    assert summary["files"] >= 2 and 0 < summary["percent"] < 100, "the reports read the source"
+    assert set(summary["s3"]) >= {"data", "json", "xml", "lcov", "summary"}
+    scope = "coverage/combined/orders-fn/all/latest/"
+    assert merged_lines(f"{scope}merged.coverage") == union_lines(LINE)
+
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/orders-fn/")["Contents"]
+    items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]
+    for batch in (items[:2], items[2:]):
+        status, shard = invoke(
+            port, json.dumps({"Items": batch, "BatchInput": {"run_id": "img"}}).encode()
+        )
+        assert status == 200 and "errorType" not in shard, shard
+    status, final = invoke(port, json.dumps({"action": "reduce", "run_id": "img"}).encode())
+    assert status == 200 and final["environments"]["merged"] == len(LINE), final
+    assert merged_lines("coverage/combined/all/all/latest/merged.coverage") == union_lines(LINE)
+
+    status, refused = invoke(port, json.dumps({"measure": "arcs"}).encode())
+    assert refused["errorType"] == "ReportError", refused
+    assert 'event field "measure"' in refused["errorMessage"]
+
+    left = podman(
+        "exec", container_name, "find", "/tmp/lambda-coverage-combiner/work", "-type", "f"
+    )
+    assert left.stdout.strip() == "", "a warm combiner leaves no files behind"
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+
+
 def test_exactness_matrix_on_the_image_python(image):
     """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
     and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""
