@@ -94,6 +94,7 @@ def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env
     upload(s3, bucket, LINE + BRANCH)
     listing = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/orders-fn/")["Contents"]
     items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]
+    items[-1] = {"key": items[-1]["Key"]}  # an ItemReader over a JSON file of the user's
     batches = [items[:3], items[3:]]
     shard_results = [
         combiner.lambda_handler({"Items": batch, "BatchInput": {"run_id": "run-1"}}, None)

@@ -36,12 +36,13 @@ class DataObject:
 
     @classmethod
     def listed(cls, item: Mapping[str, Any], where: ObjectKey) -> DataObject:
-        """The object of a listing entry: ``ListObjectsV2``'s ``Contents`` item, or
-        Step Functions' ``ItemReader`` item (which spells it ``Etag``)."""
+        """The object of a listing entry: ``ListObjectsV2``'s ``Contents`` item, or an
+        item of a Step Functions ``ItemReader`` (which spells it ``Etag``, or ``key`` and
+        ``size`` when the items come from a JSON file of the user's)."""
         return cls(
-            key=str(item["Key"]),
-            etag=str(item.get("ETag") or item.get("Etag") or "").strip('"'),
-            size=int(item.get("Size") or 0),
+            key=_key_of(item),
+            etag=str(item.get("ETag") or item.get("Etag") or item.get("etag") or "").strip('"'),
+            size=int(item.get("Size") or item.get("size") or 0),
             last_modified=item.get("LastModified")
             if isinstance(item.get("LastModified"), datetime)
             else None,
@@ -109,9 +110,13 @@ def list_pages(client: Any, selection: Selection) -> Iterator[tuple[list[DataObj
             ) from exc
 
 
+def _key_of(item: Mapping[str, Any]) -> str:
+    return str(item.get("Key") or item.get("key") or "")
+
+
 def _data_object(selection: Selection, item: Mapping[str, Any]) -> DataObject | None:
     """The listed item as a data object, or None when the key filters drop it."""
-    parsed = ObjectKey.parse(selection.prefix, str(item.get("Key") or ""))
+    parsed = ObjectKey.parse(selection.prefix, _key_of(item))
     if parsed is None or not selection.matches_key(parsed):
         return None
     return DataObject.listed(item, parsed)
