@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coverage_runtime.errors import ReportError
 from coverage_runtime.report import combiner
@@ -87,6 +89,9 @@ def test_one_invocation_merges_and_writes_under_combined(envs, s3, lambda_env, t
     # A second run (warm /tmp) downloads nothing and gives the same data.
     again = combiner.lambda_handler({"function": "orders-fn"}, None)
     assert again["from_cache"] == 4 and again["downloaded"] == 0
+    # The filters also take lists (a JSON event's natural form), numbers as written.
+    listed = combiner.lambda_handler({"function": ["orders-fn"], "version": ["$LATEST", 3]}, None)
+    assert listed["environments"]["merged"] == 4
 
 
 def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env, tmp_path):
@@ -196,9 +201,42 @@ def test_event_fields_are_checked_before_anything_is_read(envs, s3, lambda_env):
         ({"action": "reduce"}, "event field run_id"),
         ({"Items": [], "BatchInput": {"run_id": "r", "measure": "x"}}, 'event field "measure"'),
         ({"since": "last week"}, 'event field "since"'),
+        ({"function": {"name": "orders"}}, 'event field "function"'),
+        ({"version": [True]}, 'event field "version"'),
+        ({"Items": [], "BatchInput": "run-1"}, 'event field "BatchInput"'),
     ]
     for event, message in cases:
         with pytest.raises(ReportError, match=message) as caught:
             combiner.lambda_handler(event, None)
         assert "--" not in str(caught.value), event
     assert not os.path.exists(combiner.WORK_DIR), "refused before any work"
+
+
+_FIELDS = ("function", "version", "since", "until", "revision", "measure", "run_id", "action")
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=12)
+    | st.lists(st.text(max_size=6) | st.integers(), max_size=3)
+)
+_events = st.dictionaries(st.sampled_from(_FIELDS), _values, max_size=4) | st.fixed_dictionaries(
+    {
+        "Items": st.lists(st.dictionaries(st.sampled_from(("Key", "key", "Size")), _values))
+        | _values,
+        "BatchInput": st.dictionaries(st.sampled_from(_FIELDS), _values, max_size=4) | _values,
+    }
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(event=_events | _values)
+def test_any_event_gets_an_answer_or_a_report_error(envs, s3, lambda_env, event):
+    """Whatever a schedule or a state machine sends: a summary, or one ReportError
+    sentence (which Step Functions can match), never another exception."""
+    try:
+        result = combiner.lambda_handler(event, None)
+    except ReportError as exc:
+        assert str(exc) and "--" not in str(exc), event
+    else:
+        assert isinstance(result, dict)

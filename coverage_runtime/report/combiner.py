@@ -72,8 +72,10 @@ class CombineRequest:
     def parse(cls, event: Any, settings: Settings) -> CombineRequest:
         event = event if isinstance(event, dict) else {}
         if "Items" in event:
-            action, fields = "shard", dict(event.get("BatchInput") or {})
-            run_id_field = "BatchInput.run_id"
+            fields = event.get("BatchInput") or {}
+            if not isinstance(fields, dict):
+                raise ReportError('event field "BatchInput" must be an object')
+            action, run_id_field = "shard", "BatchInput.run_id"
         elif event.get("action") == "reduce":
             action, fields, run_id_field = "reduce", event, "run_id"
         else:
@@ -103,18 +105,32 @@ def _measure(fields: dict[str, Any]) -> str:
     return measure
 
 
+def _names(fields: dict[str, Any], name: str) -> tuple[str, ...]:
+    """A filter field: a comma list, or a list of names (numbers taken as written)."""
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return parse_list(value)
+    if isinstance(value, list) and all(
+        isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+    ):
+        return parse_list([str(v) for v in value])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (str(value),)  # a function version, e.g. 7
+    raise ReportError(f'event field "{name}" must be a string or a list of strings')
+
+
 def _selection(settings: Settings, fields: dict[str, Any]) -> Selection:
     if settings.bucket is None:
         raise ReportError(f"{env.S3_BUCKET} is not set")
     return Selection(
         bucket=settings.bucket,
         prefix=settings.prefix,
-        functions=parse_list(fields.get("function")),
-        versions=parse_list(fields.get("version")),
+        functions=_names(fields, "function"),
+        versions=_names(fields, "version"),
         dates=DateRange.parse(
             fields.get("since"), fields.get("until"), names=('event field "since"', '"until"')
         ),
-        revisions=parse_list(fields.get("revision")),
+        revisions=_names(fields, "revision"),
         expected_owner=settings.expected_owner,
     )
 
