@@ -121,112 +121,116 @@ def classify(payload: Any) -> tuple[str, PayloadKind | None]:
     return "invalid", None
 
 
-@dataclass(frozen=True)
-class Request:
-    """An event, read once: its HTTP shape (None for a direct invocation) and its kind,
-    which is the coverage context, the metric and the label of every record."""
-
-    event: Any
-    http: http_shape.HttpRequest | None
-    kind: str
-    payload: PayloadKind | None  # a direct invocation's table entry
-
-    @classmethod
-    def read(cls, event: Any) -> Request:
-        """Never raises: it runs before anything can answer with an error document."""
-        http = http_shape.parse(event)
-        if http is None:
-            kind, entry = classify(event)
-            return cls(event, None, kind, entry)
-        if http.path.rstrip("/") == HEALTH_PATH:
-            return cls(event, http, "health", None)
-        method = http.method if http.method in HTTP_METHODS else "OTHER"
-        return cls(event, http, f"http:{method}", None)
-
-
-def request_kind(event: Any) -> str:
-    """The request-kind label, cheap and never raising (also the coverage context)."""
-    return Request.read(event).kind
-
-
 def _short(text: str, limit: int = 80) -> str:
     """Request text in a message, cut so that a huge path is not echoed back."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def document_of(request: Request, cfg: config.AppConfig) -> tuple[str, Any, PayloadKind | None]:
-    """(kind, request document, its table entry), or a `RequestError` for a request that
-    carries none: a bad route or method, too large, a body that is not JSON.
+@dataclass(frozen=True)
+class Request:
+    """An event, read once: what it asks for, and its kind.
 
-    The kind is the request's own, or for a ``POST``, its body's (known only here).
+    The kind is the coverage context, the metric and the label of every
+    record: ``health``, ``admin:<action>``, ``business:<operation>`` (an
+    HTTP ``POST`` is named by its body), ``http:<method>`` or ``invalid``.
     """
-    http = request.http
-    if http is None:
-        http_shape.check_value(request.event, "event")
-        size = len(json.dumps(request.event, default=str))
-        if size > cfg.max_payload_bytes:
-            raise http_shape.too_large(size, cfg.max_payload_bytes)
-        return request.kind, request.event, request.payload
-    path = http.path.rstrip("/") or "/"
-    if path == HEALTH_PATH:
-        if http.method not in ("GET", "HEAD"):
-            raise RequestError(
-                405,
-                "method_not_allowed",
-                f"{_short(http.method)} {path} is not allowed",
-                details={"allowed_methods": ["GET", "HEAD"]},
-            )
-        return request.kind, {"health": True}, HEALTH
-    if http.method == "POST":
-        payload = http_shape.json_body(http, cfg.max_payload_bytes)
-        kind, entry = classify(payload)
-        return kind, payload, entry
-    raise RequestError(
-        404,
-        "route_not_found",
-        f"no route for {_short(http.method)} {_short(path)}",
-        details={"routes": ROUTES},
+
+    event: Any
+    http: http_shape.HttpRequest | None  # None for a direct invocation
+    kind: str
+    document: Any  # the request document: the event itself, or a POST's JSON body
+    entry: PayloadKind | None  # the document's line of PAYLOADS
+    problem: Exception | None  # why there is nothing to serve (route, size, body)
+
+    @classmethod
+    def read(cls, event: Any, cfg: config.AppConfig) -> Request:
+        """Never raises: it runs before anything can answer with an error document."""
+        http = http_shape.parse(event)
+        if http is None:
+            kind, entry = classify(event)
+            return cls(event, None, kind, event, entry, _event_problem(event, cfg))
+        path = http.path.rstrip("/") or "/"
+        if path == HEALTH_PATH:
+            problem = None
+            if http.method not in ("GET", "HEAD"):
+                problem = RequestError(
+                    405,
+                    "method_not_allowed",
+                    f"{_short(http.method)} {path} is not allowed",
+                    details={"allowed_methods": ["GET", "HEAD"]},
+                )
+            return cls(event, http, "health", {"health": True}, HEALTH, problem)
+        method = http.method if http.method in HTTP_METHODS else "OTHER"
+        if http.method == "POST":
+            try:
+                body = http_shape.json_body(http, cfg.max_payload_bytes)
+            except Exception as exc:  # answered by serve(), as every other problem
+                return cls(event, http, f"http:{method}", None, None, exc)
+            kind, entry = classify(body)
+            return cls(event, http, kind, body, entry, None)
+        problem = RequestError(
+            404,
+            "route_not_found",
+            f"no route for {_short(http.method)} {_short(path)}",
+            details={"routes": ROUTES},
+        )
+        return cls(event, http, f"http:{method}", None, None, problem)
+
+
+def _event_problem(event: Any, cfg: config.AppConfig) -> Exception | None:
+    """Why a direct invocation's event cannot be served (not JSON, too large), or None."""
+    try:
+        http_shape.check_value(event, "event")
+        size = len(json.dumps(event, default=str))
+    except Exception as exc:
+        return exc
+    return (
+        http_shape.too_large(size, cfg.max_payload_bytes) if size > cfg.max_payload_bytes else None
     )
 
 
-def answer(
-    payload: Any, entry: PayloadKind | None, request: Request, cfg: config.AppConfig
-) -> tuple[int, dict[str, Any]]:
-    """(status, document) for a request document, or a `RequestError`."""
-    if not isinstance(payload, dict):
+def request_kind(event: Any) -> str:
+    """The request-kind label, cheap and never raising (also the coverage context)."""
+    return Request.read(event, config.current()).kind
+
+
+def answer(request: Request, cfg: config.AppConfig) -> tuple[int, dict[str, Any]]:
+    """(status, document) for the request, or a `RequestError`."""
+    if request.problem is not None:
+        raise request.problem
+    document = request.document
+    if not isinstance(document, dict):
         raise bad_request(
             "the request must be a JSON object",
             FieldError(
                 "event" if request.http is None else "body",
-                f"expected an object, got {type_name(payload)}",
+                f"expected an object, got {type_name(document)}",
             ),
             code="invalid_event",
         )
-    if entry is None:
+    if request.entry is None:
         raise RequestError(
             400,
             "unrecognized_event",
             "the event is not a health, admin or business request",
             details={"expected": EXPECTED_SHAPES},
         )
-    return entry.serve(payload, request.http, cfg)
+    return request.entry.serve(document, request.http, cfg)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Read the event once, then serve it, measured and counted as its kind."""
-    return serve(Request.read(event), context)
+    return serve(Request.read(event, config.current()), context)
 
 
 @coverage_handler(kind=lambda request: request.kind)
 def serve(request: Request, context: Any) -> dict[str, Any]:
     """Answer the request, always with a document or an HTTP response."""
     started = time.perf_counter()
-    cfg = config.current()
     kind = request.kind
     try:
-        kind, payload, entry = document_of(request, cfg)
-        status, document = answer(payload, entry, request, cfg)
+        status, document = answer(request, config.current())
     except RequestError as exc:
         status, document = exc.status, exc.document(kind)
         log_request_error(status=exc.status, code=exc.code, message=exc.message, request_kind=kind)

@@ -467,6 +467,19 @@ def test_invalid_settings_are_listed_and_defaults_kept():
             "business",
         ),
         ({"httpMethod": "DELETE", "path": "/x", "headers": {}}, "http:DELETE"),
+        (
+            {
+                "httpMethod": "POST",
+                "path": "/x",
+                "headers": {},
+                "body": json.dumps({"health": True}),
+            },
+            "health",
+        ),
+        (
+            {"httpMethod": "POST", "path": "/x", "headers": {}, "body": "{not json"},
+            "http:POST",
+        ),
     ],
 )
 def test_each_event_is_read_once(monkeypatch, caplog, event, kind):

@@ -588,6 +588,8 @@ def test_request_kinds_become_coverage_contexts(start_app, s3, bucket, tmp_path)
         "business-process-data",
         "admin-batch-process",
         "bad-not-an-object",
+        "business-process-data-rest-v1",  # a POST is named by its body
+        "bad-route-not-found-rest-v1",
     ):
         function.invoke(load_event(name))
     assert function.terminate() == 0
@@ -596,9 +598,10 @@ def test_request_kinds_become_coverage_contexts(start_app, s3, bucket, tmp_path)
     data_file = next(iter(download_objects(s3, bucket, tmp_path).values()))
     data = CoverageData(basename=str(data_file))
     data.read()
-    assert {"health", "business:process_data", "admin:batch_process", "invalid"} <= set(
-        data.measured_contexts()
-    )
+    contexts = set(data.measured_contexts())
+    assert {"health", "business:process_data", "admin:batch_process", "invalid"} <= contexts
+    assert "http:GET" in contexts, "a request with no document is named by its method"
+    assert "http:POST" not in contexts, "a POST with a business body is a business request"
 
 
 def test_health_without_coverage_runtime(start_app):
