@@ -24,7 +24,7 @@ from typing import Any
 
 from app import config as names
 from app.config import AppConfig
-from app.errors import FieldError, RequestError, bad_request, shown, type_name
+from app.errors import FieldError, RequestError, bad_request, limit_exceeded, shown, type_name
 from app.http import HttpRequest
 from app.observability import add_overhead_metric
 from app.workloads import WORKLOADS, process_item
@@ -106,13 +106,7 @@ def bounded_int(
             f"{name} must be at least 1", FieldError(name, "must be >= 1"), code="out_of_range"
         )
     if value > maximum:
-        raise RequestError(
-            400,
-            "limit_exceeded",
-            f"{name}={value} is above the limit of {maximum} (set by {variable})",
-            [FieldError(name, f"at most {maximum}")],
-            {"limit": maximum, "limit_variable": variable},
-        )
+        raise limit_exceeded(name, f"is {value}", maximum, "", variable)
     return value
 
 
@@ -185,13 +179,12 @@ def _batch_items(payload: Mapping[str, Any], config: AppConfig) -> list[Any]:
     items = payload.get("items", DEFAULT_ITEMS)
     if isinstance(items, list):
         if len(items) > config.max_items:
-            raise RequestError(
-                400,
-                "limit_exceeded",
-                f"items has {len(items)} entries; the limit is {config.max_items} "
-                f"(set by {names.ADMIN_MAX_ITEMS})",
-                [FieldError("items", f"at most {config.max_items} entries")],
-                {"limit": config.max_items, "limit_variable": names.ADMIN_MAX_ITEMS},
+            raise limit_exceeded(
+                "items",
+                f"has {len(items)} entries",
+                config.max_items,
+                " entries",
+                names.ADMIN_MAX_ITEMS,
             )
         return items
     count = bounded_int(payload, "items", DEFAULT_ITEMS, config.max_items, names.ADMIN_MAX_ITEMS)

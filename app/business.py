@@ -21,7 +21,7 @@ from typing import Any
 
 from app import config as names
 from app.config import AppConfig
-from app.errors import FieldError, RequestError, bad_request, shown, type_name
+from app.errors import FieldError, RequestError, bad_request, limit_exceeded, shown, type_name
 
 OPERATIONS = ("process_data",)
 SECTIONS = ("transform", "validate", "aggregate")
@@ -226,13 +226,12 @@ def aggregate(section: Any, config: AppConfig, errors: _Errors) -> dict[str, Any
         errors.add("data.aggregate", f"expected an array of numbers, got {type_name(section)}")
         return None
     if len(section) > config.max_aggregate_values:
-        raise RequestError(
-            400,
-            "limit_exceeded",
-            f"data.aggregate has {len(section)} values; the limit is "
-            f"{config.max_aggregate_values} (set by {names.MAX_AGGREGATE_VALUES})",
-            [FieldError("data.aggregate", f"at most {config.max_aggregate_values} values")],
-            {"limit": config.max_aggregate_values, "limit_variable": names.MAX_AGGREGATE_VALUES},
+        raise limit_exceeded(
+            "data.aggregate",
+            f"has {len(section)} values",
+            config.max_aggregate_values,
+            " values",
+            names.MAX_AGGREGATE_VALUES,
         )
     floats: list[float] = []
     for index, value in enumerate(section):

@@ -53,6 +53,18 @@ def bad_request(message: str, *errors: FieldError, code: str = "invalid_request"
     return RequestError(400, code, message, list(errors))
 
 
+def limit_exceeded(field: str, found: str, limit: int, unit: str, variable: str) -> RequestError:
+    """A 400 for a request above one of the function's limits, naming the variable that
+    sets it: ``{field} {found}; the limit is {limit} (set by {variable})``."""
+    return RequestError(
+        400,
+        "limit_exceeded",
+        f"{field} {found}; the limit is {limit} (set by {variable})",
+        [FieldError(field, f"at most {limit}{unit}")],
+        {"limit": limit, "limit_variable": variable},
+    )
+
+
 _JSON_TYPES: tuple[tuple[type, str], ...] = (
     (bool, "boolean"),  # before int: bool is a subclass of int
     (int, "integer"),
