@@ -8,6 +8,7 @@ built here, with the region resolved the same way everywhere.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ def put_arguments(
     """``PutObject``'s arguments for ``key`` in the configured bucket, the same for
     the uploader and the combiner: the encryption asked for, the owner check, and
     the content type of the key's suffix (`layout.CONTENT_TYPES`)."""
-    suffix = key[key.rfind(".") :] if "." in key.rsplit("/", 1)[-1] else ""
+    suffix = posixpath.splitext(key)[1]
     args: dict[str, Any] = {
         "Bucket": settings.bucket,
         "Key": key,

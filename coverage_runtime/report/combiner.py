@@ -108,15 +108,10 @@ def _measure(fields: dict[str, Any]) -> str:
 def _names(fields: dict[str, Any], name: str) -> tuple[str, ...]:
     """A filter field: a comma list, or a list of names (numbers taken as written)."""
     value = fields.get(name)
-    if value is None or isinstance(value, str):
-        return parse_list(value)
-    if isinstance(value, list) and all(
-        isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
-    ):
-        return parse_list([str(v) for v in value])
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (str(value),)  # a function version, e.g. 7
-    raise ReportError(f'event field "{name}" must be a string or a list of strings')
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
+        raise ReportError(f'event field "{name}" must be a string or a list of strings')
+    return parse_list([str(v) for v in values])  # a number is a function version, e.g. 7
 
 
 def _selection(settings: Settings, fields: dict[str, Any]) -> Selection:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coverage_runtime.errors import ReportError
-from coverage_runtime.layout import DEFAULT_TASK_ROOT
 from coverage_runtime.report.merge import Partial
 
 
@@ -38,10 +37,6 @@ class PathMap:
             roots.append((os.path.normpath(old), os.path.abspath(new) if sep and new else local))
         roots.sort(key=lambda pair: len(pair[0]), reverse=True)
         return cls(tuple(roots))
-
-    @classmethod
-    def default(cls, source_root: str | Path = ".") -> PathMap:
-        return cls.parse([DEFAULT_TASK_ROOT], source_root)
 
     def map(self, path: str) -> tuple[str, bool]:
         """(local path, was it remapped?)."""
