@@ -3,7 +3,9 @@
 Faults are set per HTTP method, for the next N requests or until cleared:
 ``delay`` (seconds, then forward), ``stall`` (hold the request until `release`
 or the client gives up), ``reset`` (close the connection without an answer)
-and ``status`` (answer with an S3 error: 500, 503, 403 ...).  Every request is
+and ``status`` (answer with an S3 error: 500, 503, 403 ...).  With ``owner``,
+it also enforces ``x-amz-expected-bucket-owner`` as S3 does (moto accepts any):
+a request naming another account gets 403 AccessDenied.  Every request is
 recorded (method, path, S3 metadata headers, what was done), so a test can
 assert how many attempts were made and in which order snapshots landed.
 """
@@ -41,8 +43,9 @@ class Seen:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, owner: str | None = None) -> None:
         self.upstream_port = upstream_port
+        self.owner = owner
         self.faults: dict[str, Fault] = {}
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -129,6 +132,10 @@ class FaultProxy:
                 Seen(handler.command, handler.path, headers, fault.action if fault else "pass")
             )
             self._arrived.notify_all()
+        expected = headers.get("x-amz-expected-bucket-owner")
+        if self.owner is not None and expected is not None and expected != self.owner:
+            self._answer_error(handler, 403)
+            return
         if fault is not None:
             if fault.action == "delay":
                 time.sleep(fault.value)
@@ -185,8 +192,8 @@ class FaultProxy:
 
 
 @contextmanager
-def fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream_port)
+def fault_proxy(upstream_port: int, owner: str | None = None) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream_port, owner)
     try:
         yield proxy
     finally:

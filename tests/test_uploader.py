@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import socket
 import threading
 import time
@@ -20,6 +18,7 @@ from coverage_runtime.settings import load_settings
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.uploader import MAX_ATTEMPTS, SnapshotUploader, object_key
 from tests.harness import FAKE_CREDENTIALS
+from tests.s3_proxy import FaultProxy, fault_proxy
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: the owner of every bucket
 ENV_ID = "0123456789abcdef0123456789abcdef"
@@ -177,83 +176,21 @@ def test_the_client_is_created_once_and_reused(s3_server, bucket):
 # -- expected bucket owner ---------------------------------------------------------------
 
 
-class OwnerCheckingProxy:
-    """Forwards to moto and enforces ``x-amz-expected-bucket-owner`` as S3 does.
-
-    moto accepts any ExpectedBucketOwner; real S3 answers 403 AccessDenied
-    when the bucket belongs to another account.  Everything else is moto's.
-    """
-
-    def __init__(self, upstream_port: int, owner: str) -> None:
-        self.seen: list[str | None] = []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                expected = self.headers.get("x-amz-expected-bucket-owner")
-                proxy.seen.append(expected)
-                if expected is not None and expected != owner:
-                    error = (
-                        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied'
-                        b"</Code><Message>Access Denied</Message></Error>"
-                    )
-                    self.send_response(403)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(error)))
-                    self.end_headers()
-                    self.wfile.write(error)
-                    return
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=10)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=self.headers)
-                    response = upstream.getresponse()
-                    payload = response.read()
-                    self.send_response(response.status)
-                    for name, value in response.getheaders():
-                        if name.lower() not in (
-                            "transfer-encoding",
-                            "content-length",
-                            "connection",
-                        ):
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                finally:
-                    upstream.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def owner_checking_s3(s3_server) -> Iterator[OwnerCheckingProxy]:
-    proxy = OwnerCheckingProxy(s3_server.port, MOTO_ACCOUNT)
-    yield proxy
-    proxy.stop()
+def owner_checking_s3(s3_server) -> Iterator[FaultProxy]:
+    """moto behind the fault proxy, which enforces ExpectedBucketOwner as S3 does."""
+    with fault_proxy(s3_server.port, owner=MOTO_ACCOUNT) as proxy:
+        yield proxy
+
+
+def owners_sent(proxy: FaultProxy) -> list[str | None]:
+    return [seen.headers.get("x-amz-expected-bucket-owner") for seen in proxy.seen]
 
 
 def test_expected_owner_matching_uploads(owner_checking_s3, s3, bucket):
     up = uploader(owner_checking_s3.endpoint_url, bucket, COVERAGE_S3_EXPECTED_OWNER=MOTO_ACCOUNT)
     up.upload(BODY, {})
-    assert owner_checking_s3.seen == [MOTO_ACCOUNT]
+    assert owners_sent(owner_checking_s3) == [MOTO_ACCOUNT]
     assert s3.head_object(Bucket=bucket, Key=up.key)["ContentLength"] == len(BODY)
 
 
@@ -264,13 +201,13 @@ def test_expected_owner_mismatch_is_an_upload_error(owner_checking_s3, s3, bucke
     message = str(caught.value)
     assert message.startswith(f"S3 refused s3://{bucket}/coverage/orders-api/")
     assert "AccessDenied" in message
-    assert owner_checking_s3.seen == ["111111111111"], "refused at once, not retried"
+    assert owners_sent(owner_checking_s3) == ["111111111111"], "refused at once, not retried"
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
 def test_no_expected_owner_header_unless_configured(owner_checking_s3, bucket):
     uploader(owner_checking_s3.endpoint_url, bucket).upload(BODY, {})
-    assert owner_checking_s3.seen == [None]
+    assert owners_sent(owner_checking_s3) == [None]
 
 
 # -- the deadline --------------------------------------------------------------------------
