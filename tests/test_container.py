@@ -318,7 +318,13 @@ def test_exactness_matrix_on_the_image_python(image):
     assert {("sysmon", False), ("sysmon", True), ("ctrace", True)} <= cores
     for cell in results:
         assert cell["gate"] == "gate", cell
+        assert cell["init_equal"], cell  # module-level code: as plain coverage.py records it
+        assert cell["after_init_equal"], cell
         assert cell["exact"], cell
+        # On sysmon the init runs before coverage.py is built, in the image too.
+        assert cell["init_gate"] == ("recorder" if cell["core"] == "sysmon" else "gate"), cell
+    late = [cell for cell in results if "--late-handover" in cell["cell"]]
+    assert len(late) == 4 and all(cell["late_gate"] == "recorder" for cell in late), late
     assert result.returncode == 0
 
 

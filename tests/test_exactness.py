@@ -37,6 +37,10 @@ def assert_exact(result: dict) -> None:
     assert result["unexpected"] == [], f"lines recorded that ran only unmeasured: {result}"
     assert result["measured_only_lines_equal"], result
     assert result["measured_only_arcs_equal"], result
+    # Module-level code run at init, and what it runs later: as plain coverage.py records it.
+    assert result["init_equal"], result
+    assert result["after_init_equal"], result
+    assert result["init_gate"] == ("recorder" if result["core"] == "sysmon" else "gate"), result
     assert result["checked_lines"] > 20
     assert result["exact"]
 

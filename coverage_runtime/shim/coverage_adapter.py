@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Protocol
 
+from coverage_runtime.shim import init_recorder
+
 # Items recorded for one file: line numbers, or arcs (tuples, or the C
 # tracer's packed integers).
 Recorded = dict[str, set[Any]]
@@ -301,6 +303,75 @@ def start(cov: Any) -> None:
         collector_module.short_stack = original
 
 
+def start_deferred(cov: Any, tool: int) -> None:
+    """Start ``cov`` on the ``sysmon`` core with its monitor on ``tool``, a tool
+    id the init recorder holds, without touching ``sys.monitoring``.
+
+    ``SysMonitor.start`` would take a tool id of its own, register its
+    callbacks and call ``restart_events()``, which re-arms every location any
+    tool ever disabled: every line of the init would report again (and other
+    tools' events too).  Here the monitor only adopts the tool; the gate
+    registers its callbacks once the recorded events are replayed.  The
+    warning about files imported before the start is off: they were measured,
+    by the recorder.
+    """
+    try:
+        import coverage.sysmon as sysmon_module
+
+        monitor_class = sysmon_module.SysMonitor
+        original = monitor_class.start
+    except (ImportError, AttributeError) as exc:
+        raise InternalsChanged(f"coverage.sysmon.SysMonitor.start is missing: {exc}") from exc
+    if not hasattr(cov, "_warn_preimported_source"):
+        raise InternalsChanged("Coverage._warn_preimported_source is missing")
+
+    def adopt(monitor: Any) -> None:
+        monitor.myid = tool
+        monitor.sysmon_on = True
+
+    cov.set_option("run:core", "sysmon")
+    cov._warn_preimported_source = False
+    monitor_class.start = adopt  # type: ignore[method-assign]
+    try:
+        start(cov)
+    finally:
+        monitor_class.start = original  # type: ignore[method-assign]
+    tracers = collector(cov).tracers
+    if len(tracers) != 1 or getattr(tracers[0], "myid", None) != tool:
+        raise InternalsChanged(f"the deferred start did not adopt tool {tool}: {tracers!r}")
+
+
+def _tracer_callbacks(tracer: Any) -> dict[int, Callable[..., Any]]:
+    """The callbacks ``SysMonitor.start`` would register, by event."""
+    events = getattr(sys, "monitoring", None)
+    if events is None:
+        raise InternalsChanged("sys.monitoring is missing")
+    events = events.events
+    names = {events.PY_START: "sysmon_py_start"}
+    if tracer.trace_arcs:
+        names |= {
+            events.LINE: "sysmon_line_arcs",
+            events.PY_RETURN: "sysmon_py_return",
+            events.BRANCH_LEFT: "sysmon_branch_either",
+            events.BRANCH_RIGHT: "sysmon_branch_either",
+        }
+    else:
+        names[events.LINE] = "sysmon_line_lines"
+    found = {}
+    for event, name in names.items():
+        method = getattr(tracer, name, None)
+        if method is None:
+            raise InternalsChanged(f"SysMonitor.{name} is missing")
+        found[event] = method
+    return found
+
+
+def local_events(cov: Any) -> int:
+    """The local events coverage.py arms on the code objects it traces."""
+    tracer = collector(cov).tracers[0]
+    return int(tracer.local_events())
+
+
 # -- gates ---------------------------------------------------------------------
 
 
@@ -335,7 +406,9 @@ class SysmonGate:
 
     kind = "gate"
 
-    def __init__(self, cov: Any, source_dirs: Iterable[str] = ()) -> None:
+    def __init__(
+        self, cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False
+    ) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
             raise InternalsChanged("sys.monitoring is missing")
@@ -374,31 +447,78 @@ class SysmonGate:
         self._sticky: set[int] = set()
         self.paused = False
         events = monitoring.events
-        self._events = [events.LINE]
-        skippers: dict[int, Callable[..., Any]] = {
-            events.LINE: self._skip_line_arcs if self._arcs else self._skip_line
-        }
-        if self._arcs:  # coverage.py measures branches with sysmon from 3.14 only
-            self._events += [events.PY_RETURN, events.BRANCH_LEFT, events.BRANCH_RIGHT]
-            skippers[events.PY_RETURN] = self._skip_other
-            skippers[events.BRANCH_LEFT] = self._skip_branch
-            skippers[events.BRANCH_RIGHT] = self._skip_branch
-        for event in self._events:
-            original = monitoring.register_callback(self._tool, event, None)
-            if original is None:
-                raise InternalsChanged(f"coverage.py registered no callback for event {event}")
-            monitoring.register_callback(
-                self._tool, event, self._gated(event, original, skippers[event])
-            )
+        originals = _tracer_callbacks(tracer) if deferred else {}
+        self._gated_callbacks = self._wrap(originals)
         prefixes = set()
         for directory in source_dirs:
             for form in (directory, os.path.realpath(directory)):
                 prefixes.add(form.rstrip(os.sep) + os.sep)
+        self._prefixes = tuple(sorted(prefixes))
+        if deferred:
+            if not prefixes:
+                raise InternalsChanged("a deferred start needs the source directories")
+            self._py_start = originals[events.PY_START]
+            return  # `install` registers, after the recorded events are replayed
+        for event, callback in self._gated_callbacks.items():
+            monitoring.register_callback(self._tool, event, callback)
         if prefixes:
-            self._prefixes = tuple(sorted(prefixes))
             self._py_start = monitoring.register_callback(
                 self._tool, events.PY_START, self._filter_start
             )
+
+    def _wrap(self, originals: dict[int, Callable[..., Any]]) -> dict[int, Callable[..., Any]]:
+        """The gated callback of each event, around coverage.py's own (``originals``,
+        or else the ones coverage.py registered, taken off the tool)."""
+        events = self._monitoring.events
+        skippers: dict[int, Callable[..., Any]] = {
+            events.LINE: self._skip_line_arcs if self._arcs else self._skip_line
+        }
+        if self._arcs:  # coverage.py measures branches with sysmon from 3.14 only
+            skippers[events.PY_RETURN] = self._skip_other
+            skippers[events.BRANCH_LEFT] = self._skip_branch
+            skippers[events.BRANCH_RIGHT] = self._skip_branch
+        gated = {}
+        for event, skipper in skippers.items():
+            original = originals.get(event) or self._monitoring.register_callback(
+                self._tool, event, None
+            )
+            if original is None:
+                raise InternalsChanged(f"coverage.py registered no callback for event {event}")
+            gated[event] = self._gated(event, original, skipper)
+        return gated
+
+    # Taking over from the init recorder (`init_recorder.InitRecorder.hand_over`).
+
+    def callbacks(self) -> dict[int, Callable[..., Any]]:
+        events = self._monitoring.events
+        found = {init_recorder.START: self._filter_start}
+        for kind, name in (
+            (init_recorder.LINE, "LINE"),
+            (init_recorder.RETURN, "PY_RETURN"),
+            (init_recorder.BRANCH_LEFT, "BRANCH_LEFT"),  # 3.14+
+            (init_recorder.BRANCH_RIGHT, "BRANCH_RIGHT"),
+        ):
+            event = getattr(events, name, None)
+            if event in self._gated_callbacks:
+                found[kind] = self._gated_callbacks[event]
+        return found
+
+    def traced(self, code: CodeType) -> bool:
+        info = self._code_infos.get(id(code))
+        return bool(info is not None and info.tracing and info.file_data is not None)
+
+    def cut(self, code: CodeType) -> None:
+        """A pause came: no sequential arc joins the lines around it."""
+        info = self._code_infos.get(id(code))
+        if info is not None:
+            info.last_line = None
+
+    def install(self) -> None:
+        """Take the tool's events (after a deferred start)."""
+        register = self._monitoring.register_callback
+        for event, callback in self._gated_callbacks.items():
+            register(self._tool, event, callback)
+        register(self._tool, self._monitoring.events.PY_START, self._filter_start)
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -765,14 +885,18 @@ class RestartGate:
         self.paused = False
 
 
-def attach(cov: Any, source_dirs: Iterable[str] = ()) -> Gate:
+def attach(cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False) -> Gate:
     """The gate for a started `Coverage`; `InternalsChanged` if none fits.
 
     ``source_dirs``: every file that can be measured is under one of them.
+    ``deferred``: started by `start_deferred`; the gate takes the events
+    once the init recorder hands them over.
     """
     name = core_name(cov)
     if name == "sysmon":
-        return SysmonGate(cov, source_dirs)
+        return SysmonGate(cov, source_dirs, deferred=deferred)
+    if deferred:
+        raise InternalsChanged(f"a deferred start needs the sysmon core, not {name!r}")
     if name in ("ctrace", "pytrace"):
         return TraceGate(cov)
     raise InternalsChanged(f"unknown coverage.py core {name!r}")

@@ -59,18 +59,31 @@ def _from_record(path: Path, own_directory: str) -> set[str]:
     return names
 
 
-def omit_patterns(sources: Iterable[str]) -> tuple[str, ...]:
-    """coverage.py ``omit`` patterns for what distributions installed into ``sources``.
+def installed_paths(sources: Iterable[str]) -> tuple[str, ...]:
+    """What distributions installed into ``sources``: a package directory
+    (ending with a separator) or a module file, per top-level name.
 
     A source directory that is itself inside an installed package (named
-    explicitly in ``COVERAGE_SOURCE``) is measured: its package is not omitted.
+    explicitly in ``COVERAGE_SOURCE``) is measured: its package is not left out.
     """
     sources = [os.path.normpath(source) for source in sources]
-    patterns: list[str] = []
+    paths: list[str] = []
     for source in sources:
         for name in sorted(installed_top_levels(source)):
             package = os.path.join(source, name)
             if any(s == package or s.startswith(package + os.sep) for s in sources):
                 continue
-            patterns += [os.path.join(package, "*"), package + ".py", package + ".*.so"]
+            paths += [package + os.sep, package + ".py"]
+    return tuple(paths)
+
+
+def omit_patterns(sources: Iterable[str]) -> tuple[str, ...]:
+    """coverage.py ``omit`` patterns for what distributions installed into ``sources``."""
+    patterns: list[str] = []
+    for path in installed_paths(sources):
+        if path.endswith(os.sep):
+            package = path[:-1]
+            patterns += [path + "*", package + ".*.so"]
+        else:
+            patterns.append(path)
     return tuple(patterns)

@@ -22,8 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from coverage_runtime.errors import StorageError
-from coverage_runtime.settings import Settings
-from coverage_runtime.shim import coverage_adapter, distributions, structured_log
+from coverage_runtime.settings import Settings, sysmon_supports
+from coverage_runtime.shim import (
+    coverage_adapter,
+    distributions,
+    init_recorder,
+    pause_points,
+    structured_log,
+)
 
 
 def describe_storage_error(exc: BaseException, data_file: str) -> str:
@@ -51,6 +57,9 @@ ALWAYS_OMIT = (
     "*/site-packages/*",
     "*/dist-packages/*",
 )
+# The same, for the init recorder: what it never arms (path prefixes and parts).
+_NEVER_ARMED = (_RUNTIME_DIR + os.sep,)
+_NEVER_ARMED_PARTS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 
 
 # More per-thread tracers than this are compacted between invocations.
@@ -136,7 +145,13 @@ class Measurement:
         self._started = False
         self._finished = False
         self._context: str | None = None
-        self.cov = self._new_coverage()
+        self._installed = distributions.installed_paths(settings.source)
+        # With the sysmon core, the init is recorded without coverage.py, which
+        # is built after the first response (`materialize`).
+        self._recorder: init_recorder.InitRecorder | None = None
+        self._build_lock = threading.Lock()
+        self._built: tuple[Any, coverage_adapter.SysmonGate] | None = None
+        self.cov: Any = None if self.defers_start else self._new_coverage()
         self._gate: coverage_adapter.Gate | None = None
         self._outbox: coverage_adapter.Recorded = {}
         self._tally = Tally(arcs=settings.branch, packed=False)
@@ -167,14 +182,32 @@ class Measurement:
             coverage_adapter.narrow_to(cov, self.settings.include, sources)
         return cov
 
+    @property
+    def defers_start(self) -> bool:
+        """Is the init recorded without coverage.py (the sysmon core can)?"""
+        settings = self.settings
+        return (
+            settings.core == "sysmon"
+            and init_recorder.available()
+            and sysmon_supports(branch=settings.branch, contexts=settings.contexts)
+        )
+
     def core_name(self) -> str | None:
         """The core coverage.py really uses (it may fall back from sysmon)."""
         return coverage_adapter.core_name(self.cov) or self.settings.core
 
     @property
     def gate_kind(self) -> str | None:
-        """``gate`` (switching without restarts) or ``restart`` (the fallback)."""
-        return self._gate.kind if self._gate else None
+        """``gate`` (switching without restarts), ``restart`` (the fallback),
+        or ``recorder`` (the init, before coverage.py is built)."""
+        if self._gate is not None:
+            return self._gate.kind
+        return self._recorder.kind if self._recorder is not None else None
+
+    @property
+    def ready(self) -> bool:
+        """Is coverage.py built, so that data costs no more than writing it?"""
+        return self._recorder is None or self._recorder.handed_over
 
     # -- collection state ----------------------------------------------------
 
@@ -187,20 +220,114 @@ class Measurement:
         with self._lock:
             if self._started:
                 return
-            coverage_adapter.start(self.cov)
-            self._started = True
-            self._collecting = True
-            try:
-                self._gate = coverage_adapter.attach(self.cov, self.settings.source)
-            except coverage_adapter.InternalsChanged as exc:
-                structured_log.error(
-                    "coverage.py internals changed: every measured block restarts coverage.py",
-                    error_message=str(exc),
-                    coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
-                )
-                self._gate = coverage_adapter.RestartGate(self.cov)
+            if self.cov is None:
+                self._record_init()
+                return
+            self._start_now()
+
+    def _record_init(self) -> None:
+        recorder = init_recorder.InitRecorder(
+            self.settings.source,
+            excluded=(*_NEVER_ARMED, *self._installed),
+            excluded_parts=_NEVER_ARMED_PARTS,
+            branch=self.settings.branch,
+        )
+        try:
+            recorder.start()
+        except RuntimeError as exc:  # every tool id taken: coverage.py would fail as well
+            structured_log.warning("the init is measured by coverage.py itself", reason=str(exc))
+            self.cov = self._new_coverage()
+            self._start_now()
+            return
+        self._recorder = recorder
+        self._started = True
+        self._collecting = True
+        self._apply()
+
+    def _start_now(self) -> None:
+        """Start coverage.py itself now (the lock is held)."""
+        coverage_adapter.start(self.cov)
+        self._started = True
+        self._collecting = True
+        try:
+            self._gate = coverage_adapter.attach(self.cov, self.settings.source)
+        except coverage_adapter.InternalsChanged as exc:
+            structured_log.error(
+                "coverage.py internals changed: every measured block restarts coverage.py",
+                error_message=str(exc),
+                coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
+            )
+            self._gate = coverage_adapter.RestartGate(self.cov)
+        self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
+        self._apply()
+
+    def materialize(self) -> bool:
+        """Build coverage.py and hand the recorded init over to it; True if
+        this call did it.  From any thread: the shipping thread calls it after
+        the first response, anything that needs data sooner calls it itself.
+
+        The build (importing coverage.py, ``Coverage()``, the deferred start)
+        runs outside the measurement lock, so blocks opened meanwhile never
+        wait for it; only the replay of the recorded events holds the lock.
+        """
+        recorder = self._recorder
+        if recorder is None or recorder.handed_over:
+            return False
+        problem: Exception | None = None
+        with self._build_lock:
+            if self._built is None and not recorder.handed_over:
+                try:
+                    self._built = self._build(recorder)
+                except Exception as exc:  # InternalsChanged, or coverage.py could not start
+                    problem = exc
+        with self._lock:
+            if recorder.handed_over or self._recorder is not recorder:
+                return False
+            if problem is not None or self._built is None:
+                self._give_up_recording(problem)
+                return True
+            cov, gate = self._built
+            self._built = None
+            replayed = recorder.hand_over(gate)
+            self.cov = cov
+            self._gate = gate
             self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
-            self._apply()
+            pause_points.reach("handed-over")
+            structured_log.info("coverage.py took the init over", replayed_events=replayed)
+            return True
+
+    def _build(
+        self, recorder: init_recorder.InitRecorder
+    ) -> tuple[Any, coverage_adapter.SysmonGate]:
+        cov = self._new_coverage()
+        assert recorder.tool is not None
+        try:
+            coverage_adapter.start_deferred(cov, recorder.tool)
+            if coverage_adapter.local_events(cov) != recorder.local_events:
+                raise coverage_adapter.InternalsChanged(
+                    "coverage.py arms other local events than the init recorder"
+                )
+            gate = coverage_adapter.SysmonGate(cov, self.settings.source, deferred=True)
+        except Exception:
+            if getattr(cov, "_started", False):
+                cov._collector.tracers.clear()  # the tool is the recorder's: nothing to free
+                cov.stop()
+            raise
+        return cov, gate
+
+    def _give_up_recording(self, problem: Exception | None) -> None:
+        """coverage.py cannot take the recorded init over: measure from now on."""
+        recorder = self._recorder
+        assert recorder is not None
+        structured_log.error(
+            "coverage.py internals changed: the init of this environment is not measured",
+            error_message=str(problem),
+            coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
+        )
+        recorder.stop()
+        self._recorder = None
+        self.cov = self._new_coverage()
+        self._start_now()
 
     def _packed_arcs(self) -> bool:
         try:
@@ -236,7 +363,9 @@ class Measurement:
         wanted = not (self._exclude_depth or self._finished) and (
             self._full or self._measure_depth > 0
         )
-        gate = self._gate
+        gate: coverage_adapter.Gate | init_recorder.InitRecorder | None = self._gate
+        if gate is None:
+            gate = self._recorder
         if gate is None or wanted is self._collecting:
             return
         if wanted:
@@ -287,6 +416,7 @@ class Measurement:
         with self._lock:
             if self._finished:
                 return
+            self.materialize()
             self._finished = True
             if self._gate is not None:
                 self._tally_new()
@@ -297,6 +427,8 @@ class Measurement:
     # -- data ----------------------------------------------------------------
 
     def _tally_new(self) -> None:
+        if self._recorder is not None and not self._recorder.handed_over:
+            self.materialize()
         if self._gate is None:
             return
         new = self._gate.take()
@@ -319,6 +451,7 @@ class Measurement:
     def data(self) -> Any:
         """coverage.py's `CoverageData` with everything measured so far written to it."""
         with self._lock:
+            self.materialize()
             if self._gate is None:
                 return self.cov.get_data()
             self._write()
@@ -373,6 +506,7 @@ class Measurement:
     def reset(self) -> None:
         """Drop everything measured so far and carry on measuring afresh."""
         with self._lock:
+            self.materialize()
             if self._gate is None:
                 self.cov.erase()
                 return

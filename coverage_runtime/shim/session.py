@@ -247,10 +247,10 @@ class CoverageSession:
         self.measurement.compact()
         if maintenance_due(self.invocations):
             self.measurement.maintain()
-        if self.invocations and self.uploads_enabled:
+        if self.invocations:
             self._shipper.start()
-        if not self.checkpoint_due():
-            return
+        if not self.checkpoint_due() or not self.measurement.ready:
+            return  # (not ready: the shipping thread is building coverage.py; the next one)
         remaining = self.remaining_seconds()
         if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
             return  # too close to the timeout: the next invocation checkpoints

@@ -1,5 +1,5 @@
-"""The shipping thread: builds the S3 client and uploads checkpoints off the
-invocation path.
+"""The shipping thread: builds coverage.py and the S3 client, and uploads
+checkpoints off the invocation path.
 
 Lambda counts an invocation until the runtime asks for the next event, so
 uploading a checkpoint there would be billed and could turn a successful
@@ -48,6 +48,12 @@ class Shipper:
             self._wake.notify()
 
     def _run(self) -> None:
+        try:
+            self._session.measurement.materialize()
+        except Exception as exc:  # the next snapshot tries again, and says why
+            structured_log.error("coverage.py could not be built", error_message=str(exc))
+        if not self._session.uploads_enabled:
+            return
         try:
             self._session.uploader()
         except UploadError:

@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 MARKER = re.compile(r"#\s*sel:(in|out)\s+full:(in|out)")
+INIT_TIME = HERE / "init_time.py"
 
 
 def expected(mode: str) -> dict[int, bool]:
@@ -63,6 +64,13 @@ def file_data(data: Any, path: Path) -> dict[str, list[Any]]:
     return {"lines": lines, "arcs": [list(arc) for arc in arcs]}
 
 
+def whole_file(data: Any, path: Path) -> dict[str, list[Any]]:
+    """Every line and arc of ``path``, module level included."""
+    name = str(path)
+    arcs = data.arcs(name) or () if data.has_arcs() else ()
+    return {"lines": sorted(data.lines(name) or ()), "arcs": sorted(list(a) for a in arcs)}
+
+
 def reference(args: argparse.Namespace) -> dict[str, Any]:
     import coverage
 
@@ -72,11 +80,17 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
     )
     cov.set_option("run:core", args.core)
     cov.start()
+    from tests.exactness import init_time
+
+    init = whole_file(cov.get_data(), INIT_TIME)
+    init_time.after_init()
+    after = whole_file(cov.get_data(), INIT_TIME)
     from tests.exactness import workload
 
     workload.run_all(lambda: None)
     cov.stop()
-    return file_data(cov.get_data(), HERE / "measured_only.py")
+    measured = file_data(cov.get_data(), HERE / "measured_only.py")
+    return {"measured_only": measured, "init": init, "after_init": after}
 
 
 def gated(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,10 +109,27 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
     }
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
+    measurement = runtime.measurement
+    from tests.exactness import init_time  # the environment's init
+
+    init_gate = measurement.gate_kind
+    init = whole_file(measurement.data(), INIT_TIME)  # builds coverage.py, if it was deferred
+    init_time.after_init()
+    after = whole_file(measurement.data(), INIT_TIME)
     from tests.exactness import workload
 
-    workload.run_all(runtime.measurement.compact, runtime.measurement.maintain)
-    data = runtime.measurement.data()
+    if args.late_handover:
+        # A second environment: the whole workload runs before coverage.py is built.
+        runtime.measurement.finish()
+        runtime = CoverageSession.start(load_settings(env))
+        api.install(runtime)
+        measurement = runtime.measurement
+        workload.run_all(measurement.compact, measurement.maintain, reset=False)
+        late_gate = measurement.gate_kind
+    else:
+        workload.run_all(measurement.compact, measurement.maintain)
+        late_gate = None
+    data = measurement.data()
     recorded = set(data.lines(str(HERE / "workload.py")) or ())
     marks = expected(args.mode)
     result = {
@@ -109,6 +140,10 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
         "unexpected": sorted(n for n, must in marks.items() if not must and n in recorded),
         "checked_lines": len(marks),
         "measured_only": file_data(data, HERE / "measured_only.py"),
+        "init_gate": init_gate,
+        "late_gate": late_gate,
+        "init": init,
+        "after_init": after,
     }
     runtime.measurement.finish()
     return result
@@ -126,6 +161,7 @@ def matrix(version: tuple[int, int] | None = None) -> list[list[str]]:
             cells.append(["--mode", mode, "--core", "ctrace", *flags])
             if sysmon_supports(branch=branch, contexts=False, version=version):
                 cells.append(["--mode", mode, "--core", "sysmon", *flags])
+                cells.append(["--mode", mode, "--core", "sysmon", *flags, "--late-handover"])
         cells.append(["--mode", mode, "--core", "ctrace", "--contexts"])
     cells.append(["--mode", "selective", "--core", "pytrace", "--branch"])
     return cells
@@ -156,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core", choices=["sysmon", "ctrace", "pytrace"], default="sysmon")
     parser.add_argument("--branch", action="store_true")
     parser.add_argument("--contexts", action="store_true")
+    parser.add_argument(
+        "--late-handover",
+        action="store_true",
+        help="run the workload before coverage.py is built (sysmon: the init recorder)",
+    )
     parser.add_argument("--matrix", action="store_true", help="run every cell; a JSON list")
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -175,8 +216,20 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
         check=True,
     )
-    truth = json.loads(child.stdout)
+    reference_run = json.loads(child.stdout)
+    truth = reference_run["measured_only"]
     ours = result.pop("measured_only")
+    init, after = result.pop("init"), result.pop("after_init")
+    if args.mode == "full":
+        result["init_equal"] = init == reference_run["init"]
+        result["after_init_equal"] = after == reference_run["after_init"]
+    else:  # nothing is measured outside blocks
+        result["init_equal"] = not init["lines"]
+        result["after_init_equal"] = not after["lines"]
+    result["init_lines"] = len(reference_run["init"]["lines"])
+    result["init_arcs"] = len(reference_run["init"]["arcs"])
+    if not (result["init_equal"] and result["after_init_equal"]):
+        result["init_diff"] = {"ours": [init, after], "reference": reference_run}
     result["measured_only_lines_equal"] = ours["lines"] == truth["lines"]
     result["measured_only_arcs_equal"] = ours["arcs"] == truth["arcs"]
     result["measured_only_lines"] = len(truth["lines"])
@@ -193,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
     result["exact"] = (
-        not result["missing"]
+        result["init_equal"]
+        and result["after_init_equal"]
+        and not result["missing"]
         and not result["unexpected"]
         and result["measured_only_lines_equal"]
         and result["measured_only_arcs_equal"]

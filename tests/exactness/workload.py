@@ -208,11 +208,18 @@ SCENARIOS = [
 ]
 
 
-def run_all(compact, between=lambda: None):
+def run_all(compact, between=lambda: None, *, reset=True):
     """`reset_between` first (it drops what came before), then every scenario,
     twice, with ``between()`` after each, as the runtime does between
-    invocations (e.g. code whose lines are all recorded loses its events)."""
-    reset_between()
+    invocations (e.g. code whose lines are all recorded loses its events).
+
+    ``reset=False`` leaves the reset out (what it drops is never run), so
+    that nothing makes the runtime build coverage.py before the end."""
+    if reset:
+        reset_between()
+    else:
+        with CoverageContext():
+            after_reset()
     for _ in range(2):
         for name in SCENARIOS:
             scenario = globals()[name]

@@ -1,0 +1,154 @@
+"""The init recorder's hand-over at its edges, on a Python with sys.monitoring.
+
+    python -m tests.exactness.recorder_cases CASE    -> one JSON document
+
+Each case runs in its own process (coverage.py and sys.monitoring are
+process-wide); `tests/test_init_recorder.py` runs them on every 3.12+ Python
+here and asserts on the documents.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+FRESH = HERE / "measured_only.py"
+
+
+def session(branch: bool = False) -> Any:
+    from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim import api
+    from coverage_runtime.shim.session import CoverageSession
+
+    env = {
+        "LAMBDA_TASK_ROOT": str(HERE),
+        "COVERAGE_SOURCE": str(HERE),
+        "COVERAGE_CORE": "sysmon",
+        "COVERAGE_BRANCH": str(branch).lower(),
+        "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
+    }
+    runtime = CoverageSession.start(load_settings(env))
+    api.install(runtime)
+    return runtime
+
+
+def frames_of(thread: threading.Thread) -> list[str]:
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def concurrent_event() -> dict[str, Any]:
+    """A thread starts new measured code while the events are replayed: it waits
+    for the replay, then its lines reach coverage.py after the recorded ones."""
+    runtime = session(branch=sys.version_info >= (3, 14))
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)  # recorded, before the hand-over
+    recorder = measurement._recorder
+    replaying = threading.Event()
+    go = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def worker() -> None:
+        replaying.wait(10)
+        holder["pooled"] = measured_only.pooled(2)  # a first call: PY_START, LINE
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    original = recorder.hand_over
+
+    def hand_over(receiver: Any) -> int:
+        callbacks = receiver.callbacks
+
+        def held_callbacks() -> Any:
+            found = callbacks()
+            replaying.set()
+            # Deterministic: go on once the worker waits for the recorder's lock.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if {"_on_start", "_record"} & set(frames_of(thread)):
+                    holder["waited_in"] = frames_of(thread)[0]
+                    break
+                time.sleep(0.001)
+            go.set()
+            return found
+
+        receiver.callbacks = held_callbacks
+        return original(receiver)
+
+    recorder.hand_over = hand_over
+    measurement.materialize()
+    thread.join(10)
+    data = measurement.data()
+    lines = sorted(data.lines(str(FRESH)) or ())
+    return {
+        "waited_in": holder.get("waited_in"),
+        "gate": measurement.gate_kind,
+        "lines": lines,
+        "pooled": holder.get("pooled"),
+    }
+
+
+def internals_changed() -> dict[str, Any]:
+    """coverage.py cannot take the init over: one error record, and measuring goes on."""
+    from coverage_runtime.shim import coverage_adapter
+
+    def refuse(cov: Any, tool: int) -> None:
+        raise coverage_adapter.InternalsChanged("simulated upgrade")
+
+    coverage_adapter.start_deferred = refuse
+    runtime = session()
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)  # the init: not measured in the end
+    measurement = runtime.measurement
+    materialized = measurement.materialize()
+    measured_only.pooled(0)  # after: measured by coverage.py itself
+    data = measurement.data()
+    tools = [sys.monitoring.get_tool(tool) for tool in range(6)]
+    return {
+        "materialized": materialized,
+        "gate": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "tools": tools,
+    }
+
+
+def other_tool_untouched() -> dict[str, Any]:
+    """The hand-over never re-arms another tool's disabled events (no restart_events)."""
+    monitoring = sys.monitoring
+    tool = monitoring.PROFILER_ID
+    monitoring.use_tool_id(tool, "other")
+    seen: list[int] = []
+
+    def line(code: Any, number: int) -> Any:
+        seen.append(number)
+        return monitoring.DISABLE
+
+    monitoring.register_callback(tool, monitoring.events.LINE, line)
+    runtime = session()
+    from tests.exactness import measured_only
+
+    monitoring.set_local_events(tool, measured_only.classify.__code__, monitoring.events.LINE)
+    measured_only.classify(1)
+    before = len(seen)
+    runtime.measurement.materialize()
+    measured_only.classify(1)
+    return {"other_tool_lines_before": before, "other_tool_lines_after": len(seen)}
+
+
+CASES = {f.__name__: f for f in (concurrent_event, internals_changed, other_tool_untouched)}
+
+if __name__ == "__main__":
+    print(json.dumps(CASES[sys.argv[1]]()))

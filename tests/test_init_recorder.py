@@ -1,0 +1,65 @@
+"""The init recorder (sysmon: the init runs before coverage.py is built) at the
+edges of its hand-over, on every CPython 3.12+ here.  The exactness matrix
+(`test_exactness`, and in the image `test_container`) checks what it records
+against plain coverage.py; these check what happens around it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import REPO_ROOT
+from tests.test_exactness import other_pythons, venv_for
+
+SYSMON_PYTHONS = [p for p in other_pythons() if p.parent.parent.name >= "3.12"]
+
+
+def run_case(python: str, case: str) -> tuple[dict[str, Any], str]:
+    """The case's result, and the log lines it wrote (the runtime logs to stdout)."""
+    done = subprocess.run(
+        [python, "-m", "tests.exactness.recorder_cases", case],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    *log, last = done.stdout.strip().splitlines()
+    return json.loads(last), "\n".join([*log, *done.stderr.splitlines()])
+
+
+@pytest.fixture(params=SYSMON_PYTHONS, ids=lambda p: p.parent.parent.name)
+def python(request: pytest.FixtureRequest) -> str:
+    path: Path = request.param
+    return venv_for(path)
+
+
+def test_an_event_during_the_replay_waits_and_is_recorded_after_it(python):
+    result, _ = run_case(python, "concurrent_event")
+    # The worker's first line after the replay began waited for the recorder's lock...
+    assert result["waited_in"] in ("_record", "_on_start"), result
+    # ...and reached coverage.py: pooled(2) ran `if x:` and `return x * 3`.
+    assert {30, 31} <= set(result["lines"]), result
+    assert 32 not in result["lines"], result
+    assert {8, 9} <= set(result["lines"]), "classify(1) ran before the hand-over"
+    assert result["gate"] == "gate"
+
+
+def test_internals_changed_loses_the_init_loudly_and_measures_on(python):
+    result, log = run_case(python, "internals_changed")
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    errors = [r for r in records if "internals changed" in r["message"]]
+    assert len(errors) == 1 and "the init of this environment is not measured" in errors[0][
+        "message"
+    ], records
+    assert result["lines"] == [30, 32], "only what ran after: pooled(0)"
+    assert result["gate"] == "gate"
+    # The recorder gave its tool id back; coverage.py took one of its own.
+    assert result["tools"].count("coverage.py") == 1, result
+
+
+def test_the_hand_over_never_rearms_another_tools_events(python):
+    result, _ = run_case(python, "other_tool_untouched")
+    assert result["other_tool_lines_before"] > 0
+    assert result["other_tool_lines_after"] == result["other_tool_lines_before"], result
