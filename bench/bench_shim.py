@@ -7,6 +7,7 @@ environment) per configuration and repeat:
   plain       python -m awslambdaric <handler>                  (the baseline)
   disabled    python -m coverage_runtime <handler>, COVERAGE_ENABLED=false
   full        python -m coverage_runtime <handler>, COVERAGE_MODE=full
+  full+branch the same, COVERAGE_BRANCH=true
   selective   python -m coverage_runtime <handler>, COVERAGE_MODE=selective
 
 For each environment it measures
@@ -21,13 +22,18 @@ For each environment it measures
       ``coverage uploaded`` log record.
 
 and prints medians and minimums, with ratios against ``plain`` (init) and
-``disabled`` (warm).  Run from the repository root: see bench/README.md.
+``disabled`` (warm).  ``--task-root``/``--source`` run another function than
+the example (the heavy one of bench/heavy: ``bench/run_heavy.sh``), and
+``--init-target`` adds a pass/fail per configuration on the init ratio
+against ``disabled``.
+Run from the repository root: see bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import statistics
@@ -46,7 +52,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.harness import LambdaUnderRIE, S3Server, clean_environment  # noqa: E402
 
-CONFIGS = ("plain", "disabled", "full", "selective")
+CONFIGS = ("plain", "disabled", "full", "full+branch", "selective")
 INIT_REPORT_RE = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
 DURATION_RE = re.compile(r"^REPORT RequestId: .*?(?<!Init )Duration: ([0-9.]+) ms")
 
@@ -74,11 +80,14 @@ def command(config: str, python: str, handler: str) -> list[str]:
     return [python, "-m", "coverage_runtime", handler]
 
 
-def environment(config: str, s3: S3Server, bucket: str, data_dir: Path) -> dict[str, str]:
+def environment(
+    config: str, s3: S3Server, bucket: str, data_dir: Path, args: argparse.Namespace
+) -> dict[str, str]:
+    task_root = Path(args.task_root).resolve()
     env = clean_environment(
         {
-            "LAMBDA_TASK_ROOT": str(REPO_ROOT),
-            "COVERAGE_SOURCE": str(REPO_ROOT / "app"),
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "COVERAGE_SOURCE": args.source or str(task_root),
             "COVERAGE_S3_BUCKET": bucket,
             "COVERAGE_S3_ENDPOINT_URL": s3.endpoint_url,
             "COVERAGE_DATA_DIR": str(data_dir),
@@ -86,10 +95,15 @@ def environment(config: str, s3: S3Server, bucket: str, data_dir: Path) -> dict[
             "AWS_LAMBDA_FUNCTION_NAME": "bench-fn",
         }
     )
+    if task_root != REPO_ROOT:
+        env["PYTHONPATH"] = str(REPO_ROOT)  # coverage_runtime, outside the task root
     if config == "disabled":
         env["COVERAGE_ENABLED"] = "false"
     elif config in ("full", "selective"):
         env["COVERAGE_MODE"] = config
+    elif config == "full+branch":
+        env["COVERAGE_MODE"] = "full"
+        env["COVERAGE_BRANCH"] = "true"
     return env
 
 
@@ -105,9 +119,9 @@ def run_one(
     sample = Sample(config=config, repeat=repeat)
     tag = f"{config}-{repeat}"
     function = LambdaUnderRIE(
-        REPO_ROOT,
+        Path(args.task_root).resolve(),
         args.handler,
-        environment(config, s3, bucket, scratch / f"data-{tag}"),
+        environment(config, s3, bucket, scratch / f"data-{tag}", args),
         scratch / f"rie-{tag}.log",
         command=command(config, args.python, args.handler),
     )
@@ -227,11 +241,22 @@ def report(samples: list[Sample], args: argparse.Namespace, started: float) -> s
         "|---|---|---|---|---|---|",
     ]
     base = "plain" if "plain" in by else args.configs[0]
+    target_base = "disabled" if "disabled" in by else base  # the issue's baseline
+    if args.init_target:
+        lines[-2] += " target | pass |"
+        lines[-1] += "---|---|"
     for c in by:
-        lines.append(
+        row = (
             f"| {c} | {fmt(init[c])} | {diff(init[c], init[base])} | {ratio(init[c], init[base])} "
             f"| {fmt(first[c])} | {diff(first[c], first[base])} |"
         )
+        if args.init_target:
+            value, baseline = init[c], init[target_base]
+            verdict = "-"
+            if c not in ("plain", "disabled") and value and baseline:
+                verdict = "pass" if value[0] / baseline[0] <= args.init_target else "FAIL"
+            row += f" <= {args.init_target:.2f}x | {verdict} |"
+        lines.append(row)
     warm_base = "disabled" if "disabled" in by else base
     lines += [
         "",
@@ -272,12 +297,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invocations", "-n", type=int, default=300)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--json", help="also write the raw samples here")
+    parser.add_argument("--task-root", default=str(REPO_ROOT), help="the function's task root")
+    parser.add_argument("--source", help="COVERAGE_SOURCE (default: the task root)")
+    parser.add_argument(
+        "--init-target", type=float, help="pass/fail: INIT REPORT ratio vs disabled"
+    )
     args = parser.parse_args(argv)
+    args.python = os.path.abspath(args.python)  # the RIE runs it from the task root
+    if args.source is None and Path(args.task_root).resolve() == REPO_ROOT:
+        args.source = str(REPO_ROOT / "app")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = set(args.configs) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configs {sorted(unknown)}; known: {', '.join(CONFIGS)}")
     event = json.loads(Path(args.event).read_text())
+    # Bytecode for the runtime and the example, as an image has it (compileall in the
+    # Dockerfile): the machine may set PYTHONDONTWRITEBYTECODE, and a cold start that
+    # compiles our modules from source measures the compiler, not the shim.
+    subprocess.run(
+        [args.python, "-m", "compileall", "-q", "coverage_runtime", "app"],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    )  # fmt: skip
 
     started = time.monotonic()
     s3 = S3Server()
