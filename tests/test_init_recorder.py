@@ -50,9 +50,9 @@ def test_internals_changed_loses_the_init_loudly_and_measures_on(python):
     result, log = run_case(python, "internals_changed")
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     errors = [r for r in records if "internals changed" in r["message"]]
-    assert len(errors) == 1 and "the init of this environment is not measured" in errors[0][
-        "message"
-    ], records
+    assert (
+        len(errors) == 1 and "the init of this environment is not measured" in errors[0]["message"]
+    ), records
     assert result["lines"] == [30, 32], "only what ran after: pooled(0)"
     assert result["gate"] == "gate"
     # The recorder gave its tool id back; coverage.py took one of its own.

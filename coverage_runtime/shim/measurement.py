@@ -276,6 +276,7 @@ class Measurement:
         problem: Exception | None = None
         with self._build_lock:
             if self._built is None and not recorder.handed_over:
+                pause_points.reach("coverage-build")
                 try:
                     self._built = self._build(recorder)
                 except Exception as exc:  # InternalsChanged, or coverage.py could not start
@@ -292,7 +293,6 @@ class Measurement:
             self.cov = cov
             self._gate = gate
             self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
-            pause_points.reach("handed-over")
             structured_log.info("coverage.py took the init over", replayed_events=replayed)
             return True
 

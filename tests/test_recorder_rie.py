@@ -1,0 +1,163 @@
+"""The init recorder's life through the real RIE, on a Python with sys.monitoring.
+
+The rest of the RIE suite runs on the venv's Python (3.11 here: the C tracer);
+these run the runtime on the newest pyenv CPython 3.12+ with the runtime's own
+requirements (a venv under .local/venvs), where the init is recorded without
+coverage.py and handed over after the first response.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FUNCTIONS_DIR
+from tests.harness import REPO_ROOT, download_objects, executed_lines, line_of
+from tests.test_exactness import other_pythons
+from tests.test_reliability_rie import (  # noqa: F401
+    invoke_quietly,
+    pauses,
+    release,
+    wait_reached,
+)
+
+pytestmark = [pytest.mark.rie, pytest.mark.slow]
+
+BASIC = FUNCTIONS_DIR / "basic.py"
+BROKEN = FUNCTIONS_DIR / "broken_import.py"
+BUSY = FUNCTIONS_DIR / "busy.py"
+
+
+@pytest.fixture(scope="module")
+def sysmon_python() -> str:
+    """A venv of the newest CPython 3.12+ here with requirements.txt installed."""
+    candidates = [p for p in other_pythons() if p.parent.parent.name >= "3.12"]
+    if not candidates:
+        pytest.skip("no CPython 3.12+ found (pyenv): the init recorder needs sys.monitoring")
+    python = candidates[-1]
+    venv = REPO_ROOT / ".local" / "venvs" / f"runtime-{python.parent.parent.name}"
+    wanted = (REPO_ROOT / "requirements.txt").read_text()
+    stamp = venv / ".wanted"
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        subprocess.run([str(python), "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+             "--disable-pip-version-check", "-r", str(REPO_ROOT / "requirements.txt")],
+            check=True, timeout=600, capture_output=True,
+        )  # fmt: skip
+        stamp.write_text(wanted)
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture
+def start(start_function, sysmon_python):
+    def start_on_sysmon(handler: str, **env: str):
+        return start_function(
+            handler,
+            command=[sysmon_python, "-m", "coverage_runtime", handler],
+            PYTHONPATH=str(REPO_ROOT),
+            **env,
+        )
+
+    return start_on_sysmon
+
+
+def messages(function) -> list[str]:
+    return [record["message"] for record in function.json_logs()]
+
+
+def the_object(s3, bucket, tmp_path) -> Path:
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, sorted(objects)
+    return next(iter(objects.values()))
+
+
+def wait_for_message(function, message: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while message not in messages(function):
+        assert time.monotonic() < deadline, f"no {message!r} record: {function.logs()[-2000:]}"
+        time.sleep(0.01)
+
+
+def test_the_init_is_recorded_then_handed_over_after_the_first_response(
+    start, s3, bucket, tmp_path
+):
+    function = start("basic.handler", COVERAGE_FLUSH_INTERVAL_SECONDS="1")
+    assert function.invoke({"path": "a"}).body["result"] == "took a"
+    wait_for_message(function, "coverage.py took the init over")  # the shipping thread
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"path": "b"}).body["result"] == "took b"
+    wait_for_message(function, "coverage uploaded")  # a checkpoint, once coverage.py is built
+    assert function.terminate() == 0
+    started = next(r for r in function.json_logs() if r["message"] == "coverage runtime started")
+    assert started["core"] == "sysmon"
+    lines = executed_lines(the_object(s3, bucket, tmp_path), BASIC)
+    assert line_of(BASIC, "def handler") in lines, "module level, run at init"
+    assert {line_of(BASIC, "marker: path-a"), line_of(BASIC, "marker: path-b")} <= lines
+
+
+def test_an_init_error_ships_what_the_recorder_saw(start, s3, bucket, tmp_path):
+    function = start("broken_import.handler")
+    assert function.invoke({}).status == 502
+    function.terminate()
+    objects = download_objects(s3, bucket, tmp_path)
+    assert objects, "the failed init's coverage is built and saved at exit"
+    failing = line_of(BROKEN, "import module_that_does_not_exist")
+    assert any(failing in executed_lines(path, BROKEN) for path in objects.values())
+
+
+def shipped_or_said_lost(function, s3, bucket, tmp_path, source: Path, marker: str) -> None:
+    """DESIGN §1: the newest data in S3 inside the window, or one record saying what
+    was lost and why, written before a SIGKILL could come: never lost silently.
+    Which of the two depends on the machine's speed (coverage.py and the S3 client
+    are both built inside the window here); silence never does."""
+    losses = [m for m in messages(function) if m.startswith("coverage upload at shutdown failed")]
+    objects = download_objects(s3, bucket, tmp_path)
+    if objects:
+        assert not losses, function.logs()[-3000:]
+        (path,) = objects.values()
+        assert line_of(source, marker) in executed_lines(path, source)
+    else:
+        assert len(losses) == 1, function.logs()[-3000:]
+
+
+def test_sigterm_while_coverage_py_is_built(start, s3, bucket, tmp_path, pauses):  # noqa: F811
+    """The shipping thread is building coverage.py when SIGTERM comes: the shutdown
+    waits for that build and never starts a second one."""
+    function = start(
+        "basic.handler",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="coverage-build",
+    )
+    assert function.invoke({"path": "a"}).status == 200
+    wait_reached(pauses, "coverage-build")  # on the shipping thread, after the response
+    function.signal_shutdown()
+    time.sleep(0.05)  # the watcher is in the shutdown, waiting for the build
+    release(pauses, "coverage-build")
+    assert function.wait(timeout=10) == 0
+    assert messages(function).count("coverage.py took the init over") == 1
+    shipped_or_said_lost(function, s3, bucket, tmp_path, BASIC, "marker: path-a")
+
+
+def test_sigterm_during_the_first_invocation_builds_coverage_py_in_the_window(
+    start, s3, bucket, tmp_path
+):
+    """No response yet, so the shipping thread never started: the shutdown builds
+    coverage.py itself and replays the init and the running invocation."""
+    function = start("busy.handler")
+    invoking = threading.Thread(target=invoke_quietly, args=(function, {"seconds": 30}))
+    invoking.start()
+    deadline = time.monotonic() + 20
+    while "INVOKE START" not in function.logs():
+        assert time.monotonic() < deadline, function.logs()[-2000:]
+        time.sleep(0.01)
+    time.sleep(0.2)  # the handler is spinning
+    function.signal_shutdown()
+    assert function.wait(timeout=10) == 0
+    invoking.join(10)
+    assert messages(function).count("coverage.py took the init over") == 1
+    shipped_or_said_lost(function, s3, bucket, tmp_path, BUSY, "marker: spinning")
