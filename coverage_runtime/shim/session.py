@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -52,6 +53,33 @@ def maintenance_due(invocations: int) -> bool:
     if invocations <= 0:
         return False
     return invocations & (invocations - 1) == 0 or invocations % 64 == 0
+
+
+def within(deadline: float, what: str, work: Callable[[], object]) -> None:
+    """Run ``work`` on a helper thread and wait for it until ``deadline`` (monotonic).
+
+    A shutdown step that outgrows the window (building coverage.py or the S3
+    client on a third of a CPU, writing a large data file) must not keep the
+    loss record from being written before Lambda's SIGKILL: past the deadline
+    this raises `UploadError` and the caller says what was lost; the helper
+    thread ends with the process.
+    """
+    outcome: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="coverage-shutdown", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise UploadError(f"{what} did not finish before the deadline")
+    if outcome:
+        raise outcome[0]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -398,30 +426,39 @@ class CoverageSession:
             # A normal exit (e.g. after an init error) has no SIGKILL coming.
             budget = max(budget, EXIT_BUDGET_SECONDS)
         deadline = started + budget
-        snapshot: Snapshot | None = None
+        taken: list[Snapshot] = []
         try:
-            self.measurement.finish()
-            if not self.uploads_enabled:
-                structured_log.error(
-                    "coverage not uploaded at shutdown",
-                    reason=reason,
-                    error_message=self.upload_problem,
+            if reason == "exit":
+                self._save_and_ship(reason, deadline, taken)  # no thread at interpreter exit
+            else:
+                within(
+                    deadline, "the shutdown", lambda: self._save_and_ship(reason, deadline, taken)
                 )
-                return True
-            generation, snapshot = self._snapshot()
-            if not snapshot.body:
-                structured_log.info("nothing was measured", reason=reason)
-                return True
-            if not self._grew(snapshot):
-                structured_log.info("coverage unchanged since last upload", reason=reason)
-                return True
-            self.ship(generation, snapshot, reason, deadline)
-            self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
         except Exception as exc:
-            self._log_loss(reason, exc, snapshot, started)
+            self._log_loss(reason, exc, taken[-1] if taken else None, started)
         finally:
             self._shutdown_done.set()
         return True
+
+    def _save_and_ship(self, reason: str, deadline: float, taken: list[Snapshot]) -> None:
+        self.measurement.finish()
+        if not self.uploads_enabled:
+            structured_log.error(
+                "coverage not uploaded at shutdown",
+                reason=reason,
+                error_message=self.upload_problem,
+            )
+            return
+        generation, snapshot = self._snapshot()
+        taken.append(snapshot)
+        if not snapshot.body:
+            structured_log.info("nothing was measured", reason=reason)
+            return
+        if not self._grew(snapshot):
+            structured_log.info("coverage unchanged since last upload", reason=reason)
+            return
+        self.ship(generation, snapshot, reason, deadline)
+        self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
 
     def _make_sure_newest_is_stored(
         self, generation: int, snapshot: Snapshot, reason: str, deadline: float
