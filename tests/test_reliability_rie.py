@@ -63,8 +63,8 @@ def uploads(function) -> list[dict]:
 def test_sigterm_while_a_checkpoint_takes_its_snapshot(
     start_function, s3, bucket, tmp_path, pauses
 ):
-    """The signal lands on the main thread inside the checkpoint: the watcher does the
-    shutdown once the snapshot is done; the newest data is in S3, no SIGKILL."""
+    """The signal lands while the shipping thread writes a checkpoint's snapshot: the
+    shutdown waits for it, then takes its own; the newest data is in S3, no SIGKILL."""
     function = start_function(
         "uses_api.handler",
         COVERAGE_FLUSH_INTERVAL_SECONDS="1",

@@ -138,6 +138,9 @@ class Measurement:
         self.settings = settings
         self.data_file = data_file
         self._lock = threading.RLock()
+        # Held while the data file is written (outside `_lock`): one writer at a time,
+        # and a reset never races a write of what it dropped.  Taken before `_lock`.
+        self._data_lock = threading.RLock()
         self._full = not settings.selective
         self._measure_depth = 0
         self._exclude_depth = 0
@@ -378,7 +381,7 @@ class Measurement:
         """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""
         if not self.settings.contexts:
             return
-        with self._lock:
+        with self._data_lock, self._lock:
             if label == self._context:
                 return
             if self._gate is not None:
@@ -450,7 +453,7 @@ class Measurement:
 
     def data(self) -> Any:
         """coverage.py's `CoverageData` with everything measured so far written to it."""
-        with self._lock:
+        with self._data_lock, self._lock:
             self.materialize()
             if self._gate is None:
                 return self.cov.get_data()
@@ -462,6 +465,10 @@ class Measurement:
     def snapshot(self) -> Snapshot:
         """Write what was collected to the data file and return its bytes.
 
+        Only taking what is new holds the measurement lock; the SQLite write
+        and the read run outside it (one snapshot at a time), so a block that
+        opens meanwhile on another thread never waits for the data file.
+
         A data directory that cannot be written raises `StorageError` saying
         why (full, read-only), and nothing is lost from memory: the next
         snapshot starts a fresh data file and writes everything measured so
@@ -471,12 +478,20 @@ class Measurement:
 
         from coverage.exceptions import CoverageException  # DataError wraps sqlite's errors
 
-        with self._lock:
+        with self._data_lock:
             try:
-                if self.storage_problem is not None:
-                    self._start_fresh_data_file()
-                self.data()
-                counts = self.counts()
+                with self._lock:
+                    self.materialize()
+                    if self.storage_problem is not None:
+                        self._start_fresh_data_file()
+                    if self._gate is None or self._gate.kind == "restart":
+                        self.data()  # coverage.py's own flush, under the lock
+                        outbox: coverage_adapter.Recorded = {}
+                    else:
+                        self._tally_new()
+                        outbox, self._outbox = self._outbox, {}
+                    counts = self.counts()
+                coverage_adapter.write_recorded(self.cov, outbox, arcs=self.settings.branch)
                 if not os.path.exists(self.data_file):
                     # coverage.py creates the file on first write: nothing measured yet.
                     return counts
@@ -505,7 +520,7 @@ class Measurement:
 
     def reset(self) -> None:
         """Drop everything measured so far and carry on measuring afresh."""
-        with self._lock:
+        with self._data_lock, self._lock:
             self.materialize()
             if self._gate is None:
                 self.cov.erase()

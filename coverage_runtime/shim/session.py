@@ -264,9 +264,9 @@ class CoverageSession:
 
         Until the runtime asks for the next event Lambda still counts the
         invocation (billed, and under its timeout), so only what is quick
-        happens here: bookkeeping and, when a checkpoint is due and time is
-        left, a snapshot.  Building the S3 client and uploading run on the
-        shipping thread while the runtime waits for the next event.
+        happens here: bookkeeping and, when a checkpoint is due and something
+        new was measured, a request to the shipping thread, which writes the
+        snapshot and uploads it while the runtime waits for the next event.
         """
         if self._shutdown_started.is_set():
             return
@@ -283,13 +283,24 @@ class CoverageSession:
         if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
             return  # too close to the timeout: the next invocation checkpoints
         self._last_checkpoint = time.monotonic()
+        if self.measurement.counts().size <= self._confirmed_size:
+            return  # nothing new since the last upload: nothing to write
+        self._shipper.request_checkpoint()
+
+    def checkpoint(self) -> None:
+        """On the shipping thread: a snapshot, uploaded if the measured set grew.
+
+        Writing the data file costs what is new since the last snapshot, and
+        happens here rather than before the runtime asks for the next event,
+        where Lambda would bill it to the invocation that just ended.
+        """
         try:
             generation, snapshot = self._snapshot()
         except StorageError as exc:
             self.checkpoint_failed(exc)
             return
         if self._grew(snapshot):
-            self._shipper.submit(generation, snapshot, "checkpoint")
+            self.ship(generation, snapshot, "checkpoint", deadline=None)
 
     def checkpoint_failed(self, error: Exception) -> None:
         """From the shipping thread: back off, so an unreachable bucket costs little."""

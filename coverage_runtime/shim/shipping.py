@@ -1,13 +1,14 @@
-"""The shipping thread: builds coverage.py and the S3 client, and uploads
-checkpoints off the invocation path.
+"""The shipping thread: builds coverage.py and the S3 client, and writes and
+uploads checkpoints off the invocation path.
 
 Lambda counts an invocation until the runtime asks for the next event, so
-uploading a checkpoint there would be billed and could turn a successful
-invocation into a timeout when S3 is slow.  Here the session only takes the
-snapshot and hands it over; this thread uploads it while the runtime waits
-for the next event (in Lambda, until the environment is frozen; it goes on
-when the environment thaws).  Only the newest pending snapshot is kept: an
-older one waiting here is replaced, never uploaded after a newer one.
+writing a snapshot or uploading it there would be billed, and a slow S3
+could turn a successful invocation into a timeout.  Here the session only
+asks for a checkpoint when something new was measured; this thread writes
+the snapshot and uploads it while the runtime waits for the next event (in
+Lambda, until the environment is frozen; it goes on when the environment
+thaws).  Requests made while one is under way are one; snapshots are
+numbered, so an older one never replaces a newer one in S3.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from coverage_runtime.errors import UploadError
 from coverage_runtime.shim import structured_log
 
 if TYPE_CHECKING:
-    from coverage_runtime.shim.measurement import Snapshot
     from coverage_runtime.shim.session import CoverageSession
 
 
@@ -29,7 +29,7 @@ class Shipper:
     def __init__(self, session: CoverageSession) -> None:
         self._session = session
         self._wake = threading.Condition()
-        self._job: tuple[int, Snapshot, str] | None = None
+        self._requested = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -41,10 +41,10 @@ class Shipper:
         except RuntimeError:  # at interpreter shutdown: the exit path uploads itself
             self._thread = None
 
-    def submit(self, generation: int, snapshot: Snapshot, reason: str) -> None:
+    def request_checkpoint(self) -> None:
+        """Take a snapshot and upload it soon; requests made meanwhile are one."""
         with self._wake:
-            if self._job is None or self._job[0] < generation:
-                self._job = (generation, snapshot, reason)
+            self._requested = True
             self._wake.notify()
 
     def _run(self) -> None:
@@ -63,11 +63,10 @@ class Shipper:
             return
         while True:
             with self._wake:
-                while self._job is None:
+                while not self._requested:
                     self._wake.wait()
-                generation, snapshot, reason = self._job
-                self._job = None
+                self._requested = False
             try:
-                self._session.ship(generation, snapshot, reason, deadline=None)
+                self._session.checkpoint()
             except Exception as exc:  # UploadError, or any: the thread lives, the next retries
                 self._session.checkpoint_failed(exc)
