@@ -273,10 +273,10 @@ class CoverageSession:
         if self.watcher is not None:
             self.watcher.reassert()
         self.measurement.compact()
-        if maintenance_due(self.invocations):
-            self.measurement.maintain()
         if self.invocations:
             self._shipper.start()
+            if maintenance_due(self.invocations):
+                self._shipper.request_maintenance()
         if not self.checkpoint_due() or not self.measurement.ready:
             return  # (not ready: the shipping thread is building coverage.py; the next one)
         remaining = self.remaining_seconds()

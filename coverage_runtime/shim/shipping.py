@@ -30,6 +30,7 @@ class Shipper:
         self._session = session
         self._wake = threading.Condition()
         self._requested = False
+        self._maintain = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -47,26 +48,40 @@ class Shipper:
             self._requested = True
             self._wake.notify()
 
+    def request_maintenance(self) -> None:
+        """Let fully recorded code run free (`Measurement.maintain`), off the invocation path."""
+        with self._wake:
+            self._maintain = True
+            self._wake.notify()
+
     def _run(self) -> None:
+        session = self._session
         try:
-            self._session.measurement.materialize()
+            session.measurement.materialize()
         except Exception as exc:  # the next snapshot tries again, and says why
             structured_log.error("coverage.py could not be built", error_message=str(exc))
-        if not self._session.uploads_enabled:
-            return
-        try:
-            self._session.uploader()
-        except UploadError:
-            return  # logged once; status() reports it
-        except Exception as exc:
-            structured_log.error("the shipping thread could not start", error_message=str(exc))
-            return
+        uploads = session.uploads_enabled
+        if uploads:
+            try:
+                session.uploader()
+            except UploadError:
+                uploads = False  # logged once; status() reports it
+            except Exception as exc:
+                structured_log.error("the S3 client could not be built", error_message=str(exc))
+                uploads = False
         while True:
             with self._wake:
-                while not self._requested:
+                while not (self._requested or self._maintain):
                     self._wake.wait()
-                self._requested = False
-            try:
-                self._session.checkpoint()
-            except Exception as exc:  # UploadError, or any: the thread lives, the next retries
-                self._session.checkpoint_failed(exc)
+                checkpoint, self._requested = self._requested, False
+                maintain, self._maintain = self._maintain, False
+            if maintain:
+                try:
+                    session.measurement.maintain()
+                except Exception as exc:  # measuring goes on; the next pass tries again
+                    structured_log.error("coverage maintenance failed", error_message=str(exc))
+            if checkpoint and uploads:
+                try:
+                    session.checkpoint()
+                except Exception as exc:  # UploadError, or any: the thread lives, the next retries
+                    session.checkpoint_failed(exc)
