@@ -437,21 +437,32 @@ class CoverageSession:
             # A normal exit (e.g. after an init error) has no SIGKILL coming.
             budget = max(budget, EXIT_BUDGET_SECONDS)
         deadline = started + budget
-        taken: list[Snapshot] = []
+        taken: list[tuple[int, Snapshot]] = []
         try:
+            work = functools.partial(self._save_and_ship, reason, deadline, taken)
             if reason == "exit":
-                self._save_and_ship(reason, deadline, taken)  # no thread at interpreter exit
+                work()  # no new thread at interpreter exit, and no SIGKILL coming
             else:
-                within(
-                    deadline, "the shutdown", lambda: self._save_and_ship(reason, deadline, taken)
-                )
+                within(deadline, "the shutdown", work)
         except Exception as exc:
-            self._log_loss(reason, exc, taken[-1] if taken else None, started)
+            with self._state:
+                stored = bool(taken) and self._confirmed >= taken[-1][0]
+            if stored:  # only the read-back after the upload ran out of time
+                structured_log.warning(
+                    "coverage uploaded at shutdown; checking that no older snapshot landed "
+                    "after it did not finish",
+                    reason=reason,
+                    error_message=str(exc),
+                )
+            else:
+                self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
         finally:
             self._shutdown_done.set()
         return True
 
-    def _save_and_ship(self, reason: str, deadline: float, taken: list[Snapshot]) -> None:
+    def _save_and_ship(
+        self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
+    ) -> None:
         self.measurement.finish()
         if not self.uploads_enabled:
             structured_log.error(
@@ -461,7 +472,7 @@ class CoverageSession:
             )
             return
         generation, snapshot = self._snapshot()
-        taken.append(snapshot)
+        taken.append((generation, snapshot))
         if not snapshot.body:
             structured_log.info("nothing was measured", reason=reason)
             return

@@ -1,0 +1,69 @@
+"""A function of N measured modules, for the size tests and benchmarks (issue 18).
+
+Each module has 111 statements in 10 functions with branches and loops, and
+is imported at init; invocation k calls the functions of every module whose
+index is k modulo 10 and one function of each of the others, so coverage
+grows over the first invocations and then stays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODULE = '''"""Synthetic module {index}."""
+
+TABLE = {{name: len(name) for name in ("alpha", "beta", "gamma")}}
+
+'''
+FUNCTION = """
+
+def f{j}(value):
+    total = 0
+    for step in range(3):
+        if value % 3 == step:
+            total += step
+        elif value % 5 == step:
+            total -= step
+        else:
+            total += 1
+    if total > 4:
+        return total * 2
+    result = [item for item in range(value % 4)]
+    while result and result[-1] > 1:
+        result.pop()
+    return total + len(result)
+"""
+HANDLER = '''"""Imports every synthetic module at init; see tests/synthetic_function.py."""
+
+import importlib
+
+MODULES = [importlib.import_module(f"synthetic.m{{index:05d}}") for index in range({n})]
+
+
+def handler(event, context):
+    k = int(event.get("k", 0))
+    total = 0
+    for index, module in enumerate(MODULES):
+        if index % 10 == k % 10:
+            for j in range(10):
+                total += getattr(module, f"f{{j}}")(k + j)
+        else:
+            total += module.f0(k)
+    return {{"total": total, "k": k}}
+'''
+
+
+def write(root: Path, n: int) -> Path:
+    """The task root with ``n`` modules (written once per ``n``); handler ``handler.handler``."""
+    stamp = root / ".modules"
+    if stamp.exists() and stamp.read_text() == str(n):
+        return root
+    package = root / "synthetic"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    body = "".join(FUNCTION.format(j=j) for j in range(10))
+    for index in range(n):
+        (package / f"m{index:05d}.py").write_text(MODULE.format(index=index) + body)
+    (root / "handler.py").write_text(HANDLER.format(n=n))
+    stamp.write_text(str(n))
+    return root

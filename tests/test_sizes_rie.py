@@ -1,0 +1,74 @@
+"""A function of a few hundred measured modules, through the RIE (issue 18): SIGTERM
+right after the first response (an environment that served one request and is
+reaped) still ships everything, in lines and in branch mode, on the C tracer and
+on the init recorder (sysmon).  The large sizes are in bench/sizes.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import synthetic_function
+from tests.harness import REPO_ROOT, download_objects
+from tests.test_recorder_rie import sysmon_python  # noqa: F401
+
+pytestmark = [pytest.mark.rie, pytest.mark.slow]
+
+MODULES = 300
+# On sysmon the shutdown also builds coverage.py and replays the recorded init (the
+# shipping thread's head start is a few ms here): ~0.3 ms per module of this size,
+# inherent in coverage.py's file checks (should_trace) and callbacks (bench/README.md).
+RECORDED_MODULES = 100
+
+
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory) -> Path:
+    return synthetic_function.write(tmp_path_factory.mktemp("synthetic"), MODULES)
+
+
+@pytest.fixture(scope="module")
+def recorded_root(tmp_path_factory) -> Path:
+    return synthetic_function.write(tmp_path_factory.mktemp("recorded"), RECORDED_MODULES)
+
+
+def early_sigterm(
+    start_function, task_root, command, s3, bucket, tmp_path, modules=MODULES, **env
+) -> None:
+    function = start_function("handler.handler", task_root=task_root, command=command, **env)
+    assert function.invoke({"k": 1}).status == 200
+    function.signal_shutdown()  # right after the first response
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    assert "coverage upload at shutdown failed" not in logs, logs[-3000:]
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, logs[-3000:]
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(next(iter(objects.values()))))
+    data.read()
+    measured = [f for f in data.measured_files() if "/synthetic/m" in f]
+    assert len(measured) == modules, "every module's import-time lines"
+    called = str(task_root / "synthetic" / "m00001.py")
+    assert len(data.lines(called) or ()) > 60, "module 1 ran all its functions"
+
+
+@pytest.mark.parametrize("branch", ["false", "true"], ids=["lines", "branches"])
+def test_early_sigterm_ships_everything(start_function, task_root, s3, bucket, tmp_path, branch):
+    early_sigterm(start_function, task_root, None, s3, bucket, tmp_path, COVERAGE_BRANCH=branch)
+
+
+def test_early_sigterm_ships_everything_recorded_at_init(
+    start_function,
+    recorded_root,
+    s3,
+    bucket,
+    tmp_path,
+    sysmon_python,  # noqa: F811
+):
+    command = [sysmon_python, "-m", "coverage_runtime", "handler.handler"]
+    early_sigterm(
+        start_function, recorded_root, command, s3, bucket, tmp_path,
+        modules=RECORDED_MODULES, PYTHONPATH=str(REPO_ROOT),
+    )  # fmt: skip
