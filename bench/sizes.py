@@ -1,0 +1,276 @@
+"""What coverage costs a function of N measured modules (issue 18), through the real RIE.
+
+    bench/sizes.py                                   # the venv's Python, N = 50,500,2000
+    bench/sizes.py --python .local/venvs/runtime-3.13.0/bin/python --sizes 50,500,2000,8000
+    bench/sizes.py --image localhost/lambda-coverage-bench:current   # the image's 3.14
+
+The function is `tests/synthetic_function` (N modules of 142 statements,
+imported at init; coverage grows over the first ten invocations).  Per size,
+per configuration (``disabled``, ``lines``, ``branches``), ``-r`` fresh
+environments, one at a time in a rotating order:
+
+* init: the RIE's INIT REPORT, against ``disabled`` (target 1.25x at N=2000);
+* checkpoints: ``COVERAGE_FLUSH_INTERVAL_SECONDS=1``; a pause of a second
+  before every odd invocation, so it is followed by a checkpoint, while the
+  even one after it does the same work without: the difference of their
+  RIE REPORT Durations (Lambda bills until the runtime asks for the next
+  event) is what a checkpoint adds to its invocation: the first (the init's
+  data; target 20 ms), while coverage grows (target 5 ms at N=2000 with
+  branches), once nothing is new (target 0.1 ms);
+* shutdown after growth: SIGTERM once the invocations are done; the time to
+  the RIE's exit (target 300 ms at N=8000 with branches);
+* early SIGTERM: ``--early`` more environments per configuration get SIGTERM
+  right after their first response: how many shipped, how many said what they
+  lost, how many lost silently (targets: all shipped; none silent).
+
+Prints one table with a target and pass/fail per row; ``--json`` keeps every sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests import synthetic_function  # noqa: E402
+from tests.containers import podman, start_with_local_s3, stop  # noqa: E402
+from tests.harness import (  # noqa: E402
+    LambdaUnderRIE,
+    S3Server,
+    clean_environment,
+    post_invocation,
+)
+
+CONFIGS = {
+    "disabled": {"COVERAGE_ENABLED": "false"},
+    "lines": {},
+    "branches": {"COVERAGE_BRANCH": "true"},
+}
+INIT_RE = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
+REPORT_RE = re.compile(r"^REPORT .*?\tDuration: ([0-9.]+) ms", re.MULTILINE)
+LOSS = "coverage upload at shutdown failed"
+
+
+@dataclass
+class Sample:
+    size: int
+    config: str
+    init_ms: float | None = None
+    durations_ms: list[float] = field(default_factory=list)
+    exit_ms: float | None = None
+    early: str | None = None  # shipped | said-lost | silent
+
+
+class HostFunction:
+    """The function under the RIE on this machine, with ``python``."""
+
+    def __init__(self, python: str, root: Path, env: dict[str, str], log: Path) -> None:
+        command = [python, "-m", "coverage_runtime", "handler.handler"]
+        self._function = LambdaUnderRIE(root, "handler.handler", env, log, command=command)
+
+    def invoke(self, event: dict[str, Any]) -> None:
+        result = self._function.invoke(event)
+        if result.status != 200:
+            raise RuntimeError(f"invoke returned {result.status}: {result.raw[:300]!r}")
+
+    def shut_down(self) -> tuple[float, str]:
+        started = time.perf_counter()
+        self._function.terminate(timeout=30)
+        return (time.perf_counter() - started) * 1000, self._function.logs()
+
+
+class ImageFunction:
+    """The function in the image, its task root mounted at /var/task."""
+
+    def __init__(self, image: str, root: Path, s3: S3Server, bucket: str, env: dict[str, str]):
+        self.name = f"lc-sizes-{uuid.uuid4().hex[:8]}"
+        self.port, _ = start_with_local_s3(
+            self.name, image, s3, bucket, "--volume", f"{root}:/var/task:ro",
+            command=("handler.handler",), **env,
+        )  # fmt: skip
+
+    def invoke(self, event: dict[str, Any]) -> None:
+        result = post_invocation(self.port, json.dumps(event).encode(), timeout=120)
+        if result.status != 200:
+            raise RuntimeError(f"invoke returned {result.status}: {result.raw[:300]!r}")
+
+    def shut_down(self) -> tuple[float, str]:
+        try:
+            _, logs, seconds = stop(self.name)
+        finally:
+            podman("rm", "--force", "--time", "0", self.name, check=False)
+        return seconds * 1000, logs
+
+
+def start(
+    args: argparse.Namespace, root: Path, config: str, s3: S3Server, bucket: str, scratch: Path
+) -> Any:
+    env = {
+        "COVERAGE_FLUSH_INTERVAL_SECONDS": "1",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench-sizes",
+        **CONFIGS[config],
+    }
+    if args.image:
+        return ImageFunction(args.image, root, s3, bucket, env)
+    host_env = clean_environment(
+        {
+            **env,
+            "LAMBDA_TASK_ROOT": str(root),
+            "COVERAGE_S3_BUCKET": bucket,
+            "COVERAGE_S3_ENDPOINT_URL": s3.endpoint_url,
+            "COVERAGE_DATA_DIR": str(scratch / uuid.uuid4().hex),
+        }
+    )
+    return HostFunction(args.python, root, host_env, scratch / f"{uuid.uuid4().hex}.log")
+
+
+def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
+    sample = Sample(size, config)
+    function = start(args, root, config, s3, bucket, scratch)
+    for k in range(args.invocations):
+        if k % 2:
+            time.sleep(1.05)  # the checkpoint interval passes: this one checkpoints after
+        function.invoke({"k": k // 2})  # the even ones do not, and are the same work
+    sample.exit_ms, logs = function.shut_down()
+    found = INIT_RE.search(logs)
+    sample.init_ms = float(found.group(1)) if found else None
+    durations = [float(d) for d in REPORT_RE.findall(logs)]
+    sample.durations_ms = durations[1:]  # the first REPORT includes init
+    return sample
+
+
+def early(args, root, size, config, s3, bucket, scratch) -> Sample:
+    sample = Sample(size, config)
+    function = start(args, root, config, s3, bucket, scratch)
+    function.invoke({"k": 1})
+    _, logs = function.shut_down()  # SIGTERM right after the first response
+    if "coverage uploaded" in logs:
+        sample.early = "shipped"
+    elif LOSS in logs:
+        sample.early = "said-lost"
+    else:
+        sample.early = "silent"
+    return sample
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def rows(samples: list[Sample], sizes: list[int]) -> list[dict[str, Any]]:
+    table: list[dict[str, Any]] = []
+
+    def pick(size: int, config: str) -> list[Sample]:
+        return [s for s in samples if s.size == size and s.config == config and s.early is None]
+
+    def add(metric, baseline, value, target, passed) -> None:
+        table.append({"metric": metric, "baseline": baseline, "value": value,
+                      "target": target, "pass": passed})  # fmt: skip
+
+    for size in sizes:
+        base = pick(size, "disabled")
+        base_init = median([s.init_ms for s in base])
+        for config in ("lines", "branches"):
+            got = pick(size, config)
+            init = median([s.init_ms for s in got])
+            ratio = init / base_init if init and base_init else None
+            add(f"N={size} {config}: init (INIT REPORT), ms", base_init, init, "<= 1.25x (N=2000)",
+                ratio is not None and (size != 2000 or ratio <= 1.25))  # fmt: skip
+            # Invocation 2k+1 is followed by a checkpoint, 2k+2 (the same work) is not.
+            # durations_ms[i] is invocation i + 1: even i were followed by a checkpoint.
+            for label, first, last, target in (
+                ("the first checkpoint (the init's data)", 0, 2, 20.0),
+                ("a checkpoint with new data", 2, 10, 5.0),
+                ("a checkpoint with nothing new", 10, None, 0.1),
+            ):
+                with_cp = median([d for s in got for d in s.durations_ms[first:last:2]])
+                without = median([d for s in got for d in s.durations_ms[first + 1 : last : 2]])
+                added = with_cp - without if with_cp is not None and without is not None else None
+                add(f"N={size} {config}: {label}, added to its invocation, ms", without, added,
+                    f"<= {target:g} ms", added is not None and added <= target)  # fmt: skip
+            exit_ms = median([s.exit_ms for s in got])
+            add(f"N={size} {config}: SIGTERM to exit after growth, ms",
+                median([s.exit_ms for s in base]), exit_ms, "<= 300 ms",
+                exit_ms is not None and exit_ms <= 300)  # fmt: skip
+            tries = [s for s in samples if s.size == size and s.config == config and s.early]
+            if tries:
+                shipped = sum(s.early == "shipped" for s in tries)
+                silent = sum(s.early == "silent" for s in tries)
+                add(f"N={size} {config}: early SIGTERM shipped / silent, of {len(tries)}",
+                    None, f"{shipped} / {silent}", "all / 0",
+                    shipped == len(tries) and not silent)  # fmt: skip
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the function's Python (host)")
+    parser.add_argument("--image", help="run in this image instead (its own Python)")
+    parser.add_argument("--sizes", default="50,500,2000")
+    parser.add_argument("-r", "--repeats", type=int, default=3)
+    parser.add_argument("-n", "--invocations", type=int, default=24)
+    parser.add_argument("--early", type=int, default=5, help="early-SIGTERM tries per config")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    args.python = os.path.abspath(args.python)  # the RIE runs it from the task root
+    s3 = S3Server()
+    samples: list[Sample] = []
+    try:
+        bucket = f"bench-sizes-{uuid.uuid4().hex[:8]}"
+        s3.client().create_bucket(Bucket=bucket)
+        with tempfile.TemporaryDirectory(prefix="bench-sizes-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            for size in sizes:
+                root = synthetic_function.write(scratch / f"n{size}", size)
+                if not args.image:  # bytecode, as a deployed function has it
+                    subprocess.run([args.python, "-m", "compileall", "-q", str(root)], check=True)
+                order = list(CONFIGS)
+                for repeat in range(args.repeats):
+                    for config in order[repeat % 3 :] + order[: repeat % 3]:
+                        samples.append(measure(args, root, size, config, s3, bucket, scratch))
+                    print(f"N={size}: round {repeat + 1}/{args.repeats}", file=sys.stderr)
+                for _ in range(args.early):
+                    for config in ("lines", "branches"):
+                        samples.append(early(args, root, size, config, s3, bucket, scratch))
+    finally:
+        s3.stop()
+    table = rows(samples, sizes)
+    where = args.image or args.python
+    print(f"bench/sizes.py: {where}; {args.repeats} environments per size and configuration, "
+          f"{args.invocations} invocations each, {args.early} early SIGTERMs; medians")  # fmt: skip
+    print("| metric | disabled | with coverage | target | pass |")
+    print("|---|---:|---:|---|---|")
+    for row in table:
+
+        def cell(value: Any) -> str:
+            return (
+                f"{value:.1f}"
+                if isinstance(value, float)
+                else str(value if value is not None else "-")
+            )
+
+        print(f"| {row['metric']} | {cell(row['baseline'])} | {cell(row['value'])} "
+              f"| {row['target']} | {'pass' if row['pass'] else 'FAIL'} |")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
+    return 0 if all(row["pass"] for row in table) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
