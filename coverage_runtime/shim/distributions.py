@@ -77,10 +77,13 @@ def installed_paths(sources: Iterable[str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def omit_patterns(sources: Iterable[str]) -> tuple[str, ...]:
-    """coverage.py ``omit`` patterns for what distributions installed into ``sources``."""
+def omit_patterns(
+    sources: Iterable[str], installed: Iterable[str] | None = None
+) -> tuple[str, ...]:
+    """coverage.py ``omit`` patterns for what distributions installed into ``sources``
+    (``installed``: `installed_paths` of them, when already known)."""
     patterns: list[str] = []
-    for path in installed_paths(sources):
+    for path in installed_paths(sources) if installed is None else installed:
         if path.endswith(os.sep):
             package = path[:-1]
             patterns += [path + "*", package + ".*.so"]

@@ -169,7 +169,11 @@ class Measurement:
         cov = coverage.Coverage(
             data_file=self.data_file,
             source=sources,
-            omit=[*ALWAYS_OMIT, *distributions.omit_patterns(sources), *self.settings.omit],
+            omit=[
+                *ALWAYS_OMIT,
+                *distributions.omit_patterns(sources, self._installed),
+                *self.settings.omit,
+            ],
             branch=self.settings.branch,
             config_file=False,
             auto_data=False,
