@@ -31,8 +31,11 @@ from app.workloads import WORKLOADS, process_item
 from coverage_runtime import (
     CoverageContext,
     CoverageError,
+    CoverageStatus,
     flush,
+    pause,
     reset,
+    resume,
     status,
     without_coverage,
 )
@@ -259,12 +262,33 @@ def coverage_reset(payload: Mapping[str, Any], config: AppConfig) -> dict[str, A
     return {"admin_action": "coverage_reset", "reset": coverage["enabled"], "coverage": coverage}
 
 
+def coverage_pause(payload: Mapping[str, Any], config: AppConfig) -> dict[str, Any]:
+    """Measure nothing in this environment until `coverage_resume` (what ran stays)."""
+    pause()
+    coverage = status()
+    return {"admin_action": "coverage_pause", "paused": _paused(coverage), "coverage": coverage}
+
+
+def coverage_resume(payload: Mapping[str, Any], config: AppConfig) -> dict[str, Any]:
+    """Measure again after `coverage_pause`."""
+    resume()
+    coverage = status()
+    return {"admin_action": "coverage_resume", "paused": _paused(coverage), "coverage": coverage}
+
+
+def _paused(coverage: CoverageStatus) -> bool | None:
+    """None when coverage is not active: there is nothing to pause."""
+    return coverage["paused"] if coverage["enabled"] else None
+
+
 ACTIONS: dict[str, Callable[[Mapping[str, Any], AppConfig], dict[str, Any]]] = {
     "coverage_status": coverage_status,
     "performance_test": performance_test,
     "batch_process": batch_process,
     "coverage_flush": coverage_flush,
     "coverage_reset": coverage_reset,
+    "coverage_pause": coverage_pause,
+    "coverage_resume": coverage_resume,
 }
 
 

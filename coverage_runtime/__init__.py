@@ -22,6 +22,8 @@ _API = {
     "status": "coverage_runtime.shim.api",
     "flush": "coverage_runtime.shim.api",
     "reset": "coverage_runtime.shim.api",
+    "pause": "coverage_runtime.shim.api",
+    "resume": "coverage_runtime.shim.api",
     "CoverageError": "coverage_runtime.errors",
     "ConfigurationError": "coverage_runtime.errors",
     "UploadError": "coverage_runtime.errors",
@@ -46,7 +48,9 @@ __all__ = [
     "UploadError",
     "coverage_handler",
     "flush",
+    "pause",
     "reset",
+    "resume",
     "status",
     "without_coverage",
 ]
@@ -63,7 +67,9 @@ if TYPE_CHECKING:
         CoverageContext,
         coverage_handler,
         flush,
+        pause,
         reset,
+        resume,
         status,
         without_coverage,
     )

@@ -410,6 +410,34 @@ def test_reset_drops_what_was_measured(install, sample):
     assert line(sample, "unmeasured") in measured_lines(runtime, sample)
 
 
+@pytest.mark.parametrize("mode", ["full", "selective"])
+def test_pause_measures_nothing_until_resume_and_keeps_what_ran(install, sample, mode):
+    runtime = install(COVERAGE_MODE=mode)
+    sample.plain({}, None)  # measured before the pause (in selective mode: its block)
+    before = measured_lines(runtime, sample)
+    assert line(sample, "block-line") in before
+    coverage_runtime.pause()
+    status = coverage_runtime.status()
+    assert status["enabled"] and status["paused"] and not status["collecting"]
+    sample.handler({}, Context())  # the decorator's block opens: still nothing recorded
+    sample.decorated_block()
+    runtime.measurement.snapshot()  # a checkpoint does not resume
+    assert runtime.measurement.paused
+    assert measured_lines(runtime, sample) == before, "nothing while paused, nothing dropped"
+    coverage_runtime.pause()  # idempotent
+    coverage_runtime.resume()
+    assert not coverage_runtime.status()["paused"]
+    sample.handler({}, Context())
+    assert line(sample, "handler-body") in measured_lines(runtime, sample)
+    coverage_runtime.resume()  # idempotent
+
+
+def test_pause_and_resume_are_no_ops_outside_the_shim(sample):
+    assert coverage_runtime.pause() is None
+    assert sample.plain({}, None) == "measured"
+    assert coverage_runtime.resume() is None
+
+
 def test_reset_failure_surfaces_as_coverage_error(install, monkeypatch):
     runtime = install()
 

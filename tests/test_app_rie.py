@@ -325,6 +325,29 @@ def test_coverage_reset_drops_what_was_measured(start_app):
     assert function.terminate() == 0
 
 
+def test_coverage_pause_and_resume_switch_measuring_at_run_time(start_app, s3, bucket, tmp_path):
+    """The seed's toggle: token-gated like the other admin actions; paused, the
+    environment measures nothing, and what it measured before still ships."""
+    function = start_app(ADMIN_TOKEN="s3cret-token", ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="false")
+    token = {"admin_token": "s3cret-token"}
+    pause = {"admin": True, "admin_action": "coverage_pause"}
+    refused = function.invoke(pause)
+    assert refused.body["error"]["code"] == "admin_token_required", refused.body
+    paused = function.invoke({**pause, **token}).body
+    assert paused["paused"] is True and paused["coverage"]["paused"] is True
+    before = paused["coverage"]["recorded_lines"]
+    function.invoke(load_event("business-transform-only"))
+    status = function.invoke({"admin": True, "admin_action": "coverage_status", **token})
+    assert status.body["coverage"]["recorded_lines"] == before, "nothing new while paused"
+    resumed = function.invoke({"admin": True, "admin_action": "coverage_resume", **token}).body
+    assert resumed["paused"] is False
+    function.invoke(load_event("business-transform-only"))
+    status = function.invoke({"admin": True, "admin_action": "coverage_status", **token})
+    assert status.body["coverage"]["recorded_lines"] > before
+    assert function.terminate() == 0
+    assert download_objects(s3, bucket, tmp_path), "what was measured ships"
+
+
 # -- selective coverage in action -----------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 
 Everything here is a safe no-op when the process was not started by the shim
 (unit tests, local scripts) or when coverage is disabled, so handler code can
-use it unconditionally.  The decorator and the context manager never let a
-coverage problem reach the handler; `flush` and `reset` raise `CoverageError`
+use it unconditionally.  The decorator, the context manager, `pause` and
+`resume` never let a coverage problem reach the handler; `flush` and `reset`
+raise `CoverageError`
 subclasses, because code that calls them explicitly wants to know.
 """
 
@@ -210,6 +211,31 @@ def reset() -> None:
         raise
     except Exception as exc:
         raise CoverageError(f"coverage reset failed: {exc}") from exc
+
+
+def pause() -> None:
+    """Switch measuring off in this environment until `resume` (no-op outside the shim).
+
+    O(1), whatever is measured: nothing is recorded meanwhile, whatever blocks
+    open, and what was measured before stays and is still uploaded
+    (checkpoints, shutdown).  For debugging, or to keep a load test out.
+    """
+    measurement = _measurement
+    if measurement is not None:
+        try:
+            measurement.pause()
+        except Exception as exc:
+            structured_log.error("coverage could not pause", error_message=str(exc))
+
+
+def resume() -> None:
+    """Switch measuring back on after `pause` (no-op outside the shim)."""
+    measurement = _measurement
+    if measurement is not None:
+        try:
+            measurement.resume()
+        except Exception as exc:
+            structured_log.error("coverage could not resume", error_message=str(exc))
 
 
 def require_session() -> CoverageSession:

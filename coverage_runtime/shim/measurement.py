@@ -147,6 +147,7 @@ class Measurement:
         self._collecting = False
         self._started = False
         self._finished = False
+        self._paused = False  # `pause()`: nothing is recorded until `resume()`
         self._context: str | None = None
         self._installed = distributions.installed_paths(settings.source)
         # With the sysmon core, the init is recorded without coverage.py, which
@@ -367,7 +368,7 @@ class Measurement:
 
     def _apply(self) -> None:
         """Recording on or off, per the mode and the open blocks (the lock is held)."""
-        wanted = not (self._exclude_depth or self._finished) and (
+        wanted = not (self._exclude_depth or self._finished or self._paused) and (
             self._full or self._measure_depth > 0
         )
         gate: coverage_adapter.Gate | init_recorder.InitRecorder | None = self._gate
@@ -380,6 +381,21 @@ class Measurement:
         else:
             gate.pause()
         self._collecting = wanted
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Record nothing until `resume`, whatever blocks open (the run-time switch)."""
+        with self._lock:
+            self._paused = True
+            self._apply()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+            self._apply()
 
     def switch_context(self, label: str) -> None:
         """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""

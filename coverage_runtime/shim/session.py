@@ -536,6 +536,7 @@ class CoverageSession:
                 "python": ".".join(str(p) for p in sys.version_info[:3]),
             },
             "collecting": self.measurement.collecting,
+            "paused": self.measurement.paused,
             "files_measured": counts.files,
             "recorded_lines": counts.lines,
             "recorded_arcs": counts.arcs,

@@ -52,6 +52,7 @@ class ActiveStatus(TypedDict):
     source: list[str]
     versions: Versions
     collecting: bool  # measuring at this moment (selective mode: inside a block)
+    paused: bool  # switched off at run time (`coverage_runtime.pause()`) until resumed
     files_measured: int
     # Line numbers coverage.py recorded (not statements: see the README), the
     # same count as the objects' ``recorded-lines`` metadata.
