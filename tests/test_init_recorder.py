@@ -63,3 +63,11 @@ def test_the_hand_over_never_rearms_another_tools_events(python):
     result, _ = run_case(python, "other_tool_untouched")
     assert result["other_tool_lines_before"] > 0
     assert result["other_tool_lines_after"] == result["other_tool_lines_before"], result
+
+
+def test_code_running_during_a_sliced_replay_is_recorded_as_plain_coverage_py_does(python):
+    result, _ = run_case(python, "replay_while_running")
+    reference, _ = run_case(python, "replay_while_running_reference")
+    assert result["rounds"] >= 3
+    assert result["lines"] == reference["lines"]
+    assert result["arcs"] == reference["arcs"]

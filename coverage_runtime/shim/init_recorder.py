@@ -37,6 +37,9 @@ from typing import Any, Protocol
 START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET = range(6)
 Event = tuple[int, CodeType, int, int]
 
+# Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
+REPLAY_SLICE = 2048
+
 # The tool ids coverage.py itself tries, in its order.
 FIRST_TOOL_ID, LAST_TOOL_ID = 1, 5
 TOOL_NAME = "coverage.py"
@@ -98,6 +101,9 @@ class InitRecorder:
         self._excluded_parts = tuple(excluded_parts)
         self.events: list[Event] = []
         self._lock = threading.RLock()
+        # One replaying thread at a time, and how far it got.
+        self._replaying = threading.RLock()
+        self._replayed = 0
         self._armed: dict[int, CodeType] = {}
         self._cut: set[int] = set()  # code objects whose last event is a pause
         self.paused = False
@@ -232,46 +238,67 @@ class InitRecorder:
 
     # -- the hand-over ---------------------------------------------------------
 
+    def catch_up(self, receiver: Receiver) -> None:
+        """Replay what was recorded so far into ``receiver``, in slices, without
+        the recorder's lock: events keep arriving meanwhile (the function runs
+        on), and `hand_over` replays the rest.  A large init (thousands of
+        modules) is replayed while the next invocations run, instead of making
+        their first-hit events wait for the whole replay."""
+        while self._forward is None:
+            with self._replaying:
+                if self._forward is not None:
+                    return
+                end = min(len(self.events), self._replayed + REPLAY_SLICE)
+                if end - self._replayed < REPLAY_SLICE:
+                    return  # the rest is `hand_over`'s, under the lock
+                self._replay(receiver, end)
+
     def hand_over(self, receiver: Receiver) -> int:
-        """Replay every recorded event into ``receiver``, then let it take the
-        tool's events.  Returns how many events were replayed.
+        """Replay every recorded event not replayed yet into ``receiver``, then let
+        it take the tool's events.  Returns how many events were replayed in all.
 
         Under the recorder's lock: an event on another thread waits, then goes
         to the receiver after everything recorded before it.
         """
-        with self._lock:
+        with self._replaying, self._lock:
             if self._forward is not None:
                 return 0
-            callbacks = receiver.callbacks()
-            start, line = callbacks[START], callbacks[LINE]
+            # This thread may append while it replays (a source directory that
+            # holds code coverage.py runs): `_replay` reads the length each time.
+            while self._replayed < len(self.events):
+                self._replay(receiver, len(self.events))
             traced = receiver.traced
-            events = self.events
-            index = 0
-            # An index loop: this thread may append while it replays (a source
-            # directory that holds code coverage.py runs).
-            while index < len(events):
-                kind, code, a, b = events[index]
-                index += 1
-                if kind == START:
-                    start(code, a)
-                elif not traced(code):
-                    continue
-                elif kind == LINE:
-                    line(code, a)
-                elif kind == RESET:
-                    receiver.cut(code)
-                elif kind == RETURN:
-                    callbacks[RETURN](code, a, None)
-                else:
-                    callbacks[kind](code, a, b)
             set_local = self._monitoring.set_local_events
             for code in self._armed.values():
                 if not traced(code):
                     set_local(self.tool, code, 0)
             receiver.paused = self.paused
             receiver.install()
-            self._forward = callbacks
+            self._forward = receiver.callbacks()
+            replayed = self._replayed
             self.events = []
             self._armed = {}
             self._cut = set()
-            return index
+            return replayed
+
+    def _replay(self, receiver: Receiver, end: int) -> None:
+        """Events ``[_replayed, end)`` into ``receiver`` (``_replaying`` is held)."""
+        callbacks = receiver.callbacks()
+        start, line = callbacks[START], callbacks[LINE]
+        traced = receiver.traced
+        events = self.events
+        for index in range(self._replayed, end):
+            kind, code, a, b = events[index]
+            if kind == START:
+                start(code, a)
+            elif not traced(code):
+                continue
+            elif kind == LINE:
+                line(code, a)
+            elif kind == RESET:
+                receiver.cut(code)
+            elif kind == RETURN:
+                callbacks[RETURN](code, a, None)
+            else:
+                callbacks[kind](code, a, b)
+        self._replayed = end

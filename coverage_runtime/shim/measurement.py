@@ -275,8 +275,9 @@ class Measurement:
         the first response, anything that needs data sooner calls it itself.
 
         The build (importing coverage.py, ``Coverage()``, the deferred start)
-        runs outside the measurement lock, so blocks opened meanwhile never
-        wait for it; only the replay of the recorded events holds the lock.
+        and the replay of all but the last recorded events run outside the
+        measurement lock, so blocks opened meanwhile never wait for them; only
+        the last slice and the switch hold it.
         """
         recorder = self._recorder
         if recorder is None or recorder.handed_over:
@@ -289,6 +290,9 @@ class Measurement:
                     self._built = self._build(recorder)
                 except Exception as exc:  # InternalsChanged, or coverage.py could not start
                     problem = exc
+        built = self._built
+        if built is not None:
+            recorder.catch_up(built[1])  # the bulk, while blocks and events go on
         with self._lock:
             if recorder.handed_over or self._recorder is not recorder:
                 return False

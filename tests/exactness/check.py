@@ -119,7 +119,11 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
     from tests.exactness import workload
 
     if args.late_handover:
-        # A second environment: the whole workload runs before coverage.py is built.
+        # A second environment: the whole workload runs before coverage.py is built,
+        # and its events are replayed in slices of a few (`InitRecorder.catch_up`).
+        from coverage_runtime.shim import init_recorder
+
+        init_recorder.REPLAY_SLICE = 5
         runtime.measurement.finish()
         runtime = CoverageSession.start(load_settings(env))
         api.install(runtime)

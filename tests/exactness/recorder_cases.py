@@ -148,7 +148,75 @@ def other_tool_untouched() -> dict[str, Any]:
     return {"other_tool_lines_before": before, "other_tool_lines_after": len(seen)}
 
 
-CASES = {f.__name__: f for f in (concurrent_event, internals_changed, other_tool_untouched)}
+def replay_while_running() -> dict[str, Any]:
+    """A thread keeps running measured code while the recorded events are replayed
+    in slices: what it ran is all recorded, whether it ran before, during or after."""
+    from coverage_runtime.shim import init_recorder
+
+    init_recorder.REPLAY_SLICE = 3
+    runtime = session(branch=sys.version_info >= (3, 14))
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    stop = threading.Event()
+    rounds = [0]
+
+    def worker() -> None:
+        while not stop.is_set() or rounds[0] < 3:
+            for value in (-1, 5, 20):
+                measured_only.classify(value)
+            list(measured_only.gen_measured(3))
+            rounds[0] += 1
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    while rounds[0] < 1:
+        time.sleep(0.001)
+    measurement.materialize()
+    stop.set()
+    thread.join(10)
+    data = measurement.data()
+    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
+    return {
+        "rounds": rounds[0],
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "arcs": sorted(list(arc) for arc in arcs),
+    }
+
+
+def replay_while_running_reference() -> dict[str, Any]:
+    """The same calls under plain coverage.py."""
+    import coverage
+
+    cov = coverage.Coverage(
+        data_file=None, source=[str(HERE)], branch=sys.version_info >= (3, 14), config_file=False
+    )
+    cov.set_option("run:core", "sysmon")
+    cov.start()
+    from tests.exactness import measured_only
+
+    for value in (-1, 5, 20):
+        measured_only.classify(value)
+    list(measured_only.gen_measured(3))
+    cov.stop()
+    data = cov.get_data()
+    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
+    return {
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "arcs": sorted(list(arc) for arc in arcs),
+    }
+
+
+CASES = {
+    f.__name__: f
+    for f in (
+        concurrent_event,
+        internals_changed,
+        other_tool_untouched,
+        replay_while_running,
+        replay_while_running_reference,
+    )
+}
 
 if __name__ == "__main__":
     print(json.dumps(CASES[sys.argv[1]]()))
