@@ -49,7 +49,7 @@ def test_an_event_during_the_replay_waits_and_is_recorded_after_it(python):
 def test_internals_changed_loses_the_init_loudly_and_measures_on(python):
     result, log = run_case(python, "internals_changed")
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    errors = [r for r in records if "internals changed" in r["message"]]
+    errors = [r for r in records if "could not take the init over" in r["message"]]
     assert (
         len(errors) == 1 and "the init of this environment is not measured" in errors[0]["message"]
     ), records
@@ -71,3 +71,19 @@ def test_code_running_during_a_sliced_replay_is_recorded_as_plain_coverage_py_do
     assert result["rounds"] >= 3
     assert result["lines"] == reference["lines"]
     assert result["arcs"] == reference["arcs"]
+
+
+def test_measured_code_run_by_the_replaying_thread_during_the_switch_is_kept(python):
+    result, _ = run_case(python, "measured_code_during_the_switch")
+    assert {30, 31} <= set(result["lines"]), result  # pooled(1)
+    assert result["gate"] == "gate"
+
+
+def test_a_failed_hand_over_loses_the_init_loudly_and_measures_on(python):
+    result, log = run_case(python, "hand_over_fails")
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    errors = [r for r in records if "could not take the init over" in r["message"]]
+    assert len(errors) == 1 and "simulated failure" in errors[0]["error_message"], records
+    assert result["lines"] == [30, 32], "only what ran after: pooled(0)"
+    assert result["snapshot_bytes"] > 0
+    assert result["tools"].count("coverage.py") == 1, result

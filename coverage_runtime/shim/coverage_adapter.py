@@ -49,7 +49,7 @@ from coverage_runtime.shim import init_recorder
 Recorded = dict[str, set[Any]]
 
 # Re-armed this many times, a code object stays armed while paused.
-STICKY_AFTER = 3
+STICKY_AFTER = init_recorder.STICKY_AFTER
 
 CORE_NAMES = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"}
 
@@ -341,6 +341,14 @@ def start_deferred(cov: Any, tool: int) -> None:
         raise InternalsChanged(f"the deferred start did not adopt tool {tool}: {tracers!r}")
 
 
+def abandon(cov: Any) -> None:
+    """Stop a `Coverage` whose `start_deferred` went wrong, leaving the tool id (the
+    init recorder's) alone."""
+    if getattr(cov, "_started", False):
+        collector(cov).tracers.clear()
+        cov.stop()
+
+
 def _tracer_callbacks(tracer: Any) -> dict[int, Callable[..., Any]]:
     """The callbacks ``SysMonitor.start`` would register, by event."""
     events = getattr(sys, "monitoring", None)
@@ -379,6 +387,7 @@ class Gate(Protocol):
     """Switches recording on and off without restarting coverage.py."""
 
     kind: str
+    has_tracers: bool  # per-thread tracers that `compact` may let go of
 
     def pause(self) -> None: ...
     def resume(self) -> None: ...
@@ -405,6 +414,7 @@ class SysmonGate:
     """
 
     kind = "gate"
+    has_tracers = False
 
     def __init__(
         self, cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False
@@ -512,6 +522,14 @@ class SysmonGate:
         info = self._code_infos.get(id(code))
         if info is not None:
             info.last_line = None
+
+    def adopt(
+        self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
+    ) -> None:
+        """What the init recorder skipped while paused: re-armed on the next resume."""
+        self._skipped.update(skipped)
+        self._rearmed.update(rearmed)
+        self._sticky |= sticky
 
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
@@ -716,7 +734,9 @@ class SysmonGate:
         Lines: a code object whose every line is recorded.  Branches: one
         whose every line, branch direction and return has fired, so that
         coverage.py itself would record nothing more from it.  Only code that
-        recorded since the last call is looked at; call `take` first.
+        recorded since the last call is looked at; call `take` first.  Safe
+        without the measurement lock: it only takes events off code that has
+        nothing left to record.
         """
         to_check, self._to_check = self._to_check, {}
         set_local = self._monitoring.set_local_events
@@ -734,7 +754,10 @@ class SysmonGate:
                 taken = self._taken.get(id(info.file_data)) if info is not None else None
                 done = taken is not None and expected <= taken
             if done:
-                set_local(self._tool, code, 0)
+                try:
+                    set_local(self._tool, code, 0)
+                except ValueError:  # the tool was freed meanwhile: coverage.py stopped
+                    break
                 self._expected.pop(key, None)
                 retired += 1
         return retired
@@ -768,6 +791,7 @@ class TraceGate:
     """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept."""
 
     kind = "gate"
+    has_tracers = True
 
     def __init__(self, cov: Any) -> None:
         self._cov = cov
@@ -847,6 +871,7 @@ class RestartGate:
     internals above do not match (a coverage.py upgrade changed them)."""
 
     kind = "restart"
+    has_tracers = False
 
     def __init__(self, cov: Any) -> None:
         self._cov = cov

@@ -20,8 +20,10 @@ packages and the runtime itself); coverage.py's own ``should_trace`` decides
 at the hand-over, and what it does not trace is disarmed then.
 
 While paused (selective mode outside blocks, ``without_coverage()``),
-locations stay armed and record nothing, so they report when they next run
-measured; with branches, a pause cuts the sequential arc as the gate does.
+nothing is recorded, exactly as the gate does: a location is disabled and its
+code object re-armed on resume (kept armed once re-armed three times); with
+branches, a pause cuts the sequential arc.  The gate adopts what is still
+to be re-armed at the hand-over.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ Event = tuple[int, CodeType, int, int]
 
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 REPLAY_SLICE = 2048
+
+# Re-armed this many times, a code object stays armed while paused (the gate's rule too).
+STICKY_AFTER = 3
+# What a paused event answers when the hand-over came meanwhile: forward it.
+FORWARD = object()
 
 # The tool ids coverage.py itself tries, in its order.
 FIRST_TOOL_ID, LAST_TOOL_ID = 1, 5
@@ -61,6 +68,9 @@ class Receiver(Protocol):
 
     def traced(self, code: CodeType) -> bool: ...
     def cut(self, code: CodeType) -> None: ...
+    def adopt(
+        self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
+    ) -> None: ...
     def install(self) -> None: ...
 
 
@@ -106,6 +116,10 @@ class InitRecorder:
         self._replayed = 0
         self._armed: dict[int, CodeType] = {}
         self._cut: set[int] = set()  # code objects whose last event is a pause
+        # Paused: code objects to re-arm on resume, how often each was, which stay armed.
+        self._skipped: dict[int, CodeType] = {}
+        self._rearmed: dict[int, int] = {}
+        self._sticky: set[int] = set()
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
@@ -114,9 +128,6 @@ class InitRecorder:
 
     def pause(self) -> None:
         self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
 
     @property
     def handed_over(self) -> bool:
@@ -149,14 +160,18 @@ class InitRecorder:
 
     def stop(self) -> None:
         """Give the tool id back without handing over (coverage.py could not start)."""
-        if self.tool is None or self.handed_over:
-            return
-        self._monitoring.set_events(self.tool, 0)
-        for code in self._armed.values():
-            self._monitoring.set_local_events(self.tool, code, 0)
-        self._monitoring.free_tool_id(self.tool)
-        self.tool = None
-        self.events = []
+        with self._lock:
+            if self.tool is None or self.handed_over:
+                return
+            try:
+                self._monitoring.set_events(self.tool, 0)
+                for code in list(self._armed.values()):
+                    self._monitoring.set_local_events(self.tool, code, 0)
+                self._monitoring.free_tool_id(self.tool)
+            except ValueError:
+                pass  # the tool id was freed already (coverage.py stopped on it)
+            self.tool = None
+            self.events = []
 
     def _on_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
@@ -181,58 +196,90 @@ class InitRecorder:
         return forward[START](code, offset)
 
     def _record(self, kind: int, code: CodeType, a: int, b: int) -> Any:
-        """One event that ran measured, or the callable to forward it to."""
+        """Keep one event that ran measured (``DISABLE``), or `FORWARD` after the hand-over."""
         with self._lock:
-            forward = self._forward
-            if forward is None:
-                self._cut.discard(id(code))
-                self.events.append((kind, code, a, b))
-                return self._disable
-        return forward
+            if self._forward is not None:
+                return FORWARD
+            self._cut.discard(id(code))
+            self.events.append((kind, code, a, b))
+            return self._disable
 
-    def _paused_event(self, code: CodeType) -> None:
-        """With branches, no sequential arc joins lines across a pause."""
-        if self._branch and id(code) not in self._cut:
-            with self._lock:
-                if self._forward is None:
-                    self._cut.add(id(code))
-                    self.events.append((RESET, code, 0, 0))
+    def _paused_event(self, code: CodeType, cut: bool) -> Any:
+        """A location reached while paused: nothing recorded, as the gate does.
+
+        It is disabled and its code object re-armed on `resume`; one re-armed
+        `STICKY_AFTER` times (a loop that opens a block per item) stays armed
+        instead.  With branches (``cut``), no sequential arc joins the lines
+        around the pause.  `FORWARD` if the hand-over came meanwhile.
+        """
+        key = id(code)
+        if key in self._sticky and (not cut or key in self._cut):
+            return None  # the hot path of a sticky loop: no lock
+        with self._lock:
+            if self._forward is not None:
+                return FORWARD
+            if cut and self._branch and key not in self._cut:
+                self._cut.add(key)
+                self.events.append((RESET, code, 0, 0))
+            if key in self._sticky:
+                return None
+            self._skipped[key] = code
+            # A resume on another thread may already have re-armed: stay armed then.
+            return self._disable if self.paused else None
+
+    def resume(self) -> None:
+        self.paused = False  # first: a paused event from now on leaves its location armed
+        with self._lock:
+            if self._forward is not None or not self._skipped:
+                return
+            skipped, self._skipped = self._skipped, {}
+            set_local = self._monitoring.set_local_events
+            for key, code in skipped.items():
+                count = self._rearmed[key] = self._rearmed.get(key, 0) + 1
+                if count >= STICKY_AFTER:
+                    self._sticky.add(key)
+                set_local(self.tool, code, 0)
+                set_local(self.tool, code, self.local_events)
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
-            if self.paused:
-                self._paused_event(code)
-                return None  # stays armed: it reports when it runs measured
-            result = self._record(LINE, code, line, 0)
-            if result is self._disable:
+            result = (
+                self._paused_event(code, True) if self.paused else self._record(LINE, code, line, 0)
+            )
+            if result is not FORWARD:
                 return result
         return self._forward[LINE](code, line)  # type: ignore[index]
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
-            if self.paused:
-                self._paused_event(code)
-                return None
-            result = self._record(RETURN, code, offset, 0)
-            if result is self._disable:
+            result = (
+                self._paused_event(code, True)
+                if self.paused
+                else self._record(RETURN, code, offset, 0)
+            )
+            if result is not FORWARD:
                 return result
         return self._forward[RETURN](code, offset, value)  # type: ignore[index]
 
     def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
-            if self.paused:
-                return None
-            result = self._record(BRANCH_LEFT, code, offset, destination)
-            if result is self._disable:
+            result = (
+                self._paused_event(code, False)
+                if self.paused
+                else self._record(BRANCH_LEFT, code, offset, destination)
+            )
+            if result is not FORWARD:
                 return result
         return self._forward[BRANCH_LEFT](code, offset, destination)  # type: ignore[index]
 
     def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
-            if self.paused:
-                return None
-            result = self._record(BRANCH_RIGHT, code, offset, destination)
-            if result is self._disable:
+            result = (
+                self._paused_event(code, False)
+                if self.paused
+                else self._record(BRANCH_RIGHT, code, offset, destination)
+            )
+            if result is not FORWARD:
                 return result
         return self._forward[BRANCH_RIGHT](code, offset, destination)  # type: ignore[index]
 
@@ -269,16 +316,22 @@ class InitRecorder:
                 self._replay(receiver, len(self.events))
             traced = receiver.traced
             set_local = self._monitoring.set_local_events
-            for code in self._armed.values():
+            for code in list(self._armed.values()):
                 if not traced(code):
                     set_local(self.tool, code, 0)
+            receiver.adopt(self._skipped, self._rearmed, self._sticky)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
+            # What this very thread ran since the last replay (a finaliser, say):
+            # before anything it runs from now on, which goes to the receiver.
+            while self._replayed < len(self.events):
+                self._replay(receiver, len(self.events))
             replayed = self._replayed
             self.events = []
             self._armed = {}
             self._cut = set()
+            self._skipped = {}
             return replayed
 
     def _replay(self, receiver: Receiver, end: int) -> None:

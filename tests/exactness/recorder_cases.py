@@ -207,6 +207,53 @@ def replay_while_running_reference() -> dict[str, Any]:
     }
 
 
+def measured_code_during_the_switch() -> dict[str, Any]:
+    """Measured code that the replaying thread itself runs after the last replayed
+    event and before the receiver takes over (a finaliser, say) is recorded."""
+    from coverage_runtime.shim import coverage_adapter
+
+    runtime = session()
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    original = coverage_adapter.SysmonGate.install
+
+    def install(gate: Any) -> None:
+        measured_only.pooled(1)  # a first call, on the replaying thread, mid-switch
+        original(gate)
+
+    coverage_adapter.SysmonGate.install = install  # type: ignore[method-assign]
+    measurement.materialize()
+    data = measurement.data()
+    return {"gate": measurement.gate_kind, "lines": sorted(data.lines(str(FRESH)) or ())}
+
+
+def hand_over_fails() -> dict[str, Any]:
+    """An error in the hand-over: one error record, the init is lost, measuring goes
+    on with coverage.py itself, and later data and snapshots work."""
+    from coverage_runtime.shim import coverage_adapter
+
+    def broken(gate: Any, *args: Any) -> None:
+        raise RuntimeError("simulated failure in the hand-over")
+
+    coverage_adapter.SysmonGate.adopt = broken  # type: ignore[method-assign]
+    runtime = session()
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)
+    measurement.materialize()
+    measured_only.pooled(0)
+    data = measurement.data()
+    snapshot = measurement.snapshot()
+    return {
+        "gate": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "snapshot_bytes": len(snapshot.body),
+        "tools": [sys.monitoring.get_tool(tool) for tool in range(6)],
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -215,6 +262,8 @@ CASES = {
         other_tool_untouched,
         replay_while_running,
         replay_while_running_reference,
+        measured_code_during_the_switch,
+        hand_over_fails,
     )
 }
 
