@@ -15,13 +15,15 @@ import functools
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from coverage_runtime.errors import CoverageError, NotActiveError
 from coverage_runtime.shim import structured_log
 from coverage_runtime.shim.measurement import Measurement
 from coverage_runtime.shim.session import CoverageSession
-from coverage_runtime.shim.status import CoverageStatus, LastUpload
+
+if TYPE_CHECKING:  # TypedDicts: annotations only
+    from coverage_runtime.shim.status import CoverageStatus, LastUpload
 
 F = TypeVar("F", bound=Callable[..., Any])
 

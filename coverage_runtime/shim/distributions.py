@@ -13,7 +13,6 @@ modules and packages to omit.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,6 +42,8 @@ def _from_top_level(path: Path) -> set[str]:
 
 
 def _from_record(path: Path, own_directory: str) -> set[str]:
+    import csv  # only where a RECORD file is read (a task root with installed packages)
+
     names: set[str] = set()
     try:
         with path.open(newline="") as handle:

@@ -114,6 +114,7 @@ class InitRecorder:
         # One replaying thread at a time, and how far it got.
         self._replaying = threading.RLock()
         self._replayed = 0
+        self._files: dict[str, bool] = {}  # file name -> armed
         self._armed: dict[int, CodeType] = {}
         self._cut: set[int] = set()  # code objects whose last event is a pause
         # Paused: code objects to re-arm on resume, how often each was, which stay armed.
@@ -174,18 +175,13 @@ class InitRecorder:
             self.events = []
 
     def _on_start(self, code: CodeType, offset: int) -> Any:
-        filename = code.co_filename
-        if filename.startswith(self._prefixes):
-            if (
-                filename.startswith(self._excluded_dirs)
-                or filename in self._excluded_files
-                or any(part in filename for part in self._excluded_parts)
-            ):
-                return self._disable
-        elif filename.startswith((os.sep, "<")) or not filename:
-            return self._disable  # outside the sources, or never a real file
-        if code.co_name == "__annotate__":
-            return self._disable  # never runs as code; coverage.py ignores it too
+        # Once per code object the process runs: thousands at a large init, most of
+        # them in installed packages, so the decision is cached per file.
+        armed = self._files.get(code.co_filename)
+        if armed is None:
+            armed = self._files[code.co_filename] = self._arms(code.co_filename)
+        if not armed or code.co_name == "__annotate__":
+            return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
         with self._lock:
             forward = self._forward
             if forward is None:
@@ -194,6 +190,17 @@ class InitRecorder:
                 self._monitoring.set_local_events(self.tool, code, self.local_events)
                 return self._disable
         return forward[START](code, offset)
+
+    def _arms(self, filename: str) -> bool:
+        """Might coverage.py trace this file?  A superset: it decides at the hand-over."""
+        if filename.startswith(self._prefixes):
+            return not (
+                filename.startswith(self._excluded_dirs)
+                or filename in self._excluded_files
+                or any(part in filename for part in self._excluded_parts)
+            )
+        # Outside the sources, or never a real file; a relative name may still be one.
+        return bool(filename) and not filename.startswith((os.sep, "<"))
 
     def _record(self, kind: int, code: CodeType, a: int, b: int) -> Any:
         """Keep one event that ran measured (``DISABLE``), or `FORWARD` after the hand-over."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
@@ -31,8 +32,10 @@ from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
-from coverage_runtime.shim.status import ActiveStatus, LastUpload
 from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult, object_key
+
+if TYPE_CHECKING:  # TypedDicts: annotations only, not worth their import at init
+    from coverage_runtime.shim.status import ActiveStatus, LastUpload
 
 RUNTIME_VERSION = __version__
 # Leave this much of an invocation's time unused by coverage work.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sysconfig
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -44,7 +43,8 @@ _HOLDS_LOCKS = tuple(
 )
 
 
-_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+# The standard library's directory (sysconfig would say the same, for ~1.5 ms of init).
+_STDLIB = os.path.dirname(os.__file__) + os.sep
 
 
 def _interrupted_critical_code(frame: FrameType | None) -> bool:
