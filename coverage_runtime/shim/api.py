@@ -222,22 +222,25 @@ def pause() -> None:
     open, and what was measured before stays and is still uploaded
     (checkpoints, shutdown).  For debugging, or to keep a load test out.
     """
-    measurement = _measurement
-    if measurement is not None:
-        try:
-            measurement.pause()
-        except Exception as exc:
-            structured_log.error("coverage could not pause", error_message=str(exc))
+    _switch(paused=True)
 
 
 def resume() -> None:
     """Switch measuring back on after `pause` (no-op outside the shim)."""
+    _switch(paused=False)
+
+
+def _switch(*, paused: bool) -> None:
     measurement = _measurement
-    if measurement is not None:
-        try:
+    if measurement is None:
+        return
+    try:
+        if paused:
+            measurement.pause()
+        else:
             measurement.resume()
-        except Exception as exc:
-            structured_log.error("coverage could not resume", error_message=str(exc))
+    except Exception as exc:  # like a block: never a problem for the handler
+        structured_log.error("coverage could not switch", paused=paused, error_message=str(exc))
 
 
 def require_session() -> CoverageSession:
