@@ -1,0 +1,344 @@
+"""The merge state machine of template.yaml, checked and executed as deployed.
+
+The definition is taken from template.yaml after SAM's own transform
+(tests/statemachine.py) and run unchanged by moto's Step Functions interpreter
+(``stepfunctions.execute_state_machine``). Its S3 steps (the map's JSON
+``ItemReader``) read the local S3 over HTTP (``AWS_ENDPOINT_URL_S3``), and
+every ``lambda:invoke`` goes through Lambda's Invoke API
+(``AWS_ENDPOINT_URL_LAMBDA``) to the combiner under the real AWS RIE
+(tests/lambda_front.py: the RIE serves only the function name ``function``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coverage_runtime.report.cli import main
+from tests import statemachine
+from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, LambdaUnderRIE, clean_environment
+from tests.lambda_front import LambdaFront
+from tests.report_samples.envs import lines_of
+from tests.report_samples.synthetic import Synthetic, env_keys, upload_envs
+from tests.s3_proxy import FaultProxy
+
+COMBINER = "lambda-coverage-combiner"
+COMBINER_ARN = f"arn:aws:lambda:us-east-1:{statemachine.ACCOUNT}:function:{COMBINER}"
+STATE_MACHINE = "lambda-coverage-merge"
+ROLE_ARN = f"arn:aws:iam::{statemachine.ACCOUNT}:role/{STATE_MACHINE}-role"
+SUMMARY = "coverage/combined/synth-fn/all/latest/summary.json"
+SUBSTITUTIONS = {
+    "CombinerFunctionArn": COMBINER_ARN,
+    "BatchSize": "1000",
+    "MaxConcurrency": "100",
+    "ToleratedFailurePercentage": "0",
+}
+
+
+def cfn_lint(template: dict[str, Any], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "transformed.json"
+    path.write_text(json.dumps(template))
+    return subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from cfnlint.runner import main; sys.exit(main())", str(path), *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def asl_validator() -> str:
+    """The npm asl-validator, installed into .local/ by the project's script if missing."""
+    found = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "lib" / "asl-validator.sh")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    return found.stdout.strip().splitlines()[-1]
+
+
+# -- checks of the deployed definition -------------------------------------------------
+
+
+def test_sam_transform_then_cfn_lint_validate_the_state_machine(tmp_path):
+    template = statemachine.transformed()
+    types = {name: r["Type"] for name, r in template["Resources"].items()}
+    assert types["MergeStateMachine"] == "AWS::StepFunctions::StateMachine"
+    assert types["CombinerFunction"] == "AWS::Lambda::Function"
+    assert types["MergeScheduleRule"] == "AWS::Scheduler::Schedule"
+    result = cfn_lint(template, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # cfn-lint checks the ASL only as an object (rule E3601): give it one, and show
+    # that it does look inside by breaking it.
+    as_object = statemachine.with_definition_object(template, SUBSTITUTIONS)
+    # (The substituted parameters are then unused: W2001.)
+    result = cfn_lint(as_object, tmp_path, "--ignore-checks", "W2001")
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = statemachine.with_definition_object(template, SUBSTITUTIONS)
+    states = broken["Resources"]["MergeStateMachine"]["Properties"]["Definition"]["States"]
+    states["Reduce"]["Type"] = "Taks"
+    assert "E3601" in cfn_lint(broken, tmp_path, "--ignore-checks", "W2001").stdout
+
+
+def test_the_merge_is_off_unless_asked_for():
+    template = statemachine.transformed({"EnableMergeStateMachine": "false"})
+    conditions = {
+        name: resource.get("Condition")
+        for name, resource in template["Resources"].items()
+        if name.startswith(("Merge", "Combiner"))
+    }
+    assert conditions and set(conditions.values()) <= {"CreateMerge", "CreateMergeSchedule"}
+    assert template["Conditions"]["CreateMerge"] == {
+        "Fn::Equals": [{"Ref": "EnableMergeStateMachine"}, "true"]
+    }
+
+
+def test_asl_validator_accepts_the_definition_and_catches_a_broken_one(tmp_path):
+    validator = asl_validator()
+    text = statemachine.definition(statemachine.transformed(), SUBSTITUTIONS)
+    good = tmp_path / "merge.asl.json"
+    good.write_text(text)
+    result = subprocess.run([validator, "--json-path", str(good)], capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken_definition = json.loads(text)
+    del broken_definition["States"]["MergeBatches"]["ItemReader"]["Resource"]
+    broken = tmp_path / "broken.asl.json"
+    broken.write_text(json.dumps(broken_definition))
+    result = subprocess.run([validator, "--json-path", str(broken)], capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "ItemReader" in result.stdout + result.stderr
+
+
+def _statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+def test_roles_are_least_privilege():
+    template = statemachine.transformed({"MergeSchedule": "rate(1 day)"})
+    text = json.dumps(template)
+    combiner = _statements(template, "CombinerFunctionRole")
+    by_action = {a: s for s in combiner for a in _actions(s)}
+    assert set(by_action) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
+    assert by_action["s3:ListBucket"]["Condition"]["StringLike"]["s3:prefix"] == {
+        "Fn::Sub": "${CoveragePrefix}*"
+    }
+    assert "combined/*" in json.dumps(by_action["s3:PutObject"]["Resource"])
+    machine = _statements(template, "MergeStateMachineRole")
+    actions = {a: s for s in machine for a in _actions(s)}
+    assert set(actions) == {
+        "lambda:InvokeFunction",
+        "s3:GetObject",
+        "states:StartExecution",
+        "states:DescribeExecution",
+        "states:StopExecution",
+    }
+    # StartExecution only on the state machine's own ARN, named as the resource is.
+    own = json.dumps(actions["states:StartExecution"]["Resource"])
+    name = template["Resources"]["MergeStateMachine"]["Properties"]["StateMachineName"]
+    assert name == {"Fn::Sub": "${FunctionName}-merge"}
+    assert own.endswith(':stateMachine:${FunctionName}-merge"}')
+    assert "combined/_runs/*" in json.dumps(actions["s3:GetObject"]["Resource"])
+    schedule = _statements(template, "MergeScheduleRole")
+    assert [_actions(s) for s in schedule] == [["states:StartExecution"]]
+    assert schedule[0]["Resource"] == {"Ref": "MergeStateMachine"}
+    assert '"Resource": "*"' not in text
+    outputs = template["Outputs"]
+    assert "merge-in-aws.sh" in json.dumps(outputs["MergeCommand"])
+    combiner_fn = template["Resources"]["CombinerFunction"]["Properties"]
+    assert combiner_fn["ImageConfig"]["Command"] == [
+        "coverage_runtime.report.combiner.lambda_handler"
+    ]
+    assert combiner_fn["Environment"]["Variables"]["COVERAGE_ENABLED"] == "false"
+
+
+# -- executed locally: moto's interpreter, the combiner under the RIE ------------------
+
+
+class LocalStepFunctions:
+    """moto's Step Functions interpreter in this process; Lambda and S3 over HTTP."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, lambda_url: str, s3_url: str) -> None:
+        from moto import mock_aws
+
+        for name, value in FAKE_CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
+        self.mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self.mock.start()
+        import boto3
+
+        self.client = boto3.client("stepfunctions", region_name=statemachine.REGION)
+
+    def create(self, definition: str) -> str:
+        return self.client.create_state_machine(
+            name=STATE_MACHINE, definition=definition, roleArn=ROLE_ARN
+        )["stateMachineArn"]
+
+    def run(self, arn: str, name: str, execution_input: dict, timeout: float = 600) -> dict:
+        execution = self.client.start_execution(
+            stateMachineArn=arn, name=name, input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.client.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                return described
+            assert time.monotonic() < deadline, f"{name} still running after {timeout}s"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.mock.stop()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
+    return Synthetic(tmp_path_factory.mktemp("synthetic") / "task", modules=6, branch=False)
+
+
+@pytest.fixture
+def combiners(
+    s3_server: Any, bucket: str, synthetic: Synthetic, tmp_path: Path
+) -> Iterator[tuple[FaultProxy, LambdaFront]]:
+    """Two combiner environments under the RIE behind Lambda's front end, their S3
+    through the fault proxy."""
+    proxy = FaultProxy(s3_server.port)
+    started = []
+    try:
+        for number in range(2):
+            tmp = tmp_path / f"env{number}-tmp"
+            tmp.mkdir()
+            env = clean_environment(
+                {
+                    "COVERAGE_S3_BUCKET": bucket,
+                    "COVERAGE_S3_ENDPOINT_URL": proxy.endpoint_url,
+                    "COVERAGE_ENABLED": "false",
+                    "AWS_LAMBDA_FUNCTION_NAME": COMBINER,
+                    "AWS_LAMBDA_FUNCTION_TIMEOUT": "900",
+                    "TMPDIR": str(tmp),
+                }
+            )
+            started.append(
+                LambdaUnderRIE(
+                    synthetic.root,
+                    "coverage_runtime.report.combiner.lambda_handler",
+                    env,
+                    tmp_path / f"rie-{number}.log",
+                )
+            )
+        front = LambdaFront({COMBINER_ARN}, [f.port for f in started])
+        yield proxy, front
+        front.stop()
+    finally:
+        for function in started:
+            function.kill()
+        proxy.stop()
+
+
+def cli_merge(s3_server: Any, bucket: str, synthetic: Synthetic, out: Path, *filters: str) -> Path:
+    args = ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+            "--source-root", str(synthetic.root), "--format", "json", "-o", str(out), "-q",
+            "--no-progress", "--cache-dir", str(out / "cache"), *filters]  # fmt: skip
+    err = io.StringIO()
+    assert main(args, out=io.StringIO(), err=err) == 0, err.getvalue()
+    return out / "merged.coverage"
+
+
+@pytest.mark.rie
+@pytest.mark.slow
+def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_failed_batch(
+    s3_server, s3, bucket, synthetic, combiners, monkeypatch, tmp_path
+):
+    proxy, front = combiners
+    keys = upload_envs(s3, bucket, synthetic, env_keys(1150), tmp_path / "envs")
+    # Another function's environments: the selection leaves them out.
+    upload_envs(s3, bucket, synthetic, env_keys(30, function="other-fn"), tmp_path / "other")
+    template = statemachine.transformed()
+    definition = statemachine.definition(template, SUBSTITUTIONS)
+    local = LocalStepFunctions(monkeypatch, front.endpoint_url, s3_server.endpoint_url)
+    try:
+        arn = local.create(definition)
+        selection = {"function": "synth-fn", "batch_size": 100, "max_concurrency": 4}
+
+        clean = local.run(arn, "run-clean", selection)
+        assert clean["status"] == "SUCCEEDED", clean
+        output = json.loads(clean["output"])
+        plans = front.events("plan")
+        assert len(plans) == 1 and plans[0].event["run_id"] == "run-clean"
+        batches = [i for i in front.events("batch") if i.event["run_id"] == "run-clean"]
+        assert len(batches) == 12 and all(i.error is None for i in batches)
+        assert output["environments"]["merged"] == len(keys) == 1150
+        assert output["batches"] == {"planned": 12, "merged": 12, "failed": [],
+                                     "environments_not_merged": 0}  # fmt: skip
+        assert output["complete"] is True
+        reduced = tmp_path / "reduced.coverage"
+        reduced.write_bytes(
+            s3.get_object(
+                Bucket=bucket, Key="coverage/combined/synth-fn/all/latest/merged.coverage"
+            )["Body"].read()
+        )
+        expected = cli_merge(
+            s3_server, bucket, synthetic, tmp_path / "cli", "--function", "synth-fn"
+        )
+        assert lines_of(reduced) == lines_of(expected)
+        summary = json.loads((tmp_path / "cli" / "coverage.json").read_text())["totals"]
+        assert output["lines"]["covered"] == summary["covered_lines"]
+        assert output["lines"]["statements"] == summary["num_statements"]
+
+        # One batch cannot be read (S3 refuses it): its child fails, the map tolerates
+        # it, and the reduce merges the rest and says which batch is missing.
+        proxy.set("GET", "status", 403, match="/run-faulty/batches/000003.json")
+        faulty = local.run(arn, "run-faulty", {**selection, "tolerated_failure_percentage": 10})
+        assert faulty["status"] == "SUCCEEDED", faulty
+        output = json.loads(faulty["output"])
+        failed = [i for i in front.events("batch") if i.event["run_id"] == "run-faulty" and i.error]
+        assert failed and {i.error for i in failed} == {"ReportError"}
+        assert output["batches"]["failed"] == ["000003"]
+        assert output["batches"]["environments_not_merged"] == 100
+        assert output["complete"] is False
+        assert output["environments"]["merged"] == 1050
+        assert any("1 of 12 batches failed" in w for w in output["warnings"])
+        proxy.clear()
+        lost = json.loads(
+            s3.get_object(
+                Bucket=bucket, Key="coverage/combined/_runs/run-faulty/batches/000003.json"
+            )["Body"].read()
+        )
+        for item in lost:
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        reduced.write_bytes(
+            s3.get_object(
+                Bucket=bucket, Key="coverage/combined/synth-fn/all/latest/merged.coverage"
+            )["Body"].read()
+        )
+        expected = cli_merge(
+            s3_server, bucket, synthetic, tmp_path / "cli-rest", "--function", "synth-fn"
+        )
+        assert lines_of(reduced) == lines_of(expected)
+        assert lines_of(reduced) != lines_of(tmp_path / "cli" / "merged.coverage")
+
+        # Beyond the tolerated share (0% by default) the run fails, and publishes nothing.
+        # (On AWS the map fails first; moto parses ToleratedFailurePercentage but
+        # ignores it, so here the reduce's own check is what fails the run.)
+        published = s3.head_object(Bucket=bucket, Key=SUMMARY)["ETag"]
+        proxy.set("GET", "status", 403, match="/run-over/batches/000001.json")
+        over = local.run(arn, "run-over", {**selection, "batch_size": 500})
+        assert over["status"] == "FAILED", over
+        assert "1 of 3 batches failed (33.3%), more than the 0% tolerated" in over["cause"]
+        assert s3.head_object(Bucket=bucket, Key=SUMMARY)["ETag"] == published
+    finally:
+        local.stop()
