@@ -85,8 +85,12 @@ class LambdaFront:
         name = urllib.parse.unquote(match.group("name")) if match else ""
         if name not in self.functions:
             message = f"Function not found: {name}"
-            self._answer(handler, 404, json.dumps({"Type": "User", "Message": message}).encode(),
-                         {"x-amzn-ErrorType": "ResourceNotFoundException"})  # fmt: skip
+            self._answer(
+                handler,
+                404,
+                json.dumps({"Type": "User", "Message": message}).encode(),
+                {"x-amzn-ErrorType": "ResourceNotFoundException"},
+            )
             return
         port = self.idle.get()  # an environment that is not busy
         try:

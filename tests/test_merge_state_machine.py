@@ -47,18 +47,29 @@ def cfn_lint(template: dict[str, Any], tmp_path: Path, *args: str) -> subprocess
     path = tmp_path / "transformed.json"
     path.write_text(json.dumps(template))
     return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from cfnlint.runner import main; sys.exit(main())", str(path), *args],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+            str(path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def asl_validator() -> str:
     """The npm asl-validator, installed into .local/ by the project's script if missing."""
     found = subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "lib" / "asl-validator.sh")],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert found.returncode == 0, found.stderr
     return found.stdout.strip().splitlines()[-1]
 
@@ -104,15 +115,25 @@ def test_asl_validator_accepts_the_definition_and_catches_a_broken_one(tmp_path)
     text = statemachine.definition(statemachine.transformed(), SUBSTITUTIONS)
     good = tmp_path / "merge.asl.json"
     good.write_text(text)
-    result = subprocess.run([validator, "--json-path", str(good)], capture_output=True, text=True,
-                            timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [validator, "--json-path", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     broken_definition = json.loads(text)
     del broken_definition["States"]["MergeBatches"]["ItemReader"]["Resource"]
     broken = tmp_path / "broken.asl.json"
     broken.write_text(json.dumps(broken_definition))
-    result = subprocess.run([validator, "--json-path", str(broken)], capture_output=True, text=True,
-                            timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [validator, "--json-path", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode != 0
     assert "ItemReader" in result.stdout + result.stderr
 
@@ -250,9 +271,24 @@ def combiners(
 
 
 def cli_merge(s3_server: Any, bucket: str, synthetic: Synthetic, out: Path, *filters: str) -> Path:
-    args = ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
-            "--source-root", str(synthetic.root), "--format", "json", "-o", str(out), "-q",
-            "--no-progress", "--cache-dir", str(out / "cache"), *filters]  # fmt: skip
+    args = [
+        "report",
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        s3_server.endpoint_url,
+        "--source-root",
+        str(synthetic.root),
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        "-q",
+        "--no-progress",
+        "--cache-dir",
+        str(out / "cache"),
+        *filters,
+    ]
     err = io.StringIO()
     assert main(args, out=io.StringIO(), err=err) == 0, err.getvalue()
     return out / "merged.coverage"
@@ -282,8 +318,12 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
         batches = [i for i in front.events("batch") if i.event["run_id"] == "run-clean"]
         assert len(batches) == 12 and all(i.error is None for i in batches)
         assert output["environments"]["merged"] == len(keys) == 1150
-        assert output["batches"] == {"planned": 12, "merged": 12, "failed": [],
-                                     "environments_not_merged": 0}  # fmt: skip
+        assert output["batches"] == {
+            "planned": 12,
+            "merged": 12,
+            "failed": [],
+            "environments_not_merged": 0,
+        }
         assert output["complete"] is True
         reduced = tmp_path / "reduced.coverage"
         reduced.write_bytes(
@@ -340,5 +380,81 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
         assert over["status"] == "FAILED", over
         assert "1 of 3 batches failed (33.3%), more than the 0% tolerated" in over["cause"]
         assert s3.head_object(Bucket=bucket, Key=SUMMARY)["ETag"] == published
+    finally:
+        local.stop()
+
+
+@pytest.mark.rie
+@pytest.mark.slow
+def test_merge_in_aws_starts_follows_and_downloads_a_run(
+    s3_server, s3, bucket, synthetic, combiners, monkeypatch, tmp_path
+):
+    """scripts/merge-in-aws.sh's command against the local interpreter: --dry-run
+    prints the calls and makes none; a run by name goes to the end and downloads
+    what the reduce wrote; a run that fails says why."""
+    from coverage_runtime.report import aws_merge
+
+    _, front = combiners
+    upload_envs(s3, bucket, synthetic, env_keys(120), tmp_path / "envs")
+    definition = statemachine.definition(statemachine.transformed(), SUBSTITUTIONS)
+    local = LocalStepFunctions(monkeypatch, front.endpoint_url, s3_server.endpoint_url)
+    try:
+        arn = local.create(definition)
+        out, err = io.StringIO(), io.StringIO()
+        args = ["--function", "synth-fn", "--batch-size", "50", "--max-concurrency", "2"]
+        assert aws_merge.main(["--state-machine", arn, *args, "--dry-run"], out, err) == 0
+        printed = out.getvalue()
+        assert f"aws stepfunctions start-execution --state-machine-arn {arn}" in printed
+        assert '\'{"function":["synth-fn"],"batch_size":50,"max_concurrency":2}\'' in printed
+        assert local.client.list_executions(stateMachineArn=arn)["executions"] == []
+        assert front.invoked == []
+
+        out, err = io.StringIO(), io.StringIO()
+        target = tmp_path / "downloaded"
+        run = [
+            "--state-machine",
+            STATE_MACHINE,
+            *args,
+            "-o",
+            str(target),
+            "--name",
+            "cli-run",
+            "--poll-seconds",
+            "0.2",
+            "--endpoint-url",
+            s3_server.endpoint_url,
+        ]
+        assert aws_merge.main(run, out, err) == 0, err.getvalue()
+        assert "started arn:aws:states:us-east-1:123456789012:execution:" in err.getvalue()
+        assert "succeeded: 3 of 3 batches merged, 0 failed" in err.getvalue(), err.getvalue()
+        names = {p.name for p in target.iterdir()}
+        assert {
+            "merged.coverage",
+            "summary.json",
+            "coverage.json",
+            "coverage.xml",
+            "coverage.lcov",
+            "execution-output.json",
+        } <= names
+        assert "120 environments merged from 3 of 3 batches" in out.getvalue()
+        expected = cli_merge(
+            s3_server, bucket, synthetic, tmp_path / "cli", "--function", "synth-fn"
+        )
+        assert lines_of(target / "merged.coverage") == lines_of(expected)
+
+        out, err = io.StringIO(), io.StringIO()
+        failing = [
+            "--state-machine",
+            arn,
+            "--function",
+            "nothing-here",
+            "-o",
+            str(target),
+            "--poll-seconds",
+            "0.2",
+        ]
+        assert aws_merge.main(failing, out, err) == 1
+        assert "error: the merge FAILED" in err.getvalue()
+        assert "no coverage data objects matched" in err.getvalue()
     finally:
         local.stop()
