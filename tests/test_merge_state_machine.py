@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ COMBINER_ARN = f"arn:aws:lambda:us-east-1:{statemachine.ACCOUNT}:function:{COMBI
 STATE_MACHINE = "lambda-coverage-merge"
 ROLE_ARN = f"arn:aws:iam::{statemachine.ACCOUNT}:role/{STATE_MACHINE}-role"
 SUMMARY = "coverage/combined/synth-fn/all/latest/summary.json"
+MERGED = "coverage/combined/synth-fn/all/latest/merged.coverage"
 SUBSTITUTIONS = {
     "CombinerFunctionArn": COMBINER_ARN,
     "BatchSize": "1000",
@@ -112,28 +114,23 @@ def test_the_merge_is_off_unless_asked_for():
 
 def test_asl_validator_accepts_the_definition_and_catches_a_broken_one(tmp_path):
     validator = asl_validator()
-    text = statemachine.definition(statemachine.transformed(), SUBSTITUTIONS)
-    good = tmp_path / "merge.asl.json"
-    good.write_text(text)
-    result = subprocess.run(
-        [validator, "--json-path", str(good)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    definition = json.loads(statemachine.definition(statemachine.transformed(), SUBSTITUTIONS))
+
+    def validate(name: str, document: dict) -> subprocess.CompletedProcess:
+        path = tmp_path / name
+        path.write_text(json.dumps(document))
+        return subprocess.run(
+            [validator, "--json-path", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    result = validate("merge.asl.json", definition)
     assert result.returncode == 0, result.stdout + result.stderr
-    broken_definition = json.loads(text)
-    del broken_definition["States"]["MergeBatches"]["ItemReader"]["Resource"]
-    broken = tmp_path / "broken.asl.json"
-    broken.write_text(json.dumps(broken_definition))
-    result = subprocess.run(
-        [validator, "--json-path", str(broken)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    del definition["States"]["MergeBatches"]["ItemReader"]["Resource"]
+    result = validate("broken.asl.json", definition)
     assert result.returncode != 0
     assert "ItemReader" in result.stdout + result.stderr
 
@@ -270,6 +267,11 @@ def combiners(
         proxy.stop()
 
 
+def fetch(s3: Any, bucket: str, key: str, path: Path) -> Path:
+    path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return path
+
+
 def cli_merge(s3_server: Any, bucket: str, synthetic: Synthetic, out: Path, *filters: str) -> Path:
     args = [
         "report",
@@ -325,12 +327,7 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
             "environments_not_merged": 0,
         }
         assert output["complete"] is True
-        reduced = tmp_path / "reduced.coverage"
-        reduced.write_bytes(
-            s3.get_object(
-                Bucket=bucket, Key="coverage/combined/synth-fn/all/latest/merged.coverage"
-            )["Body"].read()
-        )
+        reduced = fetch(s3, bucket, MERGED, tmp_path / "reduced.coverage")
         expected = cli_merge(
             s3_server, bucket, synthetic, tmp_path / "cli", "--function", "synth-fn"
         )
@@ -353,18 +350,11 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
         assert output["environments"]["merged"] == 1050
         assert any("1 of 12 batches failed" in w for w in output["warnings"])
         proxy.clear()
-        lost = json.loads(
-            s3.get_object(
-                Bucket=bucket, Key="coverage/combined/_runs/run-faulty/batches/000003.json"
-            )["Body"].read()
-        )
+        batch = "coverage/combined/_runs/run-faulty/batches/000003.json"
+        lost = json.loads(fetch(s3, bucket, batch, tmp_path / "lost.json").read_text())
         for item in lost:
             s3.delete_object(Bucket=bucket, Key=item["Key"])
-        reduced.write_bytes(
-            s3.get_object(
-                Bucket=bucket, Key="coverage/combined/synth-fn/all/latest/merged.coverage"
-            )["Body"].read()
-        )
+        fetch(s3, bucket, MERGED, reduced)
         expected = cli_merge(
             s3_server, bucket, synthetic, tmp_path / "cli-rest", "--function", "synth-fn"
         )
@@ -458,3 +448,64 @@ def test_merge_in_aws_starts_follows_and_downloads_a_run(
         assert "no coverage data objects matched" in err.getvalue()
     finally:
         local.stop()
+
+
+@pytest.mark.container
+def test_the_state_machine_runs_with_the_combiner_in_the_image(
+    s3_server, s3, bucket, synthetic, monkeypatch, tmp_path
+):
+    """Once in the image: the same definition, its lambda:invoke reaching the image's
+    combiner (its command replaced, coverage off, read-only with /tmp only, the
+    image's Python and RIE) over 1,050 environments, equal to the report's merge.
+    The image has a name of its own, so other checkouts' container tests keep theirs."""
+    import shutil
+    import uuid
+
+    from tests.containers import build_image, podman, start_with_local_s3
+
+    if shutil.which("podman") is None and os.geteuid() != 0:
+        pytest.skip("podman is not installed and installing it needs root")
+    image = build_image("localhost/lambda-coverage-merge-test")
+    upload_envs(s3, bucket, synthetic, env_keys(1050), tmp_path / "envs")
+    name = f"lc-merge-{uuid.uuid4().hex[:10]}"
+    front = None
+    local = None
+    try:
+        port, _ = start_with_local_s3(
+            name,
+            image,
+            s3_server,
+            bucket,
+            "--volume",
+            f"{synthetic.root / 'synth'}:/var/task/synth:ro",
+            command=("coverage_runtime.report.combiner.lambda_handler",),
+            COVERAGE_ENABLED="false",
+            AWS_LAMBDA_FUNCTION_NAME=COMBINER,
+        )
+        front = LambdaFront({COMBINER_ARN}, [port])
+        definition = statemachine.definition(statemachine.transformed(), SUBSTITUTIONS)
+        local = LocalStepFunctions(monkeypatch, front.endpoint_url, s3_server.endpoint_url)
+        arn = local.create(definition)
+        selection = {"function": "synth-fn", "batch_size": 100, "max_concurrency": 3}
+        run = local.run(arn, "in-image", selection)
+        assert run["status"] == "SUCCEEDED", run
+        output = json.loads(run["output"])
+        assert output["batches"]["planned"] == 11 and output["complete"] is True
+        assert output["environments"]["merged"] == 1050
+        assert len(front.events("batch")) == 11
+        reduced = fetch(s3, bucket, MERGED, tmp_path / "reduced.coverage")
+        in_image = {
+            f.replace("/var/task", str(synthetic.root), 1): lines
+            for f, lines in lines_of(reduced).items()
+        }
+        expected = cli_merge(
+            s3_server, bucket, synthetic, tmp_path / "cli", "--function", "synth-fn"
+        )
+        assert in_image == lines_of(expected)
+        assert output["files"] == 7 and 0 < output["percent"] < 100, "the reports read the source"
+    finally:
+        if local is not None:
+            local.stop()
+        if front is not None:
+            front.stop()
+        podman("rm", "--force", "--time", "0", name, check=False)
