@@ -296,7 +296,10 @@ def _merge_shard(
     objects = matching_objects(request.selection, items)
     client = make_client(settings.endpoint_url, settings.region)
     options = dataclasses.replace(
-        _options(request, settings, work), remap=False, require_data=False
+        _options(request, settings, work),
+        remap=False,
+        require_data=False,
+        cache_dir=work / "cache",  # read once per run: /tmp need not keep them
     )
     result = collect(options, client, objects=objects)
     key = layout.shard_key(request.selection.prefix, request.run_id, shard_id)
@@ -321,7 +324,9 @@ def combine_shards(request: CombineRequest, settings: Settings, work: Path) -> d
     shards = list_shards(client, request.selection, request.run_id)
     # The batches applied the revision filter; shards carry no revision of their own.
     unfiltered = dataclasses.replace(request.selection, revisions=())
-    options = dataclasses.replace(_options(request, settings, work), selection=unfiltered)
+    options = dataclasses.replace(
+        _options(request, settings, work), selection=unfiltered, cache_dir=work / "cache"
+    )
     result = collect(options, client, objects=shards)
     metadata = [o.metadata or {} for o in result.objects]
     batches = _batch_report(client, request, shards)
