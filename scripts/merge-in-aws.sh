@@ -21,7 +21,7 @@ the distributed map's progress while it runs, and downloads what the reduce wrot
   --dry-run           print the calls (as AWS CLI commands), make none
 
 Credentials and region come from the usual AWS configuration (AWS_PROFILE, AWS_REGION).
-Exit status: 0 done, 1 error or failed run.
+Exit status: 0 done, 1 error or failed run, 2 invalid arguments.
 USAGE
   exit 0
 fi

@@ -509,3 +509,51 @@ def test_the_state_machine_runs_with_the_combiner_in_the_image(
         if front is not None:
             front.stop()
         podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_merge_in_aws_script_help_and_dry_run(tmp_path):
+    script = str(REPO_ROOT / "scripts" / "merge-in-aws.sh")
+    env = clean_environment({"LAMBDA_COVERAGE_PYTHON": sys.executable, "HOME": str(tmp_path)})
+    helped = subprocess.run(
+        ["bash", script, "--help"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: scripts/merge-in-aws.sh")
+    arn = f"arn:aws:states:us-east-1:{statemachine.ACCOUNT}:stateMachine:{STATE_MACHINE}"
+    dry = subprocess.run(
+        [
+            "bash",
+            script,
+            "--state-machine",
+            arn,
+            "--function",
+            "orders,payments",
+            "--since",
+            "7d",
+            "--tolerated-failure-percentage",
+            "5",
+            "--name",
+            "nightly",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[1] == (
+        f"aws stepfunctions start-execution --state-machine-arn {arn} --name nightly --input "
+        '\'{"function":["orders","payments"],"since":"7d","tolerated_failure_percentage":5.0}\''
+    )
+    assert any(line.startswith("aws stepfunctions describe-execution") for line in lines)
+    bad = subprocess.run(
+        ["bash", script, "--state-machine", arn, "--batch-size", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--batch-size must be positive" in bad.stderr
