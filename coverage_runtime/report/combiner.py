@@ -75,7 +75,7 @@ STATE_MACHINE_ACTIONS = ("plan", "batch", "reduce")
 
 @dataclass(frozen=True)
 class CombineRequest:
-    """One event, read once: what to merge and how (the module docstring's three forms)."""
+    """One event, read once: what to merge and how (the forms in the module docstring)."""
 
     action: str  # "all", "shard", "plan", "batch" or "reduce"
     selection: Selection
