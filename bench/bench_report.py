@@ -60,6 +60,7 @@ sys.path.insert(0, str(REPO))
 
 from coverage_runtime.layout import ObjectKey  # noqa: E402
 from tests.harness import FAKE_CREDENTIALS, S3Server, clean_environment  # noqa: E402
+from tests.report_samples.synthetic import module_source  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BUCKET = "bench-report"
@@ -67,34 +68,6 @@ FUNCTION = "bench-fn"
 
 
 # -- synthetic function and its data --------------------------------------------------
-
-
-def module_source(index: int) -> str:
-    """~150 lines: 13 functions with branches and loops."""
-    out = [f'"""Synthetic module {index}."""', ""]
-    for f in range(13):
-        out += [
-            f"def f{f}(n):",
-            "    total = 0",
-            "    for i in range(n):",
-            "        if i % 3 == 0:",
-            "            total += i",
-            "        elif i % 3 == 1:",
-            "            total -= 1",
-            "        else:",
-            "            total *= 1",
-            "    if total > 100:",
-            "        return total",
-            "    return -total",
-            "",
-        ]
-    out += [
-        "",
-        "def run(n):",
-        "    return sum(f(n) for f in (" + ", ".join(f"f{f}" for f in range(13)) + "))",
-        "",
-    ]
-    return "\n".join(out)
 
 
 def make_base(work: Path, modules: int, branch: bool) -> dict:

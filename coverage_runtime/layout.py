@@ -9,6 +9,8 @@ the tests) agree by construction:
     <prefix>combined/<function|all>/<version|all>/latest/merged.coverage
     <prefix>combined/<function|all>/<version|all>/history/<UTC time>.json
     <prefix>combined/_runs/<run id>/<shard id>.coverage
+    <prefix>combined/_runs/<run id>/batches.json            the merge state machine's plan
+    <prefix>combined/_runs/<run id>/batches/<batch>.json    one batch of it (its shard: <batch>)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ DATA_SUFFIX = ".coverage"
 COMBINED_FOLDER = "combined/"
 RUNS_FOLDER = "_runs/"
 MERGED_DATA_NAME = "merged.coverage"
+BATCHES_FOLDER = "batches/"
+MANIFEST_NAME = "batches.json"
 CONTENT_TYPE = "application/vnd.sqlite3"
 CONTENT_TYPES = {
     DATA_SUFFIX: CONTENT_TYPE,
@@ -103,6 +107,22 @@ def shard_key(prefix: str, run_id: str, shard_id: str) -> str:
 
 def runs_prefix(prefix: str, run_id: str) -> str:
     return f"{prefix}{COMBINED_FOLDER}{RUNS_FOLDER}{run_id}/"
+
+
+def is_shard_key(prefix: str, run_id: str, key: str) -> bool:
+    """Whether ``key`` is a shard file of the run (not its plan or a batch of it)."""
+    rest = key.removeprefix(runs_prefix(prefix, run_id))
+    return rest != key and "/" not in rest and rest.endswith(DATA_SUFFIX)
+
+
+def manifest_key(prefix: str, run_id: str) -> str:
+    """The merge state machine's plan of a run: the list of its batches."""
+    return f"{runs_prefix(prefix, run_id)}{MANIFEST_NAME}"
+
+
+def batch_key(prefix: str, run_id: str, name: str) -> str:
+    """One batch of a run: the listing entries of the environments it merges."""
+    return f"{runs_prefix(prefix, run_id)}{BATCHES_FOLDER}{name}.json"
 
 
 def metadata_int(metadata: Mapping[str, str] | None, name: str) -> int | None:

@@ -31,6 +31,7 @@ class Fault:
     action: str  # "delay" | "stall" | "stall_503" | "reset" | "status"
     value: float = 0
     remaining: int | None = None  # None: until cleared
+    match: str | None = None  # only requests whose path contains this
 
 
 @dataclass
@@ -76,9 +77,16 @@ class FaultProxy:
 
     # -- control -------------------------------------------------------------
 
-    def set(self, method: str, action: str, value: float = 0, times: int | None = None) -> None:
+    def set(
+        self,
+        method: str,
+        action: str,
+        value: float = 0,
+        times: int | None = None,
+        match: str | None = None,
+    ) -> None:
         with self._lock:
-            self.faults[method] = Fault(action, value, times)
+            self.faults[method] = Fault(action, value, times, match)
             if action.startswith("stall"):
                 self._released.clear()
 
@@ -112,9 +120,9 @@ class FaultProxy:
 
     # -- serving -------------------------------------------------------------
 
-    def _fault_for(self, method: str) -> Fault | None:
+    def _fault_for(self, method: str, path: str) -> Fault | None:
         fault = self.faults.get(method)
-        if fault is None:
+        if fault is None or (fault.match is not None and fault.match not in path):
             return None
         if fault.remaining is not None:
             fault.remaining -= 1
@@ -127,7 +135,7 @@ class FaultProxy:
         body = handler.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._arrived:
-            fault = self._fault_for(handler.command)
+            fault = self._fault_for(handler.command, handler.path)
             self.seen.append(
                 Seen(handler.command, handler.path, headers, fault.action if fault else "pass")
             )

@@ -214,7 +214,8 @@ def test_event_fields_are_checked_before_anything_is_read(envs, s3, lambda_env):
 
 _FIELDS = ("function", "version", "since", "until", "revision", "measure", "run_id", "action")
 _values = (
-    st.none()
+    st.sampled_from(("plan", "batch", "reduce"))
+    | st.none()
     | st.booleans()
     | st.integers()
     | st.text(max_size=12)
@@ -240,3 +241,103 @@ def test_any_event_gets_an_answer_or_a_report_error(envs, s3, lambda_env, event)
         assert str(exc) and "--" not in str(exc), event
     else:
         assert isinstance(result, dict)
+
+
+def test_plan_batch_reduce_events_of_the_state_machine(envs, s3, lambda_env, tmp_path):
+    """The three events the merge state machine sends, in process: a plan cut in
+    batches, each batch into its shard, and a reduce that names a missing one."""
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+    defaults = {"batch_size": "3", "max_concurrency": "10", "tolerated_failure_percentage": "50"}
+    planned = combiner.lambda_handler(
+        {
+            "action": "plan",
+            "run_id": "r1",
+            "selection": {"function": "orders-fn", "since": "2026-11-01"},
+            "defaults": defaults,
+        },
+        None,
+    )
+    assert planned["batches"] == 2 and planned["environments"] == 4
+    assert planned["batch_size"] == 3 and planned["max_concurrency"] == 10
+    assert planned["tolerated_failure_percentage"] == 50.0
+    assert planned["selection"] == {
+        "measure": "auto",
+        "function": ["orders-fn"],
+        "since": "2026-11-01",
+    }
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=planned["manifest"])["Body"].read())
+    assert [m["environments"] for m in manifest] == [3, 1]
+    first = combiner.lambda_handler(
+        {
+            "action": "batch",
+            "run_id": "r1",
+            "batch": manifest[0]["batch"],
+            "selection": planned["selection"],
+        },
+        None,
+    )
+    assert first["environments"] == 3
+    assert first["shard"].endswith("/coverage/combined/_runs/r1/000000.coverage")
+    reduce = {"action": "reduce", "run_id": "r1", "selection": planned["selection"]}
+    with pytest.raises(
+        ReportError, match=r"1 of 2 batches failed \(50%\), more than the 0% tolerated"
+    ):
+        combiner.lambda_handler({**reduce, "tolerated_failure_percentage": 0}, None)
+    final = combiner.lambda_handler({**reduce, "tolerated_failure_percentage": 50}, None)
+    assert final["batches"] == {
+        "planned": 2,
+        "merged": 1,
+        "failed": ["000001"],
+        "environments_not_merged": 1,
+    }
+    assert final["complete"] is False and final["environments"]["merged"] == 3
+    assert final["environments"]["not_merged"] == 1
+
+
+def test_state_machine_events_are_checked(envs, s3, lambda_env):
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+    cases = [
+        ({"action": "plan", "run_id": "r", "selection": {"functions": "x"}}, "unknown field"),
+        ({"action": "plan", "run_id": "r", "selection": {"batch_size": 0}}, "'batch_size': 0"),
+        ({"action": "plan", "run_id": "r", "selection": {"batch_size": 2.5}}, "whole number"),
+        (
+            {"action": "plan", "run_id": "r", "defaults": {"max_concurrency": "many"}},
+            "state machine default 'max_concurrency'",
+        ),
+        (
+            {"action": "plan", "run_id": "r", "selection": {"tolerated_failure_percentage": 101}},
+            "from 0 to 100",
+        ),
+        ({"action": "plan", "selection": {}}, "plan needs event field run_id"),
+        ({"action": "plan", "run_id": "r", "selection": "orders"}, '"selection" must be an object'),
+        (
+            {"action": "plan", "run_id": "r", "selection": {"function": "nothing"}},
+            "no coverage data objects matched",
+        ),
+        ({"action": "batch", "run_id": "r"}, 'event field "batch"'),
+        (
+            {
+                "action": "batch",
+                "run_id": "r",
+                "batch": "coverage/combined/_runs/other/batches/000000.json",
+            },
+            "is not a batch of run 'r'",
+        ),
+        (
+            {
+                "action": "batch",
+                "run_id": "r",
+                "batch": "coverage/combined/_runs/r/batches/000009.json",
+            },
+            "does not exist",
+        ),
+        (
+            {"action": "reduce", "run_id": "r", "tolerated_failure_percentage": "x"},
+            "'tolerated_failure_percentage'",
+        ),
+    ]
+    for event, message in cases:
+        with pytest.raises(ReportError, match=message):
+            combiner.lambda_handler(event, None)

@@ -139,6 +139,8 @@ def list_shards(client: Any, selection: Selection, run_id: str) -> list[DataObje
         paginator = client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=selection.bucket, Prefix=prefix, **extra):
             for item in page.get("Contents", ()):
+                if not layout.is_shard_key(selection.prefix, run_id, str(item["Key"])):
+                    continue  # the run's plan and batches
                 name = str(item["Key"]).rsplit("/", 1)[-1]
                 shards.append(DataObject.listed(item, ObjectKey("_shard", run_id, "", name)))
     except (ClientError, BotoCoreError) as exc:
