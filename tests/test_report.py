@@ -40,6 +40,7 @@ from tests.report_samples.envs import (
     line_of,
     lines_of,
     local_path,
+    never_run_of,
     run_envs,
     union_arcs,
     union_lines,
@@ -216,6 +217,91 @@ def test_several_task_roots_map_to_their_own_directories(envs, s3, bucket, repor
     assert SHAPES in lines_of(run.data_file)
 
 
+def _file_report(run: Run) -> dict[str, dict]:
+    files = json.loads((run.output / "coverage.json").read_text())["files"]
+    return {os.path.relpath(os.path.join(os.getcwd(), k), SAMPLES): v for k, v in files.items()}
+
+
+def test_files_never_imported_are_in_every_report_at_zero_percent(envs, s3, bucket, report):
+    """line-c only ran orders: shapes.py was never imported, so its data never names it;
+    the checkout does, as coverage.py's ``source`` would."""
+    upload(s3, bucket, LINE)
+    run = report("--function-version", "$LATEST", "--date", "2026-11-20", "--format", "json,xml")
+    assert run.code == 0, run.err
+    assert run.summary["environments"]["merged"] == 1
+    assert SHAPES not in lines_of(run.data_file)
+    assert never_run_of(run.data_file) == {
+        str(SAMPLES / n) for n in ("__init__.py", "envs.py", "run_env.py", "sampleapp/shapes.py")
+    }
+    files = _file_report(run)
+    shapes = files["sampleapp/shapes.py"]["summary"]
+    assert shapes["covered_lines"] == 0 and shapes["num_statements"] > 0
+    assert shapes["percent_covered"] == 0
+    assert files["sampleapp/orders.py"]["summary"]["covered_lines"] > 0
+    xml_files = {c.get("filename") for c in ET.parse(run.output / "coverage.xml").iter("class")}
+    assert any(name.endswith("shapes.py") for name in xml_files)
+    assert run.summary["percent"] < 100
+
+
+def test_never_imported_files_honour_include_omit_and_the_coverage_config(
+    envs, s3, bucket, report, tmp_path
+):
+    upload(s3, bucket, LINE[2:3])
+    omitted = report("--omit", "*/envs.py", "--format", "json")
+    assert omitted.code == 0, omitted.err
+    assert "envs.py" not in _file_report(omitted)
+    assert "run_env.py" in _file_report(omitted)
+
+    rcfile = tmp_path / "coveragerc"
+    rcfile.write_text("[run]\nomit = */run_env.py\n[report]\nomit = */report_samples/__init__.py\n")
+    configured = report("--rcfile", str(rcfile), "--format", "json", output="configured")
+    assert configured.code == 0, configured.err
+    assert set(_file_report(configured)) == {
+        "envs.py",
+        "sampleapp/__init__.py",
+        "sampleapp/orders.py",
+        "sampleapp/shapes.py",
+    }
+    assert never_run_of(configured.data_file) == {str(SAMPLES / "envs.py"), SHAPES}
+
+    only = report("--include", "*/sampleapp/*", "--format", "json", output="only")
+    assert only.code == 0, only.err
+    assert set(_file_report(only)) == {
+        f"sampleapp/{n}" for n in ("__init__.py", "orders.py", "shapes.py")
+    }
+    assert _file_report(only)["sampleapp/shapes.py"]["summary"]["covered_lines"] == 0
+
+
+def test_a_task_root_that_maps_nothing_is_an_error_naming_the_roots_seen(
+    envs, s3, bucket, report, tmp_path
+):
+    upload(s3, bucket, LINE)
+    wrong = report("--task-root", "/opt/app")
+    assert wrong.code == 1
+    assert "no recorded path maps into the checkout" in wrong.err
+    assert "the task root(s) /opt/app match none of the 3 measured file(s)" in wrong.err
+    assert "recorded under /var/task: pass --task-root /var/task" in wrong.err
+    assert not (tmp_path / "out" / "merged.coverage").exists()
+
+
+def test_recorded_paths_that_exist_here_but_outside_the_checkout_are_not_read_silently(
+    envs, s3, bucket, report, tmp_path
+):
+    """The data names files of another directory of this machine (here the test's own
+    samples): the report says so instead of reading them in place of the checkout's."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(SAMPLE_PACKAGE, checkout / "sampleapp")
+    upload(s3, bucket, LOCAL)
+    run = report("--source-root", str(checkout))
+    assert run.code == 1
+    assert f"recorded under {SAMPLES}: pass --task-root {SAMPLES}" in run.err
+    fixed = report("--source-root", str(checkout), "--task-root", str(SAMPLES), output="fixed")
+    assert fixed.code == 0, fixed.err
+    assert set(lines_of(fixed.data_file)) == {
+        str(checkout / "sampleapp" / n) for n in ("__init__.py", "shapes.py")
+    }
+
+
 # -- outputs ---------------------------------------------------------------------
 
 
@@ -251,7 +337,9 @@ def test_every_output_format_parses_and_agrees(envs, s3, bucket, report):
     assert summary["lines"]["covered"] == totals["covered_lines"]
     assert summary["lines"]["statements"] == totals["num_statements"]
     assert summary["percent"] == pytest.approx(totals["percent_covered"], abs=1e-3)
-    assert summary["files"] == 3
+    # The three sample modules, and the checkout's files no environment imported at 0%.
+    assert summary["never_imported"] == 3
+    assert summary["files"] == 6
     assert "TOTAL" in run.out
 
 

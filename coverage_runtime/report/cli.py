@@ -352,6 +352,8 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rcfile=args.rcfile,
         include=parse_list(args.include),
         omit=parse_list(args.omit),
+        add_unexecuted=True,
+        require_mapped=True,
     )
     result = build_report(options)
     for key, reason in result.skipped:

@@ -405,8 +405,14 @@ def _bits_to_nums(bits: int) -> list[int]:
 # -- writing ------------------------------------------------------------------
 
 
-def write_data(partial: Partial, out_path: str | Path, branch: bool) -> Path:
-    """Write the merged data as an ordinary coverage.py data file."""
+def write_data(
+    partial: Partial, out_path: str | Path, branch: bool, touch: Sequence[str] = ()
+) -> Path:
+    """Write the merged data as an ordinary coverage.py data file.
+
+    ``touch``: files that no environment ran, recorded with no lines (0%), as
+    coverage.py records the unexecuted files of its ``source``.
+    """
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (out, Path(str(out) + "-journal")):
@@ -431,6 +437,8 @@ def write_data(partial: Partial, out_path: str | Path, branch: bool) -> Path:
             data.add_arcs({})
         else:
             data.add_lines({})
+    if touch:
+        data.touch_files(touch)
     data.write()
     data.close()
     return out

@@ -7,6 +7,7 @@ combiner handler (`collect`, then `report`); each step lives in its own module:
 - `fetch` + `cache`: parallel download into an ETag-keyed cache;
 - `merge`: parallel merge while downloading, and the merged data file;
 - `paths`: recorded paths to the local checkout's;
+- `sources`: the checkout's files that never ran, and a task root that maps nothing;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
 """
 
@@ -31,6 +32,7 @@ from coverage_runtime.report.objects import DataObject, require_some
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
 from coverage_runtime.report.paths import MissingSource, PathMap, drop_paths, remap
 from coverage_runtime.report.selection import Selection
+from coverage_runtime.report.sources import check_mapped, local_roots, source_files, unexecuted
 
 SUMMARY_NAME = "summary.json"
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
@@ -64,6 +66,10 @@ class ReportOptions:
     rcfile: str | None = None
     include: tuple[str, ...] = ()
     omit: tuple[str, ...] = ()
+    # The command line's checks of the checkout (the combiner reads its own image):
+    # every file of the measured source in the reports, and a task root that maps.
+    add_unexecuted: bool = False
+    require_mapped: bool = False
 
 
 @dataclass
@@ -77,6 +83,7 @@ class ReportResult:
     listed: int = 0
     filtered_out: int = 0
     missing_source: list[MissingSource] = field(default_factory=list)
+    unexecuted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -106,6 +113,7 @@ class ReportResult:
             "downloaded": self.fetch.downloaded,
             "from_cache": self.fetch.cached,
             "missing_source": [str(m) for m in self.missing_source],
+            "never_imported": len(self.unexecuted),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -238,9 +246,12 @@ def collect(
             "the next report downloads these objects again"
         )
     missing: list[MissingSource] = []
+    touched: list[str] = []
     phase = time.perf_counter()
     if options.remap:
         path_map = PathMap.parse(options.task_roots, options.source_root)
+        if options.require_mapped:
+            check_mapped(partial.paths(), path_map, options.source_root)
         partial, missing = remap(partial, path_map)
         if missing and not options.ignore_missing_source:
             shown = "\n  ".join(str(m) for m in missing[:20])
@@ -258,7 +269,10 @@ def collect(
                 f"left out {len(missing)} measured file(s) with no local source: "
                 + ", ".join(str(m) for m in missing[:5])
             )
-    data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch)
+        if options.add_unexecuted:
+            files = source_files(local_roots(path_map), options.rcfile, options.omit)
+            touched = unexecuted(partial.paths(), files)
+    data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch, touched)
     timings["remap_and_write"] = time.perf_counter() - phase
     return ReportResult(
         objects=fetched_objects,
@@ -270,6 +284,7 @@ def collect(
         listed=listing.count,
         filtered_out=merged.filtered_out,
         missing_source=missing,
+        unexecuted=touched,
         warnings=warnings,
         timings=timings,
     )
