@@ -217,6 +217,59 @@ def test_several_task_roots_map_to_their_own_directories(envs, s3, bucket, repor
     assert SHAPES in lines_of(run.data_file)
 
 
+def _evidence_oracle(envs: list) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (local file, line): the environments that ran it, read through coverage.py's API."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for env in envs:
+        data = env.data()
+        for recorded in data.measured_files():
+            lines = set(data.lines(recorded) or ())
+            for line in lines:
+                entry = found.setdefault(
+                    (local_path(recorded), line),
+                    {"envs": 0, "inv": 0, "dates": set(), "versions": set(), "revisions": set()},
+                )
+                entry["envs"] += 1
+                entry["inv"] += int(env.metadata.get("invocations", 0))
+                entry["dates"].add(env.date)
+                entry["versions"].add(env.version)
+                if env.metadata.get("code-revision"):
+                    entry["revisions"].add(env.metadata["code-revision"])
+    return found
+
+
+@pytest.mark.parametrize("jobs", ["0", "2"])
+def test_evidence_per_line_is_kept_beside_the_merged_data(envs, s3, bucket, report, jobs):
+    from coverage_runtime.report.evidence import Evidence
+
+    upload(s3, bucket, LINE + BRANCH)
+    run = report("--format", "none", "--jobs", jobs)
+    assert run.code == 0, run.err
+    evidence = Evidence.load(run.output / "evidence.json.gz", relative_to=SAMPLES)
+    assert evidence.environments == 6 and evidence.invocations == 16
+    oracle = _evidence_oracle(LINE + BRANCH)
+    kept = {
+        (path, line): ev
+        for path in evidence.paths()
+        for line, ev in evidence.lines_of(path).items()
+    }
+    assert set(kept) == set(oracle)
+    for key, expected in oracle.items():
+        ev = kept[key]
+        assert (ev.environments, ev.invocations) == (expected["envs"], expected["inv"]), key
+        assert (ev.first, ev.last) == (min(expected["dates"]), max(expected["dates"]))
+        assert ev.versions == expected["versions"] and ev.revisions == expected["revisions"]
+    # The square line ran in line-a (abc123, 11-25) and line-d (version 3, no revision).
+    square = kept[(SHAPES, line_of("shapes", "square"))]
+    assert (square.environments, square.invocations, square.versions, square.revisions) == (
+        2, 9, {"$LATEST", "3"}, {"abc123"},
+    )  # fmt: skip
+    # Arcs too, where the environments recorded branches.
+    arcs = evidence.arcs_of(ORDERS)
+    assert set(arcs) == union_arcs(BRANCH)[ORDERS]
+    assert all(a.environments >= 1 for a in arcs.values())
+
+
 def _file_report(run: Run) -> dict[str, dict]:
     files = json.loads((run.output / "coverage.json").read_text())["files"]
     return {os.path.relpath(os.path.join(os.getcwd(), k), SAMPLES): v for k, v in files.items()}

@@ -6,6 +6,7 @@ combiner handler (`collect`, then `report`); each step lives in its own module:
 - `selection`, `objects` + `listing`: list the data objects under a prefix and filter them;
 - `fetch` + `cache`: parallel download into an ETag-keyed cache;
 - `merge`: parallel merge while downloading, and the merged data file;
+- `evidence`: per line, which environments ran it, how often, when, where;
 - `paths`: recorded paths to the local checkout's;
 - `sources`: the checkout's files that never ran, and a task root that maps nothing;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
@@ -21,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT, MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.client import make_client
+from coverage_runtime.report.evidence import EVIDENCE_NAME, Cohort
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing, GivenObjects
 from coverage_runtime.report.merge import Merger, Partial, choose_measure, write_data
@@ -157,6 +160,13 @@ class _Merged:
     cache_error: str | None
 
 
+def _whose(obj: DataObject) -> tuple[Cohort | None, int]:
+    """The evidence's cohort of an environment's object (None for a merged shard)."""
+    if layout.SHARD_ENVIRONMENTS in (obj.metadata or {}):
+        return None, 0
+    return Cohort(obj.function, obj.version, obj.date, obj.revision or ""), obj.invocations or 0
+
+
 def _fetch_and_merge(
     options: ReportOptions,
     client: Any,
@@ -191,7 +201,7 @@ def _fetch_and_merge(
                 filtered_out += 1
                 continue
             fetched.append(item.obj)
-            merger.add(item.obj.key, item.body)
+            merger.add(item.obj.key, item.body, *_whose(item.obj))
         partial = merger.finish()
     return _Merged(partial, stats, fetched, filtered_out, cache.write_error)
 
@@ -273,6 +283,9 @@ def collect(
             files = source_files(local_roots(path_map), options.rcfile, options.omit)
             touched = unexecuted(partial.paths(), files)
     data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch, touched)
+    partial.evidence.save(
+        options.output_dir / EVIDENCE_NAME, options.source_root if options.remap else None
+    )
     timings["remap_and_write"] = time.perf_counter() - phase
     return ReportResult(
         objects=fetched_objects,
