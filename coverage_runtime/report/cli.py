@@ -2,6 +2,7 @@
 
     lambda-coverage list   --bucket B [filters]
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
+    lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
 
 Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
 is below ``--fail-under`` (as ``coverage report --fail-under``).
@@ -112,6 +113,116 @@ def _selection(args: argparse.Namespace) -> Selection:
     )
 
 
+def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
+    paths = parser.add_argument_group("paths")
+    paths.add_argument(
+        "--task-root",
+        action="append",
+        metavar="PATH[=LOCAL]",
+        help=f"the image's task root to map to the checkout (default {DEFAULT_TASK_ROOT}; "
+        "repeatable; PATH=LOCAL maps one root elsewhere)",
+    )
+    paths.add_argument(
+        "--source-root",
+        default=".",
+        help="local checkout the task root maps to (default: current directory)",
+    )
+    paths.add_argument("--no-remap", action="store_true", help="keep the recorded paths")
+    paths.add_argument(
+        "--ignore-missing-source",
+        action="store_true",
+        help="leave out measured files that have no local source instead of failing",
+    )
+
+
+def _add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    merge = parser.add_argument_group("merging")
+    merge.add_argument(
+        "--measure",
+        choices=("auto", "line", "branch"),
+        default="auto",
+        help="auto: branch when every environment has branch data, else lines (default)",
+    )
+    merge.add_argument(
+        "--jobs",
+        type=int,
+        help="merge worker processes (default: one per core, up to 8; 0 = merge in this "
+        "process; either way overlapped with the downloads)",
+    )
+    merge.add_argument("--download-workers", type=int, default=16, help="parallel downloads")
+    merge.add_argument(
+        "--downloader",
+        choices=("auto", "presigned", "boto3"),
+        default="auto",
+        help="presigned GETs on a shared connection pool (fast), or boto3 get_object; auto "
+        "uses boto3 when --expected-owner or a proxy is set",
+    )
+    merge.add_argument(
+        "--cache-dir",
+        help="download cache, keyed by ETag (default: $XDG_CACHE_HOME/lambda-coverage)",
+    )
+    bar = merge  # --progress / --no-progress: the last one given wins
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
+    )
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+
+
+def _add_unused_parser(commands: Any) -> None:
+    unused = commands.add_parser(
+        "unused",
+        help="a verdict for every function, class and module of the checkout: never run, "
+        "init only, low traffic, active, no data",
+    )
+    _add_selection_arguments(unused)
+    unused.add_argument(
+        "--data",
+        metavar="DIR",
+        help="use the merged data and evidence of an earlier report's output directory "
+        "instead of reading S3",
+    )
+    out = unused.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        default="coverage-report",
+        help="output directory (default: coverage-report)",
+    )
+    out.add_argument(
+        "--format",
+        default="all",
+        help="comma list of json, markdown, html; 'all' (default) or 'none'",
+    )
+    out.add_argument(
+        "--low-traffic",
+        type=float,
+        default=1.0,
+        metavar="PERCENT",
+        help="low_traffic below this share of the observed environments (default 1)",
+    )
+    out.add_argument(
+        "--tests-data",
+        metavar="FILE",
+        help="the unit tests' coverage.py data file: adds untested_in_production and tested_only",
+    )
+    out.add_argument(
+        "--no-static", action="store_true", help="no static check (vulture) for safe_to_delete"
+    )
+    out.add_argument(
+        "--all", action="store_true", help="list every unit in the terminal, active ones too"
+    )
+    out.add_argument("--rcfile", help="coverage.py configuration file")
+    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
+    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    _add_path_arguments(unused)
+    _add_merge_arguments(unused)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lambda-coverage",
@@ -181,59 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave files matching these patterns out of the reports (repeatable)",
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
-    paths = report.add_argument_group("paths")
-    paths.add_argument(
-        "--task-root",
-        action="append",
-        metavar="PATH[=LOCAL]",
-        help=f"the image's task root to map to the checkout (default {DEFAULT_TASK_ROOT}; "
-        "repeatable; PATH=LOCAL maps one root elsewhere)",
-    )
-    paths.add_argument(
-        "--source-root",
-        default=".",
-        help="local checkout the task root maps to (default: current directory)",
-    )
-    paths.add_argument("--no-remap", action="store_true", help="keep the recorded paths")
-    paths.add_argument(
-        "--ignore-missing-source",
-        action="store_true",
-        help="leave out measured files that have no local source instead of failing",
-    )
-    merge = report.add_argument_group("merging")
-    merge.add_argument(
-        "--measure",
-        choices=("auto", "line", "branch"),
-        default="auto",
-        help="auto: branch when every environment has branch data, else lines (default)",
-    )
-    merge.add_argument(
-        "--jobs",
-        type=int,
-        help="merge worker processes (default: one per core, up to 8; 0 = merge in this "
-        "process; either way overlapped with the downloads)",
-    )
-    merge.add_argument("--download-workers", type=int, default=16, help="parallel downloads")
-    merge.add_argument(
-        "--downloader",
-        choices=("auto", "presigned", "boto3"),
-        default="auto",
-        help="presigned GETs on a shared connection pool (fast), or boto3 get_object; auto "
-        "uses boto3 when --expected-owner or a proxy is set",
-    )
-    merge.add_argument(
-        "--cache-dir",
-        help="download cache, keyed by ETag (default: $XDG_CACHE_HOME/lambda-coverage)",
-    )
-    bar = merge  # --progress / --no-progress: the last one given wins
-    bar.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
-    )
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    _add_path_arguments(report)
+    _add_merge_arguments(report)
+    _add_unused_parser(commands)
     return parser
 
 
@@ -317,21 +378,19 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 # -- report ---------------------------------------------------------------------
 
 
-def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
-    from coverage_runtime.report.pipeline import ReportOptions, build_report
+def _pipeline_options(
+    args: argparse.Namespace, selection: Selection, formats: tuple[str, ...], err: TextIO
+) -> Any:
+    """The report pipeline's options from the shared path and merging arguments."""
+    from coverage_runtime.report.pipeline import ReportOptions
 
-    selection = _selection(args)
-    formats = parse_formats(args.format)
     for name, value in (("--jobs", args.jobs), ("--download-workers", args.download_workers)):
         if value is not None and value < (0 if name == "--jobs" else 1):
             raise ReportError(f"invalid {name} {value}")
-    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
-        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
     source_root = Path(args.source_root)
     if not args.no_remap and not source_root.is_dir():
         raise ReportError(f"--source-root {args.source_root!r} is not a directory")
-    options = ReportOptions(
+    return ReportOptions(
         selection=selection,
         endpoint_url=args.endpoint_url,
         region=args.region,
@@ -347,7 +406,7 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         download_workers=args.download_workers,
         downloader=args.downloader,
         progress=err.isatty() if args.progress is None else args.progress,
-        show_contexts=args.contexts,
+        show_contexts=getattr(args, "contexts", False),
         terminal_table=not args.quiet,
         rcfile=args.rcfile,
         include=parse_list(args.include),
@@ -355,6 +414,17 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         add_unexecuted=True,
         require_mapped=True,
     )
+
+
+def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
+    from coverage_runtime.report.pipeline import build_report
+
+    selection = _selection(args)
+    formats = parse_formats(args.format)
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
+    options = _pipeline_options(args, selection, formats, err)
     result = build_report(options)
     for key, reason in result.skipped:
         err.write(f"lambda-coverage: skipped s3://{selection.bucket}/{key}: {reason}\n")
@@ -386,6 +456,97 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+# -- unused ---------------------------------------------------------------------
+
+UNUSED_FORMATS = ("json", "markdown", "html")
+
+
+def _formats(value: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for item in (i.strip().lower() for i in value.split(",")):
+        if not item or item == "none":
+            continue
+        if item == "all":
+            chosen.extend(allowed)
+        elif item in allowed:
+            chosen.append(item)
+        else:
+            raise ReportError(
+                f"invalid format {item!r}: expected a comma list of {', '.join(allowed)}, "
+                "all or none"
+            )
+    return tuple(dict.fromkeys(chosen))
+
+
+def _insights_input(args: argparse.Namespace, err: TextIO) -> tuple[Path, Any]:
+    """The directory with the merged data and evidence, and the evidence when just merged."""
+    if args.data:
+        directory = Path(args.data)
+        if not directory.is_dir():
+            raise ReportError(f"--data {args.data!r} is not a directory")
+        return directory, None
+    from coverage_runtime.report.pipeline import collect
+
+    options = _pipeline_options(args, _selection(args), (), err)
+    if options.remap:
+        options.ignore_missing_source = True  # files of other revisions: mapped through git
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    result = collect(options)
+    for key, reason in result.skipped:
+        err.write(f"lambda-coverage: skipped {key}: {reason}\n")
+    for warning in result.warnings:
+        if not warning.startswith("left out"):
+            err.write(f"lambda-coverage: warning: {warning}\n")
+    return options.output_dir, result.partial.evidence
+
+
+def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report import tables
+    from coverage_runtime.report.insights import Options, analyse, selected, write_json
+
+    formats = _formats(args.format, UNUSED_FORMATS)
+    if not 0 <= args.low_traffic <= 100:
+        raise ReportError(f"invalid --low-traffic {args.low_traffic}: expected 0 to 100")
+    directory, evidence = _insights_input(args, err)
+    insights = analyse(
+        directory,
+        Options(
+            source_root=Path(args.source_root),
+            rcfile=args.rcfile,
+            include=parse_list(args.include),
+            omit=parse_list(args.omit),
+            low_traffic=args.low_traffic / 100,
+            tests_data=args.tests_data,
+            static=not args.no_static,
+        ),
+        evidence,
+    )
+    for warning in insights.warnings:
+        err.write(f"lambda-coverage: warning: {warning}\n")
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    shown = (
+        insights.judged
+        if args.all
+        else selected(insights, [v for v in insights.counts() if v != "active"])
+    )
+    title = "What production runs"
+    written: dict[str, Path] = {}
+    if "json" in formats:
+        written["json"] = write_json(insights, output)
+    if "markdown" in formats:
+        written["markdown"] = output / "unused.md"
+        written["markdown"].write_text(tables.markdown(insights, shown, title), encoding="utf-8")
+    if "html" in formats:
+        written["html"] = output / "unused.html"
+        written["html"].write_text(tables.page(insights, insights.judged, title), encoding="utf-8")
+    if not args.quiet:
+        out.write(tables.terminal(insights, shown))
+    for name, path in written.items():
+        out.write(f"  {name:<8} {path}\n")
+    return EXIT_OK
+
+
 def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -395,6 +556,8 @@ def main(
     try:
         if args.command == "list":
             return run_list(args, out)
+        if args.command == "unused":
+            return run_unused(args, out, err)
         return run_report(args, out, err)
     except ReportError as exc:
         err.write(f"lambda-coverage: error: {exc}\n")

@@ -85,7 +85,7 @@ def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def _coverage(
+def load_coverage(
     data_file: Path, rcfile: str | None, include: Sequence[str], omit: Sequence[str]
 ) -> Any:
     import coverage
@@ -109,7 +109,7 @@ def _html_report(
     show_contexts: bool,
     title: str | None,
 ) -> None:
-    _coverage(data_file, rcfile, include, omit).html_report(
+    load_coverage(data_file, rcfile, include, omit).html_report(
         directory=str(directory), show_contexts=show_contexts, title=title
     )
 
@@ -178,7 +178,7 @@ def write_reports(
         html_job = _html_in_a_worker(data_file, output_dir / "html", **html_options)
     table = io.StringIO()
     try:
-        cov = _coverage(data_file, rcfile, include, omit)
+        cov = load_coverage(data_file, rcfile, include, omit)
         if "html" in formats and html_job is None:
             _html_report(data_file, output_dir / "html", **html_options)
         if "xml" in formats:

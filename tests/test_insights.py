@@ -1,0 +1,241 @@
+"""Insights through the real parts: environments of a function at three revisions of a git
+repository, run under the shim through the AWS RIE, uploading to the local S3; the
+checkout one revision further (tests/insights_samples)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coverage_runtime.report.cli import main
+from tests.harness import FAKE_CREDENTIALS, S3Server
+from tests.insights_samples.deploy import (
+    ENVIRONMENTS,
+    FUNCTION,
+    UNKNOWN_REVISION,
+    deploy,
+    make_repository,
+)
+
+pytestmark = pytest.mark.rie
+
+
+@dataclass
+class Deployed:
+    s3_server: S3Server
+    bucket: str
+    repo: Path
+    task_root: Path
+    commits: list[str]
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def deployed(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    work = tmp_path_factory.mktemp("insights")
+    bucket = f"cov-{uuid.uuid4().hex[:16]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    repo = work / "checkout"
+    commits = make_repository(repo)
+    task_root = work / "task"
+    deploy(s3_server, bucket, task_root, commits, work)
+    return Deployed(s3_server, bucket, repo, task_root, commits, work)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    output: Path
+
+    def json(self, name: str) -> Any:
+        return json.loads((self.output / name).read_text())
+
+
+def cli(deployed: Deployed, tmp_path: Path, command: str, *args: str, output: str = "out") -> Run:
+    out, err = io.StringIO(), io.StringIO()
+    argv = [
+        command,
+        "--bucket",
+        deployed.bucket,
+        "--endpoint-url",
+        deployed.s3_server.endpoint_url,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--source-root",
+        str(deployed.repo),
+        "--task-root",
+        str(deployed.task_root),
+        "--no-progress",
+        "-o",
+        str(tmp_path / output),
+        *args,
+    ]
+    code = main(argv, out=out, err=err)
+    return Run(code, out.getvalue(), err.getvalue(), tmp_path / output)
+
+
+def verdicts(run: Run) -> dict[str, tuple[str, int, int]]:
+    """'path:qualname' -> (verdict, environments that ran it, comparable environments)."""
+    return {
+        f"{u['path']}:{u['qualname']}": (
+            u["verdict"],
+            u["environments"],
+            u["observed_environments"],
+        )
+        for u in run.json("unused.json")["units"]
+    }
+
+
+# Derived by hand from tests/insights_samples (which revision holds each unit unchanged,
+# and which environments of those revisions ran it); r1 has 2 environments, r2 2, r3 1.
+EXPECTED = {
+    "handler.py:<module>": ("active", 3, 3),  # its import changed in r2
+    "handler.py:handler": ("active", 3, 3),
+    "shop/orders.py:<module>": ("no_data", 0, 0),  # r4 added a def to it
+    "shop/orders.py:Cart": ("active", 1, 1),  # r3 added a def to it
+    "shop/orders.py:Cart.__init__": ("active", 4, 5),  # unchanged since r1, lines shifted
+    "shop/orders.py:Cart.add": ("active", 4, 5),
+    "shop/orders.py:Cart.total": ("active", 4, 5),
+    "shop/orders.py:Cart.clear": ("no_data", 0, 0),  # changed in r4, never deployed
+    "shop/orders.py:Cart.count": ("safe_to_delete", 0, 1),  # r3; nothing calls it
+    "shop/orders.py:place": ("active", 4, 5),
+    "shop/orders.py:place.<locals>.receipt": ("active", 4, 5),
+    "shop/orders.py:refund": ("never_run", 0, 3),  # changed in r2; only r1 refunded
+    "shop/orders.py:cancel": ("active", 1, 3),
+    "shop/orders.py:audit": ("no_data", 0, 0),  # new in r4
+    "shop/prices.py:<module>": ("active", 5, 5),  # renamed from pricing.py: followed
+    "shop/prices.py:discount": ("active", 2, 5),
+    "shop/prices.py:surcharge": ("safe_to_delete", 0, 5),
+    "shop/receipts.py:<module>": ("active", 3, 3),  # moved here in r2: no evidence from r1
+    "shop/receipts.py:format_receipt": ("active", 2, 3),
+}
+
+
+def test_unused_gives_every_unit_a_verdict_across_revisions(deployed, tmp_path):
+    run = cli(deployed, tmp_path, "unused", "--all", "--function", FUNCTION)
+    assert run.code == 0, run.err
+    assert verdicts(run) == EXPECTED
+    document = run.json("unused.json")
+    invocations = sum(len(e.events) for e in ENVIRONMENTS if not e.unknown)
+    assert document["observed"] == {
+        "environments": 5,
+        "invocations": invocations,
+        "days": 1,
+        "revisions": 3,
+        "unknown_revisions": 1,
+        "unknown_revision_ids": [UNKNOWN_REVISION],
+        "environments_without_revision": 0,
+        "environments_left_out": 1,
+    }
+    units = {f"{u['path']}:{u['qualname']}": u for u in document["units"]}
+    count = units["shop/orders.py:Cart.count"]
+    assert (count["kind"], count["start_line"], count["end_line"]) == ("method", 18, 19)
+    assert units["shop/orders.py:place.<locals>.receipt"]["kind"] == "nested"
+    assert units["shop/orders.py:Cart"]["kind"] == "class"
+    assert units["handler.py:<module>"]["kind"] == "module"
+    place = units["shop/orders.py:place"]
+    assert place["invocations"] == 7  # the invocations of the 4 that ordered: 3 + 1 + 2 + 1
+    assert place["last_version"] == "3" and place["last_seen"] == document["generated"][:10]
+    assert "does not know" in run.err and UNKNOWN_REVISION in run.err
+    assert "safe_to_delete" in run.out and "Cart.count" in run.out
+
+
+def test_low_traffic_is_a_share_of_the_comparable_environments(deployed, tmp_path):
+    run = cli(deployed, tmp_path, "unused", "--all", "--low-traffic", "50", "--format", "json")
+    assert run.code == 0, run.err
+    changed = {k: v for k, v in verdicts(run).items() if v != EXPECTED[k]}
+    assert changed == {
+        "shop/orders.py:cancel": ("low_traffic", 1, 3),  # 33% < 50%
+        "shop/prices.py:discount": ("low_traffic", 2, 5),  # 40% < 50%
+    }
+
+
+def test_production_against_the_unit_tests_data(deployed, tmp_path):
+    """The unit tests ran surcharge (production never did) and place; not discount."""
+    test = tmp_path / "test_shop.py"
+    test.write_text(
+        "from shop import orders, prices\n"
+        "assert prices.surcharge(1) == 2\n"
+        "assert orders.place([1]) == 'total 1'\n"
+    )
+    data = tmp_path / ".coverage.tests"
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--data-file", str(data),
+         "--source", str(deployed.repo), str(test)],
+        cwd=deployed.repo, check=True, capture_output=True,
+        env={"PYTHONPATH": str(deployed.repo), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    run = cli(deployed, tmp_path, "unused", "--all", "--tests-data", str(data), "--no-static")
+    assert run.code == 0, run.err
+    units = {f"{u['path']}:{u['qualname']}": u for u in run.json("unused.json")["units"]}
+    got = {k: (u["verdict"], u["production_verdict"], u["tested"]) for k, u in units.items()}
+    assert got["shop/prices.py:surcharge"] == ("tested_only", "never_run", True)
+    assert got["shop/prices.py:discount"] == ("untested_in_production", "active", False)
+    assert got["shop/orders.py:place"] == ("active", "active", True)
+    assert got["shop/orders.py:refund"] == ("never_run", "never_run", False)
+    assert got["shop/orders.py:Cart.count"] == ("never_run", "never_run", False)  # no static
+    assert got["shop/orders.py:audit"] == ("no_data", "no_data", False)
+    assert got["handler.py:handler"] == ("untested_in_production", "active", False)
+    assert "statically_unused" not in units["shop/orders.py:Cart.count"]
+
+
+def test_unused_reuses_a_reports_data_and_writes_markdown_and_html(deployed, tmp_path):
+    report = cli(
+        deployed, tmp_path, "report", "--format", "json", "--ignore-missing-source", output="report"
+    )
+    assert report.code == 0, report.err
+    assert "left out 1 measured file(s) with no local source" in report.err  # r1's pricing.py
+    # The checkout's files never imported by r3 are in the report; old paths are not read.
+    files = report.json("coverage.json")["files"]
+    assert {Path(f).name for f in files} == {
+        "handler.py", "__init__.py", "orders.py", "prices.py", "receipts.py"
+    }  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["unused", "--data", str(report.output), "--source-root", str(deployed.repo),
+         "-o", str(tmp_path / "again")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    again = Run(code, out.getvalue(), err.getvalue(), tmp_path / "again")
+    assert verdicts(again) == EXPECTED
+    markdown = (again.output / "unused.md").read_text()
+    assert "| safe_to_delete |" in markdown and "`shop/prices.py:10` `surcharge`" in markdown
+    page = (again.output / "unused.html").read_text()
+    assert page.count('<tr class="') == len(EXPECTED)
+    # The terminal lists what is not active, and the totals.
+    assert "Cart.count" in again.out and "Cart.__init__" not in again.out
+    assert "observed: 5 environment(s)" in again.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--low-traffic", "200"), "invalid --low-traffic 200"),
+        (("--tests-data", "/nonexistent/.coverage"), "--tests-data '/nonexistent/.coverage'"),
+        (("--format", "pdf"), "invalid format 'pdf'"),
+        (("--data", "/nonexistent"), "--data '/nonexistent' is not a directory"),
+    ],
+)
+def test_unused_bad_input_is_one_sentence(deployed, tmp_path, args, message):
+    run = cli(deployed, tmp_path, "unused", *args)
+    assert run.code == 1
+    assert message in run.err
