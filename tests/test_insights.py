@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from coverage_runtime.report.cli import main
-from tests.harness import FAKE_CREDENTIALS, S3Server
+from tests.harness import S3Server
 from tests.insights_samples.deploy import (
     ENVIRONMENTS,
     FUNCTION,
@@ -51,11 +51,8 @@ def deployed(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> D
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
-        monkeypatch.delenv(name, raising=False)
+def aws_env(report_credentials: None) -> None:
+    """Every test runs the CLI in process (tests/conftest.py)."""
 
 
 @dataclass
@@ -231,7 +228,7 @@ def test_unused_reuses_a_reports_data_and_writes_markdown_and_html(deployed, tmp
     [
         (("--low-traffic", "200"), "invalid --low-traffic 200"),
         (("--tests-data", "/nonexistent/.coverage"), "--tests-data '/nonexistent/.coverage'"),
-        (("--format", "pdf"), "invalid format 'pdf'"),
+        (("--format", "pdf"), "invalid report format 'pdf'"),
         (("--data", "/nonexistent"), "--data '/nonexistent' is not a directory"),
     ],
 )

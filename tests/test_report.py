@@ -57,11 +57,8 @@ def envs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
-        monkeypatch.delenv(name, raising=False)
+def aws_env(report_credentials: None) -> None:
+    """Every test runs the CLI in process (tests/conftest.py)."""
 
 
 class Run:

@@ -113,6 +113,18 @@ def _selection(args: argparse.Namespace) -> Selection:
     )
 
 
+def _add_output_arguments(parser: argparse.ArgumentParser, formats: str) -> Any:
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        default="coverage-report",
+        help="output directory (default: coverage-report)",
+    )
+    out.add_argument("--format", default="all", help=f"comma list of {formats}")
+    return out
+
+
 def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     paths = parser.add_argument_group("paths")
     paths.add_argument(
@@ -185,18 +197,7 @@ def _add_unused_parser(commands: Any) -> None:
         help="use the merged data and evidence of an earlier report's output directory "
         "instead of reading S3",
     )
-    out = unused.add_argument_group("output")
-    out.add_argument(
-        "-o",
-        "--output",
-        default="coverage-report",
-        help="output directory (default: coverage-report)",
-    )
-    out.add_argument(
-        "--format",
-        default="all",
-        help="comma list of json, markdown, html; 'all' (default) or 'none'",
-    )
+    out = _add_output_arguments(unused, "json, markdown, html; 'all' (default) or 'none'")
     out.add_argument(
         "--low-traffic",
         type=float,
@@ -255,17 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="download, merge and remap the data; write HTML, XML, LCOV, JSON and a summary",
     )
     _add_selection_arguments(report)
-    out = report.add_argument_group("output")
-    out.add_argument(
-        "-o",
-        "--output",
-        default="coverage-report",
-        help="output directory (default: coverage-report)",
-    )
-    out.add_argument(
-        "--format",
-        default="all",
-        help="comma list of html, xml, lcov, json; 'all' (default) or 'none' (data only)",
+    out = _add_output_arguments(
+        report, "html, xml, lcov, json; 'all' (default) or 'none' (data only)"
     )
     out.add_argument(
         "--fail-under",
@@ -461,23 +453,6 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 UNUSED_FORMATS = ("json", "markdown", "html")
 
 
-def _formats(value: str, allowed: Sequence[str]) -> tuple[str, ...]:
-    chosen: list[str] = []
-    for item in (i.strip().lower() for i in value.split(",")):
-        if not item or item == "none":
-            continue
-        if item == "all":
-            chosen.extend(allowed)
-        elif item in allowed:
-            chosen.append(item)
-        else:
-            raise ReportError(
-                f"invalid format {item!r}: expected a comma list of {', '.join(allowed)}, "
-                "all or none"
-            )
-    return tuple(dict.fromkeys(chosen))
-
-
 def _insights_input(args: argparse.Namespace, err: TextIO) -> tuple[Path, Any]:
     """The directory with the merged data and evidence, and the evidence when just merged."""
     if args.data:
@@ -503,8 +478,9 @@ def _insights_input(args: argparse.Namespace, err: TextIO) -> tuple[Path, Any]:
 def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from coverage_runtime.report import tables
     from coverage_runtime.report.insights import Options, analyse, selected, write_json
+    from coverage_runtime.report.output import parse_formats
 
-    formats = _formats(args.format, UNUSED_FORMATS)
+    formats = parse_formats(args.format, UNUSED_FORMATS)
     if not 0 <= args.low_traffic <= 100:
         raise ReportError(f"invalid --low-traffic {args.low_traffic}: expected 0 to 100")
     directory, evidence = _insights_input(args, err)

@@ -65,22 +65,25 @@ class Outputs:
     terminal: str = ""
 
 
-def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
+def parse_formats(
+    value: str | Sequence[str] | None, allowed: Sequence[str] = FORMATS
+) -> tuple[str, ...]:
+    """The formats a ``--format`` comma list names, of ``allowed``; 'all' or 'none'."""
     if value is None:
-        return FORMATS
+        return tuple(allowed)
     items = value.split(",") if isinstance(value, str) else list(value)
     chosen: list[str] = []
     for item in (i.strip().lower() for i in items):
         if not item or item == "none":
             continue
         if item == "all":
-            chosen.extend(FORMATS)
-        elif item in FORMATS:
+            chosen.extend(allowed)
+        elif item in allowed:
             chosen.append(item)
         else:
             raise ReportError(
                 f"invalid report format {item!r}: expected a comma list of "
-                f"{', '.join(FORMATS)}, all or none"
+                f"{', '.join(allowed)}, all or none"
             )
     return tuple(dict.fromkeys(chosen))
 
