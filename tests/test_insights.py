@@ -236,3 +236,66 @@ def test_unused_bad_input_is_one_sentence(deployed, tmp_path, args, message):
     run = cli(deployed, tmp_path, "unused", *args)
     assert run.code == 1
     assert message in run.err
+
+
+def _diff_units(run: Run) -> dict[str, tuple[int, int, int]]:
+    return {
+        f"{u['path']}:{u['qualname']}": (u["ran"], u["never_ran"], u["new"])
+        for u in run.json("diff.json")["units"]
+    }
+
+
+def test_diff_holds_a_change_against_production(deployed, tmp_path):
+    """r1 -> the checkout: what r2 and r3 ran of it is 'ran', what they held but never
+    ran is 'never_ran', what no deployed revision holds is 'new' (derived by hand)."""
+    run = cli(deployed, tmp_path, "diff", "--base", deployed.commits[0])
+    assert run.code == 0, run.err
+    assert _diff_units(run) == {
+        "handler.py:<module>": (1, 0, 0),  # the new import
+        "handler.py:handler": (3, 0, 0),  # the quote line and the two cancel lines
+        "shop/orders.py:<module>": (2, 0, 1),  # import and 'def cancel' ran; 'def audit' new
+        "shop/orders.py:Cart": (1, 0, 0),  # 'def count' (r3), run at import
+        "shop/orders.py:Cart.clear": (0, 0, 1),  # changed in r4
+        "shop/orders.py:Cart.count": (0, 1, 0),
+        "shop/orders.py:refund": (0, 1, 0),  # changed in r2, never refunded since
+        "shop/orders.py:cancel": (1, 0, 0),
+        "shop/orders.py:audit": (0, 0, 1),
+        "shop/receipts.py:<module>": (1, 0, 0),  # moved here in r2
+        "shop/receipts.py:format_receipt": (1, 0, 0),
+    }
+    document = run.json("diff.json")
+    assert document["lines"] == {"ran": 10, "never_ran": 2, "new": 3}
+    assert document["ran_percent"] == pytest.approx(83.33, abs=0.01)
+    lines = {(d["path"], d["line"]): d for d in document["changed_lines"]}
+    cancel_return = lines[("shop/orders.py", 38)]
+    assert (cancel_return["status"], cancel_return["environments"]) == ("ran", 1)
+    assert cancel_return["observed_environments"] == 3 and cancel_return["invocations"] == 2
+    assert lines[("handler.py", 2)]["environments"] == 3
+    markdown = (run.output / "diff.md").read_text()
+    assert "10 ran in production, 2 never ran, 3 new" in markdown
+    assert "- `shop/orders.py:34`" in markdown  # refund's changed line, never ran
+
+    gate = cli(deployed, tmp_path, "diff", "--base", deployed.commits[0], "--fail-under", "90")
+    assert gate.code == 2
+    assert "83.3% of the changed lines production could run did run" in gate.err
+    assert cli(deployed, tmp_path, "diff", "--base", "HEAD~3", "--fail-under", "80").code == 0
+
+
+def test_diff_of_a_diff_file_and_its_errors(deployed, tmp_path):
+    patch = tmp_path / "change.diff"
+    patch.write_text(
+        subprocess.run(
+            ["git", "-C", str(deployed.repo), "diff", deployed.commits[2], deployed.commits[3]],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    run = cli(deployed, tmp_path, "diff", "--diff-file", str(patch), "--fail-under", "100")
+    assert run.code == 0, run.err  # nothing production could run: nothing below the gate
+    assert run.json("diff.json")["lines"] == {"ran": 0, "never_ran": 0, "new": 3}
+    for args, message in [
+        ((), "give the change as --base REF or --diff-file FILE"),
+        (("--base", "no-such-ref"), "--base 'no-such-ref' is not a revision"),
+        (("--diff-file", str(tmp_path / "none.diff")), "cannot read --diff-file"),
+    ]:
+        bad = cli(deployed, tmp_path, "diff", *args)
+        assert bad.code == 1 and message in bad.err, bad.err

@@ -3,6 +3,7 @@
     lambda-coverage list   --bucket B [filters]
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
     lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
+    lambda-coverage diff   --bucket B [filters] --base origin/main [--fail-under 50]
 
 Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
 is below ``--fail-under`` (as ``coverage report --fail-under``).
@@ -224,6 +225,35 @@ def _add_unused_parser(commands: Any) -> None:
     _add_merge_arguments(unused)
 
 
+def _add_diff_parser(commands: Any) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="the lines a change touches, held against production: ran (how widely), "
+        "never_ran or new, per function",
+    )
+    _add_selection_arguments(diff)
+    change = diff.add_argument_group("the change")
+    change.add_argument("--base", metavar="REF", help="compare the checkout to this git revision")
+    change.add_argument("--diff-file", metavar="FILE", help="a unified diff instead of --base")
+    change.add_argument(
+        "--data", metavar="DIR", help="an earlier report's output directory instead of S3"
+    )
+    out = _add_output_arguments(diff, "json, markdown; 'all' (default) or 'none'")
+    out.add_argument(
+        "--fail-under",
+        type=float,
+        metavar="PERCENT",
+        help="exit with status 2 when fewer than PERCENT of the changed lines production "
+        "could run did run",
+    )
+    out.add_argument("--rcfile", help="coverage.py configuration file")
+    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
+    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    _add_path_arguments(diff)
+    _add_merge_arguments(diff)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lambda-coverage",
@@ -287,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_path_arguments(report)
     _add_merge_arguments(report)
     _add_unused_parser(commands)
+    _add_diff_parser(commands)
     return parser
 
 
@@ -328,7 +359,7 @@ def _head_metadata(
         return [o for o in pool.map(head, objects) if o is not None]
 
 
-def run_list(args: argparse.Namespace, out: TextIO) -> int:
+def run_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     selection = _selection(args)
     client = make_client(args.endpoint_url, args.region, max_connections=max(10, args.workers))
     objects = list(list_objects(client, selection))
@@ -523,6 +554,63 @@ def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+# -- diff -----------------------------------------------------------------------
+
+DIFF_FORMATS = ("json", "markdown")
+
+
+def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+
+    from coverage_runtime.report import tables
+    from coverage_runtime.report.changes import changed_lines, classify
+    from coverage_runtime.report.insights import Options, prepare
+    from coverage_runtime.report.output import parse_formats
+
+    formats = parse_formats(args.format, DIFF_FORMATS)
+    if bool(args.base) == bool(args.diff_file):
+        raise ReportError("give the change as --base REF or --diff-file FILE (one of them)")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
+    source_root = Path(args.source_root)
+    changed = changed_lines(source_root, args.base, args.diff_file)
+    directory, evidence = _insights_input(args, err)
+    options = Options(
+        source_root=source_root,
+        rcfile=args.rcfile,
+        include=parse_list(args.include),
+        omit=parse_list(args.omit),
+    )
+    checkout = prepare(directory, options, evidence)
+    for warning in checkout.warnings:
+        err.write(f"lambda-coverage: warning: {warning}\n")
+    classified = classify(checkout, changed)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "json" in formats:
+        written["json"] = output / "diff.json"
+        written["json"].write_text(json.dumps(classified.as_dict(), indent=1) + "\n")
+    if "markdown" in formats:
+        title = f"This change in production (against {args.base or args.diff_file})"
+        written["markdown"] = output / "diff.md"
+        written["markdown"].write_text(tables.diff_markdown(classified, title), encoding="utf-8")
+    if not args.quiet:
+        out.write(tables.diff_terminal(classified))
+    for name, path in written.items():
+        out.write(f"  {name:<8} {path}\n")
+    if args.fail_under is not None and classified.ran_percent() < args.fail_under:
+        err.write(
+            f"lambda-coverage: {classified.ran_percent():.1f}% of the changed lines production "
+            f"could run did run, below --fail-under {args.fail_under:g}\n"
+        )
+        return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+COMMANDS = {"list": run_list, "report": run_report, "unused": run_unused, "diff": run_diff}
+
+
 def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -530,11 +618,7 @@ def main(
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "list":
-            return run_list(args, out)
-        if args.command == "unused":
-            return run_unused(args, out, err)
-        return run_report(args, out, err)
+        return COMMANDS[args.command](args, out, err)
     except ReportError as exc:
         err.write(f"lambda-coverage: error: {exc}\n")
         return EXIT_ERROR

@@ -110,8 +110,20 @@ def checkout_units(data_file: Path, options: Options) -> list[tuple[str, list[Un
     return found
 
 
-def analyse(directory: Path, options: Options, evidence: Evidence | None = None) -> Insights:
-    """Judge every unit of the checkout against the evidence in ``directory``."""
+@dataclass
+class Checkout:
+    """The checkout's units and a judge of them against the evidence."""
+
+    files: list[tuple[str, list[Unit]]]
+    judge: Judge
+    warnings: list[str]
+    static: bool
+
+
+def prepare(
+    directory: Path, options: Options, evidence: Evidence | None = None, static: bool = False
+) -> Checkout:
+    """Units of the checkout (``directory``: the merged data and evidence of a report)."""
     from coverage_runtime.layout import MERGED_DATA_NAME
 
     data_file = directory / MERGED_DATA_NAME
@@ -129,7 +141,7 @@ def analyse(directory: Path, options: Options, evidence: Evidence | None = None)
         )
     tested = tests_lines(options.tests_data) if options.tests_data else None
     unused = None
-    if options.static:
+    if static:
         try:
             import vulture  # noqa: F401
         except ImportError:
@@ -137,19 +149,26 @@ def analyse(directory: Path, options: Options, evidence: Evidence | None = None)
         else:
             unused = statically_unused([path for path, _ in files])
     judge = Judge(evidence, revisions, options.low_traffic, tested, unused)
-    judged = [judge.judge(unit, path) for path, units in files for unit in units if unit.lines]
     if judge.observed.unknown:
         warnings.append(
             f"{judge.observed.left_out} environment(s) ran revision(s) this checkout does not "
             f"know and are left out: {', '.join(judge.observed.unknown[:5])}"
         )
+    return Checkout(files, judge, warnings, unused is not None)
+
+
+def analyse(directory: Path, options: Options, evidence: Evidence | None = None) -> Insights:
+    """Judge every unit of the checkout against the evidence in ``directory``."""
+    checkout = prepare(directory, options, evidence, static=options.static)
+    judge = checkout.judge
+    judged = [judge.judge(u, path) for path, units in checkout.files for u in units if u.lines]
     return Insights(
         judge.observed,
         judged,
         options.low_traffic,
-        warnings,
-        tests=tested is not None,
-        static=unused is not None,
+        checkout.warnings,
+        tests=options.tests_data is not None,
+        static=checkout.static,
     )
 
 

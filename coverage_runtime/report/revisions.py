@@ -22,7 +22,7 @@ from coverage_runtime.errors import ReportError
 _ALL_CONTEXT = "-U1000000"  # every unchanged line of a changed file, numbered on both sides
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     git = shutil.which("git")
     if git is None:
         raise ReportError("git is not installed: it is needed to map revisions")
@@ -40,7 +40,7 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def repository_root(path: Path) -> Path | None:
     """The top of the git work tree ``path`` is in, or None."""
-    found = _git(path, "rev-parse", "--show-toplevel")
+    found = run_git(path, "rev-parse", "--show-toplevel")
     return Path(found.stdout.strip()) if found.returncode == 0 else None
 
 
@@ -106,13 +106,13 @@ class Revisions:
 
         if self.top is None or revision.startswith("-"):
             return None
-        found = _git(self.top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+        found = run_git(self.top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
         if found.returncode != 0:
             return None
         commit = found.stdout.strip()
-        listed = _git(self.top, "ls-tree", "-r", "--name-only", "-z", commit)
+        listed = run_git(self.top, "ls-tree", "-r", "--name-only", "-z", commit)
         tracked = {p for p in listed.stdout.split("\0") if p}
-        diff = _git(
+        diff = run_git(
             self.top,
             "-c",
             "core.quotePath=false",

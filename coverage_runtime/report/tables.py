@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from coverage_runtime.report.changes import NEVER_RAN, NEW, RAN, Classified, UnitChange
 from coverage_runtime.report.insights import Insights
 from coverage_runtime.report.verdicts import Judged
 
@@ -97,3 +98,56 @@ def page(insights: Insights, judged: Sequence[Judged], title: str) -> str:
         f"<p>{html.escape(_counts_line(insights))}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></body></html>\n"
     )
+
+
+# -- a change against production -------------------------------------------------------
+
+DIFF_COLUMNS = ("unit", "kind", "ran", "never_ran", "new", "widest line ran in", "invocations")
+
+
+def _diff_row(change: UnitChange) -> tuple[str, ...]:
+    unit = change.unit
+    share = "-"
+    if change.observed:
+        share = f"{change.environments}/{change.observed} envs "
+        share += f"({change.environments / change.observed:.0%})"
+    return (
+        f"{unit.path}:{unit.start_line} {unit.qualname}",
+        unit.kind,
+        str(change.counts[RAN]),
+        str(change.counts[NEVER_RAN]),
+        str(change.counts[NEW]),
+        share,
+        str(change.invocations),
+    )
+
+
+def _diff_totals(classified: Classified) -> str:
+    counts = classified.counts()
+    return (
+        f"changed statements: {counts[RAN]} ran in production, {counts[NEVER_RAN]} never ran, "
+        f"{counts[NEW]} new ({classified.ran_percent():.1f}% of those production could run ran)"
+    )
+
+
+def diff_terminal(classified: Classified) -> str:
+    rows = [DIFF_COLUMNS, *(_diff_row(c) for c in classified.units)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(DIFF_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([*lines, "", _diff_totals(classified)]) + "\n"
+
+
+def diff_markdown(classified: Classified, title: str) -> str:
+    out = [f"## {_md(title)}", "", _md(_diff_totals(classified)), ""]
+    out += ["| " + " | ".join(DIFF_COLUMNS) + " |", "|" + "---|" * len(DIFF_COLUMNS)]
+    for change in classified.units:
+        cells = list(_diff_row(change))
+        cells[0] = f"`{change.unit.path}:{change.unit.start_line}` `{change.unit.qualname}`"
+        out.append("| " + " | ".join(c if i == 0 else _md(c) for i, c in enumerate(cells)) + " |")
+    never = [line for line in classified.lines if line.status == NEVER_RAN]
+    if never:
+        out += ["", "Changed lines production never ran:", ""]
+        out += [f"- `{line.as_dict()['path']}:{line.line}`" for line in never]
+    return "\n".join(out) + "\n"

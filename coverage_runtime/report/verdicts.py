@@ -134,6 +134,28 @@ class Judged:
 
 
 @dataclass
+class Tally:
+    """Environments that could have run some lines (``observed``) and those that did."""
+
+    observed: int = 0
+    environments: int = 0
+    invocations: int = 0
+    served: bool = False  # some of it ran outside the init label
+    last_seen: str | None = None
+    last_version: str | None = None
+    dates: set[str] = field(default_factory=set)
+    revisions: set[str] = field(default_factory=set)
+
+    def add(self, cohort: Cohort, count: Count) -> None:
+        self.environments += count.environments
+        self.invocations += count.invocations
+        if self.last_seen is None or cohort.date > self.last_seen:
+            self.last_seen, self.last_version = cohort.date, cohort.version
+        elif cohort.date == self.last_seen:
+            self.last_version = max(self.last_version or "", cohort.version)
+
+
+@dataclass
 class Comparable:
     """For one revision: where the unit's lines were then, and the bits to test."""
 
@@ -206,26 +228,42 @@ class Judge:
             found.append(Comparable(cohorts, old_path, bits_of(n for n in olds if n)))
         return found
 
-    def judge(self, unit: Unit, path: str) -> Judged:
-        """The verdict of ``unit`` of the checkout's file ``path`` (absolute)."""
-        comparable = self._comparable(path, unit.lines) if unit.lines else []
-        observed = sum(self.evidence.cohorts[c].environments for k in comparable for c in k.cohorts)
-        result = Judged(unit, NO_DATA, "none", observed=observed)
-        served = False
+    def tally(self, path: str, lines: set[int]) -> Tally:
+        """The evidence of ``lines`` of the checkout's ``path``: comparable environments
+        (whose revision holds all of them unchanged) and those that ran any of them."""
+        comparable = self._comparable(path, lines) if lines else []
+        found = Tally()
         for k in comparable:
             wanted = set(k.cohorts)
+            for cohort in k.cohorts:
+                found.observed += self.evidence.cohorts[cohort].environments
+                found.dates.add(cohort.date)
+                if cohort.revision:
+                    found.revisions.add(cohort.revision)
             for profile, count in self.by_path.get(k.path, ()):
                 hit = profile.lines & k.mask
                 if hit and profile.cohort in wanted:
-                    served = served or bool(hit & ~profile.init_only)
-                    _count(result, profile.cohort, count)
-        if observed:
-            cohorts = [c for k in comparable for c in k.cohorts]
-            result.verdict = self._production(result, served)
+                    found.served = found.served or bool(hit & ~profile.init_only)
+                    found.add(profile.cohort, count)
+        return found
+
+    def judge(self, unit: Unit, path: str) -> Judged:
+        """The verdict of ``unit`` of the checkout's file ``path`` (absolute)."""
+        tally = self.tally(path, unit.lines)
+        result = Judged(
+            unit,
+            NO_DATA,
+            "none",
+            environments=tally.environments,
+            invocations=tally.invocations,
+            observed=tally.observed,
+            last_seen=tally.last_seen,
+            last_version=tally.last_version,
+        )
+        if tally.observed:
+            result.verdict = self._production(result, tally.served)
             result.confidence = confidence(
-                observed,
-                len({c.date for c in cohorts}),
-                len({c.revision for c in cohorts if c.revision}) or 1,
+                tally.observed, len(tally.dates), len(tally.revisions) or 1
             )
         self._static_and_tests(result, path)
         return result
@@ -253,15 +291,6 @@ class Judge:
                 result.verdict = UNTESTED_IN_PRODUCTION
             elif result.verdict in (NEVER_RUN, SAFE_TO_DELETE) and result.tested:
                 result.verdict = TESTED_ONLY
-
-
-def _count(result: Judged, cohort: Cohort, count: Count) -> None:
-    result.environments += count.environments
-    result.invocations += count.invocations
-    if result.last_seen is None or cohort.date > result.last_seen:
-        result.last_seen, result.last_version = cohort.date, cohort.version
-    elif cohort.date == result.last_seen:
-        result.last_version = max(result.last_version or "", cohort.version)
 
 
 def tests_lines(data_file: str) -> dict[str, set[int]]:
