@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from coverage_runtime.report.cli import main
-from tests.harness import S3Server
+from tests.harness import REPO_ROOT, S3Server
 from tests.insights_samples.deploy import (
     ENVIRONMENTS,
     FUNCTION,
@@ -131,7 +132,7 @@ def test_unused_gives_every_unit_a_verdict_across_revisions(deployed, tmp_path):
     assert run.code == 0, run.err
     assert verdicts(run) == EXPECTED
     document = run.json("unused.json")
-    invocations = sum(len(e.events) for e in ENVIRONMENTS if not e.unknown)
+    invocations = sum(len(e.events) + 1 for e in ENVIRONMENTS if not e.unknown)  # + the flush
     assert document["observed"] == {
         "environments": 5,
         "invocations": invocations,
@@ -149,7 +150,8 @@ def test_unused_gives_every_unit_a_verdict_across_revisions(deployed, tmp_path):
     assert units["shop/orders.py:Cart"]["kind"] == "class"
     assert units["handler.py:<module>"]["kind"] == "module"
     place = units["shop/orders.py:place"]
-    assert place["invocations"] == 7  # the invocations of the 4 that ordered: 3 + 1 + 2 + 1
+    # The invocations of the 4 environments that ordered (their events and the flush).
+    assert place["invocations"] == (3 + 1) + (1 + 1) + (2 + 1) + (1 + 1)
     assert place["last_version"] == "3" and place["last_seen"] == document["generated"][:10]
     assert "does not know" in run.err and UNKNOWN_REVISION in run.err
     assert "safe_to_delete" in run.out and "Cart.count" in run.out
@@ -269,7 +271,7 @@ def test_diff_holds_a_change_against_production(deployed, tmp_path):
     lines = {(d["path"], d["line"]): d for d in document["changed_lines"]}
     cancel_return = lines[("shop/orders.py", 38)]
     assert (cancel_return["status"], cancel_return["environments"]) == ("ran", 1)
-    assert cancel_return["observed_environments"] == 3 and cancel_return["invocations"] == 2
+    assert cancel_return["observed_environments"] == 3 and cancel_return["invocations"] == 3
     assert lines[("handler.py", 2)]["environments"] == 3
     markdown = (run.output / "diff.md").read_text()
     assert "10 ran in production, 2 never ran, 3 new" in markdown
@@ -299,3 +301,127 @@ def test_diff_of_a_diff_file_and_its_errors(deployed, tmp_path):
     ]:
         bad = cli(deployed, tmp_path, "diff", *args)
         assert bad.code == 1 and message in bad.err, bad.err
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium, installed by the project's script when missing."""
+    found = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "browser-setup.sh")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    if found.returncode != 0:
+        pytest.skip(f"no headless Chromium: {found.stderr.strip()}")
+    return found.stdout.strip().splitlines()[-1]
+
+
+def rendered(chromium: str, page: Path, profile: Path) -> dict[str, tuple[int, list]]:
+    """What the page holds after its scripts ran in headless Chromium: per chart title,
+    the canvases drawn and the points."""
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    import html as html_module
+
+    charts = {}
+    for match in re.finditer(r'<div class="chart"([^>]*)>', dom):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', match.group(1)))
+        charts[html_module.unescape(attributes["data-title"])] = (
+            int(attributes.get("data-rendered", "0")),
+            json.loads(html_module.unescape(attributes.get("data-points", "null"))),
+        )
+    return charts
+
+
+def _combine_in_process(deployed: Deployed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from coverage_runtime.report import combiner
+
+    monkeypatch.setenv("COVERAGE_S3_BUCKET", deployed.bucket)
+    monkeypatch.setenv("COVERAGE_S3_ENDPOINT_URL", deployed.s3_server.endpoint_url)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(deployed.task_root))  # r3's files, deployed last
+    monkeypatch.setattr(combiner, "CACHE_DIR", str(tmp_path / "combiner-cache"))
+    monkeypatch.setattr(combiner, "WORK_DIR", str(tmp_path / "combiner-work"))
+    return combiner.lambda_handler({"function": FUNCTION}, None)
+
+
+@pytest.mark.browser
+def test_history_page_renders_its_charts_in_chromium(deployed, tmp_path, chromium, monkeypatch):
+    everything = cli(
+        deployed, tmp_path, "report", "--ignore-missing-source", "--format", "json", output="all"
+    )
+    assert everything.code == 0, everything.err
+    r3 = cli(deployed, tmp_path, "report", "--revision", deployed.commits[2], output="r3")
+    assert r3.code == 0, r3.err
+    combined = _combine_in_process(deployed, monkeypatch, tmp_path)
+    # Every statement of the checkout production ran, through the revisions: a diff from
+    # the empty tree touches every line.
+    empty_tree = subprocess.run(
+        ["git", "-C", str(deployed.repo), "hash-object", "-t", "tree", "/dev/null"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    whole = subprocess.run(
+        ["git", "-C", str(deployed.repo), "diff", empty_tree, "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (tmp_path / "whole.diff").write_text(whole)
+    every = cli(deployed, tmp_path, "diff", "--data", str(everything.output),
+                "--diff-file", str(tmp_path / "whole.diff"), output="every")  # fmt: skip
+    assert every.code == 0, every.err
+    reached = every.json("diff.json")["lines"]["ran"]
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["history", "--bucket", deployed.bucket, "--endpoint-url", deployed.s3_server.endpoint_url,
+         "--runs", str(everything.output), "--runs", str(r3.output / "summary.json"),
+         "--data", str(everything.output), "--source-root", str(deployed.repo),
+         "-o", str(tmp_path / "history")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    page = tmp_path / "history" / "history.html"
+    text = page.read_text()
+    assert (
+        "http://" not in text.replace("http://www.w3.org", "")
+        and "https://" not in text.split("/*! https://github.com/leeoniya/uPlot")[0]
+    )
+
+    charts = rendered(chromium, page, tmp_path / "chromium-profile")
+    all_summary, r3_summary = everything.json("summary.json"), r3.json("summary.json")
+    statements = all_summary["lines"]["statements"]
+    r3_lines = r3_summary["lines"]
+    assert r3_lines["statements"] == statements  # the same checkout's files
+    assert set(charts) == {
+        "Coverage per day (%)",
+        "Environments and invocations merged (the day's last run)",
+        "Environments and invocations per init day",
+        "Lines reached for the first time",
+        "Coverage per function version (%)",
+    }
+    assert all(canvases >= 1 for canvases, _ in charts.values()), charts
+    assert dict(charts["Coverage per day (%)"][1]) == {
+        all_summary["selection"]: [round(all_summary["percent"], 2)],
+        r3_summary["selection"]: [round(r3_summary["percent"], 2)],
+        f"{FUNCTION}/all": [round(combined["percent"], 2)],
+    }
+    assert dict(charts["Environments and invocations merged (the day's last run)"][1]) == {
+        "environments": [6 + 1 + 6],
+        "invocations": [15 + 2 + 15],  # 9 events and 6 flushes; r3's 1 and 1
+    }
+    assert dict(charts["Environments and invocations per init day"][1]) == {
+        "environments": [6],
+        "invocations": [15],
+    }
+    assert dict(charts["Lines reached for the first time"][1]) == {
+        "new lines": [reached],
+        "lines reached so far": [reached],
+    }
+    per_version = dict(charts["Coverage per function version (%)"][1])["coverage"]
+    assert len(per_version) == 3  # versions 1, 2, 3
+    # Version 3 is r3's one environment (the unknown revision's is left out); r3's lines are
+    # the checkout's but for what r4 changed, which it never ran.
+    assert per_version[2] == round(100 * r3_lines["covered"] / statements, 2)
+    assert all(0 < p < 100 for p in per_version)

@@ -78,7 +78,7 @@ def test_one_invocation_merges_and_writes_under_combined(envs, s3, lambda_env, t
     assert 0 < summary["percent"] < 100
     assert summary["lines"]["covered"] <= summary["lines"]["statements"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
-    for name in ("coverage.json", "coverage.xml", "coverage.lcov"):
+    for name in ("coverage.json", "coverage.xml", "coverage.lcov", "evidence.json.gz"):
         assert f"{scope}{name}" in keys
     assert any(k.startswith("coverage/combined/orders-fn/all/history/") for k in keys)
     # The combiner's outputs are never taken for environment data.

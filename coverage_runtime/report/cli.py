@@ -4,6 +4,7 @@
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
     lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
     lambda-coverage diff   --bucket B [filters] --base origin/main [--fail-under 50]
+    lambda-coverage history [--bucket B] [--runs DIR ...] [--data DIR]
 
 Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
 is below ``--fail-under`` (as ``coverage report --fail-under``).
@@ -254,6 +255,36 @@ def _add_diff_parser(commands: Any) -> None:
     _add_merge_arguments(diff)
 
 
+def _add_history_parser(commands: Any) -> None:
+    history = commands.add_parser(
+        "history",
+        help="one self-contained HTML page of charts: coverage per day and per version, "
+        "environments and invocations, lines reached for the first time",
+    )
+    _add_selection_arguments(history)
+    given = history.add_argument_group("what to chart")
+    given.add_argument(
+        "--runs",
+        action="append",
+        metavar="PATH",
+        help="a local report's output directory or summary.json (repeatable); with --bucket, "
+        "the combiner's history/ summaries are read too",
+    )
+    given.add_argument(
+        "--data", metavar="DIR", help="a report's output directory: its evidence per init day"
+    )
+    given.add_argument(
+        "--source-root", default=".", help="the checkout (default: current directory)"
+    )
+    given.add_argument("--rcfile", help="coverage.py configuration file")
+    given.add_argument(
+        "-o",
+        "--output",
+        default="coverage-report",
+        help="output directory (default: coverage-report)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lambda-coverage",
@@ -318,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_merge_arguments(report)
     _add_unused_parser(commands)
     _add_diff_parser(commands)
+    _add_history_parser(commands)
     return parser
 
 
@@ -608,7 +640,42 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"list": run_list, "report": run_report, "unused": run_unused, "diff": run_diff}
+# -- history ----------------------------------------------------------------------
+
+
+def run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report import history
+
+    runs = history.local_summaries(parse_list(args.runs))
+    notes: list[str] = []
+    if args.bucket:
+        selection = _selection(args)
+        client = make_client(args.endpoint_url, args.region)
+        found = history.s3_summaries(
+            client, selection.bucket, selection.prefix, selection.functions
+        )
+        notes.append(
+            f"{len(found)} combiner run(s) from s3://{selection.bucket}/{selection.prefix}"
+        )
+        runs += found
+    if args.runs:
+        notes.append(f"{len(args.runs)} local report run(s)")
+    charts = history.summary_charts(runs)
+    if args.data:
+        charts += history.load_evidence_charts(Path(args.data), Path(args.source_root), args.rcfile)
+        notes.append(f"evidence of {args.data}")
+    path = history.write_page(charts, Path(args.output), "Coverage history", notes)
+    out.write(f"{len(charts)} chart(s), {len(runs)} run(s)\n  html     {path}\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "list": run_list,
+    "report": run_report,
+    "unused": run_unused,
+    "diff": run_diff,
+    "history": run_history,
+}
 
 
 def main(

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from coverage_runtime.report.selection import Selection
 from coverage_runtime.report.sources import check_mapped, local_roots, source_files, unexecuted
 
 SUMMARY_NAME = "summary.json"
+GENERATED_AT = "%Y-%m-%dT%H-%M-%SZ"  # a summary's time, also its history key's name
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
 MAX_BATCH = 64  # files per merge batch at most
 
@@ -335,7 +337,9 @@ def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
     outputs = report(options, result)
     result.timings["total"] = time.perf_counter() - started
     summary_path = options.output_dir / SUMMARY_NAME
-    summary_path.write_text(json.dumps(result.summary(options.selection), indent=2) + "\n")
+    summary = result.summary(options.selection)
+    summary["generated_at"] = datetime.now(UTC).strftime(GENERATED_AT)  # as the combiner's
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     outputs.files["summary"] = summary_path
     outputs.files["data"] = result.data_file
     return result

@@ -247,6 +247,17 @@ class Judge:
                     found.add(profile.cohort, count)
         return found
 
+    def line_cohorts(self, path: str, line: int) -> set[Cohort]:
+        """The cohorts (of known revisions) with an environment that ran ``line`` of the
+        checkout's ``path`` as it is now."""
+        found: set[Cohort] = set()
+        for k in self._comparable(path, {line}):
+            wanted = set(k.cohorts)
+            for profile, _ in self.by_path.get(k.path, ()):
+                if profile.lines & k.mask and profile.cohort in wanted:
+                    found.add(profile.cohort)
+        return found
+
     def judge(self, unit: Unit, path: str) -> Judged:
         """The verdict of ``unit`` of the checkout's file ``path`` (absolute)."""
         tally = self.tally(path, unit.lines)
