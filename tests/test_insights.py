@@ -425,3 +425,56 @@ def test_history_page_renders_its_charts_in_chromium(deployed, tmp_path, chromiu
     # the checkout's but for what r4 changed, which it never ran.
     assert per_version[2] == round(100 * r3_lines["covered"] / statements, 2)
     assert all(0 < p < 100 for p in per_version)
+
+
+# -- labels and revisions, on the report tests' sample environments (coverage.py in a process)
+
+
+def _samples_unused(s3_server, bucket: str, tmp_path: Path, *args: str) -> Run:
+    from tests.report_samples.envs import SAMPLES
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["unused", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+            "--cache-dir", str(tmp_path / "cache"), "--source-root", str(SAMPLES),
+            "--no-progress", "--all", "-o", str(tmp_path / "out"), *args]  # fmt: skip
+    code = main(argv, out=out, err=err)
+    return Run(code, out.getvalue(), err.getvalue(), tmp_path / "out")
+
+
+def test_code_run_only_under_the_init_label_is_init_only(s3_server, s3, bucket, tmp_path):
+    from tests.report_samples.envs import Env, run_all, upload
+
+    calls = [["init", "shapes", "classify", [1]], ["business", "shapes", "area", ["square", 2]]]
+    envs = [Env("init-a", calls, function="init-fn")]
+    run_all(envs, tmp_path / "envs")
+    upload(s3, bucket, envs)
+    run = _samples_unused(s3_server, bucket, tmp_path, "--no-static")
+    assert run.code == 0, run.err
+    got = {k: v[0] for k, v in verdicts(run).items() if k.startswith("sampleapp/shapes.py")}
+    assert got == {
+        "sampleapp/shapes.py:<module>": "init_only",  # imported under the init label
+        "sampleapp/shapes.py:classify": "init_only",
+        "sampleapp/shapes.py:area": "active",
+    }
+
+
+def test_revisions_unknown_here_are_left_out_and_none_is_the_checkouts(
+    s3_server, s3, bucket, tmp_path, tmp_path_factory
+):
+    """line-a/b/c ran revisions abc123/def456, which this repository does not have;
+    line-d recorded none and counts as the checkout's."""
+    from tests.report_samples.envs import LINE, run_all, upload
+
+    run_all(LINE, tmp_path_factory.mktemp("line"))
+    upload(s3, bucket, LINE)
+    run = _samples_unused(s3_server, bucket, tmp_path, "--no-static")
+    assert run.code == 0, run.err
+    observed = run.json("unused.json")["observed"]
+    assert observed["environments"] == 1 and observed["invocations"] == 5
+    assert observed["environments_without_revision"] == 1
+    assert observed["unknown_revisions"] == 2 and observed["environments_left_out"] == 3
+    assert sorted(observed["unknown_revision_ids"]) == ["abc123", "def456"]
+    got = verdicts(run)
+    assert got["sampleapp/shapes.py:area"] == ("active", 1, 1)  # line-d: square 3
+    assert got["sampleapp/shapes.py:classify"] == ("never_run", 0, 1)
+    assert got["sampleapp/orders.py:total"] == ("never_run", 0, 1)  # only line-c totalled

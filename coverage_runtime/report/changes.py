@@ -24,7 +24,7 @@ from typing import Any
 
 from coverage_runtime.errors import ReportError
 from coverage_runtime.report.insights import Checkout
-from coverage_runtime.report.revisions import repository_root, run_git
+from coverage_runtime.report.revisions import repository_root, run_git, unidiff_patch
 from coverage_runtime.report.units import Unit
 
 RAN = "ran"
@@ -37,7 +37,7 @@ def changed_lines(
     source_root: Path, base: str | None = None, diff_file: str | None = None
 ) -> dict[str, set[int]]:
     """Added or modified lines per file (absolute path) of ``git diff BASE`` or a diff file."""
-    from unidiff import PatchSet
+    patch_set = unidiff_patch()
     from unidiff.errors import UnidiffParseError
 
     top = repository_root(source_root)
@@ -62,7 +62,7 @@ def changed_lines(
             raise ReportError(f"git diff {base} failed: {diff.stderr.strip()}")
         text = diff.stdout
     try:
-        patch = PatchSet(text)
+        patch = patch_set(text)
     except UnidiffParseError as exc:
         raise ReportError(f"not a unified diff: {exc}") from exc
     root = top if top is not None else Path(os.path.abspath(source_root))

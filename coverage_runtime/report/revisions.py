@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from coverage_runtime.errors import ReportError
 
@@ -36,6 +37,17 @@ def run_git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ReportError(f"git {args[0]} failed: {exc}") from exc
+
+
+def unidiff_patch() -> Any:
+    """unidiff's PatchSet, or a `ReportError` saying how to install it."""
+    try:
+        from unidiff import PatchSet
+    except ImportError as exc:
+        raise ReportError(
+            "unidiff is not installed: pip install 'lambda-coverage[report]' (or unidiff)"
+        ) from exc
+    return PatchSet
 
 
 def repository_root(path: Path) -> Path | None:
@@ -102,8 +114,7 @@ class Revisions:
         return self._maps[revision]
 
     def _build(self, revision: str) -> LineMap | None:
-        from unidiff import PatchSet
-
+        patch_set = unidiff_patch()
         if self.top is None or revision.startswith("-"):
             return None
         found = run_git(self.top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
@@ -129,7 +140,7 @@ class Revisions:
         if diff.returncode != 0:
             raise ReportError(f"git diff {revision} failed: {diff.stderr.strip()}")
         line_map = LineMap(revision, commit, tracked)
-        for patched in PatchSet(diff.stdout):
+        for patched in patch_set(diff.stdout):
             if patched.is_removed_file:
                 continue
             now = _strip(patched.target_file)
