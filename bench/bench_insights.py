@@ -104,7 +104,9 @@ def agree(out_report: Path, out_unused: Path) -> bool:
     root = out_unused.parent  # where both ran: the checkout
     files = json.loads((out_report / "coverage.json").read_text())["files"]
     document = json.loads((out_unused / "unused.json").read_text())
-    verdicts = {(u["path"], u["qualname"], u["start_line"]): u["verdict"] for u in document["units"]}
+    verdicts = {
+        (u["path"], u["qualname"], u["start_line"]): u["verdict"] for u in document["units"]
+    }
     never = ("never_run", "safe_to_delete")
     for relative, entry in files.items():
         ran = set(entry["executed_lines"])
@@ -117,7 +119,9 @@ def agree(out_report: Path, out_unused: Path) -> bool:
     return True
 
 
-def run_shape(server: S3Server, base: dict, shape: str, count: int, root: Path, rounds: int) -> dict:
+def run_shape(
+    server: S3Server, base: dict, shape: str, count: int, root: Path, rounds: int
+) -> dict:
     prefix = f"{shape}/"
     files = environments(base, shape, count, root / shape)
     started = time.perf_counter()
@@ -200,7 +204,7 @@ def main() -> None:
         print(
             f"{r['shape']:<9} {r['report_s']:>9.2f} {r['unused_s']:>9.2f} {ratio:>6.2f} "
             f"{'<= ' + str(TARGET):>7} {'pass' if ok else 'FAIL':>6} {r['profiles']:>9} "
-            f"{r['evidence_kib']:>7.0f}Ki {str(r['agree']):>6}"
+            f"{r['evidence_kib']:>7.0f}Ki {r['agree']!s:>6}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
