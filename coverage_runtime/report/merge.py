@@ -264,11 +264,11 @@ def merge_files(items: Sequence[Input | tuple[str, bytes]]) -> Partial:
         except UnreadableData as exc:
             partial.skipped.append((one_input.key, str(exc)))
             continue
-        if one_input.cohort is not None:
-            one.evidence.add_environment(
+        partial.absorb(one)
+        if one_input.cohort is not None:  # read whole: straight into the batch's evidence
+            partial.evidence.add_environment(
                 one_input.cohort, one_input.invocations, one.lines, one.arcs
             )
-        partial.absorb(one)
     return partial
 
 
