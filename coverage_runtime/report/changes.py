@@ -174,4 +174,5 @@ def classify(checkout: Checkout, changed: dict[str, set[int]]) -> Classified:
             if tally.environments >= change.environments:
                 change.environments, change.observed = tally.environments, tally.observed
                 change.invocations = max(change.invocations, tally.invocations)
-    return Classified(lines, list(units.values()), judge.observed.as_dict())
+    ordered = sorted(units.values(), key=lambda c: (c.unit.path, c.unit.start_line))
+    return Classified(lines, ordered, judge.observed.as_dict())
