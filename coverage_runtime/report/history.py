@@ -220,7 +220,11 @@ data.charts.forEach((chart, index) => {
   const names = Object.keys(chart.series);
   const opts = {
     title: chart.title, width: 760, height: 260,
-    scales: {x: {time: chart.time}},
+    scales: {
+      x: xs.length > 1 ? {time: chart.time} : {time: chart.time, auto: false,
+        range: [xs[0] - (chart.time ? 86400 : 1), xs[0] + (chart.time ? 86400 : 1)]},
+      y: chart.unit === '%' ? {range: [0, 100]} : {},
+    },
     axes: [{values: chart.time ? undefined : (u, ticks) => ticks.map(t => chart.x[t] ?? '')},
            {label: chart.unit}],
     series: [{label: chart.time ? 'day' : 'version'}].concat(names.map((name, i) => ({
