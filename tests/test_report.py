@@ -280,10 +280,12 @@ def test_files_never_imported_are_in_every_report_at_zero_percent(envs, s3, buck
     assert run.code == 0, run.err
     assert run.summary["environments"]["merged"] == 1
     assert SHAPES not in lines_of(run.data_file)
-    assert never_run_of(run.data_file) == {
-        str(SAMPLES / n) for n in ("__init__.py", "envs.py", "run_env.py", "sampleapp/shapes.py")
-    }
+    # The measured source: the directory of the recorded files (sampleapp/), not the
+    # test drivers beside it.
+    assert never_run_of(run.data_file) == {SHAPES}
+    assert run.summary["never_imported"] == 1
     files = _file_report(run)
+    assert set(files) == {f"sampleapp/{n}" for n in ("__init__.py", "orders.py", "shapes.py")}
     shapes = files["sampleapp/shapes.py"]["summary"]
     assert shapes["covered_lines"] == 0 and shapes["num_statements"] > 0
     assert shapes["percent_covered"] == 0
@@ -293,33 +295,48 @@ def test_files_never_imported_are_in_every_report_at_zero_percent(envs, s3, buck
     assert run.summary["percent"] < 100
 
 
-def test_never_imported_files_honour_include_omit_and_the_coverage_config(
+def test_never_imported_files_honour_source_include_omit_and_the_coverage_config(
     envs, s3, bucket, report, tmp_path
 ):
-    upload(s3, bucket, LINE[2:3])
-    omitted = report("--omit", "*/envs.py", "--format", "json")
+    upload(s3, bucket, LINE[2:3])  # orders only
+    omitted = report("--omit", "*/shapes.py", "--format", "json")
     assert omitted.code == 0, omitted.err
-    assert "envs.py" not in _file_report(omitted)
-    assert "run_env.py" in _file_report(omitted)
+    assert set(_file_report(omitted)) == {"sampleapp/__init__.py", "sampleapp/orders.py"}
 
     rcfile = tmp_path / "coveragerc"
-    rcfile.write_text("[run]\nomit = */run_env.py\n[report]\nomit = */report_samples/__init__.py\n")
+    rcfile.write_text("[run]\nomit = */shapes.py\n")
     configured = report("--rcfile", str(rcfile), "--format", "json", output="configured")
     assert configured.code == 0, configured.err
-    assert set(_file_report(configured)) == {
+    assert set(_file_report(configured)) == {"sampleapp/__init__.py", "sampleapp/orders.py"}
+
+    # --source says what the function measured (its COVERAGE_SOURCE): here the whole
+    # directory, the drivers beside the package included; [report] omit still applies.
+    rcfile.write_text("[report]\nomit = */report_samples/__init__.py\n")
+    whole = report("--source", ".", "--rcfile", str(rcfile), "--format", "json", output="whole")
+    assert whole.code == 0, whole.err
+    assert set(_file_report(whole)) == {
         "envs.py",
+        "run_env.py",
         "sampleapp/__init__.py",
         "sampleapp/orders.py",
         "sampleapp/shapes.py",
     }
-    assert never_run_of(configured.data_file) == {str(SAMPLES / "envs.py"), SHAPES}
+    assert never_run_of(whole.data_file) == {
+        str(SAMPLES / "envs.py"),
+        str(SAMPLES / "run_env.py"),
+        SHAPES,
+    }  # the omitted __init__.py is not added either
+    rcfile.write_text(f"[run]\nsource = {SAMPLES}\n")
+    from_config = report("--rcfile", str(rcfile), "--format", "json", output="from-config")
+    assert from_config.code == 0, from_config.err
+    assert "envs.py" in _file_report(from_config)
 
-    only = report("--include", "*/sampleapp/*", "--format", "json", output="only")
+    only = report("--include", "*/orders.py", "--format", "json", output="only")
     assert only.code == 0, only.err
-    assert set(_file_report(only)) == {
-        f"sampleapp/{n}" for n in ("__init__.py", "orders.py", "shapes.py")
-    }
-    assert _file_report(only)["sampleapp/shapes.py"]["summary"]["covered_lines"] == 0
+    assert set(_file_report(only)) == {"sampleapp/orders.py"}
+
+    bad = report("--source", "no-such-dir", output="bad")
+    assert bad.code == 1 and "--source" in bad.err and "not a directory" in bad.err
 
 
 def test_a_task_root_that_maps_nothing_is_an_error_naming_the_roots_seen(
@@ -387,9 +404,8 @@ def test_every_output_format_parses_and_agrees(envs, s3, bucket, report):
     assert summary["lines"]["covered"] == totals["covered_lines"]
     assert summary["lines"]["statements"] == totals["num_statements"]
     assert summary["percent"] == pytest.approx(totals["percent_covered"], abs=1e-3)
-    # The three sample modules, and the checkout's files no environment imported at 0%.
-    assert summary["never_imported"] == 3
-    assert summary["files"] == 6
+    assert summary["never_imported"] == 0  # every file of the measured source ran
+    assert summary["files"] == 3
     assert "TOTAL" in run.out
 
 

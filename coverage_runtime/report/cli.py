@@ -141,6 +141,14 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
         default=".",
         help="local checkout the task root maps to (default: current directory)",
     )
+    paths.add_argument(
+        "--source",
+        action="append",
+        metavar="DIR",
+        help="the measured source in the checkout, as the function's COVERAGE_SOURCE "
+        "(repeatable; default: [run] source of the coverage config, else the directories "
+        "that hold the recorded files); its files no environment imported report at 0%%",
+    )
     paths.add_argument("--no-remap", action="store_true", help="keep the recorded paths")
     paths.add_argument(
         "--ignore-missing-source",
@@ -468,6 +476,7 @@ def _pipeline_options(
         omit=parse_list(args.omit),
         add_unexecuted=True,
         require_mapped=True,
+        source=parse_list(args.source),
     )
 
 

@@ -36,7 +36,12 @@ from coverage_runtime.report.objects import DataObject, require_some
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
 from coverage_runtime.report.paths import MissingSource, PathMap, drop_paths, remap
 from coverage_runtime.report.selection import Selection
-from coverage_runtime.report.sources import check_mapped, local_roots, source_files, unexecuted
+from coverage_runtime.report.sources import (
+    check_mapped,
+    measured_source,
+    source_files,
+    unexecuted,
+)
 
 SUMMARY_NAME = "summary.json"
 GENERATED_AT = "%Y-%m-%dT%H-%M-%SZ"  # a summary's time, also its history key's name
@@ -75,6 +80,7 @@ class ReportOptions:
     # every file of the measured source in the reports, and a task root that maps.
     add_unexecuted: bool = False
     require_mapped: bool = False
+    source: tuple[str, ...] = ()  # the measured source in the checkout (sources.measured_source)
 
 
 @dataclass
@@ -262,8 +268,9 @@ def collect(
     phase = time.perf_counter()
     if options.remap:
         path_map = PathMap.parse(options.task_roots, options.source_root)
+        recorded = partial.paths()
         if options.require_mapped:
-            check_mapped(partial.paths(), path_map, options.source_root)
+            check_mapped(recorded, path_map, options.source_root)
         partial, missing = remap(partial, path_map)
         if missing and not options.ignore_missing_source:
             shown = "\n  ".join(str(m) for m in missing[:20])
@@ -282,7 +289,10 @@ def collect(
                 + ", ".join(str(m) for m in missing[:5])
             )
         if options.add_unexecuted:
-            files = source_files(local_roots(path_map), options.rcfile, options.omit)
+            source = measured_source(
+                recorded, path_map, options.source, options.source_root, options.rcfile
+            )
+            files = source_files(source, options.rcfile, options.omit)
             touched = unexecuted(partial.paths(), files)
     data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch, touched)
     partial.evidence.save(

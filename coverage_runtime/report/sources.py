@@ -32,6 +32,39 @@ def local_roots(path_map: PathMap) -> list[str]:
     return sorted({local for _, local in path_map.roots if os.path.isdir(local)})
 
 
+def measured_source(
+    recorded: Iterable[str],
+    path_map: PathMap,
+    given: Sequence[str],
+    source_root: str | Path,
+    rcfile: str | None,
+) -> list[str]:
+    """The checkout's directories of the measured source (see the module's docstring)."""
+    import coverage
+
+    root = os.path.abspath(source_root)
+    if given:
+        chosen = [os.path.normpath(os.path.join(root, path)) for path in given]
+        for path in chosen:
+            if not os.path.isdir(path):
+                raise ReportError(f"--source {path!r} is not a directory of the checkout")
+        return chosen
+    configured = coverage.Coverage(config_file=rcfile or True).get_option("run:source")
+    if configured:
+        return [os.path.abspath(str(path)) for path in configured]  # type: ignore[union-attr]
+    roots = local_roots(path_map)
+    parents = set()
+    for path in recorded:
+        local = path_map.map(path)[0]
+        if os.path.isfile(local) and any(_under(local, r) for r in roots):
+            parents.add(os.path.dirname(local))
+    return sorted(p for p in parents if not any(p != q and _under(p, q) for q in parents))
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def source_files(roots: Sequence[str], rcfile: str | None, omit: Sequence[str] = ()) -> list[str]:
     """Every Python file coverage.py would measure under ``roots`` (its ``source`` rule).
 
