@@ -478,3 +478,13 @@ def test_revisions_unknown_here_are_left_out_and_none_is_the_checkouts(
     assert got["sampleapp/shapes.py:area"] == ("active", 1, 1)  # line-d: square 3
     assert got["sampleapp/shapes.py:classify"] == ("never_run", 0, 1)
     assert got["sampleapp/orders.py:total"] == ("never_run", 0, 1)  # only line-c totalled
+
+
+def test_history_without_anything_to_chart_is_one_sentence(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["history", "-o", str(tmp_path / "h")], out=out, err=err) == 1
+    assert "nothing to chart" in err.getvalue()
+    bad = tmp_path / "summary.json"
+    bad.write_text("[]")
+    assert main(["history", "--runs", str(bad), "-o", str(tmp_path / "h")], out=out, err=err) == 1
+    assert "not a lambda-coverage summary" in err.getvalue()
