@@ -83,7 +83,8 @@ def local_summaries(paths: Iterable[str]) -> list[RunSummary]:
             document = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ReportError(f"--runs {given!r}: cannot read a summary: {exc}") from exc
-        scope = str(document.get("selection") or file.parent.name)
+        scope = document.get("selection") if isinstance(document, dict) else None
+        scope = str(scope or file.parent.name)
         found.append(parse_summary(document, scope, file.stat().st_mtime))
     return found
 
