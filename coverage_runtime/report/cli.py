@@ -194,6 +194,16 @@ def _add_merge_arguments(parser: argparse.ArgumentParser) -> None:
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
 
 
+def _add_checkout_arguments(parser: argparse.ArgumentParser, out: Any) -> None:
+    """What unused and diff share: the checkout's files, the paths and the merge."""
+    out.add_argument("--rcfile", help="coverage.py configuration file")
+    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
+    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    _add_path_arguments(parser)
+    _add_merge_arguments(parser)
+
+
 def _add_unused_parser(commands: Any) -> None:
     unused = commands.add_parser(
         "unused",
@@ -226,12 +236,7 @@ def _add_unused_parser(commands: Any) -> None:
     out.add_argument(
         "--all", action="store_true", help="list every unit in the terminal, active ones too"
     )
-    out.add_argument("--rcfile", help="coverage.py configuration file")
-    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
-    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
-    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
-    _add_path_arguments(unused)
-    _add_merge_arguments(unused)
+    _add_checkout_arguments(unused, out)
 
 
 def _add_diff_parser(commands: Any) -> None:
@@ -255,12 +260,7 @@ def _add_diff_parser(commands: Any) -> None:
         help="exit with status 2 when fewer than PERCENT of the changed lines production "
         "could run did run",
     )
-    out.add_argument("--rcfile", help="coverage.py configuration file")
-    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
-    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
-    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
-    _add_path_arguments(diff)
-    _add_merge_arguments(diff)
+    _add_checkout_arguments(diff, out)
 
 
 def _add_history_parser(commands: Any) -> None:
