@@ -376,7 +376,7 @@ def test_history_page_renders_its_charts_in_chromium(deployed, tmp_path, chromiu
     out, err = io.StringIO(), io.StringIO()
     code = main(
         ["history", "--bucket", deployed.bucket, "--endpoint-url", deployed.s3_server.endpoint_url,
-         "--runs", str(everything.output), "--runs", str(r3.output / "summary.json"),
+         "--runs", str(everything.output), str(r3.output / "summary.json"),
          "--data", str(everything.output), "--source-root", str(deployed.repo),
          "-o", str(tmp_path / "history")],
         out=out, err=err,

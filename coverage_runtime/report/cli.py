@@ -273,10 +273,11 @@ def _add_history_parser(commands: Any) -> None:
     given = history.add_argument_group("what to chart")
     given.add_argument(
         "--runs",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="PATH",
-        help="a local report's output directory or summary.json (repeatable); with --bucket, "
-        "the combiner's history/ summaries are read too",
+        help="local reports' output directories or summary.json files (one or more, "
+        "repeatable); with --bucket, the combiner's history/ summaries are read too",
     )
     given.add_argument(
         "--data", metavar="DIR", help="a report's output directory: its evidence per init day"
