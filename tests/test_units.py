@@ -125,3 +125,27 @@ def test_a_units_lines_are_its_own_statements_without_its_nested_units():
         "conditional",
         number("def conditional", first),
     ) in units
+
+
+def test_vulture_finds_decorated_and_plain_unreferenced_units(tmp_path):
+    """vulture names a decorated definition by its first decorator's line; the unit is
+    still matched (by its last line and name)."""
+    from coverage_runtime.report.verdicts import statically_unused, statically_unused_unit
+
+    path = tmp_path / "mod.py"
+    path.write_text(
+        "import functools\n\n\n"
+        "@functools.lru_cache\n"
+        "def cached_but_unused(x):\n    return x\n\n\n"
+        "def unused_plain():\n    return 1\n\n\n"
+        "def used():\n    return 2\n\n\n"
+        "print(used())\n"
+    )
+    source = path.read_text()
+    statements = range(1, source.count("\n") + 1)
+    units = {u.qualname: u for u in units_of("mod.py", source, statements)}
+    unused = statically_unused([str(path)])
+    flagged = {
+        name for name, unit in units.items() if statically_unused_unit(unused, str(path), unit)
+    }
+    assert flagged == {"cached_but_unused", "unused_plain"}

@@ -173,7 +173,7 @@ class Judge:
         revisions: Revisions,
         low_traffic: float = DEFAULT_LOW_TRAFFIC,
         tested: Mapping[str, set[int]] | None = None,
-        unused: set[tuple[str, int]] | None = None,
+        unused: set[tuple[str, int, str]] | None = None,
     ) -> None:
         self.evidence = evidence
         self.revisions = revisions
@@ -291,7 +291,7 @@ class Judge:
     def _static_and_tests(self, result: Judged, path: str) -> None:
         unit = result.unit
         if self.unused is not None:
-            result.statically_unused = (os.path.realpath(path), unit.start_line) in self.unused
+            result.statically_unused = statically_unused_unit(self.unused, path, unit)
             if result.verdict == NEVER_RUN and result.statically_unused:
                 result.verdict = SAFE_TO_DELETE
         if self.has_tests:
@@ -329,8 +329,12 @@ def tests_lines(data_file: str) -> dict[str, set[int]]:
     return found
 
 
-def statically_unused(paths: Sequence[str]) -> set[tuple[str, int]]:
-    """(real path, definition line) of what vulture finds unreferenced, at any confidence."""
+def statically_unused(paths: Sequence[str]) -> set[tuple[str, int, str]]:
+    """(real path, last line, name) of what vulture finds unreferenced, at any confidence.
+
+    The last line, not the first: vulture's first line of a decorated definition is
+    its first decorator's, a unit's is its ``def`` line.
+    """
     try:
         from vulture import Vulture
     except ImportError:
@@ -338,7 +342,12 @@ def statically_unused(paths: Sequence[str]) -> set[tuple[str, int]]:
     finder = Vulture()
     finder.scavenge(list(paths))
     return {
-        (os.path.realpath(str(item.filename)), int(item.first_lineno))
+        (os.path.realpath(str(item.filename)), int(item.last_lineno), str(item.name))
         for item in finder.get_unused_code()
         if item.typ in ("function", "method", "class", "property")
     }
+
+
+def statically_unused_unit(unused: set[tuple[str, int, str]], path: str, unit: Unit) -> bool:
+    name = unit.qualname.rsplit(".", 1)[-1]
+    return (os.path.realpath(path), unit.end_line, name) in unused
