@@ -149,16 +149,18 @@ class Tally:
     def add(self, cohort: Cohort, count: Count) -> None:
         self.environments += count.environments
         self.invocations += count.invocations
-        if self.last_seen is None or cohort.date > self.last_seen:
+        last = self.last_seen
+        if last is None or cohort.date > last:
             self.last_seen, self.last_version = cohort.date, cohort.version
-        elif cohort.date == self.last_seen:
-            self.last_version = max(self.last_version or "", cohort.version)
+        elif cohort.date == last and cohort.version > (self.last_version or ""):
+            self.last_version = cohort.version
 
 
 @dataclass
 class Comparable:
     """For one revision: where the unit's lines were then, and the bits to test."""
 
+    revision: str
     cohorts: list[Cohort]
     path: str
     mask: int
@@ -181,9 +183,14 @@ class Judge:
         self.tested = {os.path.realpath(p): lines for p, lines in (tested or {}).items()}
         self.has_tests = tested is not None
         self.unused = unused
-        self.by_path: dict[str, list[tuple[Profile, Count]]] = {}
+        # Profiles by (real path, revision): a comparable revision reads its own only.
+        self.by_path: dict[tuple[str, str], list[tuple[Profile, Count]]] = {}
+        real: dict[str, str] = {}
         for profile, count in evidence.profiles.items():
-            key = os.path.realpath(profile.path)
+            path = real.get(profile.path)
+            if path is None:
+                path = real[profile.path] = os.path.realpath(profile.path)
+            key = (path, profile.cohort.revision)
             self.by_path.setdefault(key, []).append((profile, count))
         self.by_revision: dict[str, list[Cohort]] = {}
         self.maps: dict[str, LineMap | None] = {}
@@ -212,7 +219,7 @@ class Judge:
         relative = self.revisions.relative(path)
         for revision, cohorts in self.by_revision.items():
             if not revision:
-                found.append(Comparable(cohorts, os.path.realpath(path), bits_of(lines)))
+                found.append(Comparable(revision, cohorts, os.path.realpath(path), bits_of(lines)))
                 continue
             line_map = self.maps[revision]
             assert line_map is not None
@@ -225,7 +232,7 @@ class Judge:
             if any(n is None for n in olds):
                 continue
             old_path = os.path.realpath(self.revisions.absolute(then))
-            found.append(Comparable(cohorts, old_path, bits_of(n for n in olds if n)))
+            found.append(Comparable(revision, cohorts, old_path, bits_of(n for n in olds if n)))
         return found
 
     def tally(self, path: str, lines: set[int]) -> Tally:
@@ -234,17 +241,31 @@ class Judge:
         comparable = self._comparable(path, lines) if lines else []
         found = Tally()
         for k in comparable:
-            wanted = set(k.cohorts)
             for cohort in k.cohorts:
                 found.observed += self.evidence.cohorts[cohort].environments
                 found.dates.add(cohort.date)
                 if cohort.revision:
                     found.revisions.add(cohort.revision)
-            for profile, count in self.by_path.get(k.path, ()):
-                hit = profile.lines & k.mask
-                if hit and profile.cohort in wanted:
-                    found.served = found.served or bool(hit & ~profile.init_only)
-                    found.add(profile.cohort, count)
+            mask = k.mask
+            environments = invocations = 0
+            served = False
+            latest: Cohort | None = None
+            for profile, count in self.by_path.get((k.path, k.revision), ()):
+                hit = profile.lines & mask  # the hot loop: one bit-and per profile
+                if hit:
+                    environments += count.environments
+                    invocations += count.invocations
+                    if not served and hit & ~profile.init_only:
+                        served = True
+                    cohort = profile.cohort
+                    if latest is None or (
+                        cohort.date >= latest.date
+                        and (cohort.date > latest.date or cohort.version > latest.version)
+                    ):
+                        latest = cohort
+            if latest is not None:
+                found.add(latest, Count(environments, invocations))
+                found.served = found.served or served
         return found
 
     def line_cohorts(self, path: str, line: int) -> set[Cohort]:
@@ -252,9 +273,8 @@ class Judge:
         checkout's ``path`` as it is now."""
         found: set[Cohort] = set()
         for k in self._comparable(path, {line}):
-            wanted = set(k.cohorts)
-            for profile, _ in self.by_path.get(k.path, ()):
-                if profile.lines & k.mask and profile.cohort in wanted:
+            for profile, _ in self.by_path.get((k.path, k.revision), ()):
+                if profile.lines & k.mask:
                     found.add(profile.cohort)
         return found
 
