@@ -192,6 +192,7 @@ class Judge:
                 path = real[profile.path] = os.path.realpath(profile.path)
             key = (path, profile.cohort.revision)
             self.by_path.setdefault(key, []).append((profile, count))
+        self._unions: dict[tuple[str, str], dict[Cohort, int]] = {}
         self.by_revision: dict[str, list[Cohort]] = {}
         self.maps: dict[str, LineMap | None] = {}
         self.observed = Observed()
@@ -273,9 +274,20 @@ class Judge:
         checkout's ``path`` as it is now."""
         found: set[Cohort] = set()
         for k in self._comparable(path, {line}):
-            for profile, _ in self.by_path.get((k.path, k.revision), ()):
-                if profile.lines & k.mask:
-                    found.add(profile.cohort)
+            for cohort, bits in self._cohort_lines(k.path, k.revision).items():
+                if bits & k.mask:
+                    found.add(cohort)
+        return found
+
+    def _cohort_lines(self, path: str, revision: str) -> dict[Cohort, int]:
+        """The lines each cohort ran of one file (the union of its profiles), kept: a
+        per-line question then costs one bit test per cohort, not per profile."""
+        key = (path, revision)
+        found = self._unions.get(key)
+        if found is None:
+            found = self._unions[key] = {}
+            for profile, _ in self.by_path.get(key, ()):
+                found[profile.cohort] = found.get(profile.cohort, 0) | profile.lines
         return found
 
     def judge(self, unit: Unit, path: str) -> Judged:
