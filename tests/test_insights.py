@@ -202,6 +202,8 @@ def test_unused_reuses_a_reports_data_and_writes_markdown_and_html(deployed, tmp
     )
     assert report.code == 0, report.err
     assert "left out 1 measured file(s) with no local source" in report.err  # r1's pricing.py
+    # Every environment ran a revision other than the checkout's (r4, never deployed): said.
+    assert "warning: 6 environment(s) ran revision(s) other than the checkout's" in report.err
     # The checkout's files never imported by r3 are in the report; old paths are not read.
     files = report.json("coverage.json")["files"]
     assert {Path(f).name for f in files} == {

@@ -481,6 +481,25 @@ def _pipeline_options(
     )
 
 
+def _warn_other_revisions(args: argparse.Namespace, result: Any, err: TextIO) -> None:
+    """Line numbers of other revisions are not the checkout's: say so (unused and diff
+    map them through git; the report does not)."""
+    from coverage_runtime.report.revisions import other_revisions
+
+    if args.no_remap:
+        return
+    recorded = {o.revision for o in result.objects if o.revision}
+    others = other_revisions(Path(args.source_root), recorded)
+    if others:
+        count = sum(1 for o in result.objects if o.revision in others)
+        err.write(
+            f"lambda-coverage: warning: {count} environment(s) ran revision(s) other than the "
+            f"checkout's ({', '.join(r[:12] for r in others[:5])}): their lines are reported "
+            "at the checkout's line numbers; --revision selects one revision, and "
+            "lambda-coverage unused / diff carry them over through git\n"
+        )
+
+
 def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
     from coverage_runtime.report.pipeline import build_report
@@ -495,6 +514,7 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"lambda-coverage: skipped s3://{selection.bucket}/{key}: {reason}\n")
     for warning in result.warnings:
         err.write(f"lambda-coverage: warning: {warning}\n")
+    _warn_other_revisions(args, result, err)
     assert result.outputs is not None
     totals = result.outputs.totals
     if not args.quiet:

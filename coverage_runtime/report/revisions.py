@@ -85,6 +85,24 @@ class LineMap:
         return line if path in self.tracked else None
 
 
+def other_revisions(source_root: Path, revisions: set[str]) -> list[str]:
+    """Of ``revisions`` (as recorded), those that are not the commit checked out at
+    ``source_root``; [] outside a git work tree."""
+    top = repository_root(source_root)
+    if top is None or not revisions:
+        return []
+    head = run_git(top, "rev-parse", "--verify", "--quiet", "HEAD").stdout.strip()
+    found = []
+    for revision in sorted(revisions):
+        if revision.startswith("-"):
+            found.append(revision)
+            continue
+        commit = run_git(top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+        if commit.returncode != 0 or commit.stdout.strip() != head:
+            found.append(revision)
+    return found
+
+
 class Revisions:
     """Line maps from the checkout (a git work tree) to the revisions environments ran."""
 
