@@ -108,6 +108,7 @@ def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env
     assert sum(r["environments"] for r in shard_results) == 6
     final = combiner.lambda_handler({"action": "reduce", "run_id": "run-1"}, None)
     assert final["environments"]["merged"] == 6
+    assert "evidence" not in final["s3"]  # shards carry no evidence: none is written
     assert final["environments"]["shards"] == 2
     assert final["measure"] == "line"  # line and branch environments: lines of all
     warnings = [w for r in [*shard_results, final] for w in r["warnings"]]

@@ -304,7 +304,8 @@ class Evidence:
                 evidence = cls.from_json(json.load(handle))
         except FileNotFoundError as exc:
             raise ReportError(
-                f"no evidence file at {path}: run lambda-coverage report first"
+                f"no evidence file at {path}: run lambda-coverage report first (the "
+                "reduce step of a distributed map keeps none yet)"
             ) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReportError(f"unreadable evidence file {path}: {exc}") from exc

@@ -295,9 +295,11 @@ def collect(
             files = source_files(source, options.rcfile, options.omit)
             touched = unexecuted(partial.paths(), files)
     data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch, touched)
-    partial.evidence.save(
-        options.output_dir / EVIDENCE_NAME, options.source_root if options.remap else None
-    )
+    evidence_file = options.output_dir / EVIDENCE_NAME
+    if partial.evidence.cohorts:
+        partial.evidence.save(evidence_file, options.source_root if options.remap else None)
+    else:  # merged shards only (a distributed map's reduce): their evidence is not kept yet
+        evidence_file.unlink(missing_ok=True)
     timings["remap_and_write"] = time.perf_counter() - phase
     return ReportResult(
         objects=fetched_objects,
