@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from tests.harness import LambdaUnderRIE, S3Server, clean_environment, find_rie, silent_server
+from tests.harness import (
+    FAKE_CREDENTIALS,
+    LambdaUnderRIE,
+    S3Server,
+    clean_environment,
+    find_rie,
+    silent_server,
+)
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
@@ -85,3 +92,12 @@ def hanging_endpoint() -> Iterator[str]:
     """An HTTP endpoint on 127.0.0.1 that accepts connections and never answers."""
     with silent_server() as port:
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def report_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report CLI in process: fake AWS credentials, no bucket or prefix from the host."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
+        monkeypatch.delenv(name, raising=False)

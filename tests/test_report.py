@@ -40,6 +40,7 @@ from tests.report_samples.envs import (
     line_of,
     lines_of,
     local_path,
+    never_run_of,
     run_envs,
     union_arcs,
     union_lines,
@@ -56,11 +57,8 @@ def envs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
-        monkeypatch.delenv(name, raising=False)
+def aws_env(report_credentials: None) -> None:
+    """Every test runs the CLI in process (tests/conftest.py)."""
 
 
 class Run:
@@ -216,6 +214,161 @@ def test_several_task_roots_map_to_their_own_directories(envs, s3, bucket, repor
     assert SHAPES in lines_of(run.data_file)
 
 
+def _evidence_oracle(envs: list) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (local file, line): the environments that ran it, read through coverage.py's API."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for env in envs:
+        data = env.data()
+        for recorded in data.measured_files():
+            lines = set(data.lines(recorded) or ())
+            for line in lines:
+                entry = found.setdefault(
+                    (local_path(recorded), line),
+                    {"envs": 0, "inv": 0, "dates": set(), "versions": set(), "revisions": set()},
+                )
+                entry["envs"] += 1
+                entry["inv"] += int(env.metadata.get("invocations", 0))
+                entry["dates"].add(env.date)
+                entry["versions"].add(env.version)
+                if env.metadata.get("code-revision"):
+                    entry["revisions"].add(env.metadata["code-revision"])
+    return found
+
+
+@pytest.mark.parametrize("jobs", ["0", "2"])
+def test_evidence_per_line_is_kept_beside_the_merged_data(envs, s3, bucket, report, jobs):
+    from coverage_runtime.report.evidence import Evidence
+
+    upload(s3, bucket, LINE + BRANCH)
+    run = report("--format", "none", "--jobs", jobs)
+    assert run.code == 0, run.err
+    evidence = Evidence.load(run.output / "evidence.json.gz", relative_to=SAMPLES)
+    assert evidence.environments == 6 and evidence.invocations == 16
+    oracle = _evidence_oracle(LINE + BRANCH)
+    kept = {
+        (path, line): ev
+        for path in evidence.paths()
+        for line, ev in evidence.lines_of(path).items()
+    }
+    assert set(kept) == set(oracle)
+    for key, expected in oracle.items():
+        ev = kept[key]
+        assert (ev.environments, ev.invocations) == (expected["envs"], expected["inv"]), key
+        assert (ev.first, ev.last) == (min(expected["dates"]), max(expected["dates"]))
+        assert ev.versions == expected["versions"] and ev.revisions == expected["revisions"]
+    # The square line ran in line-a (abc123, 11-25) and line-d (version 3, no revision).
+    square = kept[(SHAPES, line_of("shapes", "square"))]
+    assert (square.environments, square.invocations, square.versions, square.revisions) == (
+        2, 9, {"$LATEST", "3"}, {"abc123"},
+    )  # fmt: skip
+    # Arcs too, where the environments recorded branches.
+    arcs = evidence.arcs_of(ORDERS)
+    assert set(arcs) == union_arcs(BRANCH)[ORDERS]
+    assert all(a.environments >= 1 for a in arcs.values())
+
+
+def _file_report(run: Run) -> dict[str, dict]:
+    files = json.loads((run.output / "coverage.json").read_text())["files"]
+    return {os.path.relpath(os.path.join(os.getcwd(), k), SAMPLES): v for k, v in files.items()}
+
+
+def test_files_never_imported_are_in_every_report_at_zero_percent(envs, s3, bucket, report):
+    """line-c only ran orders: shapes.py was never imported, so its data never names it;
+    the checkout does, as coverage.py's ``source`` would."""
+    upload(s3, bucket, LINE)
+    run = report("--function-version", "$LATEST", "--date", "2026-11-20", "--format", "json,xml")
+    assert run.code == 0, run.err
+    assert run.summary["environments"]["merged"] == 1
+    assert SHAPES not in lines_of(run.data_file)
+    # The measured source: the directory of the recorded files (sampleapp/), not the
+    # test drivers beside it.
+    assert never_run_of(run.data_file) == {SHAPES}
+    assert run.summary["never_imported"] == 1
+    files = _file_report(run)
+    assert set(files) == {f"sampleapp/{n}" for n in ("__init__.py", "orders.py", "shapes.py")}
+    shapes = files["sampleapp/shapes.py"]["summary"]
+    assert shapes["covered_lines"] == 0 and shapes["num_statements"] > 0
+    assert shapes["percent_covered"] == 0
+    assert files["sampleapp/orders.py"]["summary"]["covered_lines"] > 0
+    xml_files = {c.get("filename") for c in ET.parse(run.output / "coverage.xml").iter("class")}
+    assert any(name.endswith("shapes.py") for name in xml_files)
+    assert run.summary["percent"] < 100
+
+
+def test_never_imported_files_honour_source_include_omit_and_the_coverage_config(
+    envs, s3, bucket, report, tmp_path
+):
+    upload(s3, bucket, LINE[2:3])  # orders only
+    omitted = report("--omit", "*/shapes.py", "--format", "json")
+    assert omitted.code == 0, omitted.err
+    assert set(_file_report(omitted)) == {"sampleapp/__init__.py", "sampleapp/orders.py"}
+
+    rcfile = tmp_path / "coveragerc"
+    rcfile.write_text("[run]\nomit = */shapes.py\n")
+    configured = report("--rcfile", str(rcfile), "--format", "json", output="configured")
+    assert configured.code == 0, configured.err
+    assert set(_file_report(configured)) == {"sampleapp/__init__.py", "sampleapp/orders.py"}
+
+    # --source says what the function measured (its COVERAGE_SOURCE): here the whole
+    # directory, the drivers beside the package included; [report] omit still applies.
+    rcfile.write_text("[report]\nomit = */report_samples/__init__.py\n")
+    whole = report("--source", ".", "--rcfile", str(rcfile), "--format", "json", output="whole")
+    assert whole.code == 0, whole.err
+    assert set(_file_report(whole)) == {
+        "envs.py",
+        "run_env.py",
+        "sampleapp/__init__.py",
+        "sampleapp/orders.py",
+        "sampleapp/shapes.py",
+    }
+    assert never_run_of(whole.data_file) == {
+        str(SAMPLES / "envs.py"),
+        str(SAMPLES / "run_env.py"),
+        SHAPES,
+    }  # the omitted __init__.py is not added either
+    rcfile.write_text(f"[run]\nsource = {SAMPLES}\n")
+    from_config = report("--rcfile", str(rcfile), "--format", "json", output="from-config")
+    assert from_config.code == 0, from_config.err
+    assert "envs.py" in _file_report(from_config)
+
+    only = report("--include", "*/orders.py", "--format", "json", output="only")
+    assert only.code == 0, only.err
+    assert set(_file_report(only)) == {"sampleapp/orders.py"}
+
+    bad = report("--source", "no-such-dir", output="bad")
+    assert bad.code == 1 and "--source" in bad.err and "not a directory" in bad.err
+
+
+def test_a_task_root_that_maps_nothing_is_an_error_naming_the_roots_seen(
+    envs, s3, bucket, report, tmp_path
+):
+    upload(s3, bucket, LINE)
+    wrong = report("--task-root", "/opt/app")
+    assert wrong.code == 1
+    assert "no recorded path maps into the checkout" in wrong.err
+    assert "the task root(s) /opt/app match none of the 3 measured file(s)" in wrong.err
+    assert "recorded under /var/task: pass --task-root /var/task" in wrong.err
+    assert not (tmp_path / "out" / "merged.coverage").exists()
+
+
+def test_recorded_paths_that_exist_here_but_outside_the_checkout_are_not_read_silently(
+    envs, s3, bucket, report, tmp_path
+):
+    """The data names files of another directory of this machine (here the test's own
+    samples): the report says so instead of reading them in place of the checkout's."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(SAMPLE_PACKAGE, checkout / "sampleapp")
+    upload(s3, bucket, LOCAL)
+    run = report("--source-root", str(checkout))
+    assert run.code == 1
+    assert f"recorded under {SAMPLES}: pass --task-root {SAMPLES}" in run.err
+    fixed = report("--source-root", str(checkout), "--task-root", str(SAMPLES), output="fixed")
+    assert fixed.code == 0, fixed.err
+    assert set(lines_of(fixed.data_file)) == {
+        str(checkout / "sampleapp" / n) for n in ("__init__.py", "shapes.py")
+    }
+
+
 # -- outputs ---------------------------------------------------------------------
 
 
@@ -251,6 +404,7 @@ def test_every_output_format_parses_and_agrees(envs, s3, bucket, report):
     assert summary["lines"]["covered"] == totals["covered_lines"]
     assert summary["lines"]["statements"] == totals["num_statements"]
     assert summary["percent"] == pytest.approx(totals["percent_covered"], abs=1e-3)
+    assert summary["never_imported"] == 0  # every file of the measured source ran
     assert summary["files"] == 3
     assert "TOTAL" in run.out
 

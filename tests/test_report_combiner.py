@@ -78,7 +78,7 @@ def test_one_invocation_merges_and_writes_under_combined(envs, s3, lambda_env, t
     assert 0 < summary["percent"] < 100
     assert summary["lines"]["covered"] <= summary["lines"]["statements"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
-    for name in ("coverage.json", "coverage.xml", "coverage.lcov"):
+    for name in ("coverage.json", "coverage.xml", "coverage.lcov", "evidence.json.gz"):
         assert f"{scope}{name}" in keys
     assert any(k.startswith("coverage/combined/orders-fn/all/history/") for k in keys)
     # The combiner's outputs are never taken for environment data.
@@ -108,6 +108,7 @@ def test_distributed_map_batches_and_reduce_equal_one_merge(envs, s3, lambda_env
     assert sum(r["environments"] for r in shard_results) == 6
     final = combiner.lambda_handler({"action": "reduce", "run_id": "run-1"}, None)
     assert final["environments"]["merged"] == 6
+    assert "evidence" not in final["s3"]  # shards carry no evidence: none is written
     assert final["environments"]["shards"] == 2
     assert final["measure"] == "line"  # line and branch environments: lines of all
     warnings = [w for r in [*shard_results, final] for w in r["warnings"]]

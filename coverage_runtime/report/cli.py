@@ -2,6 +2,9 @@
 
     lambda-coverage list   --bucket B [filters]
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
+    lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
+    lambda-coverage diff   --bucket B [filters] --base origin/main [--fail-under 50]
+    lambda-coverage history [--bucket B] [--runs DIR ...] [--data DIR]
 
 Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
 is below ``--fail-under`` (as ``coverage report --fail-under``).
@@ -112,76 +115,20 @@ def _selection(args: argparse.Namespace) -> Selection:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="lambda-coverage",
-        description="Coverage data of Lambda execution environments in S3: list it, report it.",
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}", help="this tool's version"
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    listing = commands.add_parser(
-        "list", help="list the data objects, with count, size and invocation totals"
-    )
-    _add_selection_arguments(listing)
-    listing.add_argument(
-        "--objects", action="store_true", help="print every object, not just the totals"
-    )
-    listing.add_argument(
-        "--no-metadata",
-        action="store_true",
-        help="do not read object metadata (no invocation totals; faster for huge listings)",
-    )
-    listing.add_argument("--workers", type=int, default=16, help="parallel metadata requests")
-    listing.add_argument(
-        "--cache-dir", help="report download cache: its metadata saves requests (default as report)"
-    )
-
-    report = commands.add_parser(
-        "report",
-        help="download, merge and remap the data; write HTML, XML, LCOV, JSON and a summary",
-    )
-    _add_selection_arguments(report)
-    out = report.add_argument_group("output")
+def _add_output_arguments(parser: argparse.ArgumentParser, formats: str) -> Any:
+    out = parser.add_argument_group("output")
     out.add_argument(
         "-o",
         "--output",
         default="coverage-report",
         help="output directory (default: coverage-report)",
     )
-    out.add_argument(
-        "--format",
-        default="all",
-        help="comma list of html, xml, lcov, json; 'all' (default) or 'none' (data only)",
-    )
-    out.add_argument(
-        "--fail-under",
-        type=float,
-        metavar="PERCENT",
-        help="exit with status 2 when the total coverage is below PERCENT",
-    )
-    out.add_argument(
-        "--contexts",
-        action="store_true",
-        help="show which request kinds (dynamic contexts) covered each line",
-    )
-    out.add_argument("--rcfile", help="coverage.py configuration file for the reports")
-    out.add_argument(
-        "--include",
-        action="append",
-        metavar="PATTERN",
-        help="report only files matching these patterns (coverage.py's --include; repeatable)",
-    )
-    out.add_argument(
-        "--omit",
-        action="append",
-        metavar="PATTERN",
-        help="leave files matching these patterns out of the reports (repeatable)",
-    )
-    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
-    paths = report.add_argument_group("paths")
+    out.add_argument("--format", default="all", help=f"comma list of {formats}")
+    return out
+
+
+def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
+    paths = parser.add_argument_group("paths")
     paths.add_argument(
         "--task-root",
         action="append",
@@ -194,13 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=".",
         help="local checkout the task root maps to (default: current directory)",
     )
+    paths.add_argument(
+        "--source",
+        action="append",
+        metavar="DIR",
+        help="the measured source in the checkout, as the function's COVERAGE_SOURCE "
+        "(repeatable; default: [run] source of the coverage config, else the directories "
+        "that hold the recorded files); its files no environment imported report at 0%%",
+    )
     paths.add_argument("--no-remap", action="store_true", help="keep the recorded paths")
     paths.add_argument(
         "--ignore-missing-source",
         action="store_true",
         help="leave out measured files that have no local source instead of failing",
     )
-    merge = report.add_argument_group("merging")
+
+
+def _add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    merge = parser.add_argument_group("merging")
     merge.add_argument(
         "--measure",
         choices=("auto", "line", "branch"),
@@ -234,6 +192,173 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
     )
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+
+
+def _add_checkout_arguments(parser: argparse.ArgumentParser, out: Any) -> None:
+    """What unused and diff share: the checkout's files, the paths and the merge."""
+    out.add_argument("--rcfile", help="coverage.py configuration file")
+    out.add_argument("--include", action="append", metavar="PATTERN", help="only these files")
+    out.add_argument("--omit", action="append", metavar="PATTERN", help="leave these files out")
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    _add_path_arguments(parser)
+    _add_merge_arguments(parser)
+
+
+def _add_unused_parser(commands: Any) -> None:
+    unused = commands.add_parser(
+        "unused",
+        help="a verdict for every function, class and module of the checkout: never run, "
+        "init only, low traffic, active, no data",
+    )
+    _add_selection_arguments(unused)
+    unused.add_argument(
+        "--data",
+        metavar="DIR",
+        help="use the merged data and evidence of an earlier report's output directory "
+        "instead of reading S3",
+    )
+    out = _add_output_arguments(unused, "json, markdown, html; 'all' (default) or 'none'")
+    out.add_argument(
+        "--low-traffic",
+        type=float,
+        default=1.0,
+        metavar="PERCENT",
+        help="low_traffic below this share of the observed environments (default 1)",
+    )
+    out.add_argument(
+        "--tests-data",
+        metavar="FILE",
+        help="the unit tests' coverage.py data file: adds untested_in_production and tested_only",
+    )
+    out.add_argument(
+        "--no-static", action="store_true", help="no static check (vulture) for safe_to_delete"
+    )
+    out.add_argument(
+        "--all", action="store_true", help="list every unit in the terminal, active ones too"
+    )
+    _add_checkout_arguments(unused, out)
+
+
+def _add_diff_parser(commands: Any) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="the lines a change touches, held against production: ran (how widely), "
+        "never_ran or new, per function",
+    )
+    _add_selection_arguments(diff)
+    change = diff.add_argument_group("the change")
+    change.add_argument("--base", metavar="REF", help="compare the checkout to this git revision")
+    change.add_argument("--diff-file", metavar="FILE", help="a unified diff instead of --base")
+    change.add_argument(
+        "--data", metavar="DIR", help="an earlier report's output directory instead of S3"
+    )
+    out = _add_output_arguments(diff, "json, markdown; 'all' (default) or 'none'")
+    out.add_argument(
+        "--fail-under",
+        type=float,
+        metavar="PERCENT",
+        help="exit with status 2 when fewer than PERCENT of the changed lines production "
+        "could run did run",
+    )
+    _add_checkout_arguments(diff, out)
+
+
+def _add_history_parser(commands: Any) -> None:
+    history = commands.add_parser(
+        "history",
+        help="one self-contained HTML page of charts: coverage per day and per version, "
+        "environments and invocations, lines reached for the first time",
+    )
+    _add_selection_arguments(history)
+    given = history.add_argument_group("what to chart")
+    given.add_argument(
+        "--runs",
+        action="extend",
+        nargs="+",
+        metavar="PATH",
+        help="local reports' output directories or summary.json files (one or more, "
+        "repeatable); with --bucket, the combiner's history/ summaries are read too",
+    )
+    given.add_argument(
+        "--data", metavar="DIR", help="a report's output directory: its evidence per init day"
+    )
+    given.add_argument(
+        "--source-root", default=".", help="the checkout (default: current directory)"
+    )
+    given.add_argument("--rcfile", help="coverage.py configuration file")
+    given.add_argument(
+        "-o",
+        "--output",
+        default="coverage-report",
+        help="output directory (default: coverage-report)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lambda-coverage",
+        description="Coverage data of Lambda execution environments in S3: list it, report it.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="this tool's version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = commands.add_parser(
+        "list", help="list the data objects, with count, size and invocation totals"
+    )
+    _add_selection_arguments(listing)
+    listing.add_argument(
+        "--objects", action="store_true", help="print every object, not just the totals"
+    )
+    listing.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="do not read object metadata (no invocation totals; faster for huge listings)",
+    )
+    listing.add_argument("--workers", type=int, default=16, help="parallel metadata requests")
+    listing.add_argument(
+        "--cache-dir", help="report download cache: its metadata saves requests (default as report)"
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="download, merge and remap the data; write HTML, XML, LCOV, JSON and a summary",
+    )
+    _add_selection_arguments(report)
+    out = _add_output_arguments(
+        report, "html, xml, lcov, json; 'all' (default) or 'none' (data only)"
+    )
+    out.add_argument(
+        "--fail-under",
+        type=float,
+        metavar="PERCENT",
+        help="exit with status 2 when the total coverage is below PERCENT",
+    )
+    out.add_argument(
+        "--contexts",
+        action="store_true",
+        help="show which request kinds (dynamic contexts) covered each line",
+    )
+    out.add_argument("--rcfile", help="coverage.py configuration file for the reports")
+    out.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="report only files matching these patterns (coverage.py's --include; repeatable)",
+    )
+    out.add_argument(
+        "--omit",
+        action="append",
+        metavar="PATTERN",
+        help="leave files matching these patterns out of the reports (repeatable)",
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    _add_path_arguments(report)
+    _add_merge_arguments(report)
+    _add_unused_parser(commands)
+    _add_diff_parser(commands)
+    _add_history_parser(commands)
     return parser
 
 
@@ -275,7 +400,7 @@ def _head_metadata(
         return [o for o in pool.map(head, objects) if o is not None]
 
 
-def run_list(args: argparse.Namespace, out: TextIO) -> int:
+def run_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     selection = _selection(args)
     client = make_client(args.endpoint_url, args.region, max_connections=max(10, args.workers))
     objects = list(list_objects(client, selection))
@@ -317,21 +442,19 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 # -- report ---------------------------------------------------------------------
 
 
-def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
-    from coverage_runtime.report.pipeline import ReportOptions, build_report
+def _pipeline_options(
+    args: argparse.Namespace, selection: Selection, formats: tuple[str, ...], err: TextIO
+) -> Any:
+    """The report pipeline's options from the shared path and merging arguments."""
+    from coverage_runtime.report.pipeline import ReportOptions
 
-    selection = _selection(args)
-    formats = parse_formats(args.format)
     for name, value in (("--jobs", args.jobs), ("--download-workers", args.download_workers)):
         if value is not None and value < (0 if name == "--jobs" else 1):
             raise ReportError(f"invalid {name} {value}")
-    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
-        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
     source_root = Path(args.source_root)
     if not args.no_remap and not source_root.is_dir():
         raise ReportError(f"--source-root {args.source_root!r} is not a directory")
-    options = ReportOptions(
+    return ReportOptions(
         selection=selection,
         endpoint_url=args.endpoint_url,
         region=args.region,
@@ -347,17 +470,51 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         download_workers=args.download_workers,
         downloader=args.downloader,
         progress=err.isatty() if args.progress is None else args.progress,
-        show_contexts=args.contexts,
+        show_contexts=getattr(args, "contexts", False),
         terminal_table=not args.quiet,
         rcfile=args.rcfile,
         include=parse_list(args.include),
         omit=parse_list(args.omit),
+        add_unexecuted=True,
+        require_mapped=True,
+        source=parse_list(args.source),
     )
+
+
+def _warn_other_revisions(args: argparse.Namespace, result: Any, err: TextIO) -> None:
+    """Line numbers of other revisions are not the checkout's: say so (unused and diff
+    map them through git; the report does not)."""
+    from coverage_runtime.report.revisions import other_revisions
+
+    if args.no_remap:
+        return
+    recorded = {o.revision for o in result.objects if o.revision}
+    others = other_revisions(Path(args.source_root), recorded)
+    if others:
+        count = sum(1 for o in result.objects if o.revision in others)
+        err.write(
+            f"lambda-coverage: warning: {count} environment(s) ran revision(s) other than the "
+            f"checkout's ({', '.join(r[:12] for r in others[:5])}): their lines are reported "
+            "at the checkout's line numbers; --revision selects one revision, and "
+            "lambda-coverage unused / diff carry them over through git\n"
+        )
+
+
+def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
+    from coverage_runtime.report.pipeline import build_report
+
+    selection = _selection(args)
+    formats = parse_formats(args.format)
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
+    options = _pipeline_options(args, selection, formats, err)
     result = build_report(options)
     for key, reason in result.skipped:
         err.write(f"lambda-coverage: skipped s3://{selection.bucket}/{key}: {reason}\n")
     for warning in result.warnings:
         err.write(f"lambda-coverage: warning: {warning}\n")
+    _warn_other_revisions(args, result, err)
     assert result.outputs is not None
     totals = result.outputs.totals
     if not args.quiet:
@@ -384,6 +541,173 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+# -- unused ---------------------------------------------------------------------
+
+UNUSED_FORMATS = ("json", "markdown", "html")
+
+
+def _insights_input(args: argparse.Namespace, err: TextIO) -> tuple[Path, Any]:
+    """The directory with the merged data and evidence, and the evidence when just merged."""
+    if args.data:
+        directory = Path(args.data)
+        if not directory.is_dir():
+            raise ReportError(f"--data {args.data!r} is not a directory")
+        return directory, None
+    from coverage_runtime.report.pipeline import collect
+
+    options = _pipeline_options(args, _selection(args), (), err)
+    if options.remap:
+        options.ignore_missing_source = True  # files of other revisions: mapped through git
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    result = collect(options)
+    for key, reason in result.skipped:
+        err.write(f"lambda-coverage: skipped {key}: {reason}\n")
+    for warning in result.warnings:
+        if not warning.startswith("left out"):
+            err.write(f"lambda-coverage: warning: {warning}\n")
+    return options.output_dir, result.partial.evidence
+
+
+def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report import tables
+    from coverage_runtime.report.insights import Options, analyse, selected, write_json
+    from coverage_runtime.report.output import parse_formats
+
+    formats = parse_formats(args.format, UNUSED_FORMATS)
+    if not 0 <= args.low_traffic <= 100:
+        raise ReportError(f"invalid --low-traffic {args.low_traffic}: expected 0 to 100")
+    directory, evidence = _insights_input(args, err)
+    insights = analyse(
+        directory,
+        Options(
+            source_root=Path(args.source_root),
+            rcfile=args.rcfile,
+            include=parse_list(args.include),
+            omit=parse_list(args.omit),
+            low_traffic=args.low_traffic / 100,
+            tests_data=args.tests_data,
+            static=not args.no_static,
+        ),
+        evidence,
+    )
+    for warning in insights.warnings:
+        err.write(f"lambda-coverage: warning: {warning}\n")
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    shown = (
+        insights.judged
+        if args.all
+        else selected(insights, [v for v in insights.counts() if v != "active"])
+    )
+    title = "What production runs"
+    written: dict[str, Path] = {}
+    if "json" in formats:
+        written["json"] = write_json(insights, output)
+    if "markdown" in formats:
+        written["markdown"] = output / "unused.md"
+        written["markdown"].write_text(tables.markdown(insights, shown, title), encoding="utf-8")
+    if "html" in formats:
+        written["html"] = output / "unused.html"
+        written["html"].write_text(tables.page(insights, insights.judged, title), encoding="utf-8")
+    if not args.quiet:
+        out.write(tables.terminal(insights, shown))
+    for name, path in written.items():
+        out.write(f"  {name:<8} {path}\n")
+    return EXIT_OK
+
+
+# -- diff -----------------------------------------------------------------------
+
+DIFF_FORMATS = ("json", "markdown")
+
+
+def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+
+    from coverage_runtime.report import tables
+    from coverage_runtime.report.changes import changed_lines, classify
+    from coverage_runtime.report.insights import Options, prepare
+    from coverage_runtime.report.output import parse_formats
+
+    formats = parse_formats(args.format, DIFF_FORMATS)
+    if bool(args.base) == bool(args.diff_file):
+        raise ReportError("give the change as --base REF or --diff-file FILE (one of them)")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise ReportError(f"invalid --fail-under {args.fail_under}: expected 0 to 100")
+    source_root = Path(args.source_root)
+    changed = changed_lines(source_root, args.base, args.diff_file)
+    directory, evidence = _insights_input(args, err)
+    options = Options(
+        source_root=source_root,
+        rcfile=args.rcfile,
+        include=parse_list(args.include),
+        omit=parse_list(args.omit),
+    )
+    checkout = prepare(directory, options, evidence)
+    for warning in checkout.warnings:
+        err.write(f"lambda-coverage: warning: {warning}\n")
+    classified = classify(checkout, changed)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "json" in formats:
+        written["json"] = output / "diff.json"
+        written["json"].write_text(json.dumps(classified.as_dict(), indent=1) + "\n")
+    if "markdown" in formats:
+        title = f"This change in production (against {args.base or args.diff_file})"
+        written["markdown"] = output / "diff.md"
+        written["markdown"].write_text(tables.diff_markdown(classified, title), encoding="utf-8")
+    if not args.quiet:
+        out.write(tables.diff_terminal(classified))
+    for name, path in written.items():
+        out.write(f"  {name:<8} {path}\n")
+    if args.fail_under is not None and classified.ran_percent() < args.fail_under:
+        err.write(
+            f"lambda-coverage: {classified.ran_percent():.1f}% of the changed lines production "
+            f"could run did run, below --fail-under {args.fail_under:g}\n"
+        )
+        return EXIT_FAIL_UNDER
+    return EXIT_OK
+
+
+# -- history ----------------------------------------------------------------------
+
+
+def run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from coverage_runtime.report import history
+
+    runs = history.local_summaries(parse_list(args.runs))
+    notes: list[str] = []
+    if args.bucket:
+        selection = _selection(args)
+        client = make_client(args.endpoint_url, args.region)
+        found = history.s3_summaries(
+            client, selection.bucket, selection.prefix, selection.functions
+        )
+        notes.append(
+            f"{len(found)} combiner run(s) from s3://{selection.bucket}/{selection.prefix}"
+        )
+        runs += found
+    if args.runs:
+        notes.append(f"{len(args.runs)} local report run(s)")
+    charts = history.summary_charts(runs)
+    if args.data:
+        charts += history.load_evidence_charts(Path(args.data), Path(args.source_root), args.rcfile)
+        notes.append(f"evidence of {args.data}")
+    path = history.write_page(charts, Path(args.output), "Coverage history", notes)
+    out.write(f"{len(charts)} chart(s), {len(runs)} run(s)\n  html     {path}\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "list": run_list,
+    "report": run_report,
+    "unused": run_unused,
+    "diff": run_diff,
+    "history": run_history,
+}
+
+
 def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -391,9 +715,7 @@ def main(
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "list":
-            return run_list(args, out)
-        return run_report(args, out, err)
+        return COMMANDS[args.command](args, out, err)
     except ReportError as exc:
         err.write(f"lambda-coverage: error: {exc}\n")
         return EXIT_ERROR

@@ -59,6 +59,7 @@ from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT
 from coverage_runtime.report import plan
 from coverage_runtime.report.client import make_client
+from coverage_runtime.report.evidence import EVIDENCE_NAME
 from coverage_runtime.report.merge import MEASURES
 from coverage_runtime.report.objects import list_shards, matching_objects
 from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect, report
@@ -229,6 +230,8 @@ def _publish(
     summary["generated_at"] = now
     body = (json.dumps(summary, indent=2) + "\n").encode()
     files = {"data": result.data_file, **(result.outputs.files if result.outputs else {})}
+    if (evidence := options.output_dir / EVIDENCE_NAME).is_file():
+        files["evidence"] = evidence  # per-line evidence, for unused/diff/history --data
     written = {}
     for name, path in files.items():
         written[name] = f"{scope}latest/{path.name}"

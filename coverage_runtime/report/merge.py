@@ -36,6 +36,7 @@ from coverage.numbits import numbits_to_nums
 from coverage.sqldata import SCHEMA_VERSION, CoverageData
 
 from coverage_runtime.errors import CoverageError, ReportError
+from coverage_runtime.report.evidence import Cohort, Evidence
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MEASURES = ("auto", "line", "branch")
@@ -56,6 +57,7 @@ class Partial:
     arc_files: int = 0
     merged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    evidence: Evidence = field(default_factory=Evidence)
 
     def absorb(self, other: Partial) -> None:
         lines = self.lines
@@ -72,6 +74,7 @@ class Partial:
         self.arc_files += other.arc_files
         self.merged += other.merged
         self.skipped.extend(other.skipped)
+        self.evidence.absorb(other.evidence)
 
     def contexts(self) -> set[str]:
         return {ctx for _, ctx in self.lines} | {ctx for _, ctx in self.arcs}
@@ -237,16 +240,35 @@ def read_with_api(body: bytes, into: Partial) -> None:
     into.merged += 1
 
 
-def merge_files(items: Sequence[tuple[str, bytes]]) -> Partial:
-    """Merge ``(key, data file bytes)`` pairs; unreadable ones are listed as skipped."""
+@dataclass(frozen=True)
+class Input:
+    """One data file to merge: its key, its bytes, and whose it is (for the evidence)."""
+
+    key: str
+    body: bytes
+    cohort: Cohort | None = None  # None: not one environment (e.g. a merged shard)
+    invocations: int = 0
+
+
+def merge_files(items: Sequence[Input | tuple[str, bytes]]) -> Partial:
+    """Merge data files; unreadable ones are listed as skipped.
+
+    An input with a cohort adds its environment's profiles to the evidence.
+    """
     partial = Partial()
-    for key, body in items:
+    for item in items:
+        one_input = item if isinstance(item, Input) else Input(*item)
         one = Partial()  # a file half-read before an error adds nothing
         try:
-            read_fast(body, one)
-            partial.absorb(one)
+            read_fast(one_input.body, one)
         except UnreadableData as exc:
-            partial.skipped.append((key, str(exc)))
+            partial.skipped.append((one_input.key, str(exc)))
+            continue
+        partial.absorb(one)
+        if one_input.cohort is not None:  # read whole: straight into the batch's evidence
+            partial.evidence.add_environment(
+                one_input.cohort, one_input.invocations, one.lines, one.arcs
+            )
     return partial
 
 
@@ -287,7 +309,7 @@ class Merger:
         self.jobs = (os.cpu_count() or 1) if jobs is None else max(0, jobs)
         self.batch_size = max(1, batch_size)
         self.result = Partial()
-        self._batch: list[tuple[str, bytes]] = []
+        self._batch: list[Input] = []
         self._futures: list[Future[Partial]] = []
         self._pool = process_pool(self.jobs) if self.jobs > 0 else None
         if self._pool is not None:
@@ -300,8 +322,10 @@ class Merger:
         if self._pool is None:
             self.jobs = 0
 
-    def add(self, key: str, body: bytes) -> None:
-        self._batch.append((key, body))
+    def add(
+        self, key: str, body: bytes, cohort: Cohort | None = None, invocations: int = 0
+    ) -> None:
+        self._batch.append(Input(key, body, cohort, invocations))
         if len(self._batch) >= self.batch_size:
             self._submit()
 
@@ -405,8 +429,14 @@ def _bits_to_nums(bits: int) -> list[int]:
 # -- writing ------------------------------------------------------------------
 
 
-def write_data(partial: Partial, out_path: str | Path, branch: bool) -> Path:
-    """Write the merged data as an ordinary coverage.py data file."""
+def write_data(
+    partial: Partial, out_path: str | Path, branch: bool, touch: Sequence[str] = ()
+) -> Path:
+    """Write the merged data as an ordinary coverage.py data file.
+
+    ``touch``: files that no environment ran, recorded with no lines (0%), as
+    coverage.py records the unexecuted files of its ``source``.
+    """
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (out, Path(str(out) + "-journal")):
@@ -431,6 +461,8 @@ def write_data(partial: Partial, out_path: str | Path, branch: bool) -> Path:
             data.add_arcs({})
         else:
             data.add_lines({})
+    if touch:
+        data.touch_files(touch)
     data.write()
     data.close()
     return out

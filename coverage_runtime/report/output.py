@@ -65,27 +65,30 @@ class Outputs:
     terminal: str = ""
 
 
-def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
+def parse_formats(
+    value: str | Sequence[str] | None, allowed: Sequence[str] = FORMATS
+) -> tuple[str, ...]:
+    """The formats a ``--format`` comma list names, of ``allowed``; 'all' or 'none'."""
     if value is None:
-        return FORMATS
+        return tuple(allowed)
     items = value.split(",") if isinstance(value, str) else list(value)
     chosen: list[str] = []
     for item in (i.strip().lower() for i in items):
         if not item or item == "none":
             continue
         if item == "all":
-            chosen.extend(FORMATS)
-        elif item in FORMATS:
+            chosen.extend(allowed)
+        elif item in allowed:
             chosen.append(item)
         else:
             raise ReportError(
                 f"invalid report format {item!r}: expected a comma list of "
-                f"{', '.join(FORMATS)}, all or none"
+                f"{', '.join(allowed)}, all or none"
             )
     return tuple(dict.fromkeys(chosen))
 
 
-def _coverage(
+def load_coverage(
     data_file: Path, rcfile: str | None, include: Sequence[str], omit: Sequence[str]
 ) -> Any:
     import coverage
@@ -109,7 +112,7 @@ def _html_report(
     show_contexts: bool,
     title: str | None,
 ) -> None:
-    _coverage(data_file, rcfile, include, omit).html_report(
+    load_coverage(data_file, rcfile, include, omit).html_report(
         directory=str(directory), show_contexts=show_contexts, title=title
     )
 
@@ -178,7 +181,7 @@ def write_reports(
         html_job = _html_in_a_worker(data_file, output_dir / "html", **html_options)
     table = io.StringIO()
     try:
-        cov = _coverage(data_file, rcfile, include, omit)
+        cov = load_coverage(data_file, rcfile, include, omit)
         if "html" in formats and html_job is None:
             _html_report(data_file, output_dir / "html", **html_options)
         if "xml" in formats:

@@ -79,6 +79,7 @@ def remap(partial: Partial, path_map: PathMap) -> tuple[Partial, list[MissingSou
     for (path, ctx), arcs in partial.arcs.items():
         key = (seen[path][0], ctx)
         mapped.arcs.setdefault(key, set()).update(arcs)
+    mapped.evidence = partial.evidence.remap(lambda path: seen[path][0])
     return mapped, sorted(missing.values(), key=lambda m: m.local)
 
 

@@ -6,7 +6,9 @@ combiner handler (`collect`, then `report`); each step lives in its own module:
 - `selection`, `objects` + `listing`: list the data objects under a prefix and filter them;
 - `fetch` + `cache`: parallel download into an ETag-keyed cache;
 - `merge`: parallel merge while downloading, and the merged data file;
+- `evidence`: per line, which environments ran it, how often, when, where;
 - `paths`: recorded paths to the local checkout's;
+- `sources`: the checkout's files that never ran, and a task root that maps nothing;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
 """
 
@@ -17,13 +19,16 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_TASK_ROOT, MERGED_DATA_NAME
 from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.client import make_client
+from coverage_runtime.report.evidence import EVIDENCE_NAME, Cohort
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
 from coverage_runtime.report.listing import BackgroundListing, GivenObjects
 from coverage_runtime.report.merge import Merger, Partial, choose_measure, write_data
@@ -31,8 +36,15 @@ from coverage_runtime.report.objects import DataObject, require_some
 from coverage_runtime.report.output import FORMATS, Outputs, write_reports
 from coverage_runtime.report.paths import MissingSource, PathMap, drop_paths, remap
 from coverage_runtime.report.selection import Selection
+from coverage_runtime.report.sources import (
+    check_mapped,
+    measured_source,
+    source_files,
+    unexecuted,
+)
 
 SUMMARY_NAME = "summary.json"
+GENERATED_AT = "%Y-%m-%dT%H-%M-%SZ"  # a summary's time, also its history key's name
 SMALL_RUN = 32  # below this many objects, worker processes cost more than they save
 MAX_BATCH = 64  # files per merge batch at most
 
@@ -64,6 +76,11 @@ class ReportOptions:
     rcfile: str | None = None
     include: tuple[str, ...] = ()
     omit: tuple[str, ...] = ()
+    # The command line's checks of the checkout (the combiner reads its own image):
+    # every file of the measured source in the reports, and a task root that maps.
+    add_unexecuted: bool = False
+    require_mapped: bool = False
+    source: tuple[str, ...] = ()  # the measured source in the checkout (sources.measured_source)
 
 
 @dataclass
@@ -77,6 +94,7 @@ class ReportResult:
     listed: int = 0
     filtered_out: int = 0
     missing_source: list[MissingSource] = field(default_factory=list)
+    unexecuted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -106,6 +124,7 @@ class ReportResult:
             "downloaded": self.fetch.downloaded,
             "from_cache": self.fetch.cached,
             "missing_source": [str(m) for m in self.missing_source],
+            "never_imported": len(self.unexecuted),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -149,6 +168,13 @@ class _Merged:
     cache_error: str | None
 
 
+def _whose(obj: DataObject) -> tuple[Cohort | None, int]:
+    """The evidence's cohort of an environment's object (None for a merged shard)."""
+    if layout.SHARD_ENVIRONMENTS in (obj.metadata or {}):
+        return None, 0
+    return Cohort(obj.function, obj.version, obj.date, obj.revision or ""), obj.invocations or 0
+
+
 def _fetch_and_merge(
     options: ReportOptions,
     client: Any,
@@ -183,7 +209,7 @@ def _fetch_and_merge(
                 filtered_out += 1
                 continue
             fetched.append(item.obj)
-            merger.add(item.obj.key, item.body)
+            merger.add(item.obj.key, item.body, *_whose(item.obj))
         partial = merger.finish()
     return _Merged(partial, stats, fetched, filtered_out, cache.write_error)
 
@@ -238,9 +264,13 @@ def collect(
             "the next report downloads these objects again"
         )
     missing: list[MissingSource] = []
+    touched: list[str] = []
     phase = time.perf_counter()
     if options.remap:
         path_map = PathMap.parse(options.task_roots, options.source_root)
+        recorded = partial.paths()
+        if options.require_mapped:
+            check_mapped(recorded, path_map, options.source_root)
         partial, missing = remap(partial, path_map)
         if missing and not options.ignore_missing_source:
             shown = "\n  ".join(str(m) for m in missing[:20])
@@ -258,7 +288,18 @@ def collect(
                 f"left out {len(missing)} measured file(s) with no local source: "
                 + ", ".join(str(m) for m in missing[:5])
             )
-    data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch)
+        if options.add_unexecuted:
+            source = measured_source(
+                recorded, path_map, options.source, options.source_root, options.rcfile
+            )
+            files = source_files(source, options.rcfile, options.omit)
+            touched = unexecuted(partial.paths(), files)
+    data_file = write_data(partial, options.output_dir / MERGED_DATA_NAME, branch, touched)
+    evidence_file = options.output_dir / EVIDENCE_NAME
+    if partial.evidence.cohorts:
+        partial.evidence.save(evidence_file, options.source_root if options.remap else None)
+    else:  # merged shards only (a distributed map's reduce): their evidence is not kept yet
+        evidence_file.unlink(missing_ok=True)
     timings["remap_and_write"] = time.perf_counter() - phase
     return ReportResult(
         objects=fetched_objects,
@@ -270,6 +311,7 @@ def collect(
         listed=listing.count,
         filtered_out=merged.filtered_out,
         missing_source=missing,
+        unexecuted=touched,
         warnings=warnings,
         timings=timings,
     )
@@ -307,7 +349,9 @@ def build_report(options: ReportOptions, client: Any = None) -> ReportResult:
     outputs = report(options, result)
     result.timings["total"] = time.perf_counter() - started
     summary_path = options.output_dir / SUMMARY_NAME
-    summary_path.write_text(json.dumps(result.summary(options.selection), indent=2) + "\n")
+    summary = result.summary(options.selection)
+    summary["generated_at"] = datetime.now(UTC).strftime(GENERATED_AT)  # as the combiner's
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     outputs.files["summary"] = summary_path
     outputs.files["data"] = result.data_file
     return result

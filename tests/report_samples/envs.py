@@ -112,15 +112,25 @@ def union_arcs(envs: list[Env]) -> dict[str, set[tuple[int, int]]]:
 
 
 def lines_of(data_file: Path) -> dict[str, set[int]]:
+    """The files that ran, and their lines (files never run are `never_run_of`)."""
     data = CoverageData(basename=str(data_file))
     data.read()
-    return {f: set(data.lines(f) or ()) for f in data.measured_files()}
+    found = {f: set(data.lines(f) or ()) for f in data.measured_files()}
+    return {f: lines for f, lines in found.items() if lines}
+
+
+def never_run_of(data_file: Path) -> set[str]:
+    """The files recorded with no line: the checkout's files no environment ran."""
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    return {f for f in data.measured_files() if not data.lines(f)}
 
 
 def arcs_of(data_file: Path) -> dict[str, set[tuple[int, int]]]:
     data = CoverageData(basename=str(data_file))
     data.read()
-    return {f: set(data.arcs(f) or ()) for f in data.measured_files()}
+    found = {f: set(data.arcs(f) or ()) for f in data.measured_files()}
+    return {f: arcs for f, arcs in found.items() if arcs}
 
 
 def line_of(module: str, marker: str) -> int:
