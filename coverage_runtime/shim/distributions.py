@@ -6,13 +6,15 @@ by default also holds FastAPI, pydantic, boto3 and their friends.  They are
 not the function's code: measuring them costs time and fills the report with
 files that have no local source.  pip leaves a ``<name>.dist-info`` directory
 per distribution (``RECORD`` lists every file it installed; ``top_level.txt``,
-where present, the top-level names), setuptools' older installs a
-``<name>.egg-info`` with ``top_level.txt``.  From those come the top-level
-modules and packages to omit.
+where present, the top-level names, and then it is all that is read: botocore's
+RECORD alone has a thousand rows, and this runs at every cold start),
+setuptools' older installs a ``<name>.egg-info`` with ``top_level.txt``.  From
+those come the top-level modules and packages to omit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,8 +31,11 @@ def installed_top_levels(directory: str) -> set[str]:
         if not entry.is_dir() or not entry.name.endswith((".dist-info", ".egg-info")):
             continue
         metadata = Path(entry.path)
-        names.update(_from_top_level(metadata / "top_level.txt"))
-        names.update(_from_record(metadata / "RECORD", metadata.name))
+        # setuptools' own list when it wrote one; else every file pip recorded.
+        names.update(
+            _from_top_level(metadata / "top_level.txt")
+            or _from_record(metadata / "RECORD", metadata.name)
+        )
     return {name for name in names if name and name not in (".", "..", "__pycache__")}
 
 
@@ -42,19 +47,31 @@ def _from_top_level(path: Path) -> set[str]:
 
 
 def _from_record(path: Path, own_directory: str) -> set[str]:
-    import csv  # only where a RECORD file is read (a task root with installed packages)
+    """The top-level names of the files a RECORD lists.
 
-    names: set[str] = set()
+    On the init path, and a task root's RECORDs run to thousands of rows
+    (botocore's data files): the first path component of each row is taken in
+    one pass, and only the few distinct ones are looked at; a quoted row (a
+    comma in its path) goes through `csv`.
+    """
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, csv.Error):
-        return names
-    for row in rows:
-        if not row or row[0].startswith(("../", "/")):
-            continue  # console scripts and data installed elsewhere
-        first = row[0].replace("\\", "/").split("/", 1)[0]
-        if first == own_directory or first.endswith((".dist-info", ".egg-info", ".data")):
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    rows = text.splitlines()
+    firsts = {row.split(",", 1)[0].split("/", 1)[0] for row in rows if row and row[0] != '"'}
+    quoted = [row for row in rows if row.startswith('"')]
+    if quoted:
+        import csv
+
+        with contextlib.suppress(csv.Error):
+            firsts.update(r[0].split("/", 1)[0] for r in csv.reader(quoted) if r)
+    names: set[str] = set()
+    for component in firsts:
+        first = component.replace("\\", "/").split("/", 1)[0]
+        if first in ("", ".", "..") or first == own_directory:
+            continue  # (".." and "": console scripts and data installed elsewhere)
+        if first.endswith((".dist-info", ".egg-info", ".data")):
             continue
         names.add(first[:-3] if first.endswith(".py") else first.split(".", 1)[0])
     return names
