@@ -85,6 +85,31 @@ def within(deadline: float, what: str, work: Callable[[], object]) -> None:
         raise outcome[0]
 
 
+def _prepare_imports_at_exit() -> None:
+    """Let boto3 be imported while the interpreter exits (after an init error, or
+    a function's own SIGTERM handler that exits, before the S3 client exists).
+
+    s3transfer imports ``concurrent.futures``, whose import registers with
+    threading's exit hooks, and those refuse new entries once the interpreter
+    is exiting: the import would fail and nothing would be uploaded.  Importing
+    it at init instead cost every cold start ~4 ms; here, only when the
+    interpreter is already exiting, the registration is skipped for that one
+    import (its hook joins pool threads, and none is left to join by then).
+    """
+    if "concurrent.futures.thread" in sys.modules:
+        return
+    register = getattr(threading, "_register_atexit", None)
+    if register is None or not getattr(threading, "_SHUTTING_DOWN", False):
+        return  # (not exiting: the import registers as usual)
+    threading._register_atexit = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+    try:
+        import concurrent.futures.thread  # noqa: F401
+    except Exception:  # noqa: S110 - the upload says what failed, if anything
+        pass
+    finally:
+        threading._register_atexit = register  # type: ignore[attr-defined]
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
@@ -176,11 +201,6 @@ class CoverageSession:
         if settings.bucket is None:
             problem = "COVERAGE_S3_BUCKET is not set: coverage is measured but never uploaded"
             structured_log.error(problem, variable="COVERAGE_S3_BUCKET")
-        # boto3 may first be imported at interpreter exit (after an init error);
-        # its import of concurrent.futures registers with threading's atexit,
-        # which is refused by then.  Importing that small stdlib module now avoids it.
-        import concurrent.futures.thread  # noqa: F401
-
         data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
         measurement = Measurement(settings, data_file)
         measurement.begin()
@@ -216,6 +236,7 @@ class CoverageSession:
             if self._uploader is None:
                 started = time.monotonic()
                 pause_points.reach("client-build")
+                _prepare_imports_at_exit()
                 try:
                     self._uploader = SnapshotUploader(self.settings, self.identity)
                 except Exception as exc:  # a broken boto3 setup must not break the function
