@@ -8,9 +8,12 @@ built here, with the region resolved the same way everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import posixpath
+import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,9 +104,19 @@ def bypass_instrumentation(client: Any) -> None:
 
 def _calling_original(cls: type, name: str, target: Any) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
-        return original(cls, name)(target, *args, **kwargs)
+        with _opentelemetry_suppressed():
+            return original(cls, name)(target, *args, **kwargs)
 
     return call
+
+
+def _opentelemetry_suppressed() -> AbstractContextManager[None]:
+    """OpenTelemetry's own off switch, if the function loaded its instrumentation:
+    its HTTP instrumentations (urllib3, which botocore sends through, http.client)
+    patch below botocore, where unwrapping cannot reach, and honour it."""
+    utils = sys.modules.get("opentelemetry.instrumentation.utils")
+    suppress = getattr(utils, "suppress_instrumentation", None)
+    return suppress() if suppress is not None else contextlib.nullcontext()
 
 
 def put_arguments(

@@ -2,7 +2,8 @@
 
 ``python -m tests.tracer_probe TRACER ORDER ENDPOINT BUCKET WORKDIR`` patches
 the way a function does (``xray``: the X-Ray SDK's ``patch_all()``; ``otel``:
-OpenTelemetry's botocore and sqlite3 instrumentations), ``before`` the shim
+OpenTelemetry's botocore, sqlite3 and urllib3 instrumentations; ``otel-http``:
+its urllib3 one alone, under botocore), ``before`` the shim
 starts or ``after`` its S3 client and data file exist, then runs the shim's
 snapshots and uploads inside and outside a traced invocation, next to the
 function's own calls (a boto3 call and a sqlite3 query), and a control: a
@@ -85,9 +86,10 @@ class XRay:
 
 
 class OpenTelemetry:
-    """OpenTelemetry's botocore and sqlite3 instrumentations, spans kept in memory."""
+    """OpenTelemetry's botocore, sqlite3 and urllib3 instrumentations (as its Lambda
+    layer's auto-instrumentation applies them), spans kept in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, http_only: bool = False) -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -97,13 +99,17 @@ class OpenTelemetry:
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("function")
         self.span: Any = None
+        self.http_only = http_only
 
     def patch(self) -> None:
         from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
         from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
-        BotocoreInstrumentor().instrument(tracer_provider=self.provider)
-        SQLite3Instrumentor().instrument(tracer_provider=self.provider)
+        if not self.http_only:
+            BotocoreInstrumentor().instrument(tracer_provider=self.provider)
+            SQLite3Instrumentor().instrument(tracer_provider=self.provider)
+        URLLib3Instrumentor().instrument(tracer_provider=self.provider)
 
     def begin(self) -> None:
         self.span = self.tracer.start_as_current_span("function")
@@ -122,6 +128,8 @@ class OpenTelemetry:
                 found.append(f"{attributes.get('rpc.service')} {attributes.get('rpc.method')}")
             elif attributes.get("db.system") == "sqlite":
                 found.append(f"sql {span.name}")
+            elif "http.request.method" in attributes or "http.method" in attributes:
+                found.append(f"http {span.name}")
             else:
                 found.append(span.name)
         return found
@@ -131,7 +139,9 @@ def main(tracer_name: str, order: str, endpoint: str, bucket: str, workdir: str)
     collected = Collected()
     logging.getLogger().addHandler(collected)
     logging.getLogger().setLevel(logging.DEBUG)
-    tracer: XRay | OpenTelemetry = XRay() if tracer_name == "xray" else OpenTelemetry()
+    tracer: XRay | OpenTelemetry = (
+        XRay() if tracer_name == "xray" else OpenTelemetry(http_only=tracer_name == "otel-http")
+    )
     if order == "before":
         tracer.patch()
 
