@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import posixpath
 import sys
+import types
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -77,10 +78,19 @@ TRACED_METHODS = (
 
 
 def original(cls: type, name: str) -> Any:
-    """``cls.name`` as its class defines it, with every wrapper that says what it
+    """``cls.name`` as its library defines it: every wrapper that says what it
     wraps (``__wrapped__``: wrapt's, hence X-Ray's and OpenTelemetry's, and
-    ``functools.wraps``) peeled off."""
-    return inspect.unwrap(vars(cls)[name])
+    ``functools.wraps``) peeled off, down to the first function written in the
+    class's own package (botocore decorates ``_make_api_call`` itself)."""
+    package = cls.__module__.partition(".")[0]
+
+    def own(candidate: Any) -> bool:
+        # type(), not isinstance(): a wrapt proxy passes for what it wraps.
+        if type(candidate) is not types.FunctionType:
+            return False
+        return str(candidate.__globals__.get("__name__")).partition(".")[0] == package
+
+    return inspect.unwrap(vars(cls)[name], stop=own)
 
 
 def bypass_instrumentation(client: Any) -> None:

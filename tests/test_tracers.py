@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime import s3 as s3_module
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 
 FUNCTION_OWN = {
@@ -63,3 +64,47 @@ def test_the_shims_work_is_invisible_to_the_functions_tracer(
     assert found["recorded"] == FUNCTION_OWN[tracer]
     assert found["messages"] == []
     assert found["control"] == [item.format(workdir=workdir) for item in CONTROL[tracer]]
+
+
+def test_the_original_is_botocores_own_decorated_method():
+    """botocore wraps ``_make_api_call`` itself (``with_current_context``, with
+    ``functools.wraps``): peeling stops there, so botocore behaves as it would."""
+    from botocore.client import BaseClient
+    from botocore.endpoint import Endpoint
+
+    own = vars(BaseClient)["_make_api_call"]
+    assert s3_module.original(BaseClient, "_make_api_call") is own
+    assert s3_module.original(Endpoint, "prepare_request") is vars(Endpoint)["prepare_request"]
+
+
+@pytest.mark.parametrize("style", ["wrapt", "functools"])
+def test_a_patch_made_after_the_client_is_bypassed(style, s3_server, bucket, monkeypatch):
+    import functools
+
+    import wrapt
+    from botocore.client import BaseClient
+
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    ours = s3_module.make_client(purpose="test", endpoint_url=s3_server.endpoint_url, untraced=True)
+    own = vars(BaseClient)["_make_api_call"]
+    seen: list[str] = []
+    if style == "wrapt":
+
+        def record(wrapped, instance, args, kwargs):
+            seen.append(args[0])
+            return wrapped(*args, **kwargs)
+
+        patched = wrapt.FunctionWrapper(own, record)
+    else:
+
+        @functools.wraps(own)
+        def patched(self, operation_name, api_params):
+            seen.append(operation_name)
+            return own(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", patched)
+    ours.head_bucket(Bucket=bucket)
+    s3_server.client().list_objects_v2(Bucket=bucket)
+    assert seen == ["ListObjectsV2"]
+    assert s3_module.original(BaseClient, "_make_api_call") is own
