@@ -102,14 +102,16 @@ def bypass_instrumentation(client: Any) -> None:
     class's (botocore calls ``self._make_api_call`` and
     ``self.prepare_request``), and each call looks the original up again, so a
     patch made after the client was built is bypassed too.  The function's own
-    clients keep the patched methods.
+    clients keep the patched methods.  A botocore without one of them (none
+    known) keeps that one as it is: uploads never depend on this.
     """
     import importlib
 
     for module, class_name, name in TRACED_METHODS:
-        cls = getattr(importlib.import_module(module), class_name)
-        target = client if class_name == "BaseClient" else client._endpoint
-        setattr(target, name, _calling_original(cls, name, target))
+        cls = getattr(importlib.import_module(module), class_name, None)
+        target = client if class_name == "BaseClient" else getattr(client, "_endpoint", None)
+        if cls is not None and target is not None and name in vars(cls):
+            setattr(target, name, _calling_original(cls, name, target))
 
 
 def _calling_original(cls: type, name: str, target: Any) -> Callable[..., Any]:

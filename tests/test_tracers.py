@@ -77,6 +77,15 @@ def test_the_original_is_botocores_own_decorated_method():
     assert s3_module.original(Endpoint, "prepare_request") is vars(Endpoint)["prepare_request"]
 
 
+def test_every_traced_method_is_bypassed_on_this_botocore():
+    """`bypass_instrumentation` skips what a botocore lacks: this one lacks nothing."""
+    client = s3_module.make_client(purpose="test", region="us-east-1", untraced=True)
+    assert "_make_api_call" in vars(client)
+    assert "prepare_request" in vars(client._endpoint)
+    plain = s3_module.make_client(purpose="test", region="us-east-1")
+    assert "_make_api_call" not in vars(plain)
+
+
 @pytest.mark.parametrize("style", ["wrapt", "functools"])
 def test_a_patch_made_after_the_client_is_bypassed(style, s3_server, bucket, monkeypatch):
     import functools
