@@ -103,6 +103,51 @@ def test_the_internals_the_gates_read_exist(tmp_path):
     assert all(result.values()), result
 
 
+def test_the_data_layer_connects_through_the_untraced_sqlite3():
+    """`UntracedSqlite3` relies on every connection of coverage.py's going through
+    ``sqlite3.connect`` looked up on ``coverage.sqlitedb``'s module global."""
+    import ast
+    import sqlite3
+
+    coverage_adapter.import_coverage()
+    import coverage.sqlitedb
+
+    assert coverage_adapter.untrace_data_file()
+    assert isinstance(coverage.sqlitedb.sqlite3, coverage_adapter.UntracedSqlite3)
+    assert coverage.sqlitedb.sqlite3.Error is sqlite3.Error
+    connecting = set()
+    for path in Path(coverage.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            func = node.func if isinstance(node, ast.Call) else None
+            name = getattr(func, "attr", getattr(func, "id", None))
+            if func is not None and name == "connect":
+                connecting.add((path.stem, ast.unparse(func)))
+    assert connecting == {("sqlitedb", "sqlite3.connect")}
+
+
+def test_the_untraced_connect_peels_wrappers_made_after_it(tmp_path, monkeypatch):
+    import functools
+    import sqlite3
+
+    coverage_adapter.import_coverage()
+    import coverage.sqlitedb
+
+    calls = []
+    original = sqlite3.connect
+
+    @functools.wraps(original)
+    def traced(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    connection = coverage.sqlitedb.sqlite3.connect(str(tmp_path / "x.db"))
+    connection.close()
+    sqlite3.connect(":memory:").close()
+    assert type(connection) is sqlite3.Connection
+    assert calls == [(":memory:",)]
+
+
 def test_deferred_imports_load_on_first_use_and_report_as_usual(tmp_path):
     source = tmp_path / "src"
     source.mkdir()

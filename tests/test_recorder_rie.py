@@ -32,25 +32,31 @@ BROKEN = FUNCTIONS_DIR / "broken_import.py"
 BUSY = FUNCTIONS_DIR / "busy.py"
 
 
-@pytest.fixture(scope="module")
-def sysmon_python() -> str:
-    """A venv of the newest CPython 3.12+ here with requirements.txt installed."""
+def sysmon_runtime(*extra: str) -> str:
+    """A venv of the newest CPython 3.12+ here with requirements.txt installed, and
+    the ``extra`` requirement lines (``name==version``); skips if there is none."""
     candidates = [p for p in other_pythons() if p.parent.parent.name >= "3.12"]
     if not candidates:
         pytest.skip("no CPython 3.12+ found (pyenv): the init recorder needs sys.monitoring")
     python = candidates[-1]
-    venv = REPO_ROOT / ".local" / "venvs" / f"runtime-{python.parent.parent.name}"
-    wanted = (REPO_ROOT / "requirements.txt").read_text()
+    suffix = "".join(f"+{line.partition('==')[0]}" for line in extra)
+    venv = REPO_ROOT / ".local" / "venvs" / f"runtime-{python.parent.parent.name}{suffix}"
+    wanted = "\n".join([(REPO_ROOT / "requirements.txt").read_text(), *extra])
     stamp = venv / ".wanted"
     if not (stamp.exists() and stamp.read_text() == wanted):
         subprocess.run([str(python), "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
         subprocess.run(
             [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-             "--disable-pip-version-check", "-r", str(REPO_ROOT / "requirements.txt")],
+             "--disable-pip-version-check", "-r", str(REPO_ROOT / "requirements.txt"), *extra],
             check=True, timeout=600, capture_output=True,
         )  # fmt: skip
         stamp.write_text(wanted)
     return str(venv / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def sysmon_python() -> str:
+    return sysmon_runtime()
 
 
 @pytest.fixture

@@ -34,10 +34,12 @@ coverage.py's own.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Protocol
@@ -97,11 +99,16 @@ class Deferred:
 
 
 def import_coverage() -> Any:
-    """``import coverage``, with `DEFERRED_IMPORTS` loaded on first use."""
+    """``import coverage``, with `DEFERRED_IMPORTS` loaded on first use, and its
+    data file out of the function's tracers' sight (`untrace_data_file`)."""
+    coverage = _import_coverage()
+    untrace_data_file()
+    return coverage
+
+
+def _import_coverage() -> Any:
     if "coverage" in sys.modules:
         return sys.modules["coverage"]
-    import types
-
     stubs = {}
     for module, names in DEFERRED_IMPORTS.items():
         stub = types.ModuleType(module, "deferred by coverage_runtime.shim.coverage_adapter")
@@ -120,6 +127,54 @@ def import_coverage() -> Any:
             if sys.modules.get(module) is stub:
                 del sys.modules[module]
     return coverage
+
+
+# -- the data file, out of the function's tracers' sight -------------------------
+
+
+class UntracedSqlite3(types.ModuleType):
+    """``sqlite3`` as ``coverage.sqlitedb`` sees it: the real module, except that
+    ``connect`` is the original, whatever patched ``sqlite3.connect``.
+
+    The X-Ray SDK's ``patch_all()`` and OpenTelemetry's sqlite3 instrumentation
+    wrap ``sqlite3.connect`` (with wrapt) so that every statement on the
+    connection is a subsegment or span.  coverage.py's writes of our data file
+    are not the function's work: traced, they would fill its traces, and its
+    logs with X-Ray's ``Subsegment ... discarded`` warnings.  ``connect`` looks
+    the original up on each call (peeling ``__wrapped__``), so a patch made
+    after coverage.py was imported is bypassed too; the function's own
+    ``sqlite3.connect`` stays patched.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("sqlite3", "sqlite3 with its original connect, for coverage.py")
+
+    def __getattr__(self, name: str) -> Any:
+        import sqlite3
+
+        return getattr(sqlite3, name)
+
+    @staticmethod
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
+        return inspect.unwrap(sqlite3.connect)(*args, **kwargs)
+
+
+def untrace_data_file() -> bool:
+    """Give ``coverage.sqlitedb`` an `UntracedSqlite3`; False if its internals
+    are not what this was written for (it connects with ``sqlite3.connect``
+    through its module global ``sqlite3``) and its writes stay visible."""
+    import sqlite3  # imported already by coverage.py's data layer
+
+    sqlitedb = sys.modules.get("coverage.sqlitedb")
+    current = getattr(sqlitedb, "sqlite3", None)
+    if isinstance(current, UntracedSqlite3):
+        return True
+    if current is not sqlite3:
+        return False
+    sqlitedb.sqlite3 = UntracedSqlite3()  # type: ignore[union-attr]
+    return True
 
 
 # -- configuring a Coverage before it starts -----------------------------------

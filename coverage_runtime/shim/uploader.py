@@ -70,6 +70,7 @@ class SnapshotUploader:
             attempts=MAX_ATTEMPTS,
             connect_timeout=2,
             read_timeout=5,
+            untraced=True,
         )
         # Fencing: no attempt (first send or botocore's retry) of an older
         # snapshot may start once a newer one has started, so an abandoned
