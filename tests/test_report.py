@@ -317,6 +317,7 @@ def test_never_imported_files_honour_source_include_omit_and_the_coverage_config
     assert set(_file_report(whole)) == {
         "envs.py",
         "run_env.py",
+        "synthetic.py",
         "sampleapp/__init__.py",
         "sampleapp/orders.py",
         "sampleapp/shapes.py",
@@ -324,6 +325,7 @@ def test_never_imported_files_honour_source_include_omit_and_the_coverage_config
     assert never_run_of(whole.data_file) == {
         str(SAMPLES / "envs.py"),
         str(SAMPLES / "run_env.py"),
+        str(SAMPLES / "synthetic.py"),
         SHAPES,
     }  # the omitted __init__.py is not added either
     rcfile.write_text(f"[run]\nsource = {SAMPLES}\n")

@@ -6,10 +6,9 @@ by default also holds FastAPI, pydantic, boto3 and their friends.  They are
 not the function's code: measuring them costs time and fills the report with
 files that have no local source.  pip leaves a ``<name>.dist-info`` directory
 per distribution (``RECORD`` lists every file it installed; ``top_level.txt``,
-where present, the top-level names, and then it is all that is read: botocore's
-RECORD alone has a thousand rows, and this runs at every cold start),
-setuptools' older installs a ``<name>.egg-info`` with ``top_level.txt``.  From
-those come the top-level modules and packages to omit.
+where present, the top-level names), setuptools' older installs a
+``<name>.egg-info`` with ``top_level.txt``.  From those come the top-level
+modules and packages to omit.
 """
 
 from __future__ import annotations
@@ -31,11 +30,8 @@ def installed_top_levels(directory: str) -> set[str]:
         if not entry.is_dir() or not entry.name.endswith((".dist-info", ".egg-info")):
             continue
         metadata = Path(entry.path)
-        # setuptools' own list when it wrote one; else every file pip recorded.
-        names.update(
-            _from_top_level(metadata / "top_level.txt")
-            or _from_record(metadata / "RECORD", metadata.name)
-        )
+        names.update(_from_top_level(metadata / "top_level.txt"))
+        names.update(_from_record(metadata / "RECORD", metadata.name))
     return {name for name in names if name and name not in (".", "..", "__pycache__")}
 
 
