@@ -514,19 +514,15 @@ class SysmonGate:
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
-        prefixes = set()
-        for directory in source_dirs:
-            for form in (directory, os.path.realpath(directory)):
-                prefixes.add(form.rstrip(os.sep) + os.sep)
-        self._prefixes = tuple(sorted(prefixes))
+        self._prefixes = init_recorder.source_prefixes(source_dirs)
         if deferred:
-            if not prefixes:
+            if not self._prefixes:
                 raise InternalsChanged("a deferred start needs the source directories")
             self._py_start = originals[events.PY_START]
             return  # `install` registers, after the recorded events are replayed
         for event, callback in self._gated_callbacks.items():
             monitoring.register_callback(self._tool, event, callback)
-        if prefixes:
+        if self._prefixes:
             self._py_start = monitoring.register_callback(
                 self._tool, events.PY_START, self._filter_start
             )

@@ -52,6 +52,17 @@ FIRST_TOOL_ID, LAST_TOOL_ID = 1, 5
 TOOL_NAME = "coverage.py"
 
 
+def source_prefixes(source_dirs: Iterable[str]) -> tuple[str, ...]:
+    """Each source directory as given and resolved, ending with a separator: what a
+    measured file's name starts with (for the recorder and the gate alike)."""
+    prefixes = {
+        form.rstrip(os.sep) + os.sep
+        for directory in source_dirs
+        for form in (directory, os.path.realpath(directory))
+    }
+    return tuple(sorted(prefixes))
+
+
 def available() -> bool:
     """Can this Python record init this way (``sys.monitoring``, 3.12+)?"""
     return hasattr(sys, "monitoring")
@@ -97,12 +108,7 @@ class InitRecorder:
         self.local_events = events.LINE
         if branch:
             self.local_events |= events.PY_RETURN | events.BRANCH_LEFT | events.BRANCH_RIGHT
-        prefixes = {
-            form.rstrip(os.sep) + os.sep
-            for directory in source_dirs
-            for form in (directory, os.path.realpath(directory))
-        }
-        self._prefixes = tuple(sorted(prefixes))
+        self._prefixes = source_prefixes(source_dirs)
         # Certainly not traced by coverage.py: directories end with a separator,
         # anything else is a file name.
         excluded = tuple(excluded)

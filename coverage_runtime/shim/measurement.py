@@ -52,14 +52,14 @@ def describe_storage_error(exc: BaseException, data_file: str) -> str:
 # source directory happens to contain them (a local checkout with a venv);
 # packages installed into a source directory itself: see `distributions`.
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
 ALWAYS_OMIT = (
     os.path.join(_RUNTIME_DIR, "*"),
-    "*/site-packages/*",
-    "*/dist-packages/*",
+    *(f"*/{name}/*" for name in _PACKAGE_DIRS),
 )
 # The same, for the init recorder: what it never arms (path prefixes and parts).
 _NEVER_ARMED = (_RUNTIME_DIR + os.sep,)
-_NEVER_ARMED_PARTS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+_NEVER_ARMED_PARTS = tuple(f"{os.sep}{name}{os.sep}" for name in _PACKAGE_DIRS)
 
 
 # More per-thread tracers than this are compacted between invocations.
@@ -464,8 +464,7 @@ class Measurement:
     # -- data ----------------------------------------------------------------
 
     def _tally_new(self) -> None:
-        if self._recorder is not None and not self._recorder.handed_over:
-            self.materialize()
+        # (Every caller has built coverage.py first: `materialize`.)
         if self._gate is None:
             return
         new = self._gate.take()

@@ -19,7 +19,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -32,7 +31,13 @@ from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
-from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult, object_key
+from coverage_runtime.shim.uploader import (
+    DeadlinePassed,
+    SnapshotUploader,
+    UploadResult,
+    call_before,
+    object_key,
+)
 
 if TYPE_CHECKING:  # TypedDicts: annotations only, not worth their import at init
     from coverage_runtime.shim.status import ActiveStatus, LastUpload
@@ -56,33 +61,6 @@ def maintenance_due(invocations: int) -> bool:
     if invocations <= 0:
         return False
     return invocations & (invocations - 1) == 0 or invocations % 64 == 0
-
-
-def within(deadline: float, what: str, work: Callable[[], object]) -> None:
-    """Run ``work`` on a helper thread and wait for it until ``deadline`` (monotonic).
-
-    A shutdown step that outgrows the window (building coverage.py or the S3
-    client on a third of a CPU, writing a large data file) must not keep the
-    loss record from being written before Lambda's SIGKILL: past the deadline
-    this raises `UploadError` and the caller says what was lost; the helper
-    thread ends with the process.
-    """
-    outcome: list[BaseException] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="coverage-shutdown", daemon=True).start()
-    if not done.wait(max(0.0, deadline - time.monotonic())):
-        raise UploadError(f"{what} did not finish before the deadline")
-    if outcome:
-        raise outcome[0]
 
 
 def _prepare_imports_at_exit() -> None:
@@ -467,7 +445,13 @@ class CoverageSession:
             if reason == "exit":
                 work()  # no new thread at interpreter exit, and no SIGKILL coming
             else:
-                within(deadline, "the shutdown", work)
+                # A step that outgrows the window (building coverage.py or the S3
+                # client on a third of a CPU, a large data file) must not keep the
+                # loss record from being written before Lambda's SIGKILL.
+                try:
+                    call_before(work, deadline, name="coverage-shutdown")
+                except DeadlinePassed as exc:
+                    raise UploadError("the shutdown did not finish before the deadline") from exc
         except Exception as exc:
             with self._state:
                 stored = bool(taken) and self._confirmed >= taken[-1][0]

@@ -122,7 +122,7 @@ class SnapshotUploader:
         if self.settings.expected_owner:
             args["ExpectedBucketOwner"] = self.settings.expected_owner
         try:
-            head = self._call_before(lambda: self._client.head_object(**args), deadline)
+            head = call_before(lambda: self._client.head_object(**args), deadline)
         except Exception:  # a verification only: never the cause of a failure
             return None
         value = (head.get("Metadata") or {}).get(GENERATION_KEY)
@@ -160,30 +160,41 @@ class SnapshotUploader:
         abandoned attempt cannot land later over newer data: see the fence.
         """
         try:
-            return self._call_before(lambda: self._put(args), deadline)
+            return call_before(lambda: self._put(args), deadline)
         except TimeoutError as exc:
             raise UploadError(
                 f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
             ) from exc
 
-    @staticmethod
-    def _call_before(call: Any, deadline: float) -> Any:
-        outcome: dict[str, Any] = {}
 
-        def run() -> None:
-            try:
-                outcome["response"] = call()
-            except BaseException:  # handed to the waiting thread
-                outcome["error"] = sys.exc_info()[1]
+class DeadlinePassed(TimeoutError):
+    """`call_before`'s deadline passed with the call still running."""
 
-        worker = threading.Thread(target=run, name="coverage-upload", daemon=True)
+
+def call_before(call: Any, deadline: float, *, name: str = "coverage-upload") -> Any:
+    """``call()`` on a helper thread, waited for until ``deadline`` (monotonic);
+    `DeadlinePassed` then, and the call is left to end with the process.
+
+    botocore's timeouts bound each attempt, and nothing bounds building a client
+    or writing a data file: only waiting from outside gives a hard deadline (an
+    upload, the whole shutdown before Lambda's SIGKILL).
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
         try:
-            worker.start()
-        except RuntimeError:  # 3.12+: no new threads at interpreter shutdown (atexit)
-            return call()
-        worker.join(max(0.0, deadline - time.monotonic()))
-        if worker.is_alive():
-            raise TimeoutError
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["response"]
+            outcome["response"] = call()
+        except BaseException:  # handed to the waiting thread
+            outcome["error"] = sys.exc_info()[1]
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # 3.12+: no new threads at interpreter shutdown (atexit)
+        return call()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        raise DeadlinePassed
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["response"]
