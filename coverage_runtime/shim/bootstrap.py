@@ -76,18 +76,14 @@ def start_session(settings: Settings, environ: Mapping[str, str]) -> CoverageSes
 
 def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
-    if env.get(names.MAX_CONCURRENCY):
-        structured_log.error(
-            "Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY) fork worker processes; "
-            "coverage is not supported there yet and is disabled"
-        )
-        api.install(None, reason="not supported with AWS_LAMBDA_MAX_CONCURRENCY")
-        run_awslambdaric(handler)
-        return
-
     settings = _settings_or_none(env)
     if settings is None or not settings.enabled:
         run_awslambdaric(handler)
+        return
+    if env.get(names.MAX_CONCURRENCY):  # Lambda Managed Instances: one session per worker
+        from coverage_runtime.shim import workers
+
+        workers.run_environment(handler, settings, env)
         return
 
     try:

@@ -55,3 +55,26 @@ class EnvironmentIdentity:
             environment_id=environment_id_from(env.get(names.LOG_STREAM_NAME)) or uuid.uuid4().hex,
             init_time=datetime.now(UTC),
         )
+
+    def exported(self) -> str:
+        """This identity as one string, for processes started later (`imported`)."""
+        return "\t".join(
+            (
+                self.function_name,
+                self.function_version,
+                self.environment_id,
+                self.init_time.isoformat(),
+            )
+        )
+
+    @classmethod
+    def imported(cls, value: str) -> EnvironmentIdentity | None:
+        """The identity `exported` wrote, or None if ``value`` is not one."""
+        parts = value.split("\t")
+        if len(parts) != 4 or not all(parts):
+            return None
+        try:
+            init_time = datetime.fromisoformat(parts[3])
+        except ValueError:
+            return None
+        return cls(_safe(parts[0]), _safe(parts[1]), _safe(parts[2]), init_time)

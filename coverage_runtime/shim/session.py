@@ -171,15 +171,23 @@ class CoverageSession:
 
     @classmethod
     def start(
-        cls, settings: Settings, identity: EnvironmentIdentity | None = None
+        cls,
+        settings: Settings,
+        identity: EnvironmentIdentity | None = None,
+        data_file: str | None = None,
     ) -> CoverageSession:
-        """Start measuring now, before the handler module is imported."""
+        """Start measuring now, before the handler module is imported.
+
+        ``data_file``: where this process keeps its data (a Managed Instances
+        worker has its own); the environment's file by default.
+        """
         identity = identity or EnvironmentIdentity.detect()
         problem: str | None = None
         if settings.bucket is None:
             problem = "COVERAGE_S3_BUCKET is not set: coverage is measured but never uploaded"
             structured_log.error(problem, variable="COVERAGE_S3_BUCKET")
-        data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
+        if data_file is None:
+            data_file = os.path.join(settings.data_dir, f"{identity.environment_id}.coverage")
         measurement = Measurement(settings, data_file)
         measurement.begin()
         return cls(settings, identity, measurement, problem)
@@ -289,6 +297,22 @@ class CoverageSession:
             return  # nothing new since the last upload: nothing to write
         self._shipper.request_checkpoint()
 
+    def periodic_checkpoint(self) -> None:
+        """From a timer: a checkpoint when one is due and something new was measured.
+
+        An environment that is never frozen (Lambda Managed Instances) may
+        serve nothing for hours after its last response, or be so busy that a
+        worker is rarely between invocations: what it measured must still
+        ship.  (A frozen standard environment never runs a timer.)
+        """
+        if self._shutdown_started.is_set() or not self.checkpoint_due():
+            return
+        self._last_checkpoint = time.monotonic()
+        self._shipper.start()
+        if self.measurement.ready and self.measurement.counts().size <= self._confirmed_size:
+            return
+        self._shipper.request_checkpoint()
+
     def checkpoint(self) -> None:
         """On the shipping thread: a snapshot, uploaded if the measured set grew.
 
@@ -381,6 +405,12 @@ class CoverageSession:
                 self.last_error = None
         if reason == "checkpoint":
             self._interval = float(self.settings.flush_interval_seconds)
+        self._log_shipped(result, snapshot, reason, generation)
+        return record
+
+    def _log_shipped(
+        self, result: UploadResult, snapshot: Snapshot, reason: str, generation: int
+    ) -> None:
         structured_log.info(
             "coverage uploaded",
             reason=reason,
@@ -391,7 +421,6 @@ class CoverageSession:
             generation=generation,
             upload_ms=round(result.seconds * 1000, 1),
         )
-        return record
 
     def flush(self, *, reason: str = "flush", force: bool = False) -> UploadRecord | None:
         """Upload a snapshot now if the measured set grew (or ``force``); None if not needed.

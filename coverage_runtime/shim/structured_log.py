@@ -10,6 +10,7 @@ Logs Insights queries work the same on both.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -17,6 +18,16 @@ from typing import Any, TextIO
 
 LOGGER_NAME = "coverage_runtime"
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """A thread of the parent may have held the lock when it forked (Managed
+    Instances workers are forked): the child's copy would never be released."""
+    global _lock  # noqa: PLW0603 - one lock per process
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _timestamp() -> str:

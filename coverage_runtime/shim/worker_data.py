@@ -1,0 +1,348 @@
+"""Managed Instances: the workers' data in the shared ``/tmp``, and its union.
+
+Each worker of a multi-concurrent environment measures on its own and
+*publishes* its snapshots into one directory of the data directory; the
+environment's main process merges what they published into the
+environment's one data file and uploads that (`coverage_runtime.layout`:
+one object per environment, whatever the number of workers).  The directory
+is local to the environment, not part of the S3 contract::
+
+    <data dir>/<environment id>.workers/
+        <worker>.data       the worker's live coverage.py data file
+        <worker>.coverage   its newest snapshot: replaced by rename, never written in place
+        <worker>.json       its state: pid, invocations, generation, final
+
+Every file has one writer (its worker) and is read by one process (the
+main one), and a new version is renamed over the old: no lock is ever held
+across processes, and a reader never sees half a file.  A worker that dies
+leaves its last snapshot for the merge; the main process removes the
+directory when the environment shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from coverage_runtime import layout
+from coverage_runtime.settings import Settings
+from coverage_runtime.shim import structured_log
+from coverage_runtime.shim.identity import EnvironmentIdentity
+from coverage_runtime.shim.measurement import Measurement, Snapshot
+from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult
+
+WORKERS_SUFFIX = ".workers"
+LIVE_SUFFIX = ".data"
+STATE_SUFFIX = ".json"
+# At shutdown the main process waits for the workers' last snapshots this
+# share of the budget at most; the rest is for the merge and the upload.
+WORKERS_SHARE_OF_BUDGET = 0.5
+_POLL_SECONDS = 0.005
+
+
+def workers_dir(settings: Settings, identity: EnvironmentIdentity) -> str:
+    return os.path.join(settings.data_dir, f"{identity.environment_id}{WORKERS_SUFFIX}")
+
+
+def _replace(path: str, body: bytes) -> None:
+    """Write ``path`` whole or not at all: a reader sees the old or the new file."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(body)
+    os.replace(temporary, path)
+
+
+@dataclass
+class WorkerState:
+    """What a worker says about itself beside its snapshot."""
+
+    pid: int
+    invocations: int = 0
+    generation: int = 0
+    final: bool = False
+    core: str | None = None
+
+    @classmethod
+    def read(cls, path: str) -> WorkerState | None:
+        try:
+            with open(path, "rb") as handle:
+                values = json.loads(handle.read())
+            return cls(**values)
+        except (OSError, ValueError, TypeError):
+            return None  # (removed meanwhile, or not ours)
+
+
+class WorkerPublisher(SnapshotUploader):
+    """A worker's "uploader": its snapshots go to the shared directory, for the merge.
+
+    The worker's session ships through it exactly as a standard environment
+    ships to S3 (numbered snapshots, checkpoints, the bounded shutdown), so
+    only the destination differs.  It builds no S3 client: one per
+    environment, in the main process, instead of one per worker.
+    """
+
+    def __init__(self, directory: str, worker: str) -> None:  # no S3 client: see above
+        self.directory = directory
+        self.worker = worker
+        self.bucket = ""
+        self.key = os.path.join(directory, f"{worker}{layout.DATA_SUFFIX}")
+        self.state_path = os.path.join(directory, f"{worker}{STATE_SUFFIX}")
+        self.live_path = os.path.join(directory, f"{worker}{LIVE_SUFFIX}")
+        self.state = WorkerState(pid=os.getpid())
+        self._lock = threading.Lock()
+
+    def register(self) -> None:
+        """Say this worker exists (before it measures anything), so the main
+        process waits for its last data at shutdown."""
+        os.makedirs(self.directory, exist_ok=True)
+        self._write_state()
+
+    def _write_state(self) -> None:
+        _replace(self.state_path, json.dumps(asdict(self.state)).encode())
+
+    def upload(
+        self,
+        body: bytes,
+        metadata: Mapping[str, str],
+        *,
+        generation: int = 0,
+        deadline: float | None = None,
+    ) -> UploadResult:
+        started = time.monotonic()
+        with self._lock:
+            if generation < self.state.generation:
+                return UploadResult("", self.key, 0, 0.0, None)  # a newer one is there
+            _replace(self.key, body)
+            self.state.generation = generation
+            self.state.invocations = layout.metadata_int(metadata, layout.INVOCATIONS) or 0
+            self.state.core = metadata.get("core")
+            self._write_state()
+        return UploadResult("", self.key, len(body), time.monotonic() - started, None)
+
+    def stored_generation(self, deadline: float) -> int | None:
+        return self.state.generation
+
+    def finish(self, invocations: int) -> None:
+        """The worker ends: its last snapshot is in place (or it had nothing new)."""
+        with self._lock:
+            self.state.invocations = invocations
+            self.state.final = True
+            with contextlib.suppress(OSError):
+                self._write_state()
+        for path in (self.live_path, f"{self.live_path}-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` still running (a zombie child is not)?"""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:  # not our child (or reaped): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class WorkersUnion(Measurement):
+    """The main process's "measurement": the union of what the workers published.
+
+    It measures nothing itself (the main process runs no function code); its
+    snapshot is the environment's data file with every worker's newest
+    snapshot merged in, so `CoverageSession` checkpoints and ships it as it
+    would a single process's data.  Merging is incremental: a worker's
+    snapshot only grows, so only the ones replaced since the last merge are
+    read again.
+    """
+
+    def __init__(self, settings: Settings, directory: str, data_file: str) -> None:
+        # Not Measurement.__init__: no coverage.py session, no gate, no recorder here.
+        self.settings = settings
+        self.directory = directory
+        self.data_file = data_file
+        self.storage_problem: str | None = None
+        self._union_lock = threading.Lock()
+        self._merged: dict[str, tuple[int, int, int]] = {}  # worker -> (inode, mtime, size)
+        self._states: dict[str, WorkerState] = {}
+        self._counts = Snapshot(body=b"", files=0, lines=0, arcs=0)
+        self._collecting = False
+        self._paused = False
+        self._finished = False
+
+    # -- what the session asks of a measurement --------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def gate_kind(self) -> str | None:
+        return None
+
+    def core_name(self) -> str | None:
+        cores = {state.core for state in self._states.values() if state.core}
+        return cores.pop() if len(cores) == 1 else self.settings.core
+
+    @property
+    def invocations(self) -> int:
+        return sum(state.invocations for state in self._states.values())
+
+    def begin(self) -> None:
+        """Nothing to start: the workers measure."""
+
+    def materialize(self) -> bool:
+        """Import coverage.py's data layer now (the shipping thread, off the
+        shutdown window)."""
+        from coverage import CoverageData  # noqa: F401
+
+        return False
+
+    def compact(self) -> None:
+        """No tracers here."""
+
+    def maintain(self) -> int:
+        return 0
+
+    def reset(self) -> None:
+        """Each worker resets its own data; the environment keeps what it merged."""
+
+    def counts(self) -> Snapshot:
+        with self._union_lock:
+            self._merge_new()
+            return self._counts
+
+    def snapshot(self) -> Snapshot:
+        with self._union_lock:
+            self._merge_new()
+            counts = self._counts
+            if not os.path.exists(self.data_file):
+                return counts
+            with open(self.data_file, "rb") as handle:
+                body = handle.read()
+        return Snapshot(body=body, files=counts.files, lines=counts.lines, arcs=counts.arcs)
+
+    def finish(self) -> None:
+        """Shutdown: let the workers (signalled too) publish their last data.
+
+        SIGTERM reaches every worker with the main process in Lambda and the
+        RIE; it is passed on anyway, should a platform signal the main
+        process alone.  Waits until every worker that registered has
+        published its last snapshot or is gone, within its share of the budget.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        deadline = time.monotonic() + (
+            self.settings.shutdown_budget_ms / 1000 * WORKERS_SHARE_OF_BUDGET
+        )
+        waiting = self._running_workers()
+        for pid in waiting.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        while waiting and time.monotonic() < deadline:
+            time.sleep(_POLL_SECONDS)
+            waiting = self._running_workers()
+        if waiting:
+            structured_log.warning(
+                "workers did not publish their last coverage in time: their last "
+                "checkpoint is merged instead",
+                workers=sorted(waiting),
+            )
+
+    def _running_workers(self) -> dict[str, int]:
+        running = {}
+        for name in self._listing():
+            if not name.endswith(STATE_SUFFIX):
+                continue
+            state = WorkerState.read(os.path.join(self.directory, name))
+            if state is not None and not state.final and _alive(state.pid):
+                running[name[: -len(STATE_SUFFIX)]] = state.pid
+        return running
+
+    def end(self) -> None:
+        """After the last upload: stop workers that outlived the shutdown (the
+        platform's SIGKILL may miss them once this process is gone) and
+        remove the shared directory."""
+        for pid in self._running_workers().values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        for path in (self.data_file, f"{self.data_file}-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    # -- the union ---------------------------------------------------------------
+
+    def _listing(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.directory))
+        except OSError:
+            return []
+
+    def _merge_new(self) -> None:
+        """Merge every snapshot replaced since the last merge (the lock is held)."""
+        fresh: list[tuple[str, str, tuple[int, int, int]]] = []
+        for name in self._listing():
+            path = os.path.join(self.directory, name)
+            if name.endswith(STATE_SUFFIX):
+                state = WorkerState.read(path)
+                if state is not None:
+                    self._states[name[: -len(STATE_SUFFIX)]] = state
+            elif name.endswith(layout.DATA_SUFFIX):
+                try:
+                    status = os.stat(path)
+                except OSError:
+                    continue
+                version = (status.st_ino, status.st_mtime_ns, status.st_size)
+                worker = name[: -len(layout.DATA_SUFFIX)]
+                if self._merged.get(worker) != version:
+                    fresh.append((worker, path, version))
+        if not fresh:
+            return
+        from coverage import CoverageData
+
+        os.makedirs(os.path.dirname(self.data_file) or ".", exist_ok=True)
+        union = CoverageData(basename=self.data_file)
+        union.read()
+        for worker, path, version in fresh:
+            published = CoverageData(basename=path)
+            try:
+                published.read()
+                union.update(published)
+            except Exception as exc:  # one unreadable snapshot must not stop the others
+                structured_log.error(
+                    "a worker's coverage snapshot could not be merged",
+                    worker=worker,
+                    error_message=str(exc),
+                )
+                continue
+            finally:
+                published.close()
+            self._merged[worker] = version
+        self._counts = _count(union)
+        union.close()
+
+
+def _count(data: Any) -> Snapshot:
+    files = lines = arcs = 0
+    branch = data.has_arcs()
+    for path in data.measured_files():
+        numbers = data.lines(path) or ()
+        if numbers:
+            files += 1
+            lines += len(set(numbers))
+        if branch:
+            arcs += len(data.arcs(path) or ())
+    return Snapshot(body=b"", files=files, lines=lines, arcs=arcs)
