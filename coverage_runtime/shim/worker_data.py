@@ -43,8 +43,9 @@ WORKERS_SUFFIX = ".workers"
 LIVE_SUFFIX = ".data"
 STATE_SUFFIX = ".json"
 # At shutdown the main process waits for the workers' last snapshots this
-# share of the budget at most; the rest is for the merge and the upload.
-WORKERS_SHARE_OF_BUDGET = 0.5
+# share of the budget at most; the rest is for the merge and the upload (its
+# S3 client is built already, and only the snapshots replaced are merged).
+WORKERS_SHARE_OF_BUDGET = 0.7
 _POLL_SECONDS = 0.005
 
 

@@ -85,6 +85,13 @@ class WorkerSession(CoverageSession):
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         return self.publisher
 
+    def between_invocations(self) -> None:
+        super().between_invocations()
+        # From the end of the init on (not the first response): all workers
+        # shut down at once, and building coverage.py then, N times over on a
+        # few cores, would not fit in the window.
+        self._shipper.start()
+
     def _log_shipped(
         self, result: UploadResult, snapshot: Any, reason: str, generation: int
     ) -> None:

@@ -1,0 +1,208 @@
+"""Lambda Managed Instances through the real RIE in its multi-concurrent mode.
+
+awslambdaric 4.2.2 forks ``AWS_LAMBDA_MAX_CONCURRENCY`` workers; each must
+measure from its own first line, the environment must end as one S3 object
+with exactly the union of what its workers ran, and shutdown, crashes and
+``Runtime.Unavailable`` must lose nothing they need not.  Each environment
+runs in a private mount namespace (tests/managed_instances.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FUNCTIONS_DIR
+from tests.harness import clean_environment, download_objects, executed_lines, line_of
+from tests.managed_instances import TASK_ROOT, ManagedInstance, can_run, unavailable
+from tests.test_recorder_rie import sysmon_runtime
+
+pytestmark = [pytest.mark.rie, pytest.mark.slow]
+
+SOURCE = FUNCTIONS_DIR / "many_workers.py"
+REMOTE = Path(TASK_ROOT) / "many_workers.py"  # where the workers import it from
+
+
+def marker(name: str) -> int:
+    return line_of(SOURCE, f"marker: {name}")
+
+
+INIT = {line_of(SOURCE, "def handler("), line_of(SOURCE, "PATHS = {")}
+PATH_LINE = {name: marker(f"path-{name}") for name in "abcd"}
+
+
+@pytest.fixture(scope="module")
+def runtime_python() -> str:
+    reason = can_run()
+    if reason:
+        pytest.skip(reason)
+    return sysmon_runtime()
+
+
+@pytest.fixture
+def environment(
+    runtime_python: str, s3_server, bucket: str, tmp_path: Path
+) -> Iterator[Callable[..., ManagedInstance]]:
+    started: list[ManagedInstance] = []
+
+    def start(workers: int, handler: str = "many_workers.handler", **env: str) -> ManagedInstance:
+        variables = clean_environment(
+            {
+                "COVERAGE_S3_BUCKET": bucket,
+                "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
+                "AWS_LAMBDA_FUNCTION_NAME": "mi-fn",
+                "COVERAGE_FLUSH_INTERVAL_SECONDS": "1",
+                **env,
+            }
+        )
+        variables.pop("PYTHONPATH", None)  # the bootstrap sets it
+        work = tmp_path / f"environment-{len(started)}"
+        instance = ManagedInstance(work, runtime_python, handler, [SOURCE], variables, workers)
+        started.append(instance)
+        # The main process builds its S3 client once the workers are started; an
+        # environment shut down before that pays for it inside the shutdown window.
+        instance.wait_for_log("S3 client ready")
+        return instance
+
+    yield start
+    for instance in started:
+        instance.kill()
+
+
+def the_object(s3, bucket: str, tmp_path: Path) -> Path:
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, f"one object per environment: {sorted(objects)}"
+    return next(iter(objects.values()))
+
+
+def recorded(data_file: Path) -> set[int]:
+    return executed_lines(data_file, REMOTE)
+
+
+def test_every_worker_measures_its_own_invocations_and_the_union_is_exact(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(3)
+    answers = instance.invoke_together([{"path": p, "gather": 3} for p in "abc"])
+    assert [a.status for a in answers] == [200, 200, 200], [a.body for a in answers]
+    took = {a.body["pid"]: a.body["took"] for a in answers}
+    assert len(took) == 3, "three invocations in flight at once: three workers"
+
+    # Without another invocation, each worker's timer publishes what it ran.
+    states = instance.wait_for_states(
+        lambda s: len(s) == 3 and all(state["invocations"] == 1 for state in s.values())
+    )
+    for worker, state in states.items():
+        lines = recorded(instance.published(worker))
+        path = took[state["pid"]]
+        assert PATH_LINE[path] in lines, (worker, path)
+        assert {PATH_LINE[other] for other in "abcd" if other != path}.isdisjoint(lines)
+        assert lines >= INIT, "each worker measured its own init (the handler import)"
+
+    assert instance.terminate() == 0
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert {PATH_LINE[p] for p in "abc"} <= lines
+    assert PATH_LINE["d"] not in lines and marker("never") not in lines
+    assert lines >= INIT
+    assert instance.leftovers() == [tmp_path / "environment-0" / "shared-tmp" / "lambda-coverage"]
+    assert instance.runtime_processes() == []
+
+
+def test_runtime_unavailable_beyond_the_limit_is_retried_by_the_caller(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(2)
+    results: list = []
+
+    busy = [
+        threading.Thread(
+            target=lambda p=p: results.append(
+                instance.invoke_as_lambda_caller({"path": p, "gather": 3})
+            )
+        )
+        for p in "ab"
+    ]
+    for thread in busy:
+        thread.start()
+    instance.wait_for_barrier(2)
+    refused = instance.invoke({"path": "c"})
+    assert unavailable(refused), refused
+    (instance.tmp / "barrier" / "release").write_text("")  # the third arrival
+    for thread in busy:
+        thread.join(30)
+    assert sorted(r.status for r in results) == [200, 200]
+    retried = instance.invoke_as_lambda_caller({"path": "c"})
+    assert retried.status == 200 and retried.body["took"] == "c"
+    assert instance.terminate() == 0
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert {PATH_LINE[p] for p in "abc"} <= lines
+    assert PATH_LINE["d"] not in lines
+
+
+def test_selective_mode_under_concurrency(environment, s3, bucket, tmp_path):
+    instance = environment(3, handler="many_workers.selective_handler", COVERAGE_MODE="selective")
+    answers = instance.invoke_together([{"path": p, "gather": 3} for p in "abc"])
+    assert len({a.body["pid"] for a in answers}) == 3
+    assert instance.terminate() == 0
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert {PATH_LINE[p] for p in "abc"} | {marker("block")} <= lines
+    assert marker("never") not in lines, "outside any block: not measured, in no worker"
+    assert PATH_LINE["d"] not in lines
+    assert not INIT & lines, "selective: the init is not measured"
+
+
+def test_a_crashing_worker_keeps_its_last_checkpoint_and_the_others_go_on(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(2, COVERAGE_FLUSH_INTERVAL_SECONDS="0")
+    # The RIE, like Lambda with Managed Instances, enforces no per-invocation
+    # timeout: the crashed worker's invocation is never answered, so its caller
+    # gives up on its own.
+    with pytest.raises(TimeoutError):
+        while unavailable(instance.invoke({"path": "a", "crash": True}, timeout=3)):
+            time.sleep(0.02)
+    states = instance.worker_states()
+    assert sorted(state["generation"] for state in states.values()) == [0, 1], states
+    # The other worker goes on serving (the crashed one is gone: one at a time).
+    served = [instance.invoke_as_lambda_caller({"path": "b"}) for _ in range(3)]
+    assert all(answer.status == 200 for answer in served), served
+    assert len({answer.body["pid"] for answer in served}) == 1
+    assert instance.terminate() == 0
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert PATH_LINE["a"] in lines, "the crashed worker's flushed data survives"
+    assert marker("crashed") not in lines, "what it ran after its last publication is lost"
+    assert PATH_LINE["b"] in lines
+    assert instance.runtime_processes() == []
+
+
+def test_shutdown_during_concurrent_invocations_ships_every_worker(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(4, COVERAGE_FLUSH_INTERVAL_SECONDS="0")
+    events = [{"path": p, "gather": 4, "sleep": 30} for p in "abcd"]
+    results: list = []
+
+    threads = [
+        threading.Thread(target=lambda e=e: results.append(instance.invoke_as_lambda_caller(e)))
+        for e in events
+    ]
+    for thread in threads:
+        thread.start()
+    instance.wait_for_barrier(4)
+    time.sleep(0.2)  # past the barrier, into the sleep: each worker ran its path
+    started = time.monotonic()
+    assert instance.terminate() == 0
+    assert time.monotonic() - started < 5
+    for thread in threads:
+        thread.join(10)
+    assert all(r.status != 200 for r in results), [r.body for r in results]
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert {PATH_LINE[p] for p in "abcd"} | {marker("sleeping")} <= lines
+    shipped = [r for r in instance.json_logs() if r["message"] == "coverage uploaded"]
+    assert [r["reason"] for r in shipped] == ["SIGTERM"]
+    assert instance.runtime_processes() == []
+    assert instance.leftovers() == [tmp_path / "environment-0" / "shared-tmp" / "lambda-coverage"]
