@@ -24,7 +24,8 @@ from tests.test_recorder_rie import sysmon_runtime
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
 
 SOURCE = FUNCTIONS_DIR / "many_workers.py"
-REMOTE = Path(TASK_ROOT) / "many_workers.py"  # where the workers import it from
+REMOTE = Path(TASK_ROOT) / "many_workers.py"
+LAUNCHER = FUNCTIONS_DIR / "other_start_method.py"  # where the workers import it from
 
 
 def marker(name: str) -> int:
@@ -49,7 +50,9 @@ def environment(
 ) -> Iterator[Callable[..., ManagedInstance]]:
     started: list[ManagedInstance] = []
 
-    def start(workers: int, handler: str = "many_workers.handler", **env: str) -> ManagedInstance:
+    def start(
+        workers: int, handler: str = "many_workers.handler", start_method: str = "", **env: str
+    ) -> ManagedInstance:
         variables = clean_environment(
             {
                 "COVERAGE_S3_BUCKET": bucket,
@@ -61,7 +64,12 @@ def environment(
         )
         variables.pop("PYTHONPATH", None)  # the bootstrap sets it
         work = tmp_path / f"environment-{len(started)}"
-        instance = ManagedInstance(work, runtime_python, handler, [SOURCE], variables, workers)
+        bootstrap = None
+        if start_method:
+            bootstrap = f"exec {runtime_python} other_start_method.py {start_method} {handler}"
+        instance = ManagedInstance(
+            work, runtime_python, handler, [SOURCE, LAUNCHER], variables, workers, bootstrap
+        )
         started.append(instance)
         # The main process builds its S3 client once the workers are started; an
         # environment shut down before that pays for it inside the shutdown window.
@@ -206,3 +214,19 @@ def test_shutdown_during_concurrent_invocations_ships_every_worker(
     assert [r["reason"] for r in shipped] == ["SIGTERM"]
     assert instance.runtime_processes() == []
     assert instance.leftovers() == [tmp_path / "environment-0" / "shared-tmp" / "lambda-coverage"]
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_workers_started_without_fork_measure_from_their_first_line(
+    environment, s3, bucket, tmp_path, start_method
+):
+    instance = environment(2, start_method=start_method)
+    answers = instance.invoke_together([{"path": p, "gather": 2} for p in "ab"])
+    assert len({a.body["pid"] for a in answers}) == 2
+    states = instance.wait_for_states(lambda s: len(s) == 2)
+    assert instance.terminate() == 0
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert lines >= INIT | {PATH_LINE["a"], PATH_LINE["b"]}
+    assert PATH_LINE["c"] not in lines
+    assert {state["pid"] for state in states.values()} == {a.body["pid"] for a in answers}
+    assert instance.runtime_processes() == []

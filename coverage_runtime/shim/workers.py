@@ -25,6 +25,7 @@ import atexit
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,13 +40,18 @@ from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 from coverage_runtime.shim.session import CoverageSession
 from coverage_runtime.shim.shutdown import ShutdownWatcher
 from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult
-from coverage_runtime.shim.worker_data import WorkerPublisher, WorkersUnion, workers_dir
+from coverage_runtime.shim.worker_data import (
+    STATE_SUFFIX,
+    WorkerPublisher,
+    WorkersUnion,
+    workers_dir,
+)
 
 # The timer looks this often (a fraction of the checkpoint interval, within bounds)
 # whether a checkpoint is due; the check itself is a clock comparison.
 MIN_TICK_SECONDS = 0.1
 MAX_TICK_SECONDS = 5.0
-FORKS_AWAITED_SECONDS = 10.0
+WORKERS_AWAITED_SECONDS = 30.0
 
 
 def tick_seconds(settings: Settings) -> float:
@@ -250,12 +256,12 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
     session.watcher.install()
     atexit.register(session.shutdown, "exit")
 
-    forked = _CountForks(workers)
+    started = _WorkersStarted(workers, directory)
     os.register_at_fork(
-        after_in_parent=forked.one_more, after_in_child=_parent_state_is_not_the_workers
+        after_in_parent=started.one_more, after_in_child=_parent_state_is_not_the_workers
     )
     threading.Thread(
-        target=forked.then, args=(session.workers_started,), name="coverage-start", daemon=True
+        target=started.then, args=(session.workers_started,), name="coverage-start", daemon=True
     ).start()
     CoverageWorkers.settings = settings
     structured_log.info(
@@ -272,20 +278,33 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
     )
 
 
-class _CountForks:
-    """When have all the workers been forked?  (With another start method than
-    fork, no fork happens here: then after `FORKS_AWAITED_SECONDS`.)"""
+class _WorkersStarted:
+    """When are all the workers started, so that this process may import and
+    start threads without a fork copying a lock held meanwhile?  Forked: the
+    fork hook counts them; another start method forks nothing here, and each
+    worker registers in the shared directory as it starts."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, directory: str) -> None:
         self._expected = expected
-        self._count = 0
-        self._done = threading.Event()
+        self._directory = directory
+        self._forks = 0
+        self._forked = threading.Event()
 
     def one_more(self) -> None:
-        self._count += 1
-        if self._count >= self._expected:
-            self._done.set()
+        self._forks += 1
+        if self._forks >= self._expected:
+            self._forked.set()
+
+    def _registered(self) -> int:
+        try:
+            return sum(name.endswith(STATE_SUFFIX) for name in os.listdir(self._directory))
+        except OSError:
+            return 0
 
     def then(self, action: Any) -> None:
-        self._done.wait(FORKS_AWAITED_SECONDS)  # (holds no lock a fork could copy)
+        """Wait (holding no lock a fork could copy), then ``action()``."""
+        deadline = time.monotonic() + WORKERS_AWAITED_SECONDS
+        while not self._forked.wait(0.01):
+            if self._registered() >= self._expected or time.monotonic() > deadline:
+                break
         action()
