@@ -1,7 +1,11 @@
 """The S3 layout: the one contract between the shim and the report tooling.
 
 The shim writes one object per execution environment and the report reads
-them back; the combiner writes its results beside them.  Key format, object
+them back; the combiner writes its results beside them.  A Lambda Managed
+Instances environment, served by several worker processes, is still one
+object: its main process uploads the union of its workers' data
+(`coverage_runtime.shim.worker_data`), so the report, the insights (which
+count environments) and the combiner read it as any other.  Key format, object
 metadata names and content types live here only, so that both sides (and
 the tests) agree by construction:
 

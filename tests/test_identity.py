@@ -136,3 +136,15 @@ def test_logging_never_raises_even_when_the_clock_or_the_stream_fails(monkeypatc
     closed = io.StringIO()
     closed.close()
     structured_log.info("closed stream", stream=closed)
+
+
+def test_a_worker_gets_the_identity_its_main_process_exported():
+    """Managed Instances: every worker measures for its environment's one object,
+    also when it is a fresh interpreter (forkserver, spawn)."""
+    identity = EnvironmentIdentity.detect({"AWS_LAMBDA_FUNCTION_NAME": "orders-api"})
+    assert EnvironmentIdentity.imported(identity.exported()) == identity
+
+
+@pytest.mark.parametrize("value", ["", "a\tb", "f\tv\tid\tnot a time", "f\t\tid\t2026-01-01"])
+def test_no_identity_from_anything_else(value):
+    assert EnvironmentIdentity.imported(value) is None

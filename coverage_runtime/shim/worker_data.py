@@ -318,6 +318,7 @@ class WorkersUnion(Measurement):
         union = CoverageData(basename=self.data_file)
         union.read()
         for worker, path, version in fresh:
+            self._merged[worker] = version  # (an unreadable one is tried again when replaced)
             published = CoverageData(basename=path)
             try:
                 published.read()
@@ -328,10 +329,8 @@ class WorkersUnion(Measurement):
                     worker=worker,
                     error_message=str(exc),
                 )
-                continue
             finally:
                 published.close()
-            self._merged[worker] = version
         self._counts = _count(union)
         union.close()
 

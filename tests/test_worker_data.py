@@ -1,0 +1,119 @@
+"""Managed Instances: what workers publish in the shared directory, and its union.
+
+Real coverage.py data files written by real `Measurement` sessions in this
+process stand in for the workers' (the RIE tests run real workers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from coverage import CoverageData
+
+from coverage_runtime.settings import load_settings
+from coverage_runtime.shim.worker_data import WorkerPublisher, WorkerState, WorkersUnion
+
+SOURCE = "/var/task/fn.py"
+
+
+def data_file(path: Path, lines: set[int]) -> bytes:
+    """The bytes of a coverage.py data file recording ``lines`` of `SOURCE`."""
+    data = CoverageData(basename=str(path))
+    data.add_lines({SOURCE: set(lines)})
+    data.write()
+    data.close()
+    return path.read_bytes()
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(
+        {"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_DATA_DIR": str(tmp_path / "data")}
+    )
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "env.workers"
+
+
+def publish(directory: Path, worker: str, body: bytes, generation: int, invocations: int):
+    publisher = WorkerPublisher(str(directory), worker)
+    publisher.register()
+    publisher.upload(
+        body, {"invocations": str(invocations), "core": "sysmon"}, generation=generation
+    )
+    return publisher
+
+
+def test_the_union_is_every_worker_s_newest_snapshot(settings, directory, tmp_path):
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    first = publish(directory, "w1", data_file(tmp_path / "a", {1, 2}), 1, invocations=2)
+    publish(directory, "w2", data_file(tmp_path / "b", {2, 3}), 1, invocations=5)
+    snapshot = union.snapshot()
+    assert (snapshot.files, snapshot.lines) == (1, 3)
+    assert union.invocations == 7
+    assert union.core_name() == "sysmon"
+
+    first.upload(data_file(tmp_path / "c", {1, 2, 4}), {"invocations": "3"}, generation=2)
+    merged = tmp_path / "merged"
+    merged.write_bytes(union.snapshot().body)
+    data = CoverageData(basename=str(merged))
+    data.read()
+    assert set(data.lines(SOURCE)) == {1, 2, 3, 4}
+    assert union.invocations == 8
+
+
+def test_a_snapshot_not_replaced_is_not_merged_again(settings, directory, tmp_path):
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    publish(directory, "w1", data_file(tmp_path / "a", {1}), 1, invocations=1)
+    union.counts()
+    before = os.stat(union.data_file).st_mtime_ns
+    assert union.counts().lines == 1
+    assert os.stat(union.data_file).st_mtime_ns == before, "nothing new: the file is untouched"
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(directory, tmp_path):
+    publisher = publish(directory, "w1", data_file(tmp_path / "new", {1, 2}), 5, invocations=1)
+    publisher.upload(data_file(tmp_path / "old", {1}), {"invocations": "1"}, generation=4)
+    data = CoverageData(basename=publisher.key)
+    data.read()
+    assert set(data.lines(SOURCE)) == {1, 2}
+    assert publisher.stored_generation(0) == 5
+
+
+def test_a_finished_worker_leaves_only_its_last_snapshot_and_state(directory, tmp_path):
+    publisher = publish(directory, "w1", data_file(tmp_path / "a", {1}), 1, invocations=1)
+    Path(publisher.live_path).write_bytes(b"live")
+    publisher.finish(invocations=9)
+    assert sorted(p.name for p in directory.iterdir()) == ["w1.coverage", "w1.json"]
+    state = WorkerState.read(publisher.state_path)
+    assert state == WorkerState(pid=os.getpid(), invocations=9, generation=1, final=True,
+                                core="sysmon")  # fmt: skip
+
+
+def test_the_end_removes_the_shared_directory(settings, directory, tmp_path):
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    publisher = publish(directory, "w1", data_file(tmp_path / "a", {1}), 1, invocations=1)
+    publisher.finish(invocations=1)
+    union.snapshot()
+    union.finish()  # every worker has finished: no wait
+    union.end()
+    assert not directory.exists()
+    assert not Path(union.data_file).exists()
+
+
+def test_an_unreadable_snapshot_does_not_stop_the_others(settings, directory, tmp_path):
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    publish(directory, "w1", data_file(tmp_path / "a", {1}), 1, invocations=1)
+    publish(directory, "w2", b"not a data file", 1, invocations=1)
+    assert union.counts().lines == 1
+
+
+def test_a_state_file_is_json_a_person_can_read(directory):
+    publisher = WorkerPublisher(str(directory), "w1")
+    publisher.register()
+    assert json.loads(Path(publisher.state_path).read_text())["pid"] == os.getpid()
