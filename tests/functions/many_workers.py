@@ -48,9 +48,19 @@ def path_never():
 PATHS = {"a": path_a, "b": path_b, "c": path_c, "d": path_d}
 
 
+def work(rounds):
+    """Some measured code per invocation (bench/bench_workers.py)."""
+    total = 0
+    for number in range(rounds):
+        total += number % 7
+    return total
+
+
 def handler(event, context):
     gather(event)
     taken = PATHS[event["path"]]()
+    if event.get("work"):
+        work(event["work"])
     if event.get("crash"):
         flush()  # this worker's newest data, published
         os._exit(3)  # marker: crashed
