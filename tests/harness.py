@@ -218,7 +218,35 @@ def imported_sample(directory: Path, source: str, prefix: str) -> Iterator[Modul
         sys.modules.pop(name, None)
 
 
-class LambdaUnderRIE:
+class RIEProcess:
+    """An RIE process, and the log of it and its runtime (``log_path``, via ``_log``)."""
+
+    process: subprocess.Popen
+    log_path: Path
+    _log: Any
+
+    def signal_shutdown(self) -> None:
+        """SIGTERM to the RIE without waiting: it passes it on to the runtime."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 15) -> int:
+        """Wait for the RIE (and so the runtime) to exit; its exit code."""
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def logs(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def json_logs(self) -> list[dict[str, Any]]:
+        return runtime_records(self.logs())
+
+
+class LambdaUnderRIE(RIEProcess):
     """One execution environment: the RIE running ``python -m coverage_runtime``.
 
     The RIE starts the runtime on the first invoke, and crashes on overlapping
@@ -263,36 +291,20 @@ class LambdaUnderRIE:
         self.signal_shutdown()
         return self.wait(timeout)
 
-    def signal_shutdown(self) -> None:
-        """SIGTERM to the RIE without waiting: it passes it on to the runtime."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float = 15) -> int:
-        """Wait for the RIE (and so the runtime) to exit; its exit code."""
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self._log.close()
 
-    def logs(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
-    def json_logs(self) -> list[dict[str, Any]]:
-        """The runtime's own JSON log records."""
-        records = []
-        for line in self.logs().splitlines():
-            if line.startswith("{") and '"logger": "coverage_runtime"' in line:
-                records.append(json.loads(line))
-        return records
+def runtime_records(logs: str) -> list[dict[str, Any]]:
+    """The runtime's own JSON log records in ``logs``."""
+    records = []
+    for line in logs.splitlines():
+        if line.startswith("{") and '"logger": "coverage_runtime"' in line:
+            records.append(json.loads(line))
+    return records
 
 
 def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]:

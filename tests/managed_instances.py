@@ -35,6 +35,7 @@ import psutil
 from tests.harness import (
     REPO_ROOT,
     Invocation,
+    RIEProcess,
     find_rie,
     free_port,
     post_invocation,
@@ -96,7 +97,7 @@ def can_run() -> str | None:
     return None
 
 
-class ManagedInstance:
+class ManagedInstance(RIEProcess):
     """One multi-concurrent execution environment: the RIE with N workers."""
 
     def __init__(
@@ -237,12 +238,8 @@ class ManagedInstance:
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM to the RIE, as Lambda's shutdown does; its exit code."""
         self.runtime_processes()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            self._log.close()
+        self.signal_shutdown()
+        return self.wait(timeout)
 
     def kill(self) -> None:
         """The clean-up: the RIE and every runtime process it started."""
@@ -254,18 +251,6 @@ class ManagedInstance:
             with contextlib.suppress(psutil.Error):
                 process.kill()
         self._log.close()
-
-    def logs(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def json_logs(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.logs().splitlines():
-            if line.startswith("{") and '"logger": "coverage_runtime"' in line:
-                records.append(json.loads(line))
-        return records
 
 
 def unavailable(answer: Invocation) -> bool:

@@ -50,14 +50,7 @@ def start_session(settings: Settings, environ: Mapping[str, str]) -> CoverageSes
 
     runtime_api = environ.get(names.RUNTIME_API)
     if runtime_api:
-        try:
-            extension.register(runtime_api)
-        except extension.ExtensionError as exc:
-            structured_log.error(
-                "could not register the internal extension: Lambda will not send SIGTERM at "
-                "shutdown, so only checkpoints reach S3",
-                error_message=str(exc),
-            )
+        extension.register_or_log(runtime_api)
     session.watcher = ShutdownWatcher(session.shutdown)
     session.watcher.install()
     # Init errors end in sys.exit(1) inside awslambdaric: ship what was measured.

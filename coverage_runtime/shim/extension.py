@@ -54,6 +54,18 @@ def register(runtime_api: str, name: str = EXTENSION_NAME) -> str:
     return extension_id
 
 
+def register_or_log(runtime_api: str) -> None:
+    """`register`; a failure is logged, since the function serves on without it."""
+    try:
+        register(runtime_api)
+    except ExtensionError as exc:
+        structured_log.error(
+            "could not register the internal extension: Lambda will not send SIGTERM at "
+            "shutdown, so only checkpoints reach S3",
+            error_message=str(exc),
+        )
+
+
 def _park(runtime_api: str, extension_id: str) -> None:
     """Wait on ``event/next`` for the life of the environment.
 

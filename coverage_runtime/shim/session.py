@@ -408,13 +408,18 @@ class CoverageSession:
         self._log_shipped(result, snapshot, reason, generation)
         return record
 
+    SHIPPED = "coverage uploaded"  # the log record of each shipped snapshot
+
+    def _shipped_to(self, result: UploadResult) -> dict[str, str]:
+        return {"s3_uri": f"s3://{result.bucket}/{result.key}"}
+
     def _log_shipped(
         self, result: UploadResult, snapshot: Snapshot, reason: str, generation: int
     ) -> None:
         structured_log.info(
-            "coverage uploaded",
+            self.SHIPPED,
             reason=reason,
-            s3_uri=f"s3://{result.bucket}/{result.key}",
+            **self._shipped_to(result),
             bytes=result.bytes,
             recorded_lines=snapshot.lines,
             recorded_arcs=snapshot.arcs or None,

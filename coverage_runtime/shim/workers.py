@@ -98,18 +98,10 @@ class WorkerSession(CoverageSession):
         # few cores, would not fit in the window.
         self._shipper.start()
 
-    def _log_shipped(
-        self, result: UploadResult, snapshot: Any, reason: str, generation: int
-    ) -> None:
-        structured_log.info(
-            "coverage published for the environment's upload",
-            reason=reason,
-            path=result.key,
-            bytes=result.bytes,
-            recorded_lines=snapshot.lines,
-            recorded_arcs=snapshot.arcs or None,
-            generation=generation,
-        )
+    SHIPPED = "coverage published for the environment's upload"
+
+    def _shipped_to(self, result: UploadResult) -> dict[str, str]:
+        return {"path": result.key}
 
     def shutdown(self, reason: str) -> bool:
         did = super().shutdown(reason)
@@ -244,14 +236,7 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
             "COVERAGE_S3_BUCKET is not set: coverage is measured but never uploaded"
         )
         structured_log.error(session.upload_problem, variable="COVERAGE_S3_BUCKET")
-    try:
-        extension.register(config.api_address)
-    except extension.ExtensionError as exc:
-        structured_log.error(
-            "could not register the internal extension: Lambda will not send SIGTERM at "
-            "shutdown, so only checkpoints reach S3",
-            error_message=str(exc),
-        )
+    extension.register_or_log(config.api_address)
     session.watcher = ShutdownWatcher(session.shutdown)
     session.watcher.install()
     atexit.register(session.shutdown, "exit")
