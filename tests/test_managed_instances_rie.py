@@ -51,7 +51,11 @@ def environment(
     started: list[ManagedInstance] = []
 
     def start(
-        workers: int, handler: str = "many_workers.handler", start_method: str = "", **env: str
+        workers: int,
+        handler: str = "many_workers.handler",
+        start_method: str = "",
+        sources: tuple[Path, ...] = (SOURCE,),
+        **env: str,
     ) -> ManagedInstance:
         variables = clean_environment(
             {
@@ -68,7 +72,7 @@ def environment(
         if start_method:
             bootstrap = f"exec {runtime_python} other_start_method.py {start_method} {handler}"
         instance = ManagedInstance(
-            work, runtime_python, handler, [SOURCE, LAUNCHER], variables, workers, bootstrap
+            work, runtime_python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
         )
         started.append(instance)
         # The main process builds its S3 client once the workers are started; an
@@ -116,7 +120,7 @@ def test_every_worker_measures_its_own_invocations_and_the_union_is_exact(
     assert {PATH_LINE[p] for p in "abc"} <= lines
     assert PATH_LINE["d"] not in lines and marker("never") not in lines
     assert lines >= INIT
-    assert instance.leftovers() == [tmp_path / "environment-0" / "shared-tmp" / "lambda-coverage"]
+    assert instance.leftovers() == [instance.tmp / "lambda-coverage"]
     assert instance.runtime_processes() == []
 
 
@@ -213,7 +217,7 @@ def test_shutdown_during_concurrent_invocations_ships_every_worker(
     shipped = [r for r in instance.json_logs() if r["message"] == "coverage uploaded"]
     assert [r["reason"] for r in shipped] == ["SIGTERM"]
     assert instance.runtime_processes() == []
-    assert instance.leftovers() == [tmp_path / "environment-0" / "shared-tmp" / "lambda-coverage"]
+    assert instance.leftovers() == [instance.tmp / "lambda-coverage"]
 
 
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
@@ -230,3 +234,20 @@ def test_workers_started_without_fork_measure_from_their_first_line(
     assert PATH_LINE["c"] not in lines
     assert {state["pid"] for state in states.values()} == {a.body["pid"] for a in answers}
     assert instance.runtime_processes() == []
+
+
+def test_an_init_error_in_the_workers_is_reported_and_measured(environment, s3, bucket, tmp_path):
+    broken = FUNCTIONS_DIR / "broken_import.py"
+    instance = environment(2, handler="broken_import.handler", sources=(broken,))
+    instance.wait_for_log("coverage uploaded")  # the main process, once its workers exited
+    assert "Runtime.ImportModuleError" in instance.logs(), "awslambdaric's own init error"
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, sorted(objects)
+    failing = line_of(broken, "import module_that_does_not_exist")
+    remote = Path(TASK_ROOT) / "broken_import.py"
+    assert failing in executed_lines(next(iter(objects.values())), remote)
+    deadline = time.monotonic() + 10
+    while instance.runtime_processes():  # the main process exits after its upload
+        assert time.monotonic() < deadline, instance.logs()[-3000:]
+        time.sleep(0.02)
+    assert instance.leftovers() == [instance.tmp / "lambda-coverage"]

@@ -276,7 +276,11 @@ class WorkersUnion(Measurement):
         """After the last upload: stop workers that outlived the shutdown (the
         platform's SIGKILL may miss them once this process is gone) and
         remove the shared directory."""
-        for pid in self._running_workers().values():
+        import multiprocessing  # (imported by awslambdaric's runner already)
+
+        pids = set(self._running_workers().values())
+        pids |= {child.pid for child in multiprocessing.active_children() if child.pid}
+        for pid in pids:  # (also one forked but not yet registered)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.directory, ignore_errors=True)

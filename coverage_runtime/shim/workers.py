@@ -222,7 +222,19 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
     from awslambdaric.lambda_config import LambdaConfigProvider
 
     config = LambdaConfigProvider(["awslambdaric", handler], environ)
-    workers = int(config.max_concurrency)
+    try:
+        workers = int(config.max_concurrency)
+    except ValueError:
+        structured_log.error(
+            "AWS_LAMBDA_MAX_CONCURRENCY is not a number: coverage is disabled, and "
+            "awslambdaric says what it makes of it",
+            variable=names.MAX_CONCURRENCY,
+            value=config.max_concurrency,
+        )
+        from coverage_runtime.shim.bootstrap import run_awslambdaric
+
+        run_awslambdaric(handler)
+        return
     identity = EnvironmentIdentity.detect(environ)
     os.environ[names.WORKERS_ENVIRONMENT] = identity.exported()
     directory = workers_dir(settings, identity)
