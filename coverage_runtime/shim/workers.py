@@ -273,6 +273,10 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
     CoverageWorkers.run_concurrent(
         handler, config.api_address, config.use_thread_polling, config.lmi_socket_path, workers
     )
+    # Every worker has ended (an init error, or all crashed): ship now, before the
+    # interpreter exits, while a client build under way on the shipping thread
+    # can still finish (at exit, its imports would fail).
+    session.shutdown("exit")
 
 
 class _WorkersStarted:
