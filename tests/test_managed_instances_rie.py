@@ -95,18 +95,20 @@ def recorded(data_file: Path) -> set[int]:
     return executed_lines(data_file, REMOTE)
 
 
+@pytest.mark.parametrize("paths", ["abc", "abcabcab"], ids=["3-workers", "8-workers"])
 def test_every_worker_measures_its_own_invocations_and_the_union_is_exact(
-    environment, s3, bucket, tmp_path
+    environment, s3, bucket, tmp_path, paths
 ):
-    instance = environment(3)
-    answers = instance.invoke_together([{"path": p, "gather": 3} for p in "abc"])
-    assert [a.status for a in answers] == [200, 200, 200], [a.body for a in answers]
+    workers = len(paths)
+    instance = environment(workers)
+    answers = instance.invoke_together([{"path": p, "gather": workers} for p in paths])
+    assert [a.status for a in answers] == [200] * workers, [a.body for a in answers]
     took = {a.body["pid"]: a.body["took"] for a in answers}
-    assert len(took) == 3, "three invocations in flight at once: three workers"
+    assert len(took) == workers, "as many invocations in flight at once as workers"
 
     # Without another invocation, each worker's timer publishes what it ran.
     states = instance.wait_for_states(
-        lambda s: len(s) == 3 and all(state["invocations"] == 1 for state in s.values())
+        lambda s: len(s) == workers and all(state["invocations"] == 1 for state in s.values())
     )
     for worker, state in states.items():
         lines = recorded(instance.published(worker))
@@ -216,6 +218,11 @@ def test_shutdown_during_concurrent_invocations_ships_every_worker(
     assert {PATH_LINE[p] for p in "abcd"} | {marker("sleeping")} <= lines
     shipped = [r for r in instance.json_logs() if r["message"] == "coverage uploaded"]
     assert [r["reason"] for r in shipped] == ["SIGTERM"]
+    published = [
+        r["reason"] for r in instance.json_logs() if r["message"].startswith("coverage pub")
+    ]
+    assert published == ["SIGTERM"] * 4, "every worker, in the window"
+    assert "Sending SIGKILL" not in instance.logs(), "every process exited before the deadline"
     assert instance.runtime_processes() == []
     assert instance.leftovers() == [instance.tmp / "lambda-coverage"]
 
