@@ -55,6 +55,7 @@ def environment(
         handler: str = "many_workers.handler",
         start_method: str = "",
         sources: tuple[Path, ...] = (SOURCE,),
+        measured: bool = True,
         **env: str,
     ) -> ManagedInstance:
         variables = clean_environment(
@@ -77,7 +78,8 @@ def environment(
         started.append(instance)
         # The main process builds its S3 client once the workers are started; an
         # environment shut down before that pays for it inside the shutdown window.
-        instance.wait_for_log("S3 client ready")
+        if measured:
+            instance.wait_for_log("S3 client ready")
         return instance
 
     yield start
@@ -258,3 +260,14 @@ def test_an_init_error_in_the_workers_is_reported_and_measured(environment, s3, 
         assert time.monotonic() < deadline, instance.logs()[-3000:]
         time.sleep(0.02)
     assert instance.leftovers() == [instance.tmp / "lambda-coverage"]
+
+
+def test_coverage_that_cannot_start_never_stops_the_workers(environment, s3, bucket):
+    instance = environment(2, measured=False, COVERAGE_DATA_DIR="/proc/no-such-directory")
+    answers = instance.invoke_together([{"path": p, "gather": 2} for p in "ab"])
+    assert [a.status for a in answers] == [200, 200]
+    assert "coverage could not start; the function runs without it" in [
+        r["message"] for r in instance.json_logs()
+    ]
+    assert instance.terminate() == 0
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

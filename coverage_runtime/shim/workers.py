@@ -221,6 +221,8 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
     """The main process of a Managed Instances environment: start the workers with coverage."""
     from awslambdaric.lambda_config import LambdaConfigProvider
 
+    from coverage_runtime.shim.bootstrap import run_awslambdaric
+
     config = LambdaConfigProvider(["awslambdaric", handler], environ)
     try:
         workers = int(config.max_concurrency)
@@ -231,10 +233,31 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
             variable=names.MAX_CONCURRENCY,
             value=config.max_concurrency,
         )
-        from coverage_runtime.shim.bootstrap import run_awslambdaric
-
         run_awslambdaric(handler)
         return
+    try:
+        session = start_environment(settings, environ, config.api_address, workers)
+    except Exception as exc:  # measuring must never stop the function from serving
+        structured_log.error(
+            "coverage could not start; the function runs without it",
+            error_message=str(exc),
+            error_type=type(exc).__name__,
+        )
+        run_awslambdaric(handler)
+        return
+    CoverageWorkers.run_concurrent(
+        handler, config.api_address, config.use_thread_polling, config.lmi_socket_path, workers
+    )
+    # Every worker has ended (an init error, or all crashed): ship now, before the
+    # interpreter exits, while a client build under way on the shipping thread
+    # can still finish (at exit, its imports would fail).
+    session.shutdown("exit")
+
+
+def start_environment(
+    settings: Settings, environ: Mapping[str, str], runtime_api: str, workers: int
+) -> EnvironmentSession:
+    """Everything the main process does before awslambdaric starts the workers."""
     identity = EnvironmentIdentity.detect(environ)
     os.environ[names.WORKERS_ENVIRONMENT] = identity.exported()
     directory = workers_dir(settings, identity)
@@ -248,7 +271,7 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
             "COVERAGE_S3_BUCKET is not set: coverage is measured but never uploaded"
         )
         structured_log.error(session.upload_problem, variable="COVERAGE_S3_BUCKET")
-    extension.register_or_log(config.api_address)
+    extension.register_or_log(runtime_api)
     session.watcher = ShutdownWatcher(session.shutdown)
     session.watcher.install()
     atexit.register(session.shutdown, "exit")
@@ -270,13 +293,7 @@ def run_environment(handler: str, settings: Settings, environ: Mapping[str, str]
         s3_uri=session.s3_uri,
         flush_interval_seconds=settings.flush_interval_seconds,
     )
-    CoverageWorkers.run_concurrent(
-        handler, config.api_address, config.use_thread_polling, config.lmi_socket_path, workers
-    )
-    # Every worker has ended (an init error, or all crashed): ship now, before the
-    # interpreter exits, while a client build under way on the shipping thread
-    # can still finish (at exit, its imports would fail).
-    session.shutdown("exit")
+    return session
 
 
 class _WorkersStarted:
