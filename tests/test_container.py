@@ -342,6 +342,28 @@ def test_exactness_matrix_on_the_image_python(image):
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
 
 
+def test_labels_exact_on_the_image_python(image):
+    """`tests.exactness.labels --matrix` in the image: each label (init, none, tests'
+    node ids) records what plain coverage.py records for that label's invocations, on
+    sysmon with lines and branches (3.14) and on the C tracer."""
+    from tests.test_exactness import assert_labels_exact
+
+    result = podman(
+        "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
+        "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
+        "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
+        "-m", "tests.exactness.labels", "--matrix",
+        timeout=600, check=False,
+    )  # fmt: skip
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert results[0]["python"].startswith("3.14"), results[0]
+    assert {("sysmon", True), ("sysmon", False)} <= {
+        (r["core"], "--branch" in r["cell"]) for r in results
+    }
+    assert_labels_exact(results, sysmon=True)
+    assert result.returncode == 0
+
+
 def test_image_is_lean_and_has_no_build_tools_or_caches(image):
     probe = r"""
 echo "uid=$(id -u)"

@@ -439,13 +439,17 @@ def local_events(cov: Any) -> int:
 
 
 class Gate(Protocol):
-    """Switches recording on and off without restarting coverage.py."""
+    """Switches recording on and off without restarting coverage.py, and
+    attributes what is recorded to the current label."""
 
     kind: str
     has_tracers: bool  # per-thread tracers that `compact` may let go of
+    label: str
 
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def relabel(self, label: str) -> None: ...
+    def take_labelled(self) -> list[tuple[str, Recorded]]: ...
     def take(self) -> Recorded: ...
     def forget(self) -> None: ...
     def compact(self, max_tracers: int) -> int: ...
@@ -453,7 +457,34 @@ class Gate(Protocol):
     def stop(self) -> None: ...
 
 
-class SysmonGate:
+class Labelled:
+    """What every gate does with labels: what was recorded before a switch
+    belongs to the label before it, and waits (parked) until it is taken."""
+
+    label: str = ""
+    _parked: list[tuple[str, Recorded]]
+
+    def take(self) -> Recorded:
+        raise NotImplementedError
+
+    def _park(self) -> None:
+        taken = self.take()
+        if taken:
+            self._parked.append((self.label, taken))
+
+    def relabel(self, label: str) -> None:
+        """What runs from now on is ``label``'s."""
+        self._park()
+        self.label = label
+
+    def take_labelled(self) -> list[tuple[str, Recorded]]:
+        """Everything recorded since the last call, by label, in order."""
+        self._park()
+        parked, self._parked = self._parked, []
+        return parked
+
+
+class SysmonGate(Labelled):
     """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring).
 
     coverage.py's own callbacks stay the ones that record, wrapped to note
@@ -466,13 +497,31 @@ class SysmonGate:
     itself: coverage.py would run its file checks (``should_trace``, about
     60 µs a file on 3.14) and keep a record for every such code object, on
     the cold-start path where the function's imports run.
+
+    With labels (``labelled``), every location must report once per label,
+    but coverage.py's callbacks return ``DISABLE``, and
+    ``sys.monitoring.restart_events()`` would re-arm every tool's events, not
+    only ours.  So a label switch only counts a generation (O(1)), and
+    PY_START stays armed on measured code: the first call of a code object
+    in a new generation re-arms that code object alone (``set_local_events``
+    to 0 and back), so its lines report again, to the new label.  Steady
+    state costs one callback per call of measured code; a switch costs the
+    re-arming of what runs afterwards.  Code already running when the label
+    switches (a frame started before it: a background thread's loop, a
+    suspended generator) reports under the new label from its next call.
     """
 
     kind = "gate"
     has_tracers = False
 
     def __init__(
-        self, cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False
+        self,
+        cov: Any,
+        source_dirs: Iterable[str] = (),
+        *,
+        deferred: bool = False,
+        labelled: bool = False,
+        label: str = "",
     ) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
@@ -511,6 +560,14 @@ class SysmonGate:
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
         self.paused = False
+        # Labels: the generation of the current label, and the one each traced
+        # code object was last armed in.
+        self.label = label
+        self._parked = []
+        self._labelled = labelled
+        self._generation = [0]  # (a list: the PY_START closure reads it)
+        self._generations: dict[int, int] = {}
+        self._start: Callable[[CodeType, int], Any] = self._filter_start
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -519,13 +576,16 @@ class SysmonGate:
             if not self._prefixes:
                 raise InternalsChanged("a deferred start needs the source directories")
             self._py_start = originals[events.PY_START]
+            self._start = self._label_start() if labelled else self._filter_start
             return  # `install` registers, after the recorded events are replayed
         for event, callback in self._gated_callbacks.items():
             monitoring.register_callback(self._tool, event, callback)
-        if self._prefixes:
-            self._py_start = monitoring.register_callback(
-                self._tool, events.PY_START, self._filter_start
-            )
+        if self._prefixes or labelled:
+            self._py_start = monitoring.register_callback(self._tool, events.PY_START, None)
+            if self._py_start is None:
+                raise InternalsChanged("coverage.py registered no PY_START callback")
+            self._start = self._label_start() if labelled else self._filter_start
+            monitoring.register_callback(self._tool, events.PY_START, self._start)
 
     def _wrap(self, originals: dict[int, Callable[..., Any]]) -> dict[int, Callable[..., Any]]:
         """The gated callback of each event, around coverage.py's own (``originals``,
@@ -552,7 +612,7 @@ class SysmonGate:
 
     def callbacks(self) -> dict[int, Callable[..., Any]]:
         events = self._monitoring.events
-        found = {init_recorder.START: self._filter_start}
+        found = {init_recorder.START: self._start}
         for kind, name in (
             (init_recorder.LINE, "LINE"),
             (init_recorder.RETURN, "PY_RETURN"),
@@ -582,12 +642,23 @@ class SysmonGate:
         self._rearmed.update(rearmed)
         self._sticky |= sticky
 
+    def adopt_generations(
+        self, generations: dict[int, tuple[CodeType, int]], generation: int
+    ) -> None:
+        """The label generation each code object was armed in by the init recorder."""
+        traced = self.traced
+        self._generations.clear()
+        self._generations.update(
+            (key, armed_in) for key, (code, armed_in) in generations.items() if traced(code)
+        )
+        self._generation[0] = generation
+
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
         register = self._monitoring.register_callback
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
-        register(self._tool, self._monitoring.events.PY_START, self._filter_start)
+        register(self._tool, self._monitoring.events.PY_START, self._start)
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -662,6 +733,56 @@ class SysmonGate:
         if filename.startswith(self._prefixes) or not filename.startswith(os.sep):
             return self._py_start(code, offset)
         return self._disable
+
+    def _label_start(self) -> Callable[[CodeType, int], Any]:
+        """PY_START with labels: see the class docstring.  The first test is the
+        path of every call of measured code, so it is one dict lookup."""
+        generations = self._generations
+        current = self._generation
+        prefixes = self._prefixes
+        disable = self._disable
+        py_start = self._py_start
+        infos = self._code_infos
+        rearm = self._rearm_for_label
+
+        def label_start(code: CodeType, offset: int) -> Any:
+            key = id(code)
+            if generations.get(key) == current[0]:
+                return None
+            filename = code.co_filename
+            if prefixes and not (filename.startswith(prefixes) or not filename.startswith(os.sep)):
+                return disable
+            seen = key in generations
+            if not seen:
+                py_start(code, offset)  # coverage.py decides, and arms what it traces
+            info = infos.get(key)
+            if info is None or not info.tracing or info.file_data is None:
+                generations.pop(key, None)
+                return disable
+            generations[key] = current[0]
+            if seen:
+                rearm(code, info)
+            return None
+
+        return label_start
+
+    def _rearm_for_label(self, code: CodeType, info: Any) -> None:
+        """``code`` runs for the first time under the current label: report again."""
+        info.last_line = None  # no sequential arc from another label's frame
+        self._fired.pop(id(code), None)
+        set_local = self._monitoring.set_local_events
+        try:
+            set_local(self._tool, code, 0)
+            set_local(self._tool, code, self._tracer.local_events())
+        except ValueError:  # the tool was freed meanwhile: coverage.py stopped
+            pass
+
+    def relabel(self, label: str) -> None:
+        super().relabel(label)
+        if self._labelled:
+            self._generation[0] += 1
+            # Lines taken under the last label say nothing about this one.
+            self._taken = {}
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.
@@ -838,14 +959,19 @@ class SysmonGate:
         self._cov.stop()
 
 
-class TraceGate:
-    """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept."""
+class TraceGate(Labelled):
+    """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept.
+
+    A trace function records every line each time it runs, so a label switch
+    is only taking what was recorded so far for the label before it."""
 
     kind = "gate"
     has_tracers = True
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov
+        self.label = label
+        self._parked = []
         coll = collector(cov)
         for name in ("tracers", "_start_tracer", "data", "mapped_file_dict"):
             if not hasattr(coll, name):
@@ -917,16 +1043,27 @@ class TraceGate:
         self.paused = False
 
 
-class RestartGate:
+class RestartGate(Labelled):
     """coverage.py's public ``stop()``/``start()``: the fallback when the
-    internals above do not match (a coverage.py upgrade changed them)."""
+    internals above do not match (a coverage.py upgrade changed them).
+
+    On ``sysmon`` a label switch restarts coverage.py (``restart_events()``,
+    which re-arms other tools' events too: only in this fallback)."""
 
     kind = "restart"
     has_tracers = False
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov
         self.paused = False
+        self.label = label
+        self._parked = []
+
+    def relabel(self, label: str) -> None:
+        super().relabel(label)
+        if not self.paused and core_name(self._cov) == "sysmon":
+            self._cov.stop()
+            self._cov.start()
 
     def pause(self) -> None:
         if not self.paused:
@@ -961,18 +1098,26 @@ class RestartGate:
         self.paused = False
 
 
-def attach(cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False) -> Gate:
+def attach(
+    cov: Any,
+    source_dirs: Iterable[str] = (),
+    *,
+    deferred: bool = False,
+    labelled: bool = False,
+    label: str = "",
+) -> Gate:
     """The gate for a started `Coverage`; `InternalsChanged` if none fits.
 
     ``source_dirs``: every file that can be measured is under one of them.
     ``deferred``: started by `start_deferred`; the gate takes the events
-    once the init recorder hands them over.
+    once the init recorder hands them over.  ``labelled``: every location
+    reports again under each new label (``label`` is the first).
     """
     name = core_name(cov)
     if name == "sysmon":
-        return SysmonGate(cov, source_dirs, deferred=deferred)
+        return SysmonGate(cov, source_dirs, deferred=deferred, labelled=labelled, label=label)
     if deferred:
         raise InternalsChanged(f"a deferred start needs the sysmon core, not {name!r}")
     if name in ("ctrace", "pytrace"):
-        return TraceGate(cov)
+        return TraceGate(cov, label=label)
     raise InternalsChanged(f"unknown coverage.py core {name!r}")

@@ -19,6 +19,11 @@ coverage.py traces (everything under the source directories but installed
 packages and the runtime itself); coverage.py's own ``should_trace`` decides
 at the hand-over, and what it does not trace is disarmed then.
 
+With labels, a switch before the hand-over is one event in the stream
+(`relabel`), and a code object first called under a new label is re-armed
+there, as the gate does after it (see `coverage_adapter.SysmonGate`): the
+replay gives each label what ran under it.
+
 While paused (selective mode outside blocks, ``without_coverage()``),
 nothing is recorded, exactly as the gate does: a location is disabled and its
 code object re-armed on resume (kept armed once re-armed three times); with
@@ -35,9 +40,10 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Protocol
 
-# What one recorded event is: (kind, code object, first argument, second argument).
-START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET = range(6)
-Event = tuple[int, CodeType, int, int]
+# What one recorded event is: (kind, code object, first argument, second argument);
+# a SWITCH holds the new label where the others hold the code object.
+START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET, SWITCH = range(7)
+Event = tuple[int, Any, int, int]
 
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 REPLAY_SLICE = 2048
@@ -82,6 +88,10 @@ class Receiver(Protocol):
     def adopt(
         self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
     ) -> None: ...
+    def adopt_generations(
+        self, generations: dict[int, tuple[CodeType, int]], generation: int
+    ) -> None: ...
+    def relabel(self, label: str) -> None: ...
     def install(self) -> None: ...
 
 
@@ -97,6 +107,7 @@ class InitRecorder:
         excluded: Iterable[str] = (),
         excluded_parts: Iterable[str] = (),
         branch: bool = False,
+        labelled: bool = False,
     ) -> None:
         monitoring: Any = getattr(sys, "monitoring", None)
         if monitoring is None:
@@ -130,6 +141,10 @@ class InitRecorder:
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
+        # Labels: the current generation, and the one each armed code object is armed in.
+        self._labelled = labelled
+        self.generation = 0
+        self._generations: dict[int, int] = {}
 
     # -- Gate protocol before the hand-over ------------------------------------
 
@@ -188,13 +203,27 @@ class InitRecorder:
             armed = self._files[code.co_filename] = self._arms(code.co_filename)
         if not armed or code.co_name == "__annotate__":
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
+        key = id(code)
+        if self._labelled and self._generations.get(key) == self.generation:
+            return None  # armed under this label already: the path of every call
         with self._lock:
             forward = self._forward
             if forward is None:
+                set_local = self._monitoring.set_local_events
+                if key in self._armed:  # (labelled) first call under a new label: re-arm
+                    self._generations[key] = self.generation
+                    set_local(self.tool, code, 0)
+                    set_local(self.tool, code, self.local_events)
+                    if self._branch:
+                        self.events.append((RESET, code, 0, 0))
+                    return None
                 self.events.append((START, code, offset, 0))
-                self._armed[id(code)] = code
-                self._monitoring.set_local_events(self.tool, code, self.local_events)
-                return self._disable
+                self._armed[key] = code
+                set_local(self.tool, code, self.local_events)
+                if not self._labelled:
+                    return self._disable
+                self._generations[key] = self.generation
+                return None
         return forward[START](code, offset)
 
     def _arms(self, filename: str) -> bool:
@@ -239,6 +268,14 @@ class InitRecorder:
             self._skipped[key] = code
             # A resume on another thread may already have re-armed: stay armed then.
             return self._disable if self.paused else None
+
+    def relabel(self, label: str) -> None:
+        """What runs from now on is ``label``'s (before the hand-over only)."""
+        with self._lock:
+            if self._forward is not None:
+                raise RuntimeError("the init recorder has handed over: relabel the gate")
+            self.events.append((SWITCH, label, 0, 0))
+            self.generation += 1
 
     def resume(self) -> None:
         self.paused = False  # first: a paused event from now on leaves its location armed
@@ -333,6 +370,12 @@ class InitRecorder:
                 if not traced(code):
                     set_local(self.tool, code, 0)
             receiver.adopt(self._skipped, self._rearmed, self._sticky)
+            if self._labelled:
+                armed = self._armed
+                receiver.adopt_generations(
+                    {k: (armed[k], g) for k, g in self._generations.items() if k in armed},
+                    self.generation,
+                )
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
@@ -357,6 +400,8 @@ class InitRecorder:
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
+            elif kind == SWITCH:
+                receiver.relabel(code)
             elif not traced(code):
                 continue
             elif kind == LINE:
