@@ -7,7 +7,6 @@ The image's 3.14 (sysmon with branches) runs `test_container`."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -127,7 +126,9 @@ def test_untrusted_labels_are_bounded_and_never_fail_the_invocation(start, s3, b
     function = start(COVERAGE_MAX_LABELS="2")
     hostile = "\u202eevil\x1b[31m\n" + "x" * 500
     for label in (hostile, "second", "third", "fourth", ["not", "a", "string"], ""):
-        done = function.invoke({"route": "users"}, headers=client_context({"coverage-label": label}))
+        done = function.invoke(
+            {"route": "users"}, headers=client_context({"coverage-label": label})
+        )
         assert done.status == 200, done.body
     status = function.invoke(
         {"route": "status"}, headers=client_context({"coverage-label": "fifth"})
@@ -141,7 +142,9 @@ def test_untrusted_labels_are_bounded_and_never_fail_the_invocation(start, s3, b
     cleaned = next(label for label in users if "evil" in label)
     assert cleaned.isprintable() and len(cleaned) == 200 and cleaned.startswith("?evil?[31m")
     assert users == {cleaned, "second", "(other)", ""}
-    warnings = [r for r in function.json_logs() if "too many distinct coverage labels" in r["message"]]
+    warnings = [
+        r for r in function.json_logs() if "too many distinct coverage labels" in r["message"]
+    ]
     assert len(warnings) == 1, "logged once"
     raw = function.logs()
     assert "\u202e" not in raw and "\x1b" not in raw, "labels never reach the log unescaped"
