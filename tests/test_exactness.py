@@ -109,6 +109,10 @@ def assert_labels_exact(results: list[dict[str, Any]], *, sysmon: bool) -> None:
         assert result["labels"] == ["", "init", "t1", "t2", "t3", "tests/test_x.py::test_y[1-2]"]
         assert result["differences"] == {}, result
         assert result["exact"], result
+        if "--other-tool" in result["cell"]:
+            # Another tool's disabled events stay disabled: no restart_events() then.
+            assert result["other_tool_saw"] > 10 and result["other_tool_refired"] == 0, result
+    assert any("--other-tool" in r["cell"] for r in results) is sysmon
 
 
 def test_labels_exact_on_this_python():

@@ -34,6 +34,7 @@ coverage.py's own.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 import os
@@ -499,16 +500,9 @@ class SysmonGate(Labelled):
     the cold-start path where the function's imports run.
 
     With labels (``labelled``), every location must report once per label,
-    but coverage.py's callbacks return ``DISABLE``, and
-    ``sys.monitoring.restart_events()`` would re-arm every tool's events, not
-    only ours.  So a label switch only counts a generation (O(1)), and
-    PY_START stays armed on measured code: the first call of a code object
-    in a new generation re-arms that code object alone (``set_local_events``
-    to 0 and back), so its lines report again, to the new label.  Steady
-    state costs one callback per call of measured code; a switch costs the
-    re-arming of what runs afterwards.  Code already running when the label
-    switches (a frame started before it: a background thread's loop, a
-    suspended generator) reports under the new label from its next call.
+    but coverage.py's callbacks return ``DISABLE``: a label switch re-arms
+    what they disabled (`rearm_for_label`).  The steady state stays free:
+    nothing fires between switches that would not fire without labels.
     """
 
     kind = "gate"
@@ -560,14 +554,10 @@ class SysmonGate(Labelled):
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
         self.paused = False
-        # Labels: the generation of the current label, and the one each traced
-        # code object was last armed in.
         self.label = label
         self._parked = []
         self._labelled = labelled
-        self._generation = [0]  # (a list: the PY_START closure reads it)
-        self._generations: dict[int, int] = {}
-        self._start: Callable[[CodeType, int], Any] = self._filter_start
+        self._retired: dict[int, CodeType] = {}  # (labels: re-armed at their next call)
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -576,7 +566,6 @@ class SysmonGate(Labelled):
             if not self._prefixes:
                 raise InternalsChanged("a deferred start needs the source directories")
             self._py_start = originals[events.PY_START]
-            self._start = self._label_start() if labelled else self._filter_start
             return  # `install` registers, after the recorded events are replayed
         for event, callback in self._gated_callbacks.items():
             monitoring.register_callback(self._tool, event, callback)
@@ -584,8 +573,7 @@ class SysmonGate(Labelled):
             self._py_start = monitoring.register_callback(self._tool, events.PY_START, None)
             if self._py_start is None:
                 raise InternalsChanged("coverage.py registered no PY_START callback")
-            self._start = self._label_start() if labelled else self._filter_start
-            monitoring.register_callback(self._tool, events.PY_START, self._start)
+            monitoring.register_callback(self._tool, events.PY_START, self._filter_start)
 
     def _wrap(self, originals: dict[int, Callable[..., Any]]) -> dict[int, Callable[..., Any]]:
         """The gated callback of each event, around coverage.py's own (``originals``,
@@ -612,7 +600,7 @@ class SysmonGate(Labelled):
 
     def callbacks(self) -> dict[int, Callable[..., Any]]:
         events = self._monitoring.events
-        found = {init_recorder.START: self._start}
+        found = {init_recorder.START: self._filter_start}
         for kind, name in (
             (init_recorder.LINE, "LINE"),
             (init_recorder.RETURN, "PY_RETURN"),
@@ -642,23 +630,12 @@ class SysmonGate(Labelled):
         self._rearmed.update(rearmed)
         self._sticky |= sticky
 
-    def adopt_generations(
-        self, generations: dict[int, tuple[CodeType, int]], generation: int
-    ) -> None:
-        """The label generation each code object was armed in by the init recorder."""
-        traced = self.traced
-        self._generations.clear()
-        self._generations.update(
-            (key, armed_in) for key, (code, armed_in) in generations.items() if traced(code)
-        )
-        self._generation[0] = generation
-
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
         register = self._monitoring.register_callback
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
-        register(self._tool, self._monitoring.events.PY_START, self._start)
+        register(self._tool, self._monitoring.events.PY_START, self._filter_start)
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -731,58 +708,38 @@ class SysmonGate(Labelled):
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
         if filename.startswith(self._prefixes) or not filename.startswith(os.sep):
+            if self._labelled:
+                info = self._code_infos.get(id(code))
+                if info is not None:  # known: its first call since a label switch
+                    if info.tracing and info.file_data is not None:
+                        self._fresh_under_label(code, info)
+                    return self._disable
             return self._py_start(code, offset)
         return self._disable
 
-    def _label_start(self) -> Callable[[CodeType, int], Any]:
-        """PY_START with labels: see the class docstring.  The first test is the
-        path of every call of measured code, so it is one dict lookup."""
-        generations = self._generations
-        current = self._generation
-        prefixes = self._prefixes
-        disable = self._disable
-        py_start = self._py_start
-        infos = self._code_infos
-        rearm = self._rearm_for_label
-
-        def label_start(code: CodeType, offset: int) -> Any:
-            key = id(code)
-            if generations.get(key) == current[0]:
-                return None
-            filename = code.co_filename
-            if prefixes and not (filename.startswith(prefixes) or not filename.startswith(os.sep)):
-                return disable
-            seen = key in generations
-            if not seen:
-                py_start(code, offset)  # coverage.py decides, and arms what it traces
-            info = infos.get(key)
-            if info is None or not info.tracing or info.file_data is None:
-                generations.pop(key, None)
-                return disable
-            generations[key] = current[0]
-            if seen:
-                rearm(code, info)
-            return None
-
-        return label_start
-
-    def _rearm_for_label(self, code: CodeType, info: Any) -> None:
-        """``code`` runs for the first time under the current label: report again."""
-        info.last_line = None  # no sequential arc from another label's frame
-        self._fired.pop(id(code), None)
-        set_local = self._monitoring.set_local_events
-        try:
-            set_local(self._tool, code, 0)
-            set_local(self._tool, code, self._tracer.local_events())
-        except ValueError:  # the tool was freed meanwhile: coverage.py stopped
-            pass
+    def _fresh_under_label(self, code: CodeType, info: Any) -> None:
+        """``code`` runs for the first time under the current label."""
+        info.last_line = None  # no sequential arc from a frame of another label
+        key = id(code)
+        self._fired.pop(key, None)
+        if self._retired.pop(key, None) is not None:  # `retire` took its events off
+            with contextlib.suppress(ValueError):  # the tool was freed: coverage.py stopped
+                self._monitoring.set_local_events(self._tool, code, self._tracer.local_events())
 
     def relabel(self, label: str) -> None:
         super().relabel(label)
-        if self._labelled:
-            self._generation[0] += 1
-            # Lines taken under the last label say nothing about this one.
-            self._taken = {}
+        if not self._labelled:
+            return
+        self._taken = {}  # lines taken under the last label say nothing about this one
+        infos = self._code_infos
+        init_recorder.rearm_for_label(
+            self._tool,
+            lambda: [
+                c for c in list(self._tracer.code_objects) if infos[id(c)].file_data is not None
+            ],
+            self._tracer.local_events(),
+            each=lambda code: self._fresh_under_label(code, infos[id(code)]),
+        )
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.
@@ -931,6 +888,8 @@ class SysmonGate(Labelled):
                 except ValueError:  # the tool was freed meanwhile: coverage.py stopped
                     break
                 self._expected.pop(key, None)
+                if self._labelled:
+                    self._retired[key] = code
                 retired += 1
         return retired
 

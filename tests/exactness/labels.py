@@ -67,6 +67,27 @@ def file_data(data: Any) -> dict[str, list[Any]]:
     }
 
 
+class OtherTool:
+    """Another ``sys.monitoring`` tool (a profiler, say): PY_START everywhere, each
+    code object disabled after its first call.  Labels must never re-arm it."""
+
+    TOOL = 2  # sys.monitoring.PROFILER_ID
+
+    def __init__(self) -> None:
+        monitoring = sys.monitoring  # type: ignore[attr-defined]
+        self.calls: dict[Any, int] = {}  # (by code object: kept alive, no id reused)
+        monitoring.use_tool_id(self.TOOL, "other-profiler")
+        monitoring.register_callback(self.TOOL, monitoring.events.PY_START, self.on_start)
+        monitoring.set_events(self.TOOL, monitoring.events.PY_START)
+
+    def on_start(self, code: Any, offset: int) -> Any:
+        self.calls[code] = self.calls.get(code, 0) + 1
+        return sys.monitoring.DISABLE  # type: ignore[attr-defined]
+
+    def refired(self) -> int:
+        return sum(1 for count in list(self.calls.values()) if count > 1)
+
+
 def shim(args: argparse.Namespace) -> dict[str, Any]:
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim import api
@@ -79,6 +100,7 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
         "COVERAGE_BRANCH": str(args.branch).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
     }
+    other = OtherTool() if args.other_tool else None
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     from tests.exactness import labelled
@@ -101,6 +123,8 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
         "core": measurement.core_name(),
         "gate": measurement.gate_kind,
         "labels": by_label,
+        "other_tool_refired": other.refired() if other else None,
+        "other_tool_saw": len(list(other.calls)) if other else None,
     }
     measurement.finish()
     return result
@@ -137,6 +161,8 @@ def cells(version: tuple[int, int] | None = None) -> list[list[str]]:
         if sysmon_supports(branch=branch, version=version):
             for handover in ("early", "middle", "late"):
                 found.append(["--core", "sysmon", *flags, "--handover", handover])
+            # Beside another sys.monitoring tool: re-armed code object by code object.
+            found.append(["--core", "sysmon", *flags, "--handover", "middle", "--other-tool"])
     return found
 
 
@@ -154,7 +180,7 @@ def run(*args: str) -> Any:
 def compare(cell: list[str]) -> dict[str, Any]:
     """One cell: the shim's labels against plain coverage.py, label by label."""
     got = run("shim", *cell)
-    flags = [a for a in cell if a != "--handover" and a not in ("early", "middle", "late")]
+    flags = [a for a in cell if a not in ("--handover", "early", "middle", "late", "--other-tool")]
     expected_labels = ["init", *sorted({label or "" for label, _ in SCRIPT})]
     differences = {}
     for label in expected_labels:
@@ -176,7 +202,12 @@ def compare(cell: list[str]) -> dict[str, Any]:
         "labels": sorted(got["labels"]),
         "differences": differences,
         "extra_labels": extra,
-        "exact": not differences and not extra and got["gate"] == "gate",
+        "other_tool_refired": got["other_tool_refired"],
+        "other_tool_saw": got["other_tool_saw"],
+        "exact": not differences
+        and not extra
+        and got["gate"] == "gate"
+        and not got["other_tool_refired"],
     }
 
 
@@ -188,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handover", choices=["early", "middle", "late"], default="late")
     parser.add_argument("--label", default="")
     parser.add_argument("--run", type=int, default=0)
+    parser.add_argument("--other-tool", action="store_true")
     parser.add_argument("--matrix", action="store_true")
     args = parser.parse_args(argv)
     if args.matrix:
