@@ -18,7 +18,7 @@ from tests.harness import (
     line_of,
     lines_by_label,
 )
-from tests.test_recorder_rie import sysmon_runtime
+from tests.test_recorder_rie import sysmon_runtime, wait_for_message
 
 pytestmark = pytest.mark.rie
 
@@ -41,6 +41,13 @@ def start(request, start_function):
         )
 
     return on_sysmon
+
+
+def stop(function) -> int:
+    """SIGTERM once the shipping thread has built the S3 client (after the first
+    response): what is tested here is the labels, not a client built in the window."""
+    wait_for_message(function, "S3 client ready")
+    return function.terminate()
 
 
 def labels_of(s3, bucket, tmp_path) -> dict[int, set[str]]:
@@ -78,7 +85,7 @@ def test_each_line_records_every_label_it_ran_under(start, s3, bucket, tmp_path,
     # The same label again, after others: its lines are recorded under it once more.
     again = function.invoke({"route": "orders"}, headers=client_context({"coverage-label": "t-b"}))
     assert again.status == 200
-    assert function.terminate() == 0
+    assert stop(function) == 0
     found = labels_of(s3, bucket, tmp_path)
     assert found[at("init-only")] == {"init"}, "module level runs at init only"
     assert found[at("orders")] == {test_a, "t-b"}
@@ -108,7 +115,7 @@ def test_the_header_counts_only_where_allowed(start, s3, bucket, tmp_path):
     assert both.status == 200
     # Header names are case-insensitive (REST APIs keep the caller's case).
     assert function.invoke(http_event("orders", "upper", header="X-Coverage-Label")).status == 200
-    function.terminate()
+    stop(function)
     found = labels_of(s3, bucket, tmp_path)
     assert found[at("orders")] == {"from-header", "upper"}
     assert found[at("users")] == {"cc-wins"}
@@ -117,7 +124,7 @@ def test_the_header_counts_only_where_allowed(start, s3, bucket, tmp_path):
 def test_a_header_is_ignored_unless_allowed(start, s3, bucket, tmp_path):
     function = start()  # the default: ClientContext only
     assert function.invoke(http_event("orders", "anyone")).status == 200
-    function.terminate()
+    stop(function)
     found = labels_of(s3, bucket, tmp_path)
     assert found[at("orders")] == {""}, "unlabelled: coverage.py's empty context"
 
@@ -136,7 +143,7 @@ def test_untrusted_labels_are_bounded_and_never_fail_the_invocation(start, s3, b
     assert status["distinct"] == 2 and status["limit"] == 2
     assert status["overflowed"] == 3  # third, fourth, fifth
     assert status["current"] == "(other)"
-    function.terminate()
+    stop(function)
     found = labels_of(s3, bucket, tmp_path)
     users = found[at("users")]
     cleaned = next(label for label in users if "evil" in label)
@@ -154,6 +161,6 @@ def test_untrusted_labels_are_bounded_and_never_fail_the_invocation(start, s3, b
 def test_labels_none_records_as_before(start, s3, bucket, tmp_path):
     function = start(COVERAGE_LABELS="none")
     assert function.invoke({"route": "orders"}, headers=client_context({"coverage-label": "x"}))
-    function.terminate()
+    stop(function)
     found = labels_of(s3, bucket, tmp_path)
     assert found[at("orders")] == {""} and found[at("init-only")] == {""}

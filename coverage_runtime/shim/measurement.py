@@ -314,13 +314,16 @@ class Measurement:
                 self._give_up_recording(problem)
                 return True
             cov, gate = self._built
-            self._built = None
             try:
                 replayed = recorder.hand_over(gate)
             except Exception as exc:
+                self._built = None
                 coverage_adapter.abandon(cov)
                 self._give_up_recording(exc)
                 return True
+            # Only now: until the hand-over is done, another thread that finds no
+            # build under way would start a second coverage.py (a second collector).
+            self._built = None
             self.cov = cov
             self._gate = gate
             if gate.label != self.label:  # (the replay ends at the current label)
