@@ -1,0 +1,76 @@
+"""The labels recipe on a fresh clone (#20 item 6): the example function under the
+real RIE, the copyable pytest fixture (examples/pytest_labels) running a small suite
+against it with each test's node id as the label, then the report of one test and of
+all, from the data the environment uploaded."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from coverage import CoverageData
+
+from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, download_objects, line_of
+from tests.test_recorder_rie import wait_for_message
+
+pytestmark = [pytest.mark.rie, pytest.mark.slow]
+
+SUITE = "examples/pytest_labels/test_example_app.py"
+TESTS = (f"{SUITE}::test_health", f"{SUITE}::test_transform",
+         f"{SUITE}::test_unknown_operation_is_refused")  # fmt: skip
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    """The repository as a user gets it: what is committed, nothing else."""
+    target = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(target)], check=True, timeout=120)
+    return target
+
+
+def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, bucket, tmp_path):
+    function = start_function(
+        "app.handler.handler",
+        task_root=clone,
+        command=[sys.executable, "-m", "coverage_runtime", "app.handler.handler"],
+        PYTHONPATH=str(clone),
+        COVERAGE_SOURCE=str(clone / "app"),
+        ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",
+    )
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SUITE],
+        cwd=clone,
+        env={
+            "PATH": "/usr/bin:/bin",
+            **FAKE_CREDENTIALS,
+            "FUNCTION_NAME": "function",
+            "LAMBDA_ENDPOINT_URL": f"http://127.0.0.1:{function.port}",
+        },
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert "3 passed" in suite.stdout
+    wait_for_message(function, "S3 client ready")
+    assert function.terminate() == 0
+    [(_, path)] = download_objects(s3, bucket, tmp_path / "objects").items()
+    data = CoverageData(basename=str(path))
+    data.read()
+    assert set(TESTS) | {"init"} <= data.measured_contexts()
+
+    handler = str(clone / "app" / "handler.py")
+    business = str(clone / "app" / "business.py")
+
+    def lines(label: str, file: str) -> set[int]:
+        data.set_query_contexts([f"^{re.escape(label)}$"])
+        return set(data.lines(file) or ())
+
+    transform = lines(TESTS[1], business)
+    assert transform, "the transform test ran business code"
+    assert not lines(TESTS[0], business) & transform - lines(TESTS[2], business), (
+        "the health test ran none of what only the transform test ran"
+    )
+    entry = line_of(clone / "app" / "handler.py", "def handler(")
+    assert all(entry + 1 <= max(lines(test, handler)) for test in TESTS)
