@@ -33,9 +33,9 @@ def clone(tmp_path: Path) -> Path:
 
 def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, bucket, tmp_path):
     function = start_function(
-        "app.handler.handler",
+        "app.handler.lambda_handler",
         task_root=clone,
-        command=[sys.executable, "-m", "coverage_runtime", "app.handler.handler"],
+        command=[sys.executable, "-m", "coverage_runtime", "app.handler.lambda_handler"],
         PYTHONPATH=str(clone),
         COVERAGE_SOURCE=str(clone / "app"),
         ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",
@@ -55,7 +55,7 @@ def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, buc
     assert "3 passed" in suite.stdout
     wait_for_message(function, "S3 client ready")
     assert function.terminate() == 0
-    [(_, path)] = download_objects(s3, bucket, tmp_path / "objects").items()
+    [(_, path)] = download_objects(s3, bucket, tmp_path).items()
     data = CoverageData(basename=str(path))
     data.read()
     assert set(TESTS) | {"init"} <= data.measured_contexts()
@@ -72,5 +72,5 @@ def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, buc
     assert not lines(TESTS[0], business) & transform - lines(TESTS[2], business), (
         "the health test ran none of what only the transform test ran"
     )
-    entry = line_of(clone / "app" / "handler.py", "def handler(")
+    entry = line_of(clone / "app" / "handler.py", "def lambda_handler(")
     assert all(entry + 1 <= max(lines(test, handler)) for test in TESTS)
