@@ -1,0 +1,159 @@
+"""Reports by label: which labels to report (shell patterns), and what each label ran.
+
+A label is what the shim records as coverage.py's *dynamic context*: ``init``
+for what ran while an environment initialised, ``""`` (coverage.py's empty
+context) for invocations with no label, and anything else a caller sent
+(e.g. a pytest node id).  The merge keeps them (`merge.Partial` is keyed by
+(file, context)), so the merged data file carries every label under which
+each line ran, as ``coverage run --context`` data would.
+
+Selecting labels is coverage.py's own job (``[report] contexts``: regexes,
+`CoverageData.set_query_contexts`); this module only turns the shell-style
+patterns a user types into such regexes, exactly, and checks them against the
+labels the data holds, so that a typo is an error and not a 0% report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coverage_runtime.errors import ReportError
+from coverage_runtime.report.merge import Partial, merged_lines
+
+NO_LABEL = ""  # coverage.py's empty context: invocations that carried no label
+NO_LABEL_SHOWN = '""'  # how tables and errors show it; `--context ''` selects it
+SHOWN_IN_ERRORS = 20  # labels named in a "nothing matched" error at most
+
+
+def pattern_regex(pattern: str) -> str:
+    """A regex that matches exactly the labels ``pattern`` selects.
+
+    coverage.py matches context regexes with `re.search`, so the shell
+    pattern (`fnmatch.translate`, anchored at its end) is anchored at the
+    start too.  A pattern also selects the label spelled exactly like it:
+    pytest node ids carry ``[param]``, which would otherwise be a character
+    class (``test_x[a]`` would match ``test_xa`` and not itself).
+    """
+    return rf"\A(?:{fnmatch.translate(pattern)}|{re.escape(pattern)}\Z)"
+
+
+def shown(label: str) -> str:
+    """A label as tables and messages print it: never raw (labels come from callers)."""
+    if label == NO_LABEL:
+        return NO_LABEL_SHOWN
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in label)
+
+
+@dataclass(frozen=True)
+class LabelSelection:
+    """The ``--context`` patterns, as coverage.py's report contexts."""
+
+    patterns: tuple[str, ...] = ()
+
+    @property
+    def regexes(self) -> list[str]:
+        return [pattern_regex(p) for p in self.patterns]
+
+    def selects(self, label: str) -> bool:
+        return not self.patterns or any(re.search(r, label) for r in self.regexes)
+
+    def check(self, labels: Iterable[str]) -> list[str]:
+        """Warnings for patterns that select none of ``labels``; a `ReportError`
+        when no pattern selects any (the report would be empty)."""
+        if not self.patterns:
+            return []
+        present = sorted(set(labels))
+        regexes = [re.compile(r) for r in self.regexes]
+        idle = [
+            p
+            for p, r in zip(self.patterns, regexes, strict=True)
+            if not any(map(r.search, present))
+        ]
+        if len(idle) == len(self.patterns):
+            names = ", ".join(shown(label) for label in present[:SHOWN_IN_ERRORS])
+            left = len(present) - SHOWN_IN_ERRORS
+            more = f" and {left} more" if left > 0 else ""
+            raise ReportError(
+                f"no label matches --context {' '.join(repr(p) for p in self.patterns)}; "
+                f"the data holds {len(present)} label(s): {names}{more} "
+                "(lambda-coverage report --contexts lists them)"
+            )
+        return [f"--context {p!r} matches no label of the data" for p in idle]
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    """What one label ran, over every merged environment."""
+
+    label: str
+    files: int
+    lines: int  # distinct (file, line) pairs
+    arcs: int | None  # distinct (file, arc) pairs; None for line data
+    selected: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "files": self.files,
+            "lines": self.lines,
+            "arcs": self.arcs,
+            "selected": self.selected,
+        }
+
+
+def count_labels(
+    partial: Partial, branch: bool, selection: LabelSelection = LabelSelection()
+) -> list[LabelCount]:
+    """Per label of the merged data: files, lines (and arcs) it ran; most lines first.
+
+    Lines are counted as coverage.py's ``contexts_by_lineno`` reads the merged
+    data file: recorded lines, or for branch data the lines of the arcs.
+    """
+    files: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    for (_, label), numbers in merged_lines(partial, branch).items():
+        if numbers:
+            files[label] = files.get(label, 0) + 1
+            lines[label] = lines.get(label, 0) + len(numbers)
+    arcs: dict[str, int] = {}
+    if branch:
+        for (_, label), pairs in partial.arcs.items():
+            arcs[label] = arcs.get(label, 0) + len(pairs)
+    counts = [
+        LabelCount(
+            label,
+            files[label],
+            lines[label],
+            arcs.get(label, 0) if branch else None,
+            selection.selects(label),
+        )
+        for label in files
+    ]
+    return sorted(counts, key=lambda c: (-c.lines, c.label))
+
+
+def table(counts: Sequence[LabelCount]) -> str:
+    """The terminal table of ``--contexts``: one row per label."""
+    if not counts or all(c.label == NO_LABEL for c in counts):
+        return (
+            "labels: the data carries none (every invocation ran unlabelled; see the "
+            "README's 'Reports by label')\n"
+        )
+    names = [shown(c.label) for c in counts]
+    width = max(len("label"), *(len(n) for n in names))
+    branch = counts[0].arcs is not None
+    filtered = not all(c.selected for c in counts)
+    header = f"{'label':<{width}}  files  lines" + ("   arcs" if branch else "")
+    rows = [header + ("  selected" if filtered else "")]
+    for name, count in zip(names, counts, strict=True):
+        row = f"{name:<{width}}  {count.files:>5}  {count.lines:>5}"
+        if branch:
+            row += f"  {count.arcs:>5}"
+        if filtered:
+            row += "  yes" if count.selected else "  no"
+        rows.append(row)
+    return "\n".join(rows) + "\n"
