@@ -189,6 +189,13 @@ def test_the_combiners_shards_and_reduce_keep_every_label(
     assert lines_by_label([merged]) == lines_by_label(paths(LABELS_BRANCH))
     assert arcs_by_label([merged]) == arcs_by_label(paths(LABELS_BRANCH))
     assert {c["label"] for c in final["labels"]} == ALL_LABELS
+    # The handler's answer (a state's output, at most 256 KiB) keeps the labels with most
+    # lines; summary.json in S3 keeps them all.
+    monkeypatch.setattr(combiner, "RETURNED_LABELS", 3)
+    again = combiner.lambda_handler({"action": "reduce", "run_id": "r"}, None)
+    assert again["labels"] == final["labels"][:3] and again["labels_left_out"] == 4
+    summary = s3.get_object(Bucket=bucket, Key="coverage/combined/all/all/latest/summary.json")
+    assert json.loads(summary["Body"].read())["labels"] == final["labels"]
 
 
 # -- --context ------------------------------------------------------------------------
@@ -380,3 +387,60 @@ def test_the_html_report_shows_each_lines_labels_in_chromium(envs, s3, bucket, r
     assert set().union(*only.values()) <= tests and only
     for line, labels in only.items():
         assert labels == expected[line] & tests
+
+
+# -- insights on labelled data ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_unused_tells_init_only_code_with_several_labels_per_line(
+    s3, bucket, s3_server, tmp_path, branch
+):
+    """classify ran under init and under other labels (active); total ran under init
+    only, in an environment where other code served invocations (init_only)."""
+    envs = [
+        Env(
+            "insight-a",
+            [
+                ["init", "shapes", "classify", [1]],
+                [CREATE_A, "shapes", "area", ["square", 2]],
+                ["", "shapes", "classify", [2]],
+                [LIST, "shapes", "classify", [-1]],
+            ],
+            branch=branch,
+            init_label="init",
+            function="insight-fn",
+            metadata={"invocations": "3"},
+        ),
+        Env(
+            "insight-b",
+            [["init", "orders", "total", [[1]]], [LIST, "shapes", "classify", [1]]],
+            branch=branch,
+            init_label="init",
+            function="insight-fn",
+            metadata={"invocations": "1"},
+        ),
+    ]
+    run_all(envs, tmp_path / "envs")
+    upload(s3, bucket, envs)
+    by_label = lines_by_label(paths(envs))
+    shapes = str(SAMPLES / "sampleapp" / "shapes.py")
+    assert by_label["init"][shapes] & by_label[LIST][shapes] & by_label[""][shapes]  # shared
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["unused", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+         "--cache-dir", str(tmp_path / "cache"), "--source-root", str(SAMPLES),
+         "--no-progress", "--all", "--no-static", "--format", "json",
+         "-o", str(tmp_path / "out")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    units = json.loads((tmp_path / "out" / "unused.json").read_text())["units"]
+    got = {f"{u['path'].split('/')[-1]}:{u['qualname']}": u["verdict"] for u in units}
+    assert got == {
+        "shapes.py:<module>": "init_only",
+        "shapes.py:area": "active",
+        "shapes.py:classify": "active",
+        "orders.py:<module>": "init_only",
+        "orders.py:total": "init_only",
+    }
