@@ -444,3 +444,71 @@ def test_unused_tells_init_only_code_with_several_labels_per_line(
         "orders.py:<module>": "init_only",
         "orders.py:total": "init_only",
     }
+
+
+# -- labels the shim recorded, through the RIE ----------------------------------------------
+
+
+def _invoke_with_label(port: int, event: dict[str, Any], label: str | None) -> Any:
+    """An invoke as boto3's ``invoke(ClientContext=...)`` sends it: base64 JSON in
+    X-Amz-Client-Context, which the RIE hands to the runtime."""
+    import base64
+    import urllib.request
+
+    from tests.harness import INVOKE_PATH
+
+    headers = {"Content-Type": "application/json"}
+    if label is not None:
+        custom = json.dumps({"custom": {"coverage-label": label}}).encode()
+        headers["X-Amz-Client-Context"] = base64.b64encode(custom).decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{INVOKE_PATH}",
+        data=json.dumps(event).encode(),
+        headers=headers,
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_reports_by_label_of_what_the_shim_recorded_through_the_rie(
+    start_function, s3, bucket, s3_server, tmp_path
+):
+    from tests.conftest import FUNCTIONS_DIR
+    from tests.harness import line_of
+
+    basic = FUNCTIONS_DIR / "basic.py"
+    test_a, test_b = "tests/test_x.py::test_a[1-2]", "tests/test_x.py::test_b"
+    function = start_function("basic.handler")
+    for event, label in [({"path": "a"}, test_a), ({"path": "b"}, test_b), ({"path": "a"}, None)]:
+        assert "result" in _invoke_with_label(function.port, event, label)
+    assert function.terminate() == 0
+
+    def report(*args: str, output: str) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+                "-o", str(tmp_path / output), "--cache-dir", str(tmp_path / "cache"),
+                "--task-root", str(FUNCTIONS_DIR), "--source-root", str(FUNCTIONS_DIR),
+                "--no-progress", "--format", "json", "--include", str(basic), *args]  # fmt: skip
+        code = main(argv, out=out, err=err)
+        return Run(code, out.getvalue(), err.getvalue(), tmp_path / output)
+
+    everything = report(output="all")
+    assert everything.code == 0, everything.err
+    by_label = lines_by_label([everything.data_file])
+    assert set(by_label) == {"init", "", test_a, test_b}
+    handler = {line_of(basic, 'if event.get("raise")'), line_of(basic, '== "a"')}
+    handler.add(line_of(basic, "return {"))
+    path_a, path_b = line_of(basic, "marker: path-a"), line_of(basic, "marker: path-b")
+    assert by_label[test_a][str(basic)] == handler | {path_a}
+    assert by_label[test_b][str(basic)] == handler | {path_b}
+    assert by_label[""][str(basic)] == handler | {path_a}
+    assert line_of(basic, "marker: module-level") in by_label["init"][str(basic)]
+    labels = {c["label"]: c["lines"] for c in everything.json("summary.json")["labels"]}
+    assert labels == {k: sum(map(len, v.values())) for k, v in by_label.items()}
+
+    for patterns, chosen in [([test_a], {test_a}), (["tests/*"], {test_a, test_b}), ([""], {""})]:
+        args = [a for p in patterns for a in ("--context", p)]
+        one = report(*args, output="one")
+        assert one.code == 0, one.err
+        assert one.executed() == one.statements(selected_lines(by_label, chosen))
