@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from coverage_runtime.errors import ReportError
-from coverage_runtime.report.merge import Partial, merged_lines
+from coverage_runtime.report.evidence import bits_of
+from coverage_runtime.report.merge import Partial
 
 NO_LABEL = ""  # coverage.py's empty context: invocations that carried no label
 NO_LABEL_SHOWN = '""'  # how tables and errors show it; `--context ''` selects it
@@ -113,16 +114,20 @@ def count_labels(
     Lines are counted as coverage.py's ``contexts_by_lineno`` reads the merged
     data file: recorded lines, or for branch data the lines of the arcs.
     """
+    # Per (file, label), the lines as one int bit set (bit n = line n), as the merge holds
+    # them: a count is one popcount, whatever the number of labels and lines.
+    bits: dict[tuple[str, str], int] = {} if branch else dict(partial.lines)
+    arcs: dict[str, int] = {}
+    for key, pairs in partial.arcs.items():
+        bits[key] = bits.get(key, 0) | bits_of(n for arc in pairs for n in arc)
+        if branch:
+            arcs[key[1]] = arcs.get(key[1], 0) + len(pairs)
     files: dict[str, int] = {}
     lines: dict[str, int] = {}
-    for (_, label), numbers in merged_lines(partial, branch).items():
-        if numbers:
+    for (_, label), found in bits.items():
+        if found:
             files[label] = files.get(label, 0) + 1
-            lines[label] = lines.get(label, 0) + len(numbers)
-    arcs: dict[str, int] = {}
-    if branch:
-        for (_, label), pairs in partial.arcs.items():
-            arcs[label] = arcs.get(label, 0) + len(pairs)
+            lines[label] = lines.get(label, 0) + found.bit_count()
     counts = [
         LabelCount(
             label,
