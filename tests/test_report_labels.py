@@ -512,3 +512,23 @@ def test_reports_by_label_of_what_the_shim_recorded_through_the_rie(
         one = report(*args, output="one")
         assert one.code == 0, one.err
         assert one.executed() == one.statements(selected_lines(by_label, chosen))
+
+
+def test_report_contexts_of_the_rcfile_narrow_every_format_unless_context_is_given(
+    envs, s3, bucket, report, tmp_path
+):
+    upload(s3, bucket, LABELS)
+    rcfile = tmp_path / "labels.rc"
+    rcfile.write_text("[report]\ncontexts = ^init$\n")
+    run = report("--rcfile", str(rcfile), "--format", "json,lcov")
+    assert run.code == 0, run.err
+    init = run.statements(selected_lines(lines_by_label([run.data_file]), {"init"}))
+    assert run.executed() == init
+    lcov = (run.output / "coverage.lcov").read_text()
+    assert sum(int(n) for n in re.findall(r"^LH:(\d+)$", lcov, re.M)) == sum(
+        map(len, init.values())
+    )
+    given = report("--rcfile", str(rcfile), "--context", LIST, "--format", "json", output="given")
+    assert given.executed() == given.statements(
+        selected_lines(lines_by_label([given.data_file]), {LIST})
+    )
