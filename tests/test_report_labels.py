@@ -397,7 +397,8 @@ def test_unused_tells_init_only_code_with_several_labels_per_line(
     s3, bucket, s3_server, tmp_path, branch
 ):
     """classify ran under init and under other labels (active); total ran under init
-    only, in an environment where other code served invocations (init_only)."""
+    only, in an environment where other code served invocations (init_only); the module
+    bodies ran under init, as imports do, and are judged on their environments."""
     envs = [
         Env(
             "insight-a",
@@ -438,10 +439,10 @@ def test_unused_tells_init_only_code_with_several_labels_per_line(
     units = json.loads((tmp_path / "out" / "unused.json").read_text())["units"]
     got = {f"{u['path'].split('/')[-1]}:{u['qualname']}": u["verdict"] for u in units}
     assert got == {
-        "shapes.py:<module>": "init_only",
+        "shapes.py:<module>": "active",  # module bodies run at import: never init_only
         "shapes.py:area": "active",
         "shapes.py:classify": "active",
-        "orders.py:<module>": "init_only",
+        "orders.py:<module>": "active",
         "orders.py:total": "init_only",
     }
 
@@ -474,44 +475,46 @@ def _invoke_with_label(port: int, event: dict[str, Any], label: str | None) -> A
 def test_reports_by_label_of_what_the_shim_recorded_through_the_rie(
     start_function, s3, bucket, s3_server, tmp_path
 ):
+    """Labels from ClientContext through the RIE: init, none, two tests; the last
+    invocation flushes, so the data is in S3 whatever the shutdown window allows."""
     from tests.conftest import FUNCTIONS_DIR
     from tests.harness import line_of
 
-    basic = FUNCTIONS_DIR / "basic.py"
+    source = FUNCTIONS_DIR / "uses_api.py"
     test_a, test_b = "tests/test_x.py::test_a[1-2]", "tests/test_x.py::test_b"
-    function = start_function("basic.handler")
-    for event, label in [({"path": "a"}, test_a), ({"path": "b"}, test_b), ({"path": "a"}, None)]:
-        assert "result" in _invoke_with_label(function.port, event, label)
-    assert function.terminate() == 0
+    function = start_function("uses_api.handler")
+    for event, label in [({"n": 3}, test_a), ({"n": 0}, test_b), ({"n": 2}, None)]:
+        assert "sum" in _invoke_with_label(function.port, event, label)
+    assert _invoke_with_label(function.port, {"action": "flush"}, "flush")["flushed"]
+    function.terminate()
 
     def report(*args: str, output: str) -> Run:
         out, err = io.StringIO(), io.StringIO()
         argv = ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
                 "-o", str(tmp_path / output), "--cache-dir", str(tmp_path / "cache"),
                 "--task-root", str(FUNCTIONS_DIR), "--source-root", str(FUNCTIONS_DIR),
-                "--no-progress", "--format", "json", "--include", str(basic), *args]  # fmt: skip
+                "--no-progress", "--format", "json", "--include", str(source), *args]  # fmt: skip
         code = main(argv, out=out, err=err)
         return Run(code, out.getvalue(), err.getvalue(), tmp_path / output)
 
     everything = report(output="all")
     assert everything.code == 0, everything.err
-    by_label = lines_by_label([everything.data_file])
-    assert set(by_label) == {"init", "", test_a, test_b}
-    handler = {line_of(basic, 'if event.get("raise")'), line_of(basic, '== "a"')}
-    handler.add(line_of(basic, "return {"))
-    path_a, path_b = line_of(basic, "marker: path-a"), line_of(basic, "marker: path-b")
-    assert by_label[test_a][str(basic)] == handler | {path_a}
-    assert by_label[test_b][str(basic)] == handler | {path_b}
-    assert by_label[""][str(basic)] == handler | {path_a}
-    assert line_of(basic, "marker: module-level") in by_label["init"][str(basic)]
+    by_label = {k: v[str(source)] for k, v in lines_by_label([everything.data_file]).items()}
+    assert {"init", "", test_a, test_b} <= set(by_label) <= {"init", "", test_a, test_b, "flush"}
+    loop_body = line_of(source, "total += i")
+    assert {line_of(source, "marker: sum"), loop_body} <= by_label[test_a]
+    assert by_label[test_b] == by_label[test_a] - {loop_body}  # range(0): no loop body
+    assert by_label[""] == by_label[test_a]
+    assert line_of(source, "def helper") in by_label["init"]
     labels = {c["label"]: c["lines"] for c in everything.json("summary.json")["labels"]}
-    assert labels == {k: sum(map(len, v.values())) for k, v in by_label.items()}
+    assert labels == {k: len(v) for k, v in by_label.items()}
 
     for patterns, chosen in [([test_a], {test_a}), (["tests/*"], {test_a, test_b}), ([""], {""})]:
         args = [a for p in patterns for a in ("--context", p)]
         one = report(*args, output="one")
         assert one.code == 0, one.err
-        assert one.executed() == one.statements(selected_lines(by_label, chosen))
+        expected = one.statements({str(source): set().union(*(by_label[c] for c in chosen))})
+        assert one.executed() == expected
 
 
 def test_report_contexts_of_the_rcfile_narrow_every_format_unless_context_is_given(
