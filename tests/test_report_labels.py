@@ -121,6 +121,12 @@ def test_a_pattern_selects_what_fnmatch_selects_and_its_exact_spelling(pattern):
         assert bool(re.search(pattern_regex(pattern), label)) == expected, (pattern, label)
 
 
+def test_labels_are_shown_printable():
+    assert shown("") == '""'
+    assert shown("tests/t.py::test[é-1]") == "tests/t.py::test[é-1]"
+    assert shown("a\x1b[31mred\u202e") == "a\\x1b[31mred\\u202e"
+
+
 def test_patterns_that_select_nothing_are_named():
     selection = LabelSelection(("init", "nope"))
     assert selection.check(ALL_LABELS) == ["--context 'nope' matches no label of the data"]

@@ -15,10 +15,10 @@ labels the data holds, so that a typo is an error and not a 0% report.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from coverage_runtime.errors import ReportError
@@ -49,7 +49,7 @@ def shown(label: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in label)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class LabelSelection:
     """The ``--context`` patterns, as coverage.py's report contexts."""
 
@@ -86,7 +86,7 @@ class LabelSelection:
         return [f"--context {p!r} matches no label of the data" for p in idle]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class LabelCount:
     """What one label ran, over every merged environment."""
 
@@ -97,13 +97,7 @@ class LabelCount:
     selected: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "files": self.files,
-            "lines": self.lines,
-            "arcs": self.arcs,
-            "selected": self.selected,
-        }
+        return dataclasses.asdict(self)
 
 
 def count_labels(
