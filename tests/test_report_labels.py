@@ -165,6 +165,9 @@ def test_every_label_keeps_exactly_its_lines_and_arcs_through_the_merge(
     assert run.json("summary.json")["label_patterns"] == []
     lines = [c["lines"] for c in labels]
     assert lines == sorted(lines, reverse=True)  # most lines first
+    cached = report("--format", "none", output="cached")  # the download cache keeps them too
+    assert "0 downloaded, 2 from cache" in cached.out
+    assert lines_by_label([cached.data_file]) == merged
 
 
 def test_the_combiners_shards_and_reduce_keep_every_label(
