@@ -345,3 +345,14 @@ def line_of(source_file: Path, marker: str) -> int:
         if marker in text:
             return number
     raise AssertionError(f"{marker!r} not in {source_file}")
+
+
+def headless_dom(chromium: str, page: Path, profile: Path) -> str:
+    """The DOM of a local page after its scripts ran in headless Chromium (the page tests)."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
