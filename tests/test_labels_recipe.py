@@ -5,6 +5,7 @@ all, from the data the environment uploaded."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -31,7 +32,9 @@ def clone(tmp_path: Path) -> Path:
     return target
 
 
-def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, bucket, tmp_path):
+def test_a_pytest_suite_labels_what_each_test_ran(
+    clone, start_function, s3, s3_server, bucket, tmp_path
+):
     function = start_function(
         "app.handler.lambda_handler",
         task_root=clone,
@@ -74,3 +77,27 @@ def test_a_pytest_suite_labels_what_each_test_ran(clone, start_function, s3, buc
     )
     entry = line_of(clone / "app" / "handler.py", "def lambda_handler(")
     assert all(entry + 1 <= max(lines(test, handler)) for test in TESTS)
+
+    # The report of one test, and of all, as the README shows it, from the clone.
+    def report(output: str, *patterns: str) -> tuple[set[int], set[int]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "coverage_runtime.report.cli", "report",
+             "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+             "--task-root", str(clone), "--source-root", str(clone), "--no-progress",
+             "--format", "json", "-o", str(tmp_path / output),
+             *(a for p in patterns for a in ("--context", p))],
+            cwd=clone, env={"PATH": "/usr/bin:/bin", **FAKE_CREDENTIALS},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        found = json.loads((tmp_path / output / "coverage.json").read_text())["files"]
+        (info,) = (info for name, info in found.items() if name.endswith("business.py"))
+        executed = set(info["executed_lines"])
+        return executed, executed | set(info["missing_lines"])
+
+    executed_one, statements = report("one", TESTS[1])
+    executed_all, _ = report("all")
+    assert executed_one == lines(TESTS[1], business) & statements
+    assert executed_one < executed_all
+    data.set_query_contexts(None)
+    assert executed_all == set(data.lines(business) or ()) & statements
