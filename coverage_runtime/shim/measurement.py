@@ -102,11 +102,26 @@ class Tally:
         self.lines = 0
         self.arcs = 0
         self.files = 0
+        # Labels: items taken under each run of a label (repeats across runs count:
+        # a label that comes back may look new), kept for the current run only.
         self.entries = 0
+        self._run_label: str | None = None
+        self._run_items: dict[str, set[Any]] = {}
 
-    def add(self, recorded: coverage_adapter.Recorded) -> None:
+    def add(self, recorded: coverage_adapter.Recorded, label: str = "") -> None:
+        if label != self._run_label:
+            self._run_label = label
+            self._run_items = {}
+        run = self._run_items
         for name, new in recorded.items():
-            self.entries += len(new)
+            seen = run.get(name)
+            if seen is None:
+                run[name] = set(new)
+                self.entries += len(new)
+            else:  # (the C tracer records a line again each time it runs)
+                before = len(seen)
+                seen |= new
+                self.entries += len(seen) - before
             if self._arcs:
                 items = self._items.setdefault(name, set())
                 fresh = new - items
@@ -136,6 +151,8 @@ class Tally:
         self._items.clear()
         self._lines.clear()
         self.lines = self.arcs = self.files = self.entries = 0
+        self._run_label = None
+        self._run_items = {}
 
 
 class Measurement:
@@ -498,7 +515,7 @@ class Measurement:
         if self._gate is None:
             return
         for label, new in self._gate.take_labelled():
-            self._tally.add(new)
+            self._tally.add(new, label)
             coverage_adapter.merge_into(self._outbox.setdefault(label, {}), new)
 
     def _write(self) -> None:
