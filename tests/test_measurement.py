@@ -582,3 +582,16 @@ def test_storage_errors_say_what_they_are():
     assert "not writable" in describe_storage_error(
         OSError(errno.EROFS, "Read-only file system"), "/tmp/x"
     )
+
+
+def test_growth_counts_what_is_new_to_the_current_label(measure, sample):
+    m = measure("full")
+    m.switch_label("a")
+    sample.helper(1)
+    first = m.counts().size
+    sample.helper(2)  # the same lines under the same label (the C tracer records them again)
+    assert m.counts().size == first
+    m.switch_label("b")
+    sample.helper(3)  # known lines, a new label: new data for the file
+    assert m.counts().size > first
+    assert m.counts().lines == len(measured(m, sample))
