@@ -20,6 +20,12 @@ Sections (``--sections``):
          time, in a rotating order: the RIE's INIT REPORT (target +5 ms);
   heavy  the same for bench/heavy (30+ distributions `pip install --target`
          into the task root, imported at init; target 1.05x);
+  labels like ``warm``, with per-invocation labels from the caller's
+         ClientContext (#20): none, the same label on every invocation, a
+         new label on every invocation (an integration-test run), full and
+         full + branch (targets 1.05x, 1.05x, 1.30x against disabled);
+         then `bench/labels.py --all` inside the image (the switch, the cost
+         per line after it, a measured call between switches);
   small  a third of a CPU (``podman run --cpus 0.33``, what Lambda gives a
          512 MB function): the round trips of the first three invocations,
          while the shipping thread builds coverage.py and the S3 client
@@ -56,7 +62,7 @@ from tests.containers import (  # noqa: E402
     start_with_local_s3,
     stop,
 )
-from tests.harness import S3Server, post_invocation  # noqa: E402
+from tests.harness import S3Server, client_context, post_invocation  # noqa: E402
 
 CONFIGS: dict[str, dict[str, str]] = {
     "disabled": {"COVERAGE_ENABLED": "false"},
@@ -100,9 +106,10 @@ def start(config: str, round_: int, image: str, s3: S3Server, bucket: str) -> En
     return env
 
 
-def invoke(env: Environment, body: bytes) -> float:
+def invoke(env: Environment, body: bytes, label: str | None = None) -> float:
+    headers = client_context({"coverage-label": label}) if label else None
     started = time.perf_counter()
-    result = post_invocation(env.port, body, timeout=60)
+    result = post_invocation(env.port, body, timeout=60, headers=headers)
     elapsed = (time.perf_counter() - started) * 1000
     if result.status != 200:
         raise RuntimeError(f"{env.config}: invoke returned {result.status}: {result.raw[:300]!r}")
@@ -133,6 +140,80 @@ def one_round(
             finally:
                 podman("rm", "--force", "--time", "0", env.name, check=False)
     return envs
+
+
+# The labels section: (configuration, how invocations are labelled) -> its target.
+LABEL_CONFIGS: dict[str, tuple[str, str | None, float]] = {
+    "disabled": ("disabled", None, 1.0),
+    "full, no labels": ("full", None, 1.05),
+    "full, same label": ("full", "same", 1.05),
+    "full, new label each": ("full", "new", 1.30),
+    "full+branch, no labels": ("full+branch", None, 1.10),
+    "full+branch, same label": ("full+branch", "same", 1.10),
+    "full+branch, new label each": ("full+branch", "new", 1.30),
+}
+
+
+def labels_round(
+    round_: int, image: str, s3: S3Server, bucket: str, bodies: dict[str, bytes], n: int
+) -> list[Environment]:
+    """One fresh environment per labels configuration, invoked round-robin."""
+    order = list(LABEL_CONFIGS)
+    order = order[round_ % len(order) :] + order[: round_ % len(order)]
+    envs = []
+    counter = 0
+    try:
+        for name in order:
+            env = start(LABEL_CONFIGS[name][0], round_, image, s3, bucket)
+            env.config = name
+            envs.append(env)
+            env.first_ms = invoke(env, bodies["health.json"])
+        for _ in range(n):
+            for event, body in bodies.items():
+                for env in envs:
+                    labelling = LABEL_CONFIGS[env.config][1]
+                    counter += 1
+                    label = None
+                    if labelling == "same":
+                        label = "tests/test_it.py::test_same"
+                    elif labelling == "new":
+                        label = f"tests/test_it.py::test_case[{counter}]"
+                    env.warm_ms.setdefault(event, []).append(invoke(env, body, label))
+    finally:
+        for env in envs:
+            try:
+                env.exit_code, _, _ = stop(env.name)
+            finally:
+                podman("rm", "--force", "--time", "0", env.name, check=False)
+    return envs
+
+
+def labels_rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[str, Any]]:
+    table: list[dict[str, Any]] = []
+    for event in EVENTS:
+        base = median([v for e in envs if e.config == "disabled" for v in e.warm_ms[event]])
+        for name, (_, _, target) in LABEL_CONFIGS.items():
+            if name == "disabled":
+                continue
+            value = median([v for e in envs if e.config == name for v in e.warm_ms[event]])
+            table.append(
+                {"metric": f"warm {event} ({name}), ms", "baseline": base, "value": value,
+                 "ratio": value / base, "target": f"<= {target:.2f}x",
+                 "pass": value / base <= target}
+            )  # fmt: skip
+    for row in inproc.get("rows", []):
+        table.append(row)
+    return table
+
+
+def labels_in_image(image: str, repeats: int) -> dict[str, Any]:
+    result = podman(
+        "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
+        "-v", f"{REPO_ROOT / 'bench'}:/var/task/bench:ro", "--workdir", "/var/task",
+        "--entrypoint", "python", image, "bench/labels.py", "--all", "-r", str(repeats),
+        timeout=1800, check=False,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 RSS_PROBE = """
@@ -351,13 +432,14 @@ def print_table(table: list[dict[str, Any]], header: str) -> None:
     print(f"|{'-' * 64}|---:|---:|---:|---|---|")
     for row in table:
         ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
+        base = f"{row['baseline']:.3f}" if row["baseline"] is not None else "-"
         print(
-            f"| {row['metric']:<62} | {row['baseline']:.3f} | {row['value']:.3f} | {ratio} "
+            f"| {row['metric']:<62} | {base} | {row['value']:.3f} | {ratio} "
             f"| {row['target']} | {'pass' if row['pass'] else 'FAIL'} |"
         )
 
 
-SECTIONS = ("warm", "cold", "heavy", "small")
+SECTIONS = ("warm", "labels", "cold", "heavy", "small")
 
 
 def main() -> int:
@@ -385,6 +467,7 @@ def main() -> int:
     envs: list[Environment] = []
     cold: dict[str, list[Environment]] = {"example": [], "heavy": []}
     small: list[SmallEnvironment] = []
+    labelled: list[Environment] = []
     try:
         client = s3.client()
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
@@ -393,6 +476,10 @@ def main() -> int:
             for round_ in range(args.rounds):
                 print(f"warm round {round_ + 1}/{args.rounds}", file=sys.stderr)
                 envs += one_round(round_, image, s3, bucket, bodies, args.invocations)
+        if "labels" in sections:
+            for round_ in range(args.rounds):
+                print(f"labels round {round_ + 1}/{args.rounds}", file=sys.stderr)
+                labelled += labels_round(round_, image, s3, bucket, bodies, args.invocations)
         for round_ in range(args.cold_rounds):
             if "cold" in sections:
                 print(f"cold round {round_ + 1}/{args.cold_rounds}", file=sys.stderr)
@@ -415,6 +502,9 @@ def main() -> int:
         print("in process, inside the image", file=sys.stderr)
         inproc = in_image(image, args.inprocess_repeats)
         table += rows(envs, inproc)
+    if labelled:
+        print("labels in process, inside the image", file=sys.stderr)
+        table += labels_rows(labelled, labels_in_image(image, args.inprocess_repeats))
     if cold["example"]:
         table += cold_rows(cold["example"], "example", f"+{INIT_TARGET_MS:g}")
     if cold["heavy"]:
@@ -433,12 +523,14 @@ def main() -> int:
             json.dumps(
                 {"image": image, "python": python, "table": table,
                  "environments": [e.__dict__ for e in envs],
+                 "labels": [e.__dict__ for e in labelled],
                  "cold": {k: [e.__dict__ for e in v] for k, v in cold.items()},
                  "small": [e.__dict__ for e in small], "inprocess": inproc},
                 indent=1,
             )
         )  # fmt: skip
-    failed = [e for e in [*envs, *cold["example"], *cold["heavy"]] if e.exit_code != 0]
+    everything = [*envs, *labelled, *cold["example"], *cold["heavy"]]
+    failed = [e for e in everything if e.exit_code != 0]
     if failed:
         print(f"{len(failed)} environments did not exit 0", file=sys.stderr)
     return 0 if all(row["pass"] for row in table) and not failed else 1

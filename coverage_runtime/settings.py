@@ -17,6 +17,7 @@ from coverage_runtime import env
 from coverage_runtime.env import EnvReader
 from coverage_runtime.errors import ConfigurationError
 from coverage_runtime.layout import DEFAULT_PREFIX, PREFIX_RULE, parse_prefix
+from coverage_runtime.shim import labels as label_sources
 
 MODES = ("full", "selective")
 CORES = ("sysmon", "ctrace", "pytrace")
@@ -36,17 +37,14 @@ MIN_SHUTDOWN_BUDGET_MS = 10
 DEFAULT_DATA_DIR = "/tmp/lambda-coverage"  # noqa: S108 - /tmp is the only writable path in Lambda
 
 
-def sysmon_supports(
-    *, branch: bool, contexts: bool, version: tuple[int, int] | None = None
-) -> bool:
+def sysmon_supports(*, branch: bool, version: tuple[int, int] | None = None) -> bool:
     """Can coverage.py's ``sysmon`` core measure what was asked on this Python?
 
     ``sys.monitoring`` exists from 3.12; coverage.py measures branches with it
-    only from 3.14, and never records dynamic contexts with it.
+    only from 3.14.  (Labels work on every core: the gate records them, not
+    coverage.py's dynamic contexts, which ``sysmon`` lacks.)
     """
     major_minor = version or sys.version_info[:2]
-    if contexts:
-        return False
     if branch:
         return major_minor >= (3, 14)
     return major_minor >= (3, 12)
@@ -60,6 +58,9 @@ class Settings:
     mode: str = "full"
     branch: bool = False
     contexts: bool = False
+    # Where per-invocation labels come from (`shim.labels`); empty: no labels.
+    labels: tuple[str, ...] = ()
+    max_labels: int = label_sources.DEFAULT_MAX_LABELS
     source: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     omit: tuple[str, ...] = ()
@@ -84,6 +85,33 @@ class Settings:
     @property
     def selective(self) -> bool:
         return self.mode == "selective"
+
+    @property
+    def labelled(self) -> bool:
+        """Are invocations labelled (and the init recorded as ``init``)?"""
+        return bool(self.labels)
+
+
+def _label_sources(read: EnvReader, contexts: bool) -> tuple[str, ...]:
+    """`COVERAGE_LABELS`: the sources in the order they are asked (first match
+    wins in `shim.labels`' fixed order anyway), ``none``, or the default."""
+    names = read.list(env.LABELS)
+    allowed = f"{label_sources.NONE}, or a comma-separated list of " + ", ".join(
+        label_sources.SOURCES
+    )
+    if names == (label_sources.NONE,):
+        chosen: tuple[str, ...] = ()
+    elif not names:
+        chosen = label_sources.DEFAULT_SOURCES
+    else:
+        chosen = tuple(n.lower() for n in names)
+        bad = [n for n in chosen if n not in label_sources.SOURCES]
+        if bad:
+            read.refuse(env.LABELS, ",".join(names), allowed)
+            chosen = label_sources.DEFAULT_SOURCES
+    if contexts and label_sources.KIND not in chosen:
+        chosen = (*chosen, label_sources.KIND)
+    return tuple(s for s in label_sources.SOURCES if s in chosen)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,7 +144,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     core_requested = core_value is not None
     core = read.choice(env.CORE, "", CORES, fold=True) or None
     if core is None and not core_requested:
-        core = "sysmon" if sysmon_supports(branch=branch, contexts=contexts) else None
+        core = "sysmon" if sysmon_supports(branch=branch) else None
+    labels = _label_sources(read, contexts)
+    max_labels = read.integer(env.MAX_LABELS, label_sources.DEFAULT_MAX_LABELS, 1, 100_000)
 
     flush_interval = read.integer(
         env.FLUSH_INTERVAL_SECONDS, DEFAULT_FLUSH_INTERVAL_SECONDS, 0, None
@@ -160,6 +190,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mode=mode,
         branch=branch,
         contexts=contexts,
+        labels=labels,
+        max_labels=max_labels,
         source=tuple(os.path.normpath(p) for p in source),
         include=read.list(env.INCLUDE_PATTERNS),
         omit=read.list(env.EXCLUDE_PATTERNS),

@@ -101,3 +101,20 @@ def report_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "COVERAGE_S3_BUCKET", "COVERAGE_S3_PREFIX"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium for the ``browser`` tests, installed by the project's script when
+    missing."""
+    import subprocess
+
+    from tests.harness import REPO_ROOT
+
+    found = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "browser-setup.sh")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    if found.returncode != 0:
+        pytest.skip(f"no headless Chromium: {found.stderr.strip()}")
+    return found.stdout.strip().splitlines()[-1]

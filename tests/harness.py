@@ -155,12 +155,15 @@ class Invocation:
     raw: bytes
 
 
-def post_invocation(port: int, body: bytes, timeout: float = 60) -> Invocation:
-    """POST an event to an RIE's invoke endpoint on 127.0.0.1, as ``curl`` would."""
+def post_invocation(
+    port: int, body: bytes, timeout: float = 60, headers: Mapping[str, str] | None = None
+) -> Invocation:
+    """POST an event to an RIE's invoke endpoint on 127.0.0.1, as ``curl`` would
+    (``headers``: e.g. ``X-Amz-Client-Context``, as Lambda's Invoke API sends it)."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{INVOKE_PATH}",
         data=body,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
         method="POST",
     )
     try:
@@ -283,8 +286,10 @@ class LambdaUnderRIE(RIEProcess):
         )
         wait_for_port(self.port, timeout=15, process=self.process)
 
-    def invoke(self, event: Any, timeout: float = 60) -> Invocation:
-        return post_invocation(self.port, json.dumps(event).encode(), timeout)
+    def invoke(
+        self, event: Any, timeout: float = 60, headers: Mapping[str, str] | None = None
+    ) -> Invocation:
+        return post_invocation(self.port, json.dumps(event).encode(), timeout, headers)
 
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM to the RIE, as ``docker stop`` or Lambda's shutdown does."""
@@ -319,6 +324,24 @@ def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]
     return found
 
 
+def client_context(custom: Mapping[str, Any]) -> dict[str, str]:
+    """The ``X-Amz-Client-Context`` header of a Lambda Invoke call with ``custom``
+    (what boto3's ``invoke(ClientContext=...)`` sends: base64 of the JSON)."""
+    import base64
+
+    encoded = base64.b64encode(json.dumps({"custom": dict(custom)}).encode()).decode()
+    return {"X-Amz-Client-Context": encoded}
+
+
+def lines_by_label(data_file: Path, source_file: Path) -> dict[int, set[str]]:
+    """Each executed line of ``source_file`` and the labels (contexts) it ran under."""
+    import coverage
+
+    data = coverage.CoverageData(str(data_file))
+    data.read()
+    return {line: set(labels) for line, labels in data.contexts_by_lineno(str(source_file)).items()}
+
+
 def executed_lines(data_file: Path, source_file: Path) -> set[int]:
     """Lines of ``source_file`` recorded in a coverage.py data file."""
     from coverage import CoverageData
@@ -334,3 +357,14 @@ def line_of(source_file: Path, marker: str) -> int:
         if marker in text:
             return number
     raise AssertionError(f"{marker!r} not in {source_file}")
+
+
+def headless_dom(chromium: str, page: Path, profile: Path) -> str:
+    """The DOM of a local page after its scripts ran in headless Chromium (the page tests)."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -26,6 +27,7 @@ from coverage import CoverageData
 from tests.containers import podman, run_container, script, start_with_local_s3, stop
 from tests.harness import (
     REPO_ROOT,
+    client_context,
     download_objects,
     find_rie,
     free_port,
@@ -236,6 +238,41 @@ def test_selective_mode_in_the_image_measures_only_sampled_work(
     )
 
 
+def test_labels_in_the_image_through_the_rie(
+    image, s3_server, s3, bucket, container_name, tmp_path
+):
+    """The image's Python (3.14: sysmon with branches): labels from the caller's
+    ClientContext recorded as dynamic contexts, lines and arcs, beside init and the
+    unlabelled invocations; nothing falls back to the C tracer."""
+    port, _ = start_with_local_s3(
+        container_name, image.name, s3_server, bucket,
+        AWS_LAMBDA_FUNCTION_NAME="labels-test", COVERAGE_BRANCH="true",
+    )  # fmt: skip
+    event = (REPO_ROOT / "events" / "health.json").read_bytes()
+    for label in ("it::test_a", None, "it::test_b"):
+        headers = client_context({"coverage-label": label}) if label else None
+        done = post_invocation(port, event, headers=headers)
+        assert done.status == 200, done.body
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    started = next(line for line in logs.splitlines() if "coverage runtime started" in line)
+    assert '"core": "sysmon"' in started, started
+    [(_, path)] = download_objects(s3, bucket, tmp_path).items()
+    data = CoverageData(basename=str(path))
+    data.read()
+    assert data.has_arcs()
+    assert data.measured_contexts() == {"init", "", "it::test_a", "it::test_b"}
+    handler = f"{TASK_ROOT}/app/handler.py"
+    by_line = data.contexts_by_lineno(handler)
+    ran_by_all = [
+        n for n, labels in by_line.items() if {"", "it::test_a", "it::test_b"} <= set(labels)
+    ]
+    assert ran_by_all, by_line
+    for label in ("it::test_a", "it::test_b"):
+        data.set_query_contexts([f"^{re.escape(label)}$"])
+        assert data.arcs(handler), f"arcs under {label}"
+
+
 def test_the_combiner_runs_in_the_image(
     image, s3_server, s3, bucket, container_name, tmp_path_factory
 ):
@@ -340,6 +377,28 @@ def test_exactness_matrix_on_the_image_python(image):
     ours, plain = cases["replay_while_running"], cases["replay_while_running_reference"]
     assert plain["arcs"], "branches are measured on the image's Python"
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
+
+
+def test_labels_exact_on_the_image_python(image):
+    """`tests.exactness.labels --matrix` in the image: each label (init, none, tests'
+    node ids) records what plain coverage.py records for that label's invocations, on
+    sysmon with lines and branches (3.14) and on the C tracer."""
+    from tests.test_exactness import assert_labels_exact
+
+    result = podman(
+        "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
+        "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
+        "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
+        "-m", "tests.exactness.labels", "--matrix",
+        timeout=600, check=False,
+    )  # fmt: skip
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert results[0]["python"].startswith("3.14"), results[0]
+    assert {("sysmon", True), ("sysmon", False)} <= {
+        (r["core"], "--branch" in r["cell"]) for r in results
+    }
+    assert_labels_exact(results, sysmon=True)
+    assert result.returncode == 0
 
 
 def test_image_is_lean_and_has_no_build_tools_or_caches(image):

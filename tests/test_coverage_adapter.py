@@ -44,7 +44,7 @@ def test_the_pinned_coverage_is_the_one_installed():
 
 def cores() -> list[str]:
     found = ["ctrace", "pytrace"]
-    if sysmon_supports(branch=False, contexts=False):
+    if sysmon_supports(branch=False):
         found.append("sysmon")
     return found
 
@@ -52,7 +52,7 @@ def cores() -> list[str]:
 @pytest.mark.parametrize("core", cores())
 @pytest.mark.parametrize("branch", [False, True])
 def test_every_core_gets_a_gate_not_the_restart_fallback(core, branch, tmp_path):
-    if core == "sysmon" and not sysmon_supports(branch=branch, contexts=False):
+    if core == "sysmon" and not sysmon_supports(branch=branch):
         pytest.skip("coverage.py measures branches with sysmon from 3.14")
     result = run_python(
         f"""
@@ -208,7 +208,7 @@ def test_collector_pause_resume_keeps_measuring(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     (source / "again.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
-    core = "sysmon" if sysmon_supports(branch=False, contexts=False) else "ctrace"
+    core = "sysmon" if sysmon_supports(branch=False) else "ctrace"
     result = run_python(
         f"""
         import json, sys

@@ -90,3 +90,36 @@ def test_exact_on_other_pythons(python):
     assert len(results) >= 7
     for result in results:
         assert_exact(result)
+
+
+def run_labels(python: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [python, "-m", "tests.exactness.labels", "--matrix"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.stdout.strip(), done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_labels_exact(results: list[dict[str, Any]], *, sysmon: bool) -> None:
+    """Every label recorded what plain coverage.py records running that label's
+    invocations, lines and arcs, before and after the init's hand-over."""
+    assert any(r["core"] == "sysmon" for r in results) is sysmon, results
+    for result in results:
+        assert result["labels"] == ["", "init", "t1", "t2", "t3", "tests/test_x.py::test_y[1-2]"]
+        assert result["differences"] == {}, result
+        assert result["exact"], result
+        if "--other-tool" in result["cell"]:
+            # Another tool's disabled events stay disabled: no restart_events() then.
+            assert result["other_tool_saw"] > 10 and result["other_tool_refired"] == 0, result
+    assert any("--other-tool" in r["cell"] for r in results) is sysmon
+
+
+def test_labels_exact_on_this_python():
+    assert_labels_exact(run_labels(sys.executable), sysmon=sys.version_info >= (3, 12))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", other_pythons(), ids=lambda p: p.parent.parent.name)
+def test_labels_exact_on_other_pythons(python):
+    assert_labels_exact(run_labels(venv_for(python)), sysmon=True)

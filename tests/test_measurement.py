@@ -396,25 +396,48 @@ def test_finish_stops_for_good(measure, sample):
     assert line(sample, "late") not in measured(m, sample)
 
 
-@pytest.mark.filterwarnings("ignore:Dynamic contexts aren't supported with core=sysmon")
-def test_contexts_label_what_runs(measure, sample):
-    m = measure("full", COVERAGE_CONTEXTS="true")
-    m.switch_context("first")
-    sample.helper(1)
-    m.switch_context("second")
-    sample.other(1)
+def lines_under(m: Measurement, module: ModuleType, label: str) -> set[int]:
+    import re
+
     data = m.data()
-    assert {"first", "second"} <= data.measured_contexts()
-    data.set_query_contexts(["first"])
-    assert line(sample, "helper") in (data.lines(sample.__file__) or [])
-    assert line(sample, "other") not in (data.lines(sample.__file__) or [])
+    data.set_query_contexts([f"^{re.escape(label)}$"])
+    return set(data.lines(module.__file__) or ())
 
 
-def test_switch_context_is_ignored_without_contexts(measure, sample):
+def test_labels_record_each_line_under_every_label_it_ran_under(measure, sample):
     m = measure("full")
-    m.switch_context("ignored")
+    assert m.label == "init"
+    m.switch_label("first")
     sample.helper(1)
-    assert "ignored" not in m.data().measured_contexts()
+    m.switch_label("second")
+    sample.other(1)
+    sample.helper(2)
+    m.switch_label("first")  # a label that comes back
+    sample.late()
+    assert {"first", "second"} <= m.data().measured_contexts()  # (imported before: no init)
+    assert lines_under(m, sample, "first") == {line(sample, "helper"), line(sample, "late")}
+    assert lines_under(m, sample, "second") == {line(sample, "helper"), line(sample, "other")}
+
+
+def test_labels_none_records_everything_under_the_empty_context(measure, sample):
+    m = measure("full", COVERAGE_LABELS="none")
+    m.switch_label("ignored")
+    sample.helper(1)
+    assert m.data().measured_contexts() == {""}
+    assert m.label == ""
+
+
+def test_a_label_switch_writes_nothing(measure, sample, tmp_path):
+    m = measure("full")
+    sample.helper(1)
+    m.snapshot()
+    before = Path(m.data_file).stat().st_mtime_ns, Path(m.data_file).stat().st_size
+    m.switch_label("new")
+    sample.other(1)
+    m.switch_label("newer")
+    after = Path(m.data_file).stat().st_mtime_ns, Path(m.data_file).stat().st_size
+    assert before == after
+    assert m.counts().entries > 0
 
 
 def test_site_packages_and_the_runtime_itself_are_never_measured(measure, sample, tmp_path):
@@ -559,3 +582,16 @@ def test_storage_errors_say_what_they_are():
     assert "not writable" in describe_storage_error(
         OSError(errno.EROFS, "Read-only file system"), "/tmp/x"
     )
+
+
+def test_growth_counts_what_is_new_to_the_current_label(measure, sample):
+    m = measure("full")
+    m.switch_label("a")
+    sample.helper(1)
+    first = m.counts().size
+    sample.helper(2)  # the same lines under the same label (the C tracer records them again)
+    assert m.counts().size == first
+    m.switch_label("b")
+    sample.helper(3)  # known lines, a new label: new data for the file
+    assert m.counts().size > first
+    assert m.counts().lines == len(measured(m, sample))

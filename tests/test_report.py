@@ -465,7 +465,7 @@ def test_contexts_show_which_request_kinds_covered_lines(envs, s3, bucket, repor
     upload(s3, bucket, CONTEXTS)
     run = report("--contexts")
     assert run.code == 0, run.err
-    table = run.out.split("context ")[-1]
+    table = run.out.split("label ")[-1]
     assert "health" in table and "business" in table
     report_json = json.loads((run.output / "coverage.json").read_text())
     square = str(line_of("shapes", "square"))

@@ -235,35 +235,74 @@ def test_default_core_for_branches_on_this_python():
     assert settings.core == ("sysmon" if SYSMON_BRANCHES_HERE else None)
 
 
-def test_default_core_never_sysmon_with_contexts():
-    assert load(COVERAGE_CONTEXTS="true").core is None
-    assert load(COVERAGE_CONTEXTS="true", COVERAGE_BRANCH="true").core is None
+def test_contexts_keep_the_default_core_and_add_the_kind_label():
+    settings = load(COVERAGE_CONTEXTS="true")
+    assert settings.core == ("sysmon" if SYSMON_LINES_HERE else None)
+    assert settings.labels == ("client-context", "kind")
+
+
+# -- COVERAGE_LABELS, COVERAGE_MAX_LABELS --------------------------------------------
+
+
+def test_labels_default_to_the_client_context():
+    settings = load()
+    assert settings.labels == ("client-context",)
+    assert settings.labelled
+    assert settings.max_labels == 1000
+
+
+def test_labels_none_switches_labels_off():
+    settings = load(COVERAGE_LABELS="none")
+    assert settings.labels == ()
+    assert not settings.labelled
+
+
+def test_labels_sources_in_fixed_order_any_case():
+    assert load(COVERAGE_LABELS="KIND, header,client-context").labels == (
+        "client-context",
+        "header",
+        "kind",
+    )
+    assert load(COVERAGE_LABELS="header").labels == ("header",)
+
+
+@pytest.mark.parametrize("value", ["headers", "client-context,bogus", "none,kind"])
+def test_unknown_label_sources_are_refused(value):
+    with pytest.raises(ConfigurationError) as caught:
+        load(COVERAGE_LABELS=value)
+    (problem,) = caught.value.problems
+    assert problem.variable == "COVERAGE_LABELS"
+    assert "client-context, header, kind" in problem.allowed
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "100001"])
+def test_max_labels_is_bounded(value):
+    with pytest.raises(ConfigurationError) as caught:
+        load(COVERAGE_MAX_LABELS=value)
+    assert caught.value.problems[0].variable == "COVERAGE_MAX_LABELS"
 
 
 @pytest.mark.parametrize(
-    ("version", "branch", "contexts", "expected"),
+    ("version", "branch", "expected"),
     [
-        ((3, 11), False, False, False),
-        ((3, 11), True, False, False),
-        ((3, 12), False, False, True),
-        ((3, 12), True, False, False),
-        ((3, 13), False, False, True),
-        ((3, 13), True, False, False),
-        ((3, 14), False, False, True),
-        ((3, 14), True, False, True),
-        ((3, 15), True, False, True),
-        ((3, 12), False, True, False),
-        ((3, 14), False, True, False),
-        ((3, 14), True, True, False),
+        ((3, 11), False, False),
+        ((3, 11), True, False),
+        ((3, 12), False, True),
+        ((3, 12), True, False),
+        ((3, 13), False, True),
+        ((3, 13), True, False),
+        ((3, 14), False, True),
+        ((3, 14), True, True),
+        ((3, 15), True, True),
     ],
 )
-def test_sysmon_supports(version, branch, contexts, expected):
-    assert sysmon_supports(branch=branch, contexts=contexts, version=version) is expected
+def test_sysmon_supports(version, branch, expected):
+    assert sysmon_supports(branch=branch, version=version) is expected
 
 
 def test_sysmon_supports_defaults_to_the_running_python():
-    assert sysmon_supports(branch=False, contexts=False) is SYSMON_LINES_HERE
-    assert sysmon_supports(branch=True, contexts=False) is SYSMON_BRANCHES_HERE
+    assert sysmon_supports(branch=False) is SYSMON_LINES_HERE
+    assert sysmon_supports(branch=True) is SYSMON_BRANCHES_HERE
 
 
 # -- COVERAGE_FLUSH_INTERVAL_SECONDS, COVERAGE_SHUTDOWN_BUDGET_MS -------------------

@@ -2,6 +2,7 @@
 
     lambda-coverage list   --bucket B [filters]
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
+                           [--context PATTERN ...] [--contexts]
     lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
     lambda-coverage diff   --bucket B [filters] --base origin/main [--fail-under 50]
     lambda-coverage history [--bucket B] [--runs DIR ...] [--data DIR]
@@ -204,6 +205,41 @@ def _add_checkout_arguments(parser: argparse.ArgumentParser, out: Any) -> None:
     _add_merge_arguments(parser)
 
 
+def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    labels = parser.add_argument_group(
+        "labels (coverage.py dynamic contexts: init, a test's node id, a request kind, ...)"
+    )
+    labels.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="report only what labels matching this shell pattern ran (repeatable; a label "
+        "spelled exactly also matches; '' selects invocations with no label, '*' all)",
+    )
+    labels.add_argument(
+        "--contexts",
+        action="store_true",
+        help="list the labels with the files, lines (and arcs) each ran; also puts each "
+        "line's labels in coverage.json",
+    )
+    show = labels  # --show-contexts / --no-show-contexts: the last one given wins
+    show.add_argument(
+        "--show-contexts",
+        dest="show_contexts",
+        action="store_true",
+        default=None,
+        help="each line's labels in the HTML and JSON reports (default: in HTML when the "
+        "data holds more than one label)",
+    )
+    show.add_argument(
+        "--no-show-contexts",
+        dest="show_contexts",
+        action="store_false",
+        help="no labels per line in the reports",
+    )
+
+
 def _add_unused_parser(commands: Any) -> None:
     unused = commands.add_parser(
         "unused",
@@ -335,11 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PERCENT",
         help="exit with status 2 when the total coverage is below PERCENT",
     )
-    out.add_argument(
-        "--contexts",
-        action="store_true",
-        help="show which request kinds (dynamic contexts) covered each line",
-    )
+    _add_label_arguments(report)
     out.add_argument("--rcfile", help="coverage.py configuration file for the reports")
     out.add_argument(
         "--include",
@@ -470,7 +502,7 @@ def _pipeline_options(
         download_workers=args.download_workers,
         downloader=args.downloader,
         progress=err.isatty() if args.progress is None else args.progress,
-        show_contexts=getattr(args, "contexts", False),
+        **_label_options(args),
         terminal_table=not args.quiet,
         rcfile=args.rcfile,
         include=parse_list(args.include),
@@ -479,6 +511,20 @@ def _pipeline_options(
         require_mapped=True,
         source=parse_list(args.source),
     )
+
+
+def _label_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's label options, for the commands that have them (report)."""
+    from coverage_runtime.report.labels import LabelSelection
+
+    if not hasattr(args, "context"):
+        return {}
+    show = args.show_contexts
+    return {
+        "labels": LabelSelection(tuple(dict.fromkeys(args.context))),
+        "show_contexts": show,
+        "json_contexts": bool(show) or (show is None and args.contexts),
+    }
 
 
 def _warn_other_revisions(args: argparse.Namespace, result: Any, err: TextIO) -> None:
@@ -501,7 +547,8 @@ def _warn_other_revisions(args: argparse.Namespace, result: Any, err: TextIO) ->
 
 
 def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from coverage_runtime.report.output import contexts_table, fails_under, parse_formats
+    from coverage_runtime.report.labels import table
+    from coverage_runtime.report.output import fails_under, parse_formats
     from coverage_runtime.report.pipeline import build_report
 
     selection = _selection(args)
@@ -520,9 +567,7 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         out.write(result.outputs.terminal)
     if args.contexts:
-        from coverage_runtime.report.output import print_contexts
-
-        print_contexts(contexts_table(result.partial, result.branch), out)
+        out.write(table(result.labels))
     invocations = result.invocations
     out.write(
         f"\n{'branch' if result.branch else 'line'} coverage {totals.percent_display}% "

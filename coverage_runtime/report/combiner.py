@@ -69,6 +69,9 @@ from coverage_runtime.settings import Settings, load_settings
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "cache")
 WORK_DIR = os.path.join(tempfile.gettempdir(), "lambda-coverage-combiner", "work")
 REPORT_FORMATS = ("json", "xml", "lcov")
+# Labels in the handler's answer at most (most lines first): a Step Functions state's
+# output is limited to 256 KiB, and a test suite's labels are one per test.
+RETURNED_LABELS = 100
 MEASURE_FIELD = 'event field "measure"'
 FILTER_FIELDS = ("function", "version", "since", "until", "revision", "measure")
 STATE_MACHINE_ACTIONS = ("plan", "batch", "reduce")
@@ -240,6 +243,10 @@ def _publish(
     client.put_object(**s3.put_arguments(settings, written["summary"], body))
     client.put_object(**s3.put_arguments(settings, f"{scope}history/{now}.json", body))
     summary["s3"] = {name: f"s3://{settings.bucket}/{key}" for name, key in written.items()}
+    labels = summary.get("labels") or []
+    if len(labels) > RETURNED_LABELS:  # summary.json in S3 has them all
+        summary["labels"] = labels[:RETURNED_LABELS]
+        summary["labels_left_out"] = len(labels) - RETURNED_LABELS
     return summary
 
 

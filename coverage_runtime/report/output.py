@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from coverage_runtime.errors import ReportError
-from coverage_runtime.report.merge import Partial, merged_lines, process_pool
+from coverage_runtime.report.merge import process_pool
 
 FORMATS = ("html", "xml", "lcov", "json")
 OUTPUT_NAMES = {
@@ -89,8 +89,19 @@ def parse_formats(
 
 
 def load_coverage(
-    data_file: Path, rcfile: str | None, include: Sequence[str], omit: Sequence[str]
+    data_file: Path,
+    rcfile: str | None,
+    include: Sequence[str],
+    omit: Sequence[str],
+    contexts: Sequence[str] = (),
 ) -> Any:
+    """coverage.py on the merged data, with the report options of the command line.
+
+    ``contexts`` (regexes, coverage.py's ``[report] contexts``; else the
+    rcfile's) also narrow the data itself: coverage.py's summary, HTML and
+    JSON reporters apply them, its XML and LCOV reporters (7.17) do not and
+    read whatever the data was last narrowed to.
+    """
     import coverage
 
     cov = coverage.Coverage(data_file=str(data_file), config_file=rcfile or True)
@@ -98,7 +109,11 @@ def load_coverage(
         cov.set_option("report:include", list(include))
     if omit:
         cov.set_option("report:omit", list(omit))
+    if contexts:
+        cov.set_option("report:contexts", list(contexts))
     cov.load()
+    configured = cov.get_option("report:contexts")
+    cov.get_data().set_query_contexts(configured if isinstance(configured, list) else None)
     return cov
 
 
@@ -109,10 +124,11 @@ def _html_report(
     rcfile: str | None,
     include: Sequence[str],
     omit: Sequence[str],
+    contexts: Sequence[str],
     show_contexts: bool,
     title: str | None,
 ) -> None:
-    load_coverage(data_file, rcfile, include, omit).html_report(
+    load_coverage(data_file, rcfile, include, omit, contexts).html_report(
         directory=str(directory), show_contexts=show_contexts, title=title
     )
 
@@ -152,7 +168,9 @@ def write_reports(
     formats: Sequence[str],
     *,
     branch: bool,
+    contexts: Sequence[str] = (),
     show_contexts: bool = False,
+    json_contexts: bool = False,
     rcfile: str | None = None,
     title: str | None = None,
     show_missing: bool = True,
@@ -162,7 +180,10 @@ def write_reports(
 ) -> Outputs:
     """Run coverage.py's reporters on ``data_file``; return the totals and paths.
 
-    The terminal table is only made when ``terminal`` is true.
+    The terminal table is only made when ``terminal`` is true.  ``contexts``:
+    report only what these labels ran (regexes, `labels.LabelSelection`);
+    ``show_contexts``: the labels of each line in the HTML report,
+    ``json_contexts``: in the JSON report.
     """
     from coverage.exceptions import CoverageException
 
@@ -175,13 +196,14 @@ def write_reports(
             "rcfile": rcfile,
             "include": include,
             "omit": omit,
+            "contexts": contexts,
             "show_contexts": show_contexts,
             "title": title,
         }
         html_job = _html_in_a_worker(data_file, output_dir / "html", **html_options)
     table = io.StringIO()
     try:
-        cov = load_coverage(data_file, rcfile, include, omit)
+        cov = load_coverage(data_file, rcfile, include, omit, contexts)
         if "html" in formats and html_job is None:
             _html_report(data_file, output_dir / "html", **html_options)
         if "xml" in formats:
@@ -193,7 +215,7 @@ def write_reports(
             portable_lcov(written["lcov"])
         if "json" in formats:
             written["json"] = output_dir / OUTPUT_NAMES["json"]
-            cov.json_report(outfile=str(written["json"]), show_contexts=show_contexts)
+            cov.json_report(outfile=str(written["json"]), show_contexts=json_contexts)
             report = json.loads(written["json"].read_text())
         else:
             with tempfile.TemporaryDirectory() as scratch:
@@ -231,26 +253,3 @@ def fails_under(totals: Totals, threshold: float, rcfile: str | None = None) -> 
 
     precision = coverage.Coverage(config_file=rcfile or True).get_option("report:precision")
     return should_fail_under(totals.percent, threshold, int(str(precision or 0)))
-
-
-def contexts_table(partial: Partial, branch: bool) -> list[tuple[str, int, int]]:
-    """Per context label: (label, files, executed lines); empty label = no context."""
-    per: dict[str, tuple[set[str], int]] = {}
-    for (path, ctx), nums in merged_lines(partial, branch).items():
-        files, count = per.get(ctx, (set(), 0))
-        files.add(path)
-        per[ctx] = (files, count + len(nums))
-    return sorted(((ctx, len(f), n) for ctx, (f, n) in per.items()), key=lambda r: (-r[2], r[0]))
-
-
-def print_contexts(rows: Sequence[tuple[str, int, int]], out: TextIO) -> None:
-    labelled = [r for r in rows if r[0]]
-    if not labelled:
-        out.write(
-            "contexts: the data carries no dynamic contexts (COVERAGE_CONTEXTS=1 adds them)\n"
-        )
-        return
-    width = max(len("context"), *(len(r[0]) for r in labelled))
-    out.write(f"{'context':<{width}}  files  lines\n")
-    for label, files, lines in rows:
-        out.write(f"{label or '(none)':<{width}}  {files:>5}  {lines:>5}\n")

@@ -9,6 +9,7 @@ combiner handler (`collect`, then `report`); each step lives in its own module:
 - `evidence`: per line, which environments ran it, how often, when, where;
 - `paths`: recorded paths to the local checkout's;
 - `sources`: the checkout's files that never ran, and a task root that maps nothing;
+- `labels`: which labels (dynamic contexts) to report, and what each one ran;
 - `output`: coverage.py's HTML, XML, LCOV, JSON and terminal reports.
 """
 
@@ -30,6 +31,7 @@ from coverage_runtime.report.cache import ObjectCache, default_cache_dir
 from coverage_runtime.report.client import make_client
 from coverage_runtime.report.evidence import EVIDENCE_NAME, Cohort
 from coverage_runtime.report.fetch import DEFAULT_DOWNLOAD_WORKERS, FetchStats, fetch
+from coverage_runtime.report.labels import LabelCount, LabelSelection, count_labels
 from coverage_runtime.report.listing import BackgroundListing, GivenObjects
 from coverage_runtime.report.merge import Merger, Partial, choose_measure, write_data
 from coverage_runtime.report.objects import DataObject, require_some
@@ -71,7 +73,11 @@ class ReportOptions:
     downloader: str = "auto"
     batch_size: int | None = None
     progress: bool = False
-    show_contexts: bool = False
+    # Labels: report only what these shell patterns select (empty: all), and show
+    # each line's labels in HTML (None: when the data holds more than one) and JSON.
+    labels: LabelSelection = field(default_factory=LabelSelection)
+    show_contexts: bool | None = None
+    json_contexts: bool = False
     terminal_table: bool = True
     rcfile: str | None = None
     include: tuple[str, ...] = ()
@@ -97,6 +103,8 @@ class ReportResult:
     unexecuted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    labels: list[LabelCount] = field(default_factory=list)  # set by `report`
+    label_patterns: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -125,6 +133,8 @@ class ReportResult:
             "from_cache": self.fetch.cached,
             "missing_source": [str(m) for m in self.missing_source],
             "never_imported": len(self.unexecuted),
+            "labels": [c.as_dict() for c in self.labels],
+            "label_patterns": list(self.label_patterns),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -325,16 +335,26 @@ def report(options: ReportOptions, result: ReportResult) -> Outputs:
             f"the {result.partial.merged} merged environment(s) hold no measured lines"
         )
     phase = time.perf_counter()
+    labels = result.partial.contexts()
+    result.warnings.extend(options.labels.check(labels))
+    result.labels = count_labels(result.partial, result.branch, options.labels)
+    result.label_patterns = options.labels.patterns
+    title = f"Coverage of {options.selection.describe()}"
+    if options.labels.patterns:
+        title += f", labels {' '.join(options.labels.patterns)}"
+    show = options.show_contexts
     result.outputs = write_reports(
         result.data_file,
         options.output_dir,
         options.formats,
         branch=result.branch,
-        show_contexts=options.show_contexts and any(result.partial.contexts()),
+        contexts=options.labels.regexes,
+        show_contexts=(len(labels) > 1 if show is None else show) and any(labels),
+        json_contexts=options.json_contexts,
         rcfile=options.rcfile,
         include=options.include,
         omit=options.omit,
-        title=f"Coverage of {options.selection.describe()}",
+        title=title,
         terminal=options.terminal_table,
     )
     result.timings["reports"] = time.perf_counter() - phase

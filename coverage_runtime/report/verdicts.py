@@ -7,7 +7,9 @@ unchanged (the "comparable" ones), and a verdict from them:
 
 - ``never_run``: no comparable environment ran a line of it (``safe_to_delete``
   when the static check, vulture, also finds nothing that references it);
-- ``init_only``: it ran only under the init label (only where labels record init);
+- ``init_only``: it ran only under the init label (only where labels record init),
+  for functions and methods: a module or class body runs when it is imported,
+  which is what an environment's init does, so it is judged on its environments;
 - ``low_traffic``: fewer than ``low_traffic`` of the comparable environments ran it;
 - ``active``: the rest;
 - ``no_data``: no comparable environment: the unit is new or changed since every
@@ -28,7 +30,7 @@ from typing import Any
 
 from coverage_runtime.report.evidence import Cohort, Count, Evidence, Profile, bits_of
 from coverage_runtime.report.revisions import LineMap, Revisions
-from coverage_runtime.report.units import Unit
+from coverage_runtime.report.units import CLASS, MODULE, Unit
 
 NEVER_RUN = "never_run"
 SAFE_TO_DELETE = "safe_to_delete"
@@ -49,6 +51,9 @@ VERDICTS = (
     NO_DATA,
 )
 RAN = (INIT_ONLY, LOW_TRAFFIC, ACTIVE)
+# Units whose code runs when they are imported: under the init label by nature, so
+# never init_only (every module would be), but judged on the environments that ran them.
+IMPORTED_BODIES = (MODULE, CLASS)
 DEFAULT_LOW_TRAFFIC = 0.01
 
 # Confidence: "low" below LOW_* environments or days, "medium" below MEDIUM_* or with
@@ -304,7 +309,8 @@ class Judge:
             last_version=tally.last_version,
         )
         if tally.observed:
-            result.verdict = self._production(result, tally.served)
+            served = tally.served or unit.kind in IMPORTED_BODIES
+            result.verdict = self._production(result, served)
             result.confidence = confidence(
                 tally.observed, len(tally.dates), len(tally.revisions) or 1
             )

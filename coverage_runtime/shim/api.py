@@ -77,6 +77,10 @@ class CoverageContext(contextlib.ContextDecorator):
     is already on.  An excluding block turns collection off in either mode,
     e.g. around a performance test.  Blocks nest, and work as decorators too.
 
+    ``label`` records what runs from the block on under that label, as the
+    decorator's ``kind`` does (when ``COVERAGE_LABELS`` names ``kind`` and the
+    request carried no label of its own).
+
     Collection is process-wide, so a block affects every thread while it is
     open, threads started before it included.  Opening or closing a block
     never restarts coverage.py (see `coverage_adapter`), so it costs about a
@@ -93,7 +97,7 @@ class CoverageContext(contextlib.ContextDecorator):
             try:
                 measurement.enter(self.enabled)
                 if self.label and self.enabled:
-                    measurement.switch_context(self.label)
+                    _label_from_code(self.label)
             except Exception as exc:
                 structured_log.error("coverage block could not start", error_message=str(exc))
         return self
@@ -124,6 +128,7 @@ def without_coverage() -> CoverageContext:
 
 
 _WITHOUT = CoverageContext(enabled=False)
+_MEASURED = CoverageContext(enabled=True)
 
 
 @overload
@@ -138,9 +143,10 @@ def coverage_handler(
     """Wrap a Lambda handler: per-invocation bookkeeping and, in selective
     mode, measurement of the whole invocation.
 
-    ``kind(event)`` names the request kind; it becomes the coverage.py dynamic
-    context when ``COVERAGE_CONTEXTS`` is on.  The handler's result and
-    exceptions pass through untouched.
+    ``kind(event)`` names the request kind (`default_kind` without one);
+    when ``COVERAGE_LABELS`` names ``kind``, it labels an invocation whose
+    request carried no label (see `coverage_runtime.shim.labels`).  The
+    handler's result and exceptions pass through untouched.
     """
 
     def decorate(handler: F) -> F:
@@ -150,9 +156,9 @@ def coverage_handler(
             if session is None:
                 return handler(event, context)
             label = session.admit_kind(_label(kind, event))
-            block = CoverageContext(enabled=True, label=label)
+            _label_from_code(label)
             started = time.perf_counter()
-            with block:
+            with _MEASURED:
                 try:
                     return handler(event, context)
                 finally:
@@ -166,6 +172,19 @@ def coverage_handler(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _label_from_code(label: str) -> None:
+    """A label the function's code gives (the decorator's kind, a block's
+    label): used when ``COVERAGE_LABELS`` names ``kind`` and the request
+    carried none (`coverage_runtime.shim.labels`: the request's label wins)."""
+    session = _session
+    if session is None or not session.labels_from_kind or session.request_label is not None:
+        return
+    try:
+        session.label(label)
+    except Exception as exc:
+        structured_log.error("coverage label not set", error_message=str(exc))
 
 
 def _label(kind: Callable[[Any], str] | None, event: Any) -> str:

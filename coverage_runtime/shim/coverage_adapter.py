@@ -34,6 +34,7 @@ coverage.py's own.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 import os
@@ -439,13 +440,17 @@ def local_events(cov: Any) -> int:
 
 
 class Gate(Protocol):
-    """Switches recording on and off without restarting coverage.py."""
+    """Switches recording on and off without restarting coverage.py, and
+    attributes what is recorded to the current label."""
 
     kind: str
     has_tracers: bool  # per-thread tracers that `compact` may let go of
+    label: str
 
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def relabel(self, label: str) -> None: ...
+    def take_labelled(self) -> list[tuple[str, Recorded]]: ...
     def take(self) -> Recorded: ...
     def forget(self) -> None: ...
     def compact(self, max_tracers: int) -> int: ...
@@ -453,7 +458,34 @@ class Gate(Protocol):
     def stop(self) -> None: ...
 
 
-class SysmonGate:
+class Labelled:
+    """What every gate does with labels: what was recorded before a switch
+    belongs to the label before it, and waits (parked) until it is taken."""
+
+    label: str = ""
+    _parked: list[tuple[str, Recorded]]
+
+    def take(self) -> Recorded:
+        raise NotImplementedError
+
+    def _park(self) -> None:
+        taken = self.take()
+        if taken:
+            self._parked.append((self.label, taken))
+
+    def relabel(self, label: str) -> None:
+        """What runs from now on is ``label``'s."""
+        self._park()
+        self.label = label
+
+    def take_labelled(self) -> list[tuple[str, Recorded]]:
+        """Everything recorded since the last call, by label, in order."""
+        self._park()
+        parked, self._parked = self._parked, []
+        return parked
+
+
+class SysmonGate(Labelled):
     """Gate coverage.py's ``sys.monitoring`` callbacks (see the module docstring).
 
     coverage.py's own callbacks stay the ones that record, wrapped to note
@@ -466,13 +498,24 @@ class SysmonGate:
     itself: coverage.py would run its file checks (``should_trace``, about
     60 µs a file on 3.14) and keep a record for every such code object, on
     the cold-start path where the function's imports run.
+
+    With labels (``labelled``), every location must report once per label,
+    but coverage.py's callbacks return ``DISABLE``: a label switch re-arms
+    what they disabled (`rearm_for_label`).  The steady state stays free:
+    nothing fires between switches that would not fire without labels.
     """
 
     kind = "gate"
     has_tracers = False
 
     def __init__(
-        self, cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False
+        self,
+        cov: Any,
+        source_dirs: Iterable[str] = (),
+        *,
+        deferred: bool = False,
+        labelled: bool = False,
+        label: str = "",
     ) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
@@ -511,6 +554,10 @@ class SysmonGate:
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
         self.paused = False
+        self.label = label
+        self._parked = []
+        self._labelled = labelled
+        self._retired: dict[int, CodeType] = {}  # (labels: re-armed at their next call)
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -522,10 +569,11 @@ class SysmonGate:
             return  # `install` registers, after the recorded events are replayed
         for event, callback in self._gated_callbacks.items():
             monitoring.register_callback(self._tool, event, callback)
-        if self._prefixes:
-            self._py_start = monitoring.register_callback(
-                self._tool, events.PY_START, self._filter_start
-            )
+        if self._prefixes or labelled:
+            self._py_start = monitoring.register_callback(self._tool, events.PY_START, None)
+            if self._py_start is None:
+                raise InternalsChanged("coverage.py registered no PY_START callback")
+            monitoring.register_callback(self._tool, events.PY_START, self._filter_start)
 
     def _wrap(self, originals: dict[int, Callable[..., Any]]) -> dict[int, Callable[..., Any]]:
         """The gated callback of each event, around coverage.py's own (``originals``,
@@ -660,8 +708,38 @@ class SysmonGate:
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
         if filename.startswith(self._prefixes) or not filename.startswith(os.sep):
+            if self._labelled:
+                info = self._code_infos.get(id(code))
+                if info is not None:  # known: its first call since a label switch
+                    if info.tracing and info.file_data is not None:
+                        self._fresh_under_label(code, info)
+                    return self._disable
             return self._py_start(code, offset)
         return self._disable
+
+    def _fresh_under_label(self, code: CodeType, info: Any) -> None:
+        """``code`` runs for the first time under the current label."""
+        info.last_line = None  # no sequential arc from a frame of another label
+        key = id(code)
+        self._fired.pop(key, None)
+        if self._retired.pop(key, None) is not None:  # `retire` took its events off
+            with contextlib.suppress(ValueError):  # the tool was freed: coverage.py stopped
+                self._monitoring.set_local_events(self._tool, code, self._tracer.local_events())
+
+    def relabel(self, label: str) -> None:
+        super().relabel(label)
+        if not self._labelled:
+            return
+        self._taken = {}  # lines taken under the last label say nothing about this one
+        infos = self._code_infos
+        init_recorder.rearm_for_label(
+            self._tool,
+            lambda: [
+                c for c in list(self._tracer.code_objects) if infos[id(c)].file_data is not None
+            ],
+            self._tracer.local_events(),
+            each=lambda code: self._fresh_under_label(code, infos[id(code)]),
+        )
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.
@@ -810,6 +888,8 @@ class SysmonGate:
                 except ValueError:  # the tool was freed meanwhile: coverage.py stopped
                     break
                 self._expected.pop(key, None)
+                if self._labelled:
+                    self._retired[key] = code
                 retired += 1
         return retired
 
@@ -838,14 +918,19 @@ class SysmonGate:
         self._cov.stop()
 
 
-class TraceGate:
-    """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept."""
+class TraceGate(Labelled):
+    """Gate the trace-function cores (``ctrace``, ``pytrace``) by what is kept.
+
+    A trace function records every line each time it runs, so a label switch
+    is only taking what was recorded so far for the label before it."""
 
     kind = "gate"
     has_tracers = True
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov
+        self.label = label
+        self._parked = []
         coll = collector(cov)
         for name in ("tracers", "_start_tracer", "data", "mapped_file_dict"):
             if not hasattr(coll, name):
@@ -917,16 +1002,27 @@ class TraceGate:
         self.paused = False
 
 
-class RestartGate:
+class RestartGate(Labelled):
     """coverage.py's public ``stop()``/``start()``: the fallback when the
-    internals above do not match (a coverage.py upgrade changed them)."""
+    internals above do not match (a coverage.py upgrade changed them).
+
+    On ``sysmon`` a label switch restarts coverage.py (``restart_events()``,
+    which re-arms other tools' events too: only in this fallback)."""
 
     kind = "restart"
     has_tracers = False
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov
         self.paused = False
+        self.label = label
+        self._parked = []
+
+    def relabel(self, label: str) -> None:
+        super().relabel(label)
+        if not self.paused and core_name(self._cov) == "sysmon":
+            self._cov.stop()
+            self._cov.start()
 
     def pause(self) -> None:
         if not self.paused:
@@ -961,18 +1057,26 @@ class RestartGate:
         self.paused = False
 
 
-def attach(cov: Any, source_dirs: Iterable[str] = (), *, deferred: bool = False) -> Gate:
+def attach(
+    cov: Any,
+    source_dirs: Iterable[str] = (),
+    *,
+    deferred: bool = False,
+    labelled: bool = False,
+    label: str = "",
+) -> Gate:
     """The gate for a started `Coverage`; `InternalsChanged` if none fits.
 
     ``source_dirs``: every file that can be measured is under one of them.
     ``deferred``: started by `start_deferred`; the gate takes the events
-    once the init recorder hands them over.
+    once the init recorder hands them over.  ``labelled``: every location
+    reports again under each new label (``label`` is the first).
     """
     name = core_name(cov)
     if name == "sysmon":
-        return SysmonGate(cov, source_dirs, deferred=deferred)
+        return SysmonGate(cov, source_dirs, deferred=deferred, labelled=labelled, label=label)
     if deferred:
         raise InternalsChanged(f"a deferred start needs the sysmon core, not {name!r}")
     if name in ("ctrace", "pytrace"):
-        return TraceGate(cov)
+        return TraceGate(cov, label=label)
     raise InternalsChanged(f"unknown coverage.py core {name!r}")

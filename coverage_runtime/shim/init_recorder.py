@@ -19,6 +19,10 @@ coverage.py traces (everything under the source directories but installed
 packages and the runtime itself); coverage.py's own ``should_trace`` decides
 at the hand-over, and what it does not trace is disarmed then.
 
+With labels, a switch before the hand-over is one event in the stream
+(`relabel`), and what was disabled is re-armed (`rearm_for_label`), as the
+gate does after the hand-over: the replay gives each label what ran under it.
+
 While paused (selective mode outside blocks, ``without_coverage()``),
 nothing is recorded, exactly as the gate does: a location is disabled and its
 code object re-armed on resume (kept armed once re-armed three times); with
@@ -35,9 +39,10 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Protocol
 
-# What one recorded event is: (kind, code object, first argument, second argument).
-START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET = range(6)
-Event = tuple[int, CodeType, int, int]
+# What one recorded event is: (kind, code object, first argument, second argument);
+# a SWITCH holds the new label where the others hold the code object.
+START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET, SWITCH = range(7)
+Event = tuple[int, Any, int, int]
 
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 REPLAY_SLICE = 2048
@@ -63,6 +68,66 @@ def source_prefixes(source_dirs: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(prefixes))
 
 
+def other_tool(tool: int | None) -> str | None:
+    """The name of a ``sys.monitoring`` tool registered besides ``tool``, if any."""
+    monitoring: Any = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        return None
+    for candidate in range(6):
+        if candidate != tool:
+            name = monitoring.get_tool(candidate)
+            if name is not None:
+                return str(name)
+    return None
+
+
+_warned_per_code = False
+
+
+def rearm_for_label(
+    tool: int,
+    armed: Callable[[], Iterable[CodeType]],
+    local_events: int,
+    *,
+    each: Callable[[CodeType], None] | None = None,
+) -> str:
+    """Make every location ``tool`` disabled report again: a new label began.
+
+    coverage.py's callbacks (and the recorder's) return ``DISABLE``, so a
+    line that ran under one label would never report under the next.
+    ``sys.monitoring.restart_events()`` re-arms them all in O(1), and each
+    code object is re-instrumented lazily when it next runs (so the switch
+    costs what runs afterwards, per distinct line and code object), but it
+    re-arms every tool's events.  So it is used only while ``tool`` is the
+    only one registered; with another (a profiler, a debugger, another
+    coverage tool), each ``armed`` code object is re-armed alone
+    (``set_local_events`` to 0 and back: O(code objects) per switch) and
+    ``each`` is called for it.  Returns which was done.
+    """
+    global _warned_per_code  # noqa: PLW0603 - one warning per process
+    monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - (3.12+; typeshed of 3.11)
+    other = other_tool(tool)
+    if other is None:
+        monitoring.restart_events()
+        return "restart"
+    if not _warned_per_code:
+        _warned_per_code = True
+        from coverage_runtime.shim import structured_log
+
+        structured_log.warning(
+            "another sys.monitoring tool is registered: each label switch re-arms every "
+            "measured code object alone (its cost grows with the measured code)",
+            other_tool=other,
+        )
+    set_local = monitoring.set_local_events
+    for code in armed():
+        if each is not None:
+            each(code)
+        set_local(tool, code, 0)
+        set_local(tool, code, local_events)
+    return "per-code"
+
+
 def available() -> bool:
     """Can this Python record init this way (``sys.monitoring``, 3.12+)?"""
     return hasattr(sys, "monitoring")
@@ -82,6 +147,7 @@ class Receiver(Protocol):
     def adopt(
         self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
     ) -> None: ...
+    def relabel(self, label: str) -> None: ...
     def install(self) -> None: ...
 
 
@@ -97,6 +163,7 @@ class InitRecorder:
         excluded: Iterable[str] = (),
         excluded_parts: Iterable[str] = (),
         branch: bool = False,
+        labelled: bool = False,
     ) -> None:
         monitoring: Any = getattr(sys, "monitoring", None)
         if monitoring is None:
@@ -130,6 +197,7 @@ class InitRecorder:
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
+        self._labelled = labelled
 
     # -- Gate protocol before the hand-over ------------------------------------
 
@@ -188,11 +256,16 @@ class InitRecorder:
             armed = self._files[code.co_filename] = self._arms(code.co_filename)
         if not armed or code.co_name == "__annotate__":
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
+        key = id(code)
         with self._lock:
             forward = self._forward
             if forward is None:
+                if key in self._armed:  # (labels) its first call since a label switch
+                    if self._branch:
+                        self.events.append((RESET, code, 0, 0))
+                    return self._disable
                 self.events.append((START, code, offset, 0))
-                self._armed[id(code)] = code
+                self._armed[key] = code
                 self._monitoring.set_local_events(self.tool, code, self.local_events)
                 return self._disable
         return forward[START](code, offset)
@@ -239,6 +312,23 @@ class InitRecorder:
             self._skipped[key] = code
             # A resume on another thread may already have re-armed: stay armed then.
             return self._disable if self.paused else None
+
+    def relabel(self, label: str) -> None:
+        """What runs from now on is ``label``'s (before the hand-over only)."""
+        with self._lock:
+            if self._forward is not None:
+                raise RuntimeError("the init recorder has handed over: relabel the gate")
+            self.events.append((SWITCH, label, 0, 0))
+            assert self.tool is not None
+            rearm_for_label(
+                self.tool,
+                lambda: list(self._armed.values()),
+                self.local_events,
+                each=self._cut_for_label if self._branch else None,
+            )
+
+    def _cut_for_label(self, code: CodeType) -> None:
+        self.events.append((RESET, code, 0, 0))
 
     def resume(self) -> None:
         self.paused = False  # first: a paused event from now on leaves its location armed
@@ -357,6 +447,8 @@ class InitRecorder:
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
+            elif kind == SWITCH:
+                receiver.relabel(code)
             elif not traced(code):
                 continue
             elif kind == LINE:

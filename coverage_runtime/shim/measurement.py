@@ -10,7 +10,8 @@ threads open blocks concurrently.
 
 What the tracers record is taken from them, counted (`Tally`) and written to
 one coverage.py SQLite data file under the data directory, so a snapshot is
-the bytes of that file.
+the bytes of that file.  With labels, what is taken belongs to the label it
+ran under, and is written as that coverage.py dynamic context.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from coverage_runtime.shim import (
     coverage_adapter,
     distributions,
     init_recorder,
+    labels,
     pause_points,
     structured_log,
 )
@@ -74,11 +76,14 @@ class Snapshot:
     files: int
     lines: int
     arcs: int
+    # With labels: every item taken under a label, repeats across labels counted.
+    entries: int = 0
 
     @property
     def size(self) -> int:
-        """What growth is measured in: arcs when measuring branches, else lines."""
-        return self.arcs or self.lines
+        """What growth is measured in: arcs when measuring branches, else lines;
+        with labels, what was taken (a known line under a new label is new)."""
+        return self.entries or self.arcs or self.lines
 
 
 class Tally:
@@ -97,9 +102,26 @@ class Tally:
         self.lines = 0
         self.arcs = 0
         self.files = 0
+        # Labels: items taken under each run of a label (repeats across runs count:
+        # a label that comes back may look new), kept for the current run only.
+        self.entries = 0
+        self._run_label: str | None = None
+        self._run_items: dict[str, set[Any]] = {}
 
-    def add(self, recorded: coverage_adapter.Recorded) -> None:
+    def add(self, recorded: coverage_adapter.Recorded, label: str = "") -> None:
+        if label != self._run_label:
+            self._run_label = label
+            self._run_items = {}
+        run = self._run_items
         for name, new in recorded.items():
+            seen = run.get(name)
+            if seen is None:
+                run[name] = set(new)
+                self.entries += len(new)
+            else:  # (the C tracer records a line again each time it runs)
+                before = len(seen)
+                seen |= new
+                self.entries += len(seen) - before
             if self._arcs:
                 items = self._items.setdefault(name, set())
                 fresh = new - items
@@ -128,7 +150,9 @@ class Tally:
     def clear(self) -> None:
         self._items.clear()
         self._lines.clear()
-        self.lines = self.arcs = self.files = 0
+        self.lines = self.arcs = self.files = self.entries = 0
+        self._run_label = None
+        self._run_items = {}
 
 
 class Measurement:
@@ -148,7 +172,10 @@ class Measurement:
         self._started = False
         self._finished = False
         self._paused = False  # `pause()`: nothing is recorded until `resume()`
-        self._context: str | None = None
+        # What runs now is recorded under this label (`labels`): the init's, until
+        # the first invocation; coverage.py's empty context without labels.
+        self._labelled = settings.labelled
+        self.label = labels.INIT if self._labelled else labels.UNLABELLED
         self._installed = distributions.installed_paths(settings.source)
         # With the sysmon core, the init is recorded without coverage.py, which
         # is built after the first response (`materialize`).
@@ -157,7 +184,8 @@ class Measurement:
         self._built: tuple[Any, coverage_adapter.SysmonGate] | None = None
         self.cov: Any = None if self.defers_start else self._new_coverage()
         self._gate: coverage_adapter.Gate | None = None
-        self._outbox: coverage_adapter.Recorded = {}
+        # Taken from the gate, not written to the data file yet: by label.
+        self._outbox: dict[str, coverage_adapter.Recorded] = {}
         self._tally = Tally(arcs=settings.branch, packed=False)
         self.storage_problem: str | None = None
 
@@ -197,7 +225,7 @@ class Measurement:
         return (
             settings.core == "sysmon"
             and init_recorder.available()
-            and sysmon_supports(branch=settings.branch, contexts=settings.contexts)
+            and sysmon_supports(branch=settings.branch)
         )
 
     def core_name(self) -> str | None:
@@ -239,6 +267,7 @@ class Measurement:
             excluded=(*_NEVER_ARMED, *self._installed),
             excluded_parts=_NEVER_ARMED_PARTS,
             branch=self.settings.branch,
+            labelled=self._labelled,
         )
         try:
             recorder.start()
@@ -258,14 +287,16 @@ class Measurement:
         self._started = True
         self._collecting = True
         try:
-            self._gate = coverage_adapter.attach(self.cov, self.settings.source)
+            self._gate = coverage_adapter.attach(
+                self.cov, self.settings.source, labelled=self._labelled, label=self.label
+            )
         except coverage_adapter.InternalsChanged as exc:
             structured_log.error(
                 "coverage.py internals changed: every measured block restarts coverage.py",
                 error_message=str(exc),
                 coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
             )
-            self._gate = coverage_adapter.RestartGate(self.cov)
+            self._gate = coverage_adapter.RestartGate(self.cov, label=self.label)
         self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
         self._apply()
 
@@ -300,15 +331,20 @@ class Measurement:
                 self._give_up_recording(problem)
                 return True
             cov, gate = self._built
-            self._built = None
             try:
                 replayed = recorder.hand_over(gate)
             except Exception as exc:
+                self._built = None
                 coverage_adapter.abandon(cov)
                 self._give_up_recording(exc)
                 return True
+            # Only now: until the hand-over is done, another thread that finds no
+            # build under way would start a second coverage.py (a second collector).
+            self._built = None
             self.cov = cov
             self._gate = gate
+            if gate.label != self.label:  # (the replay ends at the current label)
+                gate.relabel(self.label)
             self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
             structured_log.info("coverage.py took the init over", replayed_events=replayed)
             return True
@@ -324,7 +360,13 @@ class Measurement:
                 raise coverage_adapter.InternalsChanged(
                     "coverage.py arms other local events than the init recorder"
                 )
-            gate = coverage_adapter.SysmonGate(cov, self.settings.source, deferred=True)
+            gate = coverage_adapter.SysmonGate(
+                cov,
+                self.settings.source,
+                deferred=True,
+                labelled=self._labelled,
+                label=labels.INIT if self._labelled else labels.UNLABELLED,
+            )
         except Exception:
             coverage_adapter.abandon(cov)  # the tool is the recorder's: nothing to free
             raise
@@ -405,17 +447,22 @@ class Measurement:
             self._paused = False
             self._apply()
 
-    def switch_context(self, label: str) -> None:
-        """Label what runs from now on (needs ``COVERAGE_CONTEXTS``)."""
-        if not self.settings.contexts:
+    def switch_label(self, label: str) -> None:
+        """Record what runs from now on under ``label`` (an admitted one: see
+        `labels.LabelBook`).  O(1): nothing is written; what ran so far stays
+        the previous label's (the gate parks it), and each code object reports
+        again when it is first called under the new label."""
+        if label == self.label or not self._labelled:
             return
-        with self._data_lock, self._lock:
-            if label == self._context:
+        with self._lock:
+            if label == self.label or self._finished:
                 return
-            if self._gate is not None:
-                self._write()  # what ran so far belongs to the previous label
-                coverage_adapter.set_context(self.cov, label)
-            self._context = label
+            self.label = label
+            target: coverage_adapter.Gate | init_recorder.InitRecorder | None = self._gate
+            if target is None:
+                target = self._recorder
+            if target is not None:
+                target.relabel(label)
 
     def compact(self) -> None:
         """Let go of the tracers of threads that have ended.
@@ -467,15 +514,20 @@ class Measurement:
         # (Every caller has built coverage.py first: `materialize`.)
         if self._gate is None:
             return
-        new = self._gate.take()
-        if new:
-            self._tally.add(new)
-            coverage_adapter.merge_into(self._outbox, new)
+        for label, new in self._gate.take_labelled():
+            self._tally.add(new, label)
+            coverage_adapter.merge_into(self._outbox.setdefault(label, {}), new)
 
     def _write(self) -> None:
         self._tally_new()
         outbox, self._outbox = self._outbox, {}
-        coverage_adapter.write_recorded(self.cov, outbox, arcs=self.settings.branch)
+        self._write_outbox(outbox)
+
+    def _write_outbox(self, outbox: dict[str, coverage_adapter.Recorded]) -> None:
+        """Each label's items as its coverage.py dynamic context."""
+        for label, recorded in outbox.items():
+            coverage_adapter.set_context(self.cov, label or None)
+            coverage_adapter.write_recorded(self.cov, recorded, arcs=self.settings.branch)
 
     def counts(self) -> Snapshot:
         """What was measured so far (no bytes): cheap, the data file is not read."""
@@ -483,7 +535,13 @@ class Measurement:
         with self._lock:
             self._tally_new()
             tally = self._tally
-            return Snapshot(body=b"", files=tally.files, lines=tally.lines, arcs=tally.arcs)
+            return Snapshot(
+                body=b"",
+                files=tally.files,
+                lines=tally.lines,
+                arcs=tally.arcs,
+                entries=tally.entries if self._labelled else 0,
+            )
 
     def data(self) -> Any:
         """coverage.py's `CoverageData` with everything measured so far written to it."""
@@ -520,12 +578,12 @@ class Measurement:
                         self._start_fresh_data_file()
                     if self._gate is None or self._gate.kind == "restart":
                         self.data()  # coverage.py's own flush, under the lock
-                        outbox: coverage_adapter.Recorded = {}
+                        outbox: dict[str, coverage_adapter.Recorded] = {}
                     else:
                         self._tally_new()
                         outbox, self._outbox = self._outbox, {}
                     counts = self.counts()
-                coverage_adapter.write_recorded(self.cov, outbox, arcs=self.settings.branch)
+                self._write_outbox(outbox)
                 if not os.path.exists(self.data_file):
                     # coverage.py creates the file on first write: nothing measured yet.
                     return counts
@@ -541,16 +599,22 @@ class Measurement:
                     data_file=self.data_file,
                 )
                 self.storage_problem = None
-            return Snapshot(body=body, files=counts.files, lines=counts.lines, arcs=counts.arcs)
+            return Snapshot(
+                body=body,
+                files=counts.files,
+                lines=counts.lines,
+                arcs=counts.arcs,
+                entries=counts.entries,
+            )
 
     def _start_fresh_data_file(self) -> None:
         self._tally_new()
         data = coverage_adapter.coverage_data(self.cov) if self._gate else None
         if data is not None:
             data.erase()
-            if self._context is not None:
-                coverage_adapter.set_context(self.cov, self._context)
-        self._outbox = self._tally.everything()
+        # (What each label ran is not kept apart in memory: all of it goes to the
+        # current label in the fresh file.)
+        self._outbox = {self.label: self._tally.everything()}
 
     def reset(self) -> None:
         """Drop everything measured so far and carry on measuring afresh."""
@@ -559,6 +623,7 @@ class Measurement:
             if self._gate is None:
                 self.cov.erase()
                 return
+            self._gate.take_labelled()  # (dropped, with what waits under past labels)
             self._gate.forget()
             self._outbox = {}
             self._tally.clear()

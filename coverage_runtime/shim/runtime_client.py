@@ -33,5 +33,9 @@ class CoverageRuntimeClient(LambdaRuntimeClient):
         except Exception as exc:  # never let coverage stop the runtime loop
             structured_log.error("coverage checkpoint crashed", error_message=str(exc))
         request = super().wait_next_invocation()
-        self._coverage.invocation_arrived(getattr(request, "deadline_time_in_ms", None))
+        self._coverage.invocation_arrived(
+            getattr(request, "deadline_time_in_ms", None),
+            client_context=getattr(request, "client_context", None),
+            event_body=getattr(request, "event_body", None),
+        )
         return request

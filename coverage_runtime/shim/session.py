@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
-from coverage_runtime.shim import pause_points, structured_log
+from coverage_runtime.shim import labels, pause_points, structured_log
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.shipping import Shipper
@@ -166,6 +166,13 @@ class CoverageSession:
         self._last_checkpoint = time.monotonic()
         self._shutdown_started = threading.Event()
         self._shutdown_done = threading.Event()
+        self.labels = labels.LabelBook(settings.max_labels)
+        sources = settings.labels
+        self._label_from_context = labels.CLIENT_CONTEXT in sources
+        self._label_from_header = labels.HEADER in sources
+        self.labels_from_kind = labels.KIND in sources
+        # The label the current invocation's request carried (ClientContext, header).
+        self.request_label: str | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -238,13 +245,42 @@ class CoverageSession:
 
     # -- lifecycle hooks -----------------------------------------------------
 
-    def invocation_arrived(self, deadline_ms: str | int | None = None) -> None:
-        """An event arrived; ``deadline_ms`` is its Lambda-Runtime-Deadline-Ms."""
+    def invocation_arrived(
+        self,
+        deadline_ms: str | int | None = None,
+        *,
+        client_context: str | None = None,
+        event_body: bytes | str | None = None,
+    ) -> None:
+        """An event arrived; ``deadline_ms`` is its Lambda-Runtime-Deadline-Ms.
+
+        From here on, what runs is the invocation's: under the label its
+        request carries (``client_context``: the Lambda-Runtime-Client-Context
+        header; ``event_body``: an HTTP event's ``x-coverage-label`` header),
+        when those sources are on, else unlabelled until the decorator's kind.
+        """
         self.invocations += 1
         try:
             self._deadline_ms = float(deadline_ms) if deadline_ms is not None else None
         except (TypeError, ValueError):
             self._deadline_ms = None
+        if self.settings.labelled:
+            found = None
+            try:
+                if self._label_from_context:
+                    found = labels.from_client_context(client_context)
+                if found is None and self._label_from_header:
+                    found = labels.from_event(event_body)
+            except Exception as exc:  # a label is never a problem for the invocation
+                structured_log.error("coverage label not read", error_message=str(exc))
+            self.request_label = found
+            self.label(found)
+
+    def label(self, label: str | None) -> None:
+        """Record what runs from now on under ``label`` (bounded: `labels.LabelBook`),
+        or unlabelled (None)."""
+        admitted = self.labels.admit(label) if label else labels.UNLABELLED
+        self.measurement.switch_label(admitted)
 
     def remaining_seconds(self) -> float | None:
         """Time left in the current (or last) invocation, or None if unknown."""
@@ -570,6 +606,13 @@ class CoverageSession:
             "core": self.measurement.core_name(),
             "branch": self.settings.branch,
             "contexts": self.settings.contexts,
+            "labels": {
+                "sources": list(self.settings.labels),
+                "current": self.measurement.label if self.settings.labelled else None,
+                "distinct": self.labels.distinct,
+                "limit": self.labels.limit,
+                "overflowed": self.labels.overflowed,
+            },
             "source": list(self.settings.source),
             "versions": {
                 "coverage_runtime": RUNTIME_VERSION,

@@ -34,6 +34,16 @@ class LastUpload(TypedDict):
     reason: str  # what asked for it: checkpoint, flush, shutdown, ...
 
 
+class LabelsStatus(TypedDict):
+    """Per-invocation labels (`coverage_runtime.shim.labels`)."""
+
+    sources: list[str]  # where labels come from (COVERAGE_LABELS); empty: no labels
+    current: str | None  # what runs now is recorded under ("init" during init)
+    distinct: int  # labels seen in this environment (init and unlabelled not counted)
+    limit: int  # COVERAGE_MAX_LABELS
+    overflowed: int  # invocations recorded as "(other)" past the limit
+
+
 class InactiveStatus(TypedDict):
     """Not measuring: not started by the shim, disabled, or misconfigured."""
 
@@ -49,6 +59,7 @@ class ActiveStatus(TypedDict):
     core: str | None  # None when coverage.py names none (it then uses its default)
     branch: bool
     contexts: bool
+    labels: LabelsStatus
     source: list[str]
     versions: Versions
     collecting: bool  # measuring at this moment (selective mode: inside a block)

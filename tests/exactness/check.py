@@ -163,7 +163,7 @@ def matrix(version: tuple[int, int] | None = None) -> list[list[str]]:
         for branch in (False, True):
             flags = ["--branch"] if branch else []
             cells.append(["--mode", mode, "--core", "ctrace", *flags])
-            if sysmon_supports(branch=branch, contexts=False, version=version):
+            if sysmon_supports(branch=branch, version=version):
                 cells.append(["--mode", mode, "--core", "sysmon", *flags])
                 cells.append(["--mode", mode, "--core", "sysmon", *flags, "--late-handover"])
         cells.append(["--mode", mode, "--core", "ctrace", "--contexts"])

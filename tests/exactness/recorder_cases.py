@@ -254,9 +254,60 @@ def hand_over_fails() -> dict[str, Any]:
     }
 
 
+def data_asked_during_the_hand_over() -> dict[str, Any]:
+    """Another thread asks for data (``status()``: `Measurement.counts`) while the
+    shipping thread hands the init over: it waits for that hand-over and never
+    builds a second coverage.py (a second collector, which would make the first
+    one's stop fail at shutdown)."""
+    from coverage.collector import Collector
+
+    runtime = session()
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)
+    recorder = measurement._recorder
+    original = recorder.hand_over
+    handing_over = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def asker() -> None:
+        handing_over.wait(10)
+        holder["lines"] = measurement.counts().lines
+
+    thread = threading.Thread(target=asker)
+    thread.start()
+
+    def hand_over(receiver: Any) -> int:
+        handing_over.set()
+        # Deterministic: go on once the asker waits for the measurement's lock.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frames = frames_of(thread)
+            if "materialize" in frames and frames[0] != "wait":
+                holder["asker_in"] = frames[:3]
+                time.sleep(0.05)  # (a build would run now, if it were going to)
+                break
+            time.sleep(0.001)
+        return original(receiver)
+
+    recorder.hand_over = hand_over
+    measurement.materialize()
+    thread.join(10)
+    collectors = len(Collector._collectors)
+    runtime.measurement.finish()  # Collector.stop() checks that it is the current one
+    return {
+        "collectors": collectors,
+        "asker_in": holder.get("asker_in"),
+        "lines": holder.get("lines"),
+        "gate": measurement.gate_kind,
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
+        data_asked_during_the_hand_over,
         concurrent_event,
         internals_changed,
         other_tool_untouched,

@@ -32,6 +32,7 @@ class Env:
     calls: list[list[Any]]
     branch: bool = False
     selective: bool = False
+    init_label: str | None = None
     task_root: str | None = IMAGE_ROOT
     function: str = "orders-fn"
     version: str = "$LATEST"
@@ -62,6 +63,7 @@ def run_all(envs: list[Env], directory: Path) -> None:
                     "data_file": str(env.path),
                     "branch": env.branch,
                     "selective": env.selective,
+                    "init_label": env.init_label,
                     "task_root": env.task_root,
                     "calls": env.calls,
                 }
@@ -193,6 +195,49 @@ CONTEXTS = [
     ),
     Env("ctx-b", [["business", "shapes", "classify", [3]]], function="ctx-fn"),
 ]
+# Labels as the shim records them: "init" for the imports, "" for an invocation with
+# no label, pytest node ids (with [params]) for the others; one line under several.
+CREATE_A = "tests/test_api.py::test_create[a]"
+CREATE_B = "tests/test_api.py::test_create[b]"
+LIST = "tests/test_api.py::test_list"
+TOTAL = "tests/test_orders.py::test_total"
+ODD = "odd <b>label</b> & 'quotes'"  # a caller's label is anyone's text
+
+
+def _labelled(name: str, branch: bool) -> list[Env]:
+    function = f"{name}-fn"
+    return [
+        Env(
+            f"{name}-a",
+            [
+                [CREATE_A, "shapes", "area", ["square", 2]],
+                ["", "shapes", "classify", [1]],
+                [LIST, "shapes", "classify", [1]],
+                [LIST, "shapes", "area", ["circle", 1]],
+                [ODD, "shapes", "classify", [-4]],
+            ],
+            branch=branch,
+            init_label="init",
+            function=function,
+            metadata={"invocations": "5"},
+        ),
+        Env(
+            f"{name}-b",
+            [
+                [TOTAL, "orders", "total", [[1, -2]]],
+                [CREATE_A, "shapes", "area", ["square", 3]],
+                [CREATE_B, "shapes", "classify", [0]],
+            ],
+            branch=branch,
+            init_label="init",
+            function=function,
+            metadata={"invocations": "3"},
+        ),
+    ]
+
+
+LABELS = _labelled("labels", branch=False)
+LABELS_BRANCH = _labelled("labels-branch", branch=True)
 LOCAL = [
     Env("local-a", [[None, "shapes", "area", ["circle", 2]]], task_root=None, function="local-fn")
 ]
@@ -202,3 +247,46 @@ def run_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Env]]:
     """Run every environment above (for a module-scoped ``envs`` fixture)."""
     run_all(LINE + BRANCH + CONTEXTS + LOCAL, tmp_path_factory.mktemp("envs"))
     return {"line": LINE, "branch": BRANCH, "contexts": CONTEXTS, "local": LOCAL}
+
+
+# -- the oracle of the label tests: coverage.py's own reading of contexts ---------------
+
+ByLabel = dict[str, dict[str, set[int]]]
+
+
+def lines_by_label(data_files: list[Path]) -> ByLabel:
+    """Per label, per (local) file, the lines: coverage.py's ``contexts_by_lineno`` of
+    every data file, unioned."""
+    found: ByLabel = {}
+    for data_file in data_files:
+        data = CoverageData(basename=str(data_file))
+        data.read()
+        for recorded in data.measured_files():
+            for line, labels in data.contexts_by_lineno(recorded).items():
+                for label in labels:
+                    found.setdefault(label, {}).setdefault(local_path(recorded), set()).add(line)
+    return found
+
+
+def arcs_by_label(data_files: list[Path]) -> dict[str, dict[str, set[tuple[int, int]]]]:
+    """Per label, per (local) file, the arcs: coverage.py's ``set_query_context``."""
+    found: dict[str, dict[str, set[tuple[int, int]]]] = {}
+    for data_file in data_files:
+        data = CoverageData(basename=str(data_file))
+        data.read()
+        for label in data.measured_contexts():
+            data.set_query_context(label)
+            for recorded in data.measured_files():
+                arcs = set(data.arcs(recorded) or ())
+                if arcs:
+                    found.setdefault(label, {}).setdefault(local_path(recorded), set()).update(arcs)
+    return found
+
+
+def selected_lines(by_label: ByLabel, labels: set[str]) -> dict[str, set[int]]:
+    """The union of what ``labels`` ran, per file."""
+    union: dict[str, set[int]] = {}
+    for label in labels:
+        for path, lines in by_label.get(label, {}).items():
+            union.setdefault(path, set()).update(lines)
+    return union

@@ -3,8 +3,13 @@
 usage: python -m tests.report_samples.run_env SPEC.json
 
 SPEC: {"data_file": path, "branch": bool, "task_root": path or null,
-       "selective": bool,
+       "selective": bool, "init_label": label or null,
        "calls": [[context or null, "module", "function", [args...]], ...]}
+
+A call's context is switched to before the call (null: no switch; "" is
+coverage.py's empty context, an invocation with no label).  ``init_label``
+imports every module of the calls under that context first, as the shim
+labels an environment's init.
 
 ``selective`` imports the modules unmeasured and measures only the calls, as
 the runtime's ``COVERAGE_MODE=selective`` does (no import-time lines).
@@ -62,14 +67,18 @@ def main(spec_path: str) -> None:
         targets = [getattr(load(module, task_root), name) for _, module, name, _ in spec["calls"]]
         for (context, _, _, args), target in zip(spec["calls"], targets, strict=True):
             cov.start()
-            if context:
+            if context is not None:
                 cov.switch_context(context)
             target(*args)
             cov.stop()
     else:
         cov.start()
+        if spec.get("init_label") is not None:
+            cov.switch_context(spec["init_label"])
+            for _, module, _, _ in spec["calls"]:
+                load(module, task_root)
         for context, module, function, args in spec["calls"]:
-            if context:
+            if context is not None:
                 cov.switch_context(context)
             getattr(load(module, task_root), function)(*args)
         cov.stop()
