@@ -153,26 +153,34 @@ class ManagedInstance(RIEProcess):
 
     # -- invoking --------------------------------------------------------------
 
-    def invoke(self, event: Any, timeout: float = 60) -> Invocation:
-        return post_invocation(self.port, json.dumps(event).encode(), timeout)
+    def invoke(
+        self, event: Any, timeout: float = 60, headers: Mapping[str, str] | None = None
+    ) -> Invocation:
+        return post_invocation(self.port, json.dumps(event).encode(), timeout, headers)
 
-    def invoke_as_lambda_caller(self, event: Any, attempts: int = 200) -> Invocation:
+    def invoke_as_lambda_caller(
+        self, event: Any, attempts: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Invocation:
         """Retry ``Runtime.Unavailable`` (every worker busy) with a short back-off,
         as Lambda's front end retries another environment or throttles."""
         for _ in range(attempts):
-            answer = self.invoke(event)
+            answer = self.invoke(event, headers=headers)
             if not unavailable(answer):
                 return answer
             time.sleep(0.02)
         raise AssertionError(f"still Runtime.Unavailable after {attempts} attempts")
 
-    def invoke_together(self, events: list[Any]) -> list[Invocation]:
+    def invoke_together(
+        self, events: list[Any], headers: list[Mapping[str, str]] | None = None
+    ) -> list[Invocation]:
         """Send ``events`` at once (each on its own thread, as a Lambda caller:
         a worker still initialising answers ``Runtime.Unavailable``); answers in order."""
         answers: list[Invocation | None] = [None] * len(events)
 
         def send(index: int) -> None:
-            answers[index] = self.invoke_as_lambda_caller(events[index])
+            answers[index] = self.invoke_as_lambda_caller(
+                events[index], headers=headers[index] if headers else None
+            )
 
         threads = [threading.Thread(target=send, args=(i,)) for i in range(len(events))]
         for thread in threads:

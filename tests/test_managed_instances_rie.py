@@ -9,6 +9,7 @@ runs in a private mount namespace (tests/managed_instances.py).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FUNCTIONS_DIR
-from tests.harness import clean_environment, download_objects, executed_lines, line_of
+from tests.harness import (
+    clean_environment,
+    download_objects,
+    executed_lines,
+    line_of,
+    lines_by_label,
+)
 from tests.managed_instances import TASK_ROOT, ManagedInstance, can_run, unavailable
 from tests.test_recorder_rie import sysmon_runtime
 
@@ -271,3 +278,22 @@ def test_coverage_that_cannot_start_never_stops_the_workers(environment, s3, buc
     ]
     assert instance.terminate() == 0
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_labels_are_each_worker_s_and_the_union_keeps_them(environment, s3, bucket, tmp_path):
+    instance = environment(2)
+    # This RIE mode hands X-Amz-Client-Context to the runtime as it is, where Lambda
+    # (and the classic RIE) decode its base64 first: send what the runtime must get.
+    headers = [
+        {"X-Amz-Client-Context": json.dumps({"custom": {"coverage-label": f"test-{p}"}})}
+        for p in "ab"
+    ]
+    answers = instance.invoke_together(
+        [{"path": "a", "gather": 2}, {"path": "b", "gather": 2}], headers=headers
+    )
+    assert len({a.body["pid"] for a in answers}) == 2
+    assert instance.terminate() == 0
+    labels = lines_by_label(the_object(s3, bucket, tmp_path), REMOTE)
+    assert labels[PATH_LINE["a"]] == {"test-a"}
+    assert labels[PATH_LINE["b"]] == {"test-b"}
+    assert all(labels[line] == {"init"} for line in INIT), "each worker's import: its init"
