@@ -24,7 +24,7 @@ from tests.managed_instances import unavailable
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-IMAGE_NAME = "localhost/lambda-coverage-mi-test"
+IMAGE_NAME = "localhost/lambda-coverage-test"  # the image tests/test_container.py builds
 EVENTS = ["business-process-data", "business-transform-only", "health-direct"] * 2
 
 

@@ -71,8 +71,8 @@ class Ticker:
         threading.Thread(target=self._run, name="coverage-timer", daemon=True).start()
 
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self._period):
+        while True:
+            time.sleep(self._period)
             try:
                 self._session.periodic_checkpoint()
             except Exception as exc:  # the timer lives on; the next tick retries
@@ -87,6 +87,7 @@ class WorkerSession(CoverageSession):
     directory, where the main process merges it (`worker_data`)."""
 
     publisher: WorkerPublisher
+    SHIPPED = "coverage published for the environment's upload"
 
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         return self.publisher
@@ -97,8 +98,6 @@ class WorkerSession(CoverageSession):
         # shut down at once, and building coverage.py then, N times over on a
         # few cores, would not fit in the window.
         self._shipper.start()
-
-    SHIPPED = "coverage published for the environment's upload"
 
     def _shipped_to(self, result: UploadResult) -> dict[str, str]:
         return {"path": result.key}
