@@ -10,6 +10,8 @@ runs in a private mount namespace (tests/managed_instances.py).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -297,3 +299,23 @@ def test_labels_are_each_worker_s_and_the_union_keeps_them(environment, s3, buck
     assert labels[PATH_LINE["a"]] == {"test-a"}
     assert labels[PATH_LINE["b"]] == {"test-b"}
     assert all(labels[line] == {"init"} for line in INIT), "each worker's import: its init"
+
+
+def test_a_worker_frozen_at_shutdown_counts_with_its_last_publication_and_is_stopped(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(2, COVERAGE_FLUSH_INTERVAL_SECONDS="0")
+    answers = instance.invoke_together(
+        [{"path": "a", "gather": 2, "flush": True}, {"path": "b", "gather": 2}]
+    )
+    frozen = answers[0].body["pid"]
+    os.kill(frozen, signal.SIGSTOP)  # as stuck as a worker can be: no thread of it runs
+    started = time.monotonic()
+    assert instance.terminate() == 0
+    assert time.monotonic() - started < 3, "the main process did not wait for the frozen one"
+    late = [r for r in instance.json_logs() if r["message"].startswith("workers did not publish")]
+    assert len(late) == 1 and len(late[0]["workers"]) == 1, late
+    lines = recorded(the_object(s3, bucket, tmp_path))
+    assert {PATH_LINE["a"], PATH_LINE["b"]} <= lines, "its published data, and the other's"
+    assert marker("after-flush") not in lines, "what it ran after its last publication is lost"
+    assert instance.runtime_processes() == [], "the main process stopped it"

@@ -64,6 +64,9 @@ def handler(event, context):
     if event.get("crash"):
         flush()  # this worker's newest data, published
         os._exit(3)  # marker: crashed
+    if event.get("flush"):
+        flush()
+        taken += "+"  # marker: after-flush
     if event.get("sleep"):
         time.sleep(event["sleep"])  # marker: sleeping
     return {"pid": os.getpid(), "took": taken}
