@@ -240,7 +240,8 @@ class WorkersUnion(Measurement):
         SIGTERM reaches every worker with the main process in Lambda and the
         RIE; it is passed on anyway, should a platform signal the main
         process alone.  Waits until every worker that registered has
-        published its last snapshot or is gone, within its share of the budget.
+        published its last snapshot or is gone, within its share of the budget,
+        merging each last snapshot as it lands.
         """
         if self._finished:
             return
@@ -254,6 +255,8 @@ class WorkersUnion(Measurement):
                 os.kill(pid, signal.SIGTERM)
         while waiting and time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
+            with self._union_lock:
+                self._merge_new()  # each last snapshot as it lands: the last merge is small
             waiting = self._running_workers()
         if waiting:
             structured_log.warning(
