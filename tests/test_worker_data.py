@@ -6,6 +6,7 @@ process stand in for the workers' (the RIE tests run real workers).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -117,3 +118,44 @@ def test_a_state_file_is_json_a_person_can_read(directory):
     publisher = WorkerPublisher(str(directory), "w1")
     publisher.register()
     assert json.loads(Path(publisher.state_path).read_text())["pid"] == os.getpid()
+
+
+def labelled_file(path: Path, by_label: dict[str, set[int]], *, arcs: bool = False) -> bytes:
+    data = CoverageData(basename=str(path))
+    for label, lines in by_label.items():
+        data.set_context(label)
+        if arcs:
+            ordered = sorted(lines)
+            data.add_arcs({SOURCE: {(-1, ordered[0]), *itertools.pairwise(ordered)}})
+        else:
+            data.add_lines({SOURCE: set(lines)})
+    data.write()
+    data.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("arcs", [False, True], ids=["lines", "arcs"])
+def test_the_fast_count_is_what_coverage_py_reads(tmp_path, arcs):
+    from coverage_runtime.shim.coverage_adapter import count_data_file
+
+    path = tmp_path / "labelled"
+    labelled_file(path, {"init": {1, 2}, "test-a": {2, 3, 5}, "": {7}}, arcs=arcs)
+    data = CoverageData(basename=str(path))
+    data.read()
+    files, lines, arc_count, entries = count_data_file(str(path))
+    assert files == len(data.measured_files()) == 1
+    assert lines == len(set(data.lines(SOURCE)))
+    assert arc_count == (len(set(data.arcs(SOURCE))) if arcs else 0)
+    by_context = data.contexts_by_lineno(SOURCE)
+    if not arcs:
+        assert entries == sum(len(labels) for labels in by_context.values())
+
+
+def test_a_known_line_under_a_new_label_grows_the_union(settings, directory, tmp_path):
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    first = publish(directory, "w1", labelled_file(tmp_path / "a", {"t1": {1, 2}}), 1, 1)
+    before = union.counts()
+    first.upload(labelled_file(tmp_path / "b", {"t1": {1, 2}, "t2": {2}}), {}, generation=2)
+    after = union.counts()
+    assert after.lines == before.lines == 2
+    assert after.size > before.size, "the environment's object must be uploaded again"

@@ -1080,3 +1080,42 @@ def attach(
     if name in ("ctrace", "pytrace"):
         return TraceGate(cov, label=label)
     raise InternalsChanged(f"unknown coverage.py core {name!r}")
+
+
+# -- Managed Instances: counting a merged data file (shim/worker_data) ---------
+
+
+def count_data_file(path: str) -> tuple[int, int, int, int]:
+    """(files, lines, arcs, entries) recorded in the coverage.py data file at ``path``.
+
+    `CoverageData.lines()` costs one query per file (0.2 ms each: 200 ms at
+    1,000 files); this reads the schema's two tables once.  ``entries``
+    counts a line (or arc) once per context it ran under, so it grows when
+    known code runs under a new label.  Raises `InternalsChanged` if the
+    schema is not what it reads.
+    """
+    import sqlite3
+
+    from coverage.numbits import numbits_to_nums
+
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        lines: dict[int, set[int]] = {}
+        entries = arcs = 0
+        for file_id, numbits in connection.execute("select file_id, numbits from line_bits"):
+            numbers = numbits_to_nums(numbits)
+            entries += len(numbers)
+            lines.setdefault(file_id, set()).update(numbers)
+        distinct_arcs: set[tuple[int, int, int]] = set()
+        for file_id, start, end in connection.execute("select file_id, fromno, tono from arc"):
+            entries += 1
+            distinct_arcs.add((file_id, start, end))
+            known = lines.setdefault(file_id, set())
+            known.update(n for n in (start, end) if n > 0)
+        arcs = len(distinct_arcs)
+    except sqlite3.Error as exc:
+        raise InternalsChanged(f"coverage.py's data file schema changed: {exc}") from exc
+    finally:
+        connection.close()
+    files = sum(1 for numbers in lines.values() if numbers)
+    return files, sum(len(numbers) for numbers in lines.values()), arcs, entries

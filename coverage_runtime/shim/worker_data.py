@@ -30,11 +30,10 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from coverage_runtime import layout
 from coverage_runtime.settings import Settings
-from coverage_runtime.shim import structured_log
+from coverage_runtime.shim import coverage_adapter, structured_log
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult
@@ -338,18 +337,7 @@ class WorkersUnion(Measurement):
                 )
             finally:
                 published.close()
-        self._counts = _count(union)
         union.close()
-
-
-def _count(data: Any) -> Snapshot:
-    files = lines = arcs = 0
-    branch = data.has_arcs()
-    for path in data.measured_files():
-        numbers = data.lines(path) or ()
-        if numbers:
-            files += 1
-            lines += len(set(numbers))
-        if branch:
-            arcs += len(data.arcs(path) or ())
-    return Snapshot(body=b"", files=files, lines=lines, arcs=arcs)
+        files, lines, arcs, entries = coverage_adapter.count_data_file(self.data_file)
+        # Growth is what was merged, labels included: a known line under a new label.
+        self._counts = Snapshot(body=b"", files=files, lines=lines, arcs=arcs, entries=entries)
