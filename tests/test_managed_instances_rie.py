@@ -319,3 +319,19 @@ def test_a_worker_frozen_at_shutdown_counts_with_its_last_publication_and_is_sto
     assert {PATH_LINE["a"], PATH_LINE["b"]} <= lines, "its published data, and the other's"
     assert marker("after-flush") not in lines, "what it ran after its last publication is lost"
     assert instance.runtime_processes() == [], "the main process stopped it"
+
+
+def test_a_known_line_under_a_new_label_is_uploaded_by_a_checkpoint(
+    environment, s3, bucket, tmp_path
+):
+    instance = environment(2)
+
+    def labelled(label: str) -> dict[str, str]:
+        return {"X-Amz-Client-Context": json.dumps({"custom": {"coverage-label": label}})}
+
+    assert instance.invoke_as_lambda_caller({"path": "a"}, headers=labelled("t1")).status == 200
+    instance.wait_for_log("coverage uploaded")  # the timer, in the worker then the main process
+    assert instance.invoke_as_lambda_caller({"path": "a"}, headers=labelled("t2")).status == 200
+    instance.wait_for_log("coverage uploaded", count=2)  # nothing new but the label
+    labels = lines_by_label(the_object(s3, bucket, tmp_path), REMOTE)
+    assert labels[PATH_LINE["a"]] == {"t1", "t2"}, "uploaded before any shutdown"

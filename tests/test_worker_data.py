@@ -159,3 +159,4 @@ def test_a_known_line_under_a_new_label_grows_the_union(settings, directory, tmp
     after = union.counts()
     assert after.lines == before.lines == 2
     assert after.size > before.size, "the environment's object must be uploaded again"
+    assert union.snapshot().size == after.size, "what a checkpoint compares"

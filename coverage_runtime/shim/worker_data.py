@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from coverage_runtime import layout
 from coverage_runtime.settings import Settings
@@ -231,7 +231,7 @@ class WorkersUnion(Measurement):
                 return counts
             with open(self.data_file, "rb") as handle:
                 body = handle.read()
-        return Snapshot(body=body, files=counts.files, lines=counts.lines, arcs=counts.arcs)
+        return replace(counts, body=body)
 
     def finish(self) -> None:
         """Shutdown: let the workers (signalled too) publish their last data.
