@@ -57,6 +57,12 @@ FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
 FUNCTION_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 LOG_STREAM_NAME = "AWS_LAMBDA_LOG_STREAM_NAME"
 MAX_CONCURRENCY = "AWS_LAMBDA_MAX_CONCURRENCY"  # Lambda Managed Instances
+# The function role's credentials, as Lambda sets them (botocore's EnvProvider names).
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a name
+AWS_SECURITY_TOKEN = "AWS_SECURITY_TOKEN"  # noqa: S105 - the older name botocore reads
+AWS_CA_BUNDLE = "AWS_CA_BUNDLE"
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")

@@ -7,7 +7,7 @@ its urllib3 one alone, under botocore), ``before`` the shim
 starts or ``after`` its S3 client and data file exist, then runs the shim's
 snapshots and uploads inside and outside a traced invocation, next to the
 function's own calls (a boto3 call and a sqlite3 query), and a control: a
-client built without ``untraced``.  It prints, as JSON, what the tracer
+boto3 client of `s3.make_client`, which the tracer sees.  It prints, as JSON, what the tracer
 recorded and logged.  Patches cannot be undone (X-Ray's), hence a process.
 """
 
