@@ -5,15 +5,22 @@ Faults are set per HTTP method, for the next N requests or until cleared:
 or the client gives up), ``reset`` (close the connection without an answer)
 and ``status`` (answer with an S3 error: 500, 503, 403 ...).  With ``owner``,
 it also enforces ``x-amz-expected-bucket-owner`` as S3 does (moto accepts any):
-a request naming another account gets 403 AccessDenied.  Every request is
+a request naming another account gets 403 AccessDenied.  With ``secret``, it
+checks every request's Signature Version 4 as S3 does (moto checks none),
+recomputed by botocore's own signer from what arrived, and the body against
+its signed SHA-256: 403 SignatureDoesNotMatch or 400
+XAmzContentSHA256Mismatch otherwise.  Every request is
 recorded (method, path, S3 metadata headers, what was done), so a test can
 assert how many attempts were made and in which order snapshots landed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import http.server
+import re
 import socket
 import struct
 import threading
@@ -24,6 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ERROR_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+_SIGV4 = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/s3/"
+    r"aws4_request, SignedHeaders=(?P<names>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})"
+)
 
 
 @dataclass
@@ -44,9 +55,12 @@ class Seen:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, owner: str | None = None) -> None:
+    def __init__(
+        self, upstream_port: int, owner: str | None = None, secret: str | None = None
+    ) -> None:
         self.upstream_port = upstream_port
         self.owner = owner
+        self.secret = secret
         self.faults: dict[str, Fault] = {}
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -140,6 +154,10 @@ class FaultProxy:
                 Seen(handler.command, handler.path, headers, fault.action if fault else "pass")
             )
             self._arrived.notify_all()
+        refusal = self._signature_refusal(handler, headers, body)
+        if refusal is not None:
+            self._answer_error(handler, *refusal)
+            return
         expected = headers.get("x-amz-expected-bucket-owner")
         if self.owner is not None and expected is not None and expected != self.owner:
             self._answer_error(handler, 403)
@@ -164,8 +182,46 @@ class FaultProxy:
                 return
         self._forward(handler, body)
 
-    def _answer_error(self, handler: http.server.BaseHTTPRequestHandler, status: int) -> None:
-        code = ERROR_CODES.get(status, "InternalError")
+    def _signature_refusal(
+        self, handler: http.server.BaseHTTPRequestHandler, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str] | None:
+        """S3's check of a request's SigV4, done by botocore's signer (None: it passes)."""
+        if self.secret is None:
+            return None
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        found = _SIGV4.fullmatch(headers.get("authorization", ""))
+        timestamp = headers.get("x-amz-date", "")
+        if found is None or not timestamp.startswith(found["date"]):
+            return 403, "SignatureDoesNotMatch"
+        if headers.get("x-amz-content-sha256") != hashlib.sha256(body).hexdigest():
+            return 400, "XAmzContentSHA256Mismatch"
+        names = found["names"].split(";")
+        if "host" not in names or any(
+            name.startswith("x-amz-") and name not in names for name in headers
+        ):
+            return 403, "AccessDenied"  # S3: every x-amz-* header sent must be signed
+        request = AWSRequest(
+            method=handler.command,
+            url=f"http://{headers['host']}{handler.path}",
+            headers={name: headers[name] for name in names},
+            data=body,
+        )
+        request.context["timestamp"] = timestamp
+        signer = S3SigV4Auth(Credentials(found["key"], self.secret), "s3", found["region"])
+        expected = signer.signature(
+            signer.string_to_sign(request, signer.canonical_request(request)), request
+        )
+        if not hmac.compare_digest(expected, found["signature"]):
+            return 403, "SignatureDoesNotMatch"
+        return None
+
+    def _answer_error(
+        self, handler: http.server.BaseHTTPRequestHandler, status: int, code: str | None = None
+    ) -> None:
+        code = code or ERROR_CODES.get(status, "InternalError")
         payload = (
             f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
             f"<Message>injected by the test proxy</Message></Error>"
@@ -200,8 +256,10 @@ class FaultProxy:
 
 
 @contextmanager
-def fault_proxy(upstream_port: int, owner: str | None = None) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream_port, owner)
+def fault_proxy(
+    upstream_port: int, owner: str | None = None, secret: str | None = None
+) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream_port, owner, secret)
     try:
         yield proxy
     finally:

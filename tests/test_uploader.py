@@ -306,3 +306,162 @@ def test_a_delayed_s3_within_the_deadline_is_only_slower(s3_server, s3, bucket):
         result = up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 5)
         assert result.seconds >= 0.3
         assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+# -- the signature, checked as S3 checks it ------------------------------------------------
+
+
+@pytest.fixture
+def signature_checking_s3(s3_server) -> Iterator[FaultProxy]:
+    """moto behind the fault proxy, which checks SigV4 with botocore's signer as S3 does."""
+    with fault_proxy(s3_server.port, secret=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]) as proxy:
+        yield proxy
+
+
+def test_every_request_is_signed_as_s3_checks_it(signature_checking_s3, s3, bucket, monkeypatch):
+    """Every header S3 reads, a key that needs quoting, metadata that is not
+    ASCII, a session token: the proxy recomputes each signature with botocore."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-session-token/with+odd=chars")
+    key_id = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    up = uploader(
+        signature_checking_s3.endpoint_url,
+        bucket,
+        COVERAGE_S3_PREFIX="team cov/~x+y@z=",
+        COVERAGE_S3_SSE="aws:kms:dsse",
+        COVERAGE_S3_KMS_KEY_ID=key_id,
+        COVERAGE_S3_EXPECTED_OWNER=MOTO_ACCOUNT,
+    )
+    up.upload(BODY, {"code-revision": "  spaced  out  ", "note": "café"}, generation=3)
+    assert up.stored_generation(time.monotonic() + 5) == 3
+    seen = signature_checking_s3.seen
+    assert [(s.method, s.action) for s in seen] == [("PUT", "pass"), ("HEAD", "pass")]
+    assert seen[0].headers["x-amz-security-token"] == "a-session-token/with+odd=chars"
+    assert seen[0].headers["x-amz-server-side-encryption"] == "aws:kms:dsse"
+    assert seen[0].headers["x-amz-server-side-encryption-aws-kms-key-id"] == key_id
+    assert seen[0].path.startswith(f"/{bucket}/team%20cov/~x%2By%40z%3D/orders-api/%24LATEST/")
+    head = s3.head_object(Bucket=bucket, Key=up.key)
+    assert head["Metadata"]["note"] == "=?UTF-8?B?Y2Fmw6k=?="  # RFC 2047, as S3 keeps it
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_a_wrong_secret_is_refused_as_s3_refuses_it(signature_checking_s3, s3, bucket, monkeypatch):
+    """The check can fail: the same upload, signed with another secret."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    with pytest.raises(UploadError, match="HTTP 403 SignatureDoesNotMatch"):
+        up.upload(BODY, {})
+    assert len(signature_checking_s3.requests("PUT")) == 1, "refused at once, not retried"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def container_credentials() -> Iterator[str]:
+    """A container credentials endpoint on 127.0.0.1, as ECS and Lambda Managed
+    Instances serve the role's credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)."""
+    import http.server
+    import json
+
+    served: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            served.append(self.headers.get("Authorization") or "")
+            body = json.dumps(
+                {
+                    "AccessKeyId": "from-the-container",
+                    "SecretAccessKey": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    "Token": "container-token",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/credentials"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_environment_credentials_botocores_chain_finds_them(
+    signature_checking_s3, s3, bucket, monkeypatch, container_credentials
+):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", container_credentials)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    up.upload(BODY, {})
+    put = signature_checking_s3.requests("PUT")[0]
+    assert (put.action, put.headers["x-amz-security-token"]) == ("pass", "container-token")
+    assert "Credential=from-the-container/" in put.headers["authorization"]
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_no_credentials_anywhere_is_one_clear_upload_error(s3_server, bucket, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    up = uploader(s3_server.endpoint_url, bucket)
+    with pytest.raises(UploadError, match="no AWS credentials to upload to s3://"):
+        up.upload(BODY, {})
+
+
+# -- what building and using it costs the function ----------------------------------------
+
+
+def test_the_uploader_imports_neither_boto3_nor_urllib3(s3_server, bucket):
+    """In a fresh interpreter: the shim's modules, then the uploader built and
+    used; nothing of boto3's (or urllib3) is ever imported, and the build
+    itself imports nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.harness import REPO_ROOT
+
+    probe = f"""
+import json, sys, time
+from coverage_runtime.settings import load_settings
+from coverage_runtime.shim import session
+from coverage_runtime.shim.identity import EnvironmentIdentity
+settings = load_settings({{"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_BUCKET": {bucket!r},
+    "COVERAGE_S3_ENDPOINT_URL": {s3_server.endpoint_url!r}}})
+identity = EnvironmentIdentity.detect({{}})
+before = set(sys.modules)
+up = session.SnapshotUploader(settings, identity)
+built = set(sys.modules) - before
+up.upload(b"data", {{}})
+print(json.dumps({{"built": sorted(built), "loaded": sorted(sys.modules)}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAKE_CREDENTIALS, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["built"] == []
+    heavy = [m for m in found["loaded"] if m.partition(".")[0] in ("boto3", "botocore", "urllib3")]
+    assert heavy == []
