@@ -364,7 +364,8 @@ class ObjectClient:
     it can be built anywhere, the shutdown window included.  What the
     uploader relied on boto3 for is here: the region's endpoint (path-style
     for an endpoint override or a bucket name with dots, virtual-hosted
-    otherwise), a redirect to the bucket's region, ``attempts`` in all with
+    otherwise), the bucket's region when S3 answers that it lives in another
+    (signed again for it, once, and kept), ``attempts`` in all with
     jittered exponential backoff on 5xx, throttling, resets and timeouts,
     connect and read timeouts, kept-alive connections, and credentials from
     the environment (Lambda's), else botocore's whole provider chain
@@ -470,7 +471,7 @@ class ObjectClient:
                 if answer.status < 300:
                     return answer
                 found, region = _answer_problem(answer)
-                if region and region != self.region and self._override is None and not redirected:
+                if region and region != self.region and not redirected:
                     self.region, redirected = region, True  # the bucket lives elsewhere
                     attempt -= 1
                     continue

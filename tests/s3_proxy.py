@@ -3,7 +3,9 @@
 Faults are set per HTTP method, for the next N requests or until cleared:
 ``delay`` (seconds, then forward), ``stall`` (hold the request until `release`
 or the client gives up), ``reset`` (close the connection without an answer)
-and ``status`` (answer with an S3 error: 500, 503, 403 ...).  With ``owner``,
+``status`` (answer with an S3 error: 500, 503, 403 ...) and ``redirect`` (301
+PermanentRedirect naming the bucket's region, `REDIRECT_REGION`, as S3 answers
+a request signed for another region).  With ``owner``,
 it also enforces ``x-amz-expected-bucket-owner`` as S3 does (moto accepts any):
 a request naming another account gets 403 AccessDenied.  With ``secret``, it
 checks every request's Signature Version 4 as S3 does (moto checks none),
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ERROR_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+REDIRECT_REGION = "eu-west-1"
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/s3/"
     r"aws4_request, SignedHeaders=(?P<names>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})"
@@ -39,7 +42,7 @@ _SIGV4 = re.compile(
 
 @dataclass
 class Fault:
-    action: str  # "delay" | "stall" | "stall_503" | "reset" | "status"
+    action: str  # "delay" | "stall" | "stall_503" | "reset" | "status" | "redirect"
     value: float = 0
     remaining: int | None = None  # None: until cleared
     match: str | None = None  # only requests whose path contains this
@@ -180,6 +183,9 @@ class FaultProxy:
             elif fault.action == "status":
                 self._answer_error(handler, int(fault.value))
                 return
+            elif fault.action == "redirect":
+                self._answer_error(handler, 301, "PermanentRedirect", REDIRECT_REGION)
+                return
         self._forward(handler, body)
 
     def _signature_refusal(
@@ -219,7 +225,11 @@ class FaultProxy:
         return None
 
     def _answer_error(
-        self, handler: http.server.BaseHTTPRequestHandler, status: int, code: str | None = None
+        self,
+        handler: http.server.BaseHTTPRequestHandler,
+        status: int,
+        code: str | None = None,
+        region: str | None = None,
     ) -> None:
         code = code or ERROR_CODES.get(status, "InternalError")
         payload = (
@@ -227,6 +237,8 @@ class FaultProxy:
             f"<Message>injected by the test proxy</Message></Error>"
         ).encode()
         handler.send_response(status)
+        if region is not None:
+            handler.send_header("x-amz-bucket-region", region)
         handler.send_header("Content-Type", "application/xml")
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()

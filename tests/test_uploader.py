@@ -354,6 +354,27 @@ def test_a_wrong_secret_is_refused_as_s3_refuses_it(signature_checking_s3, s3, b
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_a_bucket_in_another_region_is_signed_for_its_region(signature_checking_s3, s3, bucket):
+    """S3 answers a request signed for the wrong region with the bucket's region:
+    the client signs again for it, once, and keeps it for the next requests."""
+    from tests.s3_proxy import REDIRECT_REGION
+
+    signature_checking_s3.set("PUT", "redirect", times=1)
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    up.upload(BODY, {}, generation=1)
+    assert up.stored_generation(time.monotonic() + 5) == 1
+    scopes = [
+        (s.method, s.action, s.headers["authorization"].split("/")[2])
+        for s in signature_checking_s3.seen
+    ]
+    assert scopes == [
+        ("PUT", "redirect", "us-east-1"),
+        ("PUT", "pass", REDIRECT_REGION),
+        ("HEAD", "pass", REDIRECT_REGION),
+    ]
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
 # -- credentials -----------------------------------------------------------------------------
 
 
