@@ -5,7 +5,7 @@ Faults are set per HTTP method, for the next N requests or until cleared:
 or the client gives up), ``reset`` (close the connection without an answer)
 ``status`` (answer with an S3 error: 500, 503, 403 ...) and ``redirect`` (301
 PermanentRedirect naming the bucket's region, `REDIRECT_REGION`, as S3 answers
-a request signed for another region).  With ``owner``,
+a request signed for another region).  With ``tls``, it serves HTTPS.  With ``owner``,
 it also enforces ``x-amz-expected-bucket-owner`` as S3 does (moto accepts any):
 a request naming another account gets 403 AccessDenied.  With ``secret``, it
 checks every request's Signature Version 4 as S3 does (moto checks none),
@@ -24,6 +24,7 @@ import http.client
 import http.server
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -55,20 +56,27 @@ class Seen:
     headers: dict[str, str]
     action: str
     at: float = field(default_factory=time.monotonic)
+    peer: tuple[str, int] | None = None  # the client's end of the connection
 
 
 class FaultProxy:
     def __init__(
-        self, upstream_port: int, owner: str | None = None, secret: str | None = None
+        self,
+        upstream_port: int,
+        owner: str | None = None,
+        secret: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.upstream_port = upstream_port
         self.owner = owner
         self.secret = secret
+        self.scheme = "https" if tls is not None else "http"
         self.faults: dict[str, Fault] = {}
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._arrived = threading.Condition(self._lock)
+        self._open: set[socket.socket] = set()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -77,6 +85,16 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._open.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._open.discard(self.connection)
+                super().finish()
+
             def _any(self) -> None:
                 proxy._handle(self)
 
@@ -84,13 +102,15 @@ class FaultProxy:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:  # HTTPS, as S3 is reached in Lambda
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     # -- control -------------------------------------------------------------
 
@@ -127,6 +147,12 @@ class FaultProxy:
                 self._arrived.wait(left)
             return self.requests(method)
 
+    def drop_connections(self) -> None:
+        """Close every kept-alive client connection, as S3 drops idle ones."""
+        with self._lock:
+            for connection in self._open:
+                connection.shutdown(socket.SHUT_RDWR)
+
     def requests(self, method: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method]
 
@@ -154,7 +180,13 @@ class FaultProxy:
         with self._arrived:
             fault = self._fault_for(handler.command, handler.path)
             self.seen.append(
-                Seen(handler.command, handler.path, headers, fault.action if fault else "pass")
+                Seen(
+                    handler.command,
+                    handler.path,
+                    headers,
+                    fault.action if fault else "pass",
+                    peer=handler.client_address[:2],
+                )
             )
             self._arrived.notify_all()
         refusal = self._signature_refusal(handler, headers, body)
@@ -211,7 +243,7 @@ class FaultProxy:
             return 403, "AccessDenied"  # S3: every x-amz-* header sent must be signed
         request = AWSRequest(
             method=handler.command,
-            url=f"http://{headers['host']}{handler.path}",
+            url=f"{self.scheme}://{headers['host']}{handler.path}",
             headers={name: headers[name] for name in names},
             data=body,
         )
@@ -269,9 +301,12 @@ class FaultProxy:
 
 @contextmanager
 def fault_proxy(
-    upstream_port: int, owner: str | None = None, secret: str | None = None
+    upstream_port: int,
+    owner: str | None = None,
+    secret: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream_port, owner, secret)
+    proxy = FaultProxy(upstream_port, owner, secret, tls)
     try:
         yield proxy
     finally:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -373,6 +374,98 @@ def test_a_bucket_in_another_region_is_signed_for_its_region(signature_checking_
         ("HEAD", "pass", REDIRECT_REGION),
     ]
     assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no CA trusts it)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local s3")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "s3.pem", directory / "s3.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def https_s3(s3_server, tmp_path) -> Iterator[tuple[FaultProxy, Path]]:
+    """moto behind the signature-checking proxy, served over HTTPS; and its certificate."""
+    import ssl
+
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    secret = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    with fault_proxy(s3_server.port, secret=secret, tls=context) as proxy:
+        yield proxy, cert_file
+
+
+def test_https_with_the_ca_bundle_botocore_honours(https_s3, s3, bucket, monkeypatch):
+    """S3 is reached over TLS in Lambda: the certificate is verified against the
+    system's trust store or AWS_CA_BUNDLE's, and the connection is kept alive."""
+    proxy, cert_file = https_s3
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    up = uploader(proxy.endpoint_url, bucket)
+    up.upload(BODY, {}, generation=1)
+    up.upload(BODY + b"more", {}, generation=2)
+    assert up.stored_generation(time.monotonic() + 5) == 2
+    assert [(s.method, s.action) for s in proxy.seen] == [("PUT", "pass")] * 2 + [("HEAD", "pass")]
+    assert len({seen.peer for seen in proxy.seen}) == 1, "one connection, kept alive"
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY + b"more"
+
+
+def test_a_connection_s3_closed_while_idle_is_not_reused(signature_checking_s3, s3, bucket):
+    """S3 drops idle connections (and Lambda freezes the environment between
+    invocations): a kept-alive connection closed meanwhile is never sent on, so
+    it costs no attempt; here the client has one attempt only."""
+    from coverage_runtime.s3 import ObjectClient
+
+    proxy = signature_checking_s3
+    client = ObjectClient(purpose="test", endpoint_url=proxy.endpoint_url, attempts=1)
+    client.put_object({"Bucket": bucket, "Key": "k", "Body": b"one"})
+    signature_checking_s3.drop_connections()
+    client.put_object({"Bucket": bucket, "Key": "k", "Body": b"two"})
+    peers = [seen.peer for seen in signature_checking_s3.seen]
+    assert len(peers) == 2 and peers[0] != peers[1]
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"two"
+
+
+def test_https_to_a_certificate_no_one_trusts_is_refused(https_s3, bucket, monkeypatch):
+    proxy, _ = https_s3
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    up = uploader(proxy.endpoint_url, bucket)
+    with pytest.raises(UploadError, match=r"could not reach S3 .*CERTIFICATE_VERIFY_FAILED"):
+        up.upload(BODY, {})
+    assert proxy.seen == [], "nothing was sent"
 
 
 # -- credentials -----------------------------------------------------------------------------
