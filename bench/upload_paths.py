@@ -87,9 +87,9 @@ elif path == "botocore":
         answer = session.send(request.prepare())
         assert answer.status_code == 200, answer.content
 elif path == "light":
-    from coverage_runtime.s3 import ObjectClient
-    client = ObjectClient(purpose="uploader", endpoint_url=endpoint, attempts=3,
-                          connect_timeout=2, read_timeout=5)
+    from coverage_runtime.s3 import make_client
+    client = make_client(purpose="uploader", endpoint_url=endpoint, attempts=3,
+                         connect_timeout=2, read_timeout=5, light=True)
     def put(key):
         client.put_object({"Bucket": bucket, "Key": key, "Body": body,
                            "ServerSideEncryption": "AES256"})

@@ -6,18 +6,18 @@ function's health check all talk to S3.  They differ only in their budgets
 are built here, with the region resolved the same way everywhere, and
 ``PutObject``'s arguments are made in one place (`put_arguments`).
 
-Two clients, one set of arguments:
+One factory, `make_client`, two kinds of client, one set of arguments:
 
-* `make_client`: boto3, for the report, the combiner and the health check,
-  which need its whole API;
-* `ObjectClient`: ``PutObject`` and ``HeadObject`` only, for the uploader in
-  Lambda, which runs next to the function.  boto3's import and client build
-  cost the function 230-250 ms of CPU and ~25 MB of RSS, and botocore's own
-  signer, credentials and HTTP session alone still 75-85 ms and ~6 MB
-  (bench/upload_paths.py); this one signs with ``hmac``/``hashlib`` and sends
-  with ``http.client``, which the shim has loaded already: ready in under a
-  millisecond, with no memory to speak of.  It takes the same
-  `put_arguments` and raises what `problem` reads.
+* boto3's, for the report, the combiner and the health check, which need its
+  whole API;
+* ``light=True``: `ObjectClient`, ``PutObject`` and ``HeadObject`` only,
+  for the uploader in Lambda, which runs next to the function.  boto3's
+  import and client build cost the function 180-250 ms of CPU and ~25 MB of
+  RSS, and botocore's own signer, credentials and HTTP session alone still
+  60-85 ms and ~6 MB (bench/upload_paths.py); this one signs with
+  ``hmac``/``hashlib`` and sends with ``http.client``, which the shim has
+  loaded already: ready in ~0.1 ms, with no memory to speak of.  It takes
+  the same `put_arguments` and raises what `problem` reads.
 """
 
 from __future__ import annotations
@@ -63,12 +63,23 @@ def make_client(
     connect_timeout: float = 5,
     read_timeout: float = 30,
     max_connections: int = 10,
+    light: bool = False,
 ) -> Any:
     """A boto3 S3 client; ``attempts`` counts every attempt, the first included.
 
     ``purpose`` (``uploader``, ``report``, ``health``) goes into the user agent,
     so the S3 access logs say which part of lambda-coverage made a request.
+    ``light``: an `ObjectClient` instead (``PutObject`` and ``HeadObject``
+    only, one connection per concurrent request), built in microseconds.
     """
+    if light:
+        return ObjectClient(
+            agent=_agent(purpose),
+            region=region_or_default(region),
+            endpoint_url=endpoint_url,
+            attempts=attempts,
+            timeouts=(connect_timeout, read_timeout),
+        )
     import boto3
     from botocore.config import Config
 
@@ -382,27 +393,25 @@ class ObjectClient:
     def __init__(
         self,
         *,
-        purpose: str,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        attempts: int = 3,
-        connect_timeout: float = 5,
-        read_timeout: float = 30,
+        agent: str,
+        region: str,
+        endpoint_url: str | None,
+        attempts: int,
+        timeouts: tuple[float, float],
     ) -> None:
+        """Built by `make_client` (``light=True``); ``timeouts``: connect, read."""
         from urllib.parse import urlsplit
 
-        self.region = region_or_default(region)
+        self.region = region
         self.attempts = max(1, attempts)
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.connect_timeout, self.read_timeout = timeouts
         override = urlsplit(endpoint_url) if endpoint_url else None
         self._override = override
         self._base_path = override.path.rstrip("/") if override else ""
         self._credentials = environment_credentials()
         self._chain: Any = None
         self._agent = (
-            f"{_agent(purpose)}/{__version__} "
-            f"python/{'.'.join(str(part) for part in sys.version_info[:3])}"
+            f"{agent}/{__version__} python/{'.'.join(str(part) for part in sys.version_info[:3])}"
         )
         self._idle: list[tuple[tuple[str, str], http.client.HTTPConnection]] = []
         self._idle_lock = threading.Lock()

@@ -92,7 +92,7 @@ def test_a_patch_of_http_client_made_after_the_client_is_bypassed(
 
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    ours = s3_module.ObjectClient(purpose="test", endpoint_url=s3_server.endpoint_url)
+    ours = s3_module.make_client(purpose="test", endpoint_url=s3_server.endpoint_url, light=True)
     seen: list[str] = []
     for name in ("putrequest", "getresponse"):
         own = vars(http.client.HTTPConnection)[name]

@@ -447,10 +447,10 @@ def test_a_connection_s3_closed_while_idle_is_not_reused(signature_checking_s3, 
     """S3 drops idle connections (and Lambda freezes the environment between
     invocations): a kept-alive connection closed meanwhile is never sent on, so
     it costs no attempt; here the client has one attempt only."""
-    from coverage_runtime.s3 import ObjectClient
+    from coverage_runtime.s3 import make_client
 
     proxy = signature_checking_s3
-    client = ObjectClient(purpose="test", endpoint_url=proxy.endpoint_url, attempts=1)
+    client = make_client(purpose="test", endpoint_url=proxy.endpoint_url, attempts=1, light=True)
     client.put_object({"Bucket": bucket, "Key": "k", "Body": b"one"})
     signature_checking_s3.drop_connections()
     client.put_object({"Bucket": bucket, "Key": "k", "Body": b"two"})

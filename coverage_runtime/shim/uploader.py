@@ -70,13 +70,14 @@ class SnapshotUploader:
         self.settings = settings
         self.bucket = settings.bucket
         self.key = object_key(settings, identity)
-        self._client = s3.ObjectClient(
+        self._client: s3.ObjectClient = s3.make_client(
             purpose="uploader",
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             attempts=MAX_ATTEMPTS,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,
+            light=True,
         )
         # Fencing: no attempt (first send or retry) of an older snapshot may
         # start once a newer one has started, so an abandoned upload can never
