@@ -173,10 +173,12 @@ class CoverageSession:
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         """The S3 uploader, built on first use; `UploadError` if it cannot be.
 
-        Built on the shipping thread after the first response, never on the
-        main thread by the runtime itself, so no signal handler can find its
-        lock held by the thread it interrupted.  ``timeout`` bounds the wait
-        for a build under way elsewhere.
+        Built on the shipping thread after the first response (or in the
+        shutdown window, before it), never on the main thread by the runtime
+        itself, so no signal handler can find its lock held by the thread it
+        interrupted.  The build costs ~0.1 ms (`s3.ObjectClient`: no boto3),
+        so no deadline waits on it; ``timeout`` still bounds the wait for a
+        build under way elsewhere.
         """
         if self._uploader is not None:
             return self._uploader
