@@ -581,7 +581,6 @@ class ObjectClient:
         meanwhile (S3 drops idle ones; a frozen environment thaws much later),
         else a new one.  Its socket times out at ``read_timeout`` or the deadline."""
         import http.client
-        import select
 
         timeout = self.read_timeout
         if deadline is not None:
@@ -590,7 +589,7 @@ class ObjectClient:
             while self._idle:
                 where, connection = self._idle.pop()
                 sock = connection.sock
-                if where != (scheme, host) or sock is None or select.select([sock], [], [], 0)[0]:
+                if where != (scheme, host) or sock is None or _readable(sock):
                     connection.close()  # another host, or closed (readable at rest = EOF)
                     continue
                 sock.settimeout(timeout)
@@ -626,6 +625,15 @@ def partition_suffix(region: str) -> str:
         if region.startswith(prefix):
             return suffix
     return "amazonaws.com"
+
+
+def _readable(sock: Any) -> bool:
+    """Whether ``sock`` has something to read now (poll, not select: any fd number)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _without_default_port(scheme: str, netloc: str) -> str:
