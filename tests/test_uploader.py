@@ -579,3 +579,35 @@ print(json.dumps({{"built": sorted(built), "loaded": sorted(sys.modules)}}))
     assert found["built"] == []
     heavy = [m for m in found["loaded"] if m.partition(".")[0] in ("boto3", "botocore", "urllib3")]
     assert heavy == []
+
+
+def test_read_timeouts_bound_each_attempt_without_a_deadline(s3_server, bucket):
+    """A checkpoint has no deadline: each attempt still ends at the read timeout,
+    and the attempts are counted (the proxy holds every PUT)."""
+    from coverage_runtime import s3 as s3_module
+
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "stall")
+        client = s3_module.make_client(
+            purpose="test",
+            endpoint_url=proxy.endpoint_url,
+            attempts=2,
+            connect_timeout=1,
+            read_timeout=0.3,
+            light=True,
+        )
+        started = time.monotonic()
+        with pytest.raises(s3_module.S3RequestError) as caught:
+            client.put_object({"Bucket": bucket, "Key": "k", "Body": b"x"})
+        assert time.monotonic() - started < 5
+        assert caught.value.problem.kind == "timeout"
+        assert len(proxy.requests("PUT")) == 2
+
+
+def test_an_argument_the_light_client_cannot_send_is_an_error_not_dropped():
+    """put_arguments is the one place PutObject's arguments are made: one the
+    light client has no header for fails loudly instead of going unsent."""
+    from coverage_runtime.s3 import wire_headers
+
+    with pytest.raises(ValueError, match="cannot send StorageClass"):
+        wire_headers({"Bucket": "b", "Key": "k", "Body": b"", "StorageClass": "GLACIER"})
