@@ -1,7 +1,8 @@
 """The function's tracers never see the shim's work (issue 21, item 2).
 
 Each case runs `tests.tracer_probe` in a fresh interpreter (X-Ray's patches
-cannot be undone) against the local S3: the real X-Ray SDK's ``patch_all()``,
+cannot be undone) against the local S3: the real X-Ray SDK's ``patch_all()``
+(with ``double_patch=True`` too, which patches ``http.client``),
 OpenTelemetry's botocore, sqlite3 and urllib3 instrumentations, or its urllib3
 one alone, applied before the shim starts or after its client and data file
 exist.  The shim snapshots (coverage.py writes its SQLite data file) and
@@ -28,18 +29,20 @@ from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 
 FUNCTION_OWN = {
     "xray": ["s3 ListObjectsV2", "sql :memory:"],
+    "xray-all": ["s3 ListObjectsV2", "sql :memory:"],
     "otel": ["S3 ListObjectsV2", "sql SELECT"],
     "otel-http": ["http GET"],
 }
 CONTROL = {
     "xray": ["s3 HeadBucket", "sql {workdir}/control.db"],
+    "xray-all": ["s3 HeadBucket", "sql {workdir}/control.db"],
     "otel": ["S3 HeadBucket", "sql CREATE"],
     "otel-http": ["http HEAD"],
 }
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
-@pytest.mark.parametrize("tracer", ["xray", "otel", "otel-http"])
+@pytest.mark.parametrize("tracer", ["xray", "xray-all", "otel", "otel-http"])
 def test_the_shims_work_is_invisible_to_the_functions_tracer(
     tracer: str, order: str, s3_server, bucket: str, tmp_path: Path
 ) -> None:
