@@ -410,6 +410,10 @@ class ObjectClient:
         self._base_path = override.path.rstrip("/") if override else ""
         self._credentials = environment_credentials()
         self._chain: Any = None
+        # FIPS and dual-stack endpoints, as botocore reads the switches.
+        fips = env.parse_bool(os.environ.get(env.AWS_USE_FIPS_ENDPOINT, "")) is True
+        dualstack = env.parse_bool(os.environ.get(env.AWS_USE_DUALSTACK_ENDPOINT, "")) is True
+        self._service_host = ("s3-fips" if fips else "s3") + (".dualstack" if dualstack else "")
         self._agent = (
             f"{agent}/{__version__} python/{'.'.join(str(part) for part in sys.version_info[:3])}"
         )
@@ -554,7 +558,7 @@ class ObjectClient:
         if self._override is not None:
             netloc = _without_default_port(self._override.scheme, self._override.netloc)
             return self._override.scheme, netloc, f"{self._base_path}/{bucket}/{quoted_key}"
-        host = f"s3.{self.region}.{partition_suffix(self.region)}"
+        host = f"{self._service_host}.{self.region}.{partition_suffix(self.region)}"
         if 3 <= len(bucket) <= 63 and set(bucket) <= _VIRTUAL_HOST_CHARS:
             return "https", f"{bucket}.{host}", f"/{quoted_key}"
         return "https", host, f"/{bucket}/{quoted_key}"

@@ -611,3 +611,37 @@ def test_an_argument_the_light_client_cannot_send_is_an_error_not_dropped():
 
     with pytest.raises(ValueError, match="cannot send StorageClass"):
         wire_headers({"Bucket": "b", "Key": "k", "Body": b"", "StorageClass": "GLACIER"})
+
+
+@pytest.mark.parametrize(
+    ("region", "bucket", "variables", "expected"),
+    [
+        ("eu-west-1", "coverage-bucket", {}, "coverage-bucket.s3.eu-west-1.amazonaws.com /k"),
+        ("us-east-1", "with.dots", {}, "s3.us-east-1.amazonaws.com /with.dots/k"),
+        ("cn-north-1", "b-cn", {}, "b-cn.s3.cn-north-1.amazonaws.com.cn /k"),
+        (
+            "us-gov-west-1",
+            "gov-bucket",
+            {"AWS_USE_FIPS_ENDPOINT": "true"},
+            "gov-bucket.s3-fips.us-gov-west-1.amazonaws.com /k",
+        ),
+        (
+            "eu-west-1",
+            "v6-bucket",
+            {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
+            "v6-bucket.s3.dualstack.eu-west-1.amazonaws.com /k",
+        ),
+    ],
+)
+def test_where_requests_go_without_an_endpoint_override(
+    region, bucket, variables, expected, monkeypatch
+):
+    """S3's own endpoints, as botocore builds them: virtual-hosted over TLS, path-style
+    for a name TLS cannot put in a host name, the partition's domain, FIPS, dual-stack."""
+    from coverage_runtime.s3 import make_client
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    client = make_client(purpose="test", region=region, light=True)
+    scheme, host, path = client._location(bucket, "k")
+    assert (scheme, f"{host} {path}") == ("https", expected)
