@@ -15,9 +15,10 @@ from tests.test_recorder_rie import sysmon_python  # noqa: F401
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
 
-# What CI affords: the S3 client (~220 ms on this machine, boto3's import and build) is
-# built inside the window here, and on sysmon coverage.py too, with the replay of the
-# recorded init (~0.3 ms per module of this size). The large sizes: bench/sizes.py.
+# What CI affords under the load of a shared machine: the window holds writing the data
+# file and, on sysmon, building coverage.py with the replay of the recorded init (~0.3 ms
+# per module of this size); the S3 client is built in it too, but costs ~0.1 ms
+# (s3.ObjectClient). The large sizes: bench/sizes.py.
 MODULES = 100
 
 

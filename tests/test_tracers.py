@@ -1,15 +1,17 @@
 """The function's tracers never see the shim's work (issue 21, item 2).
 
 Each case runs `tests.tracer_probe` in a fresh interpreter (X-Ray's patches
-cannot be undone) against the local S3: the real X-Ray SDK's ``patch_all()``,
+cannot be undone) against the local S3: the real X-Ray SDK's ``patch_all()``
+(with ``double_patch=True`` too, which patches ``http.client``),
 OpenTelemetry's botocore, sqlite3 and urllib3 instrumentations, or its urllib3
-one alone (under botocore, out of unwrapping's reach), applied before the
-shim starts or after its client and data file exist.  The shim snapshots
-(coverage.py writes its SQLite data file) and uploads (PutObject, HeadObject)
-inside and outside a traced invocation; the tracer must record the function's
-own boto3 call and sqlite3 query, and nothing else, and log no warning.  The
-control (a client built without ``untraced``, a plain sqlite3 connection)
-shows the same tracer does see such work.
+one alone, applied before the shim starts or after its client and data file
+exist.  The shim snapshots (coverage.py writes its SQLite data file) and
+uploads (PutObject, HeadObject through `s3.ObjectClient`, on http.client,
+which X-Ray's patch_all() patches too) inside and outside a traced
+invocation; the tracer must record the function's own boto3 call and sqlite3
+query, and nothing else, and log no warning.  The control (a boto3 client of
+this project's, a plain sqlite3 connection) shows the same tracer does see
+such work.
 """
 
 from __future__ import annotations
@@ -27,18 +29,20 @@ from tests.harness import FAKE_CREDENTIALS, REPO_ROOT
 
 FUNCTION_OWN = {
     "xray": ["s3 ListObjectsV2", "sql :memory:"],
+    "xray-all": ["s3 ListObjectsV2", "sql :memory:"],
     "otel": ["S3 ListObjectsV2", "sql SELECT"],
     "otel-http": ["http GET"],
 }
 CONTROL = {
     "xray": ["s3 HeadBucket", "sql {workdir}/control.db"],
+    "xray-all": ["s3 HeadBucket", "sql {workdir}/control.db"],
     "otel": ["S3 HeadBucket", "sql CREATE"],
     "otel-http": ["http HEAD"],
 }
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
-@pytest.mark.parametrize("tracer", ["xray", "otel", "otel-http"])
+@pytest.mark.parametrize("tracer", ["xray", "xray-all", "otel", "otel-http"])
 def test_the_shims_work_is_invisible_to_the_functions_tracer(
     tracer: str, order: str, s3_server, bucket: str, tmp_path: Path
 ) -> None:
@@ -66,54 +70,59 @@ def test_the_shims_work_is_invisible_to_the_functions_tracer(
     assert found["control"] == [item.format(workdir=workdir) for item in CONTROL[tracer]]
 
 
-def test_the_original_is_botocores_own_decorated_method():
-    """botocore wraps ``_make_api_call`` itself (``with_current_context``, with
-    ``functools.wraps``): peeling stops there, so botocore behaves as it would."""
-    from botocore.client import BaseClient
-    from botocore.endpoint import Endpoint
+def test_the_original_is_the_standard_librarys_own_method():
+    """Unpatched, `original` is the method itself: the client behaves as http.client does."""
+    import http.client
 
-    own = vars(BaseClient)["_make_api_call"]
-    assert s3_module.original(BaseClient, "_make_api_call") is own
-    assert s3_module.original(Endpoint, "prepare_request") is vars(Endpoint)["prepare_request"]
-
-
-def test_every_traced_method_is_bypassed_on_this_botocore():
-    """`bypass_instrumentation` skips what a botocore lacks: this one lacks nothing."""
-    client = s3_module.make_client(purpose="test", region="us-east-1", untraced=True)
-    assert "_make_api_call" in vars(client)
-    assert "prepare_request" in vars(client._endpoint)
-    plain = s3_module.make_client(purpose="test", region="us-east-1")
-    assert "_make_api_call" not in vars(plain)
+    for name in ("putrequest", "putheader", "endheaders", "getresponse"):
+        own = vars(http.client.HTTPConnection)[name]
+        assert s3_module.original(http.client.HTTPConnection, name) is own
+    own_read = vars(http.client.HTTPResponse)["read"]
+    assert s3_module.original(http.client.HTTPResponse, "read") is own_read
 
 
 @pytest.mark.parametrize("style", ["wrapt", "functools"])
-def test_a_patch_made_after_the_client_is_bypassed(style, s3_server, bucket, monkeypatch):
+def test_a_patch_of_http_client_made_after_the_client_is_bypassed(
+    style, s3_server, bucket, monkeypatch
+):
+    """Tracers (X-Ray's httplib patch, Sentry's, ddtrace's) patch http.client's
+    classes; the uploader's requests call the methods beneath the patches, the
+    function's own requests go through them."""
     import functools
+    import http.client
 
     import wrapt
-    from botocore.client import BaseClient
 
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    ours = s3_module.make_client(purpose="test", endpoint_url=s3_server.endpoint_url, untraced=True)
-    own = vars(BaseClient)["_make_api_call"]
+    ours = s3_module.make_client(purpose="test", endpoint_url=s3_server.endpoint_url, light=True)
     seen: list[str] = []
-    if style == "wrapt":
+    for name in ("putrequest", "getresponse"):
+        own = vars(http.client.HTTPConnection)[name]
+        if style == "wrapt":
 
-        def record(wrapped, instance, args, kwargs):
-            seen.append(args[0])
-            return wrapped(*args, **kwargs)
+            def record(wrapped, instance, args, kwargs, name=name):
+                seen.append(name)
+                return wrapped(*args, **kwargs)
 
-        patched = wrapt.FunctionWrapper(own, record)
-    else:
+            patched = wrapt.FunctionWrapper(own, record)
+        else:
 
-        @functools.wraps(own)
-        def patched(self, operation_name, api_params):
-            seen.append(operation_name)
-            return own(self, operation_name, api_params)
+            def make(own=own, name=name):
+                @functools.wraps(own)
+                def counting(self, *args, **kwargs):
+                    seen.append(name)
+                    return own(self, *args, **kwargs)
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", patched)
-    ours.head_bucket(Bucket=bucket)
-    s3_server.client().list_objects_v2(Bucket=bucket)
-    assert seen == ["ListObjectsV2"]
-    assert s3_module.original(BaseClient, "_make_api_call") is own
+                return counting
+
+            patched = make()
+        monkeypatch.setattr(http.client.HTTPConnection, name, patched)
+    ours.put_object({"Bucket": bucket, "Key": "k", "Body": b"x"})
+    assert ours.head_object({"Bucket": bucket, "Key": "k"})["ContentLength"] == 1
+    assert seen == []
+    connection = http.client.HTTPConnection("127.0.0.1", s3_server.port, timeout=10)
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    connection.close()
+    assert seen == ["putrequest", "getresponse"]

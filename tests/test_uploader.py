@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -306,3 +307,341 @@ def test_a_delayed_s3_within_the_deadline_is_only_slower(s3_server, s3, bucket):
         result = up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 5)
         assert result.seconds >= 0.3
         assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+# -- the signature, checked as S3 checks it ------------------------------------------------
+
+
+@pytest.fixture
+def signature_checking_s3(s3_server) -> Iterator[FaultProxy]:
+    """moto behind the fault proxy, which checks SigV4 with botocore's signer as S3 does."""
+    with fault_proxy(s3_server.port, secret=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]) as proxy:
+        yield proxy
+
+
+def test_every_request_is_signed_as_s3_checks_it(signature_checking_s3, s3, bucket, monkeypatch):
+    """Every header S3 reads, a key that needs quoting, metadata that is not
+    ASCII, a session token: the proxy recomputes each signature with botocore."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-session-token/with+odd=chars")
+    key_id = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    up = uploader(
+        signature_checking_s3.endpoint_url,
+        bucket,
+        COVERAGE_S3_PREFIX="team cov/~x+y@z=",
+        COVERAGE_S3_SSE="aws:kms:dsse",
+        COVERAGE_S3_KMS_KEY_ID=key_id,
+        COVERAGE_S3_EXPECTED_OWNER=MOTO_ACCOUNT,
+    )
+    up.upload(BODY, {"code-revision": "  spaced  out  ", "note": "café"}, generation=3)
+    assert up.stored_generation(time.monotonic() + 5) == 3
+    seen = signature_checking_s3.seen
+    assert [(s.method, s.action) for s in seen] == [("PUT", "pass"), ("HEAD", "pass")]
+    assert seen[0].headers["x-amz-security-token"] == "a-session-token/with+odd=chars"
+    assert seen[0].headers["x-amz-server-side-encryption"] == "aws:kms:dsse"
+    assert seen[0].headers["x-amz-server-side-encryption-aws-kms-key-id"] == key_id
+    assert seen[0].path.startswith(f"/{bucket}/team%20cov/~x%2By%40z%3D/orders-api/%24LATEST/")
+    head = s3.head_object(Bucket=bucket, Key=up.key)
+    assert head["Metadata"]["note"] == "=?UTF-8?B?Y2Fmw6k=?="  # RFC 2047, as S3 keeps it
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_a_wrong_secret_is_refused_as_s3_refuses_it(signature_checking_s3, s3, bucket, monkeypatch):
+    """The check can fail: the same upload, signed with another secret."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    with pytest.raises(UploadError, match="HTTP 403 SignatureDoesNotMatch"):
+        up.upload(BODY, {})
+    assert len(signature_checking_s3.requests("PUT")) == 1, "refused at once, not retried"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_bucket_in_another_region_is_signed_for_its_region(signature_checking_s3, s3, bucket):
+    """S3 answers a request signed for the wrong region with the bucket's region:
+    the client signs again for it, once, and keeps it for the next requests."""
+    from tests.s3_proxy import REDIRECT_REGION
+
+    signature_checking_s3.set("PUT", "redirect", times=1)
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    up.upload(BODY, {}, generation=1)
+    assert up.stored_generation(time.monotonic() + 5) == 1
+    scopes = [
+        (s.method, s.action, s.headers["authorization"].split("/")[2])
+        for s in signature_checking_s3.seen
+    ]
+    assert scopes == [
+        ("PUT", "redirect", "us-east-1"),
+        ("PUT", "pass", REDIRECT_REGION),
+        ("HEAD", "pass", REDIRECT_REGION),
+    ]
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no CA trusts it)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local s3")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "s3.pem", directory / "s3.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def https_s3(s3_server, tmp_path) -> Iterator[tuple[FaultProxy, Path]]:
+    """moto behind the signature-checking proxy, served over HTTPS; and its certificate."""
+    import ssl
+
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    secret = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    with fault_proxy(s3_server.port, secret=secret, tls=context) as proxy:
+        yield proxy, cert_file
+
+
+def test_https_with_the_ca_bundle_botocore_honours(https_s3, s3, bucket, monkeypatch):
+    """S3 is reached over TLS in Lambda: the certificate is verified against the
+    system's trust store or AWS_CA_BUNDLE's, and the connection is kept alive."""
+    proxy, cert_file = https_s3
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    up = uploader(proxy.endpoint_url, bucket)
+    up.upload(BODY, {}, generation=1)
+    up.upload(BODY + b"more", {}, generation=2)
+    assert up.stored_generation(time.monotonic() + 5) == 2
+    assert [(s.method, s.action) for s in proxy.seen] == [("PUT", "pass")] * 2 + [("HEAD", "pass")]
+    assert len({seen.peer for seen in proxy.seen}) == 1, "one connection, kept alive"
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY + b"more"
+
+
+def test_a_connection_s3_closed_while_idle_is_not_reused(signature_checking_s3, s3, bucket):
+    """S3 drops idle connections (and Lambda freezes the environment between
+    invocations): a kept-alive connection closed meanwhile is never sent on, so
+    it costs no attempt; here the client has one attempt only."""
+    from coverage_runtime.s3 import make_client
+
+    proxy = signature_checking_s3
+    client = make_client(purpose="test", endpoint_url=proxy.endpoint_url, attempts=1, light=True)
+    client.put_object({"Bucket": bucket, "Key": "k", "Body": b"one"})
+    signature_checking_s3.drop_connections()
+    client.put_object({"Bucket": bucket, "Key": "k", "Body": b"two"})
+    peers = [seen.peer for seen in signature_checking_s3.seen]
+    assert len(peers) == 2 and peers[0] != peers[1]
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"two"
+
+
+def test_https_to_a_certificate_no_one_trusts_is_refused(https_s3, bucket, monkeypatch):
+    proxy, _ = https_s3
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    up = uploader(proxy.endpoint_url, bucket)
+    with pytest.raises(UploadError, match=r"could not reach S3 .*CERTIFICATE_VERIFY_FAILED"):
+        up.upload(BODY, {})
+    assert proxy.seen == [], "nothing was sent"
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def container_credentials() -> Iterator[str]:
+    """A container credentials endpoint on 127.0.0.1, as ECS and Lambda Managed
+    Instances serve the role's credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)."""
+    import http.server
+    import json
+
+    served: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            served.append(self.headers.get("Authorization") or "")
+            body = json.dumps(
+                {
+                    "AccessKeyId": "from-the-container",
+                    "SecretAccessKey": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    "Token": "container-token",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/credentials"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_environment_credentials_botocores_chain_finds_them(
+    signature_checking_s3, s3, bucket, monkeypatch, container_credentials
+):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", container_credentials)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    up.upload(BODY, {})
+    put = signature_checking_s3.requests("PUT")[0]
+    assert (put.action, put.headers["x-amz-security-token"]) == ("pass", "container-token")
+    assert "Credential=from-the-container/" in put.headers["authorization"]
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_no_credentials_anywhere_is_one_clear_upload_error(s3_server, bucket, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    up = uploader(s3_server.endpoint_url, bucket)
+    with pytest.raises(UploadError, match="no AWS credentials to upload to s3://"):
+        up.upload(BODY, {})
+
+
+# -- what building and using it costs the function ----------------------------------------
+
+
+def test_the_uploader_imports_neither_boto3_nor_urllib3(s3_server, bucket):
+    """In a fresh interpreter: the shim's modules, then the uploader built and
+    used; nothing of boto3's (or urllib3) is ever imported, and the build
+    itself imports nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.harness import REPO_ROOT
+
+    probe = f"""
+import json, sys, time
+from coverage_runtime.settings import load_settings
+from coverage_runtime.shim import session
+from coverage_runtime.shim.identity import EnvironmentIdentity
+settings = load_settings({{"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_BUCKET": {bucket!r},
+    "COVERAGE_S3_ENDPOINT_URL": {s3_server.endpoint_url!r}}})
+identity = EnvironmentIdentity.detect({{}})
+before = set(sys.modules)
+up = session.SnapshotUploader(settings, identity)
+built = set(sys.modules) - before
+up.upload(b"data", {{}})
+print(json.dumps({{"built": sorted(built), "loaded": sorted(sys.modules)}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAKE_CREDENTIALS, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["built"] == []
+    heavy = [m for m in found["loaded"] if m.partition(".")[0] in ("boto3", "botocore", "urllib3")]
+    assert heavy == []
+
+
+def test_read_timeouts_bound_each_attempt_without_a_deadline(s3_server, bucket):
+    """A checkpoint has no deadline: each attempt still ends at the read timeout,
+    and the attempts are counted (the proxy holds every PUT)."""
+    from coverage_runtime import s3 as s3_module
+
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "stall")
+        client = s3_module.make_client(
+            purpose="test",
+            endpoint_url=proxy.endpoint_url,
+            attempts=2,
+            connect_timeout=1,
+            read_timeout=0.3,
+            light=True,
+        )
+        started = time.monotonic()
+        with pytest.raises(s3_module.S3RequestError) as caught:
+            client.put_object({"Bucket": bucket, "Key": "k", "Body": b"x"})
+        assert time.monotonic() - started < 5
+        assert caught.value.problem.kind == "timeout"
+        assert len(proxy.requests("PUT")) == 2
+
+
+def test_an_argument_the_light_client_cannot_send_is_an_error_not_dropped():
+    """put_arguments is the one place PutObject's arguments are made: one the
+    light client has no header for fails loudly instead of going unsent."""
+    from coverage_runtime.s3 import wire_headers
+
+    with pytest.raises(ValueError, match="cannot send StorageClass"):
+        wire_headers({"Bucket": "b", "Key": "k", "Body": b"", "StorageClass": "GLACIER"})
+
+
+@pytest.mark.parametrize(
+    ("region", "bucket", "variables", "expected"),
+    [
+        ("eu-west-1", "coverage-bucket", {}, "coverage-bucket.s3.eu-west-1.amazonaws.com /k"),
+        ("us-east-1", "with.dots", {}, "s3.us-east-1.amazonaws.com /with.dots/k"),
+        ("cn-north-1", "b-cn", {}, "b-cn.s3.cn-north-1.amazonaws.com.cn /k"),
+        (
+            "us-gov-west-1",
+            "gov-bucket",
+            {"AWS_USE_FIPS_ENDPOINT": "true"},
+            "gov-bucket.s3-fips.us-gov-west-1.amazonaws.com /k",
+        ),
+        (
+            "eu-west-1",
+            "v6-bucket",
+            {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
+            "v6-bucket.s3.dualstack.eu-west-1.amazonaws.com /k",
+        ),
+    ],
+)
+def test_where_requests_go_without_an_endpoint_override(
+    region, bucket, variables, expected, monkeypatch
+):
+    """S3's own endpoints, as botocore builds them: virtual-hosted over TLS, path-style
+    for a name TLS cannot put in a host name, the partition's domain, FIPS, dual-stack."""
+    from coverage_runtime.s3 import make_client
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    client = make_client(purpose="test", region=region, light=True)
+    scheme, host, path = client._location(bucket, "k")
+    assert (scheme, f"{host} {path}") == ("https", expected)

@@ -1,13 +1,14 @@
 """A function's tracer around the shim's work, in a fresh interpreter.
 
 ``python -m tests.tracer_probe TRACER ORDER ENDPOINT BUCKET WORKDIR`` patches
-the way a function does (``xray``: the X-Ray SDK's ``patch_all()``; ``otel``:
+the way a function does (``xray``: the X-Ray SDK's ``patch_all()``; ``xray-all``:
+``patch_all(double_patch=True)``, which also patches ``http.client``; ``otel``:
 OpenTelemetry's botocore, sqlite3 and urllib3 instrumentations; ``otel-http``:
 its urllib3 one alone, under botocore), ``before`` the shim
 starts or ``after`` its S3 client and data file exist, then runs the shim's
 snapshots and uploads inside and outside a traced invocation, next to the
 function's own calls (a boto3 call and a sqlite3 query), and a control: a
-client built without ``untraced``.  It prints, as JSON, what the tracer
+boto3 client of `s3.make_client`, which the tracer sees.  It prints, as JSON, what the tracer
 recorded and logged.  Patches cannot be undone (X-Ray's), hence a process.
 """
 
@@ -34,7 +35,8 @@ class Collected(logging.Handler):
 class XRay:
     """The X-Ray SDK, sampling everything, with an emitter that keeps what it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, double_patch: bool = False) -> None:
+        self.double_patch = double_patch
         from aws_xray_sdk.core import xray_recorder
 
         probe = self
@@ -58,7 +60,7 @@ class XRay:
     def patch(self) -> None:
         from aws_xray_sdk.core import patch_all
 
-        patch_all()
+        patch_all(double_patch=self.double_patch)
 
     def begin(self) -> None:
         self.recorder.begin_segment("function")
@@ -140,7 +142,9 @@ def main(tracer_name: str, order: str, endpoint: str, bucket: str, workdir: str)
     logging.getLogger().addHandler(collected)
     logging.getLogger().setLevel(logging.DEBUG)
     tracer: XRay | OpenTelemetry = (
-        XRay() if tracer_name == "xray" else OpenTelemetry(http_only=tracer_name == "otel-http")
+        XRay(double_patch=tracer_name == "xray-all")
+        if tracer_name.startswith("xray")
+        else OpenTelemetry(http_only=tracer_name == "otel-http")
     )
     if order == "before":
         tracer.patch()

@@ -6,10 +6,9 @@ the shim sees: an invocation arrives, the runtime is about to wait for the
 next one (the checkpoint moment: the response is already sent, so an upload
 here adds nothing to its latency), and shutdown.
 
-The S3 client is built at that same moment after the first response, not
-during init: importing boto3 and building a client costs 100-200 ms, which
-would otherwise lengthen every cold start.  Only an environment shut down
-before its first response pays for it inside the shutdown window.
+The S3 client (`s3.ObjectClient`, the standard library's, built in
+microseconds) is built on first use: on the shipping thread after the first
+response, or inside the shutdown window of an environment shut down before.
 """
 
 from __future__ import annotations
@@ -61,31 +60,6 @@ def maintenance_due(invocations: int) -> bool:
     if invocations <= 0:
         return False
     return invocations & (invocations - 1) == 0 or invocations % 64 == 0
-
-
-def _prepare_imports_at_exit() -> None:
-    """Let boto3 be imported while the interpreter exits (after an init error, or
-    a function's own SIGTERM handler that exits, before the S3 client exists).
-
-    s3transfer imports ``concurrent.futures``, whose import registers with
-    threading's exit hooks, and those refuse new entries once the interpreter
-    is exiting: the import would fail and nothing would be uploaded.  Importing
-    it at init instead cost every cold start ~4 ms; here, only when the
-    interpreter is already exiting, the registration is skipped for that one
-    import (its hook joins pool threads, and none is left to join by then).
-    """
-    if "concurrent.futures.thread" in sys.modules:
-        return
-    register = getattr(threading, "_register_atexit", None)
-    if register is None or not getattr(threading, "_SHUTTING_DOWN", False):
-        return  # (not exiting: the import registers as usual)
-    threading._register_atexit = lambda *args, **kwargs: None  # type: ignore[attr-defined]
-    try:
-        import concurrent.futures.thread  # noqa: F401
-    except Exception:  # noqa: S110 - the upload says what failed, if anything
-        pass
-    finally:
-        threading._register_atexit = register  # type: ignore[attr-defined]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -214,10 +188,12 @@ class CoverageSession:
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         """The S3 uploader, built on first use; `UploadError` if it cannot be.
 
-        Built on the shipping thread after the first response, never on the
-        main thread by the runtime itself, so no signal handler can find its
-        lock held by the thread it interrupted.  ``timeout`` bounds the wait
-        for a build under way elsewhere.
+        Built on the shipping thread after the first response (or in the
+        shutdown window, before it), never on the main thread by the runtime
+        itself, so no signal handler can find its lock held by the thread it
+        interrupted.  The build costs ~0.1 ms (`s3.ObjectClient`: no boto3),
+        so no deadline waits on it; ``timeout`` still bounds the wait for a
+        build under way elsewhere.
         """
         if self._uploader is not None:
             return self._uploader
@@ -229,10 +205,9 @@ class CoverageSession:
             if self._uploader is None:
                 started = time.monotonic()
                 pause_points.reach("client-build")
-                _prepare_imports_at_exit()
                 try:
                     self._uploader = SnapshotUploader(self.settings, self.identity)
-                except Exception as exc:  # a broken boto3 setup must not break the function
+                except Exception as exc:  # a broken setup must not break the function
                     self.upload_problem = f"cannot create the S3 client: {exc}"
                     structured_log.error(self.upload_problem, error_type=type(exc).__name__)
                     raise UploadError(self.upload_problem) from exc

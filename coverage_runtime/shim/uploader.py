@@ -4,10 +4,16 @@ The key is ``<prefix><function>/<version>/<init date>/<environment id>.coverage`
 and every snapshot overwrites the previous one, so S3 always holds the latest
 complete data of each environment and the report merges one file each.
 
-One client is created per environment and reused: building a boto3 S3
-client costs 70-90 ms, too much to pay per upload or, if avoidable, inside
-the 500 ms shutdown window (`CoverageSession` builds it after the first
-response).
+The client is `s3.ObjectClient` (``PutObject`` and ``HeadObject`` signed with
+the standard library), not boto3: it is built in ~0.02 ms and its first
+request imports ``hashlib``/``hmac`` only, against 230-250 ms of CPU and
+~25 MB of RSS for boto3's import and client (botocore's signer, credentials
+and HTTP session alone: 75-85 ms, ~6 MB), measured by bench/upload_paths.py
+on the host's 3.13 next to the shim's own imports.  On the third of a vCPU a
+512 MB function gets, boto3's build took about a second of the shipping
+thread after the first response, and an environment shut down before it was
+built spent its 400 ms shutdown window building it.  The arguments are
+`s3.put_arguments`', the same as the combiner's.
 """
 
 from __future__ import annotations
@@ -15,19 +21,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from coverage_runtime import layout, s3
 from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import ObjectKey
-from coverage_runtime.s3 import make_client
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim.identity import EnvironmentIdentity
 
-# Attempts in all, the first included (botocore's ``total_max_attempts``).
+# Attempts in all, the first included.
 MAX_ATTEMPTS = 3
+CONNECT_TIMEOUT_SECONDS = 2.0
+READ_TIMEOUT_SECONDS = 5.0
 # Object metadata: the snapshot's generation, which only grows in an environment.
 GENERATION_KEY = layout.GENERATION
 
@@ -63,32 +70,34 @@ class SnapshotUploader:
         self.settings = settings
         self.bucket = settings.bucket
         self.key = object_key(settings, identity)
-        self._client = make_client(
+        self._client: s3.ObjectClient = s3.make_client(
             purpose="uploader",
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             attempts=MAX_ATTEMPTS,
-            connect_timeout=2,
-            read_timeout=5,
-            untraced=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+            light=True,
         )
-        # Fencing: no attempt (first send or botocore's retry) of an older
-        # snapshot may start once a newer one has started, so an abandoned
-        # upload can never overwrite newer data.
+        # Fencing: no attempt (first send or retry) of an older snapshot may
+        # start once a newer one has started, so an abandoned upload can never
+        # overwrite newer data.
         self._newest_started = 0
         self._fence = threading.Lock()
-        self._client.meta.events.register("before-send.s3.PutObject", self._before_send)
 
-    def _before_send(self, request: Any, **kwargs: Any) -> None:
-        value = request.headers.get(f"x-amz-meta-{GENERATION_KEY}")
-        generation = int(value.decode() if isinstance(value, bytes) else value or 0)
-        with self._fence:
-            if generation < self._newest_started:
-                raise Superseded(f"snapshot {generation} superseded by {self._newest_started}")
-            self._newest_started = generation
+    def _fenced(self, generation: int) -> Callable[[], None]:
+        """What runs before each attempt of ``generation``'s upload."""
+
+        def check() -> None:
+            with self._fence:
+                if generation < self._newest_started:
+                    raise Superseded(f"snapshot {generation} superseded by {self._newest_started}")
+                self._newest_started = generation
+
+        return check
 
     @property
-    def client(self) -> Any:
+    def client(self) -> s3.ObjectClient:
         return self._client
 
     def upload(
@@ -107,7 +116,10 @@ class SnapshotUploader:
             self.settings, self.key, body, {**metadata, GENERATION_KEY: str(generation)}
         )
         started = time.monotonic()
-        response = self._put(args) if deadline is None else self._put_before(args, deadline)
+        if deadline is None:
+            response = self._put(args, generation, None)
+        else:
+            response = self._put_before(args, generation, deadline)
         return UploadResult(
             bucket=self.bucket,
             key=self.key,
@@ -122,21 +134,28 @@ class SnapshotUploader:
         if self.settings.expected_owner:
             args["ExpectedBucketOwner"] = self.settings.expected_owner
         try:
-            head = call_before(lambda: self._client.head_object(**args), deadline)
+            head = call_before(lambda: self._client.head_object(args, deadline=deadline), deadline)
         except Exception:  # a verification only: never the cause of a failure
             return None
         value = (head.get("Metadata") or {}).get(GENERATION_KEY)
         return int(value) if value and value.isdigit() else None
 
-    def _put(self, args: dict[str, Any]) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def _put(self, args: dict[str, Any], generation: int, deadline: float | None) -> dict[str, Any]:
+        where = f"s3://{self.bucket}/{self.key}"
         try:
-            return self._client.put_object(**args)
+            return self._client.put_object(
+                args, deadline=deadline, before_attempt=self._fenced(generation)
+            )
         except Superseded as exc:
             raise UploadError(f"not sent: {exc}") from exc
-        except ClientError as exc:
-            found = s3.problem(exc)
+        except s3.S3RequestError as exc:
+            found = exc.problem
+            if deadline is not None and found.kind == "timeout" and time.monotonic() >= deadline:
+                raise UploadError(f"upload to {where} did not finish before the deadline") from exc
+            if found.kind == "no_credentials":
+                raise UploadError(f"no AWS credentials to upload to {where}: {exc}") from exc
+            if found.status is None:
+                raise UploadError(f"could not reach S3 for {where}: {exc}") from exc
             hint = ""
             if found.kind == "access_denied":
                 hint = " (check the function role's s3:PutObject permission on the prefix" + (
@@ -144,23 +163,18 @@ class SnapshotUploader:
                     if self.settings.expected_owner
                     else ")"
                 )
-            raise UploadError(
-                f"S3 refused s3://{self.bucket}/{self.key}: {found.answer()}{hint}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise UploadError(
-                f"could not reach S3 for s3://{self.bucket}/{self.key}: {exc}"
-            ) from exc
+            raise UploadError(f"S3 refused {where}: {found.answer()}{hint}") from exc
 
-    def _put_before(self, args: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _put_before(self, args: dict[str, Any], generation: int, deadline: float) -> dict[str, Any]:
         """The put, with a hard deadline.
 
-        botocore's timeouts bound each attempt, not the whole call with its
-        retries; only waiting from outside gives a hard deadline.  The
-        abandoned attempt cannot land later over newer data: see the fence.
+        The client's timeouts and its retries stop at the deadline, but name
+        resolution, for one, has no timeout: only waiting from outside gives a
+        hard deadline.  The abandoned attempt cannot land later over newer
+        data: see the fence.
         """
         try:
-            return call_before(lambda: self._put(args), deadline)
+            return call_before(lambda: self._put(args, generation, deadline), deadline)
         except TimeoutError as exc:
             raise UploadError(
                 f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
@@ -175,9 +189,9 @@ def call_before(call: Any, deadline: float, *, name: str = "coverage-upload") ->
     """``call()`` on a helper thread, waited for until ``deadline`` (monotonic);
     `DeadlinePassed` then, and the call is left to end with the process.
 
-    botocore's timeouts bound each attempt, and nothing bounds building a client
-    or writing a data file: only waiting from outside gives a hard deadline (an
-    upload, the whole shutdown before Lambda's SIGKILL).
+    A client's timeouts bound each attempt, not name resolution, and nothing
+    bounds writing a data file: only waiting from outside gives a hard deadline
+    (an upload, the whole shutdown before Lambda's SIGKILL).
     """
     outcome: dict[str, Any] = {}
 
