@@ -85,8 +85,7 @@ def environment(
             work, runtime_python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
         )
         started.append(instance)
-        # The main process builds its S3 client once the workers are started; an
-        # environment shut down before that pays for it inside the shutdown window.
+        # The main process is ready to ship once its workers are started.
         if measured:
             instance.wait_for_log("S3 client ready")
         return instance
