@@ -17,7 +17,8 @@ Metrics (medians over rounds):
               one per worker (each worker's init, in parallel): the init the
               shim adds to every worker (target +30 ms, as a cold start in the
               standard mode);
-  warm        ``-w`` callers at once, ``-n`` invocations each (a loop of
+  warm        ``-w`` callers at once, after ``--warmup`` invocations each
+              (the workers build coverage.py after their init), ``-n`` each (a loop of
               measured code per invocation): the median round trip of the
               answered attempts under concurrent load (target 1.05x, as warm
               invocations in the standard mode);
@@ -82,7 +83,9 @@ def start(config: str, work: Path, python: str, s3: S3Server, bucket: str, worke
     return instance, ready * 1000
 
 
-def warm(instance: ManagedInstance, workers: int, invocations: int) -> tuple[list[float], int]:
+def warm(
+    instance: ManagedInstance, workers: int, invocations: int, warmup: int
+) -> tuple[list[float], int]:
     """Round trips of the answered attempts, and how many attempts were refused
     (``Runtime.Unavailable``: no worker was waiting for work at that moment)."""
     samples: list[float] = []
@@ -93,6 +96,9 @@ def warm(instance: ManagedInstance, workers: int, invocations: int) -> tuple[lis
     def caller() -> None:
         nonlocal refused
         mine, turned_away = [], 0
+        for _ in range(warmup):  # past the workers' coverage.py build after their init
+            while unavailable(post_invocation(instance.port, event)):
+                time.sleep(0.001)
         for _ in range(invocations):
             while True:
                 began = time.perf_counter()
@@ -120,6 +126,7 @@ def main() -> int:
     parser.add_argument("-w", "--workers", type=int, default=4, help="AWS_LAMBDA_MAX_CONCURRENCY")
     parser.add_argument("-r", "--rounds", type=int, default=5, help="fresh environments each")
     parser.add_argument("-n", "--invocations", type=int, default=100, help="per caller")
+    parser.add_argument("--warmup", type=int, default=30, help="per caller, not counted")
     parser.add_argument("--json", type=Path, help="write every sample here")
     args = parser.parse_args()
     reason = can_run()
@@ -144,7 +151,9 @@ def main() -> int:
                     instance, ready = start(config, work, python, s3, bucket, args.workers)
                     try:
                         samples[config]["ready"].append(ready)
-                        answered, refused = warm(instance, args.workers, args.invocations)
+                        answered, refused = warm(
+                            instance, args.workers, args.invocations, args.warmup
+                        )
                         samples[config]["warm"].extend(answered)
                         samples[config]["refused"].append(refused / len(answered))
                         instance.terminate()
