@@ -1,0 +1,161 @@
+"""The adoption paths, end to end through the real RIE and local S3.
+
+- an existing image or checkout: the package installed from a wheel built from
+  this repository into a fresh venv, ``python -m coverage_runtime`` as the
+  entry point, the function in a task root elsewhere;
+- a zip function on a managed Python runtime (and an AWS base image, which
+  starts the same ``/var/runtime/bootstrap``): the layer from
+  scripts/build-layer.sh unpacked under ``<root>/opt`` and
+  ``AWS_LAMBDA_EXEC_WRAPPER`` pointing at its wrapper, on an emulation of the
+  runtime's start (tests/managed_runtime.py).
+
+Each checks that the init was measured (coverage started before the
+function's module was imported), that a checkpoint followed a response, that
+SIGTERM shipped the rest, and that the function saw the packages it sees
+without the shim.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FUNCTIONS_DIR
+from tests.harness import download_objects, executed_lines, line_of
+from tests.managed_runtime import (
+    ManagedRuntime,
+    build_layer,
+    python_version,
+    runtime_python,
+    unzip_preserving_modes,
+)
+from tests.test_exactness import other_pythons
+
+pytestmark = pytest.mark.rie
+
+SOURCE = FUNCTIONS_DIR / "adopted.py"
+HANDLER = "adopted.handler"
+PROBE = {"import": ["boto3", "botocore"]}
+
+
+def uploads(function) -> list[str]:
+    return [r["reason"] for r in function.json_logs() if r["message"] == "coverage uploaded"]
+
+
+def wait_for_upload(function, reason: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reason in uploads(function):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {reason} upload:\n{function.logs()}")
+
+
+def exercise(function) -> list[dict]:
+    """Three invocations with a checkpoint between, then SIGTERM; the responses."""
+    first = function.invoke({**PROBE, "path": "a"})
+    assert first.status == 200, first.body
+    time.sleep(1.1)  # COVERAGE_FLUSH_INTERVAL_SECONDS=1 passes
+    second = function.invoke({**PROBE, "path": "a"})
+    assert second.status == 200, second.body
+    wait_for_upload(function, "checkpoint")
+    third = function.invoke({**PROBE, "path": "b"})  # new lines for the shutdown
+    assert third.status == 200, third.body
+    assert function.terminate() == 0, function.logs()
+    assert uploads(function)[-1] == "SIGTERM", function.logs()
+    return [first.body, second.body, third.body]
+
+
+def check_shipped(s3, bucket: str, tmp_path: Path, task_file: Path) -> dict:
+    """The one object: the init and both paths measured, three invocations counted."""
+    (tmp_path / "downloaded").mkdir(exist_ok=True)
+    objects = download_objects(s3, bucket, tmp_path / "downloaded")
+    assert len(objects) == 1, objects
+    key, path = next(iter(objects.items()))
+    lines = executed_lines(path, task_file)
+    for marker in ("module-level", "path-a", "path-b"):
+        assert line_of(task_file, marker) in lines, (marker, sorted(lines))
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["Metadata"]["invocations"] == "3"
+    return head["Metadata"]
+
+
+def extension_registered_before_first_next(function) -> None:
+    """The RIE logs the extension's registration; it must precede the runtime's
+    first request for an event (which ends the init: ``INIT RTDONE``), or Lambda
+    would not send SIGTERM."""
+    logs = function.logs()
+    registered = logs.find("Internal agent lambda-coverage")
+    assert registered != -1, logs
+    assert registered < logs.find("INIT RTDONE"), logs
+
+
+# -- a zip function on a managed runtime, through the layer ---------------------
+
+
+def runtime_pythons() -> list:
+    """The host's Python (the C tracer) and, marked slow, the newest 3.12+ (sysmon)."""
+    params = [pytest.param(sys.executable, id="host")]
+    newer = [p for p in other_pythons() if p.parent.parent.name >= "3.12"]
+    if newer:
+        params.append(pytest.param(str(newer[-1]), id="sysmon", marks=pytest.mark.slow))
+    return params
+
+
+@pytest.fixture(scope="module", params=runtime_pythons())
+def managed_python(request, tmp_path_factory) -> tuple[str, Path]:
+    """The runtime's interpreter and the layer built for its Python version."""
+    base = request.param
+    version = python_version(base)
+    layer = build_layer(version, tmp_path_factory.mktemp("layer"))
+    return runtime_python(base), layer
+
+
+def managed_runtime(tmp_path: Path, managed_python, layer: bool = True) -> ManagedRuntime:
+    python, layer_zip = managed_python
+    runtime = ManagedRuntime.lay_out(tmp_path / "root", python)
+    shutil.copy(SOURCE, runtime.task_root / SOURCE.name)
+    if layer:
+        unzip_preserving_modes(layer_zip, runtime.opt)
+    return runtime
+
+
+def test_layer_on_a_managed_runtime(
+    start_function, function_env, managed_python, s3, bucket, tmp_path
+):
+    runtime = managed_runtime(tmp_path, managed_python)
+    env = runtime.environment(function_env, HANDLER)
+    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
+    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
+    function = start_function(
+        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    )
+    responses = exercise(function)
+    extension_registered_before_first_next(function)
+    assert responses[0]["handler_env"] == HANDLER
+    metadata = check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
+    assert metadata["python-version"].startswith(python_version(managed_python[0]))
+
+    # The same function without the layer's wrapper: the same path and packages.
+    plain = start_function(
+        HANDLER,
+        task_root=runtime.task_root,
+        env={**runtime.environment(function_env, HANDLER), "COVERAGE_ENABLED": "false"},
+        command=[str(runtime.bootstrap)],
+    )
+    alone = plain.invoke({**PROBE, "path": "a"}).body
+    plain.kill()
+    layer_lib = str(runtime.opt / "lambda-coverage-lib")
+    measured_path = responses[0]["sys_path"]
+    assert [p for p in measured_path if p != layer_lib] == alone["sys_path"]
+    # The layer's packages come after every directory that exists on the path.
+    existing = [p for p in alone["sys_path"] if Path(p).exists()]
+    assert measured_path.index(layer_lib) > max(measured_path.index(p) for p in existing)
+    assert responses[0]["modules"] == alone["modules"]
+    # Before the function's module ran, the shim loaded nothing the function might
+    # import but coverage.py, and that only on the C tracer (sysmon defers it).
+    assert set(responses[0]["preloaded"]) - set(alone["preloaded"]) <= {"coverage"}
