@@ -18,8 +18,10 @@ without the shim.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -55,9 +57,9 @@ def wait_for_upload(function, reason: str, timeout: float = 15) -> None:
     raise AssertionError(f"no {reason} upload:\n{function.logs()}")
 
 
-def exercise(function) -> list[dict]:
+def exercise(function, probe: dict = PROBE) -> list[dict]:
     """Three invocations with a checkpoint between, then SIGTERM; the responses."""
-    first = function.invoke({**PROBE, "path": "a"})
+    first = function.invoke({**probe, "path": "a"})
     assert first.status == 200, first.body
     time.sleep(1.1)  # COVERAGE_FLUSH_INTERVAL_SECONDS=1 passes
     second = function.invoke({**PROBE, "path": "a"})
@@ -159,3 +161,77 @@ def test_layer_on_a_managed_runtime(
     # Before the function's module ran, the shim loaded nothing the function might
     # import but coverage.py, and that only on the C tracer (sysmon defers it).
     assert set(responses[0]["preloaded"]) - set(alone["preloaded"]) <= {"coverage"}
+
+
+# -- an existing image or checkout: the package from a wheel -------------------
+
+
+def shim_modules() -> set[str]:
+    package = FUNCTIONS_DIR.parent.parent / "coverage_runtime"
+    return {
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if "report" not in path.parts
+    }
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv(start_function, function_env, s3, bucket, tmp_path):
+    """``pip install`` of a wheel built from this checkout, into a venv that has
+    never seen it; the function in a task root elsewhere; ``python -m
+    coverage_runtime`` as the entry point, the checkout nowhere on the path."""
+    repo = FUNCTIONS_DIR.parent.parent
+    dist = tmp_path / "dist"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(dist), str(repo)], check=True, timeout=300
+    )
+    (wheel,) = dist.glob("lambda_coverage-*.whl")
+    with zipfile.ZipFile(wheel) as zipped:
+        names = set(zipped.namelist())
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert (
+            "lambda-coverage = coverage_runtime.report.cli:main"
+            in zipped.read(entry_points).decode()
+        )
+    assert shim_modules() <= names, shim_modules() - names
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    usage = subprocess.run(
+        [python, "-m", "coverage_runtime"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert usage.returncode == 2 and "usage: python -m coverage_runtime" in usage.stderr
+    cli = subprocess.run(
+        [str(venv / "bin" / "lambda-coverage"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 0 and "report" in cli.stdout, cli.stderr
+
+    task = tmp_path / "task"
+    task.mkdir()
+    shutil.copy(SOURCE, task / SOURCE.name)
+    env = {k: v for k, v in function_env.items() if k != "PYTHONPATH"}
+    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
+    function = start_function(
+        HANDLER, task_root=task, env=env, command=[python, "-m", "coverage_runtime", HANDLER]
+    )
+    responses = exercise(function, {"import": ["boto3", "botocore", "coverage_runtime"]})
+    extension_registered_before_first_next(function)
+    started = next(r for r in function.json_logs() if r["message"] == "coverage runtime started")
+    assert started["source"] == [str(task)]
+    assert str(repo) not in responses[0]["sys_path"]
+    for name in ("boto3", "botocore", "coverage_runtime"):
+        assert responses[0]["modules"][name]["file"].startswith(str(venv)), responses[0]
+    check_shipped(s3, bucket, tmp_path, task / SOURCE.name)
