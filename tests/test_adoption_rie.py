@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FUNCTIONS_DIR
-from tests.harness import download_objects, executed_lines, line_of
+from tests.harness import download_objects, executed_lines, line_of, pinned_version
 from tests.managed_runtime import (
     ManagedRuntime,
     build_layer,
@@ -161,6 +161,43 @@ def test_layer_on_a_managed_runtime(
     # Before the function's module ran, the shim loaded nothing the function might
     # import but coverage.py, and that only on the C tracer (sysmon defers it).
     assert set(responses[0]["preloaded"]) - set(alone["preloaded"]) <= {"coverage"}
+
+
+@pytest.mark.parametrize("version", ["7.6.0", pinned_version("coverage")])
+def test_the_functions_own_coverage(
+    start_function, function_env, managed_python, s3, bucket, tmp_path, version
+):
+    """A function that vendors coverage.py gets its own.  Another version than the
+    layer's: the shim measures nothing and says why in one record; the same
+    version: the shim measures with the function's copy."""
+    runtime = managed_runtime(tmp_path, managed_python)
+    subprocess.run(
+        [managed_python[0], "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "--no-compile", "--target", str(runtime.task_root), f"coverage=={version}"],
+        check=True, timeout=600, capture_output=True,
+    )  # fmt: skip
+    env = runtime.environment(function_env, HANDLER)
+    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
+    function = start_function(
+        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    )
+    response = function.invoke({"import": ["coverage"], "path": "a"})
+    assert response.status == 200, function.logs()
+    own = response.body["modules"]["coverage"]
+    assert own["file"].startswith(str(runtime.task_root)), own
+    assert own["version"] == version
+    assert function.terminate() == 0
+    records = function.json_logs()
+    refusals = [r for r in records if r.get("coverage_version") == version]
+    if version == pinned_version("coverage"):
+        assert refusals == [] and uploads(function) == ["SIGTERM"], function.logs()
+        return
+    (refusal,) = refusals
+    assert refusal["level"] == "ERROR"
+    assert refusal["message"].startswith(f"the function brings its own coverage.py {version}")
+    assert refusal["coverage_path"] == str(runtime.task_root)
+    assert [r for r in records if r["level"] == "ERROR"] == [refusal]
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
 # -- an existing image or checkout: the package from a wheel -------------------

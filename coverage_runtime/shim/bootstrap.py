@@ -90,6 +90,17 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         run_awslambdaric(handler)
         return
 
+    from coverage_runtime.shim.function_packages import foreign_coverage
+
+    foreign = foreign_coverage()
+    if foreign is not None:
+        structured_log.error(
+            foreign.describe(), coverage_version=foreign.version, coverage_path=foreign.path
+        )
+        api.install(None, reason=f"the function's own coverage.py {foreign.version}")
+        run_awslambdaric(handler)
+        return
+
     try:
         session = start_session(settings, env)
     except Exception as exc:
