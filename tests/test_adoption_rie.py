@@ -57,6 +57,13 @@ def wait_for_upload(function, reason: str, timeout: float = 15) -> None:
     raise AssertionError(f"no {reason} upload:\n{function.logs()}")
 
 
+def wait_for_record(function, message: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(r["message"] == message for r in function.json_logs()):
+        assert time.monotonic() < deadline, function.logs()
+        time.sleep(0.05)
+
+
 def exercise(function, probe: dict = PROBE) -> list[dict]:
     """Three invocations with a checkpoint between, then SIGTERM; the responses."""
     first = function.invoke({**probe, "path": "a"})
@@ -186,6 +193,8 @@ def test_the_functions_own_coverage(
     own = response.body["modules"]["coverage"]
     assert own["file"].startswith(str(runtime.task_root)), own
     assert own["version"] == version
+    if version == pinned_version("coverage"):  # (a SIGTERM under load waits for the client)
+        wait_for_record(function, "S3 client ready")
     assert function.terminate() == 0
     records = function.json_logs()
     refusals = [r for r in records if r.get("coverage_version") == version]

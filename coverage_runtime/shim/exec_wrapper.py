@@ -32,7 +32,7 @@ import runpy
 import sys
 
 USAGE = (
-    "usage: python -m coverage_runtime.wrapper /var/runtime/bootstrap.py "
+    "usage: python -m coverage_runtime.shim.exec_wrapper /var/runtime/bootstrap.py "
     "| -m awslambdaric <module.function>"
 )
 
@@ -81,7 +81,7 @@ def main(argv: list[str], private: str | None = None) -> None:
     elif len(argv) == 1 and argv[0].endswith(".py"):
         run_bootstrap(argv[0])
     else:
-        sys.stderr.write(f"coverage_runtime.wrapper: unexpected command line {argv!r}\n{USAGE}\n")
+        sys.stderr.write(f"lambda-coverage: unexpected command line {argv!r}\n{USAGE}\n")
         raise SystemExit(2)
 
 
