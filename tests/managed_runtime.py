@@ -79,12 +79,14 @@ def python_version(python: str) -> str:
     ).stdout.strip()  # fmt: skip
 
 
-def runtime_python(base_python: str) -> str:
-    """A venv of ``base_python`` with what a managed runtime ships (awslambdaric and
-    boto3 at the pinned versions) and nothing of lambda-coverage; made once."""
+def runtime_python(base_python: str, awslambdaric: str | None = None) -> str:
+    """A venv of ``base_python`` with what a managed runtime ships (awslambdaric,
+    pinned unless given, and boto3) and nothing of lambda-coverage; made once."""
     version = python_version(base_python)
-    venv = REPO_ROOT / ".local" / "venvs" / f"managed-runtime-{version}"
-    wanted = [f"{name}=={pinned_version(name)}" for name in ("awslambdaric", "boto3")]
+    ric = awslambdaric or pinned_version("awslambdaric")
+    suffix = "" if awslambdaric is None else f"-ric{awslambdaric}"
+    venv = REPO_ROOT / ".local" / "venvs" / f"managed-runtime-{version}{suffix}"
+    wanted = [f"awslambdaric=={ric}", f"boto3=={pinned_version('boto3')}"]
     stamp = venv / ".wanted"
     if not (stamp.exists() and stamp.read_text() == "\n".join(wanted)):
         subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)

@@ -115,13 +115,18 @@ def runtime_pythons() -> list:
     return params
 
 
+OLDER_AWSLAMBDARIC = "3.1.1"
+
+
+def managed_python_for(base: str, out: Path) -> tuple[str, Path]:
+    """The runtime's interpreter and the layer built for its Python version."""
+    layer = build_layer(python_version(base), out)
+    return runtime_python(base), layer
+
+
 @pytest.fixture(scope="module", params=runtime_pythons())
 def managed_python(request, tmp_path_factory) -> tuple[str, Path]:
-    """The runtime's interpreter and the layer built for its Python version."""
-    base = request.param
-    version = python_version(base)
-    layer = build_layer(version, tmp_path_factory.mktemp("layer"))
-    return runtime_python(base), layer
+    return managed_python_for(request.param, tmp_path_factory.mktemp("layer"))
 
 
 def managed_runtime(tmp_path: Path, managed_python, layer: bool = True) -> ManagedRuntime:
@@ -207,6 +212,24 @@ def test_the_functions_own_coverage(
     assert refusal["coverage_path"] == str(runtime.task_root)
     assert [r for r in records if r["level"] == "ERROR"] == [refusal]
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_layer_with_an_older_awslambdaric(start_function, function_env, s3, bucket, tmp_path):
+    """A runtime whose own awslambdaric predates 4.0 (``run(app_root, handler,
+    address)``, which builds its runtime client itself) is measured the same."""
+    _, layer = managed_python_for(sys.executable, tmp_path)
+    python = runtime_python(sys.executable, awslambdaric=OLDER_AWSLAMBDARIC)
+    runtime = managed_runtime(tmp_path, (python, layer))
+    env = runtime.environment(function_env, HANDLER)
+    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
+    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
+    function = start_function(
+        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    )
+    responses = exercise(function, {"import": ["awslambdaric"]})
+    assert responses[0]["modules"]["awslambdaric"]["version"] == OLDER_AWSLAMBDARIC
+    extension_registered_before_first_next(function)
+    check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
 
 
 # -- an existing image or checkout: the package from a wheel -------------------
