@@ -39,6 +39,14 @@ if [ ! -x "$wrapper" ]; then echo "$wrapper: is not an executable"; exit 126; fi
 exec -- "$wrapper" {python} {runtime}/bootstrap.py
 """
 
+# An AWS base image's /lambda-entrypoint.sh: the handler from CMD becomes _HANDLER, then
+# the bootstrap runs (under the image's RIE when AWS_LAMBDA_RUNTIME_API is unset).
+ENTRYPOINT_SH = """#!/bin/sh
+if [ $# -ne 1 ]; then echo "entrypoint requires the handler name" 1>&2; exit 142; fi
+export _HANDLER="$1"
+exec {runtime}/bootstrap
+"""
+
 BOOTSTRAP_PY = '''"""A managed runtime's bootstrap.py, as tests/managed_runtime.py describes it."""
 import os
 import site
@@ -142,6 +150,11 @@ class ManagedRuntime:
     def bootstrap(self) -> Path:
         return self.runtime_dir / "bootstrap"
 
+    @property
+    def entrypoint(self) -> Path:
+        """The base image's ``/lambda-entrypoint.sh`` (its ``ENTRYPOINT``)."""
+        return self.root / "lambda-entrypoint.sh"
+
     @classmethod
     def lay_out(cls, root: Path, python: str) -> ManagedRuntime:
         runtime = cls(root, python)
@@ -157,6 +170,8 @@ class ManagedRuntime:
             )
         )
         runtime.bootstrap.chmod(0o755)
+        runtime.entrypoint.write_text(ENTRYPOINT_SH.format(runtime=runtime.runtime_dir))
+        runtime.entrypoint.chmod(0o755)
         (runtime.runtime_dir / "bootstrap.py").write_text(
             BOOTSTRAP_PY.format(opt=str(runtime.opt), runtime_site=site_packages)
         )

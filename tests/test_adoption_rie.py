@@ -175,6 +175,34 @@ def test_layer_on_a_managed_runtime(
     assert set(responses[0]["preloaded"]) - set(alone["preloaded"]) <= {"coverage"}
 
 
+@pytest.mark.parametrize("start", ["base-image", "entry-script"])
+def test_the_wrapper_on_other_starts(
+    start_function, function_env, managed_python, s3, bucket, tmp_path, start
+):
+    """An AWS base image: the layer's tree copied into /opt (a Dockerfile's ``COPY``),
+    started by its ``/lambda-entrypoint.sh <handler>`` (``CMD``).  An image on
+    another base whose entry script runs ``$AWS_LAMBDA_EXEC_WRAPPER python -m
+    awslambdaric <handler>``."""
+    python, layer_zip = managed_python
+    runtime = managed_runtime(tmp_path, (python, layer_zip), layer=False)
+    shutil.copytree(layer_zip.with_suffix(""), runtime.opt, dirs_exist_ok=True)
+    env = runtime.environment(function_env, HANDLER)
+    del env["_HANDLER"]  # (the entry point or the command line names it)
+    wrapper = str(runtime.opt / "lambda-coverage")
+    env["AWS_LAMBDA_EXEC_WRAPPER"] = wrapper
+    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
+    command = (
+        [str(runtime.entrypoint), HANDLER]
+        if start == "base-image"
+        else [wrapper, python, "-m", "awslambdaric", HANDLER]
+    )
+    function = start_function(HANDLER, task_root=runtime.task_root, env=env, command=command)
+    responses = exercise(function)
+    extension_registered_before_first_next(function)
+    assert responses[0]["handler_env"] == HANDLER
+    check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
+
+
 @pytest.mark.parametrize("version", ["7.6.0", pinned_version("coverage")])
 def test_the_functions_own_coverage(
     start_function, function_env, managed_python, s3, bucket, tmp_path, version
