@@ -175,6 +175,24 @@ def test_layer_on_a_managed_runtime(
     assert set(responses[0]["preloaded"]) - set(alone["preloaded"]) <= {"coverage"}
 
 
+def test_the_layer_switched_off(start_function, function_env, managed_python, s3, bucket, tmp_path):
+    """``COVERAGE_ENABLED=false`` with the layer still attached: the runtime's own
+    awslambdaric serves, and nothing of coverage is loaded or uploaded."""
+    runtime = managed_runtime(tmp_path, managed_python)
+    env = runtime.environment(function_env, HANDLER)
+    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
+    env["COVERAGE_ENABLED"] = "false"
+    function = start_function(
+        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    )
+    response = function.invoke({**PROBE, "path": "a"})
+    assert response.status == 200, function.logs()
+    assert response.body["preloaded"] == []
+    assert function.terminate() == 0
+    assert function.json_logs() == []
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
 @pytest.mark.parametrize("start", ["base-image", "entry-script"])
 def test_the_wrapper_on_other_starts(
     start_function, function_env, managed_python, s3, bucket, tmp_path, start
