@@ -193,6 +193,27 @@ def test_the_layer_switched_off(start_function, function_env, managed_python, s3
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_an_unknown_start_still_starts(start_function, function_env, managed_python, tmp_path):
+    """A runtime command line the wrapper does not know (here an interpreter option)
+    starts unchanged and unmeasured, with one line saying so: never a failed init."""
+    runtime = managed_runtime(tmp_path, managed_python)
+    env = runtime.environment(function_env, HANDLER)
+    wrapper = str(runtime.opt / "lambda-coverage")
+    bootstrap_py = str(runtime.runtime_dir / "bootstrap.py")
+    function = start_function(
+        HANDLER,
+        task_root=runtime.task_root,
+        env=env,
+        command=[wrapper, managed_python[0], "-X", "utf8", bootstrap_py],
+    )
+    response = function.invoke({**PROBE, "path": "a"})
+    assert response.status == 200, function.logs()
+    assert response.body["taken"] == "a"
+    assert function.terminate() == 0
+    assert "lambda-coverage: not measuring: unexpected command line" in function.logs()
+    assert function.json_logs() == []
+
+
 @pytest.mark.parametrize("start", ["base-image", "entry-script"])
 def test_the_wrapper_on_other_starts(
     start_function, function_env, managed_python, s3, bucket, tmp_path, start

@@ -30,10 +30,7 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = (
-    "usage: python -m coverage_runtime.shim.exec_wrapper /var/runtime/bootstrap.py "
-    "| -m awslambdaric <module.function>"
-)
+USAGE = "expected: python /var/runtime/bootstrap.py | python -m awslambdaric <module.function>"
 
 
 def _move_to_end(directory: str) -> None:
@@ -86,8 +83,13 @@ def main(argv: list[str], private: str | None = None) -> None:
     elif len(argv) == 1 and argv[0].endswith(".py"):
         run_bootstrap(argv[0])
     else:
-        sys.stderr.write(f"lambda-coverage: unexpected command line {argv!r}\n{USAGE}\n")
-        raise SystemExit(2)
+        # A start this wrapper does not know (interpreter options, another launcher):
+        # the function must still start, unmeasured.
+        sys.stderr.write(
+            f"lambda-coverage: not measuring: unexpected command line {argv!r} ({USAGE}); "
+            "starting it unchanged\n"
+        )
+        os.execv(sys.executable, [sys.executable, *argv])  # noqa: S606 - the runtime's own command
 
 
 if __name__ == "__main__":
