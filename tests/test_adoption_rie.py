@@ -138,15 +138,23 @@ def managed_runtime(tmp_path: Path, managed_python, layer: bool = True) -> Manag
     return runtime
 
 
+def start_with_layer(start_function, runtime: ManagedRuntime, function_env, **env: str):
+    """The function on the emulated runtime, started as Lambda starts it with the
+    layer's ``AWS_LAMBDA_EXEC_WRAPPER`` set; ``env`` adds variables."""
+    merged = runtime.environment(function_env, HANDLER)
+    merged["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
+    merged.update(env)
+    return start_function(
+        HANDLER, task_root=runtime.task_root, env=merged, command=[str(runtime.bootstrap)]
+    )
+
+
 def test_layer_on_a_managed_runtime(
     start_function, function_env, managed_python, s3, bucket, tmp_path
 ):
     runtime = managed_runtime(tmp_path, managed_python)
-    env = runtime.environment(function_env, HANDLER)
-    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
-    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
-    function = start_function(
-        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    function = start_with_layer(
+        start_function, runtime, function_env, COVERAGE_FLUSH_INTERVAL_SECONDS="1"
     )
     responses = exercise(function)
     extension_registered_before_first_next(function)
@@ -179,12 +187,7 @@ def test_the_layer_switched_off(start_function, function_env, managed_python, s3
     """``COVERAGE_ENABLED=false`` with the layer still attached: the runtime's own
     awslambdaric serves, and nothing of coverage is loaded or uploaded."""
     runtime = managed_runtime(tmp_path, managed_python)
-    env = runtime.environment(function_env, HANDLER)
-    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
-    env["COVERAGE_ENABLED"] = "false"
-    function = start_function(
-        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
-    )
+    function = start_with_layer(start_function, runtime, function_env, COVERAGE_ENABLED="false")
     response = function.invoke({**PROBE, "path": "a"})
     assert response.status == 200, function.logs()
     assert response.body["preloaded"] == []
@@ -255,11 +258,7 @@ def test_the_functions_own_coverage(
          "--no-compile", "--target", str(runtime.task_root), f"coverage=={version}"],
         check=True, timeout=600, capture_output=True,
     )  # fmt: skip
-    env = runtime.environment(function_env, HANDLER)
-    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
-    function = start_function(
-        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
-    )
+    function = start_with_layer(start_function, runtime, function_env)
     response = function.invoke({"import": ["coverage"], "path": "a"})
     assert response.status == 200, function.logs()
     own = response.body["modules"]["coverage"]
@@ -287,11 +286,8 @@ def test_layer_with_an_older_awslambdaric(start_function, function_env, s3, buck
     _, layer = managed_python_for(sys.executable, tmp_path)
     python = runtime_python(sys.executable, awslambdaric=OLDER_AWSLAMBDARIC)
     runtime = managed_runtime(tmp_path, (python, layer))
-    env = runtime.environment(function_env, HANDLER)
-    env["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
-    env["COVERAGE_FLUSH_INTERVAL_SECONDS"] = "1"
-    function = start_function(
-        HANDLER, task_root=runtime.task_root, env=env, command=[str(runtime.bootstrap)]
+    function = start_with_layer(
+        start_function, runtime, function_env, COVERAGE_FLUSH_INTERVAL_SECONDS="1"
     )
     responses = exercise(function, {"import": ["awslambdaric"]})
     assert responses[0]["modules"]["awslambdaric"]["version"] == OLDER_AWSLAMBDARIC
