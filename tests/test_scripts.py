@@ -24,7 +24,14 @@ import yaml
 from tests.harness import REPO_ROOT, free_port
 
 SCRIPTS = REPO_ROOT / "scripts"
-USER_SCRIPTS = ["build.sh", "run-local.sh", "invoke.sh", "push-ecr.sh", "deploy.sh"]
+USER_SCRIPTS = [
+    "build.sh",
+    "run-local.sh",
+    "invoke.sh",
+    "push-ecr.sh",
+    "deploy.sh",
+    "build-layer.sh",
+]
 ALL_SCRIPTS = [*USER_SCRIPTS, "container-setup.sh"]
 ACCOUNT = "123456789012"
 IMAGE_URI = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/lambda-coverage:abc123"
@@ -897,3 +904,17 @@ def test_local_s3_without_its_dependencies_says_how_to_get_them():
     assert run.returncode == 1
     assert "needs moto[server] and gunicorn" in run.stderr and "setup-venv.sh" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--python", "3.10"], "--python must be 3.11-3.14, not 3.10"),
+        (["--arch", "s390x"], "--arch must be x86_64 or arm64, not s390x"),
+    ],
+)
+def test_build_layer_refuses_what_lambda_does_not_run(tmp_path, args, message):
+    result = run("build-layer.sh", *args, "--out", str(tmp_path), env=script_env(tmp_path))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert list(tmp_path.glob("*.zip")) == []

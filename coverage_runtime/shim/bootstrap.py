@@ -79,6 +79,17 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         workers.run_environment(handler, settings, env)
         return
 
+    from coverage_runtime.shim.function_packages import foreign_coverage
+
+    foreign = foreign_coverage()
+    if foreign is not None:
+        structured_log.error(
+            foreign.describe(), coverage_version=foreign.version, coverage_path=foreign.path
+        )
+        api.install(None, reason=f"the function's own coverage.py {foreign.version}")
+        run_awslambdaric(handler)
+        return
+
     try:
         session = start_session(settings, env)
     except Exception as exc:
@@ -96,4 +107,11 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 
-    bootstrap.run(handler, CoverageRuntimeClient(env[names.RUNTIME_API], session))
+    client = CoverageRuntimeClient(env[names.RUNTIME_API], session)
+    if bootstrap.run.__code__.co_varnames[:1] == ("app_root",):
+        # awslambdaric 2.x/3.x, which a managed runtime or base image may ship (the
+        # layer uses the runtime's own): its run() builds the client itself.
+        bootstrap.LambdaRuntimeClient = lambda *args, **kwargs: client
+        bootstrap.run(os.getcwd(), handler, env[names.RUNTIME_API])
+        return
+    bootstrap.run(handler, client)

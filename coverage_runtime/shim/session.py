@@ -530,10 +530,42 @@ class CoverageSession:
             structured_log.info("nothing was measured", reason=reason)
             return
         if not self._grew(snapshot):
-            structured_log.info("coverage unchanged since last upload", reason=reason)
-            return
+            if not self._count_behind():
+                structured_log.info("coverage unchanged since last upload", reason=reason)
+                self._remove_data_file()
+                return
+            # Nothing new measured, but invocations served since: the object's count
+            # must be brought up to date.  A re-put of the body just read costs only
+            # its transfer; CopyObject onto itself would also need s3:GetObject,
+            # which the function's role does not have (PutObject on its prefix only).
+            structured_log.info(
+                "coverage unchanged since last upload: uploading it again for the invocation count",
+                reason=reason,
+                invocations=self.invocations,
+            )
         self.ship(generation, snapshot, reason, deadline)
         self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
+        self._remove_data_file()
+
+    def _count_behind(self) -> bool:
+        """An object exists whose invocation count is older than this environment's."""
+        with self._state:
+            return self._confirmed > 0 and self.invocations > self._confirmed_invocations
+
+    def _remove_data_file(self) -> None:
+        """Everything the data file holds is in S3 now: it leaves the data directory,
+        so a host's COVERAGE_DATA_DIR does not fill up (in Lambda /tmp goes with the
+        environment anyway).  Only called once the newest snapshot is confirmed: a
+        failed upload keeps the file, and the loss record names it."""
+        for path in (self.measurement.data_file, self.measurement.data_file + "-journal"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                structured_log.warning(
+                    "the uploaded data file could not be removed", path=path, error_message=str(exc)
+                )
 
     def _make_sure_newest_is_stored(
         self, generation: int, snapshot: Snapshot, reason: str, deadline: float
@@ -567,6 +599,7 @@ class CoverageSession:
             recorded_lines=snapshot.lines if snapshot else None,
             recorded_lines_in_s3=confirmed_size if self.last_upload else 0,
             invocations_since_last_upload=self.invocations - confirmed_invocations,
+            data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
         )
