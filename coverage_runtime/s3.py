@@ -14,7 +14,7 @@ One factory, `make_client`, two kinds of client, one set of arguments:
   for the uploader in Lambda, which runs next to the function.  boto3's
   import and client build cost the function 180-250 ms of CPU and ~25 MB of
   RSS, and botocore's own signer, credentials and HTTP session alone still
-  60-85 ms and ~6 MB (bench/upload_paths.py); this one signs with
+  60-100 ms and 6-7 MB (bench/upload_paths.py); this one signs with
   ``hmac``/``hashlib`` and sends with ``http.client``, which the shim has
   loaded already: ready in ~0.1 ms, with no memory to speak of.  It takes
   the same `put_arguments` and raises what `problem` reads.
