@@ -5,7 +5,7 @@ and every snapshot overwrites the previous one, so S3 always holds the latest
 complete data of each environment and the report merges one file each.
 
 The client is `s3.ObjectClient` (``PutObject`` and ``HeadObject`` signed with
-the standard library), not boto3: it is built in ~0.02 ms and its first
+the standard library), not boto3: it is built in ~0.1 ms and its first
 request imports ``hashlib``/``hmac`` only, against 180-250 ms of CPU and
 ~25 MB of RSS for boto3's import and client (botocore's signer, credentials
 and HTTP session alone: 60-100 ms, 6-7 MB), measured by bench/upload_paths.py
