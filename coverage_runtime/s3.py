@@ -14,7 +14,7 @@ One factory, `make_client`, two kinds of client, one set of arguments:
   for the uploader in Lambda, which runs next to the function.  boto3's
   import and client build cost the function 180-250 ms of CPU and ~25 MB of
   RSS, and botocore's own signer, credentials and HTTP session alone still
-  60-85 ms and ~6 MB (bench/upload_paths.py); this one signs with
+  60-100 ms and 6-7 MB (bench/upload_paths.py); this one signs with
   ``hmac``/``hashlib`` and sends with ``http.client``, which the shim has
   loaded already: ready in ~0.1 ms, with no memory to speak of.  It takes
   the same `put_arguments` and raises what `problem` reads.
@@ -379,7 +379,7 @@ class ObjectClient:
     (signed again for it, once, and kept), ``attempts`` in all with
     jittered exponential backoff on 5xx, throttling, resets and timeouts,
     connect and read timeouts, kept-alive connections, and credentials from
-    the environment (Lambda's), else botocore's whole provider chain
+    the environment (Lambda's, read at each request), else botocore's chain
     (container credentials, profiles ...), imported only then.  A
     ``deadline`` (monotonic) caps each attempt's timeouts and starts no
     attempt or wait that would end after it.  ``before_attempt`` runs before
@@ -408,7 +408,6 @@ class ObjectClient:
         override = urlsplit(endpoint_url) if endpoint_url else None
         self._override = override
         self._base_path = override.path.rstrip("/") if override else ""
-        self._credentials = environment_credentials()
         self._chain: Any = None
         # FIPS and dual-stack endpoints, as botocore reads the switches.
         fips = env.parse_bool(os.environ.get(env.AWS_USE_FIPS_ENDPOINT, "")) is True
@@ -564,9 +563,12 @@ class ObjectClient:
         return "https", host, f"/{bucket}/{quoted_key}"
 
     def _current(self) -> Credentials:
-        """The environment's credentials, else botocore's chain (refreshed as it does)."""
-        if self._credentials is not None:
-            return self._credentials
+        """The environment's credentials, read at each request as botocore's
+        environment provider refreshes them (an environment restored from a
+        snapshot gets new ones), else botocore's chain (refreshed as it does)."""
+        found = environment_credentials()
+        if found is not None:
+            return found
         if self._chain is None:
             import botocore.session
 

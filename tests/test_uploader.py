@@ -525,6 +525,22 @@ def test_without_environment_credentials_botocores_chain_finds_them(
     assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
 
 
+def test_credentials_renewed_in_the_environment_are_used(
+    signature_checking_s3, bucket, monkeypatch
+):
+    """Read at each request, as botocore's environment provider refreshes them:
+    an environment restored from a snapshot is given new ones."""
+    up = uploader(signature_checking_s3.endpoint_url, bucket)
+    up.upload(BODY, {}, generation=1)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "renewed")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "renewed-token")
+    up.upload(BODY, {}, generation=2)
+    first, second = signature_checking_s3.requests("PUT")
+    assert "Credential=testing/" in first.headers["authorization"]
+    assert "Credential=renewed/" in second.headers["authorization"]
+    assert (second.action, second.headers["x-amz-security-token"]) == ("pass", "renewed-token")
+
+
 def test_no_credentials_anywhere_is_one_clear_upload_error(s3_server, bucket, monkeypatch):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)

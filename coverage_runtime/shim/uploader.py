@@ -5,10 +5,10 @@ and every snapshot overwrites the previous one, so S3 always holds the latest
 complete data of each environment and the report merges one file each.
 
 The client is `s3.ObjectClient` (``PutObject`` and ``HeadObject`` signed with
-the standard library), not boto3: it is built in ~0.02 ms and its first
-request imports ``hashlib``/``hmac`` only, against 230-250 ms of CPU and
+the standard library), not boto3: it is built in ~0.1 ms and its first
+request imports ``hashlib``/``hmac`` only, against 180-250 ms of CPU and
 ~25 MB of RSS for boto3's import and client (botocore's signer, credentials
-and HTTP session alone: 75-85 ms, ~6 MB), measured by bench/upload_paths.py
+and HTTP session alone: 60-100 ms, 6-7 MB), measured by bench/upload_paths.py
 on the host's 3.13 next to the shim's own imports.  On the third of a vCPU a
 512 MB function gets, boto3's build took about a second of the shipping
 thread after the first response, and an environment shut down before it was
