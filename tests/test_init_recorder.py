@@ -95,3 +95,14 @@ def test_data_asked_during_the_hand_over_never_builds_a_second_coverage_py(pytho
     assert result["collectors"] == 1, result
     assert result["lines"] > 0 and result["gate"] == "gate", result
     assert "Expected current collector" not in log
+
+
+def test_label_switches_choose_the_cheaper_rearming_and_each_label_gets_its_lines(python):
+    result, _ = run_case(python, "label_switches_choose_the_cheaper_rearming")
+    # The first switch restarts; it shows many code objects outside the sources
+    # starting again, so the next ones re-arm the measured code objects alone.
+    assert result["chosen"] == ["restart", "per-code", "per-code", "per-code"], result
+    negative, small, big = [9, 11, 12, 15, 16, 18], [9, 11, 14, 15, 16, 18], [9, 10, 15, 16, 17, 18]
+    assert result["lines"] == {
+        "label-0": negative, "label-1": small, "label-2": big, "label-3": small,
+    }, result  # fmt: skip

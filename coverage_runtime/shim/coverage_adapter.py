@@ -558,6 +558,11 @@ class SysmonGate(Labelled):
         self._parked = []
         self._labelled = labelled
         self._retired: dict[int, CodeType] = {}  # (labels: re-armed at their next call)
+        # Labels: code outside the sources that started again since the last
+        # `restart_events()` (the price of a restart), and the switches so far.
+        self._outside_starts = 0
+        self._outside_per_restart: int | None = None
+        self._switches = 0
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -715,6 +720,7 @@ class SysmonGate(Labelled):
                         self._fresh_under_label(code, info)
                     return self._disable
             return self._py_start(code, offset)
+        self._outside_starts += 1
         return self._disable
 
     def _fresh_under_label(self, code: CodeType, info: Any) -> None:
@@ -732,14 +738,31 @@ class SysmonGate(Labelled):
             return
         self._taken = {}  # lines taken under the last label say nothing about this one
         infos = self._code_infos
-        init_recorder.rearm_for_label(
+        self._switches += 1
+        if self._switches > 1:  # (the first follows the init: nothing measured yet)
+            self._outside_per_restart = self._outside_starts
+        # A restart makes every code object that runs afterwards start again,
+        # most of it outside the sources (the runtime, installed packages: ~180
+        # code objects per invocation of the example function); re-arming the
+        # measured code objects one by one costs one toggle each.  The cheaper
+        # way per the last restart, measured again every 64th switch.
+        outside = self._outside_per_restart
+        per_code = (
+            outside is not None
+            and self._switches % 64 != 0
+            and len(self._tracer.code_objects) <= outside
+        )
+        how = init_recorder.rearm_for_label(
             self._tool,
             lambda: [
                 c for c in list(self._tracer.code_objects) if infos[id(c)].file_data is not None
             ],
             self._tracer.local_events(),
             each=lambda code: self._fresh_under_label(code, infos[id(code)]),
+            per_code=per_code,
         )
+        if how == "restart":
+            self._outside_starts = 0
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.

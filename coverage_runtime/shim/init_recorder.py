@@ -90,6 +90,7 @@ def rearm_for_label(
     local_events: int,
     *,
     each: Callable[[CodeType], None] | None = None,
+    per_code: bool = False,
 ) -> str:
     """Make every location ``tool`` disabled report again: a new label began.
 
@@ -102,15 +103,17 @@ def rearm_for_label(
     only one registered; with another (a profiler, a debugger, another
     coverage tool), each ``armed`` code object is re-armed alone
     (``set_local_events`` to 0 and back: O(code objects) per switch) and
-    ``each`` is called for it.  Returns which was done.
+    ``each`` is called for it.  ``per_code`` asks for that way anyway: the
+    caller found it cheaper (see `coverage_adapter.SysmonGate.relabel`).
+    Returns which was done.
     """
     global _warned_per_code  # noqa: PLW0603 - one warning per process
     monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - (3.12+; typeshed of 3.11)
     other = other_tool(tool)
-    if other is None:
+    if other is None and not per_code:
         monitoring.restart_events()
         return "restart"
-    if not _warned_per_code:
+    if other is not None and not _warned_per_code:
         _warned_per_code = True
         from coverage_runtime.shim import structured_log
 

@@ -304,9 +304,56 @@ def data_asked_during_the_hand_over() -> dict[str, Any]:
     }
 
 
+def label_switches_choose_the_cheaper_rearming() -> dict[str, Any]:
+    """After a restart, code outside the sources starts again too (the runtime's,
+    installed packages'); when that outnumbers the measured code objects, the next
+    switches re-arm the measured ones one by one, and each label still gets its
+    lines."""
+    import email.generator
+    import email.message
+    import re as regex
+
+    from coverage_runtime.shim import init_recorder
+
+    runtime = session()
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)
+    measurement.materialize()
+    chosen: list[str] = []
+    original = init_recorder.rearm_for_label
+
+    def recording(*args: Any, **kwargs: Any) -> str:
+        how = original(*args, **kwargs)
+        chosen.append(how)
+        return how
+
+    init_recorder.rearm_for_label = recording  # type: ignore[assignment]
+
+    def outside_work() -> None:  # many code objects outside the sources
+        message = email.message.EmailMessage()
+        message["Subject"] = "x"
+        message.set_content("body")
+        email.generator.Generator(__import__("io").StringIO()).flatten(message)
+        regex.compile(r"(a|b)+c").sub("d", "abc")
+
+    lines = {}
+    for index in range(4):
+        label = f"label-{index}"
+        runtime.label(label)
+        outside_work()
+        measured_only.classify((-3, 4, 11, 4)[index])
+        data = measurement.data()
+        data.set_query_contexts([f"^{label}$"])
+        lines[label] = sorted(data.lines(str(FRESH)) or ())
+    return {"chosen": chosen, "lines": lines}
+
+
 CASES = {
     f.__name__: f
     for f in (
+        label_switches_choose_the_cheaper_rearming,
         data_asked_during_the_hand_over,
         concurrent_event,
         internals_changed,
