@@ -91,7 +91,9 @@ class Environment:
     exit_code: int | None = None
 
 
-def start(config: str, round_: int, image: str, s3: S3Server, bucket: str) -> Environment:
+def start(
+    config: str, round_: int, image: str, s3: S3Server, bucket: str, **extra: str
+) -> Environment:
     env = Environment(config, round_, f"lc-bench-{uuid.uuid4().hex[:8]}")
     env.port, _ = start_with_local_s3(
         env.name,
@@ -102,6 +104,7 @@ def start(config: str, round_: int, image: str, s3: S3Server, bucket: str) -> En
         COVERAGE_FLUSH_INTERVAL_SECONDS="0",
         ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",  # the batch event is an admin request
         **CONFIGS[config],
+        **extra,
     )
     return env
 
@@ -145,6 +148,7 @@ def one_round(
 # The labels section: (configuration, how invocations are labelled) -> its target.
 LABEL_CONFIGS: dict[str, tuple[str, str | None, float]] = {
     "disabled": ("disabled", None, 1.0),
+    "full, labels off": ("full", None, 1.05),  # COVERAGE_LABELS=none: as before labels
     "full, no labels": ("full", None, 1.05),
     "full, same label": ("full", "same", 1.05),
     "full, new label each": ("full", "new", 1.30),
@@ -164,7 +168,8 @@ def labels_round(
     counter = 0
     try:
         for name in order:
-            env = start(LABEL_CONFIGS[name][0], round_, image, s3, bucket)
+            extra = {"COVERAGE_LABELS": "none"} if "labels off" in name else {}
+            env = start(LABEL_CONFIGS[name][0], round_, image, s3, bucket, **extra)
             env.config = name
             envs.append(env)
             env.first_ms = invoke(env, bodies["health.json"])
@@ -192,9 +197,12 @@ def labels_rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[st
     table: list[dict[str, Any]] = []
     for event in EVENTS:
         base = median([v for e in envs if e.config == "disabled" for v in e.warm_ms[event]])
-        for name, (_, _, target) in LABEL_CONFIGS.items():
+        for name, (config, labelling, label_target) in LABEL_CONFIGS.items():
             if name == "disabled":
                 continue
+            target = label_target
+            if "batch" in event and labelling != "new":  # blocks per item: as the warm rows
+                target = BATCH_TARGETS["full+branch" if "branch" in config else "full"]
             value = median([v for e in envs if e.config == name for v in e.warm_ms[event]])
             table.append(
                 {"metric": f"warm {event} ({name}), ms", "baseline": base, "value": value,
