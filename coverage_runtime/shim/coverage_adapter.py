@@ -563,6 +563,9 @@ class SysmonGate(Labelled):
         self._outside_starts = 0
         self._outside_per_restart: int | None = None
         self._switches = 0
+        # Labels: code objects that recorded since they were last re-armed (the
+        # others' events are all armed still: a switch leaves them alone).
+        self._ran: dict[int, CodeType] = {}
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -709,6 +712,7 @@ class SysmonGate(Labelled):
 
     def _dirty_marker(self, code: CodeType) -> None:
         self._dirty[id(code)] = code
+        self._ran[id(code)] = code
 
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
@@ -746,17 +750,13 @@ class SysmonGate(Labelled):
         # code objects per invocation of the example function); re-arming the
         # measured code objects one by one costs one toggle each.  The cheaper
         # way per the last restart, measured again every 64th switch.
+        # Only what recorded since it was last re-armed needs re-arming.
+        ran, self._ran = self._ran, {}
         outside = self._outside_per_restart
-        per_code = (
-            outside is not None
-            and self._switches % 64 != 0
-            and len(self._tracer.code_objects) <= outside
-        )
+        per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
         how = init_recorder.rearm_for_label(
             self._tool,
-            lambda: [
-                c for c in list(self._tracer.code_objects) if infos[id(c)].file_data is not None
-            ],
+            lambda: [c for c in ran.values() if infos[id(c)].file_data is not None],
             self._tracer.local_events(),
             each=lambda code: self._fresh_under_label(code, infos[id(code)]),
             per_code=per_code,
