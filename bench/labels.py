@@ -35,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.inprocess import timed  # noqa: E402
+
 FUNCTIONS = 100
 LINES_PER_FUNCTION = 20
 SWITCH_TARGET_US = 20.0
@@ -49,15 +51,6 @@ def module_source() -> str:
     names = ", ".join(f"f{f}" for f in range(FUNCTIONS))
     parts.append(f"ALL = [{names}]\n\n\ndef run_all():\n    for fn in ALL:\n        fn(1)\n")
     return "".join(parts)
-
-
-def timed(fn: Any, *args: Any, repeat: int = 15) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn(*args)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def run_one(config: str) -> dict[str, Any]:
@@ -96,7 +89,7 @@ def run_one(config: str) -> dict[str, Any]:
 
     # One call of a small measured function, steady state.
     n = 200_000
-    call_ns = timed(module.calls, n) / n * 1e9
+    call_ns = timed(module.calls, n, repeat=15) / n * 1e9
 
     # A switch to a new label: admission and the switch.
     switches = []
