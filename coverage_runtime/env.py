@@ -70,6 +70,10 @@ AWS_SECURITY_TOKEN = "AWS_SECURITY_TOKEN"  # noqa: S105 - the older name botocor
 AWS_CA_BUNDLE = "AWS_CA_BUNDLE"
 AWS_USE_FIPS_ENDPOINT = "AWS_USE_FIPS_ENDPOINT"
 AWS_USE_DUALSTACK_ENDPOINT = "AWS_USE_DUALSTACK_ENDPOINT"
+# The AWS SDKs' configured endpoints (LocalStack, a VPC endpoint): boto3 honours them.
+AWS_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -110,6 +114,23 @@ def region(environ: Mapping[str, str] | None = None) -> str | None:
     return (
         (env.get(AWS_REGION) or "").strip() or (env.get(AWS_DEFAULT_REGION) or "").strip() or None
     )
+
+
+def configured_s3_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
+    """The S3 endpoint the AWS SDKs' configuration names, as boto3 reads it:
+    ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``, unless
+    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true.  ValueError if it is not an
+    http(s) URL (boto3 refuses it too)."""
+    env = os.environ if environ is None else environ
+    if parse_bool(env.get(AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "")) is True:
+        return None
+    for name in (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL):
+        value = (env.get(name) or "").strip()
+        if value:
+            if parse_url(value) is None:
+                raise ValueError(f"{name}={value!r} is not an http:// or https:// URL")
+            return value
+    return None
 
 
 def parse_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:

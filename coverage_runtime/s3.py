@@ -70,13 +70,15 @@ def make_client(
     ``purpose`` (``uploader``, ``report``, ``health``) goes into the user agent,
     so the S3 access logs say which part of lambda-coverage made a request.
     ``light``: an `ObjectClient` instead (``PutObject`` and ``HeadObject``
-    only, one connection per concurrent request), built in microseconds.
+    only, one connection per concurrent request), built in microseconds; like
+    boto3, it honours the SDKs' configured endpoint (`env.configured_s3_endpoint`)
+    when ``endpoint_url`` is not given.
     """
     if light:
         return ObjectClient(
             agent=_agent(purpose),
             region=region_or_default(region),
-            endpoint_url=endpoint_url,
+            endpoint_url=endpoint_url or env.configured_s3_endpoint(),
             attempts=attempts,
             timeouts=(connect_timeout, read_timeout),
         )

@@ -661,3 +661,31 @@ def test_where_requests_go_without_an_endpoint_override(
     client = make_client(purpose="test", region=region, light=True)
     scheme, host, path = client._location(bucket, "k")
     assert (scheme, f"{host} {path}") == ("https", expected)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])
+def test_the_sdks_configured_endpoint_is_honoured_as_boto3_does(
+    s3_server, s3, bucket, monkeypatch, variable
+):
+    """LocalStack users set AWS_ENDPOINT_URL(_S3), which boto3 honours: so does the shim."""
+    monkeypatch.setenv(variable, s3_server.endpoint_url)
+    settings = load_settings(
+        {"LAMBDA_TASK_ROOT": "/var/task", "COVERAGE_S3_BUCKET": bucket, "AWS_REGION": "us-east-1"}
+    )
+    assert settings.endpoint_url is None
+    up = SnapshotUploader(settings, identity())
+    up.upload(BODY, {"mode": "full"})
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_a_configured_endpoint_can_be_ignored_and_must_be_a_url(monkeypatch):
+    from coverage_runtime import env
+
+    environ = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
+    assert env.configured_s3_endpoint(environ) == "http://127.0.0.1:4566"
+    environ["AWS_ENDPOINT_URL_S3"] = "https://s3.example.test"
+    assert env.configured_s3_endpoint(environ) == "https://s3.example.test"
+    environ["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
+    assert env.configured_s3_endpoint(environ) is None
+    with pytest.raises(ValueError, match="AWS_ENDPOINT_URL_S3"):
+        env.configured_s3_endpoint({"AWS_ENDPOINT_URL_S3": "localhost:4566"})
