@@ -712,7 +712,6 @@ class SysmonGate(Labelled):
 
     def _dirty_marker(self, code: CodeType) -> None:
         self._dirty[id(code)] = code
-        self._ran[id(code)] = code
 
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
@@ -747,10 +746,10 @@ class SysmonGate(Labelled):
             self._outside_per_restart = self._outside_starts
         # A restart makes every code object that runs afterwards start again,
         # most of it outside the sources (the runtime, installed packages: ~180
-        # code objects per invocation of the example function); re-arming the
-        # measured code objects one by one costs one toggle each.  The cheaper
-        # way per the last restart, measured again every 64th switch.
-        # Only what recorded since it was last re-armed needs re-arming.
+        # code objects per invocation of the example function); re-arming one by
+        # one costs a toggle per measured code object that recorded since it was
+        # last re-armed (only those have disabled events).  The cheaper way per
+        # the last restart, measured again every 64th switch.
         ran, self._ran = self._ran, {}
         outside = self._outside_per_restart
         per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
@@ -846,6 +845,8 @@ class SysmonGate(Labelled):
         if not dirty:
             return {}
         self._to_check.update(dirty)
+        if self._labelled:  # (`relabel` takes first, so this is complete when it re-arms)
+            self._ran.update(dirty)
         infos = self._code_infos
         sets = {}
         for key in dirty:
@@ -868,6 +869,7 @@ class SysmonGate(Labelled):
         discard_recorded(self._live)
         self._dirty = {}
         self._to_check = {}
+        self._ran = {}  # (everything traced is re-armed below)
         # Cleared in place: the gated callbacks hold these very dicts.
         self._fired.clear()
         self._taken.clear()

@@ -94,34 +94,25 @@ class Tally:
     measured as with 1,000.
     """
 
-    def __init__(self, *, arcs: bool, packed: bool) -> None:
+    def __init__(self, *, arcs: bool, packed: bool, labelled: bool = False) -> None:
         self._arcs = arcs
+        self._labelled = labelled
         self._packed = packed
         self._items: dict[str, set[Any]] = {}
         self._lines: dict[str, set[int]] = {}
         self.lines = 0
         self.arcs = 0
         self.files = 0
-        # Labels: items taken under each run of a label (repeats across runs count:
-        # a label that comes back may look new), kept for the current run only.
+        # Labels only: items taken under each run of a label (repeats across runs
+        # count: a label that comes back may look new), kept for the current run only.
         self.entries = 0
         self._run_label: str | None = None
         self._run_items: dict[str, set[Any]] = {}
 
     def add(self, recorded: coverage_adapter.Recorded, label: str = "") -> None:
-        if label != self._run_label:
-            self._run_label = label
-            self._run_items = {}
-        run = self._run_items
+        if self._labelled:
+            self._count_entries(recorded, label)
         for name, new in recorded.items():
-            seen = run.get(name)
-            if seen is None:
-                run[name] = set(new)
-                self.entries += len(new)
-            else:  # (the C tracer records a line again each time it runs)
-                before = len(seen)
-                seen |= new
-                self.entries += len(seen) - before
             if self._arcs:
                 items = self._items.setdefault(name, set())
                 fresh = new - items
@@ -141,6 +132,21 @@ class Tally:
             if not before and lines:
                 self.files += 1
             self.lines += len(lines) - before
+
+    def _count_entries(self, recorded: coverage_adapter.Recorded, label: str) -> None:
+        if label != self._run_label:
+            self._run_label = label
+            self._run_items = {}
+        run = self._run_items
+        for name, new in recorded.items():
+            seen = run.get(name)
+            if seen is None:
+                run[name] = set(new)
+                self.entries += len(new)
+            else:  # (the C tracer records a line again each time it runs)
+                before = len(seen)
+                seen |= new
+                self.entries += len(seen) - before
 
     def everything(self) -> coverage_adapter.Recorded:
         """All that was recorded, in the tracers' own form: to rewrite a data file."""
@@ -175,7 +181,8 @@ class Measurement:
         # What runs now is recorded under this label (`labels`): the init's, until
         # the first invocation; coverage.py's empty context without labels.
         self._labelled = settings.labelled
-        self.label = labels.INIT if self._labelled else labels.UNLABELLED
+        self._first_label = labels.INIT if self._labelled else labels.UNLABELLED
+        self.label = self._first_label
         self._installed = distributions.installed_paths(settings.source)
         # With the sysmon core, the init is recorded without coverage.py, which
         # is built after the first response (`materialize`).
@@ -186,7 +193,7 @@ class Measurement:
         self._gate: coverage_adapter.Gate | None = None
         # Taken from the gate, not written to the data file yet: by label.
         self._outbox: dict[str, coverage_adapter.Recorded] = {}
-        self._tally = Tally(arcs=settings.branch, packed=False)
+        self._tally = self._new_tally(packed=False)
         self.storage_problem: str | None = None
 
     # -- coverage.py ---------------------------------------------------------
@@ -297,7 +304,7 @@ class Measurement:
                 coverage_version=getattr(sys.modules.get("coverage"), "__version__", None),
             )
             self._gate = coverage_adapter.RestartGate(self.cov, label=self.label)
-        self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
+        self._tally = self._new_tally(packed=self._packed_arcs())
         self._apply()
 
     def materialize(self) -> bool:
@@ -345,7 +352,7 @@ class Measurement:
             self._gate = gate
             if gate.label != self.label:  # (the replay ends at the current label)
                 gate.relabel(self.label)
-            self._tally = Tally(arcs=self.settings.branch, packed=self._packed_arcs())
+            self._tally = self._new_tally(packed=self._packed_arcs())
             structured_log.info("coverage.py took the init over", replayed_events=replayed)
             return True
 
@@ -365,7 +372,7 @@ class Measurement:
                 self.settings.source,
                 deferred=True,
                 labelled=self._labelled,
-                label=labels.INIT if self._labelled else labels.UNLABELLED,
+                label=self._first_label,  # (the recorder's: the replay switches on)
             )
         except Exception:
             coverage_adapter.abandon(cov)  # the tool is the recorder's: nothing to free
@@ -386,6 +393,9 @@ class Measurement:
         self._recorder = None
         self.cov = self._new_coverage()
         self._start_now()
+
+    def _new_tally(self, *, packed: bool) -> Tally:
+        return Tally(arcs=self.settings.branch, packed=packed, labelled=self._labelled)
 
     def _packed_arcs(self) -> bool:
         try:
@@ -540,7 +550,7 @@ class Measurement:
                 files=tally.files,
                 lines=tally.lines,
                 arcs=tally.arcs,
-                entries=tally.entries if self._labelled else 0,
+                entries=tally.entries,
             )
 
     def data(self) -> Any:
