@@ -339,17 +339,25 @@ def test_the_combiner_runs_in_the_image(
     assert code == 0, logs
 
 
-def test_exactness_matrix_on_the_image_python(image):
-    """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
-    and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""
+def run_tests_module(
+    image: Image, module: str, *args: str, timeout: float = 600, check: bool = False
+) -> tuple[subprocess.CompletedProcess, Any]:
+    """``python -m <module> <args>`` from this checkout's tests/ on the image's own Python
+    (read-only, as Lambda runs it); the process and the JSON of its last line."""
     result = podman(
         "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
         "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
         "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
-        "-m", "tests.exactness.check", "--matrix",
-        timeout=600, check=False,
+        "-m", module, *args,
+        timeout=timeout, check=check,
     )  # fmt: skip
-    results = json.loads(result.stdout.strip().splitlines()[-1])
+    return result, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_exactness_matrix_on_the_image_python(image):
+    """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
+    and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""
+    result, results = run_tests_module(image, "tests.exactness.check", "--matrix")
     assert results[0]["python"].startswith("3.14"), results[0]
     cores = {(r["core"], "--branch" in r["cell"]) for r in results}
     assert {("sysmon", False), ("sysmon", True), ("ctrace", True)} <= cores
@@ -366,14 +374,9 @@ def test_exactness_matrix_on_the_image_python(image):
     # Branches on 3.14: code running while the init is replayed in slices, as plain coverage.py.
     cases = {}
     for case in ("replay_while_running", "replay_while_running_reference"):
-        done = podman(
-            "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
-            "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
-            "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
-            "-m", "tests.exactness.recorder_cases", case,
-            timeout=300,
-        )  # fmt: skip
-        cases[case] = json.loads(done.stdout.strip().splitlines()[-1])
+        _, cases[case] = run_tests_module(
+            image, "tests.exactness.recorder_cases", case, timeout=300, check=True
+        )
     ours, plain = cases["replay_while_running"], cases["replay_while_running_reference"]
     assert plain["arcs"], "branches are measured on the image's Python"
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
@@ -385,14 +388,7 @@ def test_labels_exact_on_the_image_python(image):
     sysmon with lines and branches (3.14) and on the C tracer."""
     from tests.test_exactness import assert_labels_exact
 
-    result = podman(
-        "run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp",
-        "-v", f"{REPO_ROOT / 'tests'}:/var/task/tests:ro", "--workdir", "/var/task",
-        "--env", "PYTHONDONTWRITEBYTECODE=1", "--entrypoint", "python", image.name,
-        "-m", "tests.exactness.labels", "--matrix",
-        timeout=600, check=False,
-    )  # fmt: skip
-    results = json.loads(result.stdout.strip().splitlines()[-1])
+    result, results = run_tests_module(image, "tests.exactness.labels", "--matrix")
     assert results[0]["python"].startswith("3.14"), results[0]
     assert {("sysmon", True), ("sysmon", False)} <= {
         (r["core"], "--branch" in r["cell"]) for r in results
