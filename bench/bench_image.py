@@ -47,6 +47,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,10 @@ class Environment:
 
 
 def start(
-    config: str, round_: int, image: str, s3: S3Server, bucket: str, **extra: str
+    name: str, round_: int, image: str, s3: S3Server, bucket: str, variables: dict[str, str]
 ) -> Environment:
-    env = Environment(config, round_, f"lc-bench-{uuid.uuid4().hex[:8]}")
+    """A fresh environment of configuration ``name`` (its coverage ``variables``)."""
+    env = Environment(name, round_, f"lc-bench-{uuid.uuid4().hex[:8]}")
     env.port, _ = start_with_local_s3(
         env.name,
         image,
@@ -103,8 +105,7 @@ def start(
         AWS_LAMBDA_FUNCTION_NAME="bench-image",
         COVERAGE_FLUSH_INTERVAL_SECONDS="0",
         ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",  # the batch event is an admin request
-        **CONFIGS[config],
-        **extra,
+        **variables,
     )
     return env
 
@@ -120,20 +121,34 @@ def invoke(env: Environment, body: bytes, label: str | None = None) -> float:
 
 
 def one_round(
-    round_: int, image: str, s3: S3Server, bucket: str, bodies: dict[str, bytes], n: int
+    round_: int,
+    image: str,
+    s3: S3Server,
+    bucket: str,
+    bodies: dict[str, bytes],
+    n: int,
+    configs: dict[str, dict[str, str]] | None = None,
+    label: Callable[[str, int], str | None] | None = None,
 ) -> list[Environment]:
-    order = list(CONFIGS)
+    """One fresh environment per configuration (``configs``: name -> its `CONFIGS`
+    entry's variables, by default `CONFIGS` itself), then ``n`` warm invocations of
+    each event, round-robin; ``label(name, i)`` labels the i-th invocation."""
+    configs = configs if configs is not None else CONFIGS
+    order = list(configs)
     order = order[round_ % len(order) :] + order[: round_ % len(order)]
     envs = []
+    counter = 0
     try:
-        for config in order:
-            env = start(config, round_, image, s3, bucket)
+        for name in order:
+            env = start(name, round_, image, s3, bucket, configs[name])
             envs.append(env)
             env.first_ms = invoke(env, bodies["health.json"])  # the cold start
         for _ in range(n):
             for event, body in bodies.items():
                 for env in envs:
-                    env.warm_ms.setdefault(event, []).append(invoke(env, body))
+                    counter += 1
+                    chosen = label(env.config, counter) if label is not None else None
+                    env.warm_ms.setdefault(event, []).append(invoke(env, body, chosen))
     finally:
         for env in envs:
             try:
@@ -162,35 +177,20 @@ def labels_round(
     round_: int, image: str, s3: S3Server, bucket: str, bodies: dict[str, bytes], n: int
 ) -> list[Environment]:
     """One fresh environment per labels configuration, invoked round-robin."""
-    order = list(LABEL_CONFIGS)
-    order = order[round_ % len(order) :] + order[: round_ % len(order)]
-    envs = []
-    counter = 0
-    try:
-        for name in order:
-            extra = {"COVERAGE_LABELS": "none"} if "labels off" in name else {}
-            env = start(LABEL_CONFIGS[name][0], round_, image, s3, bucket, **extra)
-            env.config = name
-            envs.append(env)
-            env.first_ms = invoke(env, bodies["health.json"])
-        for _ in range(n):
-            for event, body in bodies.items():
-                for env in envs:
-                    labelling = LABEL_CONFIGS[env.config][1]
-                    counter += 1
-                    label = None
-                    if labelling == "same":
-                        label = "tests/test_it.py::test_same"
-                    elif labelling == "new":
-                        label = f"tests/test_it.py::test_case[{counter}]"
-                    env.warm_ms.setdefault(event, []).append(invoke(env, body, label))
-    finally:
-        for env in envs:
-            try:
-                env.exit_code, _, _ = stop(env.name)
-            finally:
-                podman("rm", "--force", "--time", "0", env.name, check=False)
-    return envs
+    configs = {
+        name: {**CONFIGS[config], **({"COVERAGE_LABELS": "none"} if "labels off" in name else {})}
+        for name, (config, _, _) in LABEL_CONFIGS.items()
+    }
+
+    def label(name: str, counter: int) -> str | None:
+        labelling = LABEL_CONFIGS[name][1]
+        if labelling == "same":
+            return "tests/test_it.py::test_same"
+        if labelling == "new":
+            return f"tests/test_it.py::test_case[{counter}]"
+        return None
+
+    return one_round(round_, image, s3, bucket, bodies, n, configs, label)
 
 
 def labels_rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[str, Any]]:
