@@ -60,42 +60,93 @@ def uploads(function) -> list[dict]:
     return [r for r in function.json_logs() if r["message"] == "coverage uploaded"]
 
 
-def test_sigterm_while_a_checkpoint_takes_its_snapshot(
-    start_function, s3, bucket, tmp_path, pauses
-):
-    """The signal lands while the shipping thread writes a checkpoint's snapshot: the
-    shutdown waits for it, then takes its own; the newest data is in S3, no SIGKILL."""
-    function = start_function(
-        "uses_api.handler",
-        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="snapshot",
-    )
+def wait_logged(function, message: str, timeout: float = 20, **fields: object) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(
+        r["message"] == message and all(r.get(k) == v for k, v in fields.items())
+        for r in function.json_logs()
+    ):
+        assert time.monotonic() < deadline, f"{message!r} {fields} never logged"
+        time.sleep(0.01)
+
+
+def sigterm_inside_a_checkpoints_snapshot(function, pauses) -> threading.Thread:
+    """Hold the shipping thread in a checkpoint's snapshot (the second invocation's
+    data in it), and start the shutdown while it is held."""
     assert function.invoke({"n": 1}).status == 200
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     invoking = threading.Thread(target=invoke_quietly, args=(function, {"n": 5}))
     invoking.start()
     wait_reached(pauses, "snapshot")
     function.signal_shutdown()
-    time.sleep(0.05)  # the signal handler has run on the main thread, inside the snapshot
+    wait_reached(pauses, "shutdown")  # the shutdown has begun, the snapshot still held
+    release(pauses, "shutdown")
     release(pauses, "snapshot")
+    return invoking
+
+
+def test_sigterm_while_a_checkpoint_takes_its_snapshot(
+    start_function, s3, bucket, tmp_path, pauses
+):
+    """The signal lands while the shipping thread writes a checkpoint's snapshot and the
+    shutdown overtakes the checkpoint's upload: the shutdown waits for the snapshot, then
+    takes and uploads its own; the newest data is in S3, no SIGKILL."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="snapshot,shutdown,checkpoint-upload",
+    )
+    invoking = sigterm_inside_a_checkpoints_snapshot(function, pauses)
+    wait_reached(pauses, "checkpoint-upload")  # held until the process exits
     invoking.join(10)
     assert function.wait(timeout=10) == 0
     assert "did not exit after deadline" not in function.logs()
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
-    assert [r["reason"] for r in uploads(function)][-1] == "SIGTERM"
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+
+
+def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_lands_first(
+    start_function, s3, bucket, tmp_path, pauses
+):
+    """The same signal, but the checkpoint's upload is confirmed before the shutdown
+    compares its own snapshot: nothing new, so the shutdown uploads nothing again and
+    says so; the newest data is the checkpoint's, in S3, and nothing is called lost."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+        # Room for the checkpoint's upload while the shutdown is held.
+        COVERAGE_SHUTDOWN_BUDGET_MS="2000",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="snapshot,shutdown,shutdown-snapshot",
+    )
+    invoking = sigterm_inside_a_checkpoints_snapshot(function, pauses)
+    wait_reached(pauses, "shutdown-snapshot")
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    release(pauses, "shutdown-snapshot")
+    invoking.join(10)
+    assert function.wait(timeout=10) == 0
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    records = function.json_logs()
+    assert any(
+        r["message"] == "coverage unchanged since last upload" and r["reason"] == "SIGTERM"
+        for r in records
+    )
+    assert not [r for r in records if r["level"] == "ERROR"]
 
 
 def test_sigterm_while_the_s3_client_is_built(start_function, s3, bucket, tmp_path, pauses):
     function = start_function(
         "uses_api.handler",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="client-build",
+        COVERAGE_TEST_PAUSE_AT="client-build,shutdown",
     )
     assert function.invoke({"n": 5}).status == 200
     wait_reached(pauses, "client-build")  # on the shipping thread, after the response
     function.signal_shutdown()
-    time.sleep(0.05)
+    wait_reached(pauses, "shutdown")
+    release(pauses, "shutdown")
     release(pauses, "client-build")
     assert function.wait(timeout=10) == 0
     assert "did not exit after deadline" not in function.logs()

@@ -337,6 +337,7 @@ class CoverageSession:
             self.checkpoint_failed(exc)
             return
         if self._grew(snapshot):
+            pause_points.reach("checkpoint-upload")
             self.ship(generation, snapshot, "checkpoint", deadline=None)
 
     def checkpoint_failed(self, error: Exception) -> None:
@@ -516,6 +517,7 @@ class CoverageSession:
     def _save_and_ship(
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
+        pause_points.reach("shutdown")
         self.measurement.finish()
         if not self.uploads_enabled:
             structured_log.error(
@@ -526,6 +528,7 @@ class CoverageSession:
             return
         generation, snapshot = self._snapshot()
         taken.append((generation, snapshot))
+        pause_points.reach("shutdown-snapshot")
         if not snapshot.body:
             structured_log.info("nothing was measured", reason=reason)
             return
