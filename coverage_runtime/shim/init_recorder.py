@@ -445,16 +445,22 @@ class InitRecorder:
         callbacks = receiver.callbacks()
         start, line = callbacks[START], callbacks[LINE]
         traced = receiver.traced
-        events = self.events
-        for index in range(self._replayed, end):
-            kind, code, a, b = events[index]
+        # Whether each code object is traced, asked once: it is settled when its
+        # START is replayed, which comes before its other events in the stream.
+        known: dict[int, bool] = {}
+        for kind, code, a, b in self.events[self._replayed : end]:
             if kind == START:
                 start(code, a)
-            elif kind == SWITCH:
-                receiver.relabel(code)
-            elif not traced(code):
                 continue
-            elif kind == LINE:
+            if kind == SWITCH:
+                receiver.relabel(code)
+                continue
+            measured = known.get(id(code))
+            if measured is None:
+                measured = known[id(code)] = traced(code)
+            if not measured:
+                continue
+            if kind == LINE:
                 line(code, a)
             elif kind == RESET:
                 receiver.cut(code)

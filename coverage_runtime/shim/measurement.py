@@ -120,8 +120,7 @@ class Tally:
                     continue
                 items |= fresh
                 self.arcs += len(fresh)
-                pairs = map(coverage_adapter.unpack_arc, fresh) if self._packed else fresh
-                numbers = {n for pair in pairs for n in pair if n > 0}
+                numbers = coverage_adapter.arc_lines(fresh, packed=self._packed)
             else:
                 numbers = new
             lines = self._lines.get(name)

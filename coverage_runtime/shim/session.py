@@ -574,8 +574,13 @@ class CoverageSession:
         self, generation: int, snapshot: Snapshot, reason: str, deadline: float
     ) -> None:
         """An older attempt that got past the fence a moment before may land after
-        ours: read the stored generation back, and upload again if it is older."""
+        ours: read the stored generation back, and upload again if it is older.
+        Not when no older snapshot's upload was ever attempted (an environment
+        shut down before its first checkpoint): the read would cost a request
+        of the window for nothing."""
         uploader = self.uploader(0)
+        if not uploader.older_attempted(generation):
+            return
         stored = uploader.stored_generation(deadline)
         if stored is not None and stored < generation and time.monotonic() < deadline:
             structured_log.warning(

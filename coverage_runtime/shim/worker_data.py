@@ -130,6 +130,10 @@ class WorkerPublisher(SnapshotUploader):
     def stored_generation(self, deadline: float) -> int | None:
         return self.state.generation
 
+    def older_attempted(self, generation: int) -> bool:
+        """Nothing to read back: a write here is done when `upload` returns."""
+        return False
+
     def finish(self, invocations: int) -> None:
         """The worker ends: its last snapshot is in place (or it had nothing new)."""
         with self._lock:

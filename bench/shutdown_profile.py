@@ -1,0 +1,262 @@
+"""Where an early shutdown of a large function goes, step by step, in one process (issue 18).
+
+    python bench/shutdown_profile.py --size 2000 --branch            # the shim
+    python bench/shutdown_profile.py --size 2000 --branch --plain    # plain coverage.py
+    python bench/shutdown_profile.py --size 2000 --branch --off      # no coverage
+    python bench/shutdown_profile.py --size 2000 --branch --profile  # + cProfile split
+
+The function is `tests/synthetic_function` with ``--size`` modules, written
+under ``--root`` (kept between runs).  Each run is one fresh process: the
+handler's import (the init), one invocation, then what an environment shut
+down right after its first response does before the upload:
+
+* the shim: building coverage.py, replaying the recorded init into it
+  (``materialize``), ``finish`` (taking what the gate holds, stopping), the
+  snapshot (the tally, coverage.py's SQLite write, reading the bytes back);
+* plain coverage.py (``--plain``): ``Coverage(...).start()`` before the
+  import, then ``stop()`` and ``save()`` (its SQLite write) and the read;
+* ``--off``: the import and the invocation alone.
+
+So (shim's init + shutdown) against (plain's init + save) says what of the
+shutdown is ours and what is coverage.py's own cost of the same data.
+``--profile`` adds cProfile's split of the replay and the snapshot by
+module: coverage.py's callbacks and data layer, ours, SQLite.  Prints one
+JSON document; `bench/README.md` has the figures.  Run it with the
+function's Python, e.g. in the image with the checkout mounted:
+``podman run --rm --network=host -v $PWD:/src:ro -w /src --entrypoint python IMAGE
+bench/shutdown_profile.py --root /tmp/sizes ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+clock = time.perf_counter
+
+
+def timed(steps: dict[str, float], name: str, call: Callable[[], Any]) -> Any:
+    mark = clock()
+    result = call()
+    steps[name] = steps.get(name, 0.0) + clock() - mark
+    return result
+
+
+def by_module(profile: Any) -> dict[str, float]:
+    """cProfile's own time (tottime) summed by where the code lives."""
+    import pstats
+
+    totals: dict[str, float] = {}
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    for (filename, _, name), (_, _, tottime, _, _) in stats.items():
+        if "coverage_runtime" in filename:
+            where = "ours: " + os.path.basename(filename)
+        elif f"{os.sep}coverage{os.sep}" in filename:
+            where = "coverage.py: " + os.path.basename(filename)
+        elif filename == "~":
+            where = "C: " + name.split(" of ")[0].strip("<>{}")[:60]
+        else:
+            where = "other: " + os.path.basename(filename)
+        totals[where] = totals.get(where, 0.0) + tottime
+    top = sorted(totals.items(), key=lambda item: -item[1])[:16]
+    return {where: round(seconds * 1000, 1) for where, seconds in top}
+
+
+def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> None:
+    from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim.measurement import Measurement
+
+    init: dict[str, float] = {}
+    measurement = timed(
+        init, "Measurement()", lambda: Measurement(load_settings(os.environ), data_file)
+    )
+    timed(init, "start", measurement.begin)
+    handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
+    timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
+    recorder = measurement._recorder
+    recorded = list(recorder.events) if recorder is not None else []
+    result["recorded_events"] = len(recorded) if recorder is not None else None
+    result["init_ms"] = {k: round(v * 1000, 2) for k, v in init.items()}
+
+    steps: dict[str, float] = {}
+    build = measurement._build
+    measurement._build = lambda r: timed(steps, "build coverage.py", lambda: build(r))
+    write = measurement._write_outbox
+    measurement._write_outbox = lambda o: timed(steps, "SQLite write", lambda: write(o))
+    profile = None
+    if args.profile:
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
+    mark = clock()
+    timed(steps, "materialize (build + replay)", measurement.materialize)
+    timed(steps, "finish (take, stop)", measurement.finish)
+    snapshot = timed(steps, "snapshot (tally + write + read)", measurement.snapshot)
+    total = clock() - mark
+    if profile is not None:
+        profile.disable()
+        result["profile_tottime_ms"] = by_module(profile)
+    steps["replay"] = steps["materialize (build + replay)"] - steps.get("build coverage.py", 0)
+    steps["snapshot minus the write"] = (
+        steps["snapshot (tally + write + read)"] - steps["SQLite write"]
+    )
+    result["shutdown_ms"] = {k: round(v * 1000, 2) for k, v in steps.items()}
+    result["shutdown_total_ms"] = round(total * 1000, 2)
+    result["bytes"] = len(snapshot.body)
+    result["lines"], result["arcs"] = snapshot.lines, snapshot.arcs
+    if recorded:
+        result["replay_again_ms"] = replay_split(measurement, recorded)
+
+
+class Receiver:
+    """Takes replayed events: coverage.py's own callbacks (``callbacks``), or none."""
+
+    paused = False
+
+    def __init__(self, callbacks: dict[int, Callable[..., Any]], traced: Any) -> None:
+        self._callbacks = callbacks
+        self.traced = traced
+
+    def callbacks(self) -> dict[int, Callable[..., Any]]:
+        return self._callbacks
+
+    def cut(self, code: Any) -> None:
+        pass
+
+    def relabel(self, label: str) -> None:
+        pass
+
+
+def replay_split(measurement: Any, events: list[Any]) -> dict[str, float]:
+    """The same events replayed again, once coverage.py knows every code object
+    (so its first-sight work -- should_trace, tokenizing each file for the branch
+    resolver -- is not counted): into callbacks that do nothing (our loop), into
+    coverage.py's own callbacks, and into the gate's (ours around them).  The
+    differences split a replay's per-event cost into ours and coverage.py's."""
+    from coverage_runtime.shim import coverage_adapter, init_recorder
+
+    gate = measurement._gate
+    tracer = coverage_adapter.collector(measurement.cov).tracers[0]
+    originals = coverage_adapter._tracer_callbacks(tracer)
+    gated = gate.callbacks()
+    own = {kind: originals[event] for kind, event in gate_events(gated, gate).items()}
+    own[init_recorder.START] = tracer.sysmon_py_start
+
+    def nothing(*args: Any) -> None:
+        return None
+
+    receivers = {
+        "our loop alone (callbacks do nothing)": Receiver(
+            dict.fromkeys(gated, nothing), lambda code: True
+        ),
+        "coverage.py's callbacks": Receiver(own, gate.traced),
+        "the gate's callbacks (ours around coverage.py's)": Receiver(gated, gate.traced),
+    }
+    gate.paused = False
+    split: dict[str, float] = {}
+    for name, receiver in receivers.items():
+        recorder = init_recorder.InitRecorder(["/nowhere"])
+        recorder.events = events
+        mark = clock()
+        recorder._replay(receiver, len(events))  # type: ignore[arg-type]
+        split[name] = round((clock() - mark) * 1000, 2)
+    return split
+
+
+def gate_events(gated: dict[int, Any], gate: Any) -> dict[int, int]:
+    """The recorder's event kinds with the sys.monitoring events they stand for."""
+    from coverage_runtime.shim import init_recorder
+
+    events = gate._monitoring.events
+    kinds = {
+        init_recorder.LINE: events.LINE,
+        init_recorder.RETURN: events.PY_RETURN,
+        init_recorder.BRANCH_LEFT: getattr(events, "BRANCH_LEFT", -1),
+        init_recorder.BRANCH_RIGHT: getattr(events, "BRANCH_RIGHT", -1),
+    }
+    return {kind: event for kind, event in kinds.items() if kind in gated}
+
+
+def plain(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> None:
+    init: dict[str, float] = {}
+
+    def build() -> Any:
+        import coverage
+
+        cov = coverage.Coverage(
+            data_file=data_file, source=[args.root], branch=args.branch, config_file=False
+        )
+        cov.start()
+        return cov
+
+    cov = timed(init, "import coverage + Coverage() + start", build)
+    handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
+    timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
+    result["init_ms"] = {k: round(v * 1000, 2) for k, v in init.items()}
+    steps: dict[str, float] = {}
+    timed(steps, "stop", cov.stop)
+    timed(steps, "save (SQLite write)", cov.save)
+    body = timed(steps, "read", lambda: Path(data_file).read_bytes())
+    result["shutdown_ms"] = {k: round(v * 1000, 2) for k, v in steps.items()}
+    result["bytes"] = len(body)
+
+
+def off(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    init: dict[str, float] = {}
+    handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
+    timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
+    result["init_ms"] = {k: round(v * 1000, 2) for k, v in init.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2000)
+    parser.add_argument("--branch", action="store_true")
+    parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "sizes-profile"))
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--plain", action="store_true", help="plain coverage.py instead")
+    which.add_argument("--off", action="store_true", help="no coverage")
+    parser.add_argument("--profile", action="store_true", help="cProfile the shim's shutdown")
+    args = parser.parse_args()
+    from tests import synthetic_function
+
+    args.root = str(synthetic_function.write(Path(args.root) / str(args.size), args.size))
+    data_dir = tempfile.mkdtemp()
+    os.environ.update(
+        LAMBDA_TASK_ROOT=args.root,
+        AWS_LAMBDA_FUNCTION_NAME="profile",
+        COVERAGE_DATA_DIR=data_dir,
+        COVERAGE_BRANCH=str(args.branch).lower(),
+    )
+    sys.path.insert(0, args.root)
+    data_file = os.path.join(data_dir, "profile.coverage")
+    result: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "size": args.size,
+        "branch": args.branch,
+        "what": "off" if args.off else "plain" if args.plain else "shim",
+    }
+    if args.off:
+        off(args, result)
+    elif args.plain:
+        plain(args, data_file, result)
+    else:
+        shim(args, data_file, result)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
