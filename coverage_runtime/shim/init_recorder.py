@@ -289,7 +289,8 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            self._cut.discard(id(code))
+            if self._cut:  # (only ever filled while paused, with branches)
+                self._cut.discard(id(code))
             self.events.append((kind, code, a, b))
             return self._disable
 
@@ -348,12 +349,19 @@ class InitRecorder:
                 set_local(self.tool, code, self.local_events)
 
     def _on_line(self, code: CodeType, line: int) -> Any:
+        # `_record` inlined: the most frequent event of an init (26,000 at 2,000 modules).
         if self._forward is None:
-            result = (
-                self._paused_event(code, True) if self.paused else self._record(LINE, code, line, 0)
-            )
-            if result is not FORWARD:
-                return result
+            if self.paused:
+                result = self._paused_event(code, True)
+                if result is not FORWARD:
+                    return result
+            else:
+                with self._lock:
+                    if self._forward is None:
+                        if self._cut:
+                            self._cut.discard(id(code))
+                        self.events.append((LINE, code, line, 0))
+                        return self._disable
         return self._forward[LINE](code, line)  # type: ignore[index]
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
