@@ -167,12 +167,21 @@ def replay_split(measurement: Any, events: list[Any]) -> dict[str, float]:
     }
     gate.paused = False
     split: dict[str, float] = {}
-    for name, receiver in receivers.items():
+
+    def replay(receiver: Receiver) -> float:
         recorder = init_recorder.InitRecorder(["/nowhere"])
         recorder.events = events
         mark = clock()
         recorder._replay(receiver, len(events))  # type: ignore[arg-type]
-        split[name] = round((clock() - mark) * 1000, 2)
+        return clock() - mark
+
+    # A first pass refills the live sets the snapshot drained, so that every
+    # measured pass finds the same state; then the best of three of each, interleaved.
+    replay(receivers["coverage.py's callbacks"])
+    for _ in range(3):
+        for name, receiver in receivers.items():
+            seconds = round(replay(receiver) * 1000, 2)
+            split[name] = min(split.get(name, seconds), seconds)
     return split
 
 
