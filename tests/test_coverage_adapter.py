@@ -201,6 +201,20 @@ def test_unpacking_arcs_matches_coverage_py(tmp_path):
         assert coverage_adapter.unpack_arc(packed) == (l1, l2)
 
 
+def test_arcs_unpacked_and_their_lines_in_bulk_match_one_by_one():
+    """`unpack_arcs` and `arc_lines` (the shutdown's inlined forms) agree with
+    `unpack_arc`, on both ends' signs, zero and the largest line number."""
+    ends = [0, 1, 7, 2**20, 2**28 - 1]
+    pairs = {(s1 * a, s2 * b) for a in ends for b in ends for s1 in (1, -1) for s2 in (1, -1)}
+    packed = {abs(a) | (abs(b) << 28) | ((a < 0) << 56) | ((b < 0) << 57) for a, b in pairs}
+    assert sorted(coverage_adapter.unpack_arcs(packed)) == sorted(
+        coverage_adapter.unpack_arc(p) for p in packed
+    )
+    expected = {n for pair in pairs for n in pair if n > 0}
+    assert coverage_adapter.arc_lines(packed, packed=True) == expected
+    assert coverage_adapter.arc_lines(pairs, packed=False) == expected
+
+
 def test_collector_pause_resume_keeps_measuring(tmp_path):
     """coverage.py issue 2302 (fixed in 7.17.5): on 3.14, ``Collector.pause()`` +
     ``resume()`` stopped measuring code that had already run.  Checked on this Python;

@@ -259,3 +259,42 @@ def test_a_timeout_under_the_rie_sends_sigterm_and_the_data_is_uploaded(
     assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
     assert line_of(busy, "marker: spinning") in object_lines(s3, bucket, tmp_path, busy)
     function.terminate()
+
+
+def test_a_first_upload_at_shutdown_is_one_put_without_a_read_back(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """Shut down before any checkpoint: no older snapshot was ever sent, so none
+    can land after the shutdown's upload; the window is spent on one PUT, no HEAD."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        COVERAGE_FLUSH_INTERVAL_SECONDS="3600",
+    )
+    assert function.invoke({"n": 5}).status == 200
+    assert function.terminate() == 0
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert len(proxy.requests("PUT")) == 1
+    assert proxy.requests("HEAD") == []
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_the_shutdown_reads_back_once_a_checkpoint_was_sent(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """After a checkpoint's upload, the shutdown's may be overtaken by a late
+    attempt of it: the stored generation is read back (one HEAD)."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    assert function.invoke({"n": 7}).status == 200
+    assert function.terminate() == 0
+    assert [r["reason"] for r in uploads(function)][-1] == "SIGTERM"
+    assert len(proxy.requests("HEAD")) == 1
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
