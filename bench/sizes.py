@@ -76,6 +76,9 @@ class Sample:
     durations_ms: list[float] = field(default_factory=list)
     exit_ms: float | None = None
     early: str | None = None  # shipped | said-lost | silent
+    # Early SIGTERM: the loss record's reason and when it was written (ms after the
+    # signal), or the upload's milliseconds.
+    early_detail: dict[str, Any] | None = None
 
 
 class HostFunction:
@@ -188,7 +191,27 @@ def early(args, root, size, config, s3, bucket, scratch) -> Sample:
         sample.early = "said-lost"
     else:
         sample.early = "silent"
+    for record in json_records(logs):
+        if record.get("message") == "coverage uploaded" or LOSS in record.get("message", ""):
+            keys = ("reason", "error_message", "elapsed_ms", "upload_ms", "bytes", "lost_bytes")
+            sample.early_detail = {k: record[k] for k in keys if record.get(k) is not None}
     return sample
+
+
+def json_records(logs: str) -> list[dict[str, Any]]:
+    """The runtime's JSON log records among the RIE's lines."""
+    found = []
+    for line in logs.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return found
 
 
 def median(values: list[float]) -> float | None:
