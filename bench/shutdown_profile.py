@@ -160,7 +160,7 @@ def replay_split(measurement: Any, events: list[Any]) -> dict[str, float]:
 
     receivers = {
         "our loop alone (callbacks do nothing)": Receiver(
-            dict.fromkeys(gated, nothing), lambda code: True
+            dict.fromkeys(gated, nothing), gate.traced
         ),
         "coverage.py's callbacks": Receiver(own, gate.traced),
         "the gate's callbacks (ours around coverage.py's)": Receiver(gated, gate.traced),

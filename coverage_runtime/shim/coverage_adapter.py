@@ -582,7 +582,8 @@ class SysmonGate(Labelled):
         # Code objects with lines skipped while paused: re-armed on resume.
         self._skipped: dict[int, CodeType] = {}
         # Lines already taken out of the live sets, by live set: a line that
-        # is recorded needs no re-arming when it is skipped while paused.
+        # is recorded needs no re-arming when it is skipped while paused (lines
+        # only: with branches the fired locations say it).
         self._taken: dict[int, set[int]] = {}
         # Code objects re-armed again and again (a loop that opens a block
         # per item runs its own lines in both states) stay armed while paused
@@ -902,11 +903,12 @@ class SysmonGate(Labelled):
         if not names.keys() >= sets.keys():  # a file not seen before: look its name up
             names.update((id(items), name) for name, items in list(self._live.items()))
         taken: Recorded = {}
+        arcs = self._arcs
         for key, items in sets.items():
             if items and key in names:
                 snapshot = taken[names[key]] = drain(items)
-                lines = self._taken.setdefault(key, set())
-                lines.update({a for a, b in snapshot if a == b} if self._arcs else snapshot)
+                if not arcs:  # (only `_skip_line` and `retire` read it: lines only)
+                    self._taken.setdefault(key, set()).update(snapshot)
         return taken
 
     def forget(self) -> None:
