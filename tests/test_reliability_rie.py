@@ -70,6 +70,15 @@ def wait_logged(function, message: str, timeout: float = 20, **fields: object) -
         time.sleep(0.01)
 
 
+def through_proxy(start_function, proxy, *, checkpoint_seconds: int):
+    """`uses_api` with its S3 requests through the fault proxy."""
+    return start_function(
+        "uses_api.handler",
+        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
+        COVERAGE_FLUSH_INTERVAL_SECONDS=str(checkpoint_seconds),
+    )
+
+
 def sigterm_inside_a_checkpoints_snapshot(function, pauses) -> threading.Thread:
     """Hold the shipping thread in a checkpoint's snapshot (the second invocation's
     data in it), and start the shutdown while it is held."""
@@ -203,11 +212,7 @@ def test_a_retry_of_an_older_snapshot_never_lands_after_a_newer_one(
     """The first checkpoint's PUT is held, then refused with 503 (botocore retries it);
     meanwhile shutdown uploads the newest snapshot.  The older retry is never sent."""
     proxy.set("PUT", "stall_503", times=1)
-    function = start_function(
-        "uses_api.handler",
-        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
-        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-    )
+    function = through_proxy(start_function, proxy, checkpoint_seconds=1)
     assert function.invoke({"n": 2}).status == 200
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     assert function.invoke({"n": 9}).status == 200
@@ -266,11 +271,7 @@ def test_a_first_upload_at_shutdown_is_one_put_without_a_read_back(
 ):
     """Shut down before any checkpoint: no older snapshot was ever sent, so none
     can land after the shutdown's upload; the window is spent on one PUT, no HEAD."""
-    function = start_function(
-        "uses_api.handler",
-        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
-        COVERAGE_FLUSH_INTERVAL_SECONDS="3600",
-    )
+    function = through_proxy(start_function, proxy, checkpoint_seconds=3600)
     assert function.invoke({"n": 5}).status == 200
     assert function.terminate() == 0
     assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
@@ -284,11 +285,7 @@ def test_the_shutdown_reads_back_once_a_checkpoint_was_sent(
 ):
     """After a checkpoint's upload, the shutdown's may be overtaken by a late
     attempt of it: the stored generation is read back (one HEAD)."""
-    function = start_function(
-        "uses_api.handler",
-        COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
-        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-    )
+    function = through_proxy(start_function, proxy, checkpoint_seconds=1)
     assert function.invoke({"n": 1}).status == 200
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     assert function.invoke({"n": 5}).status == 200
