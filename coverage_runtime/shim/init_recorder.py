@@ -289,8 +289,7 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            if self._cut:  # (only ever filled while paused, with branches)
-                self._cut.discard(id(code))
+            self._cut.discard(id(code))
             self.events.append((kind, code, a, b))
             return self._disable
 
@@ -349,19 +348,12 @@ class InitRecorder:
                 set_local(self.tool, code, self.local_events)
 
     def _on_line(self, code: CodeType, line: int) -> Any:
-        # `_record` inlined: the most frequent event of an init (26,000 at 2,000 modules).
         if self._forward is None:
-            if self.paused:
-                result = self._paused_event(code, True)
-                if result is not FORWARD:
-                    return result
-            else:
-                with self._lock:
-                    if self._forward is None:
-                        if self._cut:
-                            self._cut.discard(id(code))
-                        self.events.append((LINE, code, line, 0))
-                        return self._disable
+            result = (
+                self._paused_event(code, True) if self.paused else self._record(LINE, code, line, 0)
+            )
+            if result is not FORWARD:
+                return result
         return self._forward[LINE](code, line)  # type: ignore[index]
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
@@ -453,22 +445,16 @@ class InitRecorder:
         callbacks = receiver.callbacks()
         start, line = callbacks[START], callbacks[LINE]
         traced = receiver.traced
-        # Whether each code object is traced, asked once: it is settled when its
-        # START is replayed, which comes before its other events in the stream.
-        known: dict[int, bool] = {}
-        for kind, code, a, b in self.events[self._replayed : end]:
+        events = self.events
+        for index in range(self._replayed, end):
+            kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
-                continue
-            if kind == SWITCH:
+            elif kind == SWITCH:
                 receiver.relabel(code)
+            elif not traced(code):
                 continue
-            measured = known.get(id(code))
-            if measured is None:
-                measured = known[id(code)] = traced(code)
-            if not measured:
-                continue
-            if kind == LINE:
+            elif kind == LINE:
                 line(code, a)
             elif kind == RESET:
                 receiver.cut(code)

@@ -77,7 +77,7 @@ def concurrent_event() -> dict[str, Any]:
             # Deterministic: go on once the worker waits for the recorder's lock.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                if {"_on_start", "_on_line", "_record"} & set(frames_of(thread)):
+                if {"_on_start", "_record"} & set(frames_of(thread)):
                     holder["waited_in"] = frames_of(thread)[0]
                     break
                 time.sleep(0.001)
