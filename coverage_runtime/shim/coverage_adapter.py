@@ -693,6 +693,7 @@ class SysmonGate(Labelled):
         flag test costs nothing in steady state.
         """
         events = self._monitoring.events
+        dirty = self._dirty_marker
         gate = self
         sticky = self._sticky
         if not self._arcs:
@@ -703,7 +704,7 @@ class SysmonGate(Labelled):
                     # (a sticky code object's lines that have never run measured).
                     return None if id(code) in sticky else skipper(code, number)
                 result = original(code, number)
-                gate._dirty[id(code)] = code
+                dirty(code)
                 return result
 
             return line
@@ -758,6 +759,9 @@ class SysmonGate(Labelled):
             return result
 
         return branch
+
+    def _dirty_marker(self, code: CodeType) -> None:
+        self._dirty[id(code)] = code
 
     def _filter_start(self, code: CodeType, offset: int) -> Any:
         filename = code.co_filename
