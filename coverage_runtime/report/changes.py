@@ -24,6 +24,7 @@ from typing import Any
 
 from coverage_runtime.errors import ReportError
 from coverage_runtime.report.insights import Checkout
+from coverage_runtime.report.labels import Restriction
 from coverage_runtime.report.revisions import repository_root, run_git, unidiff_patch
 from coverage_runtime.report.units import Unit
 
@@ -128,6 +129,7 @@ class Classified:
     lines: list[LineVerdict]
     units: list[UnitChange]
     observed: dict[str, Any]
+    restriction: Restriction | None = None  # --context: the labels whose runs count
 
     def counts(self) -> dict[str, int]:
         found = Counter(line.status for line in self.lines)
@@ -142,6 +144,7 @@ class Classified:
     def as_dict(self) -> dict[str, Any]:
         return {
             "observed": self.observed,
+            "labels": self.restriction.as_dict() if self.restriction else None,
             "lines": self.counts(),
             "ran_percent": round(self.ran_percent(), 2),
             "units": [u.as_dict() for u in self.units],
@@ -175,4 +178,4 @@ def classify(checkout: Checkout, changed: dict[str, set[int]]) -> Classified:
                 change.environments, change.observed = tally.environments, tally.observed
                 change.invocations = max(change.invocations, tally.invocations)
     ordered = sorted(units.values(), key=lambda c: (c.unit.path, c.unit.start_line))
-    return Classified(lines, ordered, judge.observed.as_dict())
+    return Classified(lines, ordered, judge.observed.as_dict(), checkout.restriction)
