@@ -28,6 +28,7 @@ from tests.test_insights import Run, verdicts
 T_CIRCLE = "tests/test_shapes.py::test_circle"
 T_TOTAL = "tests/test_orders.py::test_total[neg]"  # [param]: a pattern takes it as written
 T_ZERO = "tests/test_shapes.py::test_zero"
+UNKNOWN_REVISION = "0123456789abcdef0123456789abcdef01234567"
 TESTS = {T_CIRCLE, T_TOTAL, T_ZERO}
 
 
@@ -35,14 +36,23 @@ def _envs(branch: bool) -> list[Env]:
     """Five environments of one function (the checkout's code: no revision recorded)."""
     name = "ins-branch" if branch else "ins-line"
 
-    def env(suffix: str, calls: list[list[Any]], invocations: int, init: bool = True) -> Env:
+    def env(
+        suffix: str,
+        calls: list[list[Any]],
+        invocations: int,
+        init: bool = True,
+        revision: str | None = None,
+    ) -> Env:
+        metadata = {"invocations": str(invocations)}
+        if revision:
+            metadata["code-revision"] = revision
         return Env(
             f"{name}-{suffix}",
             calls,
             branch=branch,
             init_label="init" if init else None,
             function=f"{name}-fn",
-            metadata={"invocations": str(invocations)},
+            metadata=metadata,
         )
 
     return [
@@ -63,11 +73,17 @@ def _envs(branch: bool) -> list[Env]:
         ),
         env("d", [["init", "shapes", "classify", [5]]], 1),  # only its init ran code
         env("e", [[None, "shapes", "area", ["square", 4]]], 6, init=False),  # no labels at all
+        env(  # a revision this checkout does not know: counted, left out
+            "f",
+            [[T_CIRCLE, "shapes", "area", ["circle", 3]]],
+            5,
+            revision=UNKNOWN_REVISION,
+        ),
     ]
 
 
 ENVS = {"line": _envs(False), "branch": _envs(True)}
-INVOCATIONS = {"a": 4, "b": 2, "c": 3, "d": 1, "e": 6}
+INVOCATIONS = {"a": 4, "b": 2, "c": 3, "d": 1, "e": 6}  # f's 5 are left out
 
 # The units of tests/report_samples/sampleapp and their statements (the docstring of
 # __init__.py is none: that module has no unit).
@@ -125,12 +141,12 @@ CHOSEN = {
     ("init",): {"init"},
     ("", "init"): {"", "init"},
 }
-OBSERVED = {  # the environments each selection observes
-    (): "abcde",
-    ("",): "abe",
-    ("tests/*",): "ac",
-    ("init",): "abcd",
-    ("", "init"): "abcde",
+OBSERVED = {  # the environments each selection observes; f when it is left out
+    (): ("abcde", True),
+    ("",): ("abe", False),  # f served no unlabelled invocation
+    ("tests/*",): ("ac", True),
+    ("init",): ("abcd", True),
+    ("", "init"): ("abcde", True),
 }
 
 
@@ -170,6 +186,8 @@ def oracle(envs: list[Env], chosen: set[str] | None) -> dict[str, tuple[int, int
     found = {unit: [0, 0, 0] for unit in UNITS}
     for env in envs:
         assert env.path is not None
+        if env.metadata.get("code-revision") == UNKNOWN_REVISION:
+            continue  # left out: its lines are not the checkout's
         by_label = lines_by_label([env.path])
         ran: dict[str, set[int]] = {}
         for label, files in by_label.items():
@@ -209,9 +227,12 @@ def test_unused_judges_only_what_the_selected_labels_ran(envs, s3, bucket, cli, 
         for u in document["units"]
     }
     assert got == oracle(chosen, CHOSEN[patterns])
-    observed = OBSERVED[patterns]
+    observed, left_out = OBSERVED[patterns]
     assert document["observed"]["environments"] == len(observed)
     assert document["observed"]["invocations"] == sum(INVOCATIONS[e] for e in observed)
+    assert document["observed"]["environments_left_out"] == int(left_out)
+    assert document["observed"]["unknown_revision_ids"] == [UNKNOWN_REVISION] * left_out
+    assert document["observed"]["environments_without_revision"] == len(observed)
     if not patterns:
         assert document["labels"] is None
         assert "labels:" not in run.out
