@@ -291,7 +291,8 @@ class Evidence:
             "label_sets": [
                 [index[cohort], sorted(labels), count.environments, count.invocations]
                 for (cohort, labels), count in sorted(
-                    self.label_sets.items(), key=lambda item: (index[item[0][0]], *item[0][1])
+                    self.label_sets.items(),
+                    key=lambda item: (index[item[0][0]], sorted(item[0][1])),
                 )
             ],
             "files": files,
@@ -299,16 +300,16 @@ class Evidence:
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Evidence:
-        version = document.get("version")
-        if version not in READABLE_VERSIONS:
+        file_version = document.get("version")
+        if file_version not in READABLE_VERSIONS:
             raise ReportError(
-                f"evidence file version {version!r} is not "
+                f"evidence file version {file_version!r} is not "
                 f"{EVIDENCE_VERSION}: run the report again to rebuild it"
             )
-        evidence = cls(has_labels=version == EVIDENCE_VERSION)
+        evidence = cls(has_labels=file_version == EVIDENCE_VERSION)
         cohorts: list[Cohort] = []
-        for function, version_, date, revision, environments, invocations in document["cohorts"]:
-            cohort = Cohort(function, version_, date, revision)
+        for function, version, date, revision, environments, invocations in document["cohorts"]:
+            cohort = Cohort(function, version, date, revision)
             cohorts.append(cohort)
             evidence.cohorts[cohort] = Count(environments, invocations)
         for cohort_index, labels, environments, invocations in document.get("label_sets", ()):

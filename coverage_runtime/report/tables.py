@@ -7,6 +7,7 @@ with no script and no network, like coverage.py's own pages.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 from coverage_runtime.report.changes import NEVER_RAN, NEW, RAN, Classified, UnitChange
@@ -52,6 +53,14 @@ def _labels_lines(restriction: Restriction | None) -> list[str]:
     return [restriction.describe()] if restriction else []
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>|~&#!])")
+
+
+def _md_literal(text: str) -> str:
+    """``text`` shown as written in Markdown: labels are callers' text (``*``, ``[x]``...)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def _counts_line(insights: Insights) -> str:
     return ", ".join(f"{verdict} {count}" for verdict, count in insights.counts().items())
 
@@ -75,7 +84,9 @@ def _md(text: str) -> str:
 
 def markdown(insights: Insights, judged: Sequence[Judged], title: str) -> str:
     out = [f"## {_md(title)}", "", _md(_observed_line(insights)), ""]
-    out += [line for text in _labels_lines(insights.restriction) for line in (_md(text), "")]
+    out += [
+        line for text in _labels_lines(insights.restriction) for line in (_md_literal(text), "")
+    ]
     out.append(_md(_counts_line(insights)))
     out += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for j in judged:
@@ -155,7 +166,9 @@ def diff_terminal(classified: Classified) -> str:
 
 def diff_markdown(classified: Classified, title: str) -> str:
     out = [f"## {_md(title)}", ""]
-    out += [line for text in _labels_lines(classified.restriction) for line in (_md(text), "")]
+    out += [
+        line for text in _labels_lines(classified.restriction) for line in (_md_literal(text), "")
+    ]
     out += [_md(_diff_totals(classified)), ""]
     out += ["| " + " | ".join(DIFF_COLUMNS) + " |", "|" + "---|" * len(DIFF_COLUMNS)]
     for change in classified.units:
