@@ -253,9 +253,10 @@ def test_unused_judges_only_what_the_selected_labels_ran(envs, s3, bucket, cli, 
 
 
 def test_unused_context_from_the_data_of_an_earlier_run(envs, s3, bucket, cli):
-    """--data reads the evidence file: the labels are in it (version 2)."""
+    """--data reads the evidence file: the labels are in it (version 2), also when worker
+    processes merged it."""
     upload(s3, bucket, envs["line"])
-    first = cli("unused", "--all", "--no-static", "--format", "json")
+    first = cli("unused", "--all", "--no-static", "--format", "json", "--jobs", "2")  # workers
     assert first.code == 0, first.err
     again = cli("unused", "--all", "--no-static", "--data", str(first.output),
                 "--context", "tests/*", output="again", s3=False)  # fmt: skip
@@ -402,3 +403,19 @@ def test_diff_fail_under_gates_the_selected_labels(envs, s3, bucket, cli, tmp_pa
     assert "66.7% of the changed lines" in tests.err
     none = cli("diff", "--diff-file", str(change), "--context", "nope", output="none")
     assert none.code == 1 and "no label matches --context 'nope'" in none.err
+
+
+def test_data_without_labels_is_all_the_empty_label(envs, s3, bucket, cli):
+    """Environments that recorded no label (labels off): ``--context ''`` is all of it."""
+    unlabelled = [e for e in envs["line"] if e.init_label is None]
+    assert [e.name for e in unlabelled] == ["ins-line-e"]
+    upload(s3, bucket, unlabelled)
+    plain = cli("unused", "--all", "--no-static", output="plain")
+    empty = cli("unused", "--all", "--no-static", "--context", "", output="empty")
+    assert plain.code == 0 and empty.code == 0, plain.err + empty.err
+    assert verdicts(empty) == verdicts(plain)
+    assert verdicts(empty)["sampleapp/shapes.py:area"] == ("active", 1, 1)
+    assert empty.json("unused.json")["labels"]["selected"] == [""]
+    init = cli("unused", "--no-static", "--context", "init", output="init")
+    assert init.code == 1
+    assert "no label matches --context 'init'; the data holds 1 label(s): \"\"" in init.err
