@@ -11,7 +11,10 @@ revisions, as
 - ``never_ran``: deployed unchanged, and no environment ran it;
 - ``new``: no observed revision holds the line as it is now.
 
-and the lines are summed per function (the unit that owns them).
+and the lines are summed per function (the unit that owns them).  With
+``--context`` the evidence is that of the selected labels (`labels.restrict`):
+``ran`` then means a selected label ran the line (e.g. an integration test, in
+the deployed function), among the environments where one ran anything.
 """
 
 from __future__ import annotations
