@@ -631,12 +631,19 @@ class SysmonGate(Labelled):
             info.last_line = None
 
     def adopt(
-        self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
+        self,
+        skipped: dict[int, CodeType],
+        rearmed: dict[int, int],
+        sticky: set[int],
+        retired: dict[int, CodeType],
     ) -> None:
-        """What the init recorder skipped while paused: re-armed on the next resume."""
+        """What the init recorder skipped while paused: re-armed on the next resume;
+        and what it retired: re-armed at its first call under a new label."""
         self._skipped.update(skipped)
         self._rearmed.update(rearmed)
         self._sticky |= sticky
+        if self._labelled:
+            self._retired.update(retired)
 
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
@@ -900,7 +907,7 @@ class SysmonGate(Labelled):
                 continue
             expected = self._expected.get(key)
             if expected is None:
-                expected = self._expected[key] = self._locations(code)
+                expected = self._expected[key] = init_recorder.locations(code, self._arcs)
             if self._arcs:
                 done = expected <= self._fired.get(key, set())
             else:
@@ -917,24 +924,6 @@ class SysmonGate(Labelled):
                     self._retired[key] = code
                 retired += 1
         return retired
-
-    def _locations(self, code: CodeType) -> frozenset[Any]:
-        """Every line (and, with branches, branch direction and return) of ``code``."""
-        lines = {line for _, _, line in code.co_lines() if line is not None and line > 0}
-        if code.co_name != "<module>":
-            # The ``def`` (or decorator) line: the enclosing code records it.
-            lines.discard(code.co_firstlineno)
-        if not self._arcs:
-            return frozenset(lines)
-        import dis
-
-        found: set[Any] = set(lines)
-        for source, left, right in code.co_branches():  # type: ignore[attr-defined]
-            found.update(((source, left), (source, right)))
-        for instruction in dis.get_instructions(code):
-            if instruction.opname in ("RETURN_VALUE", "RETURN_CONST"):
-                found.add(("return", instruction.offset))
-        return frozenset(found)
 
     def stop(self) -> None:
         # Paused first: before 3.14, freeing the tool id leaves the per-code

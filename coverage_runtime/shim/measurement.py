@@ -67,6 +67,14 @@ _NEVER_ARMED_PARTS = tuple(f"{os.sep}{name}{os.sep}" for name in _PACKAGE_DIRS)
 # More per-thread tracers than this are compacted between invocations.
 MAX_TRACERS = 16
 
+# The init recorder hands over when data is first needed (a checkpoint, flush,
+# reset, shutdown), or as soon as the shipping thread starts when it holds this
+# many events: a large function's early shutdown must not face the whole build
+# and replay, and the stream (a tuple per first hit, ~100 bytes) stays bounded
+# (with labels it grows by what each invocation runs first).  See bench/README.md,
+# "Where the init went".
+HAND_OVER_AT_EVENTS = 5_000
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -78,6 +86,9 @@ class Snapshot:
     arcs: int
     # With labels: every item taken under a label, repeats across labels counted.
     entries: int = 0
+    # First hits the init recorder holds that coverage.py has not counted yet
+    # (`Measurement.counts` before the hand-over): the counts above are then partial.
+    waiting: int = 0
 
     @property
     def size(self) -> int:
@@ -252,6 +263,16 @@ class Measurement:
         """Is coverage.py built, so that data costs no more than writing it?"""
         return self._recorder is None or self._recorder.handed_over
 
+    def hand_over_due(self) -> bool:
+        """Should coverage.py take the recorded events over before data is needed?
+        Yes once the stream holds `HAND_OVER_AT_EVENTS`: see there."""
+        recorder = self._recorder
+        return (
+            recorder is not None
+            and not recorder.handed_over
+            and recorder.waiting >= HAND_OVER_AT_EVENTS
+        )
+
     # -- collection state ----------------------------------------------------
 
     @property
@@ -309,8 +330,9 @@ class Measurement:
 
     def materialize(self) -> bool:
         """Build coverage.py and hand the recorded init over to it; True if
-        this call did it.  From any thread: the shipping thread calls it after
-        the first response, anything that needs data sooner calls it itself.
+        this call did it.  From any thread: whatever first needs data calls it
+        (a snapshot, `data`, `reset`, `finish`), and the shipping thread when
+        the stream is long (`hand_over_due`).
 
         The build (importing coverage.py, ``Coverage()``, the deferred start)
         and the replay of all but the last recorded events run outside the
@@ -493,13 +515,20 @@ class Measurement:
 
         Costs a pass over the measured files, so the runtime calls it on a
         decaying schedule between invocations, not after every one.
-        Returns how many code objects stopped reporting events.
+        Returns how many code objects stopped reporting events.  Before the
+        hand-over the init recorder does it from its own stream: no coverage.py
+        is built for it.
         """
         with self._lock:
             gate = self._gate
-            if gate is None or self._finished:
+            recorder = self._recorder
+            if self._finished or (gate is None and recorder is None):
                 return 0
-            self._tally_new()
+            if gate is not None:
+                self._tally_new()
+        if gate is None:
+            assert recorder is not None
+            return recorder.retire()  # (0 if it handed over meanwhile)
         # The pass itself runs outside the lock (90-250 ms at 2,000 modules the
         # first time): it only takes events off code whose every location is
         # recorded already, which loses nothing whatever runs meanwhile.
@@ -540,9 +569,14 @@ class Measurement:
             coverage_adapter.write_recorded(self.cov, recorded, arcs=self.settings.branch)
 
     def counts(self) -> Snapshot:
-        """What was measured so far (no bytes): cheap, the data file is not read."""
-        self.materialize()  # (before the lock: other threads' blocks never wait for it)
+        """What was measured so far (no bytes): cheap, the data file is not read,
+        and coverage.py is never built for it (``status()`` calls it on every
+        health check, the runtime after responses).  Before the hand-over what
+        the init recorder holds is not counted yet: ``waiting`` says how many
+        events (`materialize` first for complete counts)."""
         with self._lock:
+            recorder = self._recorder
+            waiting = recorder.waiting if recorder is not None else 0
             self._tally_new()
             tally = self._tally
             return Snapshot(
@@ -551,6 +585,7 @@ class Measurement:
                 lines=tally.lines,
                 arcs=tally.arcs,
                 entries=tally.entries,
+                waiting=waiting,
             )
 
     def data(self) -> Any:

@@ -255,10 +255,10 @@ def hand_over_fails() -> dict[str, Any]:
 
 
 def data_asked_during_the_hand_over() -> dict[str, Any]:
-    """Another thread asks for data (``status()``: `Measurement.counts`) while the
-    shipping thread hands the init over: it waits for that hand-over and never
-    builds a second coverage.py (a second collector, which would make the first
-    one's stop fail at shutdown)."""
+    """Another thread needs coverage.py (`Measurement.materialize`: a flush, say)
+    while the shipping thread hands the init over: it waits for that hand-over
+    and never builds a second coverage.py (a second collector, which would make
+    the first one's stop fail at shutdown)."""
     from coverage.collector import Collector
 
     runtime = session()
@@ -273,6 +273,7 @@ def data_asked_during_the_hand_over() -> dict[str, Any]:
 
     def asker() -> None:
         handing_over.wait(10)
+        measurement.materialize()
         holder["lines"] = measurement.counts().lines
 
     thread = threading.Thread(target=asker)
