@@ -382,6 +382,22 @@ def test_exactness_matrix_on_the_image_python(image):
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
 
 
+def test_the_deferred_hand_over_on_the_image_python(image):
+    """Branches on 3.14: the recorder keeps recording until data is needed, status()
+    builds nothing, a long stream (a large init, or labels) is handed over at once."""
+    from tests.test_init_recorder import (
+        check_deferred_hand_over,
+        check_labels_bound,
+        check_long_stream,
+    )
+
+    module = "tests.exactness.recorder_cases"
+    done, result = run_tests_module(image, module, "deferred_hand_over", timeout=300, check=True)
+    check_deferred_hand_over(result, done.stdout + done.stderr)
+    check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
+    check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
+
+
 def test_labels_exact_on_the_image_python(image):
     """`tests.exactness.labels --matrix` in the image: each label (init, none, tests'
     node ids) records what plain coverage.py records for that label's invocations, on

@@ -106,3 +106,48 @@ def test_label_switches_choose_the_cheaper_rearming_and_each_label_gets_its_line
     assert result["lines"] == {
         "label-0": negative, "label-1": small, "label-2": big, "label-3": small,
     }, result  # fmt: skip
+
+
+def test_the_hand_over_waits_until_data_is_needed_and_status_never_builds_coverage_py(python):
+    check_deferred_hand_over(*run_case(python, "deferred_hand_over"))
+
+
+def check_deferred_hand_over(result: dict[str, Any], log: str) -> None:
+    # Three responses: the shipping thread ran (client, maintenance) but built nothing.
+    assert result["gates"] == ["recorder"] * 3, result
+    assert not result["coverage_imported_before"], "status() and the passes import no coverage.py"
+    before = result["status_before"]
+    assert before["recorded_events_waiting"] > 0 and before["pending_checkpoint"], result
+    assert result["retired"] >= 1, "the maintenance pass retires from the recorder's stream"
+    # The first snapshot handed over: everything the recorder held is counted.
+    after = result["status_after"]
+    assert result["gate_after"] == "gate" and after["recorded_events_waiting"] == 0, result
+    assert after["recorded_lines"] > 0
+    assert {9, 10, 11, 12, 30, 31, 32} <= set(result["lines"]), result
+    assert log.count("coverage.py took the init over") == 1
+
+
+def test_a_long_stream_is_handed_over_when_the_shipping_thread_starts(python):
+    check_long_stream(run_case(python, "long_stream_hands_over_at_once")[0])
+
+
+def check_long_stream(result: dict[str, Any]) -> None:
+    assert result["waiting_after_init"] >= 5, result  # the (lowered) threshold
+    assert result["gate"] == "gate", "handed over after the first response, no checkpoint due"
+    assert {9, 11, 30, 31} <= set(result["lines"]), result
+
+
+def test_labels_bound_the_recorded_stream_and_each_label_keeps_its_lines(python):
+    check_labels_bound(run_case(python, "labels_bound_the_stream")[0])
+
+
+def check_labels_bound(result: dict[str, Any]) -> None:
+    waiting, gates, bound = result["waiting"], result["gates"], result["bound"]
+    handed = gates.index("gate")
+    assert 0 < handed < len(gates) - 1, result
+    # Kept while under the bound; handed over after the response that reached it,
+    # so never more than one invocation's first hits over it.
+    assert waiting[handed - 1] >= bound // 2, "not handed over before the stream grew"
+    assert max(waiting) < 2 * bound and waiting[handed:] == [0] * (len(gates) - handed), result
+    for index, lines in result["lines"].items():
+        assert {9, 15, 16, 18} <= set(lines), (index, lines)  # each run's own classify()

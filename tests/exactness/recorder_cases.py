@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 FRESH = HERE / "measured_only.py"
 
 
-def session(branch: bool = False) -> Any:
+def session(branch: bool = False, **extra: str) -> Any:
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim import api
     from coverage_runtime.shim.session import CoverageSession
@@ -32,10 +32,44 @@ def session(branch: bool = False) -> Any:
         "COVERAGE_CORE": "sysmon",
         "COVERAGE_BRANCH": str(branch).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
+        **extra,
     }
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     return runtime
+
+
+def branches() -> bool:
+    """Branches where sysmon measures them (3.14+)."""
+    return sys.version_info >= (3, 14)
+
+
+def shipper_idle(runtime: Any) -> None:
+    """Wait until the shipping thread has done everything asked of it and waits
+    for more (deterministic: read from its frames and its flags, no sleep
+    assumed long enough)."""
+    shipper = runtime._shipper
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        thread = shipper._thread
+        if thread is not None:
+            frames = frames_of(thread)
+            flags = (shipper._requested, shipper._maintain, shipper._hand_over)
+            if frames[:1] == ["wait"] and "_run" in frames and not any(flags):
+                return
+        time.sleep(0.001)
+    raise AssertionError("the shipping thread never became idle")
+
+
+def invocation(runtime: Any, work: Any, label: str | None = None) -> None:
+    """One invocation as the runtime client drives it: arrived, ran, responded."""
+    context = None  # (the Lambda-Runtime-Client-Context header: JSON)
+    if label is not None:
+        context = json.dumps({"custom": {"coverage-label": label}})
+    runtime.invocation_arrived(client_context=context)
+    work()
+    runtime.between_invocations()
+    shipper_idle(runtime)
 
 
 def frames_of(thread: threading.Thread) -> list[str]:
@@ -351,9 +385,100 @@ def label_switches_choose_the_cheaper_rearming() -> dict[str, Any]:
     return {"chosen": chosen, "lines": lines}
 
 
+def deferred_hand_over() -> dict[str, Any]:
+    """After the first responses the shipping thread builds no coverage.py (a
+    small init): the recorder goes on recording, status() counts without
+    building it, the maintenance pass retires from the recorder's stream; the
+    first snapshot hands over, and what was recorded is all there."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    import coverage_runtime
+
+    gates = []
+    for value in (1, -1, 20):
+        invocation(runtime, lambda value=value: measured_only.classify(value))
+        gates.append(measurement.gate_kind)
+    status = coverage_runtime.status()
+    assert status["enabled"]
+    # The shipping thread's maintenance passes (after invocations 1 and 2) ran
+    # on the recorder: `pooled`'s every line ran, `classify`'s not all.
+    measured_only.pooled(0)
+    measured_only.pooled(1)
+    retired = measurement.maintain()
+    coverage_imported = "coverage" in sys.modules
+    measurement.snapshot()  # what a checkpoint, flush or shutdown asks first
+    after = coverage_runtime.status()
+    assert after["enabled"]
+    data = measurement.data()
+    return {
+        "gates": gates,
+        "coverage_imported_before": coverage_imported,
+        "status_before": {
+            key: status[key]  # type: ignore[literal-required]
+            for key in ("recorded_lines", "recorded_events_waiting", "pending_checkpoint")
+        },
+        "status_after": {
+            key: after[key]  # type: ignore[literal-required]
+            for key in ("recorded_lines", "recorded_events_waiting", "pending_checkpoint")
+        },
+        "gate_after": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "retired": retired,
+    }
+
+
+def long_stream_hands_over_at_once() -> dict[str, Any]:
+    """A stream of `HAND_OVER_AT_EVENTS` or more (a large init) is handed over by
+    the shipping thread as soon as it starts, not at the first checkpoint."""
+    from coverage_runtime.shim import measurement as measurement_module
+    from tests.exactness import measured_only
+
+    measurement_module.HAND_OVER_AT_EVENTS = 5
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    measured_only.classify(1)  # (the init)
+    waiting = measurement.counts().waiting
+    invocation(runtime, lambda: measured_only.pooled(1))
+    data = measurement.data()
+    return {
+        "waiting_after_init": waiting,
+        "gate": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+    }
+
+
+def labels_bound_the_stream() -> dict[str, Any]:
+    """With a new label on every invocation the stream grows by what each runs;
+    once it holds the bound, the shipping thread hands it over, and every label
+    keeps what ran under it."""
+    from coverage_runtime.shim import measurement as measurement_module
+    from tests.exactness import measured_only
+
+    bound = measurement_module.HAND_OVER_AT_EVENTS = 60
+    runtime = session(branch=branches(), COVERAGE_LABELS="client-context")
+    measurement = runtime.measurement
+    waiting = []
+    gates = []
+    for index in range(12):
+        invocation(runtime, lambda index=index: measured_only.classify(index), f"run-{index}")
+        waiting.append(measurement.counts().waiting)
+        gates.append(measurement.gate_kind)
+    data = measurement.data()
+    lines = {}
+    for index in range(12):
+        data.set_query_contexts([f"^run-{index}$"])
+        lines[index] = sorted(data.lines(str(FRESH)) or ())
+    return {"bound": bound, "waiting": waiting, "gates": gates, "lines": lines}
+
+
 CASES = {
     f.__name__: f
     for f in (
+        deferred_hand_over,
+        long_stream_hands_over_at_once,
+        labels_bound_the_stream,
         label_switches_choose_the_cheaper_rearming,
         data_asked_during_the_hand_over,
         concurrent_event,
