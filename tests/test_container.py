@@ -369,7 +369,7 @@ def test_exactness_matrix_on_the_image_python(image):
         # On sysmon the init runs before coverage.py is built, in the image too.
         assert cell["init_gate"] == ("recorder" if cell["core"] == "sysmon" else "gate"), cell
     late = [cell for cell in results if "--late-handover" in cell["cell"]]
-    assert len(late) == 4 and all(cell["late_gate"] == "recorder" for cell in late), late
+    assert len(late) == 8 and all(cell["late_gate"] == "recorder" for cell in late), late
     assert result.returncode == 0
     # Branches on 3.14: code running while the init is replayed in slices, as plain coverage.py.
     cases = {}

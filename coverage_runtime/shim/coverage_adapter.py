@@ -566,6 +566,9 @@ class SysmonGate(Labelled):
         # Labels: code objects that recorded since they were last re-armed (the
         # others' events are all armed still: a switch leaves them alone).
         self._ran: dict[int, CodeType] = {}
+        # Are the callbacks registered (`install`)?  Until then events are replayed
+        # into it, and whoever owns the callbacks (the init recorder) re-arms.
+        self._installed = not deferred
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -651,6 +654,7 @@ class SysmonGate(Labelled):
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
         register(self._tool, self._monitoring.events.PY_START, self._filter_start)
+        self._installed = True
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -747,6 +751,8 @@ class SysmonGate(Labelled):
         if not self._labelled:
             return
         self._taken = {}  # lines taken under the last label say nothing about this one
+        if not self._installed:
+            return  # a replayed switch: the init recorder re-armed when it came
         infos = self._code_infos
         self._switches += 1
         if self._switches > 1:  # (the first follows the init: nothing measured yet)

@@ -239,9 +239,17 @@ class InitRecorder:
         self._fired: dict[int, set[Any]] = {}
         self._expected: dict[int, frozenset[Any]] = {}
         self._scanned = 0
+        self._touched: dict[int, CodeType] = {}
         self._retired: dict[int, CodeType] = {}
+        # Armed since the last `drain`: does coverage.py trace them?
+        self._unchecked: dict[int, CodeType] = {}
         self._switches = 0  # label switches so far, and how many of them were scanned
         self._scanned_switches = 0
+        # Labels: code objects that recorded since they were last re-armed, and code
+        # outside the sources that started again since the last restart (its price).
+        self._ran: dict[int, CodeType] = {}
+        self._outside_starts = 0
+        self._outside_per_restart: int | None = None
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
@@ -308,6 +316,7 @@ class InitRecorder:
         if armed is None:
             armed = self._files[code.co_filename] = self._arms(code.co_filename)
         if not armed or code.co_name == "__annotate__":
+            self._outside_starts += 1  # (labels: what a restart costs; no lock, a hint)
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
         key = id(code)
         with self._lock:
@@ -321,6 +330,7 @@ class InitRecorder:
                     return self._disable
                 self.events.append((START, code, offset, 0))
                 self._armed[key] = code
+                self._unchecked[key] = code
                 self._monitoring.set_local_events(self.tool, code, self.local_events)
                 return self._disable
         return forward[START](code, offset)
@@ -341,7 +351,9 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            self._cut.discard(id(code))
+            key = id(code)
+            self._cut.discard(key)
+            self._ran[key] = code
             self.events.append((kind, code, a, b))
             return self._disable
 
@@ -369,21 +381,37 @@ class InitRecorder:
             return self._disable if self.paused else None
 
     def relabel(self, label: str) -> None:
-        """What runs from now on is ``label``'s (before the hand-over only)."""
+        """What runs from now on is ``label``'s (before the hand-over only).
+
+        Re-arms as the gate does (`coverage_adapter.SysmonGate.relabel`): a
+        restart, or, when the last restart made more code outside the sources
+        start again than there are code objects to re-arm, only the code
+        objects that recorded since they were last re-armed (the others have
+        nothing disabled; one retired had recorded, so it is among them).
+        """
         with self._lock:
             if self._forward is not None:
                 raise RuntimeError("the init recorder has handed over: relabel the gate")
             self.events.append((SWITCH, label, 0, 0))
             self._switches += 1
+            if self._switches > 1:  # (the first follows the init)
+                self._outside_per_restart = self._outside_starts
+            ran, self._ran = self._ran, {}
+            outside = self._outside_per_restart
+            per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
             assert self.tool is not None
             how = rearm_for_label(
                 self.tool,
-                lambda: list(self._armed.values()),
+                lambda: list(ran.values()),
                 self.local_events,
                 each=self._cut_for_label if self._branch else None,
+                per_code=per_code,
             )
-            if how != "restart":  # each armed code object was re-armed, retired ones too
-                self._retired = {}
+            if how == "restart":
+                self._outside_starts = 0
+            else:  # each code object that ran was re-armed, retired ones too
+                for key in ran:
+                    self._retired.pop(key, None)
 
     def _cut_for_label(self, code: CodeType) -> None:
         self.events.append((RESET, code, 0, 0))
@@ -460,10 +488,11 @@ class InitRecorder:
         replay fills the gate's own record of what fired, so after the
         hand-over the gate decides alike.
         """
-        with self._replaying:  # the hand-over empties the stream: not meanwhile
+        with self._replaying:  # the hand-over and `drain` empty the stream: not meanwhile
             if self._forward is not None:
                 return 0
-            done = self._scan()
+            self._scan(len(self.events))
+            done = self._finished_codes()
             if not done:
                 return 0
             with self._lock:
@@ -480,13 +509,11 @@ class InitRecorder:
                     retired += 1
                 return retired
 
-    def _scan(self) -> list[tuple[int, CodeType]]:
-        """Note what fired in the events not scanned yet; the code objects among
-        them whose every location fired (``_replaying`` is held)."""
+    def _scan(self, end: int) -> None:
+        """Note what fired in the stream up to ``end`` (``_replaying`` is held)."""
         events = self.events
-        end = len(events)
         fired = self._fired
-        touched: dict[int, CodeType] = {}
+        touched = self._touched
         for index in range(self._scanned, end):
             kind, code, a, b = events[index]
             if kind == SWITCH:
@@ -504,6 +531,12 @@ class InitRecorder:
             found.add(location)
             touched[key] = code
         self._scanned = end
+
+    def _finished_codes(self) -> list[tuple[int, CodeType]]:
+        """The code objects with new events since the last pass whose every
+        location fired."""
+        touched, self._touched = self._touched, {}
+        fired = self._fired
         done = []
         for key, code in touched.items():
             expected = self._expected.get(key)
@@ -512,6 +545,54 @@ class InitRecorder:
             if expected <= fired[key]:
                 done.append((key, code))
         return done
+
+    def forget_fired(self) -> None:
+        """Everything was re-armed (`Measurement.reset`): nothing counts as fired."""
+        with self._replaying, self._lock:
+            self._fired = {}
+            self._touched = {}
+            self._retired = {}
+            self._ran = {}
+
+    # -- feeding coverage.py, the recorder staying the receiver (labels) --------
+
+    def drain(self, receiver: Receiver) -> int:
+        """Replay what was recorded so far into ``receiver`` and let it go, the
+        recorder staying the tool's live receiver: with labels, a first hit
+        stays one tuple and a switch one event and a re-arming (`relabel`)
+        after coverage.py is built, and coverage.py's callbacks run here, on
+        the thread that needs data (the shipping thread's checkpoint, a
+        flush, the shutdown), where nothing is billed.  Returns how many
+        events were replayed.
+
+        ``receiver`` is never installed: its callbacks are called directly,
+        and a replayed switch only parks what ran before it (the gate
+        re-arms nothing it does not own).  The bulk is replayed without the
+        recorder's lock (`catch_up`); the rest, under it, before the stream is
+        cut.  Code objects armed since the last drain that coverage.py does not
+        trace are disarmed, and their files armed no more.
+        """
+        self.catch_up(receiver)
+        with self._replaying, self._lock:
+            if self._forward is not None:
+                return 0
+            # This thread may append while it replays (see `hand_over`).
+            while self._replayed < len(self.events):
+                self._replay(receiver, len(self.events))
+            end = self._replayed
+            self._scan(end)  # (what fired counts for `retire` before it goes)
+            traced = receiver.traced
+            set_local = self._monitoring.set_local_events
+            unchecked, self._unchecked = self._unchecked, {}
+            for key, code in unchecked.items():
+                if not traced(code):
+                    set_local(self.tool, code, 0)
+                    self._armed.pop(key, None)
+                    self._files[code.co_filename] = False
+            del self.events[:end]
+            self._replayed = 0
+            self._scanned = 0
+            return end
 
     # -- the hand-over ---------------------------------------------------------
 
@@ -563,8 +644,11 @@ class InitRecorder:
             self._cut = set()
             self._skipped = {}
             self._fired = {}
+            self._touched = {}
             self._expected = {}
             self._retired = {}
+            self._unchecked = {}
+            self._ran = {}
             return replayed
 
     def _replay(self, receiver: Receiver, end: int) -> None:

@@ -117,7 +117,7 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
         # The maintenance pass after each invocation: fully run code loses its
         # events (the recorder's own pass before the hand-over, the gate's after),
         # and must report again under the next label.
-        retired["recorder" if measurement.gate_kind == "recorder" else "gate"] += (
+        retired["recorder" if measurement.receiving == "recorder" else "gate"] += (
             measurement.maintain()
         )
     data = measurement.data()

@@ -1,6 +1,10 @@
 """The init recorder's hand-over at its edges, on a Python with sys.monitoring.
 
-    python -m tests.exactness.recorder_cases CASE    -> one JSON document
+    python -m tests.exactness.recorder_cases CASE [--labels]   -> one JSON document
+
+Without ``--labels`` the runtime runs with ``COVERAGE_LABELS=none``, where the
+recorder hands over to coverage.py; with it (the default sources), the
+recorder stays the receiver and feeds coverage.py (`InitRecorder.drain`).
 
 Each case runs in its own process (coverage.py and sys.monitoring are
 process-wide); `tests/test_init_recorder.py` runs them on every 3.12+ Python
@@ -19,6 +23,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FRESH = HERE / "measured_only.py"
+LABELS = {"COVERAGE_LABELS": "none"}  # `--labels`: the default sources
 
 
 def session(branch: bool = False, **extra: str) -> Any:
@@ -32,6 +37,7 @@ def session(branch: bool = False, **extra: str) -> Any:
         "COVERAGE_CORE": "sysmon",
         "COVERAGE_BRANCH": str(branch).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
+        **LABELS,
         **extra,
     }
     runtime = CoverageSession.start(load_settings(env))
@@ -263,14 +269,15 @@ def measured_code_during_the_switch() -> dict[str, Any]:
 
 
 def hand_over_fails() -> dict[str, Any]:
-    """An error in the hand-over: one error record, the init is lost, measuring goes
-    on with coverage.py itself, and later data and snapshots work."""
+    """An error in the hand-over (with labels: in feeding coverage.py): one error
+    record, the init is lost, measuring goes on with coverage.py itself, and later
+    data and snapshots work."""
     from coverage_runtime.shim import coverage_adapter
 
-    def broken(gate: Any, *args: Any) -> None:
+    def broken(gate: Any, *args: Any) -> bool:
         raise RuntimeError("simulated failure in the hand-over")
 
-    coverage_adapter.SysmonGate.adopt = broken  # type: ignore[method-assign]
+    coverage_adapter.SysmonGate.traced = broken  # type: ignore[method-assign]
     runtime = session()
     measurement = runtime.measurement
     from tests.exactness import measured_only
@@ -492,4 +499,6 @@ CASES = {
 }
 
 if __name__ == "__main__":
+    if "--labels" in sys.argv[2:]:
+        LABELS = {}
     print(json.dumps(CASES[sys.argv[1]]()))
