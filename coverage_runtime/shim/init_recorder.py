@@ -357,13 +357,18 @@ class InitRecorder:
             self.events.append((kind, code, a, b))
             return self._disable
 
-    def _paused_event(self, code: CodeType, cut: bool) -> Any:
+    def _paused_event(self, code: CodeType, cut: bool, location: Any = None) -> Any:
         """A location reached while paused: nothing recorded, as the gate does.
 
         It is disabled and its code object re-armed on `resume`; one re-armed
         `STICKY_AFTER` times (a loop that opens a block per item) stays armed
         instead.  With branches (``cut``), no sequential arc joins the lines
         around the pause.  `FORWARD` if the hand-over came meanwhile.
+
+        A ``location`` (a line, a branch direction) that already fired under
+        the current label, by what `retire`'s scans saw, is only disabled: it
+        needs no re-arming (code run both inside and outside selective blocks
+        would otherwise be re-armed on every resume, then kept armed).
         """
         key = id(code)
         if key in self._sticky and (not cut or key in self._cut):
@@ -376,6 +381,10 @@ class InitRecorder:
                 self.events.append((RESET, code, 0, 0))
             if key in self._sticky:
                 return None
+            if location is not None and self._scanned_switches == self._switches:
+                fired = self._fired.get(key)
+                if fired is not None and location in fired:
+                    return self._disable
             self._skipped[key] = code
             # A resume on another thread may already have re-armed: stay armed then.
             return self._disable if self.paused else None
@@ -433,7 +442,9 @@ class InitRecorder:
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, True) if self.paused else self._record(LINE, code, line, 0)
+                self._paused_event(code, True, line)
+                if self.paused
+                else self._record(LINE, code, line, 0)
             )
             if result is not FORWARD:
                 return result
@@ -453,7 +464,7 @@ class InitRecorder:
     def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, False)
+                self._paused_event(code, False, (offset, destination))
                 if self.paused
                 else self._record(BRANCH_LEFT, code, offset, destination)
             )
@@ -464,7 +475,7 @@ class InitRecorder:
     def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, False)
+                self._paused_event(code, False, (offset, destination))
                 if self.paused
                 else self._record(BRANCH_RIGHT, code, offset, destination)
             )
@@ -517,9 +528,9 @@ class InitRecorder:
         for index in range(self._scanned, end):
             kind, code, a, b = events[index]
             if kind == SWITCH:
-                self._scanned_switches += 1
                 fired.clear()  # every armed code object reports again under the new label
                 touched.clear()
+                self._scanned_switches += 1  # (after: `_paused_event` reads both)
                 continue
             if kind in (START, RESET):
                 continue
