@@ -160,3 +160,10 @@ def check_labels_bound(result: dict[str, Any]) -> None:
     assert len(drained) >= 2, result
     for index, lines in result["lines"].items():
         assert {9, 15, 16, 18} <= set(lines), (index, lines)  # each run's own classify()
+
+
+def test_a_reset_drops_everything_and_re_arms_what_was_recorded_or_retired(python, mode):
+    result, _ = run_case(python, "reset_re_arms_what_was_recorded", *mode)
+    assert result["retired"] >= 1, result
+    assert result["lines"] == [30, 31], "only what ran after the reset: pooled(1), retired before"
+    assert result["receiving"] == ("recorder" if mode else "gate"), result

@@ -480,9 +480,33 @@ def labels_bound_the_stream() -> dict[str, Any]:
     return {"bound": bound, "waiting": waiting, "gates": gates, "lines": lines}
 
 
+def reset_re_arms_what_was_recorded() -> dict[str, Any]:
+    """A reset drops everything and what runs afterwards records again, code the
+    maintenance pass retired included (with labels: while the recorder feeds
+    coverage.py)."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    measured_only.pooled(0)  # (the init)
+    measured_only.pooled(1)
+    retired = measurement.maintain()  # pooled ran whole: its events come off
+    invocation(runtime, lambda: measured_only.classify(1), "a")
+    measurement.snapshot()
+    runtime.reset()
+    invocation(runtime, lambda: measured_only.pooled(1), "a")
+    data = measurement.data()
+    return {
+        "retired": retired,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "receiving": measurement.receiving,
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
+        reset_re_arms_what_was_recorded,
         deferred_hand_over,
         long_stream_hands_over_at_once,
         labels_bound_the_stream,
