@@ -263,6 +263,8 @@ class InitRecorder:
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
         self._labelled = labelled
+        if labelled:
+            self._record = self._record_fed  # type: ignore[method-assign]
 
     # -- Gate protocol before the hand-over ------------------------------------
 
@@ -365,6 +367,21 @@ class InitRecorder:
             self._ran[key] = code
             self.events.append((kind, code, a, b))
             return self._disable
+
+    def _record_fed(self, kind: int, code: CodeType, a: int, b: int) -> Any:
+        """`_record` for a recorder that is never handed over (labels: `drain`):
+        without the lock, the one path that runs per first hit for the
+        environment's life.  Each store is atomic; concurrent threads' events
+        are in the order of their appends, as under the lock; `drain` only cuts
+        what it replayed, and an event that lands between a switch's event and
+        its re-arming belongs to the new label and, re-armed, fires again
+        (recorded twice under it: the same data)."""
+        key = id(code)
+        if self._branch:
+            self._cut.discard(key)
+        self._ran[key] = code
+        self.events.append((kind, code, a, b))
+        return self._disable
 
     def _paused_event(self, code: CodeType, cut: bool, location: Any = None) -> Any:
         """A location reached while paused: nothing recorded, as the gate does.
@@ -638,6 +655,8 @@ class InitRecorder:
         Under the recorder's lock: an event on another thread waits, then goes
         to the receiver after everything recorded before it.
         """
+        if self._labelled:  # (its events are recorded without the lock: `_record_fed`)
+            raise RuntimeError("a labelled init recorder is drained, never handed over")
         with self._replaying, self._lock:
             if self._forward is not None:
                 return 0
