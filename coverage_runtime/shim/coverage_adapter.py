@@ -516,11 +516,14 @@ class SysmonGate(Labelled):
         deferred: bool = False,
         labelled: bool = False,
         label: str = "",
+        fed: bool = False,
     ) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
             raise InternalsChanged("sys.monitoring is missing")
-        self._cov = cov
+        # ``fed``: by the init recorder for good (labels: `InitRecorder.drain`): never
+        # paused, never retiring (the recorder does both), so what fired is not kept.
+        self._cov, self._fed = cov, fed
         tracers = collector(cov).tracers
         if len(tracers) != 1 or type(tracers[0]).__name__ != "SysMonitor":
             raise InternalsChanged(f"expected one SysMonitor, found {tracers!r}")
@@ -670,6 +673,14 @@ class SysmonGate(Labelled):
         dirty = self._dirty_marker
         gate = self
         sticky = self._sticky
+        if self._fed:
+
+            def replayed(code: CodeType, *args: Any) -> Any:
+                result = original(code, *args)
+                dirty(code)
+                return result
+
+            return replayed
         if not self._arcs:
 
             def line(code: CodeType, number: int) -> Any:

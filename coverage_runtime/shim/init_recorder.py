@@ -695,16 +695,23 @@ class InitRecorder:
         callbacks = receiver.callbacks()
         start, line = callbacks[START], callbacks[LINE]
         traced = receiver.traced
+        known: dict[int, bool] = {}  # traced, per code object, for this call
         events = self.events
         for index in range(self._replayed, end):
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
-            elif kind == SWITCH:
-                receiver.relabel(code)
-            elif not traced(code):
+                known.pop(id(code), None)  # (traced now, maybe)
                 continue
-            elif kind == LINE:
+            if kind == SWITCH:
+                receiver.relabel(code)
+                continue
+            measured = known.get(id(code))
+            if measured is None:
+                measured = known[id(code)] = traced(code)
+            if not measured:
+                continue
+            if kind == LINE:
                 line(code, a)
             elif kind == RESET:
                 receiver.cut(code)

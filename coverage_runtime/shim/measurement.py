@@ -461,6 +461,7 @@ class Measurement:
                 deferred=True,
                 labelled=self._labelled,
                 label=self._first_label,  # (the recorder's: the replay switches on)
+                fed=self._labelled,  # (labels: the recorder stays the receiver)
             )
         except Exception:
             coverage_adapter.abandon(cov)  # the tool is the recorder's: nothing to free

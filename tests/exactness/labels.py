@@ -1,6 +1,6 @@
 """Labels recorded exactly: what each label ran, against plain coverage.py.
 
-    python -m tests.exactness.labels shim --core sysmon [--branch] [--handover early|late]
+    python -m tests.exactness.labels shim --core sysmon [--branch] [--handover early|late|each]
     python -m tests.exactness.labels plain --core sysmon [--branch] --label LABEL
     python -m tests.exactness.labels --matrix
 
@@ -114,6 +114,8 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
             measurement.materialize()
         runtime.label(label)
         labelled.SEGMENTS[segment]()
+        if args.handover == "each":  # coverage.py fed after every invocation
+            measurement.materialize()
         # The maintenance pass after each invocation: fully run code loses its
         # events (the recorder's own pass before the hand-over, the gate's after),
         # and must report again under the next label.
@@ -167,7 +169,7 @@ def cells(version: tuple[int, int] | None = None) -> list[list[str]]:
         flags = ["--branch"] if branch else []
         found.append(["--core", "ctrace", *flags])
         if sysmon_supports(branch=branch, version=version):
-            for handover in ("early", "middle", "late"):
+            for handover in ("early", "middle", "late", "each"):
                 found.append(["--core", "sysmon", *flags, "--handover", handover])
             # Beside another sys.monitoring tool: re-armed code object by code object.
             found.append(["--core", "sysmon", *flags, "--handover", "middle", "--other-tool"])
@@ -188,7 +190,8 @@ def run(*args: str) -> Any:
 def compare(cell: list[str]) -> dict[str, Any]:
     """One cell: the shim's labels against plain coverage.py, label by label."""
     got = run("shim", *cell)
-    flags = [a for a in cell if a not in ("--handover", "early", "middle", "late", "--other-tool")]
+    handovers = ("--handover", "early", "middle", "late", "each", "--other-tool")
+    flags = [a for a in cell if a not in handovers]
     expected_labels = ["init", *sorted({label or "" for label, _ in SCRIPT})]
     differences = {}
     for label in expected_labels:
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", nargs="?", choices=["shim", "plain"])
     parser.add_argument("--core", choices=["sysmon", "ctrace"], default="sysmon")
     parser.add_argument("--branch", action="store_true")
-    parser.add_argument("--handover", choices=["early", "middle", "late"], default="late")
+    parser.add_argument("--handover", choices=["early", "middle", "late", "each"], default="late")
     parser.add_argument("--label", default="")
     parser.add_argument("--run", type=int, default=0)
     parser.add_argument("--other-tool", action="store_true")
