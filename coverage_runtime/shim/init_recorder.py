@@ -613,19 +613,11 @@ class InitRecorder:
         with self._replaying, self._lock:
             if self._forward is not None:
                 return 0
-            # This thread may append while it replays (see `hand_over`).
-            while self._replayed < len(self.events):
-                self._replay(receiver, len(self.events))
+            self._replay_rest(receiver)
             end = self._replayed
             self._scan(end)  # (what fired counts for `retire` before it goes)
-            traced = receiver.traced
-            set_local = self._monitoring.set_local_events
             unchecked, self._unchecked = self._unchecked, {}
-            for key, code in unchecked.items():
-                if not traced(code):
-                    set_local(self.tool, code, 0)
-                    self._armed.pop(key, None)
-                    self._files[code.co_filename] = False
+            self._disarm_untraced(receiver, unchecked)
             del self.events[:end]
             self._replayed = 0
             self._scanned = 0
@@ -660,23 +652,15 @@ class InitRecorder:
         with self._replaying, self._lock:
             if self._forward is not None:
                 return 0
-            # This thread may append while it replays (a source directory that
-            # holds code coverage.py runs): `_replay` reads the length each time.
-            while self._replayed < len(self.events):
-                self._replay(receiver, len(self.events))
-            traced = receiver.traced
-            set_local = self._monitoring.set_local_events
-            for code in list(self._armed.values()):
-                if not traced(code):
-                    set_local(self.tool, code, 0)
+            self._replay_rest(receiver)
+            self._disarm_untraced(receiver, self._armed)
             receiver.adopt(self._skipped, self._rearmed, self._sticky, self._retired)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
             # What this very thread ran since the last replay (a finaliser, say):
             # before anything it runs from now on, which goes to the receiver.
-            while self._replayed < len(self.events):
-                self._replay(receiver, len(self.events))
+            self._replay_rest(receiver)
             replayed = self._replayed
             self.events = []
             self._armed = {}
@@ -689,6 +673,24 @@ class InitRecorder:
             self._unchecked = {}
             self._ran = {}
             return replayed
+
+    def _replay_rest(self, receiver: Receiver) -> None:
+        """Everything not replayed yet (the locks are held).  This thread may
+        append while it replays (a source directory that holds code coverage.py
+        runs): the length is read again each time."""
+        while self._replayed < len(self.events):
+            self._replay(receiver, len(self.events))
+
+    def _disarm_untraced(self, receiver: Receiver, codes: dict[int, CodeType]) -> None:
+        """Take the events off the code objects among ``codes`` that coverage.py
+        does not trace (the recorder arms a superset), and arm their files no more."""
+        traced = receiver.traced
+        set_local = self._monitoring.set_local_events
+        for key, code in list(codes.items()):
+            if not traced(code):
+                set_local(self.tool, code, 0)
+                self._armed.pop(key, None)
+                self._files[code.co_filename] = False
 
     def _replay(self, receiver: Receiver, end: int) -> None:
         """Events ``[_replayed, end)`` into ``receiver`` (``_replaying`` is held)."""
