@@ -578,19 +578,20 @@ class Measurement:
 
         Costs a pass over the measured files, so the runtime calls it on a
         decaying schedule between invocations, not after every one.
-        Returns how many code objects stopped reporting events.  Before the
-        hand-over the init recorder does it from its own stream: no coverage.py
-        is built for it.
+        Returns how many code objects stopped reporting events.  While the
+        init recorder receives the events (before the hand-over; with labels,
+        always) it does it from its own stream: no coverage.py is needed.
         """
         with self._lock:
             gate = self._gate
             receiver = self._receiver()
             if self._finished or receiver is None:
                 return 0
-            if isinstance(receiver, init_recorder.InitRecorder):
-                return receiver.retire()  # (0 if it handed over meanwhile)
-            assert gate is not None
-            self._tally_new()
+            if not isinstance(receiver, init_recorder.InitRecorder):
+                self._tally_new()
+        if isinstance(receiver, init_recorder.InitRecorder):
+            return receiver.retire()  # (its own locks; 0 if it handed over meanwhile)
+        assert gate is not None
         # The pass itself runs outside the lock (90-250 ms at 2,000 modules the
         # first time): it only takes events off code whose every location is
         # recorded already, which loses nothing whatever runs meanwhile.
