@@ -70,9 +70,12 @@ MAX_TRACERS = 16
 # The init recorder hands over when data is first needed (a checkpoint, flush,
 # reset, shutdown), or as soon as the shipping thread starts when it holds this
 # many events: a large function's early shutdown must not face the whole build
-# and replay, and the stream (a tuple per first hit, ~100 bytes) stays bounded
-# (with labels it grows by what each invocation runs first).  See bench/README.md,
-# "Where the init went".
+# and replay, and the stream (a tuple per first hit, ~100-110 bytes) stays
+# bounded (with labels it grows by what each invocation runs first, and is fed
+# to coverage.py at the bound).  At the bound, building coverage.py and replaying
+# cost ~71 ms with branches in the image (4,700 events in 50 modules), ~3x that
+# on a third of a CPU: about half the default 400 ms shutdown budget.  See
+# bench/README.md, "Where the init went".
 HAND_OVER_AT_EVENTS = 5_000
 
 
