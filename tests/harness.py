@@ -11,6 +11,7 @@ import functools
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,31 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+# What a build of the package never needs: copied around it, they only cost time.
+_NOT_BUILT = (".git", ".venv", ".local", "*_cache", ".hypothesis", "build", "*.egg-info",
+              "__pycache__", "coverage-report", "node_modules")  # fmt: skip
+
+
+def build_wheel(destination: Path) -> Path:
+    """A wheel of this checkout in ``destination``, built from a throwaway copy:
+    setuptools writes ``build/`` and ``*.egg-info`` next to the sources it builds,
+    and a test must not leave them in the user's checkout."""
+    source = Path(tempfile.mkdtemp(prefix="lambda-coverage-src-"))
+    try:
+        shutil.copytree(
+            REPO_ROOT, source, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_NOT_BUILT)
+        )
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+             "--disable-pip-version-check", "-w", str(destination), str(source)],
+            check=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+    (wheel,) = destination.glob("lambda_coverage-*.whl")
+    return wheel
 
 
 def free_port() -> int:

@@ -7,8 +7,6 @@ with the RIE as the entry point and the function's own command after it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -17,7 +15,7 @@ from coverage import CoverageData
 from tests.containers import podman, script
 from tests.harness import (
     FAKE_CREDENTIALS,
-    REPO_ROOT,
+    build_wheel,
     download_objects,
     find_rie,
     free_port,
@@ -69,11 +67,7 @@ def test_an_existing_image_with_the_package_installed(base_image, s3_server, s3,
     (context / "dist").mkdir(parents=True)
     (context / "app.py").write_text(FUNCTION)
     (context / "Dockerfile").write_text(DOCKERFILE)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-         "-w", str(context / "dist"), str(REPO_ROOT)],
-        check=True, timeout=300,
-    )  # fmt: skip
+    build_wheel(context / "dist")
     image = f"localhost/lambda-coverage-adopted:{uuid.uuid4().hex[:8]}"
     podman(
         "build", "--network=host", "--pull=never", "--build-arg", f"BASE_IMAGE={base_image}",

@@ -27,7 +27,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FUNCTIONS_DIR
-from tests.harness import download_objects, executed_lines, line_of, pinned_version
+from tests.harness import (
+    build_wheel,
+    download_objects,
+    executed_lines,
+    line_of,
+    pinned_version,
+)
 from tests.managed_runtime import (
     ManagedRuntime,
     build_layer,
@@ -314,11 +320,7 @@ def test_wheel_in_a_fresh_venv(start_function, function_env, s3, bucket, tmp_pat
     coverage_runtime`` as the entry point, the checkout nowhere on the path."""
     repo = FUNCTIONS_DIR.parent.parent
     dist = tmp_path / "dist"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "-w", str(dist), str(repo)], check=True, timeout=300
-    )
-    (wheel,) = dist.glob("lambda_coverage-*.whl")
+    wheel = build_wheel(dist)
     with zipfile.ZipFile(wheel) as zipped:
         names = set(zipped.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

@@ -369,7 +369,7 @@ def test_exactness_matrix_on_the_image_python(image):
         # On sysmon the init runs before coverage.py is built, in the image too.
         assert cell["init_gate"] == ("recorder" if cell["core"] == "sysmon" else "gate"), cell
     late = [cell for cell in results if "--late-handover" in cell["cell"]]
-    assert len(late) == 4 and all(cell["late_gate"] == "recorder" for cell in late), late
+    assert len(late) == 8 and all(cell["late_gate"] == "recorder" for cell in late), late
     assert result.returncode == 0
     # Branches on 3.14: code running while the init is replayed in slices, as plain coverage.py.
     cases = {}
@@ -380,6 +380,22 @@ def test_exactness_matrix_on_the_image_python(image):
     ours, plain = cases["replay_while_running"], cases["replay_while_running_reference"]
     assert plain["arcs"], "branches are measured on the image's Python"
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
+
+
+def test_the_deferred_hand_over_on_the_image_python(image):
+    """Branches on 3.14: the recorder keeps recording until data is needed, status()
+    builds nothing, a long stream (a large init, or labels) is handed over at once."""
+    from tests.test_init_recorder import (
+        check_deferred_hand_over,
+        check_labels_bound,
+        check_long_stream,
+    )
+
+    module = "tests.exactness.recorder_cases"
+    done, result = run_tests_module(image, module, "deferred_hand_over", timeout=300, check=True)
+    check_deferred_hand_over(result, done.stdout + done.stderr)
+    check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
+    check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
 
 
 def test_labels_exact_on_the_image_python(image):

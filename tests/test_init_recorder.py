@@ -18,10 +18,10 @@ from tests.test_exactness import other_pythons, venv_for
 SYSMON_PYTHONS = [p for p in other_pythons() if p.parent.parent.name >= "3.12"]
 
 
-def run_case(python: str, case: str) -> tuple[dict[str, Any], str]:
+def run_case(python: str, case: str, *args: str) -> tuple[dict[str, Any], str]:
     """The case's result, and the log lines it wrote (the runtime logs to stdout)."""
     done = subprocess.run(
-        [python, "-m", "tests.exactness.recorder_cases", case],
+        [python, "-m", "tests.exactness.recorder_cases", case, *args],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -35,6 +35,13 @@ def python(request: pytest.FixtureRequest) -> str:
     return venv_for(path)
 
 
+@pytest.fixture(params=[(), ("--labels",)], ids=["hand-over", "labels-fed"])
+def mode(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Without labels the recorder hands over to coverage.py; with them (the
+    default sources) it stays the receiver and feeds coverage.py."""
+    return request.param
+
+
 def test_an_event_during_the_replay_waits_and_is_recorded_after_it(python):
     result, _ = run_case(python, "concurrent_event")
     # The worker's first line after the replay began waited for the recorder's lock...
@@ -46,8 +53,8 @@ def test_an_event_during_the_replay_waits_and_is_recorded_after_it(python):
     assert result["gate"] == "gate"
 
 
-def test_internals_changed_loses_the_init_loudly_and_measures_on(python):
-    result, log = run_case(python, "internals_changed")
+def test_internals_changed_loses_the_init_loudly_and_measures_on(python, mode):
+    result, log = run_case(python, "internals_changed", *mode)
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     errors = [r for r in records if "could not take the init over" in r["message"]]
     assert (
@@ -59,14 +66,14 @@ def test_internals_changed_loses_the_init_loudly_and_measures_on(python):
     assert result["tools"].count("coverage.py") == 1, result
 
 
-def test_the_hand_over_never_rearms_another_tools_events(python):
-    result, _ = run_case(python, "other_tool_untouched")
+def test_the_hand_over_never_rearms_another_tools_events(python, mode):
+    result, _ = run_case(python, "other_tool_untouched", *mode)
     assert result["other_tool_lines_before"] > 0
     assert result["other_tool_lines_after"] == result["other_tool_lines_before"], result
 
 
-def test_code_running_during_a_sliced_replay_is_recorded_as_plain_coverage_py_does(python):
-    result, _ = run_case(python, "replay_while_running")
+def test_code_running_during_a_sliced_replay_is_recorded_as_plain_coverage_py_does(python, mode):
+    result, _ = run_case(python, "replay_while_running", *mode)
     reference, _ = run_case(python, "replay_while_running_reference")
     assert result["rounds"] >= 3
     assert result["lines"] == reference["lines"]
@@ -79,8 +86,8 @@ def test_measured_code_run_by_the_replaying_thread_during_the_switch_is_kept(pyt
     assert result["gate"] == "gate"
 
 
-def test_a_failed_hand_over_loses_the_init_loudly_and_measures_on(python):
-    result, log = run_case(python, "hand_over_fails")
+def test_a_failed_hand_over_loses_the_init_loudly_and_measures_on(python, mode):
+    result, log = run_case(python, "hand_over_fails", *mode)
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     errors = [r for r in records if "could not take the init over" in r["message"]]
     assert len(errors) == 1 and "simulated failure" in errors[0]["error_message"], records
@@ -98,7 +105,7 @@ def test_data_asked_during_the_hand_over_never_builds_a_second_coverage_py(pytho
 
 
 def test_label_switches_choose_the_cheaper_rearming_and_each_label_gets_its_lines(python):
-    result, _ = run_case(python, "label_switches_choose_the_cheaper_rearming")
+    result, _ = run_case(python, "label_switches_choose_the_cheaper_rearming", "--labels")
     # The first switch restarts; it shows many code objects outside the sources
     # starting again, so the next ones re-arm the measured code objects alone.
     assert result["chosen"] == ["restart", "per-code", "per-code", "per-code"], result
@@ -106,3 +113,57 @@ def test_label_switches_choose_the_cheaper_rearming_and_each_label_gets_its_line
     assert result["lines"] == {
         "label-0": negative, "label-1": small, "label-2": big, "label-3": small,
     }, result  # fmt: skip
+
+
+def test_the_hand_over_waits_until_data_is_needed_and_status_never_builds_coverage_py(python, mode):
+    check_deferred_hand_over(*run_case(python, "deferred_hand_over", *mode))
+
+
+def check_deferred_hand_over(result: dict[str, Any], log: str) -> None:
+    # Three responses: the shipping thread ran (client, maintenance) but built nothing.
+    assert result["gates"] == ["recorder"] * 3, result
+    assert not result["coverage_imported_before"], "status() and the passes import no coverage.py"
+    before = result["status_before"]
+    assert before["recorded_events_waiting"] > 0 and before["pending_checkpoint"], result
+    assert result["retired"] >= 1, "the maintenance pass retires from the recorder's stream"
+    # The first snapshot handed over: everything the recorder held is counted.
+    after = result["status_after"]
+    assert result["gate_after"] == "gate" and after["recorded_events_waiting"] == 0, result
+    assert after["recorded_lines"] > 0
+    assert {9, 10, 11, 12, 30, 31, 32} <= set(result["lines"]), result
+    assert log.count("coverage.py took the init over") == 1
+
+
+def test_a_long_stream_is_handed_over_when_the_shipping_thread_starts(python, mode):
+    check_long_stream(run_case(python, "long_stream_hands_over_at_once", *mode)[0])
+
+
+def check_long_stream(result: dict[str, Any]) -> None:
+    assert result["waiting_after_init"] >= 5, result  # the (lowered) threshold
+    assert result["gate"] == "gate", "handed over after the first response, no checkpoint due"
+    assert {9, 11, 30, 31} <= set(result["lines"]), result
+
+
+def test_labels_bound_the_recorded_stream_and_each_label_keeps_its_lines(python):
+    check_labels_bound(run_case(python, "labels_bound_the_stream")[0])
+
+
+def check_labels_bound(result: dict[str, Any]) -> None:
+    waiting, gates, bound = result["waiting"], result["gates"], result["bound"]
+    built = gates.index("gate")
+    assert 0 < built < len(gates) - 1, result
+    assert waiting[built - 1] >= bound // 2, "coverage.py not built before the stream grew"
+    # The recorder stays the receiver: it is replayed into coverage.py (and let go)
+    # whenever it reaches the bound, so it never holds more than one invocation over it.
+    assert max(waiting) < 2 * bound, result
+    drained = [i for i in range(1, len(waiting)) if waiting[i] < waiting[i - 1]]
+    assert len(drained) >= 2, result
+    for index, lines in result["lines"].items():
+        assert {9, 15, 16, 18} <= set(lines), (index, lines)  # each run's own classify()
+
+
+def test_a_reset_drops_everything_and_re_arms_what_was_recorded_or_retired(python, mode):
+    result, _ = run_case(python, "reset_re_arms_what_was_recorded", *mode)
+    assert result["retired"] >= 1, result
+    assert result["lines"] == [30, 31], "only what ran after the reset: pooled(1), retired before"
+    assert result["receiving"] == ("recorder" if mode else "gate"), result

@@ -79,17 +79,20 @@ def test_a_pytest_suite_labels_what_each_test_ran(
     assert all(entry + 1 <= max(lines(test, handler)) for test in TESTS)
 
     # The report of one test, and of all, as the README shows it, from the clone.
-    def report(output: str, *patterns: str) -> tuple[set[int], set[int]]:
+    def cli(command: str, output: str, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "coverage_runtime.report.cli", "report",
+            [sys.executable, "-m", "coverage_runtime.report.cli", command,
              "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
              "--task-root", str(clone), "--source-root", str(clone), "--no-progress",
-             "--format", "json", "-o", str(tmp_path / output),
-             *(a for p in patterns for a in ("--context", p))],
+             "--format", "json", "-o", str(tmp_path / output), *args],
             cwd=clone, env={"PATH": "/usr/bin:/bin", **FAKE_CREDENTIALS},
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def report(output: str, *patterns: str) -> tuple[set[int], set[int]]:
+        cli("report", output, *(a for p in patterns for a in ("--context", p)))
         found = json.loads((tmp_path / output / "coverage.json").read_text())["files"]
         (info,) = (info for name, info in found.items() if name.endswith("business.py"))
         executed = set(info["executed_lines"])
@@ -101,3 +104,23 @@ def test_a_pytest_suite_labels_what_each_test_ran(
     assert executed_one < executed_all
     data.set_query_contexts(None)
     assert executed_all == set(data.lines(business) or ()) & statements
+
+    # unused, one test's runs only: a unit of business.py ran exactly when that test ran
+    # one of its statements (units cut by units_of, on coverage.py's statements).
+    from coverage_runtime.report.units import units_of
+
+    units = units_of("app/business.py", Path(business).read_text(), statements)
+    for test in TESTS[:2]:
+        cli("unused", f"unused-{test[-9:]}", "--no-static", "--all", "--context", test)
+        document = json.loads((tmp_path / f"unused-{test[-9:]}" / "unused.json").read_text())
+        assert document["labels"]["selected"] == [test]
+        assert document["observed"]["environments"] == 1
+        judged = {
+            u["qualname"]: u["environments"]
+            for u in document["units"]
+            if u["path"] == "app/business.py"
+        }
+        ran = lines(test, business)
+        assert judged == {u.qualname: int(bool(u.lines & ran)) for u in units if u.lines}
+        if test == TESTS[1]:
+            assert 1 in judged.values() and 0 in judged.values()  # ran some, not all

@@ -3,7 +3,8 @@
 The rest of the RIE suite runs on the venv's Python (3.11 here: the C tracer);
 these run the runtime on the newest pyenv CPython 3.12+ with the runtime's own
 requirements (a venv under .local/venvs), where the init is recorded without
-coverage.py and handed over after the first response.
+coverage.py and handed over when data is first needed: the first checkpoint,
+a flush, the shutdown.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ pytestmark = [pytest.mark.rie, pytest.mark.slow]
 BASIC = FUNCTIONS_DIR / "basic.py"
 BROKEN = FUNCTIONS_DIR / "broken_import.py"
 BUSY = FUNCTIONS_DIR / "busy.py"
+USES_API = FUNCTIONS_DIR / "uses_api.py"
+TOOK_OVER = "coverage.py took the init over"
 
 
 def sysmon_runtime(*extra: str) -> str:
@@ -89,15 +92,19 @@ def wait_for_message(function, message: str, timeout: float = 20) -> None:
         time.sleep(0.01)
 
 
-def test_the_init_is_recorded_then_handed_over_after_the_first_response(
-    start, s3, bucket, tmp_path
-):
+def test_the_init_is_recorded_then_handed_over_at_the_first_checkpoint(start, s3, bucket, tmp_path):
     function = start("basic.handler", COVERAGE_FLUSH_INTERVAL_SECONDS="1")
     assert function.invoke({"path": "a"}).body["result"] == "took a"
-    wait_for_message(function, "coverage.py took the init over")  # the shipping thread
+    # The shipping thread started after the response: it builds the S3 client (it
+    # built coverage.py first, before the hand-over waited for data to be needed).
+    wait_for_message(function, "S3 client ready")
+    assert TOOK_OVER not in messages(function)
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     assert function.invoke({"path": "b"}).body["result"] == "took b"
-    wait_for_message(function, "coverage uploaded")  # a checkpoint, once coverage.py is built
+    wait_for_message(function, "coverage uploaded")  # the first checkpoint hands over
+    found = messages(function)
+    assert found.count(TOOK_OVER) == 1
+    assert found.index(TOOK_OVER) < found.index("coverage uploaded")
     assert function.terminate() == 0
     started = next(r for r in function.json_logs() if r["message"] == "coverage runtime started")
     assert started["core"] == "sysmon"
@@ -132,13 +139,16 @@ def shipped_or_said_lost(function, s3, bucket, tmp_path, source: Path, marker: s
 
 
 def test_sigterm_while_coverage_py_is_built(start, s3, bucket, tmp_path, pauses):  # noqa: F811
-    """The shipping thread is building coverage.py when SIGTERM comes: the shutdown
-    waits for that build and never starts a second one."""
+    """The shipping thread is building coverage.py for the first checkpoint when
+    SIGTERM comes: the shutdown waits for that build and never starts a second one."""
     function = start(
         "basic.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
         COVERAGE_TEST_PAUSE_AT="coverage-build",
     )
+    assert function.invoke({"path": "b"}).status == 200
+    time.sleep(1.1)  # a checkpoint is due after the next response
     assert function.invoke({"path": "a"}).status == 200
     wait_reached(pauses, "coverage-build")  # on the shipping thread, after the response
     function.signal_shutdown()
@@ -147,6 +157,57 @@ def test_sigterm_while_coverage_py_is_built(start, s3, bucket, tmp_path, pauses)
     assert function.wait(timeout=10) == 0
     assert messages(function).count("coverage.py took the init over") == 1
     shipped_or_said_lost(function, s3, bucket, tmp_path, BASIC, "marker: path-a")
+
+
+def test_health_checks_never_build_coverage_py_and_a_flush_hands_over(
+    start,
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    """``status()`` on every invocation (the example's health handler) counts what
+    the recorder holds without building coverage.py: the ``coverage-build`` point
+    is never reached; the first ``flush()`` builds it, on the invoking thread."""
+    function = start(
+        "uses_api.handler",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="coverage-build",
+    )
+    statuses = [function.invoke({"action": "status"}).body for _ in range(3)]
+    wait_for_message(function, "S3 client ready")  # the shipping thread ran meanwhile
+    assert not (pauses / "coverage-build.reached").exists(), function.logs()[-2000:]
+    for status in statuses:
+        assert status["recorded_events_waiting"] > 0 and status["pending_checkpoint"], status
+        assert status["core"] == "sysmon" and status["recorded_lines"] == 0, status
+    assert TOOK_OVER not in messages(function)
+    flushing = threading.Thread(target=invoke_quietly, args=(function, {"action": "flush"}))
+    flushing.start()
+    wait_reached(pauses, "coverage-build")
+    release(pauses, "coverage-build")
+    flushing.join(30)
+    after = function.invoke({"action": "status"}).body
+    assert after["recorded_events_waiting"] == 0 and after["recorded_lines"] > 0, after
+    assert after["last_upload"]["reason"] == "flush", after
+    assert function.terminate() == 0
+    assert messages(function).count(TOOK_OVER) == 1
+    lines = executed_lines(the_object(s3, bucket, tmp_path), USES_API)
+    assert line_of(USES_API, "def handler") in lines, "module level, run at init"
+
+
+def test_the_shutdown_hands_over_when_no_checkpoint_came(start, s3, bucket, tmp_path):
+    """Warm invocations, no checkpoint due (the default 60 s): coverage.py is built
+    in the shutdown window, and everything the recorder held ships."""
+    function = start("basic.handler")
+    for path in ("a", "b"):
+        assert function.invoke({"path": path}).status == 200
+    wait_for_message(function, "S3 client ready")
+    assert TOOK_OVER not in messages(function)
+    assert function.terminate() == 0
+    assert messages(function).count(TOOK_OVER) == 1
+    lines = executed_lines(the_object(s3, bucket, tmp_path), BASIC)
+    assert line_of(BASIC, "def handler") in lines
+    assert {line_of(BASIC, "marker: path-a"), line_of(BASIC, "marker: path-b")} <= lines
 
 
 def test_sigterm_during_the_first_invocation_builds_coverage_py_in_the_window(

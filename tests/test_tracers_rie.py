@@ -74,6 +74,6 @@ def test_patch_all_records_the_function_and_nothing_of_the_shim(
     assert "aws_xray_sdk" not in logs and "discarded" not in logs, logs
     messages = [r["message"] for r in function.json_logs()]
     started = next(r for r in function.json_logs() if r["message"] == "coverage runtime started")
-    if core == "sysmon":  # coverage.py was built after the first response, after patch_all()
+    if core == "sysmon":  # coverage.py was built for the first checkpoint, after patch_all()
         assert started["core"] == "sysmon"
         assert "coverage.py took the init over" in messages

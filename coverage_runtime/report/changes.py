@@ -11,7 +11,10 @@ revisions, as
 - ``never_ran``: deployed unchanged, and no environment ran it;
 - ``new``: no observed revision holds the line as it is now.
 
-and the lines are summed per function (the unit that owns them).
+and the lines are summed per function (the unit that owns them).  With
+``--context`` the evidence is that of the selected labels (`labels.restrict`):
+``ran`` then means a selected label ran the line (e.g. an integration test, in
+the deployed function), among the environments where one ran anything.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from coverage_runtime.errors import ReportError
 from coverage_runtime.report.insights import Checkout
+from coverage_runtime.report.labels import Restriction
 from coverage_runtime.report.revisions import repository_root, run_git, unidiff_patch
 from coverage_runtime.report.units import Unit
 
@@ -128,6 +132,7 @@ class Classified:
     lines: list[LineVerdict]
     units: list[UnitChange]
     observed: dict[str, Any]
+    restriction: Restriction | None = None  # --context: the labels whose runs count
 
     def counts(self) -> dict[str, int]:
         found = Counter(line.status for line in self.lines)
@@ -142,6 +147,7 @@ class Classified:
     def as_dict(self) -> dict[str, Any]:
         return {
             "observed": self.observed,
+            "labels": self.restriction.as_dict() if self.restriction else None,
             "lines": self.counts(),
             "ran_percent": round(self.ran_percent(), 2),
             "units": [u.as_dict() for u in self.units],
@@ -175,4 +181,4 @@ def classify(checkout: Checkout, changed: dict[str, set[int]]) -> Classified:
                 change.environments, change.observed = tally.environments, tally.observed
                 change.invocations = max(change.invocations, tally.invocations)
     ordered = sorted(units.values(), key=lambda c: (c.unit.path, c.unit.start_line))
-    return Classified(lines, ordered, judge.observed.as_dict())
+    return Classified(lines, ordered, judge.observed.as_dict(), checkout.restriction)

@@ -4,8 +4,17 @@
     lambda-coverage report --bucket B [filters] [-o coverage-report] [--fail-under 80]
                            [--context PATTERN ...] [--contexts]
     lambda-coverage unused --bucket B [filters] [--tests-data .coverage]   (or --data DIR)
+                           [--context PATTERN ...]
     lambda-coverage diff   --bucket B [filters] --base origin/main [--fail-under 50]
+                           [--context PATTERN ...]
     lambda-coverage history [--bucket B] [--runs DIR ...] [--data DIR]
+
+``--context PATTERN`` (repeatable shell patterns; ``''`` is the empty label of
+invocations that carried none, ``init`` what ran while environments
+initialised) restricts each command to what the matching labels ran: ``report``
+reports only their lines; ``unused`` and ``diff`` judge as if the environments
+had recorded only their runs (environments where a matching label ran a line;
+their invocation totals).
 
 Exit status: 0 done, 1 an error (bad input, S3, unreadable data), 2 the total
 is below ``--fail-under`` (as ``coverage report --fail-under``).
@@ -205,7 +214,9 @@ def _add_checkout_arguments(parser: argparse.ArgumentParser, out: Any) -> None:
     _add_merge_arguments(parser)
 
 
-def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_label_arguments(parser: argparse.ArgumentParser, listing: bool = False) -> None:
+    """``--context`` for report, unused and diff; with ``listing`` (report) the label
+    table and the labels per line of the reports too."""
     labels = parser.add_argument_group(
         "labels (coverage.py dynamic contexts: init, a test's node id, a request kind, ...)"
     )
@@ -214,9 +225,12 @@ def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="report only what labels matching this shell pattern ran (repeatable; a label "
-        "spelled exactly also matches; '' selects invocations with no label, '*' all)",
+        help="count only what labels matching this shell pattern ran (repeatable; a label "
+        "spelled exactly also matches; '' selects invocations with no label, 'init' what "
+        "ran while environments initialised, '*' all)",
     )
+    if not listing:
+        return
     labels.add_argument(
         "--contexts",
         action="store_true",
@@ -273,6 +287,7 @@ def _add_unused_parser(commands: Any) -> None:
         "--all", action="store_true", help="list every unit in the terminal, active ones too"
     )
     _add_checkout_arguments(unused, out)
+    _add_label_arguments(unused)
 
 
 def _add_diff_parser(commands: Any) -> None:
@@ -297,6 +312,7 @@ def _add_diff_parser(commands: Any) -> None:
         "could run did run",
     )
     _add_checkout_arguments(diff, out)
+    _add_label_arguments(diff)
 
 
 def _add_history_parser(commands: Any) -> None:
@@ -371,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PERCENT",
         help="exit with status 2 when the total coverage is below PERCENT",
     )
-    _add_label_arguments(report)
+    _add_label_arguments(report, listing=True)
     out.add_argument("--rcfile", help="coverage.py configuration file for the reports")
     out.add_argument(
         "--include",
@@ -513,15 +529,20 @@ def _pipeline_options(
     )
 
 
-def _label_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The pipeline's label options, for the commands that have them (report)."""
+def _label_selection(args: argparse.Namespace) -> Any:
+    """The ``--context`` patterns (report, unused, diff), duplicates dropped."""
     from coverage_runtime.report.labels import LabelSelection
 
-    if not hasattr(args, "context"):
+    return LabelSelection(tuple(dict.fromkeys(getattr(args, "context", None) or ())))
+
+
+def _label_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's label options; the labels per line for report only."""
+    if not hasattr(args, "show_contexts"):
         return {}
     show = args.show_contexts
     return {
-        "labels": LabelSelection(tuple(dict.fromkeys(args.context))),
+        "labels": _label_selection(args),
         "show_contexts": show,
         "json_contexts": bool(show) or (show is None and args.contexts),
     }
@@ -632,6 +653,7 @@ def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             low_traffic=args.low_traffic / 100,
             tests_data=args.tests_data,
             static=not args.no_static,
+            labels=_label_selection(args),
         ),
         evidence,
     )
@@ -645,6 +667,8 @@ def run_unused(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else selected(insights, [v for v in insights.counts() if v != "active"])
     )
     title = "What production runs"
+    if insights.restriction:
+        title += f", labels {_label_selection(args).describe()}"
     written: dict[str, Path] = {}
     if "json" in formats:
         written["json"] = write_json(insights, output)
@@ -687,6 +711,7 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rcfile=args.rcfile,
         include=parse_list(args.include),
         omit=parse_list(args.omit),
+        labels=_label_selection(args),
     )
     checkout = prepare(directory, options, evidence)
     for warning in checkout.warnings:
@@ -700,6 +725,8 @@ def run_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         written["json"].write_text(json.dumps(classified.as_dict(), indent=1) + "\n")
     if "markdown" in formats:
         title = f"This change in production (against {args.base or args.diff_file})"
+        if classified.restriction:
+            title += f", labels {options.labels.describe()}"
         written["markdown"] = output / "diff.md"
         written["markdown"].write_text(tables.diff_markdown(classified, title), encoding="utf-8")
     if not args.quiet:

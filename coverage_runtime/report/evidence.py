@@ -17,6 +17,12 @@ number of environments that ran *any* line of a function) is read back from
 the profiles.  Profiles add up, so the evidence of batches, of worker
 processes and of earlier runs merges by addition, in any order.
 
+Labels (the shim's dynamic contexts) are kept too, so that ``unused`` and
+``diff`` can judge what chosen labels ran (`labels.restrict`): a profile holds
+each label's lines, and the evidence counts environments per (cohort, set of
+labels they recorded).  An environment with no label at all (only coverage.py's
+empty context) adds neither, so unlabelled data costs what it did.
+
 The file is ``evidence.json.gz`` beside ``merged.coverage`` (`EVIDENCE_VERSION`
 below; fields in docs/insights.md).
 """
@@ -34,7 +40,8 @@ from typing import Any, NamedTuple, TypeVar
 from coverage_runtime.errors import ReportError
 
 EVIDENCE_NAME = "evidence.json.gz"
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2  # 2: each profile's lines per label, environments per label set
+READABLE_VERSIONS = (1, EVIDENCE_VERSION)  # 1 has no labels: `has_labels` is False
 GZIP_LEVEL = 6  # gzip's default 9 took twice as long for 4% less (40,000 profiles)
 INIT_CONTEXT = "init"  # the label of what runs while an environment initialises
 
@@ -56,9 +63,16 @@ class Profile(NamedTuple):
     lines: int  # bit set: bit n = line n ran
     init_only: int  # lines that ran only under the init label
     arcs: frozenset[tuple[int, int]] | None  # branch data, when recorded
+    # Each label's lines (sorted by label), or None when the environments recorded no
+    # label at all: then every line ran under the empty label "".
+    labels: tuple[tuple[str, int], ...] | None = None
+
+    def label_lines(self) -> tuple[tuple[str, int], ...]:
+        return (("", self.lines),) if self.labels is None else self.labels
 
 
-_Key = TypeVar("_Key", "Profile", "Cohort")
+LabelSet = tuple[Cohort, frozenset[str]]  # a cohort and the labels its environments recorded
+_Key = TypeVar("_Key", "Profile", "Cohort", "LabelSet")
 
 
 @dataclass(slots=True)
@@ -88,7 +102,8 @@ class LineEvidence:
             self.revisions.add(cohort.revision)
 
 
-def _add_counts(table: dict[_Key, Count], counts: Iterable[tuple[_Key, Count]]) -> None:
+def add_counts(table: dict[_Key, Count], counts: Iterable[tuple[_Key, Count]]) -> None:
+    """Add ``counts`` into ``table`` (evidence adds up: profiles, cohorts, label sets)."""
     for key, count in counts:
         mine = table.get(key)
         if mine is None:
@@ -98,31 +113,23 @@ def _add_counts(table: dict[_Key, Count], counts: Iterable[tuple[_Key, Count]]) 
             mine.invocations += count.invocations
 
 
-_Served = tuple[int, int, set[tuple[int, int]] | None]  # served lines, init lines, arcs
-
-
-def _per_path(
+def _per_label(
     lines: Mapping[tuple[str, str], int], arcs: Mapping[tuple[str, str], set[tuple[int, int]]]
-) -> dict[str, _Served]:
-    """Per file: the lines run outside the init label, under it, and the arcs."""
-    per_path: dict[str, _Served] = {}
+) -> dict[str, tuple[dict[str, int], set[tuple[int, int]] | None]]:
+    """Per file: each label's lines (for arcs, the lines of its arcs), and the arcs."""
+    per_path: dict[str, tuple[dict[str, int], set[tuple[int, int]] | None]] = {}
     for (path, context), bits in lines.items():
-        served, init, _ = per_path.get(path, (0, 0, None))
-        if context == INIT_CONTEXT:
-            init |= bits
-        else:
-            served |= bits
-        per_path[path] = (served, init, None)
+        if bits:
+            labels, _ = per_path.setdefault(path, ({}, None))
+            labels[context] = labels.get(context, 0) | bits
     for (path, context), found in arcs.items():
-        served, init, pairs = per_path.get(path, (0, 0, set()))
+        if not found:
+            continue
+        labels, pairs = per_path.get(path, ({}, None))
         pairs = pairs if pairs is not None else set()
         pairs |= found
-        bits = bits_of(n for arc in found for n in arc)
-        if context == INIT_CONTEXT:
-            init |= bits
-        else:
-            served |= bits
-        per_path[path] = (served, init, pairs)
+        labels[context] = labels.get(context, 0) | bits_of(n for arc in found for n in arc)
+        per_path[path] = (labels, pairs)
     return per_path
 
 
@@ -149,6 +156,10 @@ class Evidence:
 
     profiles: dict[Profile, Count] = field(default_factory=dict)
     cohorts: dict[Cohort, Count] = field(default_factory=dict)
+    # Environments that recorded a label other than "", by cohort and their labels; the
+    # rest of a cohort's environments recorded only "".
+    label_sets: dict[LabelSet, Count] = field(default_factory=dict)
+    has_labels: bool = True  # False for a version 1 file, which kept no labels
 
     def add_environment(
         self,
@@ -166,13 +177,23 @@ class Evidence:
             for (path, _), bits in lines.items():
                 self._count(Profile(path, cohort, bits, 0, None), invocations)
             return
-        for path, (served, init, pairs) in _per_path(lines, arcs).items():
+        per_path = _per_label(lines, arcs)
+        recorded = frozenset(label for labels, _ in per_path.values() for label in labels)
+        if recorded - {""}:
+            add_counts(self.label_sets, [((cohort, recorded), Count(1, invocations))])
+        for path, (labels, pairs) in per_path.items():
+            init = labels.get(INIT_CONTEXT, 0)
+            served = 0
+            for label, bits in labels.items():
+                if label != INIT_CONTEXT:
+                    served |= bits
             profile = Profile(
                 path,
                 cohort,
                 served | init,
                 init & ~served,
                 frozenset(pairs) if pairs is not None else None,
+                tuple(sorted(labels.items())) if recorded - {""} else None,
             )
             self._count(profile, invocations)
 
@@ -185,14 +206,17 @@ class Evidence:
             seen.invocations += invocations
 
     def absorb(self, other: Evidence) -> None:
-        _add_counts(self.profiles, other.profiles.items())
-        _add_counts(self.cohorts, other.cohorts.items())
+        add_counts(self.profiles, other.profiles.items())
+        add_counts(self.cohorts, other.cohorts.items())
+        add_counts(self.label_sets, other.label_sets.items())
+        self.has_labels = self.has_labels and other.has_labels
 
     def remap(self, mapper: Callable[[str], str]) -> Evidence:
         """The same evidence with every path passed through ``mapper``."""
-        mapped = Evidence()
-        _add_counts(mapped.cohorts, self.cohorts.items())
-        _add_counts(
+        mapped = Evidence(has_labels=self.has_labels)
+        add_counts(mapped.cohorts, self.cohorts.items())
+        add_counts(mapped.label_sets, self.label_sets.items())
+        add_counts(
             mapped.profiles,
             ((p._replace(path=mapper(p.path)), count) for p, count in self.profiles.items()),
         )
@@ -210,6 +234,10 @@ class Evidence:
 
     def paths(self) -> set[str]:
         return {p.path for p in self.profiles}
+
+    def labels(self) -> set[str]:
+        """Every label under which some environment ran a line ("" for no label)."""
+        return {label for p in self.profiles for label, bits in p.label_lines() if bits}
 
     def by_path(self) -> dict[str, list[tuple[Profile, Count]]]:
         found: dict[str, list[tuple[Profile, Count]]] = {}
@@ -250,6 +278,9 @@ class Evidence:
                     format(profile.lines, "x"),
                     format(profile.init_only, "x"),
                     None if profile.arcs is None else sorted(profile.arcs),
+                    None
+                    if profile.labels is None
+                    else [[label, format(bits, "x")] for label, bits in profile.labels],
                 ]
             )
         return {
@@ -257,30 +288,46 @@ class Evidence:
             "cohorts": [
                 [*c, self.cohorts[c].environments, self.cohorts[c].invocations] for c in cohorts
             ],
+            "label_sets": [
+                [index[cohort], sorted(labels), count.environments, count.invocations]
+                for (cohort, labels), count in sorted(
+                    self.label_sets.items(),
+                    key=lambda item: (index[item[0][0]], sorted(item[0][1])),
+                )
+            ],
             "files": files,
         }
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Evidence:
-        if document.get("version") != EVIDENCE_VERSION:
+        file_version = document.get("version")
+        if file_version not in READABLE_VERSIONS:
             raise ReportError(
-                f"evidence file version {document.get('version')!r} is not "
+                f"evidence file version {file_version!r} is not "
                 f"{EVIDENCE_VERSION}: run the report again to rebuild it"
             )
-        evidence = cls()
+        evidence = cls(has_labels=file_version == EVIDENCE_VERSION)
         cohorts: list[Cohort] = []
         for function, version, date, revision, environments, invocations in document["cohorts"]:
             cohort = Cohort(function, version, date, revision)
             cohorts.append(cohort)
             evidence.cohorts[cohort] = Count(environments, invocations)
+        for cohort_index, labels, environments, invocations in document.get("label_sets", ()):
+            key = (cohorts[cohort_index], frozenset(labels))
+            evidence.label_sets[key] = Count(environments, invocations)
         for path, rows in document["files"].items():
-            for cohort_index, environments, invocations, lines, init, arcs in rows:
+            for row in rows:
+                cohort_index, environments, invocations, lines, init, arcs = row[:6]
+                by_label = row[6] if len(row) > 6 else None
                 profile = Profile(
                     path,
                     cohorts[cohort_index],
                     int(lines, 16),
                     int(init, 16),
                     None if arcs is None else frozenset((a, b) for a, b in arcs),
+                    None
+                    if by_label is None
+                    else tuple((label, int(bits, 16)) for label, bits in by_label),
                 )
                 evidence.profiles[profile] = Count(environments, invocations)
         return evidence

@@ -4,7 +4,8 @@ Input is what `pipeline.collect` leaves in the output directory (or an
 earlier report's): ``merged.coverage`` with every file of the measured source,
 and ``evidence.json.gz``.  coverage.py's own analysis of the merged data gives
 each file's statements (with the project's exclusions, ``--include`` and
-``--omit``); `units` cuts them into units; `verdicts` judges them.
+``--omit``); `units` cuts them into units; `verdicts` judges them, against the
+evidence of the ``--context`` labels only when some are given (`labels.restrict`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from coverage_runtime.errors import ReportError
 from coverage_runtime.report.evidence import EVIDENCE_NAME, Evidence
+from coverage_runtime.report.labels import LabelSelection, Restriction, restrict
 from coverage_runtime.report.revisions import Revisions
 from coverage_runtime.report.units import Unit, units_of
 from coverage_runtime.report.verdicts import (
@@ -46,6 +48,7 @@ class Options:
     low_traffic: float = DEFAULT_LOW_TRAFFIC
     tests_data: str | None = None
     static: bool = True
+    labels: LabelSelection = field(default_factory=LabelSelection)  # --context
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Insights:
     warnings: list[str] = field(default_factory=list)
     tests: bool = False
     static: bool = False
+    restriction: Restriction | None = None  # --context: the labels judged
 
     def counts(self) -> dict[str, int]:
         found = Counter(j.verdict for j in self.judged)
@@ -66,6 +70,7 @@ class Insights:
             "format": UNUSED_FORMAT,
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
             "observed": self.observed.as_dict(),
+            "labels": self.restriction.as_dict() if self.restriction else None,
             "low_traffic": self.low_traffic,
             "tests_data": self.tests,
             "static_check": self.static,
@@ -118,6 +123,7 @@ class Checkout:
     judge: Judge
     warnings: list[str]
     static: bool
+    restriction: Restriction | None = None
 
 
 def prepare(
@@ -131,9 +137,12 @@ def prepare(
         raise ReportError(f"no merged data at {data_file}: run lambda-coverage report first")
     if evidence is None:
         evidence = Evidence.load(directory / EVIDENCE_NAME, relative_to=options.source_root)
+    warnings: list[str] = []
+    restriction = None
+    if options.labels.patterns:
+        evidence, restriction, warnings = restrict(evidence, options.labels)
     files = checkout_units(data_file, options)
     revisions = Revisions(options.source_root)
-    warnings: list[str] = []
     if revisions.top is None and any(c.revision for c in evidence.cohorts):
         warnings.append(
             f"{options.source_root} is not a git work tree: the environments' code revisions "
@@ -154,7 +163,7 @@ def prepare(
             f"{judge.observed.left_out} environment(s) ran revision(s) this checkout does not "
             f"know and are left out: {', '.join(judge.observed.unknown[:5])}"
         )
-    return Checkout(files, judge, warnings, unused is not None)
+    return Checkout(files, judge, warnings, unused is not None, restriction)
 
 
 def analyse(directory: Path, options: Options, evidence: Evidence | None = None) -> Insights:
@@ -169,6 +178,7 @@ def analyse(directory: Path, options: Options, evidence: Evidence | None = None)
         checkout.warnings,
         tests=options.tests_data is not None,
         static=checkout.static,
+        restriction=checkout.restriction,
     )
 
 

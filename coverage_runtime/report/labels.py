@@ -11,6 +11,10 @@ Selecting labels is coverage.py's own job (``[report] contexts``: regexes,
 `CoverageData.set_query_contexts`); this module only turns the shell-style
 patterns a user types into such regexes, exactly, and checks them against the
 labels the data holds, so that a typo is an error and not a 0% report.
+
+``unused`` and ``diff`` read the evidence, not coverage.py's data, so
+`restrict` narrows the evidence the same way: what the verdicts would be if the
+data held only the selected labels' runs.
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coverage_runtime.errors import ReportError
-from coverage_runtime.report.evidence import bits_of
+from coverage_runtime.report.evidence import (
+    INIT_CONTEXT,
+    Cohort,
+    Count,
+    Evidence,
+    Profile,
+    add_counts,
+    bits_of,
+)
 from coverage_runtime.report.merge import Partial
 
 NO_LABEL = ""  # coverage.py's empty context: invocations that carried no label
@@ -61,6 +74,10 @@ class LabelSelection:
 
     def selects(self, label: str) -> bool:
         return not self.patterns or any(re.search(r, label) for r in self.regexes)
+
+    def describe(self) -> str:
+        """The patterns as a shell would take them back (``''`` for the empty label)."""
+        return " ".join(shlex.quote(p) for p in self.patterns)
 
     def check(self, labels: Iterable[str]) -> list[str]:
         """Warnings for patterns that select none of ``labels``; a `ReportError`
@@ -156,3 +173,101 @@ def table(counts: Sequence[LabelCount]) -> str:
             row += "  yes" if count.selected else "  no"
         rows.append(row)
     return "\n".join(rows) + "\n"
+
+
+# -- unused and diff: the evidence of the selected labels -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Restriction:
+    """What ``unused`` / ``diff`` were restricted to: the patterns and the labels they chose."""
+
+    patterns: tuple[str, ...]
+    labels: tuple[str, ...]  # the data's labels the patterns select, sorted
+
+    # What the counts mean under a filter, for every output.
+    MEANING = (
+        "environments count only where a selected label ran a measured line; invocations "
+        "are those environments' totals (the data does not count invocations per label)"
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "patterns": list(self.patterns),
+            "selected": list(self.labels),
+            "meaning": self.MEANING,
+        }
+
+    def describe(self) -> str:
+        names = ", ".join(shown(label) for label in self.labels[:SHOWN_IN_ERRORS])
+        left = len(self.labels) - SHOWN_IN_ERRORS
+        more = f" and {left} more" if left > 0 else ""
+        return (
+            f"labels: only the runs of --context {LabelSelection(self.patterns).describe()} "
+            f"({len(self.labels)} label(s): {names}{more}); {self.MEANING}"
+        )
+
+
+def restrict(
+    evidence: Evidence, selection: LabelSelection
+) -> tuple[Evidence, Restriction, list[str]]:
+    """The evidence as if the environments had recorded only the selected labels' runs,
+    what it was restricted to, and warnings for patterns that select nothing.
+
+    - Lines: a profile keeps the lines its selected labels ran (a profile left with
+      none is dropped).
+    - Environments (and so ``observed``, days, revisions): those in which a selected
+      label ran a measured line; invocations are their totals.
+    - ``init_only``: lines that ran under ``init`` and under no other *selected* label,
+      so ``--context '' --context init`` calls a function that production traffic never
+      ran but cold starts do ``init_only``, even when a test ran it too; ``--context init``
+      alone calls every function the init runs ``init_only``.  (Whether a function runs
+      at cold start and never after, in any environment under any label, is the verdict
+      without ``--context``: a run in another environment under an unselected label would
+      otherwise have to count, and the filter would no longer be one.)
+    - Arcs are not kept per label: the restricted profiles hold none (no verdict reads them).
+    """
+    if not evidence.has_labels:
+        raise ReportError(
+            "--context needs an evidence file with labels; this one was written before "
+            "they were kept: run lambda-coverage report (or unused / diff without --data) "
+            "again to rebuild it"
+        )
+    present = evidence.labels()
+    warnings = selection.check(present)
+    chosen = {label for label in present if selection.selects(label)}  # matched once
+    restricted = Evidence()
+    add_counts(
+        restricted.cohorts,
+        (
+            (cohort, count)
+            for (cohort, labels), count in evidence.label_sets.items()
+            if not labels.isdisjoint(chosen)
+        ),
+    )
+    if selection.selects(NO_LABEL):
+        add_counts(restricted.cohorts, _unlabelled(evidence).items())
+    for profile, count in evidence.profiles.items():
+        kept = tuple((label, bits) for label, bits in profile.label_lines() if label in chosen)
+        lines = 0
+        for _, bits in kept:
+            lines |= bits
+        if not lines:
+            continue
+        init = dict(kept).get(INIT_CONTEXT, 0)
+        others = 0
+        for label, bits in kept:
+            if label != INIT_CONTEXT:
+                others |= bits
+        narrowed = Profile(profile.path, profile.cohort, lines, init & ~others, None, kept)
+        add_counts(restricted.profiles, [(narrowed, count)])
+    return restricted, Restriction(selection.patterns, tuple(sorted(chosen))), warnings
+
+
+def _unlabelled(evidence: Evidence) -> dict[Cohort, Count]:
+    """Per cohort, the environments that recorded no label but "" (and their invocations)."""
+    rest = {cohort: Count(c.environments, c.invocations) for cohort, c in evidence.cohorts.items()}
+    for (cohort, _), count in evidence.label_sets.items():
+        rest[cohort].environments -= count.environments
+        rest[cohort].invocations -= count.invocations
+    return {cohort: count for cohort, count in rest.items() if count.environments > 0}

@@ -341,7 +341,7 @@ def report(options: ReportOptions, result: ReportResult) -> Outputs:
     result.label_patterns = options.labels.patterns
     title = f"Coverage of {options.selection.describe()}"
     if options.labels.patterns:
-        title += f", labels {' '.join(options.labels.patterns)}"
+        title += f", labels {options.labels.describe()}"
     show = options.show_contexts
     result.outputs = write_reports(
         result.data_file,

@@ -7,10 +7,12 @@ with no script and no network, like coverage.py's own pages.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 from coverage_runtime.report.changes import NEVER_RAN, NEW, RAN, Classified, UnitChange
 from coverage_runtime.report.insights import Insights
+from coverage_runtime.report.labels import Restriction
 from coverage_runtime.report.verdicts import Judged
 
 COLUMNS = ("verdict", "confidence", "unit", "kind", "lines", "envs", "invocations", "last seen")
@@ -46,6 +48,19 @@ def _observed_line(insights: Insights) -> str:
     return text
 
 
+def _labels_lines(restriction: Restriction | None) -> list[str]:
+    """Under ``--context``: which labels' runs the figures count, and what they mean."""
+    return [restriction.describe()] if restriction else []
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>|~&#!])")
+
+
+def _md_literal(text: str) -> str:
+    """``text`` shown as written in Markdown: labels are callers' text (``*``, ``[x]``...)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def _counts_line(insights: Insights) -> str:
     return ", ".join(f"{verdict} {count}" for verdict, count in insights.counts().items())
 
@@ -58,6 +73,7 @@ def terminal(insights: Insights, judged: Sequence[Judged]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
     lines.append(_observed_line(insights))
+    lines += _labels_lines(insights.restriction)
     lines.append(f"verdicts: {_counts_line(insights)}")
     return "\n".join(lines) + "\n"
 
@@ -67,7 +83,11 @@ def _md(text: str) -> str:
 
 
 def markdown(insights: Insights, judged: Sequence[Judged], title: str) -> str:
-    out = [f"## {_md(title)}", "", _md(_observed_line(insights)), "", _md(_counts_line(insights))]
+    out = [f"## {_md(title)}", "", _md(_observed_line(insights)), ""]
+    out += [
+        line for text in _labels_lines(insights.restriction) for line in (_md_literal(text), "")
+    ]
+    out.append(_md(_counts_line(insights)))
     out += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for j in judged:
         cells = list(_row(j))
@@ -95,7 +115,11 @@ def page(insights: Insights, judged: Sequence[Judged], title: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(_observed_line(insights))}</p>"
-        f"<p>{html.escape(_counts_line(insights))}</p>"
+        + "".join(
+            f'<p class="labels">{html.escape(text)}</p>'
+            for text in _labels_lines(insights.restriction)
+        )
+        + f"<p>{html.escape(_counts_line(insights))}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></body></html>\n"
     )
 
@@ -136,11 +160,16 @@ def diff_terminal(classified: Classified) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([*lines, "", _diff_totals(classified)]) + "\n"
+    labels = _labels_lines(classified.restriction)
+    return "\n".join([*lines, "", *labels, _diff_totals(classified)]) + "\n"
 
 
 def diff_markdown(classified: Classified, title: str) -> str:
-    out = [f"## {_md(title)}", "", _md(_diff_totals(classified)), ""]
+    out = [f"## {_md(title)}", ""]
+    out += [
+        line for text in _labels_lines(classified.restriction) for line in (_md_literal(text), "")
+    ]
+    out += [_md(_diff_totals(classified)), ""]
     out += ["| " + " | ".join(DIFF_COLUMNS) + " |", "|" + "---|" * len(DIFF_COLUMNS)]
     for change in classified.units:
         cells = list(_diff_row(change))

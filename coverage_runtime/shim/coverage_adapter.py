@@ -552,11 +552,14 @@ class SysmonGate(Labelled):
         deferred: bool = False,
         labelled: bool = False,
         label: str = "",
+        fed: bool = False,
     ) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
             raise InternalsChanged("sys.monitoring is missing")
-        self._cov = cov
+        # ``fed``: by the init recorder for good (labels: `InitRecorder.drain`): never
+        # paused, never retiring (the recorder does both), so what fired is not kept.
+        self._cov, self._fed = cov, fed
         tracers = collector(cov).tracers
         if len(tracers) != 1 or type(tracers[0]).__name__ != "SysMonitor":
             raise InternalsChanged(f"expected one SysMonitor, found {tracers!r}")
@@ -603,6 +606,9 @@ class SysmonGate(Labelled):
         # Labels: code objects that recorded since they were last re-armed (the
         # others' events are all armed still: a switch leaves them alone).
         self._ran: dict[int, CodeType] = {}
+        # Are the callbacks registered (`install`)?  Until then events are replayed
+        # into it, and whoever owns the callbacks (the init recorder) re-arms.
+        self._installed = not deferred
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -668,12 +674,19 @@ class SysmonGate(Labelled):
             info.last_line = None
 
     def adopt(
-        self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
+        self,
+        skipped: dict[int, CodeType],
+        rearmed: dict[int, int],
+        sticky: set[int],
+        retired: dict[int, CodeType],
     ) -> None:
-        """What the init recorder skipped while paused: re-armed on the next resume."""
+        """What the init recorder skipped while paused: re-armed on the next resume;
+        and what it retired: re-armed at its first call under a new label."""
         self._skipped.update(skipped)
         self._rearmed.update(rearmed)
         self._sticky |= sticky
+        if self._labelled:
+            self._retired.update(retired)
 
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
@@ -681,6 +694,7 @@ class SysmonGate(Labelled):
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
         register(self._tool, self._monitoring.events.PY_START, self._filter_start)
+        self._installed = True
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -696,6 +710,14 @@ class SysmonGate(Labelled):
         dirty = self._dirty_marker
         gate = self
         sticky = self._sticky
+        if self._fed:
+
+            def replayed(code: CodeType, *args: Any) -> Any:
+                result = original(code, *args)
+                dirty(code)
+                return result
+
+            return replayed
         if not self._arcs:
 
             def line(code: CodeType, number: int) -> Any:
@@ -790,6 +812,8 @@ class SysmonGate(Labelled):
         if not self._labelled:
             return
         self._taken = {}  # lines taken under the last label say nothing about this one
+        if not self._installed:
+            return  # a replayed switch: the init recorder re-armed when it came
         infos = self._code_infos
         self._switches += 1
         if self._switches > 1:  # (the first follows the init: nothing measured yet)
@@ -951,7 +975,7 @@ class SysmonGate(Labelled):
                 continue
             expected = self._expected.get(key)
             if expected is None:
-                expected = self._expected[key] = self._locations(code)
+                expected = self._expected[key] = init_recorder.locations(code, self._arcs)
             if self._arcs:
                 done = expected <= self._fired.get(key, set())
             else:
@@ -968,24 +992,6 @@ class SysmonGate(Labelled):
                     self._retired[key] = code
                 retired += 1
         return retired
-
-    def _locations(self, code: CodeType) -> frozenset[Any]:
-        """Every line (and, with branches, branch direction and return) of ``code``."""
-        lines = {line for _, _, line in code.co_lines() if line is not None and line > 0}
-        if code.co_name != "<module>":
-            # The ``def`` (or decorator) line: the enclosing code records it.
-            lines.discard(code.co_firstlineno)
-        if not self._arcs:
-            return frozenset(lines)
-        import dis
-
-        found: set[Any] = set(lines)
-        for source, left, right in code.co_branches():  # type: ignore[attr-defined]
-            found.update(((source, left), (source, right)))
-        for instruction in dis.get_instructions(code):
-            if instruction.opname in ("RETURN_VALUE", "RETURN_CONST"):
-                found.add(("return", instruction.offset))
-        return frozenset(found)
 
     def stop(self) -> None:
         # Paused first: before 3.14, freeing the tool id leaves the per-code

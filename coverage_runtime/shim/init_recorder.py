@@ -7,21 +7,39 @@ even begin; on a real function that is a quarter of its init.  On the
 CPython delivers to its callbacks, in their order: each location reports
 once, then returns ``DISABLE``.  So during init the recorder owns the
 ``sys.monitoring`` tool id, arms the same code objects coverage.py would arm,
-and keeps each event as one tuple.  After the first response (or when data
-is needed sooner: a snapshot, shutdown), coverage.py is built on the same
-tool id and the gate's callbacks -- coverage.py's own, behind the gate --
-receive the recorded events in order (`hand_over`).  The data file is then
-exactly what coverage.py would have recorded live, and no location fires
-twice: the events stay disabled where they were.
+and keeps each event as one tuple.
+
+It keeps recording after the init, through the warm invocations, until data
+is first needed: a checkpoint that is due, ``flush()``, ``reset()``, the
+shutdown -- or at once after the first response when the stream is long
+(`Measurement.hand_over_due`: a large function, whose early shutdown must not
+face the whole build and replay, and the memory bound of the stream).  Then
+coverage.py is built on the same tool id and the gate's callbacks --
+coverage.py's own, behind the gate -- receive the recorded events in order
+(`hand_over`), on the shipping thread where nothing is billed.  The data file
+is then exactly what coverage.py would have recorded live, and no location
+fires twice: the events stay disabled where they were.  Until then a first
+hit costs one tuple, and a small function's first invocations never overlap
+coverage.py's build.
 
 The recorder never imports coverage.py.  It arms a superset of what
 coverage.py traces (everything under the source directories but installed
 packages and the runtime itself); coverage.py's own ``should_trace`` decides
-at the hand-over, and what it does not trace is disarmed then.
+at the hand-over, and what it does not trace is disarmed then.  The
+maintenance pass needs no coverage.py either: `InitRecorder.retire` takes the
+events off code objects whose every location fired, from the stream itself.
 
-With labels, a switch before the hand-over is one event in the stream
-(`relabel`), and what was disabled is re-armed (`rearm_for_label`), as the
-gate does after the hand-over: the replay gives each label what ran under it.
+With labels (on by default: ``COVERAGE_LABELS``), the recorder never hands
+over: it stays the tool's receiver for the environment's life, and coverage.py,
+once built, is fed from the stream (`drain`) whenever data is needed or the
+stream reaches its bound.  A label switch is one event in the stream
+(`relabel`) and a re-arming of what was disabled (`rearm_for_label`: a
+restart, or only the code objects that ran when a restart costs more), and a
+first hit under the new label is one tuple, where coverage.py's callbacks and
+the gate's bookkeeping cost about 1.2 µs per line with branches on the
+invocation path.  The replay gives each label what ran under it; a replayed
+switch only parks what ran before it in the gate, which re-arms nothing (the
+recorder did, live).
 
 While paused (selective mode outside blocks, ``without_coverage()``),
 nothing is recorded, exactly as the gate does: a location is disabled and its
@@ -131,6 +149,29 @@ def rearm_for_label(
     return "per-code"
 
 
+def locations(code: CodeType, arcs: bool) -> frozenset[Any]:
+    """Every location of ``code`` that reports an event: its lines and, with
+    branches, each branch direction and return (as the recorder and the gate
+    key what fired).  When all of them fired, nothing more can be recorded
+    from ``code``: its events can come off (`InitRecorder.retire`,
+    `coverage_adapter.SysmonGate.retire`)."""
+    lines = {line for _, _, line in code.co_lines() if line is not None and line > 0}
+    if code.co_name != "<module>":
+        # The ``def`` (or decorator) line: the enclosing code records it.
+        lines.discard(code.co_firstlineno)
+    if not arcs:
+        return frozenset(lines)
+    import dis
+
+    found: set[Any] = set(lines)
+    for source, left, right in code.co_branches():  # type: ignore[attr-defined]
+        found.update(((source, left), (source, right)))
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("RETURN_VALUE", "RETURN_CONST"):
+            found.add(("return", instruction.offset))
+    return frozenset(found)
+
+
 def available() -> bool:
     """Can this Python record init this way (``sys.monitoring``, 3.12+)?"""
     return hasattr(sys, "monitoring")
@@ -148,14 +189,19 @@ class Receiver(Protocol):
     def traced(self, code: CodeType) -> bool: ...
     def cut(self, code: CodeType) -> None: ...
     def adopt(
-        self, skipped: dict[int, CodeType], rearmed: dict[int, int], sticky: set[int]
+        self,
+        skipped: dict[int, CodeType],
+        rearmed: dict[int, int],
+        sticky: set[int],
+        retired: dict[int, CodeType],
     ) -> None: ...
     def relabel(self, label: str) -> None: ...
     def install(self) -> None: ...
 
 
 class InitRecorder:
-    """Records first hits under the source directories until `hand_over`."""
+    """Records first hits under the source directories until `hand_over` (with
+    labels, for good: `drain`)."""
 
     kind = "recorder"
 
@@ -197,10 +243,28 @@ class InitRecorder:
         self._skipped: dict[int, CodeType] = {}
         self._rearmed: dict[int, int] = {}
         self._sticky: set[int] = set()
+        # `retire`: what fired per code object since its last re-arming, how far
+        # the stream was scanned, and what had its events taken off.
+        self._fired: dict[int, set[Any]] = {}
+        self._expected: dict[int, frozenset[Any]] = {}
+        self._scanned = 0
+        self._touched: dict[int, CodeType] = {}
+        self._retired: dict[int, CodeType] = {}
+        # Armed since the last `drain`: does coverage.py trace them?
+        self._unchecked: dict[int, CodeType] = {}
+        self._switches = 0  # label switches so far, and how many of them were scanned
+        self._scanned_switches = 0
+        # Labels: code objects that recorded since they were last re-armed, and code
+        # outside the sources that started again since the last restart (its price).
+        self._ran: dict[int, CodeType] = {}
+        self._outside_starts = 0
+        self._outside_per_restart: int | None = None
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
         self._labelled = labelled
+        if labelled:
+            self._record = self._record_fed  # type: ignore[method-assign]
 
     # -- Gate protocol before the hand-over ------------------------------------
 
@@ -210,6 +274,11 @@ class InitRecorder:
     @property
     def handed_over(self) -> bool:
         return self._forward is not None
+
+    @property
+    def waiting(self) -> int:
+        """Recorded events that no receiver has taken yet (0 once handed over)."""
+        return len(self.events)
 
     # -- recording -------------------------------------------------------------
 
@@ -258,6 +327,7 @@ class InitRecorder:
         if armed is None:
             armed = self._files[code.co_filename] = self._arms(code.co_filename)
         if not armed or code.co_name == "__annotate__":
+            self._outside_starts += 1  # (labels: what a restart costs; no lock, a hint)
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
         key = id(code)
         with self._lock:
@@ -266,9 +336,12 @@ class InitRecorder:
                 if key in self._armed:  # (labels) its first call since a label switch
                     if self._branch:
                         self.events.append((RESET, code, 0, 0))
+                    if self._retired.pop(key, None) is not None:  # `retire` took them off
+                        self._monitoring.set_local_events(self.tool, code, self.local_events)
                     return self._disable
                 self.events.append((START, code, offset, 0))
                 self._armed[key] = code
+                self._unchecked[key] = code
                 self._monitoring.set_local_events(self.tool, code, self.local_events)
                 return self._disable
         return forward[START](code, offset)
@@ -289,17 +362,39 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            self._cut.discard(id(code))
+            key = id(code)
+            self._cut.discard(key)
+            self._ran[key] = code
             self.events.append((kind, code, a, b))
             return self._disable
 
-    def _paused_event(self, code: CodeType, cut: bool) -> Any:
+    def _record_fed(self, kind: int, code: CodeType, a: int, b: int) -> Any:
+        """`_record` for a recorder that is never handed over (labels: `drain`):
+        without the lock, the one path that runs per first hit for the
+        environment's life.  Each store is atomic; concurrent threads' events
+        are in the order of their appends, as under the lock; `drain` only cuts
+        what it replayed, and an event that lands between a switch's event and
+        its re-arming belongs to the new label and, re-armed, fires again
+        (recorded twice under it: the same data)."""
+        key = id(code)
+        if self._branch:
+            self._cut.discard(key)
+        self._ran[key] = code
+        self.events.append((kind, code, a, b))
+        return self._disable
+
+    def _paused_event(self, code: CodeType, cut: bool, location: Any = None) -> Any:
         """A location reached while paused: nothing recorded, as the gate does.
 
         It is disabled and its code object re-armed on `resume`; one re-armed
         `STICKY_AFTER` times (a loop that opens a block per item) stays armed
         instead.  With branches (``cut``), no sequential arc joins the lines
         around the pause.  `FORWARD` if the hand-over came meanwhile.
+
+        A ``location`` (a line, a branch direction) that already fired under
+        the current label, by what `retire`'s scans saw, is only disabled: it
+        needs no re-arming (code run both inside and outside selective blocks
+        would otherwise be re-armed on every resume, then kept armed).
         """
         key = id(code)
         if key in self._sticky and (not cut or key in self._cut):
@@ -312,23 +407,46 @@ class InitRecorder:
                 self.events.append((RESET, code, 0, 0))
             if key in self._sticky:
                 return None
+            if location is not None and self._scanned_switches == self._switches:
+                fired = self._fired.get(key)
+                if fired is not None and location in fired:
+                    return self._disable
             self._skipped[key] = code
             # A resume on another thread may already have re-armed: stay armed then.
             return self._disable if self.paused else None
 
     def relabel(self, label: str) -> None:
-        """What runs from now on is ``label``'s (before the hand-over only)."""
+        """What runs from now on is ``label``'s (never after a hand-over).
+
+        Re-arms as the gate does (`coverage_adapter.SysmonGate.relabel`): a
+        restart, or, when the last restart made more code outside the sources
+        start again than there are code objects to re-arm, only the code
+        objects that recorded since they were last re-armed (the others have
+        nothing disabled; one retired had recorded, so it is among them).
+        """
         with self._lock:
             if self._forward is not None:
                 raise RuntimeError("the init recorder has handed over: relabel the gate")
             self.events.append((SWITCH, label, 0, 0))
+            self._switches += 1
+            if self._switches > 1:  # (the first follows the init)
+                self._outside_per_restart = self._outside_starts
+            ran, self._ran = self._ran, {}
+            outside = self._outside_per_restart
+            per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
             assert self.tool is not None
-            rearm_for_label(
+            how = rearm_for_label(
                 self.tool,
-                lambda: list(self._armed.values()),
+                lambda: list(ran.values()),
                 self.local_events,
                 each=self._cut_for_label if self._branch else None,
+                per_code=per_code,
             )
+            if how == "restart":
+                self._outside_starts = 0
+            else:  # each code object that ran was re-armed, retired ones too
+                for key in ran:
+                    self._retired.pop(key, None)
 
     def _cut_for_label(self, code: CodeType) -> None:
         self.events.append((RESET, code, 0, 0))
@@ -350,7 +468,9 @@ class InitRecorder:
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, True) if self.paused else self._record(LINE, code, line, 0)
+                self._paused_event(code, True, line)
+                if self.paused
+                else self._record(LINE, code, line, 0)
             )
             if result is not FORWARD:
                 return result
@@ -370,7 +490,7 @@ class InitRecorder:
     def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, False)
+                self._paused_event(code, False, (offset, destination))
                 if self.paused
                 else self._record(BRANCH_LEFT, code, offset, destination)
             )
@@ -381,13 +501,127 @@ class InitRecorder:
     def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
             result = (
-                self._paused_event(code, False)
+                self._paused_event(code, False, (offset, destination))
                 if self.paused
                 else self._record(BRANCH_RIGHT, code, offset, destination)
             )
             if result is not FORWARD:
                 return result
         return self._forward[BRANCH_RIGHT](code, offset, destination)  # type: ignore[index]
+
+    # -- the maintenance pass --------------------------------------------------
+
+    def retire(self) -> int:
+        """Take the local events off code objects whose every location fired
+        since they were last armed, as the gate's ``retire`` does after the
+        hand-over: on 3.12-3.14 code that carries LINE events runs about 1.2x
+        slower even when each of them returned ``DISABLE``, and the
+        maintenance pass must not need coverage.py.  Returns how many.
+
+        What fired is read from the stream (new events only), on the shipping
+        thread, without the recorder's lock; only taking the events off holds
+        it, and only if no label switch came meanwhile (a switch re-arms what
+        fired under the last label, which must then report again).  The
+        replay fills the gate's own record of what fired, so after the
+        hand-over the gate decides alike.
+        """
+        with self._replaying:  # the hand-over and `drain` empty the stream: not meanwhile
+            if self._forward is not None:
+                return 0
+            self._scan(len(self.events))
+            done = self._finished_codes()
+            if not done:
+                return 0
+            with self._lock:
+                if self._forward is not None or self._switches != self._scanned_switches:
+                    return 0  # a switch came meanwhile: the next pass decides again
+                set_local = self._monitoring.set_local_events
+                retired = 0
+                for key, code in done:
+                    if key in self._skipped:
+                        continue  # re-armed on resume: not finished with
+                    set_local(self.tool, code, 0)
+                    self._retired[key] = code
+                    del self._fired[key]
+                    retired += 1
+                return retired
+
+    def _scan(self, end: int) -> None:
+        """Note what fired in the stream up to ``end`` (``_replaying`` is held)."""
+        events = self.events
+        fired = self._fired
+        touched = self._touched
+        for index in range(self._scanned, end):
+            kind, code, a, b = events[index]
+            if kind == SWITCH:
+                fired.clear()  # every armed code object reports again under the new label
+                touched.clear()
+                self._scanned_switches += 1  # (after: `_paused_event` reads both)
+                continue
+            if kind in (START, RESET):
+                continue
+            location: Any = a if kind == LINE else ("return", a) if kind == RETURN else (a, b)
+            key = id(code)
+            found = fired.get(key)
+            if found is None:
+                found = fired[key] = set()
+            found.add(location)
+            touched[key] = code
+        self._scanned = end
+
+    def _finished_codes(self) -> list[tuple[int, CodeType]]:
+        """The code objects with new events since the last pass whose every
+        location fired."""
+        touched, self._touched = self._touched, {}
+        fired = self._fired
+        done = []
+        for key, code in touched.items():
+            expected = self._expected.get(key)
+            if expected is None:
+                expected = self._expected[key] = locations(code, self._branch)
+            if expected <= fired[key]:
+                done.append((key, code))
+        return done
+
+    def forget_fired(self) -> None:
+        """Everything was re-armed (`Measurement.reset`): nothing counts as fired."""
+        with self._replaying, self._lock:
+            self._fired = {}
+            self._touched = {}
+            self._retired = {}
+            self._ran = {}
+
+    # -- feeding coverage.py, the recorder staying the receiver (labels) --------
+
+    def drain(self, receiver: Receiver) -> int:
+        """Replay what was recorded so far into ``receiver`` and let it go, the
+        recorder staying the tool's live receiver: with labels, a first hit
+        stays one tuple and a switch one event and a re-arming (`relabel`)
+        after coverage.py is built, and coverage.py's callbacks run here, on
+        the thread that needs data (the shipping thread's checkpoint, a
+        flush, the shutdown), where nothing is billed.  Returns how many
+        events were replayed.
+
+        ``receiver`` is never installed: its callbacks are called directly,
+        and a replayed switch only parks what ran before it (the gate
+        re-arms nothing it does not own).  The bulk is replayed without the
+        recorder's lock (`catch_up`); the rest, under it, before the stream is
+        cut.  Code objects armed since the last drain that coverage.py does not
+        trace are disarmed, and their files armed no more.
+        """
+        self.catch_up(receiver)
+        with self._replaying, self._lock:
+            if self._forward is not None:
+                return 0
+            self._replay_rest(receiver)
+            end = self._replayed
+            self._scan(end)  # (what fired counts for `retire` before it goes)
+            unchecked, self._unchecked = self._unchecked, {}
+            self._disarm_untraced(receiver, unchecked)
+            del self.events[:end]
+            self._replayed = 0
+            self._scanned = 0
+            return end
 
     # -- the hand-over ---------------------------------------------------------
 
@@ -413,48 +647,73 @@ class InitRecorder:
         Under the recorder's lock: an event on another thread waits, then goes
         to the receiver after everything recorded before it.
         """
+        if self._labelled:  # (its events are recorded without the lock: `_record_fed`)
+            raise RuntimeError("a labelled init recorder is drained, never handed over")
         with self._replaying, self._lock:
             if self._forward is not None:
                 return 0
-            # This thread may append while it replays (a source directory that
-            # holds code coverage.py runs): `_replay` reads the length each time.
-            while self._replayed < len(self.events):
-                self._replay(receiver, len(self.events))
-            traced = receiver.traced
-            set_local = self._monitoring.set_local_events
-            for code in list(self._armed.values()):
-                if not traced(code):
-                    set_local(self.tool, code, 0)
-            receiver.adopt(self._skipped, self._rearmed, self._sticky)
+            self._replay_rest(receiver)
+            self._disarm_untraced(receiver, self._armed)
+            receiver.adopt(self._skipped, self._rearmed, self._sticky, self._retired)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
             # What this very thread ran since the last replay (a finaliser, say):
             # before anything it runs from now on, which goes to the receiver.
-            while self._replayed < len(self.events):
-                self._replay(receiver, len(self.events))
+            self._replay_rest(receiver)
             replayed = self._replayed
             self.events = []
             self._armed = {}
             self._cut = set()
             self._skipped = {}
+            self._fired = {}
+            self._touched = {}
+            self._expected = {}
+            self._retired = {}
+            self._unchecked = {}
+            self._ran = {}
             return replayed
+
+    def _replay_rest(self, receiver: Receiver) -> None:
+        """Everything not replayed yet (the locks are held).  This thread may
+        append while it replays (a source directory that holds code coverage.py
+        runs): the length is read again each time."""
+        while self._replayed < len(self.events):
+            self._replay(receiver, len(self.events))
+
+    def _disarm_untraced(self, receiver: Receiver, codes: dict[int, CodeType]) -> None:
+        """Take the events off the code objects among ``codes`` that coverage.py
+        does not trace (the recorder arms a superset), and arm their files no more."""
+        traced = receiver.traced
+        set_local = self._monitoring.set_local_events
+        for key, code in list(codes.items()):
+            if not traced(code):
+                set_local(self.tool, code, 0)
+                self._armed.pop(key, None)
+                self._files[code.co_filename] = False
 
     def _replay(self, receiver: Receiver, end: int) -> None:
         """Events ``[_replayed, end)`` into ``receiver`` (``_replaying`` is held)."""
         callbacks = receiver.callbacks()
         start, line = callbacks[START], callbacks[LINE]
         traced = receiver.traced
+        known: dict[int, bool] = {}  # traced, per code object, for this call
         events = self.events
         for index in range(self._replayed, end):
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
-            elif kind == SWITCH:
-                receiver.relabel(code)
-            elif not traced(code):
+                known.pop(id(code), None)  # (traced now, maybe)
                 continue
-            elif kind == LINE:
+            if kind == SWITCH:
+                receiver.relabel(code)
+                continue
+            measured = known.get(id(code))
+            if measured is None:
+                measured = known[id(code)] = traced(code)
+            if not measured:
+                continue
+            if kind == LINE:
                 line(code, a)
             elif kind == RESET:
                 receiver.cut(code)

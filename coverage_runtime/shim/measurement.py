@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from coverage_runtime.errors import StorageError
 from coverage_runtime.settings import Settings, sysmon_supports
@@ -67,6 +67,17 @@ _NEVER_ARMED_PARTS = tuple(f"{os.sep}{name}{os.sep}" for name in _PACKAGE_DIRS)
 # More per-thread tracers than this are compacted between invocations.
 MAX_TRACERS = 16
 
+# The init recorder hands over when data is first needed (a checkpoint, flush,
+# reset, shutdown), or as soon as the shipping thread starts when it holds this
+# many events: a large function's early shutdown must not face the whole build
+# and replay, and the stream (a tuple per first hit, ~100-110 bytes) stays
+# bounded (with labels it grows by what each invocation runs first, and is fed
+# to coverage.py at the bound).  At the bound, building coverage.py and replaying
+# cost ~71 ms with branches in the image (4,700 events in 50 modules), ~3x that
+# on a third of a CPU: about half the default 400 ms shutdown budget.  See
+# bench/README.md, "Where the init went".
+HAND_OVER_AT_EVENTS = 5_000
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -78,6 +89,9 @@ class Snapshot:
     arcs: int
     # With labels: every item taken under a label, repeats across labels counted.
     entries: int = 0
+    # First hits the init recorder holds that coverage.py has not counted yet
+    # (`Measurement.counts` before the hand-over): the counts above are then partial.
+    waiting: int = 0
 
     @property
     def size(self) -> int:
@@ -247,9 +261,35 @@ class Measurement:
         return self._recorder.kind if self._recorder is not None else None
 
     @property
+    def receiving(self) -> str | None:
+        """What receives the events now: ``recorder`` (the init recorder: before
+        the hand-over, and for good with labels) or the gate's kind."""
+        receiver = self._receiver()
+        return None if receiver is None else receiver.kind
+
+    @property
     def ready(self) -> bool:
-        """Is coverage.py built, so that data costs no more than writing it?"""
-        return self._recorder is None or self._recorder.handed_over
+        """Is coverage.py built (and, without labels, receiving the events)?"""
+        return self._gate is not None or self._recorder is None
+
+    def _receiver(self) -> coverage_adapter.Gate | init_recorder.InitRecorder | None:
+        """What receives the events now, to pause, resume and relabel: the init
+        recorder until it hands over (with labels, for good), then the gate."""
+        recorder = self._recorder
+        if recorder is not None and not recorder.handed_over:
+            return recorder
+        return self._gate
+
+    def hand_over_due(self) -> bool:
+        """Should coverage.py take the recorded events over (with labels: be fed
+        them) before data is needed?  Yes once the stream holds
+        `HAND_OVER_AT_EVENTS`: see there."""
+        recorder = self._recorder
+        return (
+            recorder is not None
+            and not recorder.handed_over
+            and recorder.waiting >= HAND_OVER_AT_EVENTS
+        )
 
     # -- collection state ----------------------------------------------------
 
@@ -308,8 +348,10 @@ class Measurement:
 
     def materialize(self) -> bool:
         """Build coverage.py and hand the recorded init over to it; True if
-        this call did it.  From any thread: the shipping thread calls it after
-        the first response, anything that needs data sooner calls it itself.
+        this call did it.  From any thread: whatever first needs data calls it
+        (a snapshot, `data`, `reset`, `finish`), and the shipping thread when
+        the stream is long (`hand_over_due`).  With labels the recorder stays
+        the receiver: each call replays what it holds into coverage.py (`_feed`).
 
         The build (importing coverage.py, ``Coverage()``, the deferred start)
         and the replay of all but the last recorded events run outside the
@@ -320,8 +362,37 @@ class Measurement:
         if recorder is None or recorder.handed_over:
             return False
         problem: Exception | None = None
+        if self._gate is None:
+            problem = self._build_once(recorder)
+        with self._lock:
+            if recorder.handed_over or self._recorder is not recorder:
+                return False
+            adopted = self._gate  # (labels) built before, or by another thread meanwhile
+            if adopted is None:
+                if problem is not None or self._built is None:
+                    self._give_up_recording(problem)
+                    return True
+                cov, gate = self._built
+                if not self._labelled:
+                    return self._hand_over(recorder, cov, gate)
+                # The recorder stays the receiver; coverage.py is fed from its
+                # stream whenever data is needed (`_feed`, outside the lock).
+                self._built = None
+                self.cov = cov
+                self._gate = gate
+                self._tally = self._new_tally(packed=self._packed_arcs())
+        if adopted is not None:
+            self._feed(recorder, adopted)
+            return True
+        replayed = self._feed(recorder, gate)
+        structured_log.info("coverage.py took the init over", replayed_events=replayed, fed=True)
+        return True
+
+    def _build_once(self, recorder: init_recorder.InitRecorder) -> Exception | None:
+        """Build coverage.py unless it is built or being built; what went wrong."""
+        problem: Exception | None = None
         with self._build_lock:
-            if self._built is None and not recorder.handed_over:
+            if self._built is None and self._gate is None and not recorder.handed_over:
                 pause_points.reach("coverage-build")
                 try:
                     self._built = self._build(recorder)
@@ -330,30 +401,50 @@ class Measurement:
         built = self._built
         if built is not None:
             recorder.catch_up(built[1])  # the bulk, while blocks and events go on
-        with self._lock:
-            if recorder.handed_over or self._recorder is not recorder:
-                return False
-            if problem is not None or self._built is None:
-                self._give_up_recording(problem)
-                return True
-            cov, gate = self._built
-            try:
-                replayed = recorder.hand_over(gate)
-            except Exception as exc:
-                self._built = None
-                coverage_adapter.abandon(cov)
-                self._give_up_recording(exc)
-                return True
-            # Only now: until the hand-over is done, another thread that finds no
-            # build under way would start a second coverage.py (a second collector).
+        return problem
+
+    def _hand_over(
+        self, recorder: init_recorder.InitRecorder, cov: Any, gate: coverage_adapter.SysmonGate
+    ) -> bool:
+        """Let the gate take the tool's events after the replay (the lock is held)."""
+        try:
+            replayed = recorder.hand_over(gate)
+        except Exception as exc:
             self._built = None
-            self.cov = cov
-            self._gate = gate
-            if gate.label != self.label:  # (the replay ends at the current label)
-                gate.relabel(self.label)
-            self._tally = self._new_tally(packed=self._packed_arcs())
-            structured_log.info("coverage.py took the init over", replayed_events=replayed)
+            coverage_adapter.abandon(cov)
+            self._give_up_recording(exc)
             return True
+        # Only now: until the hand-over is done, another thread that finds no
+        # build under way would start a second coverage.py (a second collector).
+        self._built = None
+        self.cov = cov
+        self._gate = gate
+        if gate.label != self.label:  # (the replay ends at the current label)
+            gate.relabel(self.label)
+        self._tally = self._new_tally(packed=self._packed_arcs())
+        structured_log.info("coverage.py took the init over", replayed_events=replayed)
+        return True
+
+    def _feed(self, recorder: init_recorder.InitRecorder, gate: coverage_adapter.Gate) -> int:
+        """With labels: replay what the recorder holds into coverage.py's callbacks
+        behind the gate (`InitRecorder.drain`), the recorder staying the receiver.
+
+        Why not hand over: after a hand-over, the first run after each label
+        switch goes through coverage.py's Python callbacks and the gate's
+        bookkeeping, on the invocation path (+667 µs per switch on the
+        example's business event with branches); here it is one tuple per
+        first hit, and the replay runs where data is needed.  Returns how many
+        events were replayed (0 if this call found nothing to do).
+        """
+        try:
+            return recorder.drain(cast(coverage_adapter.SysmonGate, gate))
+        except Exception as exc:
+            with self._lock:
+                if self._recorder is recorder and self._gate is gate:
+                    self._gate = None
+                    coverage_adapter.abandon(self.cov)
+                    self._give_up_recording(exc)
+            return 0
 
     def _build(
         self, recorder: init_recorder.InitRecorder
@@ -372,6 +463,7 @@ class Measurement:
                 deferred=True,
                 labelled=self._labelled,
                 label=self._first_label,  # (the recorder's: the replay switches on)
+                fed=self._labelled,  # (labels: the recorder stays the receiver)
             )
         except Exception:
             coverage_adapter.abandon(cov)  # the tool is the recorder's: nothing to free
@@ -430,9 +522,7 @@ class Measurement:
         wanted = not (self._exclude_depth or self._finished or self._paused) and (
             self._full or self._measure_depth > 0
         )
-        gate: coverage_adapter.Gate | init_recorder.InitRecorder | None = self._gate
-        if gate is None:
-            gate = self._recorder
+        gate = self._receiver()
         if gate is None or wanted is self._collecting:
             return
         if wanted:
@@ -467,9 +557,7 @@ class Measurement:
             if label == self.label or self._finished:
                 return
             self.label = label
-            target: coverage_adapter.Gate | init_recorder.InitRecorder | None = self._gate
-            if target is None:
-                target = self._recorder
+            target = self._receiver()
             if target is not None:
                 target.relabel(label)
 
@@ -492,13 +580,20 @@ class Measurement:
 
         Costs a pass over the measured files, so the runtime calls it on a
         decaying schedule between invocations, not after every one.
-        Returns how many code objects stopped reporting events.
+        Returns how many code objects stopped reporting events.  While the
+        init recorder receives the events (before the hand-over; with labels,
+        always) it does it from its own stream: no coverage.py is needed.
         """
         with self._lock:
             gate = self._gate
-            if gate is None or self._finished:
+            receiver = self._receiver()
+            if self._finished or receiver is None:
                 return 0
-            self._tally_new()
+            if not isinstance(receiver, init_recorder.InitRecorder):
+                self._tally_new()
+        if isinstance(receiver, init_recorder.InitRecorder):
+            return receiver.retire()  # (its own locks; 0 if it handed over meanwhile)
+        assert gate is not None
         # The pass itself runs outside the lock (90-250 ms at 2,000 modules the
         # first time): it only takes events off code whose every location is
         # recorded already, which loses nothing whatever runs meanwhile.
@@ -509,6 +604,9 @@ class Measurement:
         with self._lock:
             if self._finished:
                 return
+            receiver = self._receiver()
+            if isinstance(receiver, init_recorder.InitRecorder) and self._labelled:
+                receiver.pause()  # (it stays the receiver) nothing more after the last replay
             self.materialize()
             self._finished = True
             if self._gate is not None:
@@ -539,9 +637,14 @@ class Measurement:
             coverage_adapter.write_recorded(self.cov, recorded, arcs=self.settings.branch)
 
     def counts(self) -> Snapshot:
-        """What was measured so far (no bytes): cheap, the data file is not read."""
-        self.materialize()  # (before the lock: other threads' blocks never wait for it)
+        """What was measured so far (no bytes): cheap, the data file is not read,
+        and coverage.py is never built for it (``status()`` calls it on every
+        health check, the runtime after responses).  Before the hand-over what
+        the init recorder holds is not counted yet: ``waiting`` says how many
+        events (`materialize` first for complete counts)."""
         with self._lock:
+            receiver = self._receiver()
+            waiting = receiver.waiting if isinstance(receiver, init_recorder.InitRecorder) else 0
             self._tally_new()
             tally = self._tally
             return Snapshot(
@@ -550,18 +653,23 @@ class Measurement:
                 lines=tally.lines,
                 arcs=tally.arcs,
                 entries=tally.entries,
+                waiting=waiting,
             )
 
     def data(self) -> Any:
         """coverage.py's `CoverageData` with everything measured so far written to it."""
-        with self._data_lock, self._lock:
-            self.materialize()
-            if self._gate is None:
-                return self.cov.get_data()
-            self._write()
-            if self._gate.kind == "restart":
-                return self.cov.get_data()
-            return coverage_adapter.coverage_data(self.cov)
+        with self._data_lock:
+            self.materialize()  # (outside the lock: see there)
+            with self._lock:
+                return self._data()
+
+    def _data(self) -> Any:
+        if self._gate is None:
+            return self.cov.get_data()
+        self._write()
+        if self._gate.kind == "restart":
+            return self.cov.get_data()
+        return coverage_adapter.coverage_data(self.cov)
 
     def snapshot(self) -> Snapshot:
         """Write what was collected to the data file and return its bytes.
@@ -581,8 +689,8 @@ class Measurement:
 
         with self._data_lock:
             try:
+                self.materialize()  # (outside the lock: see there)
                 with self._lock:
-                    self.materialize()
                     if self.storage_problem is not None:
                         self._start_fresh_data_file()
                     if self._gate is None or self._gate.kind == "restart":
@@ -634,6 +742,9 @@ class Measurement:
                 return
             self._gate.take_labelled()  # (dropped, with what waits under past labels)
             self._gate.forget()
+            receiver = self._receiver()
+            if isinstance(receiver, init_recorder.InitRecorder):
+                receiver.forget_fired()  # (labels) the gate re-armed what it traces
             self._outbox = {}
             self._tally.clear()
             if self._gate.kind == "restart":

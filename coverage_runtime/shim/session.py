@@ -109,6 +109,10 @@ class InvocationStats:
 class CoverageSession:
     """Everything the shim does for one execution environment."""
 
+    # Build coverage.py as soon as the shipping thread starts, not when data is
+    # first needed (a Managed Instances process: see `workers.WorkerSession`).
+    HAND_OVER_AT_START = False
+
     def __init__(
         self,
         settings: Settings,
@@ -296,17 +300,26 @@ class CoverageSession:
         self.measurement.compact()
         if self.invocations:
             self._shipper.start()
+            if self.measurement.hand_over_due():
+                self._shipper.request_hand_over()
             if maintenance_due(self.invocations):
                 self._shipper.request_maintenance()
-        if not self.checkpoint_due() or not self.measurement.ready:
-            return  # (not ready: the shipping thread is building coverage.py; the next one)
+        if not self.checkpoint_due():
+            return
         remaining = self.remaining_seconds()
         if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
             return  # too close to the timeout: the next invocation checkpoints
         self._last_checkpoint = time.monotonic()
-        if self.measurement.counts().size <= self._confirmed_size:
+        if not self._measured_more():
             return  # nothing new since the last upload: nothing to write
-        self._shipper.request_checkpoint()
+        self._shipper.request_checkpoint()  # (on sysmon the first one builds coverage.py)
+
+    def _measured_more(self) -> bool:
+        """Anything measured that S3 has not confirmed?  Counted without building
+        coverage.py: events the init recorder holds are new (S3 has nothing of
+        them: nothing is uploaded before the hand-over)."""
+        counts = self.measurement.counts()
+        return bool(counts.waiting) or counts.size > self._confirmed_size
 
     def periodic_checkpoint(self) -> None:
         """From a timer: a checkpoint when one is due and something new was measured.
@@ -320,7 +333,7 @@ class CoverageSession:
             return
         self._last_checkpoint = time.monotonic()
         self._shipper.start()
-        if self.measurement.ready and self.measurement.counts().size <= self._confirmed_size:
+        if not self._measured_more():
             return
         self._shipper.request_checkpoint()
 
@@ -645,6 +658,7 @@ class CoverageSession:
             "files_measured": counts.files,
             "recorded_lines": counts.lines,
             "recorded_arcs": counts.arcs,
+            "recorded_events_waiting": counts.waiting,
             "invocations": self.invocations,
             "handled_invocations": self.handled.count,
             "handled_ms": round(self.handled.measured_ms, 1),
@@ -654,7 +668,7 @@ class CoverageSession:
             "s3_uri": self.s3_uri,
             "last_upload": self.last_upload.as_dict() if self.last_upload else None,
             "last_error": self.last_error,
-            "pending_checkpoint": counts.size > self._confirmed_size,
+            "pending_checkpoint": bool(counts.waiting) or counts.size > self._confirmed_size,
             "storage_problem": self.measurement.storage_problem,
             "flush_interval_seconds": self.settings.flush_interval_seconds,
             "environment_id": self.identity.environment_id,

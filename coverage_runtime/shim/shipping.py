@@ -1,5 +1,5 @@
-"""The shipping thread: builds coverage.py and the S3 client, and writes and
-uploads checkpoints off the invocation path.
+"""The shipping thread: builds the S3 client, and coverage.py when it is
+needed, and writes and uploads checkpoints off the invocation path.
 
 Lambda counts an invocation until the runtime asks for the next event, so
 writing a snapshot or uploading it there would be billed, and a slow S3
@@ -9,6 +9,12 @@ the snapshot and uploads it while the runtime waits for the next event (in
 Lambda, until the environment is frozen; it goes on when the environment
 thaws).  Requests made while one is under way are one; snapshots are
 numbered, so an older one never replaces a newer one in S3.
+
+On ``sysmon`` coverage.py is built and takes the recorded events over
+(`Measurement.materialize`) at the first checkpoint, not after the first
+response: on a small function at a third of a CPU, the build and the replay
+(~35 ms) would otherwise overlap the next invocations (in Lambda they run
+after the thaw).  A long stream is handed over at once (`request_hand_over`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class Shipper:
         self._wake = threading.Condition()
         self._requested = False
         self._maintain = False
+        self._hand_over = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -54,12 +61,23 @@ class Shipper:
             self._maintain = True
             self._wake.notify()
 
-    def _run(self) -> None:
-        session = self._session
+    def request_hand_over(self) -> None:
+        """Build coverage.py and let it take the recorded events over soon
+        (`Measurement.hand_over_due`), before any data is needed."""
+        with self._wake:
+            self._hand_over = True
+            self._wake.notify()
+
+    def _materialize(self) -> None:
         try:
-            session.measurement.materialize()
+            self._session.measurement.materialize()
         except Exception as exc:  # the next snapshot tries again, and says why
             structured_log.error("coverage.py could not be built", error_message=str(exc))
+
+    def _run(self) -> None:
+        session = self._session
+        if session.HAND_OVER_AT_START or session.measurement.hand_over_due():
+            self._materialize()
         uploads = session.uploads_enabled
         if uploads:
             try:
@@ -71,10 +89,13 @@ class Shipper:
                 uploads = False
         while True:
             with self._wake:
-                while not (self._requested or self._maintain):
+                while not (self._requested or self._maintain or self._hand_over):
                     self._wake.wait()
                 checkpoint, self._requested = self._requested, False
                 maintain, self._maintain = self._maintain, False
+                hand_over, self._hand_over = self._hand_over, False
+            if hand_over:
+                self._materialize()
             if maintain:
                 try:
                     session.measurement.maintain()

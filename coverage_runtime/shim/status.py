@@ -69,6 +69,11 @@ class ActiveStatus(TypedDict):
     # same count as the objects' ``recorded-lines`` metadata.
     recorded_lines: int
     recorded_arcs: int
+    # On sysmon, until data is first needed (a checkpoint, flush, reset, shutdown),
+    # the init recorder holds first hits that coverage.py has not counted yet:
+    # how many events.  The counts above are then partial; 0 once coverage.py
+    # took them over (status() never builds coverage.py to count them).
+    recorded_events_waiting: int
     invocations: int
     handled_invocations: int
     handled_ms: float

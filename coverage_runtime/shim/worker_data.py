@@ -191,6 +191,9 @@ class WorkersUnion(Measurement):
     def ready(self) -> bool:
         return True
 
+    def hand_over_due(self) -> bool:
+        return False
+
     @property
     def gate_kind(self) -> str | None:
         return None

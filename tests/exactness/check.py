@@ -106,6 +106,7 @@ def gated(args: argparse.Namespace) -> dict[str, Any]:
         "COVERAGE_BRANCH": str(args.branch).lower(),
         "COVERAGE_CONTEXTS": str(args.contexts).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
+        **({"COVERAGE_LABELS": "none"} if args.no_labels else {}),
     }
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
@@ -166,6 +167,10 @@ def matrix(version: tuple[int, int] | None = None) -> list[list[str]]:
             if sysmon_supports(branch=branch, version=version):
                 cells.append(["--mode", mode, "--core", "sysmon", *flags])
                 cells.append(["--mode", mode, "--core", "sysmon", *flags, "--late-handover"])
+                # Labels (on by default) keep the recorder as the receiver, fed to
+                # coverage.py when data is needed; without them it hands over.
+                late = ["--late-handover", "--no-labels"]
+                cells.append(["--mode", mode, "--core", "sysmon", *flags, *late])
         cells.append(["--mode", mode, "--core", "ctrace", "--contexts"])
     cells.append(["--mode", "selective", "--core", "pytrace", "--branch"])
     return cells
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         "--late-handover",
         action="store_true",
         help="run the workload before coverage.py is built (sysmon: the init recorder)",
+    )
+    parser.add_argument(
+        "--no-labels", action="store_true", help="COVERAGE_LABELS=none (sysmon: a hand-over)"
     )
     parser.add_argument("--matrix", action="store_true", help="run every cell; a JSON list")
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Labels recorded exactly: what each label ran, against plain coverage.py.
 
-    python -m tests.exactness.labels shim --core sysmon [--branch] [--handover early|late]
+    python -m tests.exactness.labels shim --core sysmon [--branch] [--handover early|late|each]
     python -m tests.exactness.labels plain --core sysmon [--branch] --label LABEL
     python -m tests.exactness.labels --matrix
 
@@ -106,6 +106,7 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
     from tests.exactness import labelled
 
     measurement = runtime.measurement
+    retired = {"recorder": 0, "gate": 0}
     for index, (label, segment) in enumerate(SCRIPT):
         if args.handover == "early" and index == 0:
             measurement.materialize()
@@ -113,6 +114,14 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
             measurement.materialize()
         runtime.label(label)
         labelled.SEGMENTS[segment]()
+        if args.handover == "each":  # coverage.py fed after every invocation
+            measurement.materialize()
+        # The maintenance pass after each invocation: fully run code loses its
+        # events (the recorder's own pass before the hand-over, the gate's after),
+        # and must report again under the next label.
+        retired["recorder" if measurement.receiving == "recorder" else "gate"] += (
+            measurement.maintain()
+        )
     data = measurement.data()
     by_label = {}
     for context in sorted(data.measured_contexts()):
@@ -123,6 +132,7 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
         "core": measurement.core_name(),
         "gate": measurement.gate_kind,
         "labels": by_label,
+        "retired": retired,
         "other_tool_refired": other.refired() if other else None,
         "other_tool_saw": len(list(other.calls)) if other else None,
     }
@@ -159,7 +169,7 @@ def cells(version: tuple[int, int] | None = None) -> list[list[str]]:
         flags = ["--branch"] if branch else []
         found.append(["--core", "ctrace", *flags])
         if sysmon_supports(branch=branch, version=version):
-            for handover in ("early", "middle", "late"):
+            for handover in ("early", "middle", "late", "each"):
                 found.append(["--core", "sysmon", *flags, "--handover", handover])
             # Beside another sys.monitoring tool: re-armed code object by code object.
             found.append(["--core", "sysmon", *flags, "--handover", "middle", "--other-tool"])
@@ -180,7 +190,8 @@ def run(*args: str) -> Any:
 def compare(cell: list[str]) -> dict[str, Any]:
     """One cell: the shim's labels against plain coverage.py, label by label."""
     got = run("shim", *cell)
-    flags = [a for a in cell if a not in ("--handover", "early", "middle", "late", "--other-tool")]
+    handovers = ("--handover", "early", "middle", "late", "each", "--other-tool")
+    flags = [a for a in cell if a not in handovers]
     expected_labels = ["init", *sorted({label or "" for label, _ in SCRIPT})]
     differences = {}
     for label in expected_labels:
@@ -204,6 +215,7 @@ def compare(cell: list[str]) -> dict[str, Any]:
         "extra_labels": extra,
         "other_tool_refired": got["other_tool_refired"],
         "other_tool_saw": got["other_tool_saw"],
+        "retired": got.get("retired"),
         "exact": not differences
         and not extra
         and got["gate"] == "gate"
@@ -216,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", nargs="?", choices=["shim", "plain"])
     parser.add_argument("--core", choices=["sysmon", "ctrace"], default="sysmon")
     parser.add_argument("--branch", action="store_true")
-    parser.add_argument("--handover", choices=["early", "middle", "late"], default="late")
+    parser.add_argument("--handover", choices=["early", "middle", "late", "each"], default="late")
     parser.add_argument("--label", default="")
     parser.add_argument("--run", type=int, default=0)
     parser.add_argument("--other-tool", action="store_true")

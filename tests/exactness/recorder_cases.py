@@ -1,6 +1,10 @@
 """The init recorder's hand-over at its edges, on a Python with sys.monitoring.
 
-    python -m tests.exactness.recorder_cases CASE    -> one JSON document
+    python -m tests.exactness.recorder_cases CASE [--labels]   -> one JSON document
+
+Without ``--labels`` the runtime runs with ``COVERAGE_LABELS=none``, where the
+recorder hands over to coverage.py; with it (the default sources), the
+recorder stays the receiver and feeds coverage.py (`InitRecorder.drain`).
 
 Each case runs in its own process (coverage.py and sys.monitoring are
 process-wide); `tests/test_init_recorder.py` runs them on every 3.12+ Python
@@ -19,9 +23,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FRESH = HERE / "measured_only.py"
+LABELS = {"COVERAGE_LABELS": "none"}  # `--labels`: the default sources
 
 
-def session(branch: bool = False) -> Any:
+def session(branch: bool = False, **extra: str) -> Any:
     from coverage_runtime.settings import load_settings
     from coverage_runtime.shim import api
     from coverage_runtime.shim.session import CoverageSession
@@ -32,10 +37,45 @@ def session(branch: bool = False) -> Any:
         "COVERAGE_CORE": "sysmon",
         "COVERAGE_BRANCH": str(branch).lower(),
         "COVERAGE_DATA_DIR": tempfile.mkdtemp(),
+        **LABELS,
+        **extra,
     }
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     return runtime
+
+
+def branches() -> bool:
+    """Branches where sysmon measures them (3.14+)."""
+    return sys.version_info >= (3, 14)
+
+
+def shipper_idle(runtime: Any) -> None:
+    """Wait until the shipping thread has done everything asked of it and waits
+    for more (deterministic: read from its frames and its flags, no sleep
+    assumed long enough)."""
+    shipper = runtime._shipper
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        thread = shipper._thread
+        if thread is not None:
+            frames = frames_of(thread)
+            flags = (shipper._requested, shipper._maintain, shipper._hand_over)
+            if frames[:1] == ["wait"] and "_run" in frames and not any(flags):
+                return
+        time.sleep(0.001)
+    raise AssertionError("the shipping thread never became idle")
+
+
+def invocation(runtime: Any, work: Any, label: str | None = None) -> None:
+    """One invocation as the runtime client drives it: arrived, ran, responded."""
+    context = None  # (the Lambda-Runtime-Client-Context header: JSON)
+    if label is not None:
+        context = json.dumps({"custom": {"coverage-label": label}})
+    runtime.invocation_arrived(client_context=context)
+    work()
+    runtime.between_invocations()
+    shipper_idle(runtime)
 
 
 def frames_of(thread: threading.Thread) -> list[str]:
@@ -229,14 +269,15 @@ def measured_code_during_the_switch() -> dict[str, Any]:
 
 
 def hand_over_fails() -> dict[str, Any]:
-    """An error in the hand-over: one error record, the init is lost, measuring goes
-    on with coverage.py itself, and later data and snapshots work."""
+    """An error in the hand-over (with labels: in feeding coverage.py): one error
+    record, the init is lost, measuring goes on with coverage.py itself, and later
+    data and snapshots work."""
     from coverage_runtime.shim import coverage_adapter
 
-    def broken(gate: Any, *args: Any) -> None:
+    def broken(gate: Any, *args: Any) -> bool:
         raise RuntimeError("simulated failure in the hand-over")
 
-    coverage_adapter.SysmonGate.adopt = broken  # type: ignore[method-assign]
+    coverage_adapter.SysmonGate.traced = broken  # type: ignore[method-assign]
     runtime = session()
     measurement = runtime.measurement
     from tests.exactness import measured_only
@@ -255,10 +296,10 @@ def hand_over_fails() -> dict[str, Any]:
 
 
 def data_asked_during_the_hand_over() -> dict[str, Any]:
-    """Another thread asks for data (``status()``: `Measurement.counts`) while the
-    shipping thread hands the init over: it waits for that hand-over and never
-    builds a second coverage.py (a second collector, which would make the first
-    one's stop fail at shutdown)."""
+    """Another thread needs coverage.py (`Measurement.materialize`: a flush, say)
+    while the shipping thread hands the init over: it waits for that hand-over
+    and never builds a second coverage.py (a second collector, which would make
+    the first one's stop fail at shutdown)."""
     from coverage.collector import Collector
 
     runtime = session()
@@ -273,6 +314,7 @@ def data_asked_during_the_hand_over() -> dict[str, Any]:
 
     def asker() -> None:
         handing_over.wait(10)
+        measurement.materialize()
         holder["lines"] = measurement.counts().lines
 
     thread = threading.Thread(target=asker)
@@ -350,9 +392,124 @@ def label_switches_choose_the_cheaper_rearming() -> dict[str, Any]:
     return {"chosen": chosen, "lines": lines}
 
 
+def deferred_hand_over() -> dict[str, Any]:
+    """After the first responses the shipping thread builds no coverage.py (a
+    small init): the recorder goes on recording, status() counts without
+    building it, the maintenance pass retires from the recorder's stream; the
+    first snapshot hands over, and what was recorded is all there."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    import coverage_runtime
+
+    gates = []
+    for value in (1, -1, 20):
+        invocation(runtime, lambda value=value: measured_only.classify(value))
+        gates.append(measurement.gate_kind)
+    status = coverage_runtime.status()
+    assert status["enabled"]
+    # The shipping thread's maintenance passes (after invocations 1 and 2) ran
+    # on the recorder: `pooled`'s every line ran, `classify`'s not all.
+    measured_only.pooled(0)
+    measured_only.pooled(1)
+    retired = measurement.maintain()
+    coverage_imported = "coverage" in sys.modules
+    measurement.snapshot()  # what a checkpoint, flush or shutdown asks first
+    after = coverage_runtime.status()
+    assert after["enabled"]
+    data = measurement.data()
+    return {
+        "gates": gates,
+        "coverage_imported_before": coverage_imported,
+        "status_before": {
+            key: status[key]  # type: ignore[literal-required]
+            for key in ("recorded_lines", "recorded_events_waiting", "pending_checkpoint")
+        },
+        "status_after": {
+            key: after[key]  # type: ignore[literal-required]
+            for key in ("recorded_lines", "recorded_events_waiting", "pending_checkpoint")
+        },
+        "gate_after": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "retired": retired,
+    }
+
+
+def long_stream_hands_over_at_once() -> dict[str, Any]:
+    """A stream of `HAND_OVER_AT_EVENTS` or more (a large init) is handed over by
+    the shipping thread as soon as it starts, not at the first checkpoint."""
+    from coverage_runtime.shim import measurement as measurement_module
+    from tests.exactness import measured_only
+
+    measurement_module.HAND_OVER_AT_EVENTS = 5
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    measured_only.classify(1)  # (the init)
+    waiting = measurement.counts().waiting
+    invocation(runtime, lambda: measured_only.pooled(1))
+    data = measurement.data()
+    return {
+        "waiting_after_init": waiting,
+        "gate": measurement.gate_kind,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+    }
+
+
+def labels_bound_the_stream() -> dict[str, Any]:
+    """With a new label on every invocation the stream grows by what each runs;
+    once it holds the bound, the shipping thread hands it over, and every label
+    keeps what ran under it."""
+    from coverage_runtime.shim import measurement as measurement_module
+    from tests.exactness import measured_only
+
+    bound = measurement_module.HAND_OVER_AT_EVENTS = 60
+    runtime = session(branch=branches(), COVERAGE_LABELS="client-context")
+    measurement = runtime.measurement
+    waiting = []
+    gates = []
+    for index in range(12):
+        invocation(runtime, lambda index=index: measured_only.classify(index), f"run-{index}")
+        waiting.append(measurement.counts().waiting)
+        gates.append(measurement.gate_kind)
+    data = measurement.data()
+    lines = {}
+    for index in range(12):
+        data.set_query_contexts([f"^run-{index}$"])
+        lines[index] = sorted(data.lines(str(FRESH)) or ())
+    return {"bound": bound, "waiting": waiting, "gates": gates, "lines": lines}
+
+
+def reset_re_arms_what_was_recorded() -> dict[str, Any]:
+    """A reset drops everything and what runs afterwards records again, code the
+    maintenance pass retired included (with labels: while the recorder feeds
+    coverage.py)."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    measured_only.pooled(0)  # (the init)
+    measured_only.pooled(1)
+    retired = measurement.maintain()  # pooled ran whole: its events come off
+    invocation(runtime, lambda: measured_only.classify(1), "a")
+    measurement.snapshot()
+    runtime.reset()
+    invocation(runtime, lambda: measured_only.pooled(1), "a")
+    data = measurement.data()
+    return {
+        "retired": retired,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "receiving": measurement.receiving,
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
+        reset_re_arms_what_was_recorded,
+        deferred_hand_over,
+        long_stream_hands_over_at_once,
+        labels_bound_the_stream,
         label_switches_choose_the_cheaper_rearming,
         data_asked_during_the_hand_over,
         concurrent_event,
@@ -366,4 +523,6 @@ CASES = {
 }
 
 if __name__ == "__main__":
+    if "--labels" in sys.argv[2:]:
+        LABELS = {}
     print(json.dumps(CASES[sys.argv[1]]()))
