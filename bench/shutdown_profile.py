@@ -151,9 +151,11 @@ def replay_split(measurement: Any, events: list[Any]) -> dict[str, float]:
     gate = measurement._gate
     tracer = coverage_adapter.collector(measurement.cov).tracers[0]
     originals = coverage_adapter._tracer_callbacks(tracer)
-    gated = gate.callbacks()
+    gated = dict(gate.callbacks())
     own = {kind: originals[event] for kind, event in gate_events(gated, gate).items()}
-    own[init_recorder.START] = tracer.sysmon_py_start
+    # The same PY_START for both: on a second pass the gate's would treat every code
+    # object as a first call under a new label, which a first replay never does.
+    own[init_recorder.START] = gated[init_recorder.START] = tracer.sysmon_py_start
 
     def nothing(*args: Any) -> None:
         return None
