@@ -354,6 +354,14 @@ def run_tests_module(
     return result, json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def test_return_offsets_on_the_image_python(image):
+    """The maintenance pass's scan of the raw bytecode names the returns ``dis`` names,
+    on the image's 3.14 (where branches are measured on sysmon)."""
+    _, result = run_tests_module(image, "tests.exactness.return_offsets", check=True)
+    assert result["python"].startswith("3.14"), result
+    assert result["checked"] > 1000
+
+
 def test_exactness_matrix_on_the_image_python(image):
     """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
     and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""
