@@ -15,7 +15,6 @@ import pytest
 from coverage import CoverageData
 
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, download_objects, line_of
-from tests.test_recorder_rie import wait_for_message
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
 
@@ -56,7 +55,6 @@ def test_a_pytest_suite_labels_what_each_test_ran(
     )  # fmt: skip
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert "3 passed" in suite.stdout
-    wait_for_message(function, "S3 client ready")
     assert function.terminate() == 0
     [(_, path)] = download_objects(s3, bucket, tmp_path).items()
     data = CoverageData(basename=str(path))

@@ -92,13 +92,32 @@ def wait_for_message(function, message: str, timeout: float = 20) -> None:
         time.sleep(0.01)
 
 
-def test_the_init_is_recorded_then_handed_over_at_the_first_checkpoint(start, s3, bucket, tmp_path):
-    function = start("basic.handler", COVERAGE_FLUSH_INTERVAL_SECONDS="1")
+def shipping_thread_idle(directory: Path) -> None:
+    """The shipping thread, started after the first response, has done what it does
+    then (the pause point ``shipper-idle``, listed in COVERAGE_TEST_PAUSE_AT)."""
+    wait_reached(directory, "shipper-idle")
+    release(directory, "shipper-idle")
+
+
+def test_the_init_is_recorded_then_handed_over_at_the_first_checkpoint(
+    start,
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    function = start(
+        "basic.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="shipper-idle",
+    )
     assert function.invoke({"path": "a"}).body["result"] == "took a"
-    # The shipping thread started after the response: it builds the S3 client (it
-    # built coverage.py first, before the hand-over waited for data to be needed).
-    wait_for_message(function, "S3 client ready")
+    # The shipping thread started after the response and built nothing (before the
+    # hand-over, it built coverage.py and the S3 client there).
+    shipping_thread_idle(pauses)
     assert TOOK_OVER not in messages(function)
+    assert "S3 client ready" not in messages(function)
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     assert function.invoke({"path": "b"}).body["result"] == "took b"
     wait_for_message(function, "coverage uploaded")  # the first checkpoint hands over
@@ -172,10 +191,10 @@ def test_health_checks_never_build_coverage_py_and_a_flush_hands_over(
     function = start(
         "uses_api.handler",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="coverage-build",
+        COVERAGE_TEST_PAUSE_AT="coverage-build,shipper-idle",
     )
     statuses = [function.invoke({"action": "status"}).body for _ in range(3)]
-    wait_for_message(function, "S3 client ready")  # the shipping thread ran meanwhile
+    shipping_thread_idle(pauses)  # the shipping thread ran meanwhile
     assert not (pauses / "coverage-build.reached").exists(), function.logs()[-2000:]
     for status in statuses:
         assert status["recorded_events_waiting"] > 0 and status["pending_checkpoint"], status
@@ -195,16 +214,27 @@ def test_health_checks_never_build_coverage_py_and_a_flush_hands_over(
     assert line_of(USES_API, "def handler") in lines, "module level, run at init"
 
 
-def test_the_shutdown_hands_over_when_no_checkpoint_came(start, s3, bucket, tmp_path):
-    """Warm invocations, no checkpoint due (the default 60 s): coverage.py is built
-    in the shutdown window, and everything the recorder held ships."""
-    function = start("basic.handler")
+def test_the_shutdown_hands_over_when_no_checkpoint_came(
+    start,
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    """Warm invocations, no checkpoint due (the default 60 s): coverage.py and the
+    S3 client are built in the shutdown window, and everything the recorder held
+    ships."""
+    function = start(
+        "basic.handler", COVERAGE_TEST_PAUSE_DIR=str(pauses), COVERAGE_TEST_PAUSE_AT="shipper-idle"
+    )
     for path in ("a", "b"):
         assert function.invoke({"path": path}).status == 200
-    wait_for_message(function, "S3 client ready")
+    shipping_thread_idle(pauses)
     assert TOOK_OVER not in messages(function)
+    assert "S3 client ready" not in messages(function)
     assert function.terminate() == 0
     assert messages(function).count(TOOK_OVER) == 1
+    assert messages(function).count("S3 client ready") == 1
     lines = executed_lines(the_object(s3, bucket, tmp_path), BASIC)
     assert line_of(BASIC, "def handler") in lines
     assert {line_of(BASIC, "marker: path-a"), line_of(BASIC, "marker: path-b")} <= lines

@@ -146,17 +146,25 @@ def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_lands_first(
 
 
 def test_sigterm_while_the_s3_client_is_built(start_function, s3, bucket, tmp_path, pauses):
+    """The first checkpoint builds the S3 client on the shipping thread; SIGTERM
+    lands during that build: the shutdown waits for it (or builds its own), and
+    the newest data is in S3."""
     function = start_function(
         "uses_api.handler",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
         COVERAGE_TEST_PAUSE_AT="client-build,shutdown",
     )
-    assert function.invoke({"n": 5}).status == 200
-    wait_reached(pauses, "client-build")  # on the shipping thread, after the response
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    invoking = threading.Thread(target=invoke_quietly, args=(function, {"n": 5}))
+    invoking.start()
+    wait_reached(pauses, "client-build")  # on the shipping thread, for the checkpoint
     function.signal_shutdown()
     wait_reached(pauses, "shutdown")
     release(pauses, "shutdown")
     release(pauses, "client-build")
+    invoking.join(10)
     assert function.wait(timeout=10) == 0
     assert "did not exit after deadline" not in function.logs()
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)

@@ -109,9 +109,10 @@ class InvocationStats:
 class CoverageSession:
     """Everything the shim does for one execution environment."""
 
-    # Build coverage.py as soon as the shipping thread starts, not when data is
-    # first needed (a Managed Instances process: see `workers.WorkerSession`).
-    HAND_OVER_AT_START = False
+    # Build coverage.py and the S3 client as soon as the shipping thread starts,
+    # not when data is first needed (a Managed Instances process: see
+    # `workers.WorkerSession`).
+    BUILD_AT_START = False
 
     def __init__(
         self,
@@ -192,12 +193,16 @@ class CoverageSession:
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         """The S3 uploader, built on first use; `UploadError` if it cannot be.
 
-        Built on the shipping thread after the first response (or in the
-        shutdown window, before it), never on the main thread by the runtime
-        itself, so no signal handler can find its lock held by the thread it
-        interrupted.  The build costs ~0.1 ms (`s3.ObjectClient`: no boto3),
-        so no deadline waits on it; ``timeout`` still bounds the wait for a
-        build under way elsewhere.
+        Built when the first upload needs it: on the shipping thread at the
+        first checkpoint, or in the shutdown window (or by an explicit
+        `flush`), never on the main thread by the runtime itself, so no signal
+        handler can find its lock held by the thread it interrupted.  Not
+        after the first response: importing `coverage_runtime.s3` there took
+        ~3.4 ms of the second invocation on a third of a CPU, and the build
+        costs ~0.1 ms (`s3.ObjectClient`: no boto3), so no deadline waits on
+        it; ``timeout`` still bounds the wait for a build under way elsewhere.
+        (A setup that cannot work, such as no bucket, is found at init by the
+        settings.)
         """
         if self._uploader is not None:
             return self._uploader

@@ -1,4 +1,4 @@
-"""The shipping thread: builds the S3 client, and coverage.py when it is
+"""The shipping thread: builds coverage.py and the S3 client when they are
 needed, and writes and uploads checkpoints off the invocation path.
 
 Lambda counts an invocation until the runtime asks for the next event, so
@@ -15,6 +15,7 @@ On ``sysmon`` coverage.py is built and takes the recorded events over
 response: on a small function at a third of a CPU, the build and the replay
 (~35 ms) would otherwise overlap the next invocations (in Lambda they run
 after the thaw).  A long stream is handed over at once (`request_hand_over`).
+The S3 client is built by the first upload too (`CoverageSession.uploader`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from coverage_runtime.errors import UploadError
-from coverage_runtime.shim import structured_log
+from coverage_runtime.shim import pause_points, structured_log
 
 if TYPE_CHECKING:
     from coverage_runtime.shim.session import CoverageSession
@@ -74,19 +75,26 @@ class Shipper:
         except Exception as exc:  # the next snapshot tries again, and says why
             structured_log.error("coverage.py could not be built", error_message=str(exc))
 
+    def _build_uploader(self) -> bool:
+        """Build the S3 client now; False (logged once, reported by status()) if it
+        cannot be."""
+        try:
+            self._session.uploader()
+        except UploadError:
+            return False
+        except Exception as exc:
+            structured_log.error("the S3 client could not be built", error_message=str(exc))
+            return False
+        return True
+
     def _run(self) -> None:
         session = self._session
-        if session.HAND_OVER_AT_START or session.measurement.hand_over_due():
+        if session.BUILD_AT_START or session.measurement.hand_over_due():
             self._materialize()
         uploads = session.uploads_enabled
-        if uploads:
-            try:
-                session.uploader()
-            except UploadError:
-                uploads = False  # logged once; status() reports it
-            except Exception as exc:
-                structured_log.error("the S3 client could not be built", error_message=str(exc))
-                uploads = False
+        if uploads and session.BUILD_AT_START:
+            uploads = self._build_uploader()
+        pause_points.reach("shipper-idle")  # (tests: what follows the first response is done)
         while True:
             with self._wake:
                 while not (self._requested or self._maintain or self._hand_over):
@@ -101,7 +109,7 @@ class Shipper:
                     session.measurement.maintain()
                 except Exception as exc:  # measuring goes on; the next pass tries again
                     structured_log.error("coverage maintenance failed", error_message=str(exc))
-            if checkpoint and uploads:
+            if checkpoint and uploads and session.uploads_enabled:
                 try:
                     session.checkpoint()
                 except Exception as exc:  # UploadError, or any: the thread lives, the next retries

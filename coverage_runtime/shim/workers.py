@@ -90,7 +90,7 @@ class WorkerSession(CoverageSession):
     SHIPPED = "coverage published for the environment's upload"
     # All workers shut down at once: N builds of coverage.py in the window, on a
     # few cores, would not fit; each builds it when its shipping thread starts.
-    HAND_OVER_AT_START = True
+    BUILD_AT_START = True
 
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         return self.publisher
@@ -187,7 +187,7 @@ class EnvironmentSession(CoverageSession):
     """The main process's session: its data is the union of the workers'."""
 
     measurement: WorkersUnion
-    HAND_OVER_AT_START = True  # (coverage.py's data layer: `WorkersUnion.materialize`)
+    BUILD_AT_START = True  # (coverage.py's data layer: `WorkersUnion.materialize`)
 
     @property
     def invocations(self) -> int:
