@@ -397,6 +397,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_deferred_hand_over,
         check_labels_bound,
         check_long_stream,
+        check_switch_during_a_first_hit,
     )
 
     module = "tests.exactness.recorder_cases"
@@ -404,6 +405,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_deferred_hand_over(result, done.stdout + done.stderr)
     check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
+    check_switch_during_a_first_hit(run_tests_module(image, module, "switch_during_a_first_hit")[1])
 
 
 def test_labels_exact_on_the_image_python(image):

@@ -170,6 +170,17 @@ def test_a_reset_drops_everything_and_re_arms_what_was_recorded_or_retired(pytho
     assert result["receiving"] == ("recorder" if mode else "gate"), result
 
 
+def test_a_switch_during_a_first_hit_never_leaves_its_location_disabled(python):
+    """The switch re-arms the code object before the first hit's callback returns:
+    the location stays armed, so the next label records it too."""
+    check_switch_during_a_first_hit(run_case(python, "switch_during_a_first_hit")[0])
+
+
+def check_switch_during_a_first_hit(result: dict[str, Any]) -> None:
+    assert result["switched"], result
+    assert result["last_line"] in result["c_lines"], result
+
+
 @pytest.mark.parametrize("interpreter", ["host", *(p.parent.parent.name for p in SYSMON_PYTHONS)])
 def test_return_offsets_from_the_raw_bytecode_are_dis_s(interpreter):
     """The maintenance pass finds return instructions by scanning ``co_code``

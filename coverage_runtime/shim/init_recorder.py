@@ -396,12 +396,23 @@ class InitRecorder:
         are in the order of their appends, as under the lock; `drain` only cuts
         what it replayed, and an event that lands between a switch's event and
         its re-arming belongs to the new label and, re-armed, fires again
-        (recorded twice under it: the same data)."""
+        (recorded twice under it: the same data).
+
+        A switch on another thread between the store in ``_ran`` and the
+        return may re-arm this code object before CPython applies the
+        ``DISABLE``, and leaves the key in the last label's set: the location
+        would then stay disabled through the next per-code switch.  So it
+        stays armed instead, noted in the new label's set (as `_skip` does
+        for a resume)."""
+        switches = self._switches
         key = id(code)
         if self._branch:
             self._cut.discard(key)
         self._ran[key] = code
         self.events.append((kind, code, a, b))
+        if self._switches != switches:
+            self._ran[key] = code
+            return None
         return self._disable
 
     def _paused_event(self, code: CodeType, cut: bool, location: Any = None) -> Any:

@@ -503,9 +503,55 @@ def reset_re_arms_what_was_recorded() -> dict[str, Any]:
     }
 
 
+class SwitchOnAppend(list):  # type: ignore[type-arg]
+    """The recorder's stream, switching the label (as the main thread would while
+    a background thread records) right after the event of ``line`` in ``code`` is
+    appended: between a first hit's note in the label's set and its callback's
+    return."""
+
+    def __init__(self, items: list[Any], code: Any, line: int, switch: Any) -> None:
+        super().__init__(items)
+        self.code, self.line, self.switch, self.done = code, line, switch, False
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        if not self.done and item[1] is self.code and item[2] == self.line:
+            self.done = True
+            self.switch()
+
+
+def switch_during_a_first_hit() -> dict[str, Any]:
+    """A label switch lands while a first hit is recorded (labels: the recorder's
+    lock-free path), and re-arms its code object before the callback returns: the
+    location must not stay disabled through the next switch.  Another tool is
+    registered, so switches re-arm code object by code object."""
+    from tests.exactness import measured_only
+
+    sys.monitoring.use_tool_id(sys.monitoring.PROFILER_ID, "other")
+    runtime = session(branch=False, COVERAGE_LABELS="client-context")
+    measurement = runtime.measurement
+    invocation(runtime, lambda: measured_only.classify(1), "a")
+    code = measured_only.pooled.__code__
+    last = code.co_firstlineno + 2  # `return x * 3`: pooled(1)'s last line event
+    recorder = measurement._recorder
+    recorder.events = SwitchOnAppend(
+        recorder.events, code, last, lambda: measurement.switch_label("b")
+    )
+    invocation(runtime, lambda: measured_only.pooled(1), "a")  # its last line: the switch
+    invocation(runtime, lambda: measured_only.pooled(1), "c")
+    data = measurement.data()
+    data.set_query_contexts(["^c$"])
+    return {
+        "switched": recorder.events.done,
+        "last_line": last,
+        "c_lines": sorted(data.lines(str(FRESH)) or ()),
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
+        switch_during_a_first_hit,
         reset_re_arms_what_was_recorded,
         deferred_hand_over,
         long_stream_hands_over_at_once,
