@@ -600,8 +600,7 @@ class SysmonGate(Labelled):
         self._retired: dict[int, CodeType] = {}  # (labels: re-armed at their next call)
         # Labels: code outside the sources that started again since the last
         # `restart_events()` (the price of a restart), and the switches so far.
-        self._outside_starts = 0
-        self._outside_per_restart: int | None = None
+        self._rearming = init_recorder.RearmChoice()
         self._switches = 0
         # Labels: code objects that recorded since they were last re-armed (the
         # others' events are all armed still: a switch leaves them alone).
@@ -821,7 +820,7 @@ class SysmonGate(Labelled):
                         self._fresh_under_label(code, info)
                     return self._disable
             return self._py_start(code, offset)
-        self._outside_starts += 1
+        self._rearming.outside_starts += 1
         return self._disable
 
     def _fresh_under_label(self, code: CodeType, info: Any) -> None:
@@ -842,26 +841,15 @@ class SysmonGate(Labelled):
             return  # a replayed switch: the init recorder re-armed when it came
         infos = self._code_infos
         self._switches += 1
-        if self._switches > 1:  # (the first follows the init: nothing measured yet)
-            self._outside_per_restart = self._outside_starts
-        # A restart makes every code object that runs afterwards start again,
-        # most of it outside the sources (the runtime, installed packages: ~180
-        # code objects per invocation of the example function); re-arming one by
-        # one costs a toggle per measured code object that recorded since it was
-        # last re-armed (only those have disabled events).  The cheaper way per
-        # the last restart, measured again every 64th switch.
-        ran, self._ran = self._ran, {}
-        outside = self._outside_per_restart
-        per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
+        ran, self._ran = self._ran, {}  # (the cheaper way: `init_recorder.RearmChoice`)
         how = init_recorder.rearm_for_label(
             self._tool,
             lambda: [c for c in ran.values() if infos[id(c)].file_data is not None],
             self._tracer.local_events(),
             each=lambda code: self._fresh_under_label(code, infos[id(code)]),
-            per_code=per_code,
+            per_code=self._rearming.per_code(self._switches, len(ran)),
         )
-        if how == "restart":
-            self._outside_starts = 0
+        self._rearming.done(how)
 
     # The callbacks while paused.  They run at the first hit of each location
     # only (DISABLE), like coverage.py's own.

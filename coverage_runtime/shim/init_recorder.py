@@ -149,6 +149,37 @@ def rearm_for_label(
     return "per-code"
 
 
+class RearmChoice:
+    """Which way of `rearm_for_label` is cheaper, for the recorder and the gate alike.
+
+    A restart makes every code object that runs afterwards start again, most
+    of it outside the sources (the runtime, installed packages: ~180 code
+    objects per invocation of the example function); re-arming one by one
+    costs a toggle per measured code object that recorded since it was last
+    re-armed (only those have disabled events).  The cheaper way per the last
+    restart, measured again every 64th switch.  The receiver counts, in
+    ``outside_starts``, the code outside the sources that started (no lock: a
+    hint).
+    """
+
+    def __init__(self) -> None:
+        self.outside_starts = 0
+        self._per_restart: int | None = None
+
+    def per_code(self, switches: int, ran: int) -> bool:
+        """Switch number ``switches`` is coming, with ``ran`` code objects to
+        re-arm: one by one rather than a restart?"""
+        if switches > 1:  # (the first follows the init: nothing measured yet)
+            self._per_restart = self.outside_starts
+        outside = self._per_restart
+        return outside is not None and switches % 64 != 0 and ran <= outside
+
+    def done(self, how: str) -> None:
+        """The switch re-armed ``how`` (`rearm_for_label`'s answer)."""
+        if how == "restart":
+            self.outside_starts = 0
+
+
 def locations(code: CodeType, arcs: bool) -> frozenset[Any]:
     """Every location of ``code`` that reports an event: its lines and, with
     branches, each branch direction and return (as the recorder and the gate
@@ -275,11 +306,10 @@ class InitRecorder:
         self._unchecked: dict[int, CodeType] = {}
         self._switches = 0  # label switches so far, and how many of them were scanned
         self._scanned_switches = 0
-        # Labels: code objects that recorded since they were last re-armed, and code
-        # outside the sources that started again since the last restart (its price).
+        # Labels: code objects that recorded since they were last re-armed, and how
+        # a switch re-arms them.
         self._ran: dict[int, CodeType] = {}
-        self._outside_starts = 0
-        self._outside_per_restart: int | None = None
+        self._rearming = RearmChoice()
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
@@ -348,7 +378,7 @@ class InitRecorder:
         if armed is None:
             armed = self._files[code.co_filename] = self._arms(code.co_filename)
         if not armed or code.co_name == "__annotate__":
-            self._outside_starts += 1  # (labels: what a restart costs; no lock, a hint)
+            self._rearming.outside_starts += 1  # (labels: what a restart costs)
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
         key = id(code)
         with self._lock:
@@ -461,22 +491,17 @@ class InitRecorder:
                 raise RuntimeError("the init recorder has handed over: relabel the gate")
             self.events.append((SWITCH, label, 0, 0))
             self._switches += 1
-            if self._switches > 1:  # (the first follows the init)
-                self._outside_per_restart = self._outside_starts
             ran, self._ran = self._ran, {}
-            outside = self._outside_per_restart
-            per_code = outside is not None and self._switches % 64 != 0 and len(ran) <= outside
             assert self.tool is not None
             how = rearm_for_label(
                 self.tool,
                 lambda: list(ran.values()),
                 self.local_events,
                 each=self._cut_for_label if self._branch else None,
-                per_code=per_code,
+                per_code=self._rearming.per_code(self._switches, len(ran)),
             )
-            if how == "restart":
-                self._outside_starts = 0
-            else:  # each code object that ran was re-armed, retired ones too
+            self._rearming.done(how)
+            if how != "restart":  # each code object that ran was re-armed, retired ones too
                 for key in ran:
                     self._retired.pop(key, None)
 
