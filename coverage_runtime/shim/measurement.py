@@ -267,11 +267,6 @@ class Measurement:
         receiver = self._receiver()
         return None if receiver is None else receiver.kind
 
-    @property
-    def ready(self) -> bool:
-        """Is coverage.py built (and, without labels, receiving the events)?"""
-        return self._gate is not None or self._recorder is None
-
     def _receiver(self) -> coverage_adapter.Gate | init_recorder.InitRecorder | None:
         """What receives the events now, to pause, resume and relabel: the init
         recorder until it hands over (with labels, for good), then the gate."""

@@ -326,11 +326,13 @@ class CoverageSession:
             return  # nothing new since the last upload: nothing to write
         self._shipper.request_checkpoint()  # (on sysmon the first one builds coverage.py)
 
-    def _measured_more(self) -> bool:
-        """Anything measured that S3 has not confirmed?  Counted without building
-        coverage.py: events the init recorder holds are new (S3 has nothing of
-        them: nothing is uploaded before the hand-over)."""
-        counts = self.measurement.counts()
+    def _measured_more(self, counts: Snapshot | None = None) -> bool:
+        """Anything measured that S3 has not confirmed (in ``counts``, else counted
+        now)?  Counted without building coverage.py: events the init recorder
+        holds are new (S3 has nothing of them: nothing is uploaded before the
+        hand-over)."""
+        if counts is None:
+            counts = self.measurement.counts()
         return bool(counts.waiting) or counts.size > self._confirmed_size
 
     def periodic_checkpoint(self) -> None:
@@ -680,7 +682,7 @@ class CoverageSession:
             "s3_uri": self.s3_uri,
             "last_upload": self.last_upload.as_dict() if self.last_upload else None,
             "last_error": self.last_error,
-            "pending_checkpoint": bool(counts.waiting) or counts.size > self._confirmed_size,
+            "pending_checkpoint": self._measured_more(counts),
             "storage_problem": self.measurement.storage_problem,
             "flush_interval_seconds": self.settings.flush_interval_seconds,
             "environment_id": self.identity.environment_id,
