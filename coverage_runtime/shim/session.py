@@ -532,10 +532,23 @@ class CoverageSession:
         except Exception as exc:
             with self._state:
                 stored = bool(taken) and self._confirmed >= taken[-1][0]
+                # A checkpoint confirmed meanwhile holds all the failed snapshot held
+                # (a later snapshot only grows: the same size is the same data).
+                held = bool(taken) and (
+                    self._confirmed_size >= taken[-1][1].size
+                    and self._confirmed_invocations >= self.invocations
+                )
             if stored:  # only the read-back after the upload ran out of time
                 structured_log.warning(
                     "coverage uploaded at shutdown; checking that no older snapshot landed "
                     "after it did not finish",
+                    reason=reason,
+                    error_message=str(exc),
+                )
+            elif held:
+                structured_log.warning(
+                    "coverage upload at shutdown failed, but a checkpoint confirmed meanwhile "
+                    "holds everything it held: nothing is lost",
                     reason=reason,
                     error_message=str(exc),
                 )
