@@ -329,12 +329,24 @@ class LambdaUnderRIE(RIEProcess):
         self._log.close()
 
 
+_RECORD_START = '{"timestamp": '
+
+
 def runtime_records(logs: str) -> list[dict[str, Any]]:
-    """The runtime's own JSON log records in ``logs``."""
+    """The runtime's own JSON log records in ``logs``.
+
+    A record is one ``write`` of a whole line, so it is never split; but with
+    several worker processes on one stdout (Managed Instances) another process's
+    ``print`` (two writes: the text, then the newline) can put its unfinished
+    text before it on the same line.  The record is then the line's suffix from
+    the last record start, and it must parse whole."""
     records = []
     for line in logs.splitlines():
-        if line.startswith("{") and '"logger": "coverage_runtime"' in line:
-            records.append(json.loads(line))
+        if '"logger": "coverage_runtime"' not in line:
+            continue
+        start = line.rfind(_RECORD_START)
+        assert start >= 0, f"a runtime record without its start: {line!r}"
+        records.append(json.loads(line[start:]))
     return records
 
 

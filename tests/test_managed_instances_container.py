@@ -8,7 +8,6 @@ image's own entry point command (in Lambda, the image's ENTRYPOINT runs).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 from coverage import CoverageData
 
 from tests.containers import build_image, podman, start_with_local_s3, stop
-from tests.harness import REPO_ROOT, download_objects, post_invocation
+from tests.harness import REPO_ROOT, download_objects, post_invocation, runtime_records
 from tests.managed_instances import unavailable
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -82,7 +81,7 @@ def test_three_workers_in_the_image_make_one_object(
     assert statuses == [200] * len(EVENTS)
     code, logs, _ = stop(container_name)
     assert code == 0, logs[-3000:]
-    records = [json.loads(line) for line in logs.splitlines() if '"coverage_runtime"' in line]
+    records = runtime_records(logs)
     started = [r for r in records if r["message"] == "coverage runtime started"]
     assert [r.get("workers") for r in started] == [3], logs[-3000:]
 
