@@ -169,7 +169,7 @@ class EnvReader:
     def refuse(self, name: str, value: str, allowed: str) -> None:
         from coverage_runtime.errors import ConfigProblem
 
-        self.problems.append(ConfigProblem(name, value, allowed))
+        self.problems.append(ConfigProblem.found(name, value, allowed))
 
     def parse(self, name: str, default: T, convert: Callable[[str], T | None], allowed: str) -> T:
         value = self.raw(name)

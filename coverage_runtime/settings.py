@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coverage_runtime import env
 from coverage_runtime.env import EnvReader
@@ -50,9 +50,11 @@ def sysmon_supports(*, branch: bool, version: tuple[int, int] | None = None) -> 
     return major_minor >= (3, 12)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the runtime needs to know, typed and validated."""
+class Settings(NamedTuple):
+    """Everything the runtime needs to know, typed and validated.
+
+    (A `NamedTuple` because the init creates it: see `errors.ConfigProblem`.)
+    """
 
     enabled: bool = True
     mode: str = "full"

@@ -10,8 +10,8 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from coverage_runtime import env as names
 
@@ -35,8 +35,9 @@ def environment_id_from(log_stream: str | None) -> str | None:
     return _safe(tail) if re.fullmatch(r"[0-9A-Za-z]{8,}", tail) else None
 
 
-@dataclass(frozen=True)
-class EnvironmentIdentity:
+class EnvironmentIdentity(NamedTuple):
+    """(A `NamedTuple` because the init creates it: see `errors.ConfigProblem`.)"""
+
     function_name: str
     function_version: str
     environment_id: str
