@@ -15,11 +15,14 @@ from typing import NamedTuple
 
 from coverage_runtime import env as names
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._$-]+")
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._$-")
+_UNSAFE = r"[^A-Za-z0-9._$-]+"  # compiled only for a name that needs it: see `errors`
 
 
 def _safe(value: str) -> str:
-    return _UNSAFE.sub("-", value).strip("-") or "unknown"
+    if not _SAFE.issuperset(value):
+        value = re.sub(_UNSAFE, "-", value)
+    return value.strip("-") or "unknown"
 
 
 def environment_id_from(log_stream: str | None) -> str | None:
@@ -32,7 +35,7 @@ def environment_id_from(log_stream: str | None) -> str | None:
     if not log_stream or "]" not in log_stream:
         return None
     tail = log_stream.rsplit("]", 1)[1]
-    return _safe(tail) if re.fullmatch(r"[0-9A-Za-z]{8,}", tail) else None
+    return _safe(tail) if len(tail) >= 8 and tail.isascii() and tail.isalnum() else None
 
 
 class EnvironmentIdentity(NamedTuple):
