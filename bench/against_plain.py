@@ -1,0 +1,367 @@
+"""A real function through the RIE: the shim's S3 object against plain coverage.py.
+
+    python bench/against_plain.py SCENARIO.json --python PY [--branch] [--core CORE]
+
+Tries the shim as a new user would, on a function laid out by AWS's recipe for non-AWS base
+images (``pip install --target <task root>``; the task root first on ``sys.path``), with
+the shim installed into ``PY``'s interpreter.  The scenario (JSON) names:
+
+    task_root, handler, sources (directories; default the task root), plain_sources (what
+    plain coverage.py measures to match: the function's own directories, as it would measure
+    the vendored packages too; default sources) or plain_include (file patterns, for a
+    function whose own code is a module at the task root), env (the function's
+    own variables), events: [{"event": {...} | "file": path, "label": str | null}, ...],
+    dynamodb: [{"table": name, "key": attribute}]   (optional: a stock moto server)
+
+Per run it starts fresh environments through the real RIE, into the local S3:
+
+* the shim (``PY -m coverage_runtime HANDLER``), every event in order, the ``label`` sent as
+  Lambda Invoke's ClientContext ``coverage-label``; then SIGTERM, and its object downloaded;
+* plain coverage.py (``PY -m awslambdaric`` with a handler module that starts
+  ``coverage.Coverage`` before importing the function's, and saves after each invocation),
+  the same events, same Python, core, sources; on the C tracer it switches coverage.py's
+  dynamic context to each invocation's label (``init`` for the imports), so labels compare one
+  by one; on sysmon (no contexts in coverage.py) the labels compare against one more plain
+  run on the C tracer with contexts (whose union must equal the sysmon run's: same lines);
+
+and prints one JSON document: the comparisons (lines, and arcs with ``--branch``), the shim's
+WARN/ERROR records, X-Ray ``discarded`` lines, and the responses.  Needs only this checkout,
+the RIE and the network-free local S3; the function itself is the user's (not shipped here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness import (  # noqa: E402
+    LambdaUnderRIE,
+    S3Server,
+    clean_environment,
+    client_context,
+    download_objects,
+)
+
+# The plain run's handler module: coverage.py started before the function is imported, as
+# `coverage run` would, saved after each invocation (the RIE kills a runtime without an
+# extension at shutdown, so nothing at exit would run).
+PLAIN_HANDLER = """\
+import importlib, json, os
+import coverage
+
+_settings = json.loads(os.environ["PLAIN_COVERAGE"])
+_cov = coverage.Coverage(data_file=_settings["data_file"], source=_settings["sources"],
+                         include=_settings["include"], branch=_settings["branch"],
+                         config_file=False)
+_cov.set_option("run:core", _settings["core"])
+_cov.start()
+if _settings["contexts"]:
+    _cov.switch_context("init")
+_module, _name = _settings["handler"].rsplit(".", 1)
+_real = getattr(importlib.import_module(_module), _name)
+
+
+def handler(event, context):
+    if _settings["contexts"]:
+        custom = getattr(context.client_context, "custom", None) or {}
+        _cov.switch_context(custom.get("coverage-label") or "")
+    try:
+        return _real(event, context)
+    finally:
+        _cov.save()
+"""
+
+DISCARDED = re.compile(r"Subsegment .* discarded|discarded", re.IGNORECASE)
+
+
+def load_events(scenario: dict[str, Any], base: Path) -> list[tuple[Any, str | None]]:
+    events = []
+    for item in scenario["events"]:
+        event = item.get("event")
+        if event is None:
+            event = json.loads((base / item["file"]).read_text())
+        events.append((event, item.get("label")))
+    return events
+
+
+def function_env(
+    scenario: dict[str, Any], task_root: Path, extra: dict[str, str]
+) -> dict[str, str]:
+    env = clean_environment(
+        {
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "AWS_LAMBDA_FUNCTION_NAME": scenario.get("name", "real-fn"),
+            **scenario.get("env", {}),
+            **extra,
+        }
+    )
+    env.pop("PYTHONPATH", None)  # the shim as installed into the interpreter
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a function's bytecode, as in an image
+    return env
+
+
+def invoke_all(function: LambdaUnderRIE, events: list[tuple[Any, str | None]]) -> list[Any]:
+    answers = []
+    for event, label in events:
+        headers = client_context({"coverage-label": label}) if label else None
+        answer = function.invoke(event, headers=headers)
+        body = answer.body
+        status = body.get("statusCode") if isinstance(body, dict) else None
+        answers.append([answer.status, status])
+    return answers
+
+
+def run_shim(
+    args: argparse.Namespace,
+    scenario: dict[str, Any],
+    task_root: Path,
+    events: list[tuple[Any, str | None]],
+    s3: S3Server,
+    scratch: Path,
+    extra: dict[str, str],
+) -> dict[str, Any]:
+    bucket = f"shim-{uuid.uuid4().hex[:10]}"
+    s3.client().create_bucket(Bucket=bucket)
+    env = function_env(
+        scenario,
+        task_root,
+        {
+            **extra,
+            "COVERAGE_S3_BUCKET": bucket,
+            "COVERAGE_S3_ENDPOINT_URL": s3.endpoint_url,
+            "COVERAGE_SOURCE": ",".join(scenario.get("sources") or [str(task_root)]),
+            "COVERAGE_BRANCH": str(args.branch).lower(),
+            "COVERAGE_CORE": args.core,
+            "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",
+            "COVERAGE_DATA_DIR": str(scratch / f"data-{bucket}"),
+        },
+    )
+    function = LambdaUnderRIE(
+        task_root,
+        scenario["handler"],
+        env,
+        scratch / f"{bucket}.log",
+        command=[args.python, "-m", "coverage_runtime", scenario["handler"]],
+    )
+    try:
+        answers = invoke_all(function, events)
+        time.sleep(0.05)
+        exit_code = function.terminate()
+    finally:
+        function.kill()
+    logs = function.logs()
+    objects = download_objects(s3.client(), bucket, scratch)
+    records = function.json_logs()
+    return {
+        "answers": answers,
+        "exit": exit_code,
+        "objects": [str(p) for p in objects.values()],
+        "ours": [
+            {k: r.get(k) for k in ("level", "message", "slug", "reason") if k in r}
+            for r in records
+            if r.get("level") in ("WARN", "WARNING", "ERROR", "CRITICAL")
+        ],
+        "started": next((r for r in records if r.get("message") == "coverage runtime started"), {}),
+        "discarded": [line[:200] for line in logs.splitlines() if DISCARDED.search(line)],
+        "log": str(function.log_path),
+    }
+
+
+def run_plain(
+    args: argparse.Namespace,
+    scenario: dict[str, Any],
+    task_root: Path,
+    events: list[tuple[Any, str | None]],
+    scratch: Path,
+    extra: dict[str, str],
+    contexts: bool,
+) -> dict[str, Any]:
+    wrapper_dir = scratch / "plain-handler"
+    wrapper_dir.mkdir(exist_ok=True)
+    (wrapper_dir / "plain_coverage_handler.py").write_text(PLAIN_HANDLER)
+    data_file = scratch / f"plain-{uuid.uuid4().hex[:10]}.coverage"
+    include = scenario.get("plain_include")  # files: coverage.py's source takes directories
+    sources = scenario.get("plain_sources") or scenario.get("sources") or [str(task_root)]
+    env = function_env(scenario, task_root, extra)
+    env["PYTHONPATH"] = str(wrapper_dir)  # after the task root (sys.path[0] is the cwd)
+    env["PLAIN_COVERAGE"] = json.dumps(
+        {
+            "data_file": str(data_file),
+            "sources": None if include else sources,
+            "include": include,
+            "branch": args.branch,
+            "core": args.core,
+            "contexts": contexts,
+            "handler": scenario["handler"],
+        }
+    )
+    function = LambdaUnderRIE(
+        task_root,
+        "plain_coverage_handler.handler",
+        env,
+        scratch / f"{data_file.stem}.log",
+        command=[args.python, "-m", "awslambdaric", "plain_coverage_handler.handler"],
+    )
+    try:
+        answers = invoke_all(function, events)
+    finally:
+        function.kill()
+    return {"answers": answers, "data_file": str(data_file)}
+
+
+def read(path: str, contexts: list[str] | None = None) -> dict[str, dict[str, list]]:
+    """File -> lines and arcs, under ``contexts`` (exact names) or all."""
+    from coverage import CoverageData
+
+    data = CoverageData(basename=path)
+    data.read()
+    if contexts is not None:
+        data.set_query_contexts(["^" + re.escape(c) + "$" for c in contexts])
+    found = {}
+    for name in data.measured_files():
+        lines = sorted(data.lines(name) or ())
+        arcs = sorted(list(a) for a in (data.arcs(name) or ())) if data.has_arcs() else []
+        if lines or arcs:
+            found[name] = {"lines": lines, "arcs": arcs}
+    return found
+
+
+def compare(ours: dict, plain: dict) -> dict[str, Any]:
+    """Per file, what one has that the other has not; empty when equal."""
+    diff = {}
+    for name in sorted(set(ours) | set(plain)):
+        a = ours.get(name, {"lines": [], "arcs": []})
+        b = plain.get(name, {"lines": [], "arcs": []})
+        entry = {}
+        for kind in ("lines", "arcs"):
+            mine = {tuple(x) if isinstance(x, list) else x for x in a[kind]}
+            theirs = {tuple(x) if isinstance(x, list) else x for x in b[kind]}
+            if mine != theirs:
+                entry[kind] = {
+                    "only_shim": sorted(mine - theirs)[:20],
+                    "only_plain": sorted(theirs - mine)[:20],
+                }
+        if entry:
+            diff[name] = entry
+    return {
+        "equal": not diff,
+        "files": len(plain),
+        "lines": sum(len(v["lines"]) for v in plain.values()),
+        "arcs": sum(len(v["arcs"]) for v in plain.values()),
+        "diff": diff,
+    }
+
+
+def contexts_of(path: str) -> list[str]:
+    from coverage import CoverageData
+
+    data = CoverageData(basename=path)
+    data.read()
+    return sorted(data.measured_contexts())
+
+
+class DynamoDB:
+    """A stock moto server for the function's DynamoDB tables (the SDKs' service-specific
+    endpoint variable points boto3 at it), emptied before each run: every environment starts
+    from the same state, so an idempotent write runs its body in each."""
+
+    def __init__(self, tables: list[dict[str, str]]) -> None:
+        import boto3
+
+        self.tables = tables
+        self.server = S3Server(stock=True)
+        self.env = {"AWS_ENDPOINT_URL_DYNAMODB": self.server.endpoint_url}
+        self.client = boto3.session.Session().client(
+            "dynamodb",
+            endpoint_url=self.server.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def reset(self) -> None:
+        existing = set(self.client.list_tables()["TableNames"])
+        for table in self.tables:
+            if table["table"] in existing:
+                self.client.delete_table(TableName=table["table"])
+            self.client.create_table(
+                TableName=table["table"],
+                KeySchema=[{"AttributeName": table["key"], "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": table["key"], "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--python", required=True, help="a Python with lambda-coverage installed")
+    parser.add_argument("--branch", action="store_true")
+    parser.add_argument("--core", choices=["sysmon", "ctrace"], required=True)
+    args = parser.parse_args(argv)
+    scenario = json.loads(args.scenario.read_text())
+    task_root = Path(scenario["task_root"]).resolve()
+    events = load_events(scenario, args.scenario.parent)
+    scratch = Path(tempfile.mkdtemp(prefix="against-plain-"))
+    s3 = S3Server()
+    dynamodb = DynamoDB(scenario["dynamodb"]) if scenario.get("dynamodb") else None
+    extra = dynamodb.env if dynamodb else {}
+
+    def fresh() -> dict[str, str]:
+        if dynamodb:
+            dynamodb.reset()
+        return extra
+
+    try:
+        contexts = args.core == "ctrace"  # coverage.py has no contexts on sysmon
+        results: dict[str, Any] = {"python": args.python, "core": args.core, "branch": args.branch}
+        shim = run_shim(args, scenario, task_root, events, s3, scratch, fresh())
+        results["shim"] = {k: v for k, v in shim.items() if k != "objects"}
+        [ours_file] = shim["objects"]
+        plain = run_plain(args, scenario, task_root, events, scratch, fresh(), contexts)
+        results["plain_answers"] = plain["answers"]
+        results["labels"] = contexts_of(ours_file)
+        results["union"] = compare(read(ours_file), read(plain["data_file"]))
+        per_label = {}
+        labels = ["init", *sorted({label or "" for _, label in events})]
+        truth = plain["data_file"]
+        if not contexts:
+            # coverage.py has no contexts on sysmon: the labels' truth is a plain run of the
+            # same events on the C tracer, which records the same lines (checked: its union
+            # against the sysmon run's) and switches contexts.
+            core, args.core = args.core, "ctrace"
+            by_label = run_plain(args, scenario, task_root, events, scratch, fresh(), True)
+            args.core = core
+            truth = by_label["data_file"]
+            results["ctrace_union_equals_sysmon_union"] = compare(
+                read(truth), read(plain["data_file"])
+            )["equal"]
+        for label in labels:
+            per_label[label] = compare(read(ours_file, [label]), read(truth, [label]))
+        results["per_label"] = per_label
+        results["exact"] = (
+            results["union"]["equal"]
+            and all(v["equal"] for v in per_label.values())
+            and results.get("ctrace_union_equals_sysmon_union", True)
+        )
+        print(json.dumps(results, indent=1))
+        return 0 if results["exact"] else 1
+    finally:
+        s3.stop()
+        if dynamodb is not None:
+            dynamodb.server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
