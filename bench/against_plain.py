@@ -111,9 +111,15 @@ def function_env(
     return env
 
 
-def invoke_all(function: LambdaUnderRIE, events: list[tuple[Any, str | None]]) -> list[Any]:
+def invoke_all(
+    function: LambdaUnderRIE, events: list[tuple[Any, str | None]], pause: float = 0
+) -> list[Any]:
+    """Each event in order; with ``pause``, that many seconds (and a little) between them, so
+    that every response after the first is followed by a checkpoint."""
     answers = []
-    for event, label in events:
+    for number, (event, label) in enumerate(events):
+        if pause and number:
+            time.sleep(pause + 0.1)
         headers = client_context({"coverage-label": label}) if label else None
         answer = function.invoke(event, headers=headers)
         body = answer.body
@@ -143,8 +149,9 @@ def run_shim(
             "COVERAGE_SOURCE": ",".join(scenario.get("sources") or [str(task_root)]),
             "COVERAGE_BRANCH": str(args.branch).lower(),
             "COVERAGE_CORE": args.core,
-            "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",
+            "COVERAGE_FLUSH_INTERVAL_SECONDS": str(args.checkpoint_seconds),
             "COVERAGE_DATA_DIR": str(scratch / f"data-{bucket}"),
+            **dict(item.split("=", 1) for item in args.shim_env),
         },
     )
     function = LambdaUnderRIE(
@@ -155,7 +162,7 @@ def run_shim(
         command=[args.python, "-m", "coverage_runtime", scenario["handler"]],
     )
     try:
-        answers = invoke_all(function, events)
+        answers = invoke_all(function, events, pause=args.checkpoint_seconds)
         time.sleep(0.05)
         exit_code = function.terminate()
     finally:
@@ -163,9 +170,11 @@ def run_shim(
     logs = function.logs()
     objects = download_objects(s3.client(), bucket, scratch)
     records = function.json_logs()
+    uploads = [r.get("reason") for r in records if r.get("message") == "coverage uploaded"]
     return {
         "answers": answers,
         "exit": exit_code,
+        "uploads": uploads,
         "objects": [str(p) for p in objects.values()],
         "ours": [
             {k: r.get(k) for k in ("level", "message", "slug", "reason") if k in r}
@@ -217,7 +226,9 @@ def run_plain(
         answers = invoke_all(function, events)
     finally:
         function.kill()
-    return {"answers": answers, "data_file": str(data_file)}
+    logs = function.logs()
+    discarded = [line for line in logs.splitlines() if DISCARDED.search(line)]
+    return {"answers": answers, "data_file": str(data_file), "discarded": len(discarded)}
 
 
 def read(path: str, contexts: list[str] | None = None) -> dict[str, dict[str, list]]:
@@ -309,6 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", required=True, help="a Python with lambda-coverage installed")
     parser.add_argument("--branch", action="store_true")
     parser.add_argument("--core", choices=["sysmon", "ctrace"], required=True)
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=int,
+        default=0,
+        help="COVERAGE_FLUSH_INTERVAL_SECONDS, and that long between invocations (0: one upload"
+        " at shutdown)",
+    )
+    parser.add_argument(
+        "--shim-env", action="append", default=[], help="KEY=VALUE for the shim's environment"
+    )
     args = parser.parse_args(argv)
     scenario = json.loads(args.scenario.read_text())
     task_root = Path(scenario["task_root"]).resolve()
@@ -331,10 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         [ours_file] = shim["objects"]
         plain = run_plain(args, scenario, task_root, events, scratch, fresh(), contexts)
         results["plain_answers"] = plain["answers"]
+        results["plain_discarded"] = plain["discarded"]
         results["labels"] = contexts_of(ours_file)
         results["union"] = compare(read(ours_file), read(plain["data_file"]))
         per_label = {}
         labels = ["init", *sorted({label or "" for _, label in events})]
+        if set(results["labels"]) <= {""}:
+            labels = []  # labels off (COVERAGE_LABELS=none): the union is the comparison
         truth = plain["data_file"]
         if not contexts:
             # coverage.py has no contexts on sysmon: the labels' truth is a plain run of the
