@@ -76,10 +76,10 @@ _real = getattr(importlib.import_module(_module), _name)
 def handler(event, context):
     if _settings["contexts"]:
         custom = getattr(context.client_context, "custom", None) or {}
-        _cov.switch_context(custom.get("coverage-label") or "")
-        if _settings["core"] == "sysmon":
+        label = custom.get("coverage-label") or ""
+        if _cov.switch_context(label) != label and _settings["core"] == "sysmon":
             # coverage.py's sysmon callbacks DISABLE each location after its first event:
-            # re-arm them all, so the new context sees every line again (plain only).
+            # re-arm them all, so a new context sees every line again (plain only).
             sys.monitoring.restart_events()
     try:
         return _real(event, context)
@@ -381,11 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         shim = run_shim(args, scenario, task_root, events, s3, scratch, fresh())
         results["shim"] = {k: v for k, v in shim.items() if k != "objects"}
         [ours_file] = shim["objects"]
-        plain = run_plain(args, scenario, task_root, events, scratch, fresh(), True)
-        results["plain_answers"] = plain["answers"]
-        results["plain_discarded"] = plain["discarded"]
+        # The union against `coverage run` as a user would have it: no contexts, no re-arming.
+        union = run_plain(args, scenario, task_root, events, scratch, fresh(), False)
+        results["plain_answers"] = union["answers"]
+        results["plain_discarded"] = union["discarded"]
         results["labels"] = contexts_of(ours_file)
-        results["union"] = compare(read(ours_file), read(plain["data_file"]))
+        results["union"] = compare(read(ours_file), read(union["data_file"]))
+        plain = run_plain(args, scenario, task_root, events, scratch, fresh(), True)
+        results["plain_contexts_union_equal"] = compare(
+            read(plain["data_file"]), read(union["data_file"])
+        )["equal"]
         labels = ["init", *sorted({label or "" for _, label in events})]
         if set(results["labels"]) <= {""}:
             labels = []  # labels off (COVERAGE_LABELS=none): the union is the comparison
