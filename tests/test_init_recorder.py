@@ -54,6 +54,23 @@ def test_an_event_during_the_replay_waits_and_is_recorded_after_it(python):
     assert result["gate"] == "gate"
 
 
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_a_hand_over_during_a_first_hit_loses_nothing(python, order):
+    """The recorder keeps first hits without its lock; a hand-over that runs to
+    its end while one is appended (before or after the append) leaves that
+    line in coverage.py's data, and the rest exact."""
+    result, log = run_case(python, "hand_over_during_a_first_hit", order)
+    assert result["handed_over"] and result["gate"] == "gate", result
+    # pooled(1) ran `if x:` and `return x * 3` (the line handed over around), not `return 0`.
+    assert result["last_line"] == 31
+    assert {30, 31} <= set(result["lines"]) and 32 not in result["lines"], result
+    assert {8, 9} <= set(result["lines"]), "classify(1) ran before the hand-over"
+    if result["arcs"] is not None:
+        assert (30, 31) in [tuple(a) for a in result["arcs"]], result
+        assert (31, -29) in [tuple(a) for a in result["arcs"]], result
+    assert "took the init over" in log and "could not" not in log and "Traceback" not in log
+
+
 def test_internals_changed_loses_the_init_loudly_and_measures_on(python, mode):
     result, log = run_case(python, "internals_changed", *mode)
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]

@@ -548,9 +548,60 @@ def switch_during_a_first_hit() -> dict[str, Any]:
     }
 
 
+class HandOverOnAppend(list):  # type: ignore[type-arg]
+    """The recorder's stream, handing the init over on another thread while the
+    event of ``line`` in ``code`` is appended (the recorder's lock-free path):
+    ``before`` the append (the hand-over's last replay cannot see it) or
+    ``after`` it (the last replay may take it: it is then delivered twice)."""
+
+    def __init__(self, items: list[Any], code: Any, line: int, order: str, hand: Any) -> None:
+        super().__init__(items)
+        self.code, self.line, self.order, self.hand, self.done = code, line, order, hand, False
+
+    def append(self, item: Any) -> None:
+        hit = not self.done and item[1] is self.code and item[2] == self.line
+        if hit and self.order == "before":
+            self._hand_over()
+        super().append(item)
+        if hit and self.order == "after":
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        self.done = True
+        thread = threading.Thread(target=self.hand)
+        thread.start()
+        thread.join(30)  # (the GIL is let go: the hand-over runs to its end)
+
+
+def hand_over_during_a_first_hit(order: str = "before") -> dict[str, Any]:
+    """The hand-over runs to its end while a first hit is being recorded,
+    without the lock: that line must reach coverage.py either way."""
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    measured_only.classify(1)
+    code = measured_only.pooled.__code__
+    last = code.co_firstlineno + 2  # `return x * 3`
+    recorder = measurement._recorder
+    stream = recorder.events = HandOverOnAppend(
+        recorder.events, code, last, order, measurement.materialize
+    )
+    measured_only.pooled(1)
+    data = measurement.data()
+    return {
+        "handed_over": stream.done,
+        "gate": measurement.gate_kind,
+        "last_line": last,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "arcs": sorted(data.arcs(str(FRESH)) or ()) if branches() else None,
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
+        hand_over_during_a_first_hit,
         switch_during_a_first_hit,
         reset_re_arms_what_was_recorded,
         deferred_hand_over,
@@ -571,4 +622,5 @@ CASES = {
 if __name__ == "__main__":
     if "--labels" in sys.argv[2:]:
         LABELS = {}
-    print(json.dumps(CASES[sys.argv[1]]()))
+    arguments = [a for a in sys.argv[2:] if not a.startswith("--")]
+    print(json.dumps(CASES[sys.argv[1]](*arguments)))
