@@ -525,7 +525,10 @@ class CoverageSession:
 
         Runs once: from the SIGTERM watcher, the SIGTERM handler or atexit,
         whichever comes first; a later caller waits for that one to finish.
-        The newest data reaches S3, or one record says what was lost and why.
+        The newest data reaches S3, or one record says what was lost and why,
+        inside the budget: the work's deadline is `RECORD_MARGIN_SECONDS`
+        earlier, since the record needs the GIL back from whatever C step of
+        the work holds it at that moment.
         """
         if self._shutdown_started.is_set():
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
@@ -539,7 +542,7 @@ class CoverageSession:
             deadline = started + budget
         else:
             # The process ends in a moment: a full collection of a large
-            # function's heap (120-155 ms of GIL at 8,000 modules) is only delay.
+            # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
             gc.disable()
             deadline = started + budget - min(RECORD_MARGIN_SECONDS, budget * RECORD_MARGIN_SHARE)
         taken: list[tuple[int, Snapshot]] = []
