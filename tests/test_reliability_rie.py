@@ -345,17 +345,31 @@ def test_a_snapshot_held_past_the_budget_is_said_lost_inside_the_budget(
     assert logged_at(lost) - signalled < budget_ms / 1000, (lost, signalled)
 
 
-def checkpoint_put_held_while_the_shutdown_puts(
-    function, proxy, pauses, then: dict | None = None
-) -> None:
-    """A checkpoint's PUT on the wire (held by the proxy) when the shutdown, with
-    its own snapshot taken, gives up waiting for it and sends its own PUT, which
-    S3 refuses; then the checkpoint's PUT goes through.  ``then``: an event
-    invoked after the checkpoint's snapshot."""
+def checkpoint_snapshot_taken(start_function, proxy, pauses, *points: str):
+    """`uses_api` through the proxy, held after its first checkpoint's snapshot
+    (``checkpoint-upload``); the shutdown will stop at ``older-upload`` and ``points``."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT=",".join(["checkpoint-upload", "older-upload", *points]),
+    )
     assert function.invoke({"n": 1}).status == 200
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
     assert function.invoke({"n": 5}).status == 200
-    wait_reached(pauses, "checkpoint-upload")  # the checkpoint's snapshot is taken
+    wait_reached(pauses, "checkpoint-upload")
+    return function
+
+
+def checkpoint_put_held_while_the_shutdown_puts(
+    start_function, proxy, pauses, then: dict | None = None
+):
+    """A checkpoint's PUT on the wire (held by the proxy) when the shutdown, with
+    its own snapshot taken, gives up waiting for it and sends its own PUT, which
+    S3 refuses; then the checkpoint's PUT goes through.  ``then``: an event
+    invoked after the checkpoint's snapshot.  The function, shutting down."""
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses, "shutdown-snapshot")
     if then is not None:
         assert function.invoke(then).status == 200
     proxy.set("PUT", "stall", times=1)
@@ -369,6 +383,7 @@ def checkpoint_put_held_while_the_shutdown_puts(
     release(pauses, "older-upload")  # it waits a share of its window, then puts alongside
     proxy.wait_for("PUT", 2)  # the shutdown's, refused
     proxy.release()  # the checkpoint's PUT reaches S3
+    return function
 
 
 def test_a_refused_shutdown_put_with_a_checkpoint_holding_everything_loses_nothing(
@@ -377,14 +392,7 @@ def test_a_refused_shutdown_put_with_a_checkpoint_holding_everything_loses_nothi
     """Nothing new after the checkpoint's snapshot; its upload is confirmed after
     the shutdown's own PUT was refused: the shutdown waits for that answer and
     says the failure lost nothing (a warning), not a loss; S3 holds everything."""
-    function = through_proxy(
-        start_function,
-        proxy,
-        checkpoint_seconds=1,
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,shutdown-snapshot,older-upload",
-    )
-    checkpoint_put_held_while_the_shutdown_puts(function, proxy, pauses)
+    function = checkpoint_put_held_while_the_shutdown_puts(start_function, proxy, pauses)
     assert function.wait(timeout=10) == 0
     records = function.json_logs()
     assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
@@ -401,15 +409,12 @@ def test_a_refused_shutdown_put_with_a_checkpoint_holding_less_is_a_loss(
     """The same order, but an invocation ran new code after the checkpoint's
     snapshot: the confirmed checkpoint holds less than the refused snapshot, so
     the shutdown writes the loss record, with what S3 holds."""
-    function = through_proxy(
+    function = checkpoint_put_held_while_the_shutdown_puts(
         start_function,
         proxy,
-        checkpoint_seconds=1,
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,shutdown-snapshot,older-upload",
+        pauses,
+        then={"action": "status"},  # code that never ran before
     )
-    # After the checkpoint's snapshot, code that never ran before.
-    checkpoint_put_held_while_the_shutdown_puts(function, proxy, pauses, then={"action": "status"})
     assert function.wait(timeout=10) == 0
     records = function.json_logs()
     assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
@@ -425,17 +430,7 @@ def test_the_shutdown_waits_for_a_checkpoints_put_instead_of_racing_it(
     snapshot: the shutdown waits for its answer and, the checkpoint holding
     everything, sends no PUT of its own (two PUTs of one key at once: which
     lands last is S3's choice, and the local S3 answers one of them 500)."""
-    function = through_proxy(
-        start_function,
-        proxy,
-        checkpoint_seconds=1,
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,older-upload",
-    )
-    assert function.invoke({"n": 1}).status == 200
-    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
-    assert function.invoke({"n": 5}).status == 200
-    wait_reached(pauses, "checkpoint-upload")
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses)
     proxy.set("PUT", "stall", times=1)
     release(pauses, "checkpoint-upload")
     proxy.wait_for("PUT")  # the checkpoint's PUT, held
