@@ -55,10 +55,11 @@ MAX_BACKOFF_SECONDS = 900
 # step holding the GIL (SQLite, tokenizing, a set of a million arcs, a garbage
 # collection) does not let go until it ends, whatever `sys.setswitchinterval`
 # says.  Measured (`bench/shutdown_profile.py --gil`, 8,000 modules, lines and
-# branches, host 3.11 and 3.13, a loaded machine): a timed wait woke up to
-# 120-190 ms late, in full garbage collections, which the shutdown turns off;
-# without them up to 28-38 ms late (p99 8-13 ms), the 5 ms switch interval
-# and the host's scheduling included.
+# branches, host 3.11 and 3.13; 2,000 modules with branches in the image's
+# 3.14; a loaded machine): a timed wait woke up to 88-190 ms late, in full
+# garbage collections, which the shutdown turns off; without them up to
+# 28-40 ms late (p99 8-23 ms), the 5 ms switch interval and the machine's
+# scheduling included.
 RECORD_MARGIN_SECONDS = 0.05
 # Never more than this share of a (short) budget.
 RECORD_MARGIN_SHARE = 0.25
