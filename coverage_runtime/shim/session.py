@@ -378,7 +378,11 @@ class CoverageSession:
         Writing the data file costs what is new since the last snapshot, and
         happens here rather than before the runtime asks for the next event,
         where Lambda would bill it to the invocation that just ended.
+        Not once the shutdown has begun: it takes the newest snapshot itself,
+        and a checkpoint's PUT would only race its own.
         """
+        if self._shutdown_started.is_set():
+            return
         try:
             generation, snapshot = self._snapshot()
         except StorageError as exc:
