@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from coverage_runtime.settings import DEFAULT_SHUTDOWN_BUDGET_MS
 from coverage_runtime.shim import session
 from tests.conftest import FUNCTIONS_DIR
-from tests.harness import download_objects, executed_lines, line_of
+from tests.harness import download_objects, executed_lines, line_of, logged_at
 from tests.s3_proxy import fault_proxy
 
 pytestmark = pytest.mark.rie
@@ -314,12 +313,6 @@ NOTHING_LOST = (
     "coverage upload at shutdown failed, but a checkpoint confirmed meanwhile holds "
     "everything it held: nothing is lost"
 )
-
-
-def logged_at(record: dict) -> float:
-    """A record's ``timestamp`` (UTC, milliseconds) as `time.time()` counts."""
-    moment = datetime.strptime(record["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.replace(tzinfo=UTC).timestamp()
 
 
 def test_a_snapshot_held_past_the_budget_is_said_lost_inside_the_budget(

@@ -539,17 +539,7 @@ class CoverageSession:
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
             return False
         self._shutdown_started.set()
-        started = time.monotonic()
-        budget = self.settings.shutdown_budget_ms / 1000
-        if reason == "exit":
-            # A normal exit (e.g. after an init error) has no SIGKILL coming.
-            budget = max(budget, EXIT_BUDGET_SECONDS)
-            deadline = started + budget
-        else:
-            # The process ends in a moment: a full collection of a large
-            # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
-            gc.disable()
-            deadline = started + budget - min(RECORD_MARGIN_SECONDS, budget * RECORD_MARGIN_SHARE)
+        started, deadline = self._window(reason)
         taken: list[tuple[int, Snapshot]] = []
         try:
             work = functools.partial(self._save_and_ship, reason, deadline, taken)
@@ -593,6 +583,22 @@ class CoverageSession:
         finally:
             self._shutdown_done.set()
         return True
+
+    def _window(self, reason: str) -> tuple[float, float]:
+        """When the shutdown's window opened, and the deadline of its work
+        (`RECORD_MARGIN_SECONDS` before the budget's end, for the record)."""
+        started = time.monotonic()
+        budget = self.settings.shutdown_budget_ms / 1000
+        if reason == "exit":
+            # A normal exit (e.g. after an init error) has no SIGKILL coming.
+            return started, started + max(budget, EXIT_BUDGET_SECONDS)
+        signalled = self.watcher.signalled if self.watcher is not None else None
+        if reason == "SIGTERM" and signalled is not None:
+            started = min(started, signalled)  # the window opened when the signal arrived
+        # The process ends in a moment: a full collection of a large
+        # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
+        gc.disable()
+        return started, started + budget - min(RECORD_MARGIN_SECONDS, budget * RECORD_MARGIN_SHARE)
 
     def _save_and_ship(
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
