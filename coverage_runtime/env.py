@@ -17,7 +17,6 @@ import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    import re
     from collections.abc import Callable, Iterable, Mapping
     from typing import TypeVar
 
@@ -169,7 +168,7 @@ class EnvReader:
     def refuse(self, name: str, value: str, allowed: str) -> None:
         from coverage_runtime.errors import ConfigProblem
 
-        self.problems.append(ConfigProblem(name, value, allowed))
+        self.problems.append(ConfigProblem.found(name, value, allowed))
 
     def parse(self, name: str, default: T, convert: Callable[[str], T | None], allowed: str) -> T:
         value = self.raw(name)
@@ -217,9 +216,6 @@ class EnvReader:
             return number if low <= number <= high else None  # NaN is refused too
 
         return self.parse(name, default, convert, allowed)
-
-    def pattern(self, name: str, regex: re.Pattern[str], allowed: str) -> str | None:
-        return self.parse(name, None, lambda v: v if regex.match(v) else None, allowed)
 
     def url(self, name: str, schemes: tuple[str, ...], allowed: str) -> str | None:
         return self.parse(name, None, lambda v: parse_url(v, schemes), allowed)

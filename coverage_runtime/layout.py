@@ -51,7 +51,7 @@ RECORDED_ARCS = "recorded-arcs"
 SHARD_ENVIRONMENTS = "environments"
 SHARD_SKIPPED = "skipped"
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"  # compiled on first use: see `errors`
 
 
 PREFIX_RULE = "a key prefix without a leading '/' or '//' (a trailing '/' is added)"
@@ -88,7 +88,7 @@ class ObjectKey(NamedTuple):
         if rest.startswith(COMBINED_FOLDER):
             return None  # the combiner's own output
         parts = rest.split("/")
-        if len(parts) != 4 or not all(parts) or not _DATE_RE.match(parts[2]):
+        if len(parts) != 4 or not all(parts) or not re.match(_DATE_RE, parts[2]):
             return None
         try:
             date.fromisoformat(parts[2])

@@ -32,8 +32,7 @@ import time
 import types
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coverage_runtime import __version__, env, layout
 
@@ -143,9 +142,11 @@ def put_arguments(
     return args
 
 
-@dataclass(frozen=True)
-class S3Problem:
+class S3Problem(NamedTuple):
     """What went wrong with an S3 call, read out of botocore's exception once.
+
+    (This module's types are `NamedTuple`s: the shutdown window may import it, and
+    a dataclass costs 0.5-1 ms to create: see `errors.ConfigProblem`.)
 
     ``kind`` is one of ``no_bucket``, ``access_denied``, ``invalid_bucket``,
     ``wrong_region``, ``no_credentials``, ``invalid_request``, ``timeout``,
@@ -260,8 +261,7 @@ class _NoAnswer(S3RequestError):
     """No answer came: the connection failed, was reset or timed out."""
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     access_key: str
     secret_key: str
     token: str | None = None
@@ -353,8 +353,7 @@ def _ascii(value: str) -> str:
     return f"=?UTF-8?B?{base64.b64encode(value.encode()).decode()}?="
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     method: str
     bucket: str
     key: str
@@ -363,8 +362,7 @@ class _Request:
     payload_hash: str
 
 
-@dataclass(frozen=True)
-class _Answer:
+class _Answer(NamedTuple):
     status: int
     headers: dict[str, str]  # names in lower case
     body: bytes

@@ -8,10 +8,9 @@ cold start instead of two deployments.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coverage_runtime import env
 from coverage_runtime.env import EnvReader
@@ -23,10 +22,7 @@ MODES = ("full", "selective")
 CORES = ("sysmon", "ctrace", "pytrace")
 SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
 
-# S3 bucket naming rules (general purpose buckets): 3-63 characters, lower
-# case letters, digits, dots and hyphens, starting and ending with a letter or digit.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
+_BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
 DEFAULT_FLUSH_INTERVAL_SECONDS = 60
 DEFAULT_SHUTDOWN_BUDGET_MS = 400
@@ -35,6 +31,18 @@ DEFAULT_SHUTDOWN_BUDGET_MS = 400
 MAX_SHUTDOWN_BUDGET_MS = 2000
 MIN_SHUTDOWN_BUDGET_MS = 10
 DEFAULT_DATA_DIR = "/tmp/lambda-coverage"  # noqa: S108 - /tmp is the only writable path in Lambda
+
+
+def _bucket_name(value: str) -> str | None:
+    """S3 bucket naming rules (general purpose buckets): 3-63 characters, lower
+    case letters, digits, dots and hyphens, starting and ending with a letter or
+    digit.  (Not a regular expression: compiling one costs ~0.4 ms of the init.)"""
+    fits = 3 <= len(value) <= 63 and _BUCKET_CHARACTERS.issuperset(value)
+    return value if fits and value[0] not in ".-" and value[-1] not in ".-" else None
+
+
+def _account_id(value: str) -> str | None:
+    return value if len(value) == 12 and value.isascii() and value.isdigit() else None
 
 
 def sysmon_supports(*, branch: bool, version: tuple[int, int] | None = None) -> bool:
@@ -50,9 +58,11 @@ def sysmon_supports(*, branch: bool, version: tuple[int, int] | None = None) -> 
     return major_minor >= (3, 12)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the runtime needs to know, typed and validated."""
+class Settings(NamedTuple):
+    """Everything the runtime needs to know, typed and validated.
+
+    (A `NamedTuple` because the init creates it: see `errors.ConfigProblem`.)
+    """
 
     enabled: bool = True
     mode: str = "full"
@@ -158,9 +168,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         MAX_SHUTDOWN_BUDGET_MS,
     )
 
-    bucket = read.pattern(
+    bucket = read.parse(
         env.S3_BUCKET,
-        _BUCKET_RE,
+        None,
+        _bucket_name,
         "an S3 bucket name: 3-63 lower-case letters, digits, dots or hyphens",
     )
     prefix = read.parse(env.S3_PREFIX, DEFAULT_PREFIX, parse_prefix, PREFIX_RULE)
@@ -174,7 +185,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             kms_key_id,
             "unset unless COVERAGE_S3_SSE is aws:kms or aws:kms:dsse",
         )
-    expected_owner = read.pattern(env.S3_EXPECTED_OWNER, _ACCOUNT_RE, "a 12-digit AWS account id")
+    expected_owner = read.parse(
+        env.S3_EXPECTED_OWNER, None, _account_id, "a 12-digit AWS account id"
+    )
     endpoint_url = read.url(
         env.S3_ENDPOINT_URL, ("http", "https"), "an http:// or https:// URL (local S3 only)"
     )

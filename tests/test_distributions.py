@@ -58,3 +58,20 @@ def test_omit_patterns_keep_an_explicit_source_inside_a_package(tmp_path):
     explicit = omit_patterns([str(tmp_path), str(tmp_path / "web")])
     assert f"{tmp_path}/web/*" not in explicit
     assert f"{tmp_path}/helper.py" in explicit
+
+
+def test_rows_as_pip_writes_them(tmp_path):
+    """Hashes hold "/" (base64), paths with a comma are quoted, a wheel built on
+    Windows may use backslashes, and a RECORD may end its rows with CRLF or hold
+    a path that is not UTF-8: each name is found once, nothing else is made up."""
+    info = tmp_path / "mixed-1.0.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_bytes(
+        b"six.py,sha256=ab/cd+ef,123\r\n"
+        b"pkg/a.py,sha256=x/y,1\r\n"
+        b'"odd,name/x.py",sha256=z,2\r\n'
+        b"win\\mod.py,sha256=q,3\r\n"
+        b"bad\xff/x.py,sha256=w,4\r\n"
+        b"mixed-1.0.dist-info/RECORD,,\r\n"
+    )
+    assert installed_top_levels(str(tmp_path)) == {"six", "pkg", "odd,name", "win"}

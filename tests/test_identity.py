@@ -36,6 +36,7 @@ def test_environment_id_from_a_lambda_log_stream(stream, expected):
         "2026/11/25/[$LATEST]",
         "2026/11/25/[$LATEST]0a1b",  # too short to be an environment's id
         "2026/11/25/[$LATEST]not/an id",
+        "2026/11/25/[$LATEST]\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17",  # not ASCII
     ],
 )
 def test_no_environment_id_without_a_lambda_log_stream(stream):

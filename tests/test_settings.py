@@ -434,7 +434,9 @@ def test_expected_owner():
     assert load(COVERAGE_S3_EXPECTED_OWNER="123456789012").expected_owner == "123456789012"
 
 
-@pytest.mark.parametrize("value", ["12345678901", "1234567890123", "12345678901a", "owner"])
+@pytest.mark.parametrize(
+    "value", ["12345678901", "1234567890123", "12345678901a", "owner", "\uff11" * 12]
+)
 def test_expected_owner_bad_values(value):
     problem = only_problem(COVERAGE_S3_EXPECTED_OWNER=value)
     assert (problem.variable, problem.value) == ("COVERAGE_S3_EXPECTED_OWNER", value)

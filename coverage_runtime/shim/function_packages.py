@@ -15,12 +15,14 @@ This costs one ``find_spec`` at init, which the later import reuses.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ForeignCoverage:
-    """The function's coverage.py, and the one the shim was installed with."""
+class ForeignCoverage(NamedTuple):
+    """The function's coverage.py, and the one the shim was installed with.
+
+    (A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)
+    """
 
     version: str
     path: str

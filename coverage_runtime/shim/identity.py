@@ -10,16 +10,19 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from coverage_runtime import env as names
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._$-]+")
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._$-")
+_UNSAFE = r"[^A-Za-z0-9._$-]+"  # compiled only for a name that needs it: see `errors`
 
 
 def _safe(value: str) -> str:
-    return _UNSAFE.sub("-", value).strip("-") or "unknown"
+    if not _SAFE.issuperset(value):
+        value = re.sub(_UNSAFE, "-", value)
+    return value.strip("-") or "unknown"
 
 
 def environment_id_from(log_stream: str | None) -> str | None:
@@ -32,11 +35,12 @@ def environment_id_from(log_stream: str | None) -> str | None:
     if not log_stream or "]" not in log_stream:
         return None
     tail = log_stream.rsplit("]", 1)[1]
-    return _safe(tail) if re.fullmatch(r"[0-9A-Za-z]{8,}", tail) else None
+    return _safe(tail) if len(tail) >= 8 and tail.isascii() and tail.isalnum() else None
 
 
-@dataclass(frozen=True)
-class EnvironmentIdentity:
+class EnvironmentIdentity(NamedTuple):
+    """(A `NamedTuple` because the init creates it: see `errors.ConfigProblem`.)"""
+
     function_name: str
     function_version: str
     environment_id: str

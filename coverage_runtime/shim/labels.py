@@ -43,7 +43,7 @@ MAX_LENGTH = 200
 DEFAULT_MAX_LABELS = 1000
 
 # A label header somewhere in an event's JSON, any case: only then is the body parsed.
-_HEADER_IN_BODY = re.compile(rb'"x-coverage-label"\s*:', re.IGNORECASE)
+_HEADER_IN_BODY = rb'"x-coverage-label"\s*:'  # compiled on first use: see `errors`
 
 
 def clean(value: object) -> str | None:
@@ -76,7 +76,7 @@ def from_event(body: bytes | str | None) -> str | None:
     if not body:
         return None
     raw = body.encode() if isinstance(body, str) else body
-    if not _HEADER_IN_BODY.search(raw):
+    if not re.search(_HEADER_IN_BODY, raw, re.IGNORECASE):
         return None
     try:
         event = json.loads(raw)

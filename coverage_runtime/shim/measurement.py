@@ -19,8 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from coverage_runtime.errors import StorageError
 from coverage_runtime.settings import Settings, sysmon_supports
@@ -79,9 +78,11 @@ MAX_TRACERS = 16
 HAND_OVER_AT_EVENTS = 5_000
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A consistent copy of the data file, and how much it holds."""
+class Snapshot(NamedTuple):
+    """A consistent copy of the data file, and how much it holds.
+
+    (A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)
+    """
 
     body: bytes
     files: int

@@ -19,9 +19,8 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
@@ -104,8 +103,9 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-@dataclass
-class UploadRecord:
+class UploadRecord(NamedTuple):
+    """(A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)"""
+
     key: str
     bucket: str
     bytes: int
@@ -126,11 +126,15 @@ class UploadRecord:
         }
 
 
-@dataclass
 class InvocationStats:
-    count: int = 0
-    measured_ms: float = 0.0
-    by_kind: dict[str, int] = field(default_factory=dict)
+    """What the handled invocations cost, counted as they end."""
+
+    __slots__ = ("by_kind", "count", "measured_ms")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.measured_ms = 0.0
+        self.by_kind: dict[str, int] = {}
 
 
 class CoverageSession:

@@ -27,8 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coverage_runtime import layout
 from coverage_runtime.errors import UploadError
@@ -60,8 +59,9 @@ def object_key(settings: Settings, identity: EnvironmentIdentity) -> str:
     ).format(settings.prefix)
 
 
-@dataclass(frozen=True)
-class UploadResult:
+class UploadResult(NamedTuple):
+    """(A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)"""
+
     bucket: str
     key: str
     bytes: int

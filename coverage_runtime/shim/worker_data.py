@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from coverage_runtime import layout
 from coverage_runtime.settings import Settings
@@ -238,7 +238,7 @@ class WorkersUnion(Measurement):
                 return counts
             with open(self.data_file, "rb") as handle:
                 body = handle.read()
-        return replace(counts, body=body)
+        return counts._replace(body=body)
 
     def finish(self) -> None:
         """Shutdown: let the workers (signalled too) publish their last data.
