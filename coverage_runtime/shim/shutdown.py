@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -33,16 +32,17 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import socket
+    import _socket
 
 from coverage_runtime.shim import structured_log
 
 # Longer than any shutdown budget; the watcher's os._exit ends the wait.
 WAIT_FOR_WATCHER_SECONDS = 5.0
 # Linux's SO_TIMESTAMPNS (asm-generic; the socket module does not name it):
-# each datagram carries its arrival time, a struct timespec.
+# each datagram carries its arrival time, a struct timespec (two 64-bit fields).
 _SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("@qq")
+_TIMESPEC = "@qq"
+_TIMESPEC_SIZE = 16
 
 # Code that may hold a lock the shutdown needs: the runtime, coverage.py, the
 # S3 client's stack, logging, and the import system.
@@ -90,11 +90,12 @@ def _interrupted_critical_code(frame: FrameType | None) -> bool:
 
 def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     """The kernel's stamp of a datagram's arrival, on the `time.monotonic` clock."""
-    import socket
+    import _socket
+    import struct  # (not on the init path)
 
     for level, kind, data in ancillary:
-        if (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+        if (level, kind) == (_socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(data) >= _TIMESPEC_SIZE:
+            seconds, nanoseconds = struct.unpack_from(_TIMESPEC, data)
             ago = time.time() - (seconds + nanoseconds / 1e9)
             return time.monotonic() - max(0.0, ago)
     return None
@@ -106,8 +107,8 @@ class ShutdownWatcher:
     def __init__(self, on_shutdown: Callable[[str], object]) -> None:
         self._on_shutdown = on_shutdown
         self._once = threading.Lock()
-        self._reader: socket.socket | None = None
-        self._writer: socket.socket | None = None
+        self._reader: _socket.socket | None = None
+        self._writer: _socket.socket | None = None
         self._write_fd = -1
         # When SIGTERM arrived (time.monotonic()), as the kernel stamped it;
         # None until then, or where the kernel does not stamp.
@@ -118,13 +119,13 @@ class ShutdownWatcher:
 
     def install(self) -> None:
         """Install from the main thread, before handing over to awslambdaric."""
+        import _socket  # the C module alone: `socket` would cost ~1.6 ms of the init
         import contextlib
-        import socket  # (already imported at this point of the init: email.utils, http)
 
-        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        reader, writer = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         if sys.platform == "linux":  # elsewhere no stamps: the budget counts from the wake-up
             with contextlib.suppress(OSError):
-                reader.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                reader.setsockopt(_socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         writer.setblocking(False)
         self._reader, self._writer, self._write_fd = reader, writer, writer.fileno()
         signal.signal(signal.SIGTERM, self._handle_signal)
@@ -169,11 +170,11 @@ class ShutdownWatcher:
                 self._forward.pop(fd, None)
 
     def _watch(self) -> None:
-        import socket
+        import _socket
 
         reader = self._reader
         assert reader is not None
-        room = socket.CMSG_SPACE(_TIMESPEC.size)
+        room = _socket.CMSG_SPACE(_TIMESPEC_SIZE)
         while True:
             try:
                 received, ancillary, _, _ = reader.recvmsg(64, room)
