@@ -64,7 +64,7 @@ RECORD_MARGIN_SECONDS = 0.05
 RECORD_MARGIN_SHARE = 0.25
 # At most this share of the window left is spent waiting for a checkpoint's
 # upload still running when the shutdown's snapshot is taken (see
-# `SnapshotUploader.wait_for_older`); past it, the two run side by side.
+# `uploader.RunningUploads`); past it, the two run side by side.
 OLDER_UPLOAD_SHARE = 0.5
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
