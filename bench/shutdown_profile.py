@@ -152,12 +152,14 @@ class WakeProbe:
     whatever `sys.setswitchinterval` says."""
 
     TICK = 0.001
+    NOTED = 0.015  # later wakes are noted with the line that held the GIL
 
     def __init__(self) -> None:
         import threading
 
         self.late: list[tuple[float, float]] = []  # (when, how late), seconds
         self.collections: list[tuple[int, float]] = []  # (generation, seconds)
+        self.noted: list[tuple[float, str]] = []  # (ms late, the main thread's lines)
         self._collecting = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -173,10 +175,21 @@ class WakeProbe:
 
         never = threading.Lock()
         never.acquire()
+        main = threading.main_thread().ident
         while not self._stop.is_set():
             mark = clock()
             never.acquire(timeout=self.TICK)
-            self.late.append((mark, clock() - mark - self.TICK))
+            late = clock() - mark - self.TICK
+            self.late.append((mark, late))
+            if late > self.NOTED:
+                # The main thread's line: the one whose C call just gave the GIL back.
+                frame = sys._current_frames().get(main)
+                where = []
+                while frame is not None and len(where) < 3:
+                    code = frame.f_code
+                    where.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno}")
+                    frame = frame.f_back
+                self.noted.append((round(late * 1000, 1), " < ".join(where)))
 
     def __enter__(self) -> WakeProbe:
         import gc
@@ -205,6 +218,7 @@ class WakeProbe:
             "late_max_ms": round(late[-1] * 1000, 2) if late else None,
             "late_p99_ms": round(late[int(len(late) * 0.99)] * 1000, 2) if late else None,
             "late_max_ms_by_step": {k: round(v * 1000, 2) for k, v in worst.items()},
+            "late_wakes_noted": sorted(self.noted, reverse=True)[:8],
             "gc_max_ms_by_generation": {
                 generation: round(max(s for g, s in self.collections if g == generation) * 1000, 2)
                 for generation in sorted({g for g, _ in self.collections})
