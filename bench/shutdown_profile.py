@@ -4,6 +4,7 @@
     python bench/shutdown_profile.py --size 2000 --branch --plain    # plain coverage.py
     python bench/shutdown_profile.py --size 2000 --branch --off      # no coverage
     python bench/shutdown_profile.py --size 2000 --branch --profile  # + cProfile split
+    python bench/shutdown_profile.py --size 2000 --branch --gil      # + GIL wake delays
 
 The function is `tests/synthetic_function` with ``--size`` modules, written
 under ``--root`` (kept between runs).  Each run is one fresh process: the
@@ -20,7 +21,10 @@ down right after its first response does before the upload:
 So (shim's init + shutdown) against (plain's init + save) says what of the
 shutdown is ours and what is coverage.py's own cost of the same data.
 ``--profile`` adds cProfile's split of the replay and the snapshot by
-module: coverage.py's callbacks and data layer, ours, SQLite.  Prints one
+module: coverage.py's callbacks and data layer, ours, SQLite.  ``--gil``
+adds how late a thread that waits with a timeout (as the shutdown's deadline
+is waited on) wakes while the shutdown runs: the longest GIL hold of one C
+step, which sizes `session.RECORD_MARGIN_SECONDS`.  Prints one
 JSON document; `bench/README.md` has the figures.  Run it with the
 function's Python, e.g. in the image with the checkout mounted:
 ``podman run --rm --network=host -v $PWD:/src:ro -w /src --entrypoint python IMAGE
@@ -101,11 +105,30 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
 
         profile = cProfile.Profile()
         profile.enable()
+    probe = WakeProbe() if args.gil else None
+    spans: dict[str, tuple[float, float]] = {}
+
+    def step(name: str, call: Callable[[], Any]) -> Any:
+        start = clock()
+        try:
+            return timed(steps, name, call)
+        finally:
+            spans[name] = (start, clock())
+
+    if probe is not None:
+        if args.gc_off:
+            import gc
+
+            gc.disable()  # as `CoverageSession.shutdown` does
+        probe.__enter__()
     mark = clock()
-    timed(steps, "materialize (build + replay)", measurement.materialize)
-    timed(steps, "finish (take, stop)", measurement.finish)
-    snapshot = timed(steps, "snapshot (tally + write + read)", measurement.snapshot)
+    step("materialize (build + replay)", measurement.materialize)
+    step("finish (take, stop)", measurement.finish)
+    snapshot = step("snapshot (tally + write + read)", measurement.snapshot)
     total = clock() - mark
+    if probe is not None:
+        probe.__exit__()
+        result["gil"] = probe.summary(spans)
     if profile is not None:
         profile.disable()
         result["profile_tottime_ms"] = by_module(profile)
@@ -119,6 +142,88 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
     result["lines"], result["arcs"] = snapshot.lines, snapshot.arcs
     if recorded:
         result["replay_again_ms"] = replay_split(measurement, recorded)
+
+
+class WakeProbe:
+    """A thread that waits with a timeout in a loop, as `uploader.call_before`
+    waits for the shutdown's deadline, and notes how late each wait returns:
+    the thread needs the GIL back, and a C step (tokenizing, SQLite, a set over
+    a million items, a garbage collection) does not give it up until it ends,
+    whatever `sys.setswitchinterval` says."""
+
+    TICK = 0.001
+    NOTED = 0.015  # later wakes are noted with the line that held the GIL
+
+    def __init__(self) -> None:
+        import threading
+
+        self.late: list[tuple[float, float]] = []  # (when, how late), seconds
+        self.collections: list[tuple[int, float]] = []  # (generation, seconds)
+        self.noted: list[tuple[float, str]] = []  # (ms late, the main thread's lines)
+        self._collecting = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting = clock()
+        else:
+            self.collections.append((info["generation"], clock() - self._collecting))
+
+    def _run(self) -> None:
+        import threading
+
+        never = threading.Lock()
+        never.acquire()
+        main = threading.main_thread().ident
+        while not self._stop.is_set():
+            mark = clock()
+            never.acquire(timeout=self.TICK)
+            late = clock() - mark - self.TICK
+            self.late.append((mark, late))
+            if late > self.NOTED:
+                # The main thread's line: the one whose C call just gave the GIL back.
+                frame = sys._current_frames().get(main)
+                where = []
+                while frame is not None and len(where) < 3:
+                    code = frame.f_code
+                    where.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno}")
+                    frame = frame.f_back
+                self.noted.append((round(late * 1000, 1), " < ".join(where)))
+
+    def __enter__(self) -> WakeProbe:
+        import gc
+
+        gc.callbacks.append(self._gc)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        self._stop.set()
+        self._thread.join()
+        gc.callbacks.remove(self._gc)
+
+    def summary(self, steps: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        """The latest wakes (ms), the worst in each step."""
+        late = sorted(seconds for _, seconds in self.late)
+        worst: dict[str, float] = {}
+        for when, seconds in self.late:
+            for name, (start, end) in steps.items():
+                if start <= when < end:
+                    worst[name] = max(worst.get(name, 0.0), seconds)
+        return {
+            "waits": len(late),
+            "late_max_ms": round(late[-1] * 1000, 2) if late else None,
+            "late_p99_ms": round(late[int(len(late) * 0.99)] * 1000, 2) if late else None,
+            "late_max_ms_by_step": {k: round(v * 1000, 2) for k, v in worst.items()},
+            "late_wakes_noted": sorted(self.noted, reverse=True)[:8],
+            "gc_max_ms_by_generation": {
+                generation: round(max(s for g, s in self.collections if g == generation) * 1000, 2)
+                for generation in sorted({g for g, _ in self.collections})
+            },
+        }
 
 
 class Receiver:
@@ -241,6 +346,12 @@ def main() -> None:
     which.add_argument("--plain", action="store_true", help="plain coverage.py instead")
     which.add_argument("--off", action="store_true", help="no coverage")
     parser.add_argument("--profile", action="store_true", help="cProfile the shim's shutdown")
+    parser.add_argument(
+        "--gil", action="store_true", help="how late a timed wait wakes during the shutdown"
+    )
+    parser.add_argument(
+        "--gc-off", action="store_true", help="with --gil: no garbage collection (as at shutdown)"
+    )
     args = parser.parse_args()
     from tests import synthetic_function
 

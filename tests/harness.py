@@ -24,6 +24,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -330,6 +331,12 @@ class LambdaUnderRIE(RIEProcess):
 
 
 _RECORD_START = '{"timestamp": '
+
+
+def logged_at(record: dict[str, Any]) -> float:
+    """A runtime record's ``timestamp`` (UTC, milliseconds) as `time.time()` counts."""
+    moment = datetime.strptime(record["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.replace(tzinfo=UTC).timestamp()
 
 
 def runtime_records(logs: str) -> list[dict[str, Any]]:

@@ -164,14 +164,15 @@ def test_sigterm_while_coverage_py_is_built(start, s3, bucket, tmp_path, pauses)
         "basic.handler",
         COVERAGE_FLUSH_INTERVAL_SECONDS="1",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="coverage-build",
+        COVERAGE_TEST_PAUSE_AT="coverage-build,shutdown",
     )
     assert function.invoke({"path": "b"}).status == 200
     time.sleep(1.1)  # a checkpoint is due after the next response
     assert function.invoke({"path": "a"}).status == 200
     wait_reached(pauses, "coverage-build")  # on the shipping thread, after the response
     function.signal_shutdown()
-    time.sleep(0.05)  # the watcher is in the shutdown, waiting for the build
+    wait_reached(pauses, "shutdown")  # the shutdown has begun, the build still held
+    release(pauses, "shutdown")
     release(pauses, "coverage-build")
     assert function.wait(timeout=10) == 0
     assert messages(function).count("coverage.py took the init over") == 1

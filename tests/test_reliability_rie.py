@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime.settings import DEFAULT_SHUTDOWN_BUDGET_MS
+from coverage_runtime.shim import session
 from tests.conftest import FUNCTIONS_DIR
-from tests.harness import download_objects, executed_lines, line_of
+from tests.harness import download_objects, executed_lines, line_of, logged_at
 from tests.s3_proxy import fault_proxy
 
 pytestmark = pytest.mark.rie
@@ -70,12 +72,13 @@ def wait_logged(function, message: str, timeout: float = 20, **fields: object) -
         time.sleep(0.01)
 
 
-def through_proxy(start_function, proxy, *, checkpoint_seconds: int):
+def through_proxy(start_function, proxy, *, checkpoint_seconds: int, **env: str):
     """`uses_api` with its S3 requests through the fault proxy."""
     return start_function(
         "uses_api.handler",
         COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
         COVERAGE_FLUSH_INTERVAL_SECONDS=str(checkpoint_seconds),
+        **env,
     )
 
 
@@ -302,4 +305,139 @@ def test_the_shutdown_reads_back_once_a_checkpoint_was_sent(
     assert function.terminate() == 0
     assert [r["reason"] for r in uploads(function)][-1] == "SIGTERM"
     assert len(proxy.requests("HEAD")) == 1
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+LOST = "coverage upload at shutdown failed: data of this environment since the last upload is lost"
+NOTHING_LOST = (
+    "coverage upload at shutdown failed, but a checkpoint confirmed meanwhile holds "
+    "everything it held: nothing is lost"
+)
+
+
+def test_a_snapshot_held_past_the_budget_is_said_lost_inside_the_budget(
+    start_function, tmp_path, pauses
+):
+    """The shutdown's snapshot never ends (held at a pause point): the loss record
+    is written before the budget (400 ms, Lambda's SIGKILL at 500), not after it:
+    the shutdown's own work stops `RECORD_MARGIN_SECONDS` early."""
+    function = start_function(
+        "uses_api.handler",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="snapshot",
+    )
+    assert function.invoke({"n": 3}).status == 200
+    signalled = time.time()
+    function.signal_shutdown()
+    wait_reached(pauses, "snapshot")  # never released
+    assert function.wait(timeout=10) == 0
+    [lost] = [r for r in function.json_logs() if r["message"] == LOST]
+    budget_ms = DEFAULT_SHUTDOWN_BUDGET_MS
+    margin_ms = session.RECORD_MARGIN_SECONDS * 1000
+    assert budget_ms - margin_ms <= lost["elapsed_ms"] < budget_ms, lost
+    assert logged_at(lost) - signalled < budget_ms / 1000, (lost, signalled)
+
+
+def checkpoint_snapshot_taken(start_function, proxy, pauses, *points: str):
+    """`uses_api` through the proxy, held after its first checkpoint's snapshot
+    (``checkpoint-upload``); the shutdown will stop at ``older-upload`` and ``points``."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT=",".join(["checkpoint-upload", "older-upload", *points]),
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "checkpoint-upload")
+    return function
+
+
+def checkpoint_put_held_while_the_shutdown_puts(
+    start_function, proxy, pauses, then: dict | None = None
+):
+    """A checkpoint's PUT on the wire (held by the proxy) when the shutdown, with
+    its own snapshot taken, gives up waiting for it and sends its own PUT, which
+    S3 refuses; then the checkpoint's PUT goes through.  ``then``: an event
+    invoked after the checkpoint's snapshot.  The function, shutting down."""
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses, "shutdown-snapshot")
+    if then is not None:
+        assert function.invoke(then).status == 200
+    proxy.set("PUT", "stall", times=1)
+    function.signal_shutdown()
+    wait_reached(pauses, "shutdown-snapshot")
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, held
+    proxy.set("PUT", "status", 500)  # every PUT from now on: the shutdown's
+    release(pauses, "shutdown-snapshot")
+    wait_reached(pauses, "older-upload")  # the shutdown sees the checkpoint's PUT running
+    release(pauses, "older-upload")  # it waits a share of its window, then puts alongside
+    proxy.wait_for("PUT", 2)  # the shutdown's, refused
+    proxy.release()  # the checkpoint's PUT reaches S3
+    return function
+
+
+def test_a_refused_shutdown_put_with_a_checkpoint_holding_everything_loses_nothing(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """Nothing new after the checkpoint's snapshot; its upload is confirmed after
+    the shutdown's own PUT was refused: the shutdown waits for that answer and
+    says the failure lost nothing (a warning), not a loss; S3 holds everything."""
+    function = checkpoint_put_held_while_the_shutdown_puts(start_function, proxy, pauses)
+    assert function.wait(timeout=10) == 0
+    records = function.json_logs()
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    assert not [r for r in records if r["message"] == LOST]
+    [warning] = [r for r in records if r["message"] == NOTHING_LOST]
+    assert warning["level"] == "WARN" and "500" in warning["error_message"], warning
+    assert [seen.action for seen in proxy.requests("PUT")][:2] == ["stall", "status"]
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_refused_shutdown_put_with_a_checkpoint_holding_less_is_a_loss(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """The same order, but an invocation ran new code after the checkpoint's
+    snapshot: the confirmed checkpoint holds less than the refused snapshot, so
+    the shutdown writes the loss record, with what S3 holds."""
+    function = checkpoint_put_held_while_the_shutdown_puts(
+        start_function,
+        proxy,
+        pauses,
+        then={"action": "status"},  # code that never ran before
+    )
+    assert function.wait(timeout=10) == 0
+    records = function.json_logs()
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    assert not [r for r in records if r["message"] == NOTHING_LOST]
+    [lost] = [r for r in records if r["message"] == LOST]
+    assert 0 < lost["recorded_lines_in_s3"] < lost["recorded_lines"], lost
+
+
+def test_the_shutdown_waits_for_a_checkpoints_put_instead_of_racing_it(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """SIGTERM while a checkpoint's PUT is on the wire, with nothing new since its
+    snapshot: the shutdown waits for its answer and, the checkpoint holding
+    everything, sends no PUT of its own (two PUTs of one key at once: which
+    lands last is S3's choice, and the local S3 answers one of them 500)."""
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses)
+    proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's PUT, held
+    function.signal_shutdown()
+    wait_reached(pauses, "older-upload")  # the shutdown's snapshot is taken; it waits
+    proxy.release()
+    release(pauses, "older-upload")
+    assert function.wait(timeout=10) == 0
+    records = function.json_logs()
+    assert len(proxy.requests("PUT")) == 1
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    assert any(
+        r["message"] == "coverage unchanged since last upload" and r["reason"] == "SIGTERM"
+        for r in records
+    )
+    assert not [r for r in records if r["level"] == "ERROR"]
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)

@@ -17,7 +17,12 @@ from coverage_runtime.errors import UploadError
 from coverage_runtime.layout import CONTENT_TYPE
 from coverage_runtime.settings import load_settings
 from coverage_runtime.shim.identity import EnvironmentIdentity
-from coverage_runtime.shim.uploader import MAX_ATTEMPTS, SnapshotUploader, object_key
+from coverage_runtime.shim.uploader import (
+    MAX_ATTEMPTS,
+    RunningUploads,
+    SnapshotUploader,
+    object_key,
+)
 from tests.harness import FAKE_CREDENTIALS
 from tests.s3_proxy import FaultProxy, fault_proxy
 
@@ -690,3 +695,27 @@ def test_a_configured_endpoint_can_be_ignored_and_must_be_a_url(monkeypatch):
     assert env.configured_s3_endpoint(environ) is None
     with pytest.raises(ValueError, match="AWS_ENDPOINT_URL_S3"):
         env.configured_s3_endpoint({"AWS_ENDPOINT_URL_S3": "localhost:4566"})
+
+
+def test_the_shutdown_waits_for_older_uploads_only_and_until_told():
+    """`RunningUploads`: a checkpoint's upload (generation 1) holds back the
+    shutdown's (2) until its answer is recorded, or until the wait's end;
+    never an upload of its own generation or a newer one."""
+    uploads = RunningUploads()
+    entered, leave = threading.Event(), threading.Event()
+
+    def checkpoint() -> None:
+        with uploads.of(1):
+            entered.set()
+            leave.wait(10)
+
+    running = threading.Thread(target=checkpoint)
+    running.start()
+    assert entered.wait(10)
+    assert uploads.older(2) and not uploads.older(1)
+    assert uploads.wait_for_older(1, time.monotonic() + 10)  # nothing older than 1
+    assert not uploads.wait_for_older(2, time.monotonic())  # its time is up: gives up
+    leave.set()
+    assert uploads.wait_for_older(2, time.monotonic() + 10)  # returns once 1 is recorded
+    running.join(10)
+    assert not uploads.older(2)

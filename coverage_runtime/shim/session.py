@@ -14,6 +14,7 @@ response, or inside the shutdown window of an environment shut down before.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 import threading
@@ -31,6 +32,7 @@ from coverage_runtime.shim.shipping import Shipper
 from coverage_runtime.shim.shutdown import ShutdownWatcher
 from coverage_runtime.shim.uploader import (
     DeadlinePassed,
+    RunningUploads,
     SnapshotUploader,
     UploadResult,
     call_before,
@@ -46,6 +48,24 @@ CHECKPOINT_MARGIN_SECONDS = 0.25
 FLUSH_MAX_SECONDS = 10.0
 EXIT_BUDGET_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 900
+# The shutdown's own work (snapshot, upload) ends this much before its budget,
+# so that the loss record, if one is due, is written inside the budget.  The
+# thread that waits for the deadline needs the GIL back to write it, and a C
+# step holding the GIL (SQLite, tokenizing, a set of a million arcs, a garbage
+# collection) does not let go until it ends, whatever `sys.setswitchinterval`
+# says.  Measured (`bench/shutdown_profile.py --gil`, 8,000 modules, lines and
+# branches, host 3.11 and 3.13; 2,000 modules with branches in the image's
+# 3.14; a loaded machine): a timed wait woke up to 88-190 ms late, in full
+# garbage collections, which the shutdown turns off; without them up to
+# 28-40 ms late (p99 8-23 ms), the 5 ms switch interval and the machine's
+# scheduling included.
+RECORD_MARGIN_SECONDS = 0.05
+# Never more than this share of a (short) budget.
+RECORD_MARGIN_SHARE = 0.25
+# At most this share of the window left is spent waiting for a checkpoint's
+# upload still running when the shutdown's snapshot is taken (see
+# `uploader.RunningUploads`); past it, the two run side by side.
+OLDER_UPLOAD_SHARE = 0.5
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
 # (a raw URL path) must not grow memory, status() or the data file without bound.
@@ -150,6 +170,7 @@ class CoverageSession:
         self._confirmed_size = 0
         self._confirmed_invocations = 0
         self._deadline_ms: float | None = None
+        self._uploads = RunningUploads()
         self._shipper = Shipper(self)
         self.watcher: ShutdownWatcher | None = None  # set by the shim
         self._interval = float(settings.flush_interval_seconds)
@@ -361,7 +382,11 @@ class CoverageSession:
         Writing the data file costs what is new since the last snapshot, and
         happens here rather than before the runtime asks for the next event,
         where Lambda would bill it to the invocation that just ended.
+        Not once the shutdown has begun: it takes the newest snapshot itself,
+        and a checkpoint's PUT would only race its own.
         """
+        if self._shutdown_started.is_set():
+            return
         try:
             generation, snapshot = self._snapshot()
         except StorageError as exc:
@@ -427,29 +452,30 @@ class CoverageSession:
         """Upload one snapshot and record it if it is the newest confirmed."""
         uploader = self.uploader(None if deadline is None else deadline - time.monotonic())
         invocations = self.invocations
-        try:
-            result: UploadResult = uploader.upload(
-                snapshot.body, self.metadata(snapshot), generation=generation, deadline=deadline
+        with self._uploads.of(generation):  # until its answer is recorded (the shutdown waits)
+            try:
+                result: UploadResult = uploader.upload(
+                    snapshot.body, self.metadata(snapshot), generation=generation, deadline=deadline
+                )
+            except UploadError as exc:
+                self.last_error = str(exc)
+                raise
+            record = UploadRecord(
+                key=result.key,
+                bucket=result.bucket,
+                bytes=result.bytes,
+                seconds=result.seconds,
+                etag=result.etag,
+                at=datetime.now(UTC),
+                reason=reason,
             )
-        except UploadError as exc:
-            self.last_error = str(exc)
-            raise
-        record = UploadRecord(
-            key=result.key,
-            bucket=result.bucket,
-            bytes=result.bytes,
-            seconds=result.seconds,
-            etag=result.etag,
-            at=datetime.now(UTC),
-            reason=reason,
-        )
-        with self._state:
-            if generation > self._confirmed:
-                self._confirmed = generation
-                self._confirmed_size = snapshot.size
-                self._confirmed_invocations = invocations
-                self.last_upload = record
-                self.last_error = None
+            with self._state:
+                if generation > self._confirmed:
+                    self._confirmed = generation
+                    self._confirmed_size = snapshot.size
+                    self._confirmed_invocations = invocations
+                    self.last_upload = record
+                    self.last_error = None
         if reason == "checkpoint":
             self._interval = float(self.settings.flush_interval_seconds)
         self._log_shipped(result, snapshot, reason, generation)
@@ -508,18 +534,16 @@ class CoverageSession:
 
         Runs once: from the SIGTERM watcher, the SIGTERM handler or atexit,
         whichever comes first; a later caller waits for that one to finish.
-        The newest data reaches S3, or one record says what was lost and why.
+        The newest data reaches S3, or one record says what was lost and why,
+        inside the budget: the work's deadline is `RECORD_MARGIN_SECONDS`
+        earlier, since the record needs the GIL back from whatever C step of
+        the work holds it at that moment.
         """
         if self._shutdown_started.is_set():
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
             return False
         self._shutdown_started.set()
-        started = time.monotonic()
-        budget = self.settings.shutdown_budget_ms / 1000
-        if reason == "exit":
-            # A normal exit (e.g. after an init error) has no SIGKILL coming.
-            budget = max(budget, EXIT_BUDGET_SECONDS)
-        deadline = started + budget
+        started, deadline = self._window(reason)
         taken: list[tuple[int, Snapshot]] = []
         try:
             work = functools.partial(self._save_and_ship, reason, deadline, taken)
@@ -534,6 +558,8 @@ class CoverageSession:
                 except DeadlinePassed as exc:
                     raise UploadError("the shutdown did not finish before the deadline") from exc
         except Exception as exc:
+            if taken:  # a checkpoint's upload still running may hold it all: its answer decides
+                self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
             with self._state:
                 stored = bool(taken) and self._confirmed >= taken[-1][0]
                 # A checkpoint confirmed meanwhile holds all the failed snapshot held
@@ -562,6 +588,22 @@ class CoverageSession:
             self._shutdown_done.set()
         return True
 
+    def _window(self, reason: str) -> tuple[float, float]:
+        """When the shutdown's window opened, and the deadline of its work
+        (`RECORD_MARGIN_SECONDS` before the budget's end, for the record)."""
+        started = time.monotonic()
+        budget = self.settings.shutdown_budget_ms / 1000
+        if reason == "exit":
+            # A normal exit (e.g. after an init error) has no SIGKILL coming.
+            return started, started + max(budget, EXIT_BUDGET_SECONDS)
+        signalled = self.watcher.signalled if self.watcher is not None else None
+        if reason == "SIGTERM" and signalled is not None:
+            started = min(started, signalled)  # the window opened when the signal arrived
+        # The process ends in a moment: a full collection of a large
+        # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
+        gc.disable()
+        return started, started + budget - min(RECORD_MARGIN_SECONDS, budget * RECORD_MARGIN_SHARE)
+
     def _save_and_ship(
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
@@ -580,6 +622,10 @@ class CoverageSession:
         if not snapshot.body:
             structured_log.info("nothing was measured", reason=reason)
             return
+        if not self._wait_for_older_upload(generation, deadline, OLDER_UPLOAD_SHARE):
+            structured_log.info(
+                "a checkpoint's upload is still running: uploading alongside it", reason=reason
+            )
         if not self._grew(snapshot):
             if not self._count_behind():
                 structured_log.info("coverage unchanged since last upload", reason=reason)
@@ -597,6 +643,17 @@ class CoverageSession:
         self.ship(generation, snapshot, reason, deadline)
         self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
         self._remove_data_file()
+
+    def _wait_for_older_upload(self, generation: int, deadline: float, share: float) -> bool:
+        """Wait, for ``share`` of the time left before ``deadline``, for an older
+        snapshot's upload still running (a checkpoint's): its PUT and ours of the
+        same key must not race (which lands last would be S3's choice), and once
+        it is confirmed ours may be needless.  True if none is running."""
+        if not self._uploads.older(generation):
+            return True
+        pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
+        now = time.monotonic()
+        return self._uploads.wait_for_older(generation, now + max(0.0, deadline - now) * share)
 
     def _count_behind(self) -> bool:
         """An object exists whose invocation count is older than this environment's."""

@@ -11,20 +11,38 @@ the case where other code takes the wakeup fd over.
 The shim owns SIGTERM.  If handler code installs its own SIGTERM handler, it
 is called after the coverage upload (from the watcher thread), then the
 process exits 0 as Lambda expects.
+
+The wakeup fd is a datagram socket pair rather than a pipe, so that the
+kernel stamps the signal's byte with its arrival (``SO_TIMESTAMPNS``, Linux):
+the watcher needs the GIL back to run, and a C step of another thread (a
+checkpoint's SQLite write, a garbage collection: up to ~190 ms at 8,000
+modules) may keep it past the signal; the shutdown's budget counts from the
+arrival (`signalled`), not from the moment the watcher got to run.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import _socket
 
 from coverage_runtime.shim import structured_log
 
 # Longer than any shutdown budget; the watcher's os._exit ends the wait.
 WAIT_FOR_WATCHER_SECONDS = 5.0
+# Linux's SO_TIMESTAMPNS (asm-generic; the socket module does not name it):
+# each datagram carries its arrival time, a struct timespec (two 64-bit fields).
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = "@qq"
+_TIMESPEC_SIZE = 16
 
 # Code that may hold a lock the shutdown needs: the runtime, coverage.py, the
 # S3 client's stack, logging, and the import system.
@@ -70,25 +88,48 @@ def _interrupted_critical_code(frame: FrameType | None) -> bool:
     return False
 
 
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's stamp of a datagram's arrival, on the `time.monotonic` clock."""
+    import _socket
+    import struct  # (not on the init path)
+
+    for level, kind, data in ancillary:
+        if (level, kind) == (_socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(data) >= _TIMESPEC_SIZE:
+            seconds, nanoseconds = struct.unpack_from(_TIMESPEC, data)
+            ago = time.time() - (seconds + nanoseconds / 1e9)
+            return time.monotonic() - max(0.0, ago)
+    return None
+
+
 class ShutdownWatcher:
     """Run ``on_shutdown`` once on SIGTERM, then exit the process with 0."""
 
     def __init__(self, on_shutdown: Callable[[str], object]) -> None:
         self._on_shutdown = on_shutdown
         self._once = threading.Lock()
-        self._read_fd = -1
+        self._reader: _socket.socket | None = None
+        self._writer: _socket.socket | None = None
         self._write_fd = -1
+        # When SIGTERM arrived (time.monotonic()), as the kernel stamped it;
+        # None until then, or where the kernel does not stamp.
+        self.signalled: float | None = None
         # Wakeup fds that other code had set (an asyncio loop's self-pipe),
         # with their identity: signal bytes are passed on while they live.
         self._forward: dict[int, tuple[int, int]] = {}
 
     def install(self) -> None:
         """Install from the main thread, before handing over to awslambdaric."""
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(write_fd, False)
-        self._read_fd, self._write_fd = read_fd, write_fd
+        import _socket  # the C module alone: `socket` would cost ~1.6 ms of the init
+        import contextlib
+
+        reader, writer = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        if sys.platform == "linux":  # elsewhere no stamps: the budget counts from the wake-up
+            with contextlib.suppress(OSError):
+                reader.setsockopt(_socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        writer.setblocking(False)
+        self._reader, self._writer, self._write_fd = reader, writer, writer.fileno()
         signal.signal(signal.SIGTERM, self._handle_signal)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, name="coverage-sigterm", daemon=True).start()
 
     def reassert(self) -> None:
@@ -129,9 +170,14 @@ class ShutdownWatcher:
                 self._forward.pop(fd, None)
 
     def _watch(self) -> None:
+        import _socket
+
+        reader = self._reader
+        assert reader is not None
+        room = _socket.CMSG_SPACE(_TIMESPEC_SIZE)
         while True:
             try:
-                received = os.read(self._read_fd, 64)
+                received, ancillary, _, _ = reader.recvmsg(64, room)
             except OSError:
                 return
             if not received:
@@ -139,6 +185,7 @@ class ShutdownWatcher:
             if self._forward:
                 self._pass_on(received)
             if signal.SIGTERM in received:
+                self.signalled = _arrival(ancillary)
                 self._shut_down("SIGTERM")
 
     def _call_user_handler(self) -> None:

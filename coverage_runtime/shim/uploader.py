@@ -25,7 +25,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coverage_runtime import layout
@@ -202,6 +203,59 @@ class SnapshotUploader:
             raise UploadError(
                 f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
             ) from exc
+
+
+class RunningUploads:
+    """The generations whose upload is running, each until its answer is
+    recorded, so that the shutdown can wait for a checkpoint's instead of
+    racing it with a PUT of the same key.
+
+    Two PUTs of one key at once share the shutdown's bandwidth, and which
+    lands last is S3's choice (hence the read-back); the local S3 (moto) even
+    answers one of them 500 (its second ``put_object`` closes the first's
+    buffer before that one's ETag is read).  Waiting for the checkpoint's
+    upload first lets the shutdown skip its own when the checkpoint held
+    everything, and send it alone otherwise.  An upload abandoned at its
+    deadline (a flush's) ends here while its request may still be on the
+    wire: the fence and the shutdown's read-back cover that one.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, int] = {}
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def of(self, generation: int) -> Iterator[None]:
+        """Around ``generation``'s upload and the record of its answer."""
+        with self._changed:
+            self._running[generation] = self._running.get(generation, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                count = self._running.pop(generation) - 1
+                if count:
+                    self._running[generation] = count
+                self._changed.notify_all()
+
+    def older(self, generation: int) -> bool:
+        """Is the upload of a generation older than ``generation`` running?"""
+        with self._changed:
+            return self._older(generation)
+
+    def _older(self, generation: int) -> bool:
+        return any(other < generation for other in self._running)
+
+    def wait_for_older(self, generation: int, until: float) -> bool:
+        """Wait until no upload older than ``generation`` runs, or until ``until``
+        (monotonic); True if none runs."""
+        with self._changed:
+            while self._older(generation):
+                left = until - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
 
 
 class DeadlinePassed(TimeoutError):

@@ -1,0 +1,119 @@
+"""A shutdown held past its budget, in a fresh interpreter, while another thread
+holds the GIL in one C call across the moment the shutdown stops waiting.
+
+``python -m tests.shutdown_probe WORKDIR [--hold]`` starts a session (nothing
+reaches S3: the shutdown is held at the ``shutdown`` pause point, never
+released), calls ``shutdown("SIGTERM")`` on a thread and, with ``--hold``,
+calls libc's ``usleep`` through `ctypes.PyDLL` (which keeps the GIL, as
+SQLite's or the tokenizer's C steps do) from the moment the shutdown is held
+until a quarter of `RECORD_MARGIN_SECONDS` after its work's deadline.  The
+records are on stdout; the last line is a JSON summary (seconds after the call).
+A process of its own: the shutdown turns the garbage collector off and leaves
+its held work thread behind.
+
+``python -m tests.shutdown_probe WORKDIR --watch`` installs the SIGTERM watcher
+alone (its ``on_shutdown`` prints a JSON line), has a shell send SIGTERM while
+the main thread holds the GIL in ``usleep`` for `HOLD_SECONDS`, and prints
+when the signal was asked for, when the kernel stamped its arrival, and when
+the watcher ran (seconds after the request).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HOLD_SECONDS = 0.3
+
+
+def usleep() -> Callable[[int], int]:
+    """libc's usleep, called with the GIL held (`ctypes.PyDLL`), as a C step is."""
+    function = ctypes.PyDLL(None).usleep
+    function.argtypes = [ctypes.c_uint]
+    return function
+
+
+def watch() -> None:
+    from coverage_runtime.shim.shutdown import ShutdownWatcher
+
+    asked = 0.0
+
+    def on_shutdown(reason: str) -> None:
+        ran = time.monotonic()
+        signalled = watcher.signalled
+        stamped = None if signalled is None else signalled - asked
+        print(json.dumps({"signalled": stamped, "ran": ran - asked}), flush=True)
+
+    watcher = ShutdownWatcher(on_shutdown)
+    watcher.install()
+    # The main thread's Python handler does nothing (awslambdaric's main thread
+    # sits in C between invocations): the watcher alone reacts.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    sleep = usleep()
+    killer = subprocess.Popen(
+        ["/bin/sh", "-c", f"read go; kill -TERM {os.getpid()}"], stdin=subprocess.PIPE
+    )
+    assert killer.stdin is not None
+    # Delivered to another thread, so that it does not cut the sleep short (EINTR).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    asked = time.monotonic()
+    killer.stdin.write(b"go\n")
+    killer.stdin.flush()
+    sleep(int(HOLD_SECONDS * 1e6))  # the signal arrives meanwhile; the watcher waits for the GIL
+    killer.wait()
+    time.sleep(10)  # the watcher exits the process
+
+
+def main(workdir: str, hold: bool) -> None:
+    pauses = Path(workdir, "pauses")
+    pauses.mkdir(parents=True)
+    source = Path(workdir, "src")
+    source.mkdir()
+    os.environ["COVERAGE_TEST_PAUSE_DIR"] = str(pauses)  # read when pause_points is imported
+    os.environ["COVERAGE_TEST_PAUSE_AT"] = "shutdown"
+
+    from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim import session as sessions
+    from coverage_runtime.shim.identity import EnvironmentIdentity
+
+    settings = load_settings(
+        {
+            "COVERAGE_SOURCE": str(source),
+            "COVERAGE_DATA_DIR": str(Path(workdir, "data")),
+            "COVERAGE_S3_BUCKET": "never-reached",
+            "COVERAGE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    session = sessions.CoverageSession.start(settings, EnvironmentIdentity.detect({}))
+    budget = settings.shutdown_budget_ms / 1000
+    margin = sessions.RECORD_MARGIN_SECONDS
+    called, called_at = time.monotonic(), time.time()
+    shutting = threading.Thread(target=session.shutdown, args=("SIGTERM",))
+    shutting.start()
+    while not (pauses / "shutdown.reached").exists():
+        time.sleep(0.001)
+    held = None
+    if hold:
+        sleep = usleep()
+        began = time.monotonic()
+        sleep(int((called + budget - margin * 0.75 - began) * 1e6))
+        held = [began - called, time.monotonic() - called]
+    shutting.join()
+    summary = {"budget": budget, "margin": margin, "held": held, "called_at": called_at}
+    print(json.dumps({**summary, "returned": time.monotonic() - called}), flush=True)
+
+
+if __name__ == "__main__":
+    if "--watch" in sys.argv[2:]:
+        watch()
+    else:
+        main(sys.argv[1], "--hold" in sys.argv[2:])
