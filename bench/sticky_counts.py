@@ -13,7 +13,9 @@ its own ``without_coverage()`` block), and how many ``set_local_events``
 
 Configurations: ``off`` (``COVERAGE_LABELS=none``), ``none`` (labels on, the
 invocation carries none), ``same`` (one label throughout), ``new`` (a new
-label each invocation), each ``+branch`` where sysmon measures branches.
+label each invocation), ``selective`` (``COVERAGE_MODE=selective``, labels off:
+only the sampled items' blocks measure, the loop runs paused), each
+``+branch`` where sysmon measures branches.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def run_one(config: str) -> dict[str, Any]:
         "COVERAGE_SOURCE": str(source),
         "COVERAGE_CORE": "sysmon",
         "COVERAGE_BRANCH": "true" if branch else "false",
-        "COVERAGE_LABELS": "none" if labelling == "off" else "client-context",
+        "COVERAGE_LABELS": "none" if labelling in ("off", "selective") else "client-context",
+        "COVERAGE_MODE": "selective" if labelling == "selective" else "full",
         "COVERAGE_DATA_DIR": str(work / "data"),
         "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",
         "COVERAGE_MAX_LABELS": "100000",
@@ -132,7 +135,9 @@ def run_one(config: str) -> dict[str, Any]:
     items = json.loads((REPO_ROOT / "events" / "admin-batch-process.json").read_text())["items"]
     per: list[dict[str, int]] = []
     for index in range(WARM + COUNTED):
-        label = {"off": None, "none": None, "same": "same"}.get(labelling, f"label-{index}")
+        label = {"off": None, "selective": None, "none": None, "same": "same"}.get(
+            labelling, f"label-{index}"
+        )
         context = None if label is None else json.dumps({"custom": {"coverage-label": label}})
         before = Counter(counting.counts)
         runtime.invocation_arrived(client_context=context)
@@ -152,7 +157,7 @@ def run_one(config: str) -> dict[str, Any]:
 
 
 def configs() -> list[str]:
-    base = ["off", "none", "same", "new"]
+    base = ["off", "none", "same", "new", "selective"]
     if sys.version_info >= (3, 14):
         base += [f"{c}+branch" for c in base]
     return base

@@ -409,7 +409,8 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
     check_switch_during_a_first_hit(run_tests_module(image, module, "switch_during_a_first_hit")[1])
     for mode in ((), ("--labels",)):  # branches: the arcs around paused code too
-        check_paused_code(run_tests_module(image, module, "paused_code", *mode)[1], mode)
+        for case in ("paused_code", "paused_code_muted_at_once"):
+            check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)
         result = run_tests_module(image, module, "resume_before_the_mute", *mode)[1]
         check_resume_before_the_mute(result, mode)
 

@@ -185,7 +185,8 @@ def test_code_run_while_paused_is_never_recorded_and_stays_armed(python, mode):
     """The tool is muted in a paused window (`init_recorder.Muting`): what ran only
     paused is not recorded, what runs measured afterwards is, through blocks per
     item, a block mid-frame, nested blocks and a worker thread."""
-    check_paused_code(run_case(python, "paused_code", *mode)[0], mode)
+    for case in ("paused_code", "paused_code_muted_at_once"):
+        check_paused_code(run_case(python, case, *mode)[0], mode)
     result, _ = run_case(python, "paused_batch_first", *mode)
     assert result["lines"] == ["number"], "the text path only ever ran paused"
 
@@ -197,15 +198,16 @@ def check_paused_code(result: dict[str, Any], mode: tuple[str, ...]) -> None:
     # Paused in many windows, then one text item measured: recorded.
     assert phases["batch"]["after_measured"] == ["number", "text", "text-return"], result
     frames = set(phases["frames"])
-    assert {"before", "after", "after-return", "nested-return"} <= frames, result
-    assert not frames & {"inside", "inside-2", "deep", "still-paused", "thread-paused"}, result
+    assert {"before", "after", "after-return", "nested-return", "before2", "after2"} <= frames
+    paused_only = {"inside", "inside-2", "inside3", "deep", "still-paused", "thread-paused"}
+    assert not frames & paused_only, result
     threads = set(phases["threads"])
     assert "thread-measured" in threads and "thread-paused" not in threads, result
     assert not result["muted"], "resumed: the callbacks are back"
-    paused_only = {"inside", "inside-2", "deep", "still-paused", "thread-paused"}
     # With branches: no arc into or out of what ran paused, none across the block.
     assert not [arc for arc in result["arcs"] if set(arc) & paused_only], result
     assert ["before", "after"] not in result["arcs"], result
+    assert ["before2", "after2"] not in result["arcs"], "the resume cuts its frame"
 
 
 def test_a_resume_between_a_paused_event_and_its_mute_leaves_the_tool_unmuted(python, mode):

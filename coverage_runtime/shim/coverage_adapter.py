@@ -16,11 +16,10 @@ So collection is never restarted.  A *gate* decides what is recorded instead:
 
 * `SysmonGate` keeps coverage.py's monitor running, with one callback per
   event in front of coverage.py's.  While paused it records nothing and
-  leaves every location armed: the first paused event of a window takes the
-  callbacks off the tool (`init_recorder.Muting`), so the rest of it costs
-  nothing, and resuming puts them back.  A switch is a flag (0.5 µs for a
-  block's enter and exit on 3.14), plus the muting of a window in which
-  something new ran.
+  leaves every location armed; a long paused window takes the callbacks off
+  the tool (`init_recorder.Muting`), so the rest of it costs nothing, and
+  resuming puts them back.  A switch is a flag (0.5 µs for a block's enter
+  and exit on 3.14), plus the muting of a long window.
 * `TraceGate` keeps every thread's tracer installed.  Pausing takes what was
   recorded so far out of the tracers' live sets; resuming throws away what was
   recorded meanwhile.  Every thread stays traced, whenever it started.
@@ -584,7 +583,7 @@ class SysmonGate(Labelled):
         # is recorded can be disabled when it runs while paused (lines only:
         # with branches the fired locations say it).
         self._taken: dict[int, set[int]] = {}
-        # While paused: the callbacks come off at the first event (`_paused_event`),
+        # While paused: the callbacks come off in a long window (`_paused_event`),
         # under this lock, and the resuming frame's arc is cut on resume.
         self.paused = False
         self._pause_lock = threading.Lock()
@@ -691,7 +690,7 @@ class SysmonGate(Labelled):
         measuring (noting who recorded, after it did), ``skipper`` while paused.
 
         Switching is then only the `paused` flag, and the callbacks come off
-        only in a paused window where something new runs (`_paused_event`).
+        only in a long paused window (`_paused_event`).
         Callbacks run at first hits only, so the flag test costs nothing in
         steady state.
         """
@@ -838,24 +837,26 @@ class SysmonGate(Labelled):
         )
         self._rearming.done(how)
 
-    # The callbacks while paused.  The first of a window mutes the tool: the
-    # rest of it fires nothing.
+    # The callbacks while paused.  A window's events past `init_recorder.MUTE_AFTER`
+    # mute the tool: the rest of it fires nothing.
 
     def _paused_event(self, code: CodeType, fired: bool) -> Any:
         """Nothing is recorded, and the location stays armed (``DISABLE`` only
         when it has nothing left to record: ``fired`` under the current
-        label); the tool is muted until `resume` (`init_recorder.Muting`).
-        With branches, no sequential arc joins ``code``'s lines around the
-        pause.
+        label); past `init_recorder.MUTE_AFTER` events the tool is muted until
+        `resume` (`init_recorder.Muting`).  With branches, no sequential arc
+        joins ``code``'s lines around the pause.
 
         If another thread resumed meanwhile, nothing is muted (the resume may
         have unmuted already)."""
-        with self._pause_lock:
-            if not self.paused:
-                return None
-            self._muting.mute()
         if self._arcs:
             self.cut(code)
+        muting = self._muting
+        muting.seen += 1
+        if muting.seen > init_recorder.MUTE_AFTER:
+            with self._pause_lock:
+                if self.paused:
+                    muting.mute()
         return self._disable if fired else None
 
     def _skip_line(self, code: CodeType, line: int) -> Any:
@@ -882,6 +883,7 @@ class SysmonGate(Labelled):
     # Switching.
 
     def pause(self) -> None:
+        self._muting.seen = 0
         self.paused = True
 
     def resume(self) -> None:

@@ -43,9 +43,9 @@ recorder did, live).
 
 While paused (selective mode outside blocks, ``without_coverage()``),
 nothing is recorded, exactly as the gate does: nothing is disabled but what
-already recorded, and the first paused event of a window takes the location
-callbacks off the tool (`Muting`), so the rest of it fires nothing; resuming
-puts them back.  With branches, a pause cuts the sequential arc.  The gate adopts what
+already recorded, and a window's paused events past `MUTE_AFTER` take the
+location callbacks off the tool (`Muting`), so the rest of it fires nothing;
+resuming puts them back.  With branches, a pause cuts the sequential arc.  The gate adopts what
 was retired at the hand-over.
 """
 
@@ -85,6 +85,13 @@ def source_prefixes(source_dirs: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(prefixes))
 
 
+# Paused events answered per window before the tool is muted: a mute and its unmute
+# (``register_callback`` per event kind, the locks, the resuming frame's cut) cost
+# about as much as 8 answered events on 3.14, and a block around one small call
+# (the example's batch: 3 events per text item, 7 with branches) never pays it.
+MUTE_AFTER = 8
+
+
 class Muting:
     """Takes a tool's location callbacks off while paused, and puts them back
     on resume.
@@ -98,9 +105,11 @@ class Muting:
     `api.pause` holds).  With no callback registered for an event, CPython
     skips an armed location in C (~15 ns) and leaves it armed.  So a paused
     event disables nothing but what already recorded (nothing is re-armed on
-    resume), and mutes the tool (one ``register_callback`` per event kind,
-    ~0.06 µs each on 3.14): the rest of the window costs nearly nothing,
-    whatever runs.  A window in which nothing new runs pays nothing.
+    resume); a window's first `MUTE_AFTER` paused events are answered (~0.1
+    µs each), and then the tool is muted (one ``register_callback`` per event
+    kind, ~0.06 µs each on 3.14): the rest of the window costs nearly
+    nothing, whatever runs (selective mode between its blocks, `api.pause`).
+    A window in which nothing new runs pays nothing.
 
     The owner serialises `mute` and `unmute` under its lock and tests its
     ``paused`` flag there: a resume between a paused event and its `mute`
@@ -112,6 +121,7 @@ class Muting:
         self._tool = tool
         self._callbacks = callbacks  # (strong references: the tool drops its own at `mute`)
         self.muted = False
+        self.seen = 0  # paused events answered in this window (no lock: a hint)
 
     def mute(self) -> None:
         if not self.muted:
@@ -342,7 +352,7 @@ class InitRecorder:
         self._files: dict[str, bool] = {}  # file name -> armed
         self._armed: dict[int, CodeType] = {}
         self._cut: set[int] = set()  # code objects whose last event is a pause
-        self._muting: Muting | None = None  # (`start`: the tool's location callbacks)
+        self._muting = Muting(0, {})  # (`start`: the tool's location callbacks)
         # `retire`: what fired per code object since its last re-arming, how far
         # the stream was scanned, and what had its events taken off.
         self._fired: dict[int, set[Any]] = {}
@@ -368,6 +378,7 @@ class InitRecorder:
     # -- Gate protocol before the hand-over ------------------------------------
 
     def pause(self) -> None:
+        self._muting.seen = 0
         self.paused = True
 
     @property
@@ -500,9 +511,10 @@ class InitRecorder:
         """A location reached while paused: nothing recorded, as the gate does.
 
         The location stays armed: it reports when it next runs measured, and
-        nothing is re-armed on `resume`; the tool is muted for the rest of the
-        window (`Muting`).  With branches, no sequential arc joins ``code``'s
-        lines around the pause.  `FORWARD` if the hand-over came meanwhile.
+        nothing is re-armed on `resume`; past `MUTE_AFTER` events the tool is
+        muted for the rest of the window (`Muting`).  With branches, no
+        sequential arc joins ``code``'s lines around the pause.  `FORWARD` if
+        the hand-over came meanwhile.
 
         A ``location`` (a line, a branch direction, a return) that already
         fired under the current label, by what `retire`'s scans saw, is
@@ -513,10 +525,12 @@ class InitRecorder:
                 return FORWARD
             if not self.paused:
                 return None  # a resume came meanwhile: stay armed, the tool unmuted
-            assert self._muting is not None
-            self._muting.mute()
+            muting = self._muting
             if self._branch:
                 self._cut_code(code)
+            muting.seen += 1
+            if muting.seen > MUTE_AFTER:
+                muting.mute()
             return self._fired_already(id(code), location)
 
     def _fired_already(self, key: int, location: Any) -> Any:
@@ -570,7 +584,7 @@ class InitRecorder:
         with self._lock:
             self.paused = False
             muting = self._muting
-            if self._forward is not None or muting is None or not muting.muted:
+            if self._forward is not None or not muting.muted:
                 return  # nothing ran new locations while paused: nothing to undo
             muting.unmute()
             if self._branch:
@@ -578,9 +592,16 @@ class InitRecorder:
                 if code is not None and id(code) in self._armed:
                     self._cut_code(code)
 
+    # The first `MUTE_AFTER` paused events of a window are answered here, inlined in
+    # each callback (code already cut, with branches): the path of a short window.
+
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
             if self.paused:
+                muting = self._muting
+                if muting.seen < MUTE_AFTER and (not self._branch or id(code) in self._cut):
+                    muting.seen += 1
+                    return None
                 result = self._paused_event(code, line)
             else:
                 result = self._record(LINE, code, line, 0)
@@ -590,33 +611,42 @@ class InitRecorder:
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
-            result = (
-                self._paused_event(code, ("return", offset))
-                if self.paused
-                else self._record(RETURN, code, offset, 0)
-            )
+            if self.paused:
+                muting = self._muting
+                if muting.seen < MUTE_AFTER and id(code) in self._cut:
+                    muting.seen += 1
+                    return None
+                result = self._paused_event(code, ("return", offset))
+            else:
+                result = self._record(RETURN, code, offset, 0)
             if result is not FORWARD:
                 return result
         return self._forward[RETURN](code, offset, value)  # type: ignore[index]
 
     def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
-            result = (
-                self._paused_event(code, (offset, destination))
-                if self.paused
-                else self._record(BRANCH_LEFT, code, offset, destination)
-            )
+            if self.paused:
+                muting = self._muting
+                if muting.seen < MUTE_AFTER and id(code) in self._cut:
+                    muting.seen += 1
+                    return None
+                result = self._paused_event(code, (offset, destination))
+            else:
+                result = self._record(BRANCH_LEFT, code, offset, destination)
             if result is not FORWARD:
                 return result
         return self._forward[BRANCH_LEFT](code, offset, destination)  # type: ignore[index]
 
     def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
         if self._forward is None:
-            result = (
-                self._paused_event(code, (offset, destination))
-                if self.paused
-                else self._record(BRANCH_RIGHT, code, offset, destination)
-            )
+            if self.paused:
+                muting = self._muting
+                if muting.seen < MUTE_AFTER and id(code) in self._cut:
+                    muting.seen += 1
+                    return None
+                result = self._paused_event(code, (offset, destination))
+            else:
+                result = self._record(BRANCH_RIGHT, code, offset, destination)
             if result is not FORWARD:
                 return result
         return self._forward[BRANCH_RIGHT](code, offset, destination)  # type: ignore[index]
@@ -764,7 +794,7 @@ class InitRecorder:
                 return 0
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
-            receiver.adopt(self._retired, muted=self._muting is not None and self._muting.muted)
+            receiver.adopt(self._retired, muted=self._muting.muted)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()

@@ -35,6 +35,28 @@ def mid_frame():
     return after  # after-return
 
 
+def helper(flag):
+    if flag:
+        return "new"  # helper-new
+    return "old"
+
+
+def mid_frame_after_a_call(pause):
+    """Run measured, then paused: the window's first event is ``helper``'s (muted
+    at once, this frame's own new line in the block fires nothing), so the cut
+    of this frame is the resume's."""
+    before = 1
+    if pause:
+        before = 2  # before2
+    with without_coverage() if pause else CoverageContext():
+        helper(pause)
+        if pause:
+            before = 3  # inside3
+    if pause:
+        before = 4  # after2
+    return before
+
+
 def nested():
     with without_coverage():
         with without_coverage():

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime.shim import init_recorder
+
 HERE = Path(__file__).resolve().parent
 FRESH = HERE / "measured_only.py"
 LABELS = {"COVERAGE_LABELS": "none"}  # `--labels`: the default sources
@@ -550,7 +552,7 @@ def switch_during_a_first_hit() -> dict[str, Any]:
 
 def paused_code() -> dict[str, Any]:
     """Code run while paused is never recorded and stays armed (the tool is muted
-    in the window: `init_recorder.Muting`): the batch's text path, paused in many
+    in a long window: `init_recorder.Muting`): the batch's text path, paused in many
     windows, is recorded once an item of it runs measured; a block in the middle
     of a frame, nested blocks, a worker thread running while the main thread's
     block is open (a pause is process-wide), then the same function measured.
@@ -577,6 +579,8 @@ def paused_code() -> dict[str, Any]:
     # (``lines()`` builds coverage.py: without labels the gate receives from now on)
     phases["receiving"] = measurement.receiving
     invocation(runtime, paused.mid_frame)
+    invocation(runtime, lambda: paused.mid_frame_after_a_call(False))
+    invocation(runtime, lambda: paused.mid_frame_after_a_call(True))
     invocation(runtime, paused.nested)
     started, ran = threading.Event(), threading.Event()
 
@@ -601,10 +605,17 @@ def paused_code() -> dict[str, Any]:
     arcs = data.arcs(path) or () if data.has_arcs() else ()
     return {
         "phases": phases,
+        "mute_after": init_recorder.MUTE_AFTER,
         "muted": measurement._receiver()._muting.muted,
         "arcs": sorted([str(numbers.get(a, a)), str(numbers.get(b, b))] for a, b in arcs),
         "tags": tags,
     }
+
+
+def paused_code_muted_at_once() -> dict[str, Any]:
+    """`paused_code` with the tool muted at each window's first paused event."""
+    init_recorder.MUTE_AFTER = 0
+    return paused_code()
 
 
 def paused_batch_first() -> dict[str, Any]:
@@ -623,9 +634,11 @@ def resume_before_the_mute() -> dict[str, Any]:
     """Another thread resumes between a paused event's dispatch and its mute: the
     tool must not stay muted, or what runs measured afterwards is lost.  Held
     there deterministically (the receiver's paused path, wrapped), on the
-    recorder and then on the gate (without labels) or the feeding recorder."""
+    recorder and then on the gate (without labels) or the feeding recorder.  The
+    tool is muted at the first paused event (``MUTE_AFTER`` 0)."""
     from tests.exactness import paused
 
+    init_recorder.MUTE_AFTER = 0
     runtime = session(branch=branches())
     measurement = runtime.measurement
     tags = paused.tagged()
@@ -667,6 +680,7 @@ CASES = {
     f.__name__: f
     for f in (
         paused_code,
+        paused_code_muted_at_once,
         paused_batch_first,
         resume_before_the_mute,
         switch_during_a_first_hit,
