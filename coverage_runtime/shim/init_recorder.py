@@ -410,8 +410,8 @@ class InitRecorder:
         located: dict[int, Callable[..., Any]] = {events.LINE: self._on_line}
         if self._branch:
             located[events.PY_RETURN] = self._on_return
-            located[events.BRANCH_LEFT] = self._on_branch_left
-            located[events.BRANCH_RIGHT] = self._on_branch_right
+            located[events.BRANCH_LEFT] = self._on_branch(BRANCH_LEFT)
+            located[events.BRANCH_RIGHT] = self._on_branch(BRANCH_RIGHT)
         for event, callback in located.items():
             register(tool, event, callback)
         self._muting = Muting(tool, located)
@@ -592,8 +592,8 @@ class InitRecorder:
                 if code is not None and id(code) in self._armed:
                     self._cut_code(code)
 
-    # The first `MUTE_AFTER` paused events of a window are answered here, inlined in
-    # each callback (code already cut, with branches): the path of a short window.
+    # The first `MUTE_AFTER` paused events of a window are answered here, without the
+    # lock (code already cut, with branches): the path of a short window.
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
@@ -612,9 +612,7 @@ class InitRecorder:
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
             if self.paused:
-                muting = self._muting
-                if muting.seen < MUTE_AFTER and id(code) in self._cut:
-                    muting.seen += 1
+                if self._answered(code):
                     return None
                 result = self._paused_event(code, ("return", offset))
             else:
@@ -623,33 +621,32 @@ class InitRecorder:
                 return result
         return self._forward[RETURN](code, offset, value)  # type: ignore[index]
 
-    def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
-        if self._forward is None:
-            if self.paused:
-                muting = self._muting
-                if muting.seen < MUTE_AFTER and id(code) in self._cut:
-                    muting.seen += 1
-                    return None
-                result = self._paused_event(code, (offset, destination))
-            else:
-                result = self._record(BRANCH_LEFT, code, offset, destination)
-            if result is not FORWARD:
-                return result
-        return self._forward[BRANCH_LEFT](code, offset, destination)  # type: ignore[index]
+    def _on_branch(self, kind: int) -> Callable[[CodeType, int, int], Any]:
+        """The callback of BRANCH_LEFT or BRANCH_RIGHT (``kind``): one closure per
+        direction, not a shared method taking the kind (a call more per event)."""
 
-    def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
-        if self._forward is None:
-            if self.paused:
-                muting = self._muting
-                if muting.seen < MUTE_AFTER and id(code) in self._cut:
-                    muting.seen += 1
-                    return None
-                result = self._paused_event(code, (offset, destination))
-            else:
-                result = self._record(BRANCH_RIGHT, code, offset, destination)
-            if result is not FORWARD:
-                return result
-        return self._forward[BRANCH_RIGHT](code, offset, destination)  # type: ignore[index]
+        def on_branch(code: CodeType, offset: int, destination: int) -> Any:
+            if self._forward is None:
+                if self.paused:
+                    if self._answered(code):
+                        return None
+                    result = self._paused_event(code, (offset, destination))
+                else:
+                    result = self._record(kind, code, offset, destination)
+                if result is not FORWARD:
+                    return result
+            return self._forward[kind](code, offset, destination)  # type: ignore[index]
+
+        return on_branch
+
+    def _answered(self, code: CodeType) -> bool:
+        """A paused branch or return event of a short window, in code already cut:
+        answered with no lock (a line's test is inlined in `_on_line`)."""
+        muting = self._muting
+        if muting.seen < MUTE_AFTER and id(code) in self._cut:
+            muting.seen += 1
+            return True
+        return False
 
     # -- the maintenance pass --------------------------------------------------
 
