@@ -397,6 +397,8 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_deferred_hand_over,
         check_labels_bound,
         check_long_stream,
+        check_paused_code,
+        check_resume_before_the_mute,
         check_switch_during_a_first_hit,
     )
 
@@ -406,6 +408,11 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
     check_switch_during_a_first_hit(run_tests_module(image, module, "switch_during_a_first_hit")[1])
+    for mode in ((), ("--labels",)):  # branches: the arcs around paused code too
+        for case in ("paused_code", "paused_code_muted_at_once"):
+            check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)
+        result = run_tests_module(image, module, "resume_before_the_mute", *mode)[1]
+        check_resume_before_the_mute(result, mode)
 
 
 def test_labels_exact_on_the_image_python(image):

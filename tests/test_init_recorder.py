@@ -198,6 +198,53 @@ def check_switch_during_a_first_hit(result: dict[str, Any]) -> None:
     assert result["last_line"] in result["c_lines"], result
 
 
+def test_code_run_while_paused_is_never_recorded_and_stays_armed(python, mode):
+    """The tool is muted in a paused window (`init_recorder.Muting`): what ran only
+    paused is not recorded, what runs measured afterwards is, through blocks per
+    item, a block mid-frame, nested blocks and a worker thread."""
+    for case in ("paused_code", "paused_code_muted_at_once"):
+        check_paused_code(run_case(python, case, *mode)[0], mode)
+    result, _ = run_case(python, "paused_batch_first", *mode)
+    assert result["lines"] == ["number"], "the text path only ever ran paused"
+
+
+def check_paused_code(result: dict[str, Any], mode: tuple[str, ...]) -> None:
+    phases = result["phases"]
+    assert phases["batch"]["receiving"] == "recorder", result
+    assert phases["receiving"] == ("recorder" if mode else "gate"), result
+    # Paused in many windows, then one text item measured: recorded.
+    assert phases["batch"]["after_measured"] == ["number", "text", "text-return"], result
+    frames = set(phases["frames"])
+    assert {"before", "after", "after-return", "nested-return", "before2", "after2"} <= frames
+    paused_only = {"inside", "inside-2", "inside3", "deep", "still-paused", "thread-paused"}
+    assert not frames & paused_only, result
+    threads = set(phases["threads"])
+    assert "thread-measured" in threads and "thread-paused" not in threads, result
+    assert not result["muted"], "resumed: the callbacks are back"
+    # With branches: no arc into or out of what ran paused, none across the block.
+    assert not [arc for arc in result["arcs"] if set(arc) & paused_only], result
+    assert ["before", "after"] not in result["arcs"], result
+    assert ["before2", "after2"] not in result["arcs"], "the resume cuts its frame"
+
+
+def test_a_resume_between_a_paused_event_and_its_mute_leaves_the_tool_unmuted(python, mode):
+    """Another thread resumes while a paused event is on its way to muting the
+    tool: nothing is muted, the rest runs measured and is recorded, and the
+    event's own line stays armed (recorded at its next run)."""
+    check_resume_before_the_mute(run_case(python, "resume_before_the_mute", *mode)[0], mode)
+
+
+def check_resume_before_the_mute(result: dict[str, Any], mode: tuple[str, ...]) -> None:
+    on_recorder, after_data = result["results"]
+    assert on_recorder["receiver"] == "recorder"
+    assert after_data["receiver"] == ("recorder" if mode else "gate")
+    for step, name in ((on_recorder, "race"), (after_data, "race2")):
+        assert step["held"] and not step["muted"], result
+        assert {f"{name}-then", f"{name}-return"} <= set(step["lines"]), result
+        assert f"{name}-first" not in step["lines"], "its event came while paused"
+        assert f"{name}-first" in step["then"], "it stayed armed"
+
+
 @pytest.mark.parametrize("interpreter", ["host", *(p.parent.parent.name for p in SYSMON_PYTHONS)])
 def test_return_offsets_from_the_raw_bytecode_are_dis_s(interpreter):
     """The maintenance pass finds return instructions by scanning ``co_code``

@@ -15,11 +15,11 @@ request:
 So collection is never restarted.  A *gate* decides what is recorded instead:
 
 * `SysmonGate` keeps coverage.py's monitor running, with one callback per
-  event in front of coverage.py's.  While paused it records nothing,
-  returns ``DISABLE`` and remembers the code object; resuming re-arms only
-  the remembered code objects (``set_local_events`` to 0 and back).  A
-  switch is a flag (0.5 µs for a block's enter and exit on 3.14), plus the
-  re-arming of what ran new lines while paused.
+  event in front of coverage.py's.  While paused it records nothing and
+  leaves every location armed; a long paused window takes the callbacks off
+  the tool (`init_recorder.Muting`), so the rest of it costs nothing, and
+  resuming puts them back.  A switch is a flag (0.5 µs for a block's enter
+  and exit on 3.14), plus the muting of a long window.
 * `TraceGate` keeps every thread's tracer installed.  Pausing takes what was
   recorded so far out of the tracers' live sets; resuming throws away what was
   recorded meanwhile.  Every thread stays traced, whenever it started.
@@ -50,9 +50,6 @@ from coverage_runtime.shim import init_recorder
 # Items recorded for one file: line numbers, or arcs (tuples, or the C
 # tracer's packed integers).
 Recorded = dict[str, set[Any]]
-
-# Re-armed this many times, a code object stays armed while paused.
-STICKY_AFTER = init_recorder.STICKY_AFTER
 
 CORE_NAMES = {"CTracer": "ctrace", "PyTracer": "pytrace", "SysMonitor": "sysmon"}
 
@@ -582,18 +579,15 @@ class SysmonGate(Labelled):
         # Arcs: the locations that fired while measuring, per code object.
         self._fired: dict[int, set[Any]] = {}
         self._expected: dict[int, frozenset[Any]] = {}
-        # Code objects with lines skipped while paused: re-armed on resume.
-        self._skipped: dict[int, CodeType] = {}
         # Lines already taken out of the live sets, by live set: a line that
-        # is recorded needs no re-arming when it is skipped while paused (lines
-        # only: with branches the fired locations say it).
+        # is recorded can be disabled when it runs while paused (lines only:
+        # with branches the fired locations say it).
         self._taken: dict[int, set[int]] = {}
-        # Code objects re-armed again and again (a loop that opens a block
-        # per item runs its own lines in both states) stay armed while paused
-        # instead: a callback per paused line is cheaper than re-arming.
-        self._rearmed: dict[int, int] = {}
-        self._sticky: set[int] = set()
+        # While paused: the callbacks come off in a long window (`_paused_event`),
+        # under this lock, and the resuming frame's arc is cut on resume.
         self.paused = False
+        self._pause_lock = threading.Lock()
+        self._cut_on_resume = False
         self.label = label
         self._parked = []
         self._labelled = labelled
@@ -611,6 +605,7 @@ class SysmonGate(Labelled):
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
+        self._muting = init_recorder.Muting(self._tool, self._gated_callbacks)
         self._prefixes = init_recorder.source_prefixes(source_dirs)
         if deferred:
             if not self._prefixes:
@@ -672,18 +667,11 @@ class SysmonGate(Labelled):
         if info is not None:
             info.last_line = None
 
-    def adopt(
-        self,
-        skipped: dict[int, CodeType],
-        rearmed: dict[int, int],
-        sticky: set[int],
-        retired: dict[int, CodeType],
-    ) -> None:
-        """What the init recorder skipped while paused: re-armed on the next resume;
-        and what it retired: re-armed at its first call under a new label."""
-        self._skipped.update(skipped)
-        self._rearmed.update(rearmed)
-        self._sticky |= sticky
+    def adopt(self, retired: dict[int, CodeType], *, muted: bool) -> None:
+        """What the init recorder retired: re-armed at its first call under a new
+        label; and whether it muted the paused window it hands over in (then the
+        resuming frame's arc is cut on resume)."""
+        self._cut_on_resume = muted
         if self._labelled:
             self._retired.update(retired)
 
@@ -701,23 +689,21 @@ class SysmonGate(Labelled):
         """The one callback registered for ``event``: coverage.py's while
         measuring (noting who recorded, after it did), ``skipper`` while paused.
 
-        Switching is then only the `paused` flag: no callback is registered
-        or unregistered per block.  Callbacks run at first hits only, so the
-        flag test costs nothing in steady state.
+        Switching is then only the `paused` flag, and the callbacks come off
+        only in a long paused window (`_paused_event`).
+        Callbacks run at first hits only, so the flag test costs nothing in
+        steady state.
         """
         events = self._monitoring.events
         dirty = self._dirty_marker
         gate = self
-        sticky = self._sticky
         if self._fed:
             return self._replayed(event, original)
         if not self._arcs:
 
             def line(code: CodeType, number: int) -> Any:
                 if gate.paused:
-                    # Inlined from the skipper: the one path that runs per execution
-                    # (a sticky code object's lines that have never run measured).
-                    return None if id(code) in sticky else skipper(code, number)
+                    return skipper(code, number)
                 result = original(code, number)
                 dirty(code)
                 return result
@@ -851,72 +837,68 @@ class SysmonGate(Labelled):
         )
         self._rearming.done(how)
 
-    # The callbacks while paused.  They run at the first hit of each location
-    # only (DISABLE), like coverage.py's own.
+    # The callbacks while paused.  A window's events past `init_recorder.MUTE_AFTER`
+    # mute the tool: the rest of it fires nothing.
+
+    def _paused_event(self, code: CodeType, fired: bool) -> Any:
+        """Nothing is recorded, and the location stays armed (``DISABLE`` only
+        when it has nothing left to record: ``fired`` under the current
+        label); past `init_recorder.MUTE_AFTER` events the tool is muted until
+        `resume` (`init_recorder.Muting`).  With branches, no sequential arc
+        joins ``code``'s lines around the pause.
+
+        If another thread resumed meanwhile, nothing is muted (the resume may
+        have unmuted already)."""
+        if self._arcs:
+            self.cut(code)
+        muting = self._muting
+        muting.seen += 1
+        if muting.seen > init_recorder.MUTE_AFTER:
+            with self._pause_lock:
+                if self.paused:
+                    muting.mute()
+        return self._disable if fired else None
 
     def _skip_line(self, code: CodeType, line: int) -> Any:
-        # (Sticky code objects never get here: the gated callback answers them.)
         info = self._code_infos.get(id(code))
+        fired = False
         if info is not None:
             recorded = info.file_data
             taken = self._taken.get(id(recorded))
-            if line in recorded or (taken is not None and line in taken):
-                return self._disable
-        return self._skip(code)
-
-    def _skip(self, code: CodeType) -> Any:
-        """Remember ``code`` for re-arming, and disable this location.
-
-        If another thread resumed meanwhile, the location stays armed
-        instead: its re-arming may already be done.  Nothing runs between
-        this test and CPython applying the ``DISABLE``.
-        """
-        self._skipped[id(code)] = code
-        return self._disable if self.paused else None
+            fired = line in recorded or (taken is not None and line in taken)
+        return self._paused_event(code, fired)
 
     def _skip_line_arcs(self, code: CodeType, line: int) -> Any:
-        info = self._code_infos.get(id(code))
-        if info is not None:
-            info.last_line = None  # no sequential arc across the pause
-        if id(code) in self._sticky:
-            return None
         fired = self._fired.get(id(code))
-        if fired is not None and line in fired:
-            return self._disable
-        return self._skip(code)
+        return self._paused_event(code, fired is not None and line in fired)
 
     def _skip_other(self, code: CodeType, offset: int, value: object) -> Any:
-        info = self._code_infos.get(id(code))
-        if info is not None:
-            info.last_line = None
-        if id(code) in self._sticky:
-            return None
-        return self._skip(code)
+        fired = self._fired.get(id(code))
+        return self._paused_event(code, fired is not None and ("return", offset) in fired)
 
     def _skip_branch(self, code: CodeType, offset: int, destination: int) -> Any:
-        if id(code) in self._sticky:
-            return None
         fired = self._fired.get(id(code))
-        if fired is not None and (offset, destination) in fired:
-            return self._disable
-        return self._skip(code)
+        return self._paused_event(code, fired is not None and (offset, destination) in fired)
 
     # Switching.
 
     def pause(self) -> None:
+        self._muting.seen = 0
         self.paused = True
 
     def resume(self) -> None:
-        self.paused = False  # first: a skip from now on leaves its location armed
-        if not self._skipped:
-            return
-        skipped, self._skipped = self._skipped, {}
-        rearmed = self._rearmed
-        for key in skipped:
-            count = rearmed[key] = rearmed.get(key, 0) + 1
-            if count >= STICKY_AFTER:
-                self._sticky.add(key)
-        self._rearm(skipped.values())
+        muting = self._muting
+        with self._pause_lock:  # (with `_paused_event`'s: never muted once resumed)
+            self.paused = False
+            if not (muting.muted or self._cut_on_resume):
+                return  # nothing ran new locations while paused: nothing to undo
+            self._cut_on_resume = False
+            if muting.muted:
+                muting.unmute()
+        if self._arcs:  # what the resuming frame ran in the window fired nothing
+            code = init_recorder.resuming_code()
+            if code is not None:
+                self.cut(code)
 
     def _rearm(self, codes: Iterable[CodeType]) -> None:
         set_local = self._monitoring.set_local_events
@@ -962,7 +944,6 @@ class SysmonGate(Labelled):
         # Cleared in place: the gated callbacks hold these very dicts.
         self._fired.clear()
         self._taken.clear()
-        self._skipped = {}
         infos = self._code_infos
         self._rearm([c for c in list(self._tracer.code_objects) if infos[id(c)].tracing])
 
@@ -985,8 +966,6 @@ class SysmonGate(Labelled):
         set_local = self._monitoring.set_local_events
         retired = 0
         for key, code in to_check.items():
-            if key in self._skipped:
-                continue
             expected = self._expected.get(key)
             if expected is None:
                 expected = self._expected[key] = init_recorder.locations(code, self._arcs)

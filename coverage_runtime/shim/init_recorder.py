@@ -42,10 +42,11 @@ switch only parks what ran before it in the gate, which re-arms nothing (the
 recorder did, live).
 
 While paused (selective mode outside blocks, ``without_coverage()``),
-nothing is recorded, exactly as the gate does: a location is disabled and its
-code object re-armed on resume (kept armed once re-armed three times); with
-branches, a pause cuts the sequential arc.  The gate adopts what is still
-to be re-armed at the hand-over.
+nothing is recorded, exactly as the gate does: nothing is disabled but what
+already recorded, and a window's paused events past `MUTE_AFTER` take the
+location callbacks off the tool (`Muting`), so the rest of it fires nothing;
+resuming puts them back.  With branches, a pause cuts the sequential arc.  The gate adopts what
+was retired at the hand-over.
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ Event = tuple[int, Any, int, int]
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 REPLAY_SLICE = 2048
 
-# Re-armed this many times, a code object stays armed while paused (the gate's rule too).
-STICKY_AFTER = 3
 # What a paused event answers when the hand-over came meanwhile: forward it.
 FORWARD = object()
 
@@ -84,6 +83,74 @@ def source_prefixes(source_dirs: Iterable[str]) -> tuple[str, ...]:
         for form in (directory, os.path.realpath(directory))
     }
     return tuple(sorted(prefixes))
+
+
+# Paused events answered per window before the tool is muted: a mute and its unmute
+# (``register_callback`` per event kind, the locks, the resuming frame's cut) cost
+# about as much as 8 answered events on 3.14, and a block around one small call
+# (the example's batch: 3 events per text item, 7 with branches) never pays it.
+MUTE_AFTER = 8
+
+
+class Muting:
+    """Takes a tool's location callbacks off while paused, and puts them back
+    on resume.
+
+    Code that runs while paused must not be recorded, and must still report
+    when it next runs measured.  Answering ``DISABLE`` to its events loses
+    them: each such code object had to be re-armed on resume (a
+    re-instrumentation per code object per window), and code that alternates
+    (a loop with a block per item) was then kept armed, one Python callback
+    per paused line, branch and return, every time (and no end to them while
+    `api.pause` holds).  With no callback registered for an event, CPython
+    skips an armed location in C (~15 ns) and leaves it armed.  So a paused
+    event disables nothing but what already recorded (nothing is re-armed on
+    resume); a window's first `MUTE_AFTER` paused events are answered (~0.1
+    µs each), and then the tool is muted (one ``register_callback`` per event
+    kind, ~0.06 µs each on 3.14): the rest of the window costs nearly
+    nothing, whatever runs (selective mode between its blocks, `api.pause`).
+    A window in which nothing new runs pays nothing.
+
+    The owner serialises `mute` and `unmute` under its lock and tests its
+    ``paused`` flag there: a resume between a paused event and its `mute`
+    must not leave the tool muted.
+    """
+
+    def __init__(self, tool: int, callbacks: dict[int, Callable[..., Any]]) -> None:
+        self._register: Any = getattr(sys, "monitoring").register_callback  # noqa: B009
+        self._tool = tool
+        self._callbacks = callbacks  # (strong references: the tool drops its own at `mute`)
+        self.muted = False
+        self.seen = 0  # paused events answered in this window (no lock: a hint)
+
+    def mute(self) -> None:
+        if not self.muted:
+            self.muted = True
+            for event in self._callbacks:
+                self._register(self._tool, event, None)
+
+    def unmute(self) -> None:
+        """Put the callbacks back (a no-op once the tool id was freed: coverage.py stopped)."""
+        self.muted = False
+        try:
+            for event, callback in self._callbacks.items():
+                self._register(self._tool, event, callback)
+        except ValueError:
+            pass
+
+
+_SHIM = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def resuming_code() -> CodeType | None:
+    """The code of the innermost frame outside this package on this thread: the
+    one that closes a paused window (a block's ``with``, `api.resume`'s caller)
+    and goes on measured.  Lines it ran in the window fired nothing (muted),
+    so its sequential arc is cut here, as a paused event cuts its own code's."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_SHIM):
+        frame = frame.f_back
+    return None if frame is None else frame.f_code
 
 
 def other_tool(tool: int | None) -> str | None:
@@ -240,13 +307,7 @@ class Receiver(Protocol):
 
     def traced(self, code: CodeType) -> bool: ...
     def cut(self, code: CodeType) -> None: ...
-    def adopt(
-        self,
-        skipped: dict[int, CodeType],
-        rearmed: dict[int, int],
-        sticky: set[int],
-        retired: dict[int, CodeType],
-    ) -> None: ...
+    def adopt(self, retired: dict[int, CodeType], *, muted: bool) -> None: ...
     def relabel(self, label: str) -> None: ...
     def install(self) -> None: ...
 
@@ -291,10 +352,7 @@ class InitRecorder:
         self._files: dict[str, bool] = {}  # file name -> armed
         self._armed: dict[int, CodeType] = {}
         self._cut: set[int] = set()  # code objects whose last event is a pause
-        # Paused: code objects to re-arm on resume, how often each was, which stay armed.
-        self._skipped: dict[int, CodeType] = {}
-        self._rearmed: dict[int, int] = {}
-        self._sticky: set[int] = set()
+        self._muting = Muting(0, {})  # (`start`: the tool's location callbacks)
         # `retire`: what fired per code object since its last re-arming, how far
         # the stream was scanned, and what had its events taken off.
         self._fired: dict[int, set[Any]] = {}
@@ -320,6 +378,7 @@ class InitRecorder:
     # -- Gate protocol before the hand-over ------------------------------------
 
     def pause(self) -> None:
+        self._muting.seen = 0
         self.paused = True
 
     @property
@@ -348,11 +407,14 @@ class InitRecorder:
         events = monitoring.events
         register = monitoring.register_callback
         register(tool, events.PY_START, self._on_start)
-        register(tool, events.LINE, self._on_line)
+        located: dict[int, Callable[..., Any]] = {events.LINE: self._on_line}
         if self._branch:
-            register(tool, events.PY_RETURN, self._on_return)
-            register(tool, events.BRANCH_LEFT, self._on_branch_left)
-            register(tool, events.BRANCH_RIGHT, self._on_branch_right)
+            located[events.PY_RETURN] = self._on_return
+            located[events.BRANCH_LEFT] = self._on_branch(BRANCH_LEFT)
+            located[events.BRANCH_RIGHT] = self._on_branch(BRANCH_RIGHT)
+        for event, callback in located.items():
+            register(tool, event, callback)
+        self._muting = Muting(tool, located)
         monitoring.set_events(tool, events.PY_START)
         return tool
 
@@ -455,37 +517,47 @@ class InitRecorder:
             return None
         return self._disable
 
-    def _paused_event(self, code: CodeType, cut: bool, location: Any = None) -> Any:
+    def _paused_event(self, code: CodeType, location: Any) -> Any:
         """A location reached while paused: nothing recorded, as the gate does.
 
-        It is disabled and its code object re-armed on `resume`; one re-armed
-        `STICKY_AFTER` times (a loop that opens a block per item) stays armed
-        instead.  With branches (``cut``), no sequential arc joins the lines
-        around the pause.  `FORWARD` if the hand-over came meanwhile.
+        The location stays armed: it reports when it next runs measured, and
+        nothing is re-armed on `resume`; past `MUTE_AFTER` events the tool is
+        muted for the rest of the window (`Muting`).  With branches, no
+        sequential arc joins ``code``'s lines around the pause.  `FORWARD` if
+        the hand-over came meanwhile.
 
-        A ``location`` (a line, a branch direction) that already fired under
-        the current label, by what `retire`'s scans saw, is only disabled: it
-        needs no re-arming (code run both inside and outside selective blocks
-        would otherwise be re-armed on every resume, then kept armed).
+        A ``location`` (a line, a branch direction, a return) that already
+        fired under the current label, by what `retire`'s scans saw, is
+        disabled: it has nothing left to record.
         """
-        key = id(code)
-        if key in self._sticky and (not (cut and self._branch) or key in self._cut):
-            return None  # the hot path of a sticky loop: no lock
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            if cut and self._branch and key not in self._cut:
-                self._cut.add(key)
-                self.events.append((RESET, code, 0, 0))
-            if key in self._sticky:
-                return None
-            if location is not None and self._scanned_switches == self._switches:
-                fired = self._fired.get(key)
-                if fired is not None and location in fired:
-                    return self._disable
-            self._skipped[key] = code
-            # A resume on another thread may already have re-armed: stay armed then.
-            return self._disable if self.paused else None
+            if not self.paused:
+                return None  # a resume came meanwhile: stay armed, the tool unmuted
+            muting = self._muting
+            if self._branch:
+                self._cut_code(code)
+            muting.seen += 1
+            if muting.seen > MUTE_AFTER:
+                muting.mute()
+            return self._fired_already(id(code), location)
+
+    def _fired_already(self, key: int, location: Any) -> Any:
+        """``DISABLE`` if the location already fired under the current label."""
+        if self._scanned_switches == self._switches:
+            fired = self._fired.get(key)
+            if fired is not None and location in fired:
+                return self._disable
+        return None
+
+    def _cut_code(self, code: CodeType) -> None:
+        """No sequential arc joins ``code``'s lines before and after this point
+        (branches; the lock is held)."""
+        key = id(code)
+        if key not in self._cut:
+            self._cut.add(key)
+            self.events.append((RESET, code, 0, 0))
 
     def relabel(self, label: str) -> None:
         """What runs from now on is ``label``'s (never after a hand-over).
@@ -519,28 +591,28 @@ class InitRecorder:
         self.events.append((RESET, code, 0, 0))
 
     def resume(self) -> None:
-        self.paused = False  # first: a paused event from now on leaves its location armed
         with self._lock:
-            if self._forward is not None or not self._skipped:
-                return
-            skipped, self._skipped = self._skipped, {}
-            set_local = self._monitoring.set_local_events
-            for key, code in skipped.items():
-                count = self._rearmed[key] = self._rearmed.get(key, 0) + 1
-                if count >= STICKY_AFTER:
-                    self._sticky.add(key)
-                set_local(self.tool, code, 0)
-                set_local(self.tool, code, self.local_events)
+            self.paused = False
+            muting = self._muting
+            if self._forward is not None or not muting.muted:
+                return  # nothing ran new locations while paused: nothing to undo
+            muting.unmute()
+            if self._branch:
+                code = resuming_code()
+                if code is not None and id(code) in self._armed:
+                    self._cut_code(code)
+
+    # The first `MUTE_AFTER` paused events of a window are answered here, without the
+    # lock (code already cut, with branches): the path of a short window.
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
             if self.paused:
-                key = id(code)
-                if key in self._sticky and (not self._branch or key in self._cut):
-                    # Inlined from `_paused_event`: the one path that runs per
-                    # execution (a sticky loop's lines outside its blocks).
+                muting = self._muting
+                if muting.seen < MUTE_AFTER and (not self._branch or id(code) in self._cut):
+                    muting.seen += 1
                     return None
-                result = self._paused_event(code, True, line)
+                result = self._paused_event(code, line)
             else:
                 result = self._record(LINE, code, line, 0)
             if result is not FORWARD:
@@ -549,36 +621,42 @@ class InitRecorder:
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
-            result = (
-                self._paused_event(code, True)
-                if self.paused
-                else self._record(RETURN, code, offset, 0)
-            )
+            if self.paused:
+                if self._answered(code):
+                    return None
+                result = self._paused_event(code, ("return", offset))
+            else:
+                result = self._record(RETURN, code, offset, 0)
             if result is not FORWARD:
                 return result
         return self._forward[RETURN](code, offset, value)  # type: ignore[index]
 
-    def _on_branch_left(self, code: CodeType, offset: int, destination: int) -> Any:
-        if self._forward is None:
-            result = (
-                self._paused_event(code, False, (offset, destination))
-                if self.paused
-                else self._record(BRANCH_LEFT, code, offset, destination)
-            )
-            if result is not FORWARD:
-                return result
-        return self._forward[BRANCH_LEFT](code, offset, destination)  # type: ignore[index]
+    def _on_branch(self, kind: int) -> Callable[[CodeType, int, int], Any]:
+        """The callback of BRANCH_LEFT or BRANCH_RIGHT (``kind``): one closure per
+        direction, not a shared method taking the kind (a call more per event)."""
 
-    def _on_branch_right(self, code: CodeType, offset: int, destination: int) -> Any:
-        if self._forward is None:
-            result = (
-                self._paused_event(code, False, (offset, destination))
-                if self.paused
-                else self._record(BRANCH_RIGHT, code, offset, destination)
-            )
-            if result is not FORWARD:
-                return result
-        return self._forward[BRANCH_RIGHT](code, offset, destination)  # type: ignore[index]
+        def on_branch(code: CodeType, offset: int, destination: int) -> Any:
+            if self._forward is None:
+                if self.paused:
+                    if self._answered(code):
+                        return None
+                    result = self._paused_event(code, (offset, destination))
+                else:
+                    result = self._record(kind, code, offset, destination)
+                if result is not FORWARD:
+                    return result
+            return self._forward[kind](code, offset, destination)  # type: ignore[index]
+
+        return on_branch
+
+    def _answered(self, code: CodeType) -> bool:
+        """A paused branch or return event of a short window, in code already cut:
+        answered with no lock (a line's test is inlined in `_on_line`)."""
+        muting = self._muting
+        if muting.seen < MUTE_AFTER and id(code) in self._cut:
+            muting.seen += 1
+            return True
+        return False
 
     # -- the maintenance pass --------------------------------------------------
 
@@ -609,8 +687,6 @@ class InitRecorder:
                 set_local = self._monitoring.set_local_events
                 retired = 0
                 for key, code in done:
-                    if key in self._skipped:
-                        continue  # re-armed on resume: not finished with
                     set_local(self.tool, code, 0)
                     self._retired[key] = code
                     del self._fired[key]
@@ -725,7 +801,7 @@ class InitRecorder:
                 return 0
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
-            receiver.adopt(self._skipped, self._rearmed, self._sticky, self._retired)
+            receiver.adopt(self._retired, muted=self._muting.muted)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
@@ -736,7 +812,6 @@ class InitRecorder:
             self.events = []
             self._armed = {}
             self._cut = set()
-            self._skipped = {}
             self._fired = {}
             self._touched = {}
             self._expected = {}

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coverage_runtime.shim import init_recorder
+
 HERE = Path(__file__).resolve().parent
 FRESH = HERE / "measured_only.py"
 LABELS = {"COVERAGE_LABELS": "none"}  # `--labels`: the default sources
@@ -598,9 +600,139 @@ def hand_over_during_a_first_hit(order: str = "before") -> dict[str, Any]:
     }
 
 
+def paused_code() -> dict[str, Any]:
+    """Code run while paused is never recorded and stays armed (the tool is muted
+    in a long window: `init_recorder.Muting`): the batch's text path, paused in many
+    windows, is recorded once an item of it runs measured; a block in the middle
+    of a frame, nested blocks, a worker thread running while the main thread's
+    block is open (a pause is process-wide), then the same function measured.
+    First on the recorder, then (after ``data()``) on the gate without labels, or
+    on the recorder feeding coverage.py with them."""
+    from tests.exactness import paused
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    tags = paused.tagged()
+    path = str(HERE / "paused.py")
+
+    def lines() -> list[str]:
+        recorded = set(measurement.data().lines(path) or ())
+        return sorted(tag for tag, number in tags.items() if number in recorded)
+
+    phases: dict[str, Any] = {}
+    mixed = [0, "a", 2, "b", 4, "c"]  # text items are never measured: every 2nd is
+    for _ in range(4):
+        invocation(runtime, lambda: paused.batch(mixed, 2))
+    before = measurement.receiving
+    invocation(runtime, lambda: paused.batch(["z", 1], 1))  # now a text item measured
+    phases["batch"] = {"receiving": before, "after_measured": lines()}
+    # (``lines()`` builds coverage.py: without labels the gate receives from now on)
+    phases["receiving"] = measurement.receiving
+    invocation(runtime, paused.mid_frame)
+    invocation(runtime, lambda: paused.mid_frame_after_a_call(False))
+    invocation(runtime, lambda: paused.mid_frame_after_a_call(True))
+    invocation(runtime, paused.nested)
+    started, ran = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        started.wait(10)
+        paused.threaded(True)
+        ran.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with paused.without_coverage():  # process-wide: the worker's code runs paused
+        started.set()
+        ran.wait(10)
+    thread.join()
+    phases["frames"] = lines()
+    thread = threading.Thread(target=paused.threaded, args=(False,))
+    thread.start()
+    thread.join()
+    phases["threads"] = lines()
+    data = measurement.data()
+    numbers = {number: tag for tag, number in tags.items()}
+    arcs = data.arcs(path) or () if data.has_arcs() else ()
+    return {
+        "phases": phases,
+        "mute_after": init_recorder.MUTE_AFTER,
+        "muted": measurement._receiver()._muting.muted,
+        "arcs": sorted([str(numbers.get(a, a)), str(numbers.get(b, b))] for a, b in arcs),
+        "tags": tags,
+    }
+
+
+def paused_code_muted_at_once() -> dict[str, Any]:
+    """`paused_code` with the tool muted at each window's first paused event."""
+    init_recorder.MUTE_AFTER = 0
+    return paused_code()
+
+
+def paused_batch_first() -> dict[str, Any]:
+    """The batch's text path only ever paused, then nothing else: not recorded."""
+    from tests.exactness import paused
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    for _ in range(4):
+        invocation(runtime, lambda: paused.batch([0, "a", 2, "b"], 2))
+    recorded = set(measurement.data().lines(str(HERE / "paused.py")) or ())
+    return {"lines": sorted(t for t, n in paused.tagged().items() if n in recorded)}
+
+
+def resume_before_the_mute() -> dict[str, Any]:
+    """Another thread resumes between a paused event's dispatch and its mute: the
+    tool must not stay muted, or what runs measured afterwards is lost.  Held
+    there deterministically (the receiver's paused path, wrapped), on the
+    recorder and then on the gate (without labels) or the feeding recorder.  The
+    tool is muted at the first paused event (``MUTE_AFTER`` 0)."""
+    from tests.exactness import paused
+
+    init_recorder.MUTE_AFTER = 0
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    tags = paused.tagged()
+    path = str(HERE / "paused.py")
+    results = []
+    for function in (paused.raced, paused.raced_again):
+        receiver = measurement._receiver()
+        real = receiver._paused_event
+        held: list[bool] = []
+
+        def resume_first(*args: Any, real: Any = real, held: list[bool] = held) -> Any:
+            if not held:
+                held.append(True)
+                other = threading.Thread(target=measurement.resume)
+                other.start()
+                other.join()
+            return real(*args)
+
+        receiver._paused_event = resume_first
+        measurement.pause()
+        function()  # its first line's event resumes; the rest runs measured
+        del receiver._paused_event
+        recorded = set(measurement.data().lines(path) or ())  # (without labels: hand-over)
+        results.append(
+            {
+                "receiver": receiver.kind,
+                "held": bool(held),
+                "muted": receiver._muting.muted,
+                "lines": sorted(t for t, n in tags.items() if n in recorded),
+            }
+        )
+        function()  # its first line stayed armed: recorded now
+        recorded = set(measurement.data().lines(path) or ())
+        results[-1]["then"] = sorted(t for t, n in tags.items() if n in recorded)
+    return {"results": results}
+
+
 CASES = {
     f.__name__: f
     for f in (
+        paused_code,
+        paused_code_muted_at_once,
+        paused_batch_first,
+        resume_before_the_mute,
         hand_over_during_a_first_hit,
         switch_during_a_first_hit,
         reset_re_arms_what_was_recorded,

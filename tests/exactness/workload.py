@@ -181,8 +181,8 @@ def hot_line(last):
 
 
 def hot_loop():
-    """Re-armed at every block, this code ends up kept armed while paused
-    (coverage_adapter.STICKY_AFTER): a line run paused many times and then
+    """Code run in both states, window after window (the tool is muted while
+    paused: `init_recorder.Muting`): a line run paused many times and then
     measured once is recorded, one only ever run paused is not."""
     for _ in range(12):
         hot_line(False)
