@@ -113,7 +113,10 @@ def start(
 def invoke(env: Environment, body: bytes, label: str | None = None) -> float:
     headers = client_context({"coverage-label": label}) if label else None
     started = time.perf_counter()
-    result = post_invocation(env.port, body, timeout=60, headers=headers)
+    try:
+        result = post_invocation(env.port, body, timeout=60, headers=headers)
+    except OSError as exc:
+        raise RuntimeError(f"{env.config} ({env.name}): invoke failed: {exc!r}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     if result.status != 200:
         raise RuntimeError(f"{env.config}: invoke returned {result.status}: {result.raw[:300]!r}")
@@ -150,11 +153,15 @@ def one_round(
                     chosen = label(env.config, counter) if label is not None else None
                     env.warm_ms.setdefault(event, []).append(invoke(env, body, chosen))
     finally:
+        failing = sys.exc_info()[0] is not None
         for env in envs:
             try:
                 env.exit_code, logs, _ = stop(env.name)
                 found = INIT_REPORT_RE.search(logs)
                 env.init_report_ms = float(found.group(1)) if found else None
+                if failing:  # what the environments said, before they are removed
+                    sys.stderr.write(f"--- {env.config} ({env.name}): exit {env.exit_code}\n")
+                    sys.stderr.write(logs[-4000:] + "\n")
             finally:
                 podman("rm", "--force", "--time", "0", env.name, check=False)
     return envs
