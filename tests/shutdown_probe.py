@@ -41,7 +41,9 @@ def usleep() -> Callable[[int], int]:
     return function
 
 
-def watch() -> None:
+def watch(flood: int = 0) -> None:
+    """``flood``: that many real-time signals with a Python handler first (each
+    writes a byte to the wakeup fd while the GIL is held), then SIGTERM."""
     from coverage_runtime.shim.shutdown import ShutdownWatcher
 
     asked = 0.0
@@ -57,17 +59,22 @@ def watch() -> None:
     # The main thread's Python handler does nothing (awslambdaric's main thread
     # sits in C between invocations): the watcher alone reacts.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    other = signal.SIGRTMIN
+    signal.signal(other, lambda *_: None)
     sleep = usleep()
+    pid = os.getpid()
+    floods = f"i=0; while [ $i -lt {flood} ]; do kill -{int(other)} {pid}; i=$((i+1)); done; "
     killer = subprocess.Popen(
-        ["/bin/sh", "-c", f"read go; kill -TERM {os.getpid()}"], stdin=subprocess.PIPE
+        ["/bin/sh", "-c", f"read go; {floods}kill -TERM {pid}"], stdin=subprocess.PIPE
     )
     assert killer.stdin is not None
-    # Delivered to another thread, so that it does not cut the sleep short (EINTR).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # Delivered to another thread, so that they do not cut the sleep short (EINTR).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, other})
     asked = time.monotonic()
     killer.stdin.write(b"go\n")
     killer.stdin.flush()
-    sleep(int(HOLD_SECONDS * 1e6))  # the signal arrives meanwhile; the watcher waits for the GIL
+    # The signals arrive meanwhile; the watcher waits for the GIL.
+    sleep(int((HOLD_SECONDS if not flood else 1.5) * 1e6))
     killer.wait()
     time.sleep(10)  # the watcher exits the process
 
@@ -114,6 +121,6 @@ def main(workdir: str, hold: bool) -> None:
 
 if __name__ == "__main__":
     if "--watch" in sys.argv[2:]:
-        watch()
+        watch(int(sys.argv[sys.argv.index("--flood") + 1]) if "--flood" in sys.argv else 0)
     else:
         main(sys.argv[1], "--hold" in sys.argv[2:])

@@ -216,7 +216,10 @@ def check_paused_code(result: dict[str, Any], mode: tuple[str, ...]) -> None:
     assert phases["batch"]["after_measured"] == ["number", "text", "text-return"], result
     frames = set(phases["frames"])
     assert {"before", "after", "after-return", "nested-return", "before2", "after2"} <= frames
+    assert {"step-1", "step-3", "gen-first", "gen-third", "split-call", "split-ret"} <= frames
     paused_only = {"inside", "inside-2", "inside3", "deep", "still-paused", "thread-paused"}
+    paused_only |= {"step-2", "busy", "busy-add", "gen-busy", "gen-second", "callee-busy"}
+    paused_only |= {"split-a", "split-b", "split-resume"}
     assert not frames & paused_only, result
     threads = set(phases["threads"])
     assert "thread-measured" in threads and "thread-paused" not in threads, result
@@ -225,6 +228,9 @@ def check_paused_code(result: dict[str, Any], mode: tuple[str, ...]) -> None:
     assert not [arc for arc in result["arcs"] if set(arc) & paused_only], result
     assert ["before", "after"] not in result["arcs"], result
     assert ["before2", "after2"] not in result["arcs"], "the resume cuts its frame"
+    # Frames that run on through a window they do not resume: no arc across it.
+    assert ["step-1", "step-3"] not in result["arcs"], result
+    assert ["split-call", "split-after"] not in result["arcs"], result
 
 
 def test_a_resume_between_a_paused_event_and_its_mute_leaves_the_tool_unmuted(python, mode):

@@ -605,7 +605,7 @@ class SysmonGate(Labelled):
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
-        self._muting = init_recorder.Muting(self._tool, self._gated_callbacks)
+        self._muting = init_recorder.Muting(self._tool, self._gated_callbacks, arcs=self._arcs)
         self._prefixes = init_recorder.source_prefixes(source_dirs)
         if deferred:
             if not self._prefixes:
@@ -853,7 +853,7 @@ class SysmonGate(Labelled):
             self.cut(code)
         muting = self._muting
         muting.seen += 1
-        if muting.seen > init_recorder.MUTE_AFTER:
+        if muting.seen > muting.limit:
             with self._pause_lock:
                 if self.paused:
                     muting.mute()

@@ -116,18 +116,31 @@ class Muting:
     must not leave the tool muted.
     """
 
-    def __init__(self, tool: int, callbacks: dict[int, Callable[..., Any]]) -> None:
+    def __init__(
+        self, tool: int, callbacks: dict[int, Callable[..., Any]], *, arcs: bool = False
+    ) -> None:
         self._register: Any = getattr(sys, "monitoring").register_callback  # noqa: B009
         self._tool = tool
         self._callbacks = callbacks  # (strong references: the tool drops its own at `mute`)
         self.muted = False
         self.seen = 0  # paused events answered in this window (no lock: a hint)
+        # Paused events answered before muting.  Never muted with arcs: coverage.py
+        # keeps a last line per code object, and a frame that runs lines in a muted
+        # window and carries on measured afterwards (a generator, a pause opened in a
+        # callee) would join its stale last line to its next one, an arc that never
+        # ran; answered, each paused event cuts its code object instead.
+        self.limit = sys.maxsize if arcs else MUTE_AFTER
 
     def mute(self) -> None:
+        """Take the callbacks off (a no-op once the tool id was freed: coverage.py
+        stopped at shutdown while a paused event was on its way here)."""
         if not self.muted:
             self.muted = True
-            for event in self._callbacks:
-                self._register(self._tool, event, None)
+            try:
+                for event in self._callbacks:
+                    self._register(self._tool, event, None)
+            except ValueError:
+                pass
 
     def unmute(self) -> None:
         """Put the callbacks back (a no-op once the tool id was freed: coverage.py stopped)."""
@@ -414,7 +427,7 @@ class InitRecorder:
             located[events.BRANCH_RIGHT] = self._on_branch(BRANCH_RIGHT)
         for event, callback in located.items():
             register(tool, event, callback)
-        self._muting = Muting(tool, located)
+        self._muting = Muting(tool, located, arcs=self._branch)
         monitoring.set_events(tool, events.PY_START)
         return tool
 
@@ -484,9 +497,9 @@ class InitRecorder:
         events = self.events
         if self._forward is not None:
             return FORWARD
-        if self._branch:
-            self._cut.discard(id(code))
         events.append((kind, code, a, b))  # (``_ran`` is the labels' only: `_record_fed`)
+        if self._branch:  # after the append: a pause's cut meanwhile is then only repeated
+            self._cut.discard(id(code))
         if self._forward is None:
             return self._disable
         return FORWARD
@@ -539,7 +552,7 @@ class InitRecorder:
             if self._branch:
                 self._cut_code(code)
             muting.seen += 1
-            if muting.seen > MUTE_AFTER:
+            if muting.seen > muting.limit:
                 muting.mute()
             return self._fired_already(id(code), location)
 
@@ -609,7 +622,7 @@ class InitRecorder:
         if self._forward is None:
             if self.paused:
                 muting = self._muting
-                if muting.seen < MUTE_AFTER and (not self._branch or id(code) in self._cut):
+                if muting.seen < muting.limit and (not self._branch or id(code) in self._cut):
                     muting.seen += 1
                     return None
                 result = self._paused_event(code, line)
@@ -653,7 +666,7 @@ class InitRecorder:
         """A paused branch or return event of a short window, in code already cut:
         answered with no lock (a line's test is inlined in `_on_line`)."""
         muting = self._muting
-        if muting.seen < MUTE_AFTER and id(code) in self._cut:
+        if muting.seen < muting.limit and id(code) in self._cut:
             muting.seen += 1
             return True
         return False

@@ -8,7 +8,7 @@ tags to line numbers.
 import re
 from pathlib import Path
 
-from coverage_runtime import CoverageContext, without_coverage
+from coverage_runtime import CoverageContext, pause, resume, without_coverage
 
 
 def item(value):
@@ -81,6 +81,51 @@ def raced_again():
     first = 1  # race2-first
     then = first + 1  # race2-then
     return then  # race2-return
+
+
+def stepped():
+    yield 1  # step-1
+    yield 2  # step-2
+    yield 3  # step-3
+
+
+def busy():
+    total = 0  # busy
+    for i in range(20):  # busy-loop
+        total += i  # busy-add
+    return total  # busy-return
+
+
+def generator_across_a_window():
+    """A frame that outlives a window without resuming it: a generator stepped
+    before, inside (after enough paused events to mute) and after a block."""
+    steps = stepped()  # gen-start
+    next(steps)  # gen-first
+    with without_coverage():
+        busy()  # gen-busy
+        next(steps)  # gen-second
+    next(steps)  # gen-third
+
+
+def pause_in_a_callee():
+    pause()
+    busy()  # callee-busy
+
+
+def resume_in_a_helper():
+    resume()
+
+
+def split_window():
+    """A window opened in one callee and closed in another: the frame between
+    runs lines paused and carries on measured."""
+    pause_in_a_callee()  # split-call
+    a = 1  # split-a
+    b = 2  # split-b
+    resume_in_a_helper()  # split-resume
+    if a:  # split-after
+        a = 3  # split-after-2
+    return a + b  # split-ret
 
 
 def tagged():

@@ -632,6 +632,8 @@ def paused_code() -> dict[str, Any]:
     invocation(runtime, lambda: paused.mid_frame_after_a_call(False))
     invocation(runtime, lambda: paused.mid_frame_after_a_call(True))
     invocation(runtime, paused.nested)
+    invocation(runtime, paused.generator_across_a_window)
+    invocation(runtime, paused.split_window)
     started, ran = threading.Event(), threading.Event()
 
     def worker() -> None:
