@@ -43,10 +43,11 @@ recorder did, live).
 
 While paused (selective mode outside blocks, ``without_coverage()``),
 nothing is recorded, exactly as the gate does: nothing is disabled but what
-already recorded, and a window's paused events past `MUTE_AFTER` take the
-location callbacks off the tool (`Muting`), so the rest of it fires nothing;
-resuming puts them back.  With branches, a pause cuts the sequential arc.  The gate adopts what
-was retired at the hand-over.
+already recorded, and (lines only) a window's paused events past `MUTE_AFTER`
+take the location callbacks off the tool (`Muting`), so the rest of it fires
+nothing; resuming puts them back.  With branches each paused event cuts its
+code object's sequential arc instead.  The gate adopts what was retired at the
+hand-over.
 """
 
 from __future__ import annotations
