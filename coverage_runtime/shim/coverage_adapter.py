@@ -584,10 +584,9 @@ class SysmonGate(Labelled):
         # with branches the fired locations say it).
         self._taken: dict[int, set[int]] = {}
         # While paused: the callbacks come off in a long window (`_paused_event`),
-        # under this lock, and the resuming frame's arc is cut on resume.
+        # under this lock.
         self.paused = False
         self._pause_lock = threading.Lock()
-        self._cut_on_resume = False
         self.label = label
         self._parked = []
         self._labelled = labelled
@@ -667,11 +666,9 @@ class SysmonGate(Labelled):
         if info is not None:
             info.last_line = None
 
-    def adopt(self, retired: dict[int, CodeType], *, muted: bool) -> None:
+    def adopt(self, retired: dict[int, CodeType]) -> None:
         """What the init recorder retired: re-armed at its first call under a new
-        label; and whether it muted the paused window it hands over in (then the
-        resuming frame's arc is cut on resume)."""
-        self._cut_on_resume = muted
+        label.  (A window it muted is unmuted by `install`.)"""
         if self._labelled:
             self._retired.update(retired)
 
@@ -890,15 +887,8 @@ class SysmonGate(Labelled):
         muting = self._muting
         with self._pause_lock:  # (with `_paused_event`'s: never muted once resumed)
             self.paused = False
-            if not (muting.muted or self._cut_on_resume):
-                return  # nothing ran new locations while paused: nothing to undo
-            self._cut_on_resume = False
-            if muting.muted:
+            if muting.muted:  # (never with arcs: `init_recorder.Muting`)
                 muting.unmute()
-        if self._arcs:  # what the resuming frame ran in the window fired nothing
-            code = init_recorder.resuming_code()
-            if code is not None:
-                self.cut(code)
 
     def _rearm(self, codes: Iterable[CodeType]) -> None:
         set_local = self._monitoring.set_local_events

@@ -87,9 +87,9 @@ def source_prefixes(source_dirs: Iterable[str]) -> tuple[str, ...]:
 
 
 # Paused events answered per window before the tool is muted: a mute and its unmute
-# (``register_callback`` per event kind, the locks, the resuming frame's cut) cost
-# about as much as 8 answered events on 3.14, and a block around one small call
-# (the example's batch: 3 events per text item, 7 with branches) never pays it.
+# (``register_callback`` per event kind, the locks) cost about as much as 8 answered
+# events on 3.14, and a block around one small call (the example's batch: 3 events
+# per text item) never pays it.
 MUTE_AFTER = 8
 
 
@@ -151,20 +151,6 @@ class Muting:
                 self._register(self._tool, event, callback)
         except ValueError:
             pass
-
-
-_SHIM = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def resuming_code() -> CodeType | None:
-    """The code of the innermost frame outside this package on this thread: the
-    one that closes a paused window (a block's ``with``, `api.resume`'s caller)
-    and goes on measured.  Lines it ran in the window fired nothing (muted),
-    so its sequential arc is cut here, as a paused event cuts its own code's."""
-    frame: Any = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_SHIM):
-        frame = frame.f_back
-    return None if frame is None else frame.f_code
 
 
 def other_tool(tool: int | None) -> str | None:
@@ -321,7 +307,7 @@ class Receiver(Protocol):
 
     def traced(self, code: CodeType) -> bool: ...
     def cut(self, code: CodeType) -> None: ...
-    def adopt(self, retired: dict[int, CodeType], *, muted: bool) -> None: ...
+    def adopt(self, retired: dict[int, CodeType]) -> None: ...
     def relabel(self, label: str) -> None: ...
     def install(self) -> None: ...
 
@@ -608,13 +594,8 @@ class InitRecorder:
         with self._lock:
             self.paused = False
             muting = self._muting
-            if self._forward is not None or not muting.muted:
-                return  # nothing ran new locations while paused: nothing to undo
-            muting.unmute()
-            if self._branch:
-                code = resuming_code()
-                if code is not None and id(code) in self._armed:
-                    self._cut_code(code)
+            if self._forward is None and muting.muted:  # (never with arcs: `Muting`)
+                muting.unmute()
 
     # The first `MUTE_AFTER` paused events of a window are answered here, without the
     # lock (code already cut, with branches): the path of a short window.
@@ -815,7 +796,7 @@ class InitRecorder:
                 return 0
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
-            receiver.adopt(self._retired, muted=self._muting.muted)
+            receiver.adopt(self._retired)
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
