@@ -544,6 +544,10 @@ class CoverageSession:
             return False
         self._shutdown_started.set()
         started, deadline = self._window(reason)
+        if reason != "exit":
+            # The process ends in a moment: a full collection of a large
+            # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
+            gc.disable()
         taken: list[tuple[int, Snapshot]] = []
         try:
             work = functools.partial(self._save_and_ship, reason, deadline, taken)
@@ -599,9 +603,6 @@ class CoverageSession:
         signalled = self.watcher.signalled if self.watcher is not None else None
         if reason == "SIGTERM" and signalled is not None:
             started = min(started, signalled)  # the window opened when the signal arrived
-        # The process ends in a moment: a full collection of a large
-        # function's heap (120-190 ms of GIL at 8,000 modules) is only delay.
-        gc.disable()
         return started, started + budget - min(RECORD_MARGIN_SECONDS, budget * RECORD_MARGIN_SHARE)
 
     def _save_and_ship(
