@@ -10,8 +10,7 @@ never waits for it between invocations, so it adds no latency.
 
 from __future__ import annotations
 
-import http.client
-import json
+import socket
 import threading
 
 from coverage_runtime.errors import CoverageError
@@ -20,33 +19,84 @@ from coverage_runtime.shim import structured_log
 EXTENSION_NAME = "lambda-coverage"
 API_VERSION = "2020-01-01"
 REGISTER_TIMEOUT_SECONDS = 2.0
+_REGISTER_BODY = b'{"events": []}'
 
 
 class ExtensionError(CoverageError):
     """The Extensions API refused or failed the registration."""
 
 
+class Response:
+    """What `exchange` read: the status, the headers (names in lower case), the body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def exchange(
+    runtime_api: str,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    body: bytes = b"",
+    timeout: float | None = None,
+) -> Response:
+    """One HTTP/1.1 request to the Runtime API (``host:port``), the connection
+    closed after it.
+
+    Not `http.client`: importing it brings `ssl`, `email` and `urllib` along,
+    10-30 ms of CPU on the cold start of a function that does not import them
+    itself (bench/README.md), for two fixed requests over loopback.  With
+    ``Connection: close`` the response ends where the stream does.  Raises
+    `OSError` when the API cannot be reached or answers something else than HTTP.
+    """
+    host, _, port = runtime_api.rpartition(":")
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {runtime_api}",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    head, found, rest = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    version, _, status = status_line.partition(" ")
+    if not found or not version.startswith("HTTP/") or not status[:3].isdigit():
+        raise OSError(f"not an HTTP response from {runtime_api}: {head[:100]!r}")
+    fields = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return Response(int(status[:3]), fields, rest)
+
+
 def register(runtime_api: str, name: str = EXTENSION_NAME) -> str:
     """Register and return the extension id; park a daemon thread on ``next``."""
-    connection = http.client.HTTPConnection(runtime_api, timeout=REGISTER_TIMEOUT_SECONDS)
     try:
-        connection.request(
+        response = exchange(
+            runtime_api,
             "POST",
             f"/{API_VERSION}/extension/register",
-            body=json.dumps({"events": []}),
-            headers={"Lambda-Extension-Name": name, "Content-Type": "application/json"},
+            {"Lambda-Extension-Name": name, "Content-Type": "application/json"},
+            body=_REGISTER_BODY,
+            timeout=REGISTER_TIMEOUT_SECONDS,
         )
-        response = connection.getresponse()
-        body = response.read()
-        extension_id = response.getheader("Lambda-Extension-Identifier")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ExtensionError(f"Extensions API at {runtime_api} unreachable: {exc}") from exc
-    finally:
-        connection.close()
+    extension_id = response.headers.get("lambda-extension-identifier")
     if response.status != 200 or not extension_id:
         raise ExtensionError(
             f"Extensions API refused registration: HTTP {response.status} "
-            f"{body.decode(errors='replace')[:300]}"
+            f"{response.body.decode(errors='replace')[:300]}"
         )
     threading.Thread(
         target=_park, args=(runtime_api, extension_id), name="coverage-extension", daemon=True
@@ -73,23 +123,19 @@ def _park(runtime_api: str, extension_id: str) -> None:
     the Extensions API asks.  Should it return anyway, wait again.
     """
     while True:
-        connection = http.client.HTTPConnection(runtime_api)
         try:
-            connection.request(
+            response = exchange(
+                runtime_api,
                 "GET",
                 f"/{API_VERSION}/extension/event/next",
-                headers={"Lambda-Extension-Identifier": extension_id},
+                {"Lambda-Extension-Identifier": extension_id},
             )
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                structured_log.warning(
-                    "extension event/next failed; SIGTERM at shutdown is still registered",
-                    status=response.status,
-                )
-                return
-        except OSError:
+        except (OSError, ValueError):
             # The API goes away at shutdown; nothing to do about it.
             return
-        finally:
-            connection.close()
+        if response.status != 200:
+            structured_log.warning(
+                "extension event/next failed; SIGTERM at shutdown is still registered",
+                status=response.status,
+            )
+            return

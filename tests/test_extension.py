@@ -1,0 +1,88 @@
+"""The internal extension's two requests to the Extensions API, through the real RIE.
+
+`extension.exchange` speaks HTTP itself (so the shim's start does not import
+`http.client`): these check it against the RIE's own server, and what it makes
+of an endpoint that is not there or does not speak HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from coverage_runtime.shim import extension
+from tests.harness import REPO_ROOT, free_port
+
+
+def test_registration_parks_and_refusals_are_errors(start_function, function_env):
+    """The RIE completes the init only once every registered extension asks for
+    its next event: the 200 says the parked thread's request arrived.  A second
+    registration of a name and one after the init are refused with the RIE's
+    answer; the runtime then gets SIGTERM at shutdown (an extension is registered)."""
+    function = start_function(
+        "extension_probe.handler", command=[sys.executable, "-m", "awslambdaric",
+                                            "extension_probe.handler"],
+    )  # fmt: skip
+    result = function.invoke({})
+    assert result.status == 200, result.raw
+    answer = result.body
+    assert len(answer["first"]["id"]) >= 8, answer
+    assert "HTTP 403" in answer["again"]["error"], answer
+    assert "HTTP 403" in answer["late"]["error"], answer
+    assert function.terminate() == 0
+    logs = function.logs()
+    assert "Internal agent probe-a" in logs, logs
+
+
+def test_an_endpoint_nobody_listens_on_is_unreachable():
+    port = free_port()
+    with pytest.raises(extension.ExtensionError, match="unreachable"):
+        extension.register(f"127.0.0.1:{port}")
+
+
+@pytest.fixture
+def not_http() -> Iterator[int]:
+    """A loopback server that answers every connection with a line that is not HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_an_answer_that_is_not_http_is_an_error(not_http):
+    with pytest.raises(extension.ExtensionError, match="not an HTTP response"):
+        extension.register(f"127.0.0.1:{not_http}")
+
+
+def test_the_shims_start_does_not_import_http_client():
+    """What the shim imports before the handler beyond what awslambdaric imports
+    itself: `http.client` would bring `ssl`, `email` and `urllib`."""
+    probe = (
+        "import sys\n"
+        "import awslambdaric.bootstrap, awslambdaric.lambda_runtime_client\n"
+        "before = set(sys.modules)\n"
+        "import coverage_runtime.__main__, coverage_runtime.shim.bootstrap\n"
+        "import coverage_runtime.shim.runtime_client, coverage_runtime.shim.session\n"
+        "print(sorted(m for m in ('http.client', 'ssl', 'email', 'urllib.parse')\n"
+        "    if m in sys.modules and m not in before))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
