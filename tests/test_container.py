@@ -362,6 +362,15 @@ def test_return_offsets_on_the_image_python(image):
     assert result["checked"] > 1000
 
 
+def test_fast_multiline_maps_on_the_image_python(image):
+    """coverage.py's multiline maps, fed the C tokenizer's tuples, equal its own on the
+    image's 3.14, the one Python where its sysmon core measures branches."""
+    _, result = run_tests_module(image, "tests.exactness.multiline_maps", check=True)
+    assert result["python"].startswith("3.14"), result
+    assert result["installed"] and result["differ"] == [], result
+    assert result["files"] > 500, result
+
+
 def test_exactness_matrix_on_the_image_python(image):
     """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
     and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""

@@ -20,6 +20,7 @@ import pytest
 from coverage_runtime.settings import sysmon_supports
 from coverage_runtime.shim import coverage_adapter
 from tests.harness import REPO_ROOT, pinned_version
+from tests.test_exactness import other_pythons, venv_for
 
 
 def run_python(code: str, tmp_path: Path) -> dict:
@@ -243,3 +244,39 @@ def test_collector_pause_resume_keeps_measuring(tmp_path):
         tmp_path,
     )
     assert result == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "interpreter",
+    [
+        "host",
+        *(
+            pytest.param(p.parent.parent.name, marks=pytest.mark.slow)
+            for p in other_pythons()
+            if p.parent.parent.name >= "3.12"
+        ),
+    ],
+)
+def test_fast_multiline_maps_are_coverage_pys(interpreter):
+    """The multiline maps coverage.py's sysmon core computes for branches, fed the C
+    tokenizer's tuples (`fast_multiline_maps`), equal its own on every module of
+    the standard library and on edge cases (files that do not tokenize, a bad
+    encoding cookie, a file that is missing or not Python), on each Python with
+    ``sys.monitoring`` (the image's 3.14: in test_container).  Without it (3.11)
+    nothing is replaced."""
+    if interpreter == "host":
+        python = sys.executable
+    else:
+        python = venv_for(next(p for p in other_pythons() if p.parent.parent.name == interpreter))
+    done = subprocess.run(
+        [python, "-m", "tests.exactness.multiline_maps"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if interpreter == "host" and sys.version_info < (3, 12):
+        assert result == {"python": result["python"], "installed": False}
+        return
+    assert result["installed"], result
+    assert result["differ"] == [], result
+    assert result["files"] > 500 and result["multiline"] > 400, result
