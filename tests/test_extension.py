@@ -7,6 +7,7 @@ of an endpoint that is not there or does not speak HTTP.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -86,3 +87,24 @@ def test_the_shims_start_does_not_import_http_client():
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert found.stdout.strip() == "[]"
+
+
+def test_a_registration_in_flight_fails_once_and_is_logged_once(capsys):
+    """`Registration` runs on its own thread during the init; the runtime client
+    waits for it before its first request for an event.  A failure is an error
+    record at that wait, once."""
+    registration = extension.Registration(f"127.0.0.1:{free_port()}")
+    assert registration.wait() is False
+    assert registration.wait() is False
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["message"] for r in records] == [
+        "could not register the internal extension: Lambda will not send SIGTERM at "
+        "shutdown, so only checkpoints reach S3"
+    ]
+    assert "unreachable" in records[0]["error_message"]
+
+
+def test_a_registration_nobody_answers_gives_up_at_its_timeout(hanging_endpoint, monkeypatch):
+    monkeypatch.setattr(extension, "REGISTER_TIMEOUT_SECONDS", 0.2)
+    registration = extension.Registration(hanging_endpoint.removeprefix("http://"))
+    assert registration.wait() is False

@@ -2,7 +2,8 @@
 
 Order matters.  Coverage starts before awslambdaric imports the handler, so
 module-level code of the function is measured.  The extension registers
-before awslambdaric's first request for an event, as Lambda requires.  Then
+before awslambdaric's first request for an event, as Lambda requires (on
+its own thread, while the function's imports run).  Then
 awslambdaric's own ``bootstrap.run`` takes over, so init errors, handler
 errors and logging behave exactly as with ``python -m awslambdaric``.
 """
@@ -43,14 +44,16 @@ def _settings_or_none(environ: Mapping[str, str]) -> Settings | None:
         return None
 
 
-def start_session(settings: Settings, environ: Mapping[str, str]) -> CoverageSession:
-    """Everything before the hand-over: measure, register, watch for SIGTERM."""
+def start_session(
+    settings: Settings, environ: Mapping[str, str]
+) -> tuple[CoverageSession, extension.Registration | None]:
+    """Everything before the hand-over: measure, register (under way: the runtime
+    client waits for it before its first request for an event), watch for SIGTERM."""
     session = CoverageSession.start(settings)
     api.install(session)
 
     runtime_api = environ.get(names.RUNTIME_API)
-    if runtime_api:
-        extension.register_or_log(runtime_api)
+    registration = extension.Registration(runtime_api) if runtime_api else None
     session.watcher = ShutdownWatcher(session.shutdown)
     session.watcher.install()
     # Init errors end in sys.exit(1) inside awslambdaric: ship what was measured.
@@ -64,7 +67,7 @@ def start_session(settings: Settings, environ: Mapping[str, str]) -> CoverageSes
         s3_uri=session.s3_uri,
         flush_interval_seconds=settings.flush_interval_seconds,
     )
-    return session
+    return session, registration
 
 
 def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
@@ -91,7 +94,7 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
         return
 
     try:
-        session = start_session(settings, env)
+        session, registration = start_session(settings, env)
     except Exception as exc:
         # Measuring must never stop the function from serving.
         structured_log.error(
@@ -107,7 +110,7 @@ def main(handler: str, environ: Mapping[str, str] | None = None) -> None:
 
     from coverage_runtime.shim.runtime_client import CoverageRuntimeClient
 
-    client = CoverageRuntimeClient(env[names.RUNTIME_API], session)
+    client = CoverageRuntimeClient(env[names.RUNTIME_API], session, registration)
     if bootstrap.run.__code__.co_varnames[:1] == ("app_root",):
         # awslambdaric 2.x/3.x, which a managed runtime or base image may ship (the
         # layer uses the runtime's own): its run() builds the client itself.

@@ -81,6 +81,14 @@ def exchange(
 
 def register(runtime_api: str, name: str = EXTENSION_NAME) -> str:
     """Register and return the extension id; park a daemon thread on ``next``."""
+    extension_id = _register(runtime_api, name)
+    threading.Thread(
+        target=_park, args=(runtime_api, extension_id), name="coverage-extension", daemon=True
+    ).start()
+    return extension_id
+
+
+def _register(runtime_api: str, name: str) -> str:
     try:
         response = exchange(
             runtime_api,
@@ -98,9 +106,6 @@ def register(runtime_api: str, name: str = EXTENSION_NAME) -> str:
             f"Extensions API refused registration: HTTP {response.status} "
             f"{response.body.decode(errors='replace')[:300]}"
         )
-    threading.Thread(
-        target=_park, args=(runtime_api, extension_id), name="coverage-extension", daemon=True
-    ).start()
     return extension_id
 
 
@@ -109,11 +114,55 @@ def register_or_log(runtime_api: str) -> None:
     try:
         register(runtime_api)
     except ExtensionError as exc:
-        structured_log.error(
-            "could not register the internal extension: Lambda will not send SIGTERM at "
-            "shutdown, so only checkpoints reach S3",
-            error_message=str(exc),
-        )
+        _log_failure(exc)
+
+
+def _log_failure(exc: ExtensionError) -> None:
+    structured_log.error(
+        "could not register the internal extension: Lambda will not send SIGTERM at "
+        "shutdown, so only checkpoints reach S3",
+        error_message=str(exc),
+    )
+
+
+class Registration:
+    """The registration, on its own thread while the init goes on.
+
+    Its round trip took 2-4 ms of wall time on the init path (host, through
+    the RIE), time the runtime only waited.  It has to be over before the
+    runtime's first request for an event, and the runtime client waits for it
+    there (`wait`); meanwhile the function's imports run.  The thread then
+    parks on ``event/next`` itself.
+    """
+
+    def __init__(self, runtime_api: str, name: str = EXTENSION_NAME) -> None:
+        self._done = threading.Event()
+        self._error: ExtensionError | None = None
+        self._waited = False
+        threading.Thread(
+            target=self._run, args=(runtime_api, name), name="coverage-extension", daemon=True
+        ).start()
+
+    def _run(self, runtime_api: str, name: str) -> None:
+        try:
+            extension_id = _register(runtime_api, name)
+        except ExtensionError as exc:
+            self._error = exc
+            return
+        finally:
+            self._done.set()
+        _park(runtime_api, extension_id)
+
+    def wait(self) -> bool:
+        """Until the registration is answered (at most its timeout, and a second);
+        whether it succeeded.  A failure is logged on the first call."""
+        done = self._done.wait(REGISTER_TIMEOUT_SECONDS + 1.0)
+        first, self._waited = not self._waited, True
+        if done and self._error is None:
+            return True
+        if first:
+            _log_failure(self._error or ExtensionError("the Extensions API did not answer"))
+        return False
 
 
 def _park(runtime_api: str, extension_id: str) -> None:

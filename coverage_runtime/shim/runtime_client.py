@@ -18,16 +18,25 @@ from typing import Any
 
 from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
 
-from coverage_runtime.shim import structured_log
+from coverage_runtime.shim import extension, structured_log
 from coverage_runtime.shim.session import CoverageSession
 
 
 class CoverageRuntimeClient(LambdaRuntimeClient):
-    def __init__(self, runtime_api: str, session: CoverageSession) -> None:
+    def __init__(
+        self,
+        runtime_api: str,
+        session: CoverageSession,
+        registration: extension.Registration | None = None,
+    ) -> None:
         super().__init__(runtime_api, use_thread_for_polling_next=False)
         self._coverage = session
+        self._registration = registration
 
     def wait_next_invocation(self) -> Any:
+        if self._registration is not None:  # the first request ends the init: Lambda
+            self._registration.wait()  # accepts extensions until then only
+            self._registration = None
         try:
             self._coverage.between_invocations()
         except Exception as exc:  # never let coverage stop the runtime loop
