@@ -222,6 +222,8 @@ def check_prearm_then_a_background_thread(result: dict[str, Any], receiver: str)
     # init -> p: nothing; p -> a and a -> b: pre-armed after each (something to re-arm).
     assert len(result["prearmed_before_thread"]) == 2, result
     assert all(result["prearmed_before_thread"]), result
+    # Then after b -> c and c -> d, and not after d -> d: the label did not change.
+    assert len(result["prearmed"]) == 4, result
     # The switch to "c" re-armed what the thread ran after the pre-arm ...
     (at_c,) = result["rearmed_at_c"]
     assert {"classify", "pooled"} <= set(at_c), result

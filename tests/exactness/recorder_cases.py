@@ -782,7 +782,8 @@ def prearm_then_a_background_thread(receiver: str = "recorder") -> dict[str, Any
 
     Invocations: "a" classify(1) (init -> a: no pre-arm), "b" classify(1) (a -> b:
     pre-armed after it), then the thread runs classify(1) and pooled(1) under "b",
-    then "c" runs classify(1) and pooled(1), then "d" the same.  Truth: "a" is
+    then "c" runs classify(1) and pooled(1), then "d" the same, then "d" again (the
+    label did not change: no pre-arm after it).  Truth: "a" is
     classify(1) in a fresh process, "p" pooled(1) alone, recorded first."""
     from tests.exactness import measured_only
 
@@ -810,6 +811,7 @@ def prearm_then_a_background_thread(receiver: str = "recorder") -> dict[str, Any
     invocation(runtime, lambda: (measured_only.classify(1), measured_only.pooled(1)), "c")
     rearmed_at_c = counts[switches_before_c:]
     invocation(runtime, lambda: (measured_only.classify(1), measured_only.pooled(1)), "d")
+    invocation(runtime, lambda: measured_only.classify(1), "d")  # the same: no pre-arm after
     return {
         "receiving": measurement.receiving,
         "prearmed_before_thread": before_thread,
