@@ -224,6 +224,7 @@ def check_prearm_then_a_background_thread(result: dict[str, Any], receiver: str)
     assert all(result["prearmed_before_thread"]), result
     # Then after b -> c and c -> d, and not after d -> d: the label did not change.
     assert len(result["prearmed"]) == 4, result
+    assert result["stale_prearm"] == 0, "a pre-arm for a label switched from already"
     # The switch to "c" re-armed what the thread ran after the pre-arm ...
     (at_c,) = result["rearmed_at_c"]
     assert {"classify", "pooled"} <= set(at_c), result

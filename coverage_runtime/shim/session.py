@@ -344,7 +344,7 @@ class CoverageSession:
         if self.invocations:
             self._shipper.start()
             if self._labels_changing:
-                self._shipper.request_prearm(self.invocations)
+                self._shipper.request_prearm(self.invocations, self.measurement.label)
             if self.measurement.hand_over_due():
                 self._shipper.request_hand_over()
             if maintenance_due(self.invocations):
@@ -359,13 +359,13 @@ class CoverageSession:
             return  # nothing new since the last upload: nothing to write
         self._shipper.request_checkpoint()  # (on sysmon the first one builds coverage.py)
 
-    def prearm(self, invocation: int) -> None:
-        """From the shipping thread: ready the next label switch
+    def prearm(self, invocation: int, label: str) -> None:
+        """From the shipping thread: ready the switch from ``label``
         (`Measurement.prearm`), unless invocation number ``invocation`` is over
         already (the next one arrived: its switch did the work) or the
         environment is shutting down."""
         if self.invocations == invocation and not self._shutdown_started.is_set():
-            self.measurement.prearm()
+            self.measurement.prearm(label)
 
     def _measured_more(self, counts: Snapshot | None = None) -> bool:
         """Anything measured that S3 has not confirmed (in ``counts``, else counted

@@ -39,7 +39,7 @@ class Shipper:
         self._requested = False
         self._maintain = False
         self._hand_over = False
-        self._prearm: int | None = None  # the invocation after which to pre-arm
+        self._prearm: tuple[int, str] | None = None  # after which invocation, from which label
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -70,13 +70,13 @@ class Shipper:
             self._hand_over = True
             self._wake.notify()
 
-    def request_prearm(self, invocation: int) -> None:
-        """Ready the next label switch after invocation number ``invocation``
-        (`CoverageSession.prearm`): first, before anything else asked, so it is
+    def request_prearm(self, invocation: int, label: str) -> None:
+        """Ready the next label switch, from ``label``, after invocation number
+        ``invocation`` (`CoverageSession.prearm`): first, before anything else asked, so it is
         done before the environment is frozen (a pre-arm that thaws with the next
         event is skipped, or finishes while the switch waits on the lock)."""
         with self._wake:
-            self._prearm = invocation
+            self._prearm = (invocation, label)
             self._wake.notify()
 
     def _materialize(self) -> None:
@@ -113,9 +113,9 @@ class Shipper:
                 checkpoint, self._requested = self._requested, False
                 maintain, self._maintain = self._maintain, False
                 hand_over, self._hand_over = self._hand_over, False
-            if prearm:
+            if prearm is not None:
                 try:
-                    session.prearm(prearm)
+                    session.prearm(*prearm)
                 except Exception as exc:  # the switch re-arms what this did not
                     structured_log.error("coverage label pre-arm failed", error_message=str(exc))
             if hand_over:

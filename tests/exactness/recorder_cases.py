@@ -793,8 +793,8 @@ def prearm_then_a_background_thread(receiver: str = "recorder") -> dict[str, Any
     prearmed: list[int] = []
     original_prearm = measurement.prearm
 
-    def counting_prearm() -> int:
-        done = original_prearm()
+    def counting_prearm(*args: Any) -> int:
+        done = original_prearm(*args)
         prearmed.append(done)
         return done
 
@@ -812,7 +812,11 @@ def prearm_then_a_background_thread(receiver: str = "recorder") -> dict[str, Any
     rearmed_at_c = counts[switches_before_c:]
     invocation(runtime, lambda: (measured_only.classify(1), measured_only.pooled(1)), "d")
     invocation(runtime, lambda: measured_only.classify(1), "d")  # the same: no pre-arm after
+    # "d" ran classify again (something to re-arm), but a pre-arm meant for the
+    # switch from "c" comes late (that switch came first): it does nothing.
+    stale = original_prearm("c")
     return {
+        "stale_prearm": stale,
         "receiving": measurement.receiving,
         "prearmed_before_thread": before_thread,
         "prearmed": prearmed,
