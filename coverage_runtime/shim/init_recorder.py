@@ -617,18 +617,18 @@ class InitRecorder:
         `_cut_for_label` does at a switch): a frame that goes on running it
         before the switch joins no line it ran before to one it runs after
         (coverage.py's sequential arc from a stale last line: an arc that
-        may never have run).  What fired so far stops counting for `retire`
-        and `_fired_already`: the locations are armed again, and would
-        otherwise be disabled (or retired) without being re-armed at the
-        switch.
+        may never have run).  What fired before is left in ``_fired`` (no scan
+        of the stream here: it was 0.12-0.4 ms of a pre-arm's 0.2-0.5 ms on
+        the example's events with branches, in the image), and `retire` and
+        `_fired_already` trust it only for code objects that recorded since
+        they were last re-armed (``_ran``): one re-armed here is not retired,
+        nor a location of it disabled while paused, until it records again;
+        then the switch re-arms it anyway.
         """
-        with self._replaying, self._lock:
+        with self._lock:
             ran = self._ran
             if self._forward is not None or not self._labelled or not ran:
                 return 0
-            self._scan(len(self.events))  # (`retire` reads only what fires from now on)
-            self._fired.clear()
-            self._touched.clear()
             self._rearms += 1
             self._ran = {}
             set_local = self._monitoring.set_local_events
