@@ -401,6 +401,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_prearm_held,
         check_prearm_then_a_background_thread,
         check_resume_before_the_mute,
+        check_retire_after_a_prearm,
         check_switch_during_a_first_hit,
     )
 
@@ -416,6 +417,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_prearm_held(
             run_tests_module(image, module, "prearm_held_while_the_next_event_comes", receiver)[1]
         )
+    check_retire_after_a_prearm(run_tests_module(image, module, "retire_after_a_prearm")[1])
     for mode in ((), ("--labels",)):  # branches: the arcs around paused code too
         for case in ("paused_code", "paused_code_muted_at_once"):
             check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)

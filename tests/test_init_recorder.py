@@ -260,6 +260,19 @@ def check_prearm_held(result: dict[str, Any]) -> None:
     assert _items(labels["c"]["arcs"]) == expected, result  # (branches: 3.14)
 
 
+def test_the_maintenance_pass_never_retires_what_a_prearm_re_armed(python):
+    """What fired before a pre-arm is stale: the pass after it retires no code
+    object the pre-arm re-armed, and the next label records it."""
+    check_retire_after_a_prearm(run_case(python, "retire_after_a_prearm")[0])
+
+
+def check_retire_after_a_prearm(result: dict[str, Any]) -> None:
+    assert not result["pooled_retired"], result
+    labels = result["labels"]
+    assert labels["a"]["lines"] == labels["b"]["lines"] == labels["c"]["lines"] == [30, 31, 32]
+    assert labels["a"]["arcs"] == labels["b"]["arcs"] == labels["c"]["arcs"], result
+
+
 def test_code_run_while_paused_is_never_recorded_and_stays_armed(python, mode):
     """The tool is muted in a paused window (`init_recorder.Muting`): what ran only
     paused is not recorded, what runs measured afterwards is, through blocks per

@@ -872,6 +872,33 @@ def prearm_held_while_the_next_event_comes(receiver: str = "recorder") -> dict[s
     }
 
 
+def retire_after_a_prearm() -> dict[str, Any]:
+    """The maintenance pass after a pre-arm: what fired under the label (every
+    location of ``pooled``) must not retire a code object the pre-arm re-armed, or
+    the next switch, which re-arms only what recorded since, would leave it
+    without events under the next label."""
+    from tests.exactness import measured_only
+
+    runtime = _labelled_session("recorder")
+    measurement = runtime.measurement
+
+    def both() -> None:
+        measured_only.pooled(1)
+        measured_only.pooled(0)
+
+    invocation(runtime, both, "a")  # (init -> a: no pre-arm)
+    invocation(runtime, both, "b")  # (a -> b: pre-armed after it)
+    retired = measurement.maintain()
+    recorder = measurement._recorder
+    pooled_retired = id(measured_only.pooled.__code__) in recorder._retired
+    invocation(runtime, both, "c")
+    return {
+        "retired": retired,
+        "pooled_retired": pooled_retired,
+        "labels": _by_label(measurement, ["a", "b", "c"]),
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -896,6 +923,7 @@ CASES = {
         hand_over_fails,
         prearm_then_a_background_thread,
         prearm_held_while_the_next_event_comes,
+        retire_after_a_prearm,
     )
 }
 
