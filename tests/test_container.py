@@ -417,7 +417,8 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_prearm_held(
             run_tests_module(image, module, "prearm_held_while_the_next_event_comes", receiver)[1]
         )
-    check_retire_after_a_prearm(run_tests_module(image, module, "retire_after_a_prearm")[1])
+        result = run_tests_module(image, module, "retire_after_a_prearm", receiver)[1]
+        check_retire_after_a_prearm(result, receiver)
     for mode in ((), ("--labels",)):  # branches: the arcs around paused code too
         for case in ("paused_code", "paused_code_muted_at_once"):
             check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)

@@ -260,13 +260,15 @@ def check_prearm_held(result: dict[str, Any]) -> None:
     assert _items(labels["c"]["arcs"]) == expected, result  # (branches: 3.14)
 
 
-def test_the_maintenance_pass_never_retires_what_a_prearm_re_armed(python):
+def test_the_maintenance_pass_never_retires_what_a_prearm_re_armed(python, labelled_receiver):
     """What fired before a pre-arm is stale: the pass after it retires no code
     object the pre-arm re-armed, and the next label records it."""
-    check_retire_after_a_prearm(run_case(python, "retire_after_a_prearm")[0])
+    result = run_case(python, "retire_after_a_prearm", labelled_receiver)[0]
+    check_retire_after_a_prearm(result, labelled_receiver)
 
 
-def check_retire_after_a_prearm(result: dict[str, Any]) -> None:
+def check_retire_after_a_prearm(result: dict[str, Any], receiver: str) -> None:
+    assert result["receiving"] == receiver, result
     assert not result["pooled_retired"], result
     labels = result["labels"]
     assert labels["a"]["lines"] == labels["b"]["lines"] == labels["c"]["lines"] == [30, 31, 32]

@@ -872,14 +872,14 @@ def prearm_held_while_the_next_event_comes(receiver: str = "recorder") -> dict[s
     }
 
 
-def retire_after_a_prearm() -> dict[str, Any]:
+def retire_after_a_prearm(receiver: str = "recorder") -> dict[str, Any]:
     """The maintenance pass after a pre-arm: what fired under the label (every
     location of ``pooled``) must not retire a code object the pre-arm re-armed, or
     the next switch, which re-arms only what recorded since, would leave it
     without events under the next label."""
     from tests.exactness import measured_only
 
-    runtime = _labelled_session("recorder")
+    runtime = _labelled_session(receiver)
     measurement = runtime.measurement
 
     def both() -> None:
@@ -889,10 +889,11 @@ def retire_after_a_prearm() -> dict[str, Any]:
     invocation(runtime, both, "a")  # (init -> a: no pre-arm)
     invocation(runtime, both, "b")  # (a -> b: pre-armed after it)
     retired = measurement.maintain()
-    recorder = measurement._recorder
-    pooled_retired = id(measured_only.pooled.__code__) in recorder._retired
+    retiring = measurement._receiver()  # (the recorder, or the gate)
+    pooled_retired = id(measured_only.pooled.__code__) in retiring._retired
     invocation(runtime, both, "c")
     return {
+        "receiving": measurement.receiving,
         "retired": retired,
         "pooled_retired": pooled_retired,
         "labels": _by_label(measurement, ["a", "b", "c"]),
