@@ -543,8 +543,9 @@ class SysmonGate(Labelled):
 
     With labels (``labelled``), every location must report once per label,
     but coverage.py's callbacks return ``DISABLE``: a label switch re-arms
-    what they disabled (`rearm_for_label`).  The steady state stays free:
-    nothing fires between switches that would not fire without labels.
+    what they disabled (`rearm_for_label`), or `prearm` did ahead of it, off
+    the invocation path.  The steady state stays free: nothing fires between
+    switches that would not fire without labels.
     """
 
     kind = "gate"

@@ -34,10 +34,11 @@ over: it stays the tool's receiver for the environment's life, and coverage.py,
 once built, is fed from the stream (`drain`) whenever data is needed or the
 stream reaches its bound.  A label switch is one event in the stream
 (`relabel`) and a re-arming of what was disabled (`rearm_for_label`: a
-restart, or only the code objects that ran when a restart costs more), and a
-first hit under the new label is one tuple, where coverage.py's callbacks and
-the gate's bookkeeping cost about 1.2 µs per line with branches on the
-invocation path.  The replay gives each label what ran under it; a replayed
+restart, or only the code objects that ran when a restart costs more; when
+labels are changing, done ahead by `prearm` after the response, off the
+invocation path), and a first hit under the new label is one tuple, where
+coverage.py's callbacks and the gate's bookkeeping cost about 1.2 µs per line
+with branches on the invocation path.  The replay gives each label what ran under it; a replayed
 switch only parks what ran before it in the gate, which re-arms nothing (the
 recorder did, live).
 
