@@ -628,8 +628,8 @@ class InitRecorder:
         """
         with self._lock:
             ran = self._ran
-            if self._forward is not None or not self._labelled or not ran:
-                return 0
+            if self._forward is not None or not self._labelled or not ran or self.tool is None:
+                return 0  # (handed over, or stopped: coverage.py could not start)
             self._rearms += 1
             self._ran = {}
             set_local = self._monitoring.set_local_events
