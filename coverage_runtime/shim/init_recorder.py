@@ -509,7 +509,10 @@ class InitRecorder:
         applies the ``DISABLE``, and leaves the key in the set it took: the
         location would then stay disabled through the next per-code switch.
         So it stays armed instead, noted in the new set (as `_skip` does for
-        a resume)."""
+        a resume).  The re-arming takes the set before the count moves: a
+        first hit that reads the moved count stores in the new set, and one
+        that stored in the set taken either sees the count move or returned
+        before the re-arming began."""
         rearms = self._rearms
         key = id(code)
         if self._branch:
@@ -578,9 +581,9 @@ class InitRecorder:
             if self._forward is not None:
                 raise RuntimeError("the init recorder has handed over: relabel the gate")
             self.events.append((SWITCH, label, 0, 0))
+            ran, self._ran = self._ran, {}  # (before the count moves: `_record_fed`)
             self._switches += 1
             self._rearms += 1
-            ran, self._ran = self._ran, {}
             if not ran:
                 return  # nothing disabled since the last re-arming (a pre-arm)
             assert self.tool is not None
@@ -630,8 +633,8 @@ class InitRecorder:
             ran = self._ran
             if self._forward is not None or not self._labelled or not ran or self.tool is None:
                 return 0  # (handed over, or stopped: coverage.py could not start)
+            self._ran = {}  # (before the count moves: `_record_fed`)
             self._rearms += 1
-            self._ran = {}
             set_local = self._monitoring.set_local_events
             tool, local_events, events = self.tool, self.local_events, self.events
             for key, code in ran.items():
