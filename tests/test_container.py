@@ -407,7 +407,10 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_labels_bound,
         check_long_stream,
         check_paused_code,
+        check_prearm_held,
+        check_prearm_then_a_background_thread,
         check_resume_before_the_mute,
+        check_retire_after_a_prearm,
         check_switch_during_a_first_hit,
     )
 
@@ -417,6 +420,14 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
     check_switch_during_a_first_hit(run_tests_module(image, module, "switch_during_a_first_hit")[1])
+    for receiver in ("recorder", "gate"):  # labels changing: the switch pre-armed
+        result = run_tests_module(image, module, "prearm_then_a_background_thread", receiver)[1]
+        check_prearm_then_a_background_thread(result, receiver)
+        check_prearm_held(
+            run_tests_module(image, module, "prearm_held_while_the_next_event_comes", receiver)[1]
+        )
+        result = run_tests_module(image, module, "retire_after_a_prearm", receiver)[1]
+        check_retire_after_a_prearm(result, receiver)
     for mode in ((), ("--labels",)):  # branches: the arcs around paused code too
         for case in ("paused_code", "paused_code_muted_at_once"):
             check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)

@@ -198,6 +198,83 @@ def check_switch_during_a_first_hit(result: dict[str, Any]) -> None:
     assert result["last_line"] in result["c_lines"], result
 
 
+@pytest.fixture(params=["recorder", "gate"])
+def labelled_receiver(request: pytest.FixtureRequest) -> str:
+    """What receives the events with labels: the init recorder (always, when it can
+    start) or coverage.py's gate (when it cannot)."""
+    return request.param
+
+
+def test_a_background_thread_between_the_prearm_and_the_switch_is_re_armed_at_it(
+    python, labelled_receiver
+):
+    """Labels change on every invocation: the next switch is pre-armed after each
+    response.  Code a background thread runs before the next event records under the
+    old label and is re-armed by the switch: every label gets what its invocation ran."""
+    check_prearm_then_a_background_thread(
+        run_case(python, "prearm_then_a_background_thread", labelled_receiver)[0],
+        labelled_receiver,
+    )
+
+
+def check_prearm_then_a_background_thread(result: dict[str, Any], receiver: str) -> None:
+    assert result["receiving"] == receiver, result
+    # init -> p: nothing; p -> a and a -> b: pre-armed after each (something to re-arm).
+    assert len(result["prearmed_before_thread"]) == 2, result
+    assert all(result["prearmed_before_thread"]), result
+    # Then after b -> c and c -> d, and not after d -> d: the label did not change.
+    assert len(result["prearmed"]) == 4, result
+    assert result["stale_prearm"] == 0, "a pre-arm for a label switched from already"
+    # The switch to "c" re-armed what the thread ran after the pre-arm ...
+    (at_c,) = result["rearmed_at_c"]
+    assert {"classify", "pooled"} <= set(at_c), result
+    # ... and the switch to "d", pre-armed with nothing of them run since, did not.
+    assert not {"classify", "pooled"} & set(result["switches"][-1]), result
+    labels = result["labels"]
+    union = {key: _items(labels["a"][key]) | _items(labels["p"][key]) for key in ("lines", "arcs")}
+    for label in ("b", "c", "d"):
+        got = {key: _items(labels[label][key]) for key in ("lines", "arcs")}
+        assert got == union, (label, result)
+
+
+def _items(found: list[Any]) -> set[Any]:
+    """Lines, or arcs as tuples (JSON made them lists)."""
+    return {tuple(item) if isinstance(item, list) else item for item in found}
+
+
+def test_a_switch_waits_for_a_prearm_the_environment_thawed_in(python, labelled_receiver):
+    """Frozen mid-pre-arm, thawed by the next event: the switch waits on the lock,
+    then the new label records exactly what its invocation runs."""
+    check_prearm_held(
+        run_case(python, "prearm_held_while_the_next_event_comes", labelled_receiver)[0]
+    )
+
+
+def check_prearm_held(result: dict[str, Any]) -> None:
+    assert result["reached"] and result["switch_waited"], result
+    assert len(result["switches"]) == 2, "the held pre-arm left the switch to c nothing"
+    labels = result["labels"]
+    assert labels["b"]["lines"] == [9, 11, 14, 15, 16, 18], result
+    assert labels["c"]["lines"] == [9, 11, 14, 15, 16, 18, 30, 31], result
+    expected = _items(labels["b"]["arcs"]) | _items(labels["p"]["arcs"])
+    assert _items(labels["c"]["arcs"]) == expected, result  # (branches: 3.14)
+
+
+def test_the_maintenance_pass_never_retires_what_a_prearm_re_armed(python, labelled_receiver):
+    """What fired before a pre-arm is stale: the pass after it retires no code
+    object the pre-arm re-armed, and the next label records it."""
+    result = run_case(python, "retire_after_a_prearm", labelled_receiver)[0]
+    check_retire_after_a_prearm(result, labelled_receiver)
+
+
+def check_retire_after_a_prearm(result: dict[str, Any], receiver: str) -> None:
+    assert result["receiving"] == receiver, result
+    assert not result["pooled_retired"], result
+    labels = result["labels"]
+    assert labels["a"]["lines"] == labels["b"]["lines"] == labels["c"]["lines"] == [30, 31, 32]
+    assert labels["a"]["arcs"] == labels["b"]["arcs"] == labels["c"]["arcs"], result
+
+
 def test_code_run_while_paused_is_never_recorded_and_stays_armed(python, mode):
     """The tool is muted in a paused window (`init_recorder.Muting`): what ran only
     paused is not recorded, what runs measured afterwards is, through blocks per

@@ -539,6 +539,7 @@ class Gate(Protocol):
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def relabel(self, label: str) -> None: ...
+    def prearm(self) -> int: ...
     def take_labelled(self) -> list[tuple[str, Recorded]]: ...
     def take(self) -> Recorded: ...
     def forget(self) -> None: ...
@@ -567,6 +568,14 @@ class Labelled:
         self._park()
         self.label = label
 
+    def prearm(self) -> int:
+        """Ready a label switch ahead of it, off the invocation path: what was
+        recorded so far is parked under the current label, so the switch
+        parks only what is recorded meanwhile.  Returns how many code objects
+        were re-armed (`SysmonGate.prearm`)."""
+        self._park()
+        return 0
+
     def take_labelled(self) -> list[tuple[str, Recorded]]:
         """Everything recorded since the last call, by label, in order."""
         self._park()
@@ -590,8 +599,9 @@ class SysmonGate(Labelled):
 
     With labels (``labelled``), every location must report once per label,
     but coverage.py's callbacks return ``DISABLE``: a label switch re-arms
-    what they disabled (`rearm_for_label`).  The steady state stays free:
-    nothing fires between switches that would not fire without labels.
+    what they disabled (`rearm_for_label`), or `prearm` did ahead of it, off
+    the invocation path.  The steady state stays free: nothing fires between
+    switches that would not fire without labels.
     """
 
     kind = "gate"
@@ -881,6 +891,8 @@ class SysmonGate(Labelled):
         infos = self._code_infos
         self._switches += 1
         ran, self._ran = self._ran, {}  # (the cheaper way: `init_recorder.RearmChoice`)
+        if not ran:
+            return  # nothing disabled since the last re-arming (`prearm`)
         how = init_recorder.rearm_for_label(
             self._tool,
             lambda: [c for c in ran.values() if infos[id(c)].file_data is not None],
@@ -889,6 +901,42 @@ class SysmonGate(Labelled):
             per_code=self._rearming.per_code(self._switches, len(ran)),
         )
         self._rearming.done(how)
+
+    def prearm(self) -> int:
+        """Re-arm, ahead of a label switch, what `relabel` would re-arm, the
+        label staying the current one (see `init_recorder.InitRecorder.prearm`,
+        which does the same while the recorder is the receiver): the switch
+        then parks and re-arms only what recorded since (normally nothing).
+        Code object by code object, never ``restart_events()``.
+
+        What was recorded so far is parked first, under the current label.
+        What runs between this and the switch reports again under it, is
+        marked dirty and so re-armed at the switch.  Each re-armed code object
+        is made fresh here (`_fresh_under_label`): with branches no sequential
+        arc joins a line it ran before to one it runs after, and what fired
+        stops counting for `retire` and the paused callbacks, as do the lines
+        taken (lines): they are armed again, and would otherwise be disabled
+        without being re-armed at the switch.  Returns how many code objects
+        were re-armed.
+        """
+        if not (self._labelled and self._installed):
+            return 0  # (fed by the init recorder: it pre-arms)
+        self._park()  # (`take` notes what recorded in ``_ran``)
+        self._taken = {}
+        ran, self._ran = self._ran, {}
+        infos = self._code_infos
+        set_local = self._monitoring.set_local_events
+        local_events = self._tracer.local_events()
+        rearmed = 0
+        for key, code in ran.items():
+            info = infos[key]
+            if info.file_data is None:
+                continue
+            self._fresh_under_label(code, info)
+            set_local(self._tool, code, 0)
+            set_local(self._tool, code, local_events)
+            rearmed += 1
+        return rearmed
 
     # The callbacks while paused.  A window's events past `init_recorder.MUTE_AFTER`
     # mute the tool: the rest of it fires nothing.

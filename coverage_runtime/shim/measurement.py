@@ -557,6 +557,26 @@ class Measurement:
             if target is not None:
                 target.relabel(label)
 
+    def prearm(self, label: str | None = None) -> int:
+        """Ready the next label switch now, off the invocation path: re-arm what
+        the current label disabled (and park what it recorded), the label
+        staying the current one (nothing if it is no longer ``label``: the
+        next switch came first), so that `switch_label` then costs what
+        recorded since (normally nothing: O(1)).  From the shipping thread,
+        while the runtime waits for the next event; only when labels are
+        changing (`CoverageSession.between_invocations`): a pre-arm followed
+        by the same label makes every line report again for nothing.  Under
+        the lock: never after `finish`, nor inside a snapshot.  Returns how
+        many code objects were re-armed."""
+        if not self._labelled:
+            return 0
+        with self._lock:
+            receiver = self._receiver()
+            if self._finished or receiver is None or label not in (None, self.label):
+                return 0
+            pause_points.reach("prearm")  # (tests: the next event comes meanwhile)
+            return receiver.prearm()
+
     def compact(self) -> None:
         """Let go of the tracers of threads that have ended.
 

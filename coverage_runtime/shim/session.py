@@ -184,6 +184,7 @@ class CoverageSession:
         self.labels_from_kind = labels.KIND in sources
         # The label the current invocation's request carried (ClientContext, header).
         self.request_label: str | None = None
+        self._labels_changing = False  # did the last arrival switch labels (`prearm`)?
 
     # -- construction --------------------------------------------------------
 
@@ -290,7 +291,12 @@ class CoverageSession:
             except Exception as exc:  # a label is never a problem for the invocation
                 structured_log.error("coverage label not read", error_message=str(exc))
             self.request_label = found
+            before = self.measurement.label
             self.label(found)
+            # Labels are changing (an integration-test run): the next switch is
+            # readied after the response (`prearm`).  Not after the first
+            # invocation's switch from the init's label, which every run makes.
+            self._labels_changing = before not in (self.measurement.label, labels.INIT)
 
     def label(self, label: str | None) -> None:
         """Record what runs from now on under ``label`` (bounded: `labels.LabelBook`),
@@ -337,6 +343,8 @@ class CoverageSession:
         self.measurement.compact()
         if self.invocations:
             self._shipper.start()
+            if self._labels_changing:
+                self._shipper.request_prearm(self.invocations, self.measurement.label)
             if self.measurement.hand_over_due():
                 self._shipper.request_hand_over()
             if maintenance_due(self.invocations):
@@ -350,6 +358,14 @@ class CoverageSession:
         if not self._measured_more():
             return  # nothing new since the last upload: nothing to write
         self._shipper.request_checkpoint()  # (on sysmon the first one builds coverage.py)
+
+    def prearm(self, invocation: int, label: str) -> None:
+        """From the shipping thread: ready the switch from ``label``
+        (`Measurement.prearm`), unless invocation number ``invocation`` is over
+        already (the next one arrived: its switch did the work) or the
+        environment is shutting down."""
+        if self.invocations == invocation and not self._shutdown_started.is_set():
+            self.measurement.prearm(label)
 
     def _measured_more(self, counts: Snapshot | None = None) -> bool:
         """Anything measured that S3 has not confirmed (in ``counts``, else counted

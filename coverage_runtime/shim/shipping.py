@@ -39,6 +39,7 @@ class Shipper:
         self._requested = False
         self._maintain = False
         self._hand_over = False
+        self._prearm: tuple[int, str] | None = None  # after which invocation, from which label
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -69,6 +70,15 @@ class Shipper:
             self._hand_over = True
             self._wake.notify()
 
+    def request_prearm(self, invocation: int, label: str) -> None:
+        """Ready the next label switch, from ``label``, after invocation number
+        ``invocation`` (`CoverageSession.prearm`): first, before anything else asked, so it is
+        done before the environment is frozen (a pre-arm that thaws with the next
+        event is skipped, or finishes while the switch waits on the lock)."""
+        with self._wake:
+            self._prearm = (invocation, label)
+            self._wake.notify()
+
     def _materialize(self) -> None:
         try:
             self._session.measurement.materialize()
@@ -97,11 +107,17 @@ class Shipper:
         pause_points.reach("shipper-idle")  # (tests: what follows the first response is done)
         while True:
             with self._wake:
-                while not (self._requested or self._maintain or self._hand_over):
+                while not (self._requested or self._maintain or self._hand_over or self._prearm):
                     self._wake.wait()
+                prearm, self._prearm = self._prearm, None
                 checkpoint, self._requested = self._requested, False
                 maintain, self._maintain = self._maintain, False
                 hand_over, self._hand_over = self._hand_over, False
+            if prearm is not None:
+                try:
+                    session.prearm(*prearm)
+                except Exception as exc:  # the switch re-arms what this did not
+                    structured_log.error("coverage label pre-arm failed", error_message=str(exc))
             if hand_over:
                 self._materialize()
             if maintain:

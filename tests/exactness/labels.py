@@ -107,13 +107,20 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
 
     measurement = runtime.measurement
     retired = {"recorder": 0, "gate": 0}
+    prearmed = 0
     for index, (label, segment) in enumerate(SCRIPT):
         if args.handover == "early" and index == 0:
             measurement.materialize()
         if args.handover == "middle" and index == len(SCRIPT) // 2:
             measurement.materialize()
+        before = measurement.label
         runtime.label(label)
         labelled.SEGMENTS[segment]()
+        if args.prearm and before not in (measurement.label, "init"):
+            # Labels changing: the next switch is readied after the response, as
+            # the shipping thread does (`CoverageSession.between_invocations`);
+            # wrong when the next label is the same ("t2" twice): reported again.
+            prearmed += measurement.prearm()
         if args.handover == "each":  # coverage.py fed after every invocation
             measurement.materialize()
         # The maintenance pass after each invocation: fully run code loses its
@@ -133,6 +140,7 @@ def shim(args: argparse.Namespace) -> dict[str, Any]:
         "gate": measurement.gate_kind,
         "labels": by_label,
         "retired": retired,
+        "prearmed": prearmed,
         "other_tool_refired": other.refired() if other else None,
         "other_tool_saw": len(list(other.calls)) if other else None,
     }
@@ -173,6 +181,11 @@ def cells(version: tuple[int, int] | None = None) -> list[list[str]]:
                 found.append(["--core", "sysmon", *flags, "--handover", handover])
             # Beside another sys.monitoring tool: re-armed code object by code object.
             found.append(["--core", "sysmon", *flags, "--handover", "middle", "--other-tool"])
+            # Each switch readied after the invocation before it (labels changing).
+            for handover in ("late", "each"):
+                found.append(["--core", "sysmon", *flags, "--handover", handover, "--prearm"])
+            prearmed_beside = ["--handover", "middle", "--prearm", "--other-tool"]
+            found.append(["--core", "sysmon", *flags, *prearmed_beside])
     return found
 
 
@@ -190,7 +203,7 @@ def run(*args: str) -> Any:
 def compare(cell: list[str]) -> dict[str, Any]:
     """One cell: the shim's labels against plain coverage.py, label by label."""
     got = run("shim", *cell)
-    handovers = ("--handover", "early", "middle", "late", "each", "--other-tool")
+    handovers = ("--handover", "early", "middle", "late", "each", "--other-tool", "--prearm")
     flags = [a for a in cell if a not in handovers]
     expected_labels = ["init", *sorted({label or "" for label, _ in SCRIPT})]
     differences = {}
@@ -216,6 +229,7 @@ def compare(cell: list[str]) -> dict[str, Any]:
         "other_tool_refired": got["other_tool_refired"],
         "other_tool_saw": got["other_tool_saw"],
         "retired": got.get("retired"),
+        "prearmed": got.get("prearmed"),
         "exact": not differences
         and not extra
         and got["gate"] == "gate"
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="")
     parser.add_argument("--run", type=int, default=0)
     parser.add_argument("--other-tool", action="store_true")
+    parser.add_argument("--prearm", action="store_true")
     parser.add_argument("--matrix", action="store_true")
     args = parser.parse_args(argv)
     if args.matrix:

@@ -62,7 +62,7 @@ def shipper_idle(runtime: Any) -> None:
         thread = shipper._thread
         if thread is not None:
             frames = frames_of(thread)
-            flags = (shipper._requested, shipper._maintain, shipper._hand_over)
+            flags = (shipper._requested, shipper._maintain, shipper._hand_over, shipper._prearm)
             if frames[:1] == ["wait"] and "_run" in frames and not any(flags):
                 return
         time.sleep(0.001)
@@ -728,6 +728,178 @@ def resume_before_the_mute() -> dict[str, Any]:
     return {"results": results}
 
 
+def _labelled_session(receiver: str) -> Any:
+    """A labelled session (``COVERAGE_LABELS=client-context``; branches where sysmon
+    measures them) whose events go to ``receiver``: ``recorder`` (the default: the
+    init recorder stays the receiver and feeds coverage.py) or ``gate`` (coverage.py
+    started at once, its labelled gate installed: where the recorder cannot start)."""
+    from coverage_runtime.shim import measurement as measurement_module
+
+    if receiver == "gate":
+        measurement_module.Measurement.defers_start = property(  # type: ignore[assignment, method-assign]
+            lambda self: False
+        )
+    return session(branch=branches(), COVERAGE_LABELS="client-context")
+
+
+def _rearm_counter(runtime: Any) -> list[Any]:
+    """What each label switch (not a pre-arm) re-arms, appended to the list
+    returned: the names of the code objects, or "restart"."""
+    from coverage_runtime.shim import coverage_adapter
+
+    counts: list[Any] = []
+    original = init_recorder.rearm_for_label
+
+    def counting(tool: int, armed: Any, *args: Any, **kwargs: Any) -> str:
+        codes = list(armed())
+        how = original(tool, lambda: codes, *args, **kwargs)
+        counts.append(sorted(c.co_name for c in codes) if how == "per-code" else how)
+        return how
+
+    init_recorder.rearm_for_label = counting  # type: ignore[assignment]
+    coverage_adapter.init_recorder.rearm_for_label = counting  # type: ignore[attr-defined]
+    return counts
+
+
+def _by_label(measurement: Any, labels: list[str]) -> dict[str, Any]:
+    data = measurement.data()
+    found = {}
+    for label in labels:
+        data.set_query_contexts([f"^{label}$"])
+        found[label] = {
+            "lines": sorted(data.lines(str(FRESH)) or ()),
+            "arcs": sorted(map(list, data.arcs(str(FRESH)) or ())),
+        }
+    return found
+
+
+def prearm_then_a_background_thread(receiver: str = "recorder") -> dict[str, Any]:
+    """Labels change on every invocation, so after each response the shipping thread
+    pre-arms the next switch.  Between the pre-arm and the next event a background
+    thread runs measured code: under the old label still, reported again (the code
+    was re-armed) and disabled again.  The switch must re-arm exactly what it ran,
+    and the next label gets every line and arc its invocation runs.
+
+    Invocations: "a" classify(1) (init -> a: no pre-arm), "b" classify(1) (a -> b:
+    pre-armed after it), then the thread runs classify(1) and pooled(1) under "b",
+    then "c" runs classify(1) and pooled(1), then "d" the same, then "d" again (the
+    label did not change: no pre-arm after it).  Truth: "a" is
+    classify(1) in a fresh process, "p" pooled(1) alone, recorded first."""
+    from tests.exactness import measured_only
+
+    runtime = _labelled_session(receiver)
+    measurement = runtime.measurement
+    counts = _rearm_counter(runtime)
+    prearmed: list[int] = []
+    original_prearm = measurement.prearm
+
+    def counting_prearm(*args: Any) -> int:
+        done = original_prearm(*args)
+        prearmed.append(done)
+        return done
+
+    measurement.prearm = counting_prearm  # type: ignore[method-assign]
+
+    invocation(runtime, lambda: measured_only.pooled(1), "p")
+    invocation(runtime, lambda: measured_only.classify(1), "a")
+    invocation(runtime, lambda: measured_only.classify(1), "b")
+    before_thread = list(prearmed)
+    worker = threading.Thread(target=lambda: (measured_only.classify(1), measured_only.pooled(1)))
+    worker.start()
+    worker.join()
+    switches_before_c = len(counts)
+    invocation(runtime, lambda: (measured_only.classify(1), measured_only.pooled(1)), "c")
+    rearmed_at_c = counts[switches_before_c:]
+    invocation(runtime, lambda: (measured_only.classify(1), measured_only.pooled(1)), "d")
+    invocation(runtime, lambda: measured_only.classify(1), "d")  # the same: no pre-arm after
+    # "d" ran classify again (something to re-arm), but a pre-arm meant for the
+    # switch from "c" comes late (that switch came first): it does nothing.
+    stale = original_prearm("c")
+    return {
+        "stale_prearm": stale,
+        "receiving": measurement.receiving,
+        "prearmed_before_thread": before_thread,
+        "prearmed": prearmed,
+        "rearmed_at_c": rearmed_at_c,
+        "switches": counts,
+        "labels": _by_label(measurement, ["p", "a", "b", "c", "d"]),
+    }
+
+
+def prearm_held_while_the_next_event_comes(receiver: str = "recorder") -> dict[str, Any]:
+    """The environment is frozen mid-pre-arm and thaws with the next event: the
+    switch waits on the measurement lock until the pre-arm is done, and the next
+    label records exactly (held at the pause point ``prearm``, under the lock)."""
+    import os
+
+    from coverage_runtime.shim import pause_points
+    from tests.exactness import measured_only
+
+    pauses = tempfile.mkdtemp()
+    pause_points._directory = pauses
+    pause_points._points = {"prearm"}
+    runtime = _labelled_session(receiver)
+    measurement = runtime.measurement
+    counts = _rearm_counter(runtime)
+    invocation(runtime, lambda: measured_only.pooled(1), "p")  # (init -> p: no pre-arm)
+    runtime.invocation_arrived(client_context=json.dumps({"custom": {"coverage-label": "b"}}))
+    measured_only.classify(1)
+    runtime.between_invocations()  # labels changing: the shipping thread pre-arms
+    reached = os.path.join(pauses, "prearm.reached")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(reached) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    arrived = threading.Event()
+
+    def next_event() -> None:  # the thaw: the next event, on the main thread
+        runtime.invocation_arrived(client_context=json.dumps({"custom": {"coverage-label": "c"}}))
+        arrived.set()
+
+    main = threading.Thread(target=next_event)
+    main.start()
+    waited = not arrived.wait(0.2)  # the switch waits for the pre-arm's lock
+    open(os.path.join(pauses, "prearm.go"), "w").close()
+    main.join()
+    measured_only.classify(1)
+    measured_only.pooled(1)
+    runtime.between_invocations()
+    shipper_idle(runtime)
+    return {
+        "reached": os.path.exists(reached),
+        "switch_waited": waited,
+        "switches": counts,
+        "labels": _by_label(measurement, ["p", "b", "c"]),
+    }
+
+
+def retire_after_a_prearm(receiver: str = "recorder") -> dict[str, Any]:
+    """The maintenance pass after a pre-arm: what fired under the label (every
+    location of ``pooled``) must not retire a code object the pre-arm re-armed, or
+    the next switch, which re-arms only what recorded since, would leave it
+    without events under the next label."""
+    from tests.exactness import measured_only
+
+    runtime = _labelled_session(receiver)
+    measurement = runtime.measurement
+
+    def both() -> None:
+        measured_only.pooled(1)
+        measured_only.pooled(0)
+
+    invocation(runtime, both, "a")  # (init -> a: no pre-arm)
+    invocation(runtime, both, "b")  # (a -> b: pre-armed after it)
+    retired = measurement.maintain()
+    retiring = measurement._receiver()  # (the recorder, or the gate)
+    pooled_retired = id(measured_only.pooled.__code__) in retiring._retired
+    invocation(runtime, both, "c")
+    return {
+        "receiving": measurement.receiving,
+        "retired": retired,
+        "pooled_retired": pooled_retired,
+        "labels": _by_label(measurement, ["a", "b", "c"]),
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -750,6 +922,9 @@ CASES = {
         replay_while_running_reference,
         measured_code_during_the_switch,
         hand_over_fails,
+        prearm_then_a_background_thread,
+        prearm_held_while_the_next_event_comes,
+        retire_after_a_prearm,
     )
 }
 
