@@ -118,33 +118,30 @@ def test_sigterm_while_a_checkpoint_takes_its_snapshot(
     assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
 
 
-def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_lands_first(
+def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_goes_on(
     start_function, s3, bucket, tmp_path, pauses
 ):
-    """The same signal, but the checkpoint's upload is confirmed before the shutdown
-    compares its own snapshot: nothing new, so the shutdown uploads nothing again and
-    says so; the newest data is the checkpoint's, in S3, and nothing is called lost."""
+    """The same signal, but the checkpoint goes on from its snapshot while the
+    shutdown is held after taking its own: it finds the shutdown begun and sends
+    nothing (its PUT would race the shutdown's, of the same key), and says so; the
+    shutdown uploads the newest data alone, and nothing is called lost."""
     function = start_function(
         "uses_api.handler",
         COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-        # Room for the checkpoint's upload while the shutdown is held.
+        # Room for the checkpoint to go on while the shutdown is held.
         COVERAGE_SHUTDOWN_BUDGET_MS="2000",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
         COVERAGE_TEST_PAUSE_AT="snapshot,shutdown,shutdown-snapshot",
     )
     invoking = sigterm_inside_a_checkpoints_snapshot(function, pauses)
     wait_reached(pauses, "shutdown-snapshot")
-    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    wait_logged(function, session.CoverageSession.CHECKPOINT_NOT_SENT)
     release(pauses, "shutdown-snapshot")
     invoking.join(10)
     assert function.wait(timeout=10) == 0
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
-    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
     records = function.json_logs()
-    assert any(
-        r["message"] == "coverage unchanged since last upload" and r["reason"] == "SIGTERM"
-        for r in records
-    )
     assert not [r for r in records if r["level"] == "ERROR"]
 
 
@@ -366,11 +363,11 @@ def checkpoint_put_held_while_the_shutdown_puts(
     if then is not None:
         assert function.invoke(then).status == 200
     proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, held (on the wire before the signal)
+    proxy.set("PUT", "status", 500)  # every PUT from now on: the shutdown's
     function.signal_shutdown()
     wait_reached(pauses, "shutdown-snapshot")
-    release(pauses, "checkpoint-upload")
-    proxy.wait_for("PUT")  # the checkpoint's, held
-    proxy.set("PUT", "status", 500)  # every PUT from now on: the shutdown's
     release(pauses, "shutdown-snapshot")
     wait_reached(pauses, "older-upload")  # the shutdown sees the checkpoint's PUT running
     release(pauses, "older-upload")  # it waits a share of its window, then puts alongside
@@ -441,3 +438,42 @@ def test_the_shutdown_waits_for_a_checkpoints_put_instead_of_racing_it(
     )
     assert not [r for r in records if r["level"] == "ERROR"]
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+NOT_SENT = session.CoverageSession.CHECKPOINT_NOT_SENT
+
+
+def test_a_checkpoint_between_its_snapshot_and_its_put_never_races_the_shutdown(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """SIGTERM in the gap between a checkpoint's snapshot and its PUT: the shutdown
+    sees no upload on the wire and sends its own; the checkpoint, going on, finds
+    the shutdown begun and sends nothing (before: its PUT of the same key ran
+    beside the shutdown's, and an older snapshot could land last).  One PUT, the
+    shutdown's, with the invocation served after the checkpoint's snapshot."""
+    function = checkpoint_snapshot_taken(
+        start_function, proxy, pauses, "shutdown-snapshot", "shutdown-upload"
+    )
+    assert function.invoke({"action": "status"}).status == 200  # new code, after it
+    function.signal_shutdown()
+    wait_reached(pauses, "shutdown-snapshot")
+    release(pauses, "shutdown-snapshot")
+    wait_reached(pauses, "shutdown-upload")  # it found no older upload on the wire
+    proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")  # the checkpoint goes on: its PUT, or none
+    deadline = time.monotonic() + 20
+    while not proxy.requests("PUT") and not any(
+        r["message"] == NOT_SENT for r in function.json_logs()
+    ):
+        assert time.monotonic() < deadline, "the checkpoint neither sent nor gave up"
+        time.sleep(0.01)
+    release(pauses, "shutdown-upload")
+    proxy.wait_for("PUT")
+    proxy.release()
+    assert function.wait(timeout=10) == 0
+    records = function.json_logs()
+    assert len(proxy.requests("PUT")) == 1, proxy.requests("PUT")
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert not [r for r in records if r["level"] == "ERROR"], records
+    status_line = line_of(USES_API, "return coverage_runtime.status()")
+    assert status_line in object_lines(s3, bucket, tmp_path, USES_API)
