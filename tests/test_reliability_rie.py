@@ -477,3 +477,42 @@ def test_a_checkpoint_between_its_snapshot_and_its_put_never_races_the_shutdown(
     assert not [r for r in records if r["level"] == "ERROR"], records
     status_line = line_of(USES_API, "return coverage_runtime.status()")
     assert status_line in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_checkpoints_retry_never_starts_once_the_shutdown_has_begun(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """A checkpoint's PUT on the wire when SIGTERM comes, answered 503 while the
+    shutdown waits for it: its retry is not sent (it would race the shutdown's PUT
+    of the same key), nor waited for through its backoff; the shutdown's wait ends
+    with the 503, and the shutdown uploads the newest data alone.  (Before: the
+    retry went out after its backoff and the checkpoint's upload stood for the
+    shutdown's, or the shutdown gave up waiting and sent its PUT alongside.)"""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        # The shutdown's wait for the checkpoint (half the window, ~0.9 s) is
+        # most of its backoff's range (under 1 s).
+        COVERAGE_SHUTDOWN_BUDGET_MS="2000",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,older-upload",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "checkpoint-upload")
+    proxy.set("PUT", "stall_503", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, on the wire
+    function.signal_shutdown()
+    wait_reached(pauses, "older-upload")  # the shutdown waits for it
+    release(pauses, "older-upload")
+    proxy.release()  # answered 503: retryable
+    assert function.wait(timeout=15) == 0
+    records = function.json_logs()
+    assert [seen.action for seen in proxy.requests("PUT")] == ["stall_503", "pass"]
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert not [r for r in records if r["level"] == "ERROR"], records
+    assert not [r for r in records if "uploading alongside it" in r["message"]], records
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
