@@ -63,8 +63,9 @@ RECORD_MARGIN_SECONDS = 0.05
 # Never more than this share of a (short) budget.
 RECORD_MARGIN_SHARE = 0.25
 # At most this share of the window left is spent waiting for a checkpoint's
-# upload still running when the shutdown's snapshot is taken (see
-# `uploader.RunningUploads`); past it, the two run side by side.
+# upload on the wire when the shutdown's snapshot is taken (see
+# `uploader.RunningUploads`); past it, the two run side by side.  (One not yet
+# on the wire never gets there: the shutdown closed the gate as it began.)
 OLDER_UPLOAD_SHARE = 0.5
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
@@ -691,9 +692,9 @@ class CoverageSession:
 
     def _wait_for_older_upload(self, generation: int, deadline: float, share: float) -> bool:
         """Wait, for ``share`` of the time left before ``deadline``, for an older
-        snapshot's upload still running (a checkpoint's): its PUT and ours of the
+        snapshot's upload on the wire (a checkpoint's): its PUT and ours of the
         same key must not race (which lands last would be S3's choice), and once
-        it is confirmed ours may be needless.  True if none is running."""
+        it is confirmed ours may be needless.  True if none is on the wire."""
         if not self._uploads.older(generation):
             return True
         pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
