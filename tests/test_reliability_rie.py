@@ -516,3 +516,42 @@ def test_a_checkpoints_retry_never_starts_once_the_shutdown_has_begun(
     assert not [r for r in records if r["level"] == "ERROR"], records
     assert not [r for r in records if "uploading alongside it" in r["message"]], records
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_an_older_put_landing_after_the_shutdowns_is_read_back_once_it_ends(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """A checkpoint's PUT held on the wire past the shutdown's wait for it: the
+    shutdown sends its own alongside, then reads the stored generation back only
+    once the checkpoint's has ended; that one lands last (older data over the
+    newest), so the shutdown uploads again.  (Before: the read-back came at once,
+    saw the newest, and the older landed after it: S3 kept it, nothing said.)"""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="checkpoint-upload",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "checkpoint-upload")
+    assert function.invoke({"action": "status"}).status == 200  # new code, after it
+    proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, held
+    function.signal_shutdown()
+    wait_logged(function, "coverage uploaded", reason="SIGTERM")  # its PUT went alongside
+    proxy.release()  # the checkpoint's lands now, over the newest
+    assert function.wait(timeout=15) == 0
+    status_line = line_of(USES_API, "return coverage_runtime.status()")
+    assert status_line in object_lines(s3, bucket, tmp_path, USES_API)  # the newest
+    records = function.json_logs()
+    # Ours, the checkpoint's landing after it, ours again.
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM", "checkpoint", "SIGTERM"]
+    assert any(
+        r["message"] == "an older snapshot landed after the newest: uploading it again"
+        for r in records
+    )
+    assert not [r for r in records if r["level"] == "ERROR"], records

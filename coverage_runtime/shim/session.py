@@ -725,13 +725,21 @@ class CoverageSession:
         self, generation: int, snapshot: Snapshot, reason: str, deadline: float
     ) -> None:
         """An older attempt that got past the fence a moment before may land after
-        ours: read the stored generation back, and upload again if it is older.
+        ours: read the stored generation back once no older upload is on the wire
+        (read at once, the read would miss one that lands later), and upload
+        again if it is older.
         Not when no older snapshot's upload was ever attempted (an environment
         shut down before its first checkpoint): the read would cost a request
         of the window for nothing."""
         uploader = self.uploader(0)
         if not uploader.older_attempted(generation):
             return
+        # One still on the wire (ours went alongside it) may land after the read.
+        if not self._uploads.wait_for_older(generation, deadline):
+            raise UploadError(
+                "an older snapshot's upload was still on the wire at the deadline: "
+                "it may land after the newest"
+            )
         stored = uploader.stored_generation(deadline)
         if stored is not None and stored < generation and time.monotonic() < deadline:
             structured_log.warning(
