@@ -383,7 +383,9 @@ class ObjectClient:
     (container credentials, profiles ...), imported only then.  A
     ``deadline`` (monotonic) caps each attempt's timeouts and starts no
     attempt or wait that would end after it.  ``before_attempt`` runs before
-    each attempt and may raise to cancel it (the uploader's generation fence).
+    each attempt, and before the pause ahead of a retry, and may raise to
+    cancel it (the uploader's generation fence, the shutdown's gate): a retry
+    no longer wanted ends when its attempt fails, not after its pause.
 
     Invisible to the function's tracers: ``http.client``'s methods are called
     as the standard library defines them (`original`), with OpenTelemetry
@@ -495,6 +497,8 @@ class ObjectClient:
             pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))  # noqa: S311
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise failure
+            if before_attempt is not None:
+                before_attempt()
             time.sleep(pause)
 
     def _attempt(self, request: _Request, deadline: float | None) -> _Answer:

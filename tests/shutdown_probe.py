@@ -16,6 +16,13 @@ alone (its ``on_shutdown`` prints a JSON line), has a shell send SIGTERM while
 the main thread holds the GIL in ``usleep`` for `HOLD_SECONDS`, and prints
 when the signal was asked for, when the kernel stamped its arrival, and when
 the watcher ran (seconds after the request).
+
+``python -m tests.shutdown_probe WORKDIR --late-handler`` starts a session whose
+shutdown is held (as above) with the watcher installed for it, and has SIGTERM
+sent while the main thread holds the GIL in ``usleep`` for `HOLD_SECONDS`
+inside code of its own, so that the Python handler runs first, on the main
+thread, as soon as the call returns.  The first line says when the signal was
+asked for (`time.time()`); the loss record follows.
 """
 
 from __future__ import annotations
@@ -79,7 +86,29 @@ def watch(flood: int = 0) -> None:
     time.sleep(10)  # the watcher exits the process
 
 
-def main(workdir: str, hold: bool) -> None:
+def send_sigterm_while_held() -> None:
+    """SIGTERM from a shell while this (main) thread holds the GIL in C for
+    `HOLD_SECONDS`; its Python handler runs when the call returns."""
+    sleep = usleep()
+    pid = os.getpid()
+    killer = subprocess.Popen(
+        ["/bin/sh", "-c", f"read go; kill -TERM {pid}"], stdin=subprocess.PIPE
+    )
+    assert killer.stdin is not None
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # no EINTR for the sleep
+    # The worst case, every time: the handler's thread keeps the GIL from the end
+    # of the call until it gives it up of its own accord (a wait), not handing it
+    # to the watcher at a switch interval's end in between.
+    sys.setswitchinterval(10 * HOLD_SECONDS)
+    print(json.dumps({"asked": time.time()}), flush=True)
+    killer.stdin.write(b"go\n")
+    killer.stdin.flush()
+    sleep(int(HOLD_SECONDS * 1e6))
+    killer.wait()  # (Python code: the pending handler runs here)
+    time.sleep(10)  # the shutdown exits the process
+
+
+def main(workdir: str, hold: bool, late_handler: bool = False) -> None:
     pauses = Path(workdir, "pauses")
     pauses.mkdir(parents=True)
     source = Path(workdir, "src")
@@ -101,6 +130,12 @@ def main(workdir: str, hold: bool) -> None:
         }
     )
     session = sessions.CoverageSession.start(settings, EnvironmentIdentity.detect({}))
+    if late_handler:
+        from coverage_runtime.shim.shutdown import ShutdownWatcher
+
+        session.watcher = ShutdownWatcher(session.shutdown)
+        session.watcher.install()
+        send_sigterm_while_held()
     budget = settings.shutdown_budget_ms / 1000
     margin = sessions.RECORD_MARGIN_SECONDS
     called, called_at = time.monotonic(), time.time()
@@ -123,4 +158,4 @@ if __name__ == "__main__":
     if "--watch" in sys.argv[2:]:
         watch(int(sys.argv[sys.argv.index("--flood") + 1]) if "--flood" in sys.argv else 0)
     else:
-        main(sys.argv[1], "--hold" in sys.argv[2:])
+        main(sys.argv[1], "--hold" in sys.argv[2:], "--late-handler" in sys.argv[2:])

@@ -118,33 +118,30 @@ def test_sigterm_while_a_checkpoint_takes_its_snapshot(
     assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
 
 
-def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_lands_first(
+def test_sigterm_while_a_checkpoint_takes_its_snapshot_that_goes_on(
     start_function, s3, bucket, tmp_path, pauses
 ):
-    """The same signal, but the checkpoint's upload is confirmed before the shutdown
-    compares its own snapshot: nothing new, so the shutdown uploads nothing again and
-    says so; the newest data is the checkpoint's, in S3, and nothing is called lost."""
+    """The same signal, but the checkpoint goes on from its snapshot while the
+    shutdown is held after taking its own: it finds the shutdown begun and sends
+    nothing (its PUT would race the shutdown's, of the same key), and says so; the
+    shutdown uploads the newest data alone, and nothing is called lost."""
     function = start_function(
         "uses_api.handler",
         COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-        # Room for the checkpoint's upload while the shutdown is held.
+        # Room for the checkpoint to go on while the shutdown is held.
         COVERAGE_SHUTDOWN_BUDGET_MS="2000",
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
         COVERAGE_TEST_PAUSE_AT="snapshot,shutdown,shutdown-snapshot",
     )
     invoking = sigterm_inside_a_checkpoints_snapshot(function, pauses)
     wait_reached(pauses, "shutdown-snapshot")
-    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    wait_logged(function, session.CoverageSession.CHECKPOINT_NOT_SENT)
     release(pauses, "shutdown-snapshot")
     invoking.join(10)
     assert function.wait(timeout=10) == 0
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
-    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
     records = function.json_logs()
-    assert any(
-        r["message"] == "coverage unchanged since last upload" and r["reason"] == "SIGTERM"
-        for r in records
-    )
     assert not [r for r in records if r["level"] == "ERROR"]
 
 
@@ -366,11 +363,11 @@ def checkpoint_put_held_while_the_shutdown_puts(
     if then is not None:
         assert function.invoke(then).status == 200
     proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, held (on the wire before the signal)
+    proxy.set("PUT", "status", 500)  # every PUT from now on: the shutdown's
     function.signal_shutdown()
     wait_reached(pauses, "shutdown-snapshot")
-    release(pauses, "checkpoint-upload")
-    proxy.wait_for("PUT")  # the checkpoint's, held
-    proxy.set("PUT", "status", 500)  # every PUT from now on: the shutdown's
     release(pauses, "shutdown-snapshot")
     wait_reached(pauses, "older-upload")  # the shutdown sees the checkpoint's PUT running
     release(pauses, "older-upload")  # it waits a share of its window, then puts alongside
@@ -441,3 +438,120 @@ def test_the_shutdown_waits_for_a_checkpoints_put_instead_of_racing_it(
     )
     assert not [r for r in records if r["level"] == "ERROR"]
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+NOT_SENT = session.CoverageSession.CHECKPOINT_NOT_SENT
+
+
+def test_a_checkpoint_between_its_snapshot_and_its_put_never_races_the_shutdown(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """SIGTERM in the gap between a checkpoint's snapshot and its PUT: the shutdown
+    sees no upload on the wire and sends its own; the checkpoint, going on, finds
+    the shutdown begun and sends nothing (before: its PUT of the same key ran
+    beside the shutdown's, and an older snapshot could land last).  One PUT, the
+    shutdown's, with the invocation served after the checkpoint's snapshot."""
+    function = checkpoint_snapshot_taken(
+        start_function, proxy, pauses, "shutdown-snapshot", "shutdown-upload"
+    )
+    assert function.invoke({"action": "status"}).status == 200  # new code, after it
+    function.signal_shutdown()
+    wait_reached(pauses, "shutdown-snapshot")
+    release(pauses, "shutdown-snapshot")
+    wait_reached(pauses, "shutdown-upload")  # it found no older upload on the wire
+    proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")  # the checkpoint goes on: its PUT, or none
+    deadline = time.monotonic() + 20
+    while not proxy.requests("PUT") and not any(
+        r["message"] == NOT_SENT for r in function.json_logs()
+    ):
+        assert time.monotonic() < deadline, "the checkpoint neither sent nor gave up"
+        time.sleep(0.01)
+    release(pauses, "shutdown-upload")
+    proxy.wait_for("PUT")
+    proxy.release()
+    assert function.wait(timeout=10) == 0
+    records = function.json_logs()
+    assert len(proxy.requests("PUT")) == 1, proxy.requests("PUT")
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert not [r for r in records if r["level"] == "ERROR"], records
+    status_line = line_of(USES_API, "return coverage_runtime.status()")
+    assert status_line in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_checkpoints_retry_never_starts_once_the_shutdown_has_begun(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """A checkpoint's PUT on the wire when SIGTERM comes, answered 503 while the
+    shutdown waits for it: its retry is not sent (it would race the shutdown's PUT
+    of the same key), nor waited for through its backoff; the shutdown's wait ends
+    with the 503, and the shutdown uploads the newest data alone.  (Before: the
+    retry went out after its backoff and the checkpoint's upload stood for the
+    shutdown's, or the shutdown gave up waiting and sent its PUT alongside.)"""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        # The shutdown's wait for the checkpoint (half the window, ~0.9 s) is
+        # most of its backoff's range (under 1 s).
+        COVERAGE_SHUTDOWN_BUDGET_MS="2000",
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,older-upload",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "checkpoint-upload")
+    proxy.set("PUT", "stall_503", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, on the wire
+    function.signal_shutdown()
+    wait_reached(pauses, "older-upload")  # the shutdown waits for it
+    release(pauses, "older-upload")
+    proxy.release()  # answered 503: retryable
+    assert function.wait(timeout=15) == 0
+    records = function.json_logs()
+    assert [seen.action for seen in proxy.requests("PUT")] == ["stall_503", "pass"]
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM"]
+    assert not [r for r in records if r["level"] == "ERROR"], records
+    assert not [r for r in records if "uploading alongside it" in r["message"]], records
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_an_older_put_landing_after_the_shutdowns_is_read_back_once_it_ends(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """A checkpoint's PUT held on the wire past the shutdown's wait for it: the
+    shutdown sends its own alongside, then reads the stored generation back only
+    once the checkpoint's has ended; that one lands last (older data over the
+    newest), so the shutdown uploads again.  (Before: the read-back came at once,
+    saw the newest, and the older landed after it: S3 kept it, nothing said.)"""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="checkpoint-upload",
+    )
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200
+    wait_reached(pauses, "checkpoint-upload")
+    assert function.invoke({"action": "status"}).status == 200  # new code, after it
+    proxy.set("PUT", "stall", times=1)
+    release(pauses, "checkpoint-upload")
+    proxy.wait_for("PUT")  # the checkpoint's, held
+    function.signal_shutdown()
+    wait_logged(function, "coverage uploaded", reason="SIGTERM")  # its PUT went alongside
+    proxy.release()  # the checkpoint's lands now, over the newest
+    assert function.wait(timeout=15) == 0
+    status_line = line_of(USES_API, "return coverage_runtime.status()")
+    assert status_line in object_lines(s3, bucket, tmp_path, USES_API)  # the newest
+    records = function.json_logs()
+    # Ours, the checkpoint's landing after it, ours again.
+    assert [r["reason"] for r in uploads(function)] == ["SIGTERM", "checkpoint", "SIGTERM"]
+    assert any(
+        r["message"] == "an older snapshot landed after the newest: uploading it again"
+        for r in records
+    )
+    assert not [r for r in records if r["level"] == "ERROR"], records

@@ -21,6 +21,7 @@ from coverage_runtime.shim.uploader import (
     MAX_ATTEMPTS,
     RunningUploads,
     SnapshotUploader,
+    Superseded,
     object_key,
 )
 from tests.harness import FAKE_CREDENTIALS
@@ -705,7 +706,8 @@ def test_the_shutdown_waits_for_older_uploads_only_and_until_told():
     entered, leave = threading.Event(), threading.Event()
 
     def checkpoint() -> None:
-        with uploads.of(1):
+        with uploads.of(1) as gate:
+            gate()  # its first attempt: on the wire from here
             entered.set()
             leave.wait(10)
 
@@ -719,3 +721,24 @@ def test_the_shutdown_waits_for_older_uploads_only_and_until_told():
     assert uploads.wait_for_older(2, time.monotonic() + 10)  # returns once 1 is recorded
     running.join(10)
     assert not uploads.older(2)
+
+
+def test_once_closed_no_upload_but_the_shutdowns_gets_on_the_wire():
+    """`RunningUploads.close`: a checkpoint registered before the shutdown began
+    but not yet past its gate is refused there (`Superseded`), and the shutdown
+    does not wait for it; one already on the wire is waited for, and its retry
+    is refused; the shutdown's own upload (``final``) passes."""
+    uploads = RunningUploads()
+    with uploads.of(1) as pending, uploads.of(2) as sent:
+        sent()
+        uploads.close()
+        with pytest.raises(Superseded):
+            pending()
+        assert uploads.older(3) and not uploads.older(2)  # 2 is on the wire, 1 never
+        with pytest.raises(Superseded):
+            sent()  # a retry of 2
+        with uploads.of(3, final=True) as final:
+            final()
+            assert uploads.older(4)
+    assert not uploads.older(4)
+    assert uploads.wait_for_older(4, time.monotonic())

@@ -63,8 +63,9 @@ RECORD_MARGIN_SECONDS = 0.05
 # Never more than this share of a (short) budget.
 RECORD_MARGIN_SHARE = 0.25
 # At most this share of the window left is spent waiting for a checkpoint's
-# upload still running when the shutdown's snapshot is taken (see
-# `uploader.RunningUploads`); past it, the two run side by side.
+# upload on the wire when the shutdown's snapshot is taken (see
+# `uploader.RunningUploads`); past it, the two run side by side.  (One not yet
+# on the wire never gets there: the shutdown closed the gate as it began.)
 OLDER_UPLOAD_SHARE = 0.5
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
@@ -399,18 +400,32 @@ class CoverageSession:
         happens here rather than before the runtime asks for the next event,
         where Lambda would bill it to the invocation that just ended.
         Not once the shutdown has begun: it takes the newest snapshot itself,
-        and a checkpoint's PUT would only race its own.
+        and a checkpoint's PUT would only race its own.  Begun at any moment
+        before the PUT's first attempt (this thread may wait for the GIL or
+        the snapshot lock for long), the shutdown closes `RunningUploads`'
+        gate and the checkpoint sends nothing.
         """
         if self._shutdown_started.is_set():
             return
         try:
-            generation, snapshot = self._snapshot()
+            taken = self._checkpoint_snapshot()
         except StorageError as exc:
             self.checkpoint_failed(exc)
             return
-        if self._grew(snapshot):
-            pause_points.reach("checkpoint-upload")
-            self.ship(generation, snapshot, "checkpoint", deadline=None)
+        if taken is None or not self._grew(taken[1]):
+            return
+        pause_points.reach("checkpoint-upload")
+        try:
+            self.ship(*taken, "checkpoint", deadline=None)
+        except UploadError as exc:
+            if not self._shutdown_started.is_set():
+                raise
+            # Refused at the gate, or failed on the wire while the shutdown waited
+            # for it: either way the shutdown's own upload (or loss record) says
+            # what reaches S3.
+            structured_log.info(self.CHECKPOINT_NOT_SENT, error_message=str(exc))
+
+    CHECKPOINT_NOT_SENT = "coverage checkpoint not sent: the shutdown uploads the newest snapshot"
 
     def checkpoint_failed(self, error: Exception) -> None:
         """From the shipping thread: back off, so an unreachable bucket costs little."""
@@ -452,26 +467,54 @@ class CoverageSession:
     def _snapshot(self) -> tuple[int, Snapshot]:
         """A numbered snapshot: a later one always holds at least as much."""
         with self._snapshot_lock:
-            pause_points.reach("snapshot")
-            snapshot = self.measurement.snapshot()
-            with self._state:
-                self._generation += 1
-                return self._generation, snapshot
+            return self._numbered_snapshot()
+
+    def _checkpoint_snapshot(self) -> tuple[int, Snapshot] | None:
+        """`_snapshot`, or None if the shutdown began before the lock was ours: a
+        checkpoint that waited for the shutdown's snapshot must not write the
+        data file again (at 8,000 modules, hundreds of ms of GIL) beside the
+        shutdown's upload, only to be refused at the gate."""
+        with self._snapshot_lock:
+            if self._shutdown_started.is_set():
+                return None
+            return self._numbered_snapshot()
+
+    def _numbered_snapshot(self) -> tuple[int, Snapshot]:
+        pause_points.reach("snapshot")
+        snapshot = self.measurement.snapshot()
+        with self._state:
+            self._generation += 1
+            return self._generation, snapshot
 
     def _grew(self, snapshot: Snapshot) -> bool:
         with self._state:
             return bool(snapshot.body) and snapshot.size > self._confirmed_size
 
     def ship(
-        self, generation: int, snapshot: Snapshot, reason: str, deadline: float | None
+        self,
+        generation: int,
+        snapshot: Snapshot,
+        reason: str,
+        deadline: float | None,
+        *,
+        final: bool = False,
     ) -> UploadRecord:
-        """Upload one snapshot and record it if it is the newest confirmed."""
+        """Upload one snapshot and record it if it is the newest confirmed.
+
+        ``final``: the shutdown's own upload, the only one that may start once
+        the shutdown has begun (`RunningUploads.close`).
+        """
         uploader = self.uploader(None if deadline is None else deadline - time.monotonic())
         invocations = self.invocations
-        with self._uploads.of(generation):  # until its answer is recorded (the shutdown waits)
+        # Until its answer is recorded (the shutdown waits for one on the wire).
+        with self._uploads.of(generation, final=final) as gate:
             try:
                 result: UploadResult = uploader.upload(
-                    snapshot.body, self.metadata(snapshot), generation=generation, deadline=deadline
+                    snapshot.body,
+                    self.metadata(snapshot),
+                    generation=generation,
+                    deadline=deadline,
+                    before_attempt=gate,
                 )
             except UploadError as exc:
                 self.last_error = str(exc)
@@ -559,6 +602,7 @@ class CoverageSession:
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
             return False
         self._shutdown_started.set()
+        self._uploads.close()  # a checkpoint not yet on the wire never gets there
         started, deadline = self._window(reason)
         if reason != "exit":
             # The process ends in a moment: a full collection of a large
@@ -657,15 +701,16 @@ class CoverageSession:
                 reason=reason,
                 invocations=self.invocations,
             )
-        self.ship(generation, snapshot, reason, deadline)
+        pause_points.reach("shutdown-upload")  # (tests: no older upload was on the wire)
+        self.ship(generation, snapshot, reason, deadline, final=True)
         self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
         self._remove_data_file()
 
     def _wait_for_older_upload(self, generation: int, deadline: float, share: float) -> bool:
         """Wait, for ``share`` of the time left before ``deadline``, for an older
-        snapshot's upload still running (a checkpoint's): its PUT and ours of the
+        snapshot's upload on the wire (a checkpoint's): its PUT and ours of the
         same key must not race (which lands last would be S3's choice), and once
-        it is confirmed ours may be needless.  True if none is running."""
+        it is confirmed ours may be needless.  True if none is on the wire."""
         if not self._uploads.older(generation):
             return True
         pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
@@ -696,13 +741,21 @@ class CoverageSession:
         self, generation: int, snapshot: Snapshot, reason: str, deadline: float
     ) -> None:
         """An older attempt that got past the fence a moment before may land after
-        ours: read the stored generation back, and upload again if it is older.
+        ours: read the stored generation back once no older upload is on the wire
+        (read at once, the read would miss one that lands later), and upload
+        again if it is older.
         Not when no older snapshot's upload was ever attempted (an environment
         shut down before its first checkpoint): the read would cost a request
         of the window for nothing."""
         uploader = self.uploader(0)
         if not uploader.older_attempted(generation):
             return
+        # One still on the wire (ours went alongside it) may land after the read.
+        if not self._uploads.wait_for_older(generation, deadline):
+            raise UploadError(
+                "an older snapshot's upload was still on the wire at the deadline: "
+                "it may land after the newest"
+            )
         stored = uploader.stored_generation(deadline)
         if stored is not None and stored < generation and time.monotonic() < deadline:
             structured_log.warning(
@@ -710,7 +763,7 @@ class CoverageSession:
                 stored_generation=stored,
                 generation=generation,
             )
-            self.ship(generation, snapshot, reason, deadline)
+            self.ship(generation, snapshot, reason, deadline, final=True)
 
     def _log_loss(
         self, reason: str, exc: Exception, snapshot: Snapshot | None, started: float

@@ -17,7 +17,10 @@ kernel stamps the signal's byte with its arrival (``SO_TIMESTAMPNS``, Linux):
 the watcher needs the GIL back to run, and a C step of another thread (a
 checkpoint's SQLite write, a garbage collection: up to ~190 ms at 8,000
 modules) may keep it past the signal; the shutdown's budget counts from the
-arrival (`signalled`), not from the moment the watcher got to run.
+arrival (`signalled`), not from the moment the watcher got to run.  So does it
+when the Python handler runs the shutdown on the main thread, which may be
+long after the arrival too (a C call of the function's own holding the GIL):
+the handler lets the watcher read the stamp first.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ from coverage_runtime.shim import structured_log
 
 # Longer than any shutdown budget; the watcher's os._exit ends the wait.
 WAIT_FOR_WATCHER_SECONDS = 5.0
+# How long the Python handler waits for the watcher to read SIGTERM's arrival
+# stamp.  The wait releases the GIL, and the watcher needs only the GIL (its
+# byte is already read, in C): what keeps the watcher waiting keeps the
+# handler's own shutdown waiting as much.  Not waited when the byte went
+# elsewhere; and if it runs out, the window still counts from the handler's
+# start, not from the end of the wait.
+WAIT_FOR_ARRIVAL_SECONDS = 0.1
 # Linux's SO_TIMESTAMPNS (asm-generic; the socket module does not name it):
 # each datagram carries its arrival time, a struct timespec (two 64-bit fields).
 _SO_TIMESTAMPNS = 35
@@ -110,9 +120,11 @@ class ShutdownWatcher:
         self._reader: _socket.socket | None = None
         self._writer: _socket.socket | None = None
         self._write_fd = -1
-        # When SIGTERM arrived (time.monotonic()), as the kernel stamped it;
-        # None until then, or where the kernel does not stamp.
+        # When SIGTERM arrived (time.monotonic()), as the kernel stamped it (or
+        # the Python handler's start, if that was earlier known); None until then.
         self.signalled: float | None = None
+        self._arrival_read = threading.Event()  # the watcher has read SIGTERM's byte
+        self._thread: threading.Thread | None = None
         # Wakeup fds that other code had set (an asyncio loop's self-pipe),
         # with their identity: signal bytes are passed on while they live.
         self._forward: dict[int, tuple[int, int]] = {}
@@ -135,7 +147,8 @@ class ShutdownWatcher:
         self._reader, self._writer, self._write_fd = reader, writer, writer.fileno()
         signal.signal(signal.SIGTERM, self._handle_signal)
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        threading.Thread(target=self._watch, name="coverage-sigterm", daemon=True).start()
+        self._thread = threading.Thread(target=self._watch, name="coverage-sigterm", daemon=True)
+        self._thread.start()
 
     def reassert(self) -> None:
         """Take SIGTERM back if the function's code took it (main thread, between
@@ -151,18 +164,25 @@ class ShutdownWatcher:
             return
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(signal.SIGTERM, self._handle_signal)
+        self._take_wakeup_fd()
+
+    def _take_wakeup_fd(self) -> bool:
+        """(Main thread.)  Make the wakeup fd ours again; True if it already was."""
         previous = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        if previous not in (-1, self._write_fd):
+        if previous == self._write_fd:
+            return True
+        if previous != -1:
             try:
                 status = os.fstat(previous)
             except OSError:
-                return
+                return False
             self._forward[previous] = (status.st_dev, status.st_ino)
             structured_log.warning(
                 "the function's code took the SIGTERM wakeup fd: taken back, signals are "
                 "passed on to it",
                 fd=previous,
             )
+        return False
 
     def _pass_on(self, received: bytes) -> None:
         for fd, identity in list(self._forward.items()):
@@ -190,8 +210,15 @@ class ShutdownWatcher:
             if self._forward:
                 self._pass_on(received)
             if signal.SIGTERM in received:
-                self.signalled = _arrival(ancillary)
+                self._arrived(_arrival(ancillary))
+                self._arrival_read.set()
                 self._shut_down("SIGTERM")
+
+    def _arrived(self, moment: float | None) -> None:
+        """Note when SIGTERM arrived: the earliest moment known."""
+        if moment is not None:
+            known = self.signalled
+            self.signalled = moment if known is None else min(known, moment)
 
     def _call_user_handler(self) -> None:
         handler = signal.getsignal(signal.SIGTERM)
@@ -211,9 +238,17 @@ class ShutdownWatcher:
         # a flush), it returns at once: they may hold locks the shutdown
         # needs, and the watcher thread does the work once they let go.  In
         # the function's own code (a handler that hit its timeout) it does
-        # the work itself, or waits instead of competing for the GIL.
+        # the work itself, or waits instead of competing for the GIL.  Either
+        # way the window counts from the signal's arrival: the watcher reads
+        # its stamp first (or runs the shutdown itself), unless the byte went
+        # elsewhere (another wakeup fd) and will not come.
+        entered = time.monotonic()
         if _interrupted_critical_code(frame):
             return
+        watched = self._thread is not None and self._thread.is_alive()
+        if self._take_wakeup_fd() and watched:
+            self._arrival_read.wait(WAIT_FOR_ARRIVAL_SECONDS)
+        self._arrived(entered)
         if not self._shut_down("SIGTERM"):
             threading.Event().wait(WAIT_FOR_WATCHER_SECONDS)
 

@@ -97,10 +97,14 @@ class SnapshotUploader:
         self._first_started: int | None = None
         self._fence = threading.Lock()
 
-    def _fenced(self, generation: int) -> Callable[[], None]:
-        """What runs before each attempt of ``generation``'s upload."""
+    def _fenced(
+        self, generation: int, gate: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """What runs before each attempt of ``generation``'s upload (``gate`` first)."""
 
         def check() -> None:
+            if gate is not None:
+                gate()
             with self._fence:
                 if generation < self._newest_started:
                     raise Superseded(f"snapshot {generation} superseded by {self._newest_started}")
@@ -127,21 +131,24 @@ class SnapshotUploader:
         *,
         generation: int = 0,
         deadline: float | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> UploadResult:
         """Put snapshot ``generation``.  With a ``deadline`` (a `time.monotonic`
         value), give up when it passes, even in the middle of a request or a
         retry; a newer generation started meanwhile cancels the older one's
-        further attempts."""
+        further attempts, and so does ``before_attempt`` raising `Superseded`
+        (`RunningUploads.of`'s gate)."""
         from coverage_runtime import s3
 
         args = s3.put_arguments(
             self.settings, self.key, body, {**metadata, GENERATION_KEY: str(generation)}
         )
         started = time.monotonic()
+        check = self._fenced(generation, before_attempt)
         if deadline is None:
-            response = self._put(args, generation, None)
+            response = self._put(args, check, None)
         else:
-            response = self._put_before(args, generation, deadline)
+            response = self._put_before(args, check, deadline)
         return UploadResult(
             bucket=self.bucket,
             key=self.key,
@@ -162,14 +169,14 @@ class SnapshotUploader:
         value = (head.get("Metadata") or {}).get(GENERATION_KEY)
         return int(value) if value and value.isdigit() else None
 
-    def _put(self, args: dict[str, Any], generation: int, deadline: float | None) -> dict[str, Any]:
+    def _put(
+        self, args: dict[str, Any], check: Callable[[], None], deadline: float | None
+    ) -> dict[str, Any]:
         from coverage_runtime import s3
 
         where = f"s3://{self.bucket}/{self.key}"
         try:
-            return self._client.put_object(
-                args, deadline=deadline, before_attempt=self._fenced(generation)
-            )
+            return self._client.put_object(args, deadline=deadline, before_attempt=check)
         except Superseded as exc:
             raise UploadError(f"not sent: {exc}") from exc
         except s3.S3RequestError as exc:
@@ -189,7 +196,9 @@ class SnapshotUploader:
                 )
             raise UploadError(f"S3 refused {where}: {found.answer()}{hint}") from exc
 
-    def _put_before(self, args: dict[str, Any], generation: int, deadline: float) -> dict[str, Any]:
+    def _put_before(
+        self, args: dict[str, Any], check: Callable[[], None], deadline: float
+    ) -> dict[str, Any]:
         """The put, with a hard deadline.
 
         The client's timeouts and its retries stop at the deadline, but name
@@ -198,7 +207,7 @@ class SnapshotUploader:
         data: see the fence.
         """
         try:
-            return call_before(lambda: self._put(args, generation, deadline), deadline)
+            return call_before(lambda: self._put(args, check, deadline), deadline)
         except TimeoutError as exc:
             raise UploadError(
                 f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
@@ -206,49 +215,77 @@ class SnapshotUploader:
 
 
 class RunningUploads:
-    """The generations whose upload is running, each until its answer is
-    recorded, so that the shutdown can wait for a checkpoint's instead of
-    racing it with a PUT of the same key.
+    """The uploads on the wire, each until its answer is recorded, so that the
+    shutdown can wait for a checkpoint's instead of racing it with a PUT of
+    the same key; and the gate that keeps any other upload off the wire once
+    the shutdown has begun.
 
     Two PUTs of one key at once share the shutdown's bandwidth, and which
     lands last is S3's choice (hence the read-back); the local S3 (moto) even
     answers one of them 500 (its second ``put_object`` closes the first's
     buffer before that one's ETag is read).  Waiting for the checkpoint's
     upload first lets the shutdown skip its own when the checkpoint held
-    everything, and send it alone otherwise.  An upload abandoned at its
-    deadline (a flush's) ends here while its request may still be on the
-    wire: the fence and the shutdown's read-back cover that one.
+    everything, and send it alone otherwise.
+
+    An upload counts from its first attempt, not from its snapshot: between
+    the two (the S3 client's build, hashing the body) the shutdown would wait
+    for a thread that may never get the GIL in its window.  The gate (`close`,
+    checked before each attempt, atomically with counting it) makes that
+    safe: an upload either started before the shutdown closed it, and the
+    shutdown sees it, or never starts.  An upload abandoned at its deadline
+    (a flush's) ends here while its request may still be on the wire: the
+    fence and the shutdown's read-back cover that one.
     """
 
     def __init__(self) -> None:
-        self._running: dict[int, int] = {}
+        self._registered: dict[int, int] = {}
+        self._on_wire: set[int] = set()
+        self._closed = False
         self._changed = threading.Condition()
 
     @contextmanager
-    def of(self, generation: int) -> Iterator[None]:
-        """Around ``generation``'s upload and the record of its answer."""
+    def of(self, generation: int, *, final: bool = False) -> Iterator[Callable[[], None]]:
+        """Around ``generation``'s upload and the record of its answer; yields the
+        gate each attempt passes first (`SnapshotUploader.upload`'s
+        ``before_attempt``): `Superseded` once `close` was called, unless
+        ``final`` (the shutdown's own upload)."""
+
+        def gate() -> None:
+            with self._changed:
+                if self._closed and not final:
+                    raise Superseded("the shutdown has begun: it uploads the newest snapshot")
+                self._on_wire.add(generation)
+
         with self._changed:
-            self._running[generation] = self._running.get(generation, 0) + 1
+            self._registered[generation] = self._registered.get(generation, 0) + 1
         try:
-            yield
+            yield gate
         finally:
             with self._changed:
-                count = self._running.pop(generation) - 1
+                count = self._registered.pop(generation) - 1
                 if count:
-                    self._running[generation] = count
+                    self._registered[generation] = count
+                else:
+                    self._on_wire.discard(generation)
                 self._changed.notify_all()
 
+    def close(self) -> None:
+        """The shutdown has begun: no attempt but its own starts from now on
+        (a retry of an earlier one included)."""
+        with self._changed:
+            self._closed = True
+
     def older(self, generation: int) -> bool:
-        """Is the upload of a generation older than ``generation`` running?"""
+        """Is the upload of a generation older than ``generation`` on the wire?"""
         with self._changed:
             return self._older(generation)
 
     def _older(self, generation: int) -> bool:
-        return any(other < generation for other in self._running)
+        return any(other < generation for other in self._on_wire)
 
     def wait_for_older(self, generation: int, until: float) -> bool:
-        """Wait until no upload older than ``generation`` runs, or until ``until``
-        (monotonic); True if none runs."""
+        """Wait until no upload older than ``generation`` is on the wire, or until
+        ``until`` (monotonic); True if none is."""
         with self._changed:
             while self._older(generation):
                 left = until - time.monotonic()

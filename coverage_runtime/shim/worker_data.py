@@ -28,15 +28,16 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from coverage_runtime import layout
+from coverage_runtime.errors import UploadError
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim import coverage_adapter, structured_log
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
-from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult
+from coverage_runtime.shim.uploader import SnapshotUploader, Superseded, UploadResult
 
 WORKERS_SUFFIX = ".workers"
 LIVE_SUFFIX = ".data"
@@ -115,9 +116,15 @@ class WorkerPublisher(SnapshotUploader):
         *,
         generation: int = 0,
         deadline: float | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> UploadResult:
         started = time.monotonic()
         with self._lock:
+            if before_attempt is not None:  # the shutdown's gate, as before an S3 attempt
+                try:
+                    before_attempt()
+                except Superseded as exc:
+                    raise UploadError(f"not written: {exc}") from exc
             if generation < self.state.generation:
                 return UploadResult("", self.key, 0, 0.0, None)  # a newer one is there
             _replace(self.key, body)
