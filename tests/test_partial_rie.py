@@ -31,7 +31,9 @@ def task_root(tmp_path_factory) -> Path:
     return synthetic_function.write(tmp_path_factory.mktemp("synthetic"), MODULES)
 
 
-def early_sigterm(start_function, python, task_root, s3, bucket, tmp_path, **env: str) -> Any:
+def early_sigterm(
+    start_function, python, task_root, s3, bucket, tmp_path, *, keep: bool = False, **env: str
+) -> Any:
     """SIGTERM right after the first response; the object's data, metadata and the
     runtime's log records."""
     function = start_function(
@@ -52,7 +54,8 @@ def early_sigterm(start_function, python, task_root, s3, bucket, tmp_path, **env
     assert len(objects) == 1, logs[-3000:]
     key, path = next(iter(objects.items()))
     s3_object = s3.head_object(Bucket=bucket, Key=key)
-    s3.delete_object(Bucket=bucket, Key=key)  # (the next run's object alone in the bucket)
+    if not keep:
+        s3.delete_object(Bucket=bucket, Key=key)  # (the next run's object alone in the bucket)
     metadata = s3_object["Metadata"]
     from coverage import CoverageData
 
@@ -72,9 +75,11 @@ def early_sigterm(start_function, python, task_root, s3, bucket, tmp_path, **env
 def test_an_early_sigterm_that_cannot_replay_everything_ships_whole_files_exactly(
     start_function,
     task_root,
+    s3_server,
     s3,
     bucket,
     tmp_path,
+    report_credentials,
     sysmon_python,  # noqa: F811
 ):
     run = (start_function, sysmon_python, task_root, s3, bucket)
@@ -86,7 +91,7 @@ def test_an_early_sigterm_that_cannot_replay_everything_ships_whole_files_exactl
     assert not [r for r in whole_records if r.get("partial")], whole_records
 
     held, metadata, records = early_sigterm(
-        *run, tmp_path / "partial", COVERAGE_TEST_REPLAY_DELAY_MS=DELAY_MS
+        *run, tmp_path / "partial", keep=True, COVERAGE_TEST_REPLAY_DELAY_MS=DELAY_MS
     )
     assert 0 < len(held) < len(whole), sorted(held)
     for name, contexts in held.items():
@@ -101,3 +106,18 @@ def test_an_early_sigterm_that_cannot_replay_everything_ships_whole_files_exactl
     assert loss["partial"] is True and loss["files_not_replayed"] == left, loss
     assert loss["events_not_replayed"] > 0 and loss["events_replayed"] > 0, loss
     assert loss["elapsed_ms"] < 550, loss
+
+    # The report CLI says that an environment's object is partial.
+    import io
+
+    from coverage_runtime.report.cli import main
+
+    where = ["--bucket", bucket, "--endpoint-url", s3_server.endpoint_url]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["list", *where], out=out, err=err) == 0, err.getvalue()
+    assert "partial: 1 objects hold only the source files" in out.getvalue(), out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    report = ["-o", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "cache")]
+    report += ["--source-root", str(task_root), "--no-progress"]
+    assert main(["report", *where, *report], out=out, err=err) == 0, err.getvalue()
+    assert "1 environment(s) uploaded partially at shutdown" in err.getvalue(), err.getvalue()
