@@ -643,6 +643,7 @@ class Measurement:
         (`InitRecorder.drain_within`).  Never handed over: the process ends."""
         recorder.close()  # a catch-up under way elsewhere stops after its slice
         gate = self._gate
+        built_here = gate is None
         if gate is None:
             problem = self._build_once(recorder, catch_up=False)
             built, self._built = self._built, None
@@ -662,8 +663,11 @@ class Measurement:
             self._give_up_recording(exc)
             return
         self.replay_outcome = outcome
+        if not built_here:  # (fed before: a partial replay is said by the loss record)
+            return
         structured_log.info(
-            "coverage.py was fed the recorded events at shutdown",
+            "coverage.py took the init over",
+            at_shutdown=True,
             partial=outcome.partial,
             replay_ms=round((budget.clock() - budget.started) * 1000, 1),
             **outcome.as_fields(),
