@@ -80,15 +80,20 @@ def test_the_plan_groups_by_file_in_stream_order_with_the_switches_between_its_e
 
 def test_the_budget_keeps_the_write_and_the_put_of_what_was_replayed():
     now = [100.0]
-    budget = partial_replay.Budget(101.0, clock=lambda: now[0])
+    budget = partial_replay.Budget(101.0, branch=True, clock=lambda: now[0])
+    lines = partial_replay.Budget(101.0, branch=False, clock=lambda: now[0])
     reserve = partial_replay.RESERVE_SECONDS
     assert budget.stop_at() == pytest.approx(101.0 - reserve)
     assert budget.admits() and not budget.expired()
     now[0] = 100.5  # half a second of replay: its write needs a share of it
-    assert budget.stop_at() == pytest.approx(101.0 - reserve - partial_replay.WRITE_SHARE * 0.5)
+    share = partial_replay.WRITE_SHARE[True]
+    assert budget.stop_at() == pytest.approx(101.0 - reserve - share * 0.5)
     budget.spent(0.2)  # one new file cost 0.2 s: the next needs twice that
     assert not budget.admits()
     now[0] = 100.2
     assert budget.admits()
     now[0] = 101.0
     assert budget.expired()
+    # With lines the write is a larger share of the replay (no tokenizing in it).
+    assert lines.stop_at() < budget.stop_at()
+    assert partial_replay.WRITE_SHARE[False] > share

@@ -654,7 +654,7 @@ class Measurement:
             self._gate = gate
             self._tally = self._new_tally(packed=self._packed_arcs())
         assert isinstance(gate, coverage_adapter.SysmonGate)
-        budget = partial_replay.Budget(deadline)
+        budget = partial_replay.Budget(deadline, branch=self.settings.branch)
         try:
             outcome = recorder.drain_within(gate, budget, self._tally_new)
         except Exception as exc:

@@ -37,11 +37,13 @@ SWITCH = 6
 # what grows with the data: coverage.py's data file set-up, the PUT's round
 # trip, the read-back of the stored generation.
 RESERVE_SECONDS = 0.04
-# The write of what was replayed, as a share of the replay's time.  coverage.py's
-# first sight of a file (tokenizing it) dominates the replay; the SQLite write
-# of the same files costs about a tenth of it with branches at 2,000 modules
-# (bench/README.md, "Large functions"): a share of 0.3 keeps a margin.
-WRITE_SHARE = 0.3
+# The write of what was replayed, as a share of the replay's time (bench/README.md,
+# "Where an early shutdown goes": the SQLite write and the rest of `finish` against
+# the replay, image 3.14 and host 3.13, N=2,000 and 8,000).  With branches
+# coverage.py's first sight of a file (tokenizing it) dominates the replay and the
+# write costs 0.14-0.16 of it: 0.3 keeps a margin.  With lines there is no
+# tokenizing and the write costs 0.35-0.47 of the replay: 0.7.
+WRITE_SHARE = {True: 0.3, False: 0.7}  # by branch
 # A file is admitted only if twice the mean cost of the files replayed so far fits.
 ESTIMATE_FACTOR = 2.0
 # What the data taken from coverage.py in one go covers at least (seconds of
@@ -131,9 +133,12 @@ class Budget:
     """When the replay must stop so the write and the PUT of what it replayed
     still end before ``deadline`` (the shutdown work's own, `session._window`)."""
 
-    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, deadline: float, *, branch: bool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.deadline = deadline
         self.clock = clock
+        self.write_share = WRITE_SHARE[branch]
         self.started = clock()
         self._new_seconds = 0.0  # spent on files first seen by this replay
         self._new_files = 0
@@ -142,7 +147,7 @@ class Budget:
         """The replay's own end: what it replayed still has to be written and put,
         which grows with what it replayed (`WRITE_SHARE`)."""
         now = self.clock()
-        return self.deadline - RESERVE_SECONDS - WRITE_SHARE * (now - self.started)
+        return self.deadline - RESERVE_SECONDS - self.write_share * (now - self.started)
 
     def expired(self) -> bool:
         return self.clock() >= self.stop_at()
