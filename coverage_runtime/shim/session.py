@@ -615,7 +615,10 @@ class CoverageSession:
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
         pause_points.reach("shutdown")
-        self.measurement.finish(deadline)  # (on sysmon: the replay of what fits before it)
+        # On sysmon, a replay of the recorded stream only as far as it fits before the
+        # deadline, whole files (`Measurement.finish`); at a normal exit no SIGKILL
+        # comes: everything.
+        self.measurement.finish(None if reason == "exit" else deadline)
         if not self.uploads_enabled:
             structured_log.error(
                 "coverage not uploaded at shutdown",
