@@ -26,7 +26,9 @@ environments, one at a time in a rotating order:
   RIE's "Received signal" to the runtime's "coverage runtime exiting" record
   (target 300 ms at N=8000 with branches);
 * early SIGTERM: ``--early`` more environments per configuration get SIGTERM
-  right after their first response: how many shipped, how many said what they
+  right after their first response: how many shipped everything, how many
+  shipped partially (the whole files whose recorded events the shutdown could
+  replay in time, with a loss record naming the rest), how many said what they
   lost, how many lost silently (targets: all shipped; none silent).
 
 Prints one table with a target and pass/fail per row; ``--json`` keeps every sample.
@@ -71,6 +73,8 @@ CONFIGS = {
 INIT_RE = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
 REPORT_RE = re.compile(r"^REPORT .*?\tDuration: ([0-9.]+) ms", re.MULTILINE)
 LOSS = "coverage upload at shutdown failed"
+# The loss record of a shutdown that shipped only the files it could replay in time.
+PARTIAL = "coverage uploaded partially at shutdown"
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Sample:
     init_cpu_ms: float | None = None  # the runtime process's, when init was done
     durations_ms: list[float] = field(default_factory=list)
     exit_ms: float | None = None
-    early: str | None = None  # shipped | said-lost | silent
+    early: str | None = None  # shipped | partial | said-lost | silent
     # Early SIGTERM: the loss record's reason and when it was written (ms after the
     # signal), or the upload's milliseconds.
     early_detail: dict[str, Any] | None = None
@@ -194,15 +198,19 @@ def early(args, root, size, config, s3, bucket, scratch) -> Sample:
     function = start(args, root, config, s3, bucket, scratch)
     function.invoke({"k": 1})
     _, logs = function.shut_down()  # SIGTERM right after the first response
-    if "coverage uploaded" in logs:
+    if PARTIAL in logs:  # (its object is uploaded too: before "coverage uploaded")
+        sample.early = "partial"
+    elif "coverage uploaded" in logs:
         sample.early = "shipped"
     elif LOSS in logs:
         sample.early = "said-lost"
     else:
         sample.early = "silent"
     for record in json_records(logs):
-        if record.get("message") == "coverage uploaded" or LOSS in record.get("message", ""):
+        message = record.get("message", "")
+        if message == "coverage uploaded" or LOSS in message or PARTIAL in message:
             keys = ("reason", "error_message", "elapsed_ms", "upload_ms", "bytes", "lost_bytes")
+            keys += ("files_replayed", "files_not_replayed", "events_not_replayed")
             sample.early_detail = {k: record[k] for k in keys if record.get(k) is not None}
     return sample
 
@@ -278,10 +286,12 @@ def rows(samples: list[Sample], sizes: list[int]) -> list[dict[str, Any]]:
             tries = [s for s in samples if s.size == size and s.config == config and s.early]
             if tries:
                 shipped = sum(s.early == "shipped" for s in tries)
+                partial = sum(s.early == "partial" for s in tries)
+                said = sum(s.early == "said-lost" for s in tries)
                 silent = sum(s.early == "silent" for s in tries)
-                add(f"N={size} {config}: early SIGTERM shipped / silent, of {len(tries)}",
-                    None, f"{shipped} / {silent}", "all / 0",
-                    shipped == len(tries) and not silent)  # fmt: skip
+                add(f"N={size} {config}: early SIGTERM shipped / partially / said lost / "
+                    f"silent, of {len(tries)}", None, f"{shipped} / {partial} / {said} / {silent}",
+                    "all / 0 / 0 / 0", shipped == len(tries) and not silent)  # fmt: skip
     return table
 
 

@@ -47,6 +47,10 @@ CODE_REVISION = "code-revision"
 GENERATION = "snapshot-generation"
 RECORDED_LINES = "recorded-lines"
 RECORDED_ARCS = "recorded-arcs"
+# "true" on an object a shutdown uploaded with only the files it could replay in
+# time (the data of each file it holds is complete), and how many it left out.
+PARTIAL = "partial"
+FILES_NOT_REPLAYED = "files-not-replayed"
 # A distributed-map shard's own (beside INVOCATIONS), read back by the reduce step.
 SHARD_ENVIRONMENTS = "environments"
 SHARD_SKIPPED = "skipped"

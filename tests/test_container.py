@@ -399,6 +399,17 @@ def test_exactness_matrix_on_the_image_python(image):
     assert (ours["lines"], ours["arcs"]) == (plain["lines"], plain["arcs"])
 
 
+def test_a_partial_shutdown_replay_is_exact_per_file_on_the_image_python(image):
+    """Branches on 3.14: a shutdown's replay cut by its budget holds, for each file it
+    holds, exactly the whole replay's lines and arcs under each label
+    (`tests.exactness.partial_cases`)."""
+    from tests.test_partial_replay import check_partial_matrix
+
+    _, result = run_tests_module(image, "tests.exactness.partial_cases", "--matrix", check=True)
+    assert result["python"].startswith("3.14"), result
+    check_partial_matrix(result, branches=True)
+
+
 def test_the_deferred_hand_over_on_the_image_python(image):
     """Branches on 3.14: the recorder keeps recording until data is needed, status()
     builds nothing, a long stream (a large init, or labels) is handed over at once."""

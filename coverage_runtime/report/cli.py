@@ -484,6 +484,12 @@ def run_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"total: {summary.objects} objects, {human_size(summary.bytes)}, "
         f"invocations: {invocations}\n"
     )
+    if summary.partial:
+        out.write(
+            f"partial: {summary.partial} objects hold only the source files their "
+            "environment's shutdown could replay in time (each of those complete; "
+            "its loss record names the rest)\n"
+        )
     return EXIT_OK
 
 
@@ -582,6 +588,12 @@ def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"lambda-coverage: skipped s3://{selection.bucket}/{key}: {reason}\n")
     for warning in result.warnings:
         err.write(f"lambda-coverage: warning: {warning}\n")
+    if result.partial_uploads:
+        err.write(
+            f"lambda-coverage: warning: {result.partial_uploads} environment(s) uploaded "
+            "partially at shutdown: each file they hold is complete, the files their "
+            "shutdown could not replay in time are missing (see their loss records)\n"
+        )
     _warn_other_revisions(args, result, err)
     assert result.outputs is not None
     totals = result.outputs.totals

@@ -100,6 +100,7 @@ class ListingSummary:
     bytes: int = 0
     invocations: int = 0
     without_invocations: int = 0
+    partial: int = 0  # uploaded by a shutdown with only the files it could replay in time
     by_scope: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +113,7 @@ class ListingSummary:
                 summary.without_invocations += 1
             else:
                 summary.invocations += obj.invocations
+            summary.partial += obj.partial
             scope = (obj.function, obj.version)
             summary.by_scope[scope] = summary.by_scope.get(scope, 0) + 1
         return summary

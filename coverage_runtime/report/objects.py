@@ -57,6 +57,12 @@ class DataObject:
         return layout.metadata_int(self.metadata, layout.INVOCATIONS)
 
     @property
+    def partial(self) -> bool:
+        """Uploaded by a shutdown that could replay only some files in time: each file
+        it holds is complete, others are missing (their loss record says how many)."""
+        return (self.metadata or {}).get(layout.PARTIAL) == "true"
+
+    @property
     def revision(self) -> str | None:
         return (self.metadata or {}).get(layout.CODE_REVISION)
 

@@ -116,6 +116,13 @@ class ReportResult:
         skipped = {key for key, _ in self.partial.skipped}
         return sum(o.invocations or 0 for o in self.objects if o.key not in skipped)
 
+    @property
+    def partial_uploads(self) -> int:
+        """Merged environments whose shutdown uploaded only the files it could
+        replay in time (`DataObject.partial`): their other files' data is missing."""
+        skipped = {key for key, _ in self.partial.skipped}
+        return sum(o.partial for o in self.objects if o.key not in skipped)
+
     def summary(self, selection: Selection) -> dict[str, Any]:
         totals = self.outputs.totals.as_dict() if self.outputs else {}
         return {
@@ -127,6 +134,7 @@ class ReportResult:
                 "skipped": [{"key": k, "reason": r} for k, r in self.skipped],
                 "filtered_out_by_revision": self.filtered_out,
                 "invocations": self.invocations,
+                "partial_uploads": self.partial_uploads,
             },
             "selection": selection.describe(),
             "downloaded": self.fetch.downloaded,

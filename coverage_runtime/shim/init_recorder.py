@@ -56,9 +56,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Protocol
+
+from coverage_runtime.shim import partial_replay
 
 # What one recorded event is: (kind, code object, first argument, second argument);
 # a SWITCH holds the new label where the others hold the code object.
@@ -313,6 +316,14 @@ class Receiver(Protocol):
     def install(self) -> None: ...
 
 
+class Fed(Receiver, Protocol):
+    """A receiver the shutdown's replay feeds file by file (`InitRecorder.drain_within`)."""
+
+    label: str
+
+    def take_labelled(self) -> list[tuple[str, Any]]: ...
+
+
 class InitRecorder:
     """Records first hits under the source directories until `hand_over` (with
     labels, for good: `drain`)."""
@@ -376,6 +387,10 @@ class InitRecorder:
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
         self._labelled = labelled
+        # Files whose code a replay has started in the receiver (`drain_within`
+        # completes them), and whether the shutdown's replay closed the stream.
+        self._fed_files: set[str] = set()
+        self._closed = False
         if labelled:
             self._record = self._record_fed  # type: ignore[method-assign]
 
@@ -811,7 +826,7 @@ class InitRecorder:
         """
         self.catch_up(receiver)
         with self._replaying, self._lock:
-            if self._forward is not None:
+            if self._forward is not None or self._closed:
                 return 0
             self._replay_rest(receiver)
             end = self._replayed
@@ -831,9 +846,9 @@ class InitRecorder:
         on), and `hand_over` replays the rest.  A large init (thousands of
         modules) is replayed while the next invocations run, instead of making
         their first-hit events wait for the whole replay."""
-        while self._forward is None:
+        while self._forward is None and not self._closed:
             with self._replaying:
-                if self._forward is not None:
+                if self._forward is not None or self._closed:
                     return
                 end = min(len(self.events), self._replayed + REPLAY_SLICE)
                 if end - self._replayed < REPLAY_SLICE:
@@ -850,7 +865,7 @@ class InitRecorder:
         if self._labelled:  # (its events are recorded without the lock: `_record_fed`)
             raise RuntimeError("a labelled init recorder is drained, never handed over")
         with self._replaying, self._lock:
-            if self._forward is not None:
+            if self._forward is not None or self._closed:
                 return 0
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
@@ -893,15 +908,21 @@ class InitRecorder:
 
     def _replay(self, receiver: Receiver, end: int) -> None:
         """Events ``[_replayed, end)`` into ``receiver`` (``_replaying`` is held)."""
+        self._deliver(receiver, self.events, self._replayed, end)
+        self._replayed = end
+
+    def _deliver(self, receiver: Receiver, events: list[Event], begin: int, end: int) -> None:
+        """``events[begin:end]`` into ``receiver``'s callbacks, in order."""
         callbacks = receiver.callbacks()
         start, line = callbacks[START], callbacks[LINE]
         traced = receiver.traced
+        fed_files = self._fed_files
         known: dict[int, bool] = {}  # traced, per code object, for this call
-        events = self.events
-        for index in range(self._replayed, end):
+        for index in range(begin, end):
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
+                fed_files.add(code.co_filename)
                 known.pop(id(code), None)  # (traced now, maybe)
                 continue
             if kind == SWITCH:
@@ -920,4 +941,104 @@ class InitRecorder:
                 callbacks[RETURN](code, a, None)
             else:
                 callbacks[kind](code, a, b)
-        self._replayed = end
+
+    # -- the shutdown: what fits, file by file -----------------------------------
+
+    def close(self) -> None:
+        """No replay but `drain_within`'s from now on: a catch-up under way on
+        another thread stops after its slice (the shutdown replays the rest)."""
+        self._closed = True
+
+    def drain_within(
+        self,
+        receiver: Fed,
+        budget: partial_replay.Budget,
+        settle: Callable[[], None],
+    ) -> partial_replay.Outcome:
+        """At shutdown: replay what was not replayed yet, file by file, while
+        ``budget`` lets, and then nothing more (`close`).  Each file's events
+        are replayed all or none (see `partial_replay`): ``settle`` takes what
+        the receiver holds (into the data to write) after each group of whole
+        files, and the data of a group cut by the budget is taken and dropped.
+
+        Files an earlier replay began (a checkpoint's drain, a catch-up cut by
+        the shutdown) are completed first, whatever the budget: their data may
+        already be taken, so they cannot be left out; then the new files, in
+        stream order (the order of the function's imports and first calls),
+        as long as the budget admits one more.
+        """
+        self.close()
+        with self._replaying, self._lock:
+            if self._forward is not None:
+                return partial_replay.Outcome(0, 0, 0, 0, 0)
+            events = self.events
+            begin, end = self._replayed, len(events)
+            start_label = receiver.label
+            plan = partial_replay.plan(events, begin, end, start_label)
+            fed = self._fed_files
+            begun = [name for name in plan.files if name in fed]
+            new = [name for name in plan.files if name not in fed]
+            replayed = 0
+            for name in begun:  # (no clock: the shutdown's own deadline still bounds it)
+                self._deliver_file(receiver, plan.files[name], start_label)
+                replayed += plan.events_of(name)
+            settle()
+            clock = budget.clock
+            files = len(begun)
+            group: list[str] = []
+            group_events = 0
+            group_started = clock()
+            cut = False
+            for name in new:
+                if not budget.admits():
+                    break
+                file_started = clock()
+                if partial_replay.TEST_DELAY_SECONDS:
+                    time.sleep(partial_replay.TEST_DELAY_SECONDS)
+                file_events = plan.files[name]
+                if not self._deliver_file(receiver, file_events, start_label, budget):
+                    cut = True
+                    break
+                budget.spent(clock() - file_started)
+                group.append(name)
+                group_events += plan.events_of(name)
+                if clock() - group_started >= partial_replay.GROUP_SECONDS:
+                    settle()
+                    files += len(group)
+                    replayed += group_events
+                    group, group_events, group_started = [], 0, clock()
+            if cut:
+                receiver.take_labelled()  # the cut group's data: dropped, whole files only
+            else:
+                settle()
+                files += len(group)
+                replayed += group_events
+            if receiver.label != plan.last_label:  # where the whole replay would leave it
+                receiver.relabel(plan.last_label)
+                settle()
+            switches = plan.last_switch
+            return partial_replay.Outcome(
+                files_replayed=files,
+                files_left=len(plan.files) - files,
+                events_replayed=replayed,
+                events_left=end - begin - switches - replayed,
+                begun=len(begun),
+            )
+
+    def _deliver_file(
+        self,
+        receiver: Fed,
+        events: list[Any],
+        start_label: str,
+        budget: partial_replay.Budget | None = None,
+    ) -> bool:
+        """One file's events (`partial_replay.plan`) into ``receiver``, from
+        ``start_label``; False if ``budget`` ran out before the last of them."""
+        if receiver.label != start_label:
+            receiver.relabel(start_label)
+        step = partial_replay.CLOCK_EVERY
+        for begin in range(0, len(events), step):
+            if budget is not None and budget.expired():
+                return False
+            self._deliver(receiver, events, begin, min(begin + step, len(events)))
+        return True

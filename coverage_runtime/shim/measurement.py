@@ -28,6 +28,7 @@ from coverage_runtime.shim import (
     distributions,
     init_recorder,
     labels,
+    partial_replay,
     pause_points,
     structured_log,
 )
@@ -209,6 +210,15 @@ class Measurement:
         self._outbox: dict[str, coverage_adapter.Recorded] = {}
         self._tally = self._new_tally(packed=False)
         self.storage_problem: str | None = None
+        # The shutdown's replay (`finish` with a deadline): what it fed and left out.
+        self.replay_outcome: partial_replay.Outcome | None = None
+
+    @property
+    def partial(self) -> partial_replay.Outcome | None:
+        """The shutdown's replay outcome if it left files out (the data is then
+        exactly that of the files it holds, and the rest is lost)."""
+        outcome = self.replay_outcome
+        return outcome if outcome is not None and outcome.partial else None
 
     # -- coverage.py ---------------------------------------------------------
 
@@ -355,13 +365,17 @@ class Measurement:
         the last slice and the switch hold it.
         """
         recorder = self._recorder
-        if recorder is None or recorder.handed_over:
+        if recorder is None or recorder.handed_over or self.replay_outcome is not None:
             return False
         problem: Exception | None = None
         if self._gate is None:
             problem = self._build_once(recorder)
         with self._lock:
-            if recorder.handed_over or self._recorder is not recorder:
+            if (
+                recorder.handed_over
+                or self._recorder is not recorder
+                or self.replay_outcome is not None  # the shutdown replayed what fit: no more
+            ):
                 return False
             adopted = self._gate  # (labels) built before, or by another thread meanwhile
             if adopted is None:
@@ -384,7 +398,9 @@ class Measurement:
         structured_log.info("coverage.py took the init over", replayed_events=replayed, fed=True)
         return True
 
-    def _build_once(self, recorder: init_recorder.InitRecorder) -> Exception | None:
+    def _build_once(
+        self, recorder: init_recorder.InitRecorder, *, catch_up: bool = True
+    ) -> Exception | None:
         """Build coverage.py unless it is built or being built; what went wrong."""
         problem: Exception | None = None
         with self._build_lock:
@@ -395,7 +411,7 @@ class Measurement:
                 except Exception as exc:  # InternalsChanged, or coverage.py could not start
                     problem = exc
         built = self._built
-        if built is not None:
+        if built is not None and catch_up:
             recorder.catch_up(built[1])  # the bulk, while blocks and events go on
         return problem
 
@@ -615,21 +631,67 @@ class Measurement:
         # recorded already, which loses nothing whatever runs meanwhile.
         return gate.retire()
 
-    def finish(self) -> None:
-        """Stop for good: the environment is shutting down."""
+    def finish(self, deadline: float | None = None) -> None:
+        """Stop for good: the environment is shutting down.
+
+        With a ``deadline`` (the shutdown's, `time.monotonic`), what the init
+        recorder holds is replayed only as far as the write and the upload of
+        it still fit before it, whole files only (`_replay_within`).
+        """
         with self._lock:
             if self._finished:
                 return
             receiver = self._receiver()
-            if isinstance(receiver, init_recorder.InitRecorder) and self._labelled:
-                receiver.pause()  # (it stays the receiver) nothing more after the last replay
-            self.materialize()
+            recorder = receiver if isinstance(receiver, init_recorder.InitRecorder) else None
+            if recorder is not None and (self._labelled or deadline is not None):
+                recorder.pause()  # (it stays the receiver) nothing more after the last replay
+            if recorder is not None and deadline is not None:
+                self._replay_within(recorder, deadline)
+            else:
+                self.materialize()
             self._finished = True
             if self._gate is not None:
                 self._tally_new()
                 self._gate.stop()
                 self._tally_new()
             self._collecting = False
+
+    def _replay_within(self, recorder: init_recorder.InitRecorder, deadline: float) -> None:
+        """The shutdown's replay (the lock is held): build coverage.py if not yet,
+        then feed it what the recorder holds, file by file, until the budget of
+        ``deadline`` says the rest would not be written and uploaded in time
+        (`InitRecorder.drain_within`).  Never handed over: the process ends."""
+        recorder.close()  # a catch-up under way elsewhere stops after its slice
+        gate = self._gate
+        built_here = gate is None
+        if gate is None:
+            problem = self._build_once(recorder, catch_up=False)
+            built, self._built = self._built, None
+            if problem is not None or built is None:
+                self._give_up_recording(problem)
+                return
+            self.cov, gate = built
+            self._gate = gate
+            self._tally = self._new_tally(packed=self._packed_arcs())
+        assert isinstance(gate, coverage_adapter.SysmonGate)
+        budget = partial_replay.Budget(deadline, branch=self.settings.branch)
+        try:
+            outcome = recorder.drain_within(gate, budget, self._tally_new)
+        except Exception as exc:
+            self._gate = None
+            coverage_adapter.abandon(self.cov)
+            self._give_up_recording(exc)
+            return
+        self.replay_outcome = outcome
+        if not built_here:  # (fed before: a partial replay is said by the loss record)
+            return
+        structured_log.info(
+            "coverage.py took the init over",
+            at_shutdown=True,
+            partial=outcome.partial,
+            replay_ms=round((budget.clock() - budget.started) * 1000, 1),
+            **outcome.as_fields(),
+        )
 
     # -- data ----------------------------------------------------------------
 

@@ -462,6 +462,10 @@ class CoverageSession:
             layout.RECORDED_ARCS: str(snapshot.arcs),
             layout.CODE_REVISION: self.settings.code_revision,
         }
+        partial = self.measurement.partial
+        if partial is not None:  # the shutdown's replay left files out: see `_log_partial`
+            values[layout.PARTIAL] = "true"
+            values[layout.FILES_NOT_REPLAYED] = str(partial.files_left)
         return {k: v for k, v in values.items() if v is not None}
 
     def _snapshot(self) -> tuple[int, Snapshot]:
@@ -621,6 +625,8 @@ class CoverageSession:
                     call_before(work, deadline, name="coverage-shutdown")
                 except DeadlinePassed as exc:
                     raise UploadError("the shutdown did not finish before the deadline") from exc
+            if self.measurement.partial is not None:
+                self._log_partial(reason, taken[-1][1] if taken else None, started)
         except Exception as exc:
             if taken:  # a checkpoint's upload still running may hold it all: its answer decides
                 self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
@@ -669,7 +675,10 @@ class CoverageSession:
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
         pause_points.reach("shutdown")
-        self.measurement.finish()
+        # On sysmon, a replay of the recorded stream only as far as it fits before the
+        # deadline, whole files (`Measurement.finish`); at a normal exit no SIGKILL
+        # comes: everything.
+        self.measurement.finish(None if reason == "exit" else deadline)
         if not self.uploads_enabled:
             structured_log.error(
                 "coverage not uploaded at shutdown",
@@ -765,12 +774,33 @@ class CoverageSession:
             )
             self.ship(generation, snapshot, reason, deadline, final=True)
 
+    def _log_partial(self, reason: str, snapshot: Snapshot | None, started: float) -> None:
+        """The loss record of a shutdown that shipped only the files whose recorded
+        events could be replayed in time (`Measurement.finish`): the object holds
+        exactly their data; the other files' data since the last upload is lost."""
+        partial = self.measurement.partial
+        assert partial is not None
+        structured_log.error(
+            "coverage uploaded partially at shutdown: the data of the files it could not "
+            "replay in time since the last upload is lost",
+            reason=reason,
+            partial=True,
+            **partial.as_fields(),
+            s3_uri=self.s3_uri,
+            shipped_bytes=len(snapshot.body) if snapshot else None,
+            recorded_lines=snapshot.lines if snapshot else None,
+            shutdown_budget_ms=self.settings.shutdown_budget_ms,
+            last_upload=self.last_upload.as_dict() if self.last_upload else None,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
     def _log_loss(
         self, reason: str, exc: Exception, snapshot: Snapshot | None, started: float
     ) -> None:
         with self._state:
             confirmed_size = self._confirmed_size
             confirmed_invocations = self._confirmed_invocations
+        partial = self.measurement.partial
         structured_log.error(
             "coverage upload at shutdown failed: data of this environment since the "
             "last upload is lost",
@@ -785,6 +815,7 @@ class CoverageSession:
             data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            **({"partial": True, **partial.as_fields()} if partial is not None else {}),
         )
 
     # -- reporting -----------------------------------------------------------

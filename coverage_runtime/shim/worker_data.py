@@ -247,8 +247,9 @@ class WorkersUnion(Measurement):
                 body = handle.read()
         return counts._replace(body=body)
 
-    def finish(self) -> None:
+    def finish(self, deadline: float | None = None) -> None:
         """Shutdown: let the workers (signalled too) publish their last data.
+        (Within its own share of the budget: ``deadline`` is the main process's.)
 
         SIGTERM reaches every worker with the main process in Lambda and the
         RIE; it is passed on anyway, should a platform signal the main

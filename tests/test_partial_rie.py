@@ -1,0 +1,123 @@
+"""An early SIGTERM whose replay of the recorded init cannot finish in the window
+ships an exact subset, through the real RIE and local S3 (issue 18): the
+object holds, for each file it holds, exactly what the whole replay holds for
+it under each label, its metadata says it is partial, and one loss record names
+how many files and events were left out.  The replay is made slow per file by
+``COVERAGE_TEST_REPLAY_DELAY_MS`` (tests only), so that a function CI affords
+outgrows the window as a large one does; the large sizes: bench/sizes.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coverage_runtime import layout
+from tests import synthetic_function
+from tests.harness import REPO_ROOT, download_objects, runtime_records
+from tests.test_recorder_rie import sysmon_python  # noqa: F401
+
+pytestmark = [pytest.mark.rie, pytest.mark.slow]
+
+# Few enough events that the shipping thread leaves the stream to the shutdown
+# (below `measurement.HAND_OVER_AT_EVENTS`), enough files to leave some out.
+MODULES = 30
+DELAY_MS = "40"  # per file first seen at shutdown: 30 files, 1.2 s against 550 ms
+
+
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory) -> Path:
+    return synthetic_function.write(tmp_path_factory.mktemp("synthetic"), MODULES)
+
+
+def early_sigterm(
+    start_function, python, task_root, s3, bucket, tmp_path, *, keep: bool = False, **env: str
+) -> Any:
+    """SIGTERM right after the first response; the object's data, metadata and the
+    runtime's log records."""
+    function = start_function(
+        "handler.handler",
+        task_root=task_root,
+        command=[python, "-m", "coverage_runtime", "handler.handler"],
+        PYTHONPATH=str(REPO_ROOT),
+        COVERAGE_SHUTDOWN_BUDGET_MS="550",
+        **env,
+    )
+    assert function.invoke({"k": 1}).status == 200
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    assert "coverage upload at shutdown failed" not in logs, logs[-3000:]
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, logs[-3000:]
+    key, path = next(iter(objects.items()))
+    s3_object = s3.head_object(Bucket=bucket, Key=key)
+    if not keep:
+        s3.delete_object(Bucket=bucket, Key=key)  # (the next run's object alone in the bucket)
+    metadata = s3_object["Metadata"]
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(path))
+    data.read()
+    by_file = {}
+    for name in data.measured_files():
+        contexts = {}
+        for context in sorted(data.measured_contexts()):
+            data.set_query_contexts([f"^{context}$"])
+            contexts[context] = sorted(data.lines(name) or ())
+        data.set_query_contexts(None)
+        by_file[name] = contexts
+    return by_file, metadata, runtime_records(logs)
+
+
+def test_an_early_sigterm_that_cannot_replay_everything_ships_whole_files_exactly(
+    start_function,
+    task_root,
+    s3_server,
+    s3,
+    bucket,
+    tmp_path,
+    report_credentials,
+    sysmon_python,  # noqa: F811
+):
+    run = (start_function, sysmon_python, task_root, s3, bucket)
+    for name in ("whole", "partial"):
+        (tmp_path / name).mkdir()
+    whole, whole_metadata, whole_records = early_sigterm(*run, tmp_path / "whole")
+    assert layout.PARTIAL not in whole_metadata
+    assert len(whole) > MODULES  # (the handler module and the package too)
+    assert not [r for r in whole_records if r.get("partial")], whole_records
+
+    held, metadata, records = early_sigterm(
+        *run, tmp_path / "partial", keep=True, COVERAGE_TEST_REPLAY_DELAY_MS=DELAY_MS
+    )
+    assert 0 < len(held) < len(whole), sorted(held)
+    for name, contexts in held.items():
+        assert contexts == whole[name], name  # each label's lines, as the whole replay's
+    assert metadata[layout.PARTIAL] == "true"
+    left = len(whole) - len(held)
+    assert metadata[layout.FILES_NOT_REPLAYED] == str(left)
+    losses = [r for r in records if r["level"] == "ERROR"]
+    assert len(losses) == 1, records
+    loss = losses[0]
+    assert loss["message"].startswith("coverage uploaded partially at shutdown"), loss
+    assert loss["partial"] is True and loss["files_not_replayed"] == left, loss
+    assert loss["events_not_replayed"] > 0 and loss["events_replayed"] > 0, loss
+    assert loss["elapsed_ms"] < 550, loss
+
+    # The report CLI says that an environment's object is partial.
+    import io
+
+    from coverage_runtime.report.cli import main
+
+    where = ["--bucket", bucket, "--endpoint-url", s3_server.endpoint_url]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["list", *where], out=out, err=err) == 0, err.getvalue()
+    assert "partial: 1 objects hold only the source files" in out.getvalue(), out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    report = ["-o", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "cache")]
+    report += ["--source-root", str(task_root), "--no-progress"]
+    assert main(["report", *where, *report], out=out, err=err) == 0, err.getvalue()
+    assert "1 environment(s) uploaded partially at shutdown" in err.getvalue(), err.getvalue()
