@@ -97,3 +97,13 @@ def test_the_budget_keeps_the_write_and_the_put_of_what_was_replayed():
     # With lines the write is a larger share of the replay (no tokenizing in it).
     assert lines.stop_at() < budget.stop_at()
     assert partial_replay.WRITE_SHARE[False] > share
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [(None, 0.0), ("", 0.0), ("40", 0.04), ("abc", 0.0), ("-5", 0.0), ("nan", 0.0), ("inf", 0.0)],
+)
+def test_the_test_delay_hook_never_stops_the_shim(raw, seconds):
+    """``COVERAGE_TEST_REPLAY_DELAY_MS`` is read when the module is imported, on the
+    init path: a malformed value is no delay, never an exception."""
+    assert partial_replay._test_delay_seconds(raw) == pytest.approx(seconds)

@@ -55,10 +55,21 @@ ESTIMATE_FACTOR = 2.0
 GROUP_SECONDS = 0.01
 # Events replayed between two looks at the clock inside a file.
 CLOCK_EVERY = 256
+
+
 # Tests only (``COVERAGE_TEST_REPLAY_DELAY_MS``): each file first seen by the
 # shutdown's replay costs this much more, so that a small function's replay
 # outgrows the window as a large one's does.  Unset (always, in Lambda): 0.
-TEST_DELAY_SECONDS = float(os.environ.get(env.TEST_REPLAY_DELAY_MS) or 0) / 1000
+def _test_delay_seconds(raw: str | None) -> float:
+    """A malformed value is no delay: a test hook must never stop the shim."""
+    try:
+        seconds = float(raw or 0) / 1000
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds < 60 else 0.0  # (not NaN, not infinite)
+
+
+TEST_DELAY_SECONDS = _test_delay_seconds(os.environ.get(env.TEST_REPLAY_DELAY_MS))
 
 
 class Plan(NamedTuple):
