@@ -19,9 +19,7 @@ environments, one at a time in a rotating order:
   RIE REPORT Durations (Lambda bills until the runtime asks for the next
   event) is what a checkpoint adds to its invocation: the first (the init's
   data; target 20 ms), while coverage grows (target 5 ms at N=2000 with
-  branches), once nothing is new (target 0.1 ms); a maintenance pass (after
-  the 4th and 8th invocations, which a checkpoint follows too, against the
-  6th and 10th: target 1 ms);
+  branches), once nothing is new (target 0.1 ms);
 * shutdown after growth: SIGTERM once the invocations are done; from the
   RIE's "Received signal" to the runtime's "coverage runtime exiting" record
   (target 300 ms at N=8000 with branches);
@@ -272,13 +270,6 @@ def rows(samples: list[Sample], sizes: list[int]) -> list[dict[str, Any]]:
                 added = with_cp - without if with_cp is not None and without is not None else None
                 add(f"N={size} {config}: {label}, added to its invocation, ms", without, added,
                     f"<= {target:g} ms", added is not None and added <= target)  # fmt: skip
-            # A maintenance pass follows the 4th and 8th invocation (durations_ms[2], [6]),
-            # which are followed by a checkpoint as well: against the 6th and 10th ([4], [8]).
-            with_pass = median([d for s in got for d in s.durations_ms[2:7:4]])
-            without = median([d for s in got for d in s.durations_ms[4:9:4]])
-            added = with_pass - without if with_pass is not None and without is not None else None
-            add(f"N={size} {config}: a maintenance pass, added to its invocation, ms", without,
-                added, "<= 1 ms", added is not None and added <= 1.0)  # fmt: skip
             exit_ms = median([s.exit_ms for s in got])
             add(f"N={size} {config}: SIGTERM to exit after growth, ms",
                 median([s.exit_ms for s in base]), exit_ms, "<= 300 ms",
