@@ -53,7 +53,9 @@ class Context:
         return 3000
 
 
-def run(branch: bool, events: Path, count: int) -> dict[str, Any]:
+def start_example(branch: bool, **environment: str) -> tuple[Any, Any]:
+    """A coverage session with labels in this process, then the example's handler
+    imported (its init, measured): the session and the handler's module."""
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     from coverage_runtime.settings import load_settings
@@ -69,11 +71,17 @@ def run(branch: bool, events: Path, count: int) -> dict[str, Any]:
         COVERAGE_MAX_LABELS="100000",
         AWS_LAMBDA_FUNCTION_NAME="bench",
         POWERTOOLS_SERVICE_NAME="bench",
+        **environment,
     )
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     from app import handler as module  # the init, measured
 
+    return runtime, module
+
+
+def run(branch: bool, events: Path, count: int) -> dict[str, Any]:
+    runtime, module = start_example(branch)
     event = json.loads((events / "business-process-data.json").read_text())
     measurement = runtime.measurement
 

@@ -35,53 +35,20 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.labels_example import Context, start_example
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("new_label_switch", "new_label_prearmed", "same_label", "same_label_prearmed")
 
 
-class Context:
-    """What the handler reads of awslambdaric's context."""
-
-    function_name = "bench"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    memory_limit_in_mb = 512
-    aws_request_id = "bench"
-    client_context = None
-    identity = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 3000
-
-
 def run(branch: bool, event_name: str, count: int) -> dict[str, Any]:
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from coverage_runtime.settings import load_settings
-    from coverage_runtime.shim import api
-    from coverage_runtime.shim.session import CoverageSession
-
-    env = dict(
-        os.environ,
-        LAMBDA_TASK_ROOT=str(REPO_ROOT),
-        COVERAGE_SOURCE=str(REPO_ROOT / "app"),
-        COVERAGE_BRANCH=str(branch).lower(),
-        COVERAGE_DATA_DIR=tempfile.mkdtemp(),
-        COVERAGE_MAX_LABELS="100000",
-        AWS_LAMBDA_FUNCTION_NAME="bench",
-        POWERTOOLS_SERVICE_NAME="bench",
-        ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true",  # (the batch event is an admin action)
-    )
-    runtime = CoverageSession.start(load_settings(env))
-    api.install(runtime)
-    from app import handler as module  # the init, measured
-
+    # (the batch event is an admin action)
+    runtime, module = start_example(branch, ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN="true")
     event = json.loads((REPO_ROOT / "events" / f"{event_name}.json").read_text())
     measurement = runtime.measurement
     labels = (f"label-{n}" for n in itertools.count())

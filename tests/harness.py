@@ -357,6 +357,22 @@ def runtime_records(logs: str) -> list[dict[str, Any]]:
     return records
 
 
+def shut_down_and_download(
+    function: LambdaUnderRIE, s3: Any, bucket: str, destination: Path
+) -> tuple[str, Path, str]:
+    """SIGTERM right away; the runtime exits cleanly (no SIGKILL, no loss record)
+    and leaves one object: its key, its downloaded path and the runtime's logs."""
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    assert "coverage upload at shutdown failed" not in logs, logs[-3000:]
+    objects = download_objects(s3, bucket, destination)
+    assert len(objects) == 1, logs[-3000:]
+    key, path = next(iter(objects.items()))
+    return key, path, logs
+
+
 def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]:
     """Every object in the bucket, downloaded; key -> local path."""
     found: dict[str, Path] = {}

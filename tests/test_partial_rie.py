@@ -15,7 +15,7 @@ import pytest
 
 from coverage_runtime import layout
 from tests import synthetic_function
-from tests.harness import REPO_ROOT, download_objects, runtime_records
+from tests.harness import REPO_ROOT, runtime_records, shut_down_and_download
 from tests.test_recorder_rie import sysmon_python  # noqa: F401
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
@@ -45,14 +45,7 @@ def early_sigterm(
         **env,
     )
     assert function.invoke({"k": 1}).status == 200
-    function.signal_shutdown()
-    assert function.wait(timeout=15) == 0
-    logs = function.logs()
-    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
-    assert "coverage upload at shutdown failed" not in logs, logs[-3000:]
-    objects = download_objects(s3, bucket, tmp_path)
-    assert len(objects) == 1, logs[-3000:]
-    key, path = next(iter(objects.items()))
+    key, path, logs = shut_down_and_download(function, s3, bucket, tmp_path)
     s3_object = s3.head_object(Bucket=bucket, Key=key)
     if not keep:
         s3.delete_object(Bucket=bucket, Key=key)  # (the next run's object alone in the bucket)

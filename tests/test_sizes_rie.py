@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import synthetic_function
-from tests.harness import REPO_ROOT, download_objects
+from tests.harness import REPO_ROOT, shut_down_and_download
 from tests.test_recorder_rie import sysmon_python  # noqa: F401
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
@@ -33,16 +33,10 @@ def early_sigterm(start_function, task_root, command, s3, bucket, tmp_path, **en
     env.setdefault("COVERAGE_SHUTDOWN_BUDGET_MS", "550")
     function = start_function("handler.handler", task_root=task_root, command=command, **env)
     assert function.invoke({"k": 1}).status == 200
-    function.signal_shutdown()  # right after the first response
-    assert function.wait(timeout=15) == 0
-    logs = function.logs()
-    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
-    assert "coverage upload at shutdown failed" not in logs, logs[-3000:]
-    objects = download_objects(s3, bucket, tmp_path)
-    assert len(objects) == 1, logs[-3000:]
-    from coverage import CoverageData
+    _, path, _ = shut_down_and_download(function, s3, bucket, tmp_path)  # right after
+    from coverage import CoverageData  # the first response
 
-    data = CoverageData(basename=str(next(iter(objects.values()))))
+    data = CoverageData(basename=str(path))
     data.read()
     measured = [f for f in data.measured_files() if "/synthetic/m" in f]
     assert len(measured) == MODULES, "every module's import-time lines"

@@ -184,6 +184,9 @@ class WorkersUnion(Measurement):
         self.directory = directory
         self.data_file = data_file
         self.storage_problem: str | None = None
+        # Each worker replays its own stream; the union replays nothing, and a
+        # worker's partial shutdown is not carried into it (yet).
+        self.replay_outcome = None
         self._union_lock = threading.Lock()
         self._merged: dict[str, tuple[int, int, int]] = {}  # worker -> (inode, mtime, size)
         self._states: dict[str, WorkerState] = {}
