@@ -59,9 +59,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import CodeType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from coverage_runtime.shim import partial_replay
+if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init path
+    from coverage_runtime.shim import partial_replay
 
 # What one recorded event is: (kind, code object, first argument, second argument);
 # a SWITCH holds the new label where the others hold the code object.
@@ -967,6 +968,8 @@ class InitRecorder:
         stream order (the order of the function's imports and first calls),
         as long as the budget admits one more.
         """
+        from coverage_runtime.shim import partial_replay
+
         self.close()
         with self._replaying, self._lock:
             if self._forward is not None:
@@ -1034,6 +1037,8 @@ class InitRecorder:
     ) -> bool:
         """One file's events (`partial_replay.plan`) into ``receiver``, from
         ``start_label``; False if ``budget`` ran out before the last of them."""
+        from coverage_runtime.shim import partial_replay
+
         if receiver.label != start_label:
             receiver.relabel(start_label)
         step = partial_replay.CLOCK_EVERY

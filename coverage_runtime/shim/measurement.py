@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from coverage_runtime.errors import StorageError
 from coverage_runtime.settings import Settings, sysmon_supports
@@ -28,10 +28,12 @@ from coverage_runtime.shim import (
     distributions,
     init_recorder,
     labels,
-    partial_replay,
     pause_points,
     structured_log,
 )
+
+if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init path
+    from coverage_runtime.shim import partial_replay
 
 
 def describe_storage_error(exc: BaseException, data_file: str) -> str:
@@ -674,6 +676,8 @@ class Measurement:
             self._gate = gate
             self._tally = self._new_tally(packed=self._packed_arcs())
         assert isinstance(gate, coverage_adapter.SysmonGate)
+        from coverage_runtime.shim import partial_replay  # (the shutdown's: not at init)
+
         budget = partial_replay.Budget(deadline, branch=self.settings.branch)
         try:
             outcome = recorder.drain_within(gate, budget, self._tally_new)
