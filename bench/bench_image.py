@@ -35,7 +35,7 @@ Sections (``--sections``):
 The client round trip counts: the RIE answers only when the runtime asks for
 the next event, as Lambda bills.
 
-``--freeze``: each environment is paused (``podman pause``, the cgroup freezer)
+``--freeze``: each environment is frozen (its cgroup freezer, as ``podman pause``)
 from each response, once the runtime has asked for the next event, until its
 next invocation is sent, as Lambda freezes an idle environment
 (`bench/freeze.py`); the shipping thread's work (checkpoints, maintenance, the

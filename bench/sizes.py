@@ -29,7 +29,7 @@ environments, one at a time in a rotating order:
   replay in time, with a loss record naming the rest), how many said what they
   lost, how many lost silently (targets: all shipped; none silent).
 
-``--freeze`` (with ``--image``): the container is paused (cgroup freezer) from
+``--freeze`` (with ``--image``): the container is frozen (its cgroup freezer) from
 each response, once the runtime has asked for the next event, until the next
 invocation is sent, as Lambda freezes an idle environment (`bench/freeze.py`).
 The shipping thread's checkpoint then runs when the next invocation does, so
@@ -398,7 +398,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.freeze and not args.image:
-        parser.error("--freeze needs --image (podman pause)")
+        parser.error("--freeze needs --image (it freezes the container)")
     if args.invocations is None:
         args.invocations = FROZEN_INVOCATIONS if args.freeze else 24
     sizes = [int(s) for s in args.sizes.split(",")]
