@@ -33,8 +33,19 @@ Sections (``--sections``):
          ``--long-run`` more (target +10 MB).
 
 The client round trip counts: the RIE answers only when the runtime asks for
-the next event, as Lambda bills.  Prints one table (metric, baseline, with
-coverage, ratio, target, pass/fail) and writes the JSON with every sample.
+the next event, as Lambda bills.
+
+``--freeze``: each environment is frozen (its cgroup freezer, as ``podman pause``)
+from each response, once the runtime has asked for the next event, until its
+next invocation is sent, as Lambda freezes an idle environment
+(`bench/freeze.py`); the shipping thread's work (checkpoints, maintenance, the
+first hand-over, the label pre-arm) then runs during the next invocations, as
+in Lambda.  The warm and labels rows are then the RIE's REPORT Durations (what
+Lambda bills); the small section is frozen between its first three
+invocations; the cold section (one invocation: its init) is not affected.
+
+Prints one table (metric, baseline, with coverage, ratio, target, pass/fail)
+and writes the JSON with every sample.
 Needs podman (scripts/container-setup.sh).
 """
 
@@ -57,6 +68,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import init_cpu  # noqa: E402
+from bench.freeze import Freezer  # noqa: E402
 from tests.containers import (  # noqa: E402
     build_image,
     podman,
@@ -74,6 +86,7 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 EVENTS = ("business-process-data.json", "admin-batch-process.json", "health.json")
 INIT_REPORT_RE = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
+REPORT_RE = re.compile(r"^REPORT .*?\tDuration: ([0-9.]+) ms", re.MULTILINE)
 
 # Targets: ratio against disabled (warm), added ms (init), µs and ratios (in process).
 WARM_TARGETS = {"full": 1.05, "full+branch": 1.10, "selective": 1.05}
@@ -91,6 +104,8 @@ class Environment:
     init_cpu_ms: float | None = None  # the runtime process's, when init was done
     first_ms: float = 0.0
     warm_ms: dict[str, list[float]] = field(default_factory=dict)
+    # With --freeze: the warm invocations' RIE REPORT Durations (what Lambda bills), per event.
+    billed_ms: dict[str, list[float]] = field(default_factory=dict)
     exit_code: int | None = None
 
 
@@ -112,8 +127,14 @@ def start(
     return env
 
 
-def invoke(env: Environment, body: bytes, label: str | None = None) -> float:
+def invoke(
+    env: Environment, body: bytes, label: str | None = None, freezer: Freezer | None = None
+) -> float:
+    """The round trip of one invocation; ``freezer`` (``--freeze``) thaws the
+    environment just before and freezes it once the runtime asks for the next event."""
     headers = client_context({"coverage-label": label}) if label else None
+    if freezer is not None:
+        freezer.thaw()
     started = time.perf_counter()
     try:
         result = post_invocation(env.port, body, timeout=60, headers=headers)
@@ -122,7 +143,18 @@ def invoke(env: Environment, body: bytes, label: str | None = None) -> float:
     elapsed = (time.perf_counter() - started) * 1000
     if result.status != 200:
         raise RuntimeError(f"{env.config}: invoke returned {result.status}: {result.raw[:300]!r}")
+    if freezer is not None:
+        freezer.freeze()
     return elapsed
+
+
+def billed_by_event(logs: str, events: list[str]) -> dict[str, list[float]]:
+    """The warm invocations' REPORT Durations per event: the first REPORT (the cold
+    start) is left out, then each environment ran ``events`` in turn (`one_round`)."""
+    found: dict[str, list[float]] = {}
+    for index, duration in enumerate(REPORT_RE.findall(logs)[1:]):
+        found.setdefault(events[index % len(events)], []).append(float(duration))
+    return found
 
 
 def one_round(
@@ -134,33 +166,41 @@ def one_round(
     n: int,
     configs: dict[str, dict[str, str]] | None = None,
     label: Callable[[str, int], str | None] | None = None,
+    freeze: bool = False,
 ) -> list[Environment]:
     """One fresh environment per configuration (``configs``: name -> its `CONFIGS`
     entry's variables, by default `CONFIGS` itself), then ``n`` warm invocations of
-    each event, round-robin; ``label(name, i)`` labels the i-th invocation."""
+    each event, round-robin; ``label(name, i)`` labels the i-th invocation.
+    ``freeze``: each environment frozen between its invocations (`bench/freeze.py`)."""
     configs = configs if configs is not None else CONFIGS
     order = list(configs)
     order = order[round_ % len(order) :] + order[: round_ % len(order)]
     envs = []
+    freezers: dict[str, Freezer] = {}
     counter = 0
     try:
         for name in order:
             env = start(name, round_, image, s3, bucket, configs[name])
             envs.append(env)
-            env.first_ms = invoke(env, bodies["health.json"])  # the cold start
+            freezers[env.name] = Freezer(env.name, freeze)
+            env.first_ms = invoke(env, bodies["health.json"], freezer=freezers[env.name])
         for _ in range(n):
             for event, body in bodies.items():
                 for env in envs:
                     counter += 1
                     chosen = label(env.config, counter) if label is not None else None
-                    env.warm_ms.setdefault(event, []).append(invoke(env, body, chosen))
+                    elapsed = invoke(env, body, chosen, freezers[env.name])
+                    env.warm_ms.setdefault(event, []).append(elapsed)
     finally:
         failing = sys.exc_info()[0] is not None
         for env in envs:
             try:
+                freezers[env.name].thaw()  # a paused container's processes get no SIGTERM
                 env.exit_code, logs, _ = stop(env.name)
                 found = INIT_REPORT_RE.search(logs)
                 env.init_report_ms = float(found.group(1)) if found else None
+                if freeze:
+                    env.billed_ms = billed_by_event(logs, list(bodies))
                 if failing:  # what the environments said, before they are removed
                     sys.stderr.write(f"--- {env.config} ({env.name}): exit {env.exit_code}\n")
                     sys.stderr.write(logs[-4000:] + "\n")
@@ -183,7 +223,13 @@ LABEL_CONFIGS: dict[str, tuple[str, str | None, float]] = {
 
 
 def labels_round(
-    round_: int, image: str, s3: S3Server, bucket: str, bodies: dict[str, bytes], n: int
+    round_: int,
+    image: str,
+    s3: S3Server,
+    bucket: str,
+    bodies: dict[str, bytes],
+    n: int,
+    freeze: bool = False,
 ) -> list[Environment]:
     """One fresh environment per labels configuration, invoked round-robin."""
     configs = {
@@ -199,22 +245,37 @@ def labels_round(
             return f"tests/test_it.py::test_case[{counter}]"
         return None
 
-    return one_round(round_, image, s3, bucket, bodies, n, configs, label)
+    return one_round(round_, image, s3, bucket, bodies, n, configs, label, freeze)
 
 
-def labels_rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[str, Any]]:
+def warm(env: Environment, frozen: bool) -> dict[str, list[float]]:
+    """The warm invocations per event: round trips, or frozen (``--freeze``) the
+    RIE's REPORT Durations, what Lambda bills (the shipping thread's work spills
+    into them, as it does in Lambda)."""
+    return env.billed_ms if frozen else env.warm_ms
+
+
+def warm_metric(event: str, config: str, frozen: bool) -> str:
+    if frozen:
+        return f"warm {event} ({config}), REPORT ms, frozen"
+    return f"warm {event} ({config}), ms"
+
+
+def labels_rows(
+    envs: list[Environment], inproc: dict[str, Any], frozen: bool = False
+) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
     for event in EVENTS:
-        base = median([v for e in envs if e.config == "disabled" for v in e.warm_ms[event]])
+        base = median([v for e in envs if e.config == "disabled" for v in warm(e, frozen)[event]])
         for name, (config, labelling, label_target) in LABEL_CONFIGS.items():
             if name == "disabled":
                 continue
             target = label_target
             if "batch" in event and labelling != "new":  # blocks per item: as the warm rows
                 target = BATCH_TARGETS["full+branch" if "branch" in config else "full"]
-            value = median([v for e in envs if e.config == name for v in e.warm_ms[event]])
+            value = median([v for e in envs if e.config == name for v in warm(e, frozen)[event]])
             table.append(
-                {"metric": f"warm {event} ({name}), ms", "baseline": base, "value": value,
+                {"metric": warm_metric(event, name, frozen), "baseline": base, "value": value,
                  "ratio": value / base, "target": f"<= {target:.2f}x",
                  "pass": value / base <= target}
             )  # fmt: skip
@@ -268,10 +329,18 @@ def rss_kb(name: str) -> int | None:
 
 
 def small_round(
-    round_: int, image: str, s3: S3Server, bucket: str, body: bytes, long_run: int
+    round_: int,
+    image: str,
+    s3: S3Server,
+    bucket: str,
+    body: bytes,
+    long_run: int,
+    freeze: bool = False,
 ) -> list[SmallEnvironment]:
     """One fresh environment per configuration, one after the other (a third
-    of a CPU each, never two at once), in a rotating order."""
+    of a CPU each, never two at once), in a rotating order.  ``freeze``: frozen
+    between the first three invocations (the shipping thread's start then runs
+    during the second and third, as in Lambda); the long run is not."""
     order = list(CONFIGS)
     order = order[round_ % len(order) :] + order[: round_ % len(order)]
     found = []
@@ -283,23 +352,28 @@ def small_round(
             AWS_LAMBDA_FUNCTION_NAME="bench-small", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
             **CONFIGS[config],
         )  # fmt: skip
+        freezer = Freezer(env.name, freeze)
         try:
             for _ in range(3):
-                small.first_ms.append(invoke(env, body))
+                small.first_ms.append(invoke(env, body, freezer=freezer))
+            freezer.thaw()
             small.rss_after_init_kb = rss_kb(env.name)
             for _ in range(long_run):
                 invoke(env, body)
             small.rss_after_long_run_kb = rss_kb(env.name)
         finally:
-            _, logs, _ = stop(env.name)
-            podman("rm", "--force", "--time", "0", env.name, check=False)
+            try:
+                freezer.thaw()
+                _, logs, _ = stop(env.name)
+            finally:
+                podman("rm", "--force", "--time", "0", env.name, check=False)
         report = INIT_REPORT_RE.search(logs)
         small.init_report_ms = float(report.group(1)) if report else None
         found.append(small)
     return found
 
 
-def small_rows(envs: list[SmallEnvironment]) -> list[dict[str, Any]]:
+def small_rows(envs: list[SmallEnvironment], frozen: bool = False) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
 
     def by(config: str) -> list[SmallEnvironment]:
@@ -311,7 +385,8 @@ def small_rows(envs: list[SmallEnvironment]) -> list[dict[str, Any]]:
             baseline = median([e.first_ms[index] for e in base])
             value = median([e.first_ms[index] for e in by(config)])
             table.append(
-                {"metric": f"{SMALL_CPUS} CPU: invocation {index + 1} round trip ({config}), ms",
+                {"metric": f"{SMALL_CPUS} CPU: invocation {index + 1} round trip ({config}), ms"
+                 + (", frozen" if frozen else ""),
                  "baseline": baseline, "value": value, "ratio": value / baseline,
                  "target": "<= 1.05x", "pass": value / baseline <= 1.05}
             )  # fmt: skip
@@ -408,20 +483,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def rows(envs: list[Environment], inproc: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(
+    envs: list[Environment], inproc: dict[str, Any], frozen: bool = False
+) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
 
     def by(config: str) -> list[Environment]:
         return [e for e in envs if e.config == config]
 
     for event in EVENTS:
-        base = median([v for e in by("disabled") for v in e.warm_ms[event]])
+        base = median([v for e in by("disabled") for v in warm(e, frozen)[event]])
         for config, default_target in WARM_TARGETS.items():
-            value = median([v for e in by(config) for v in e.warm_ms[event]])
+            value = median([v for e in by(config) for v in warm(e, frozen)[event]])
             target = BATCH_TARGETS[config] if "batch" in event else default_target
             table.append(
                 {
-                    "metric": f"warm {event} ({config}), ms",
+                    "metric": warm_metric(event, config, frozen),
                     "baseline": base,
                     "value": value,
                     "ratio": value / base,
@@ -481,6 +558,11 @@ def main() -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma list")
     parser.add_argument("--inprocess-repeats", type=int, default=7)
     parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="freeze each environment between invocations, as Lambda does (warm, labels, small)",
+    )
     args = parser.parse_args()
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -503,11 +585,15 @@ def main() -> int:
         if "warm" in sections:
             for round_ in range(args.rounds):
                 print(f"warm round {round_ + 1}/{args.rounds}", file=sys.stderr)
-                envs += one_round(round_, image, s3, bucket, bodies, args.invocations)
+                envs += one_round(
+                    round_, image, s3, bucket, bodies, args.invocations, freeze=args.freeze
+                )
         if "labels" in sections:
             for round_ in range(args.rounds):
                 print(f"labels round {round_ + 1}/{args.rounds}", file=sys.stderr)
-                labelled += labels_round(round_, image, s3, bucket, bodies, args.invocations)
+                labelled += labels_round(
+                    round_, image, s3, bucket, bodies, args.invocations, args.freeze
+                )
         for round_ in range(args.cold_rounds):
             if "cold" in sections:
                 print(f"cold round {round_ + 1}/{args.cold_rounds}", file=sys.stderr)
@@ -520,8 +606,9 @@ def main() -> int:
             for round_ in range(args.small_rounds):
                 print(f"small round {round_ + 1}/{args.small_rounds}", file=sys.stderr)
                 small += small_round(
-                    round_, image, s3, bucket, bodies["business-process-data.json"], args.long_run
-                )
+                    round_, image, s3, bucket, bodies["business-process-data.json"],
+                    args.long_run, args.freeze,
+                )  # fmt: skip
     finally:
         s3.stop()
     table: list[dict[str, Any]] = []
@@ -529,22 +616,24 @@ def main() -> int:
     if "warm" in sections:
         print("in process, inside the image", file=sys.stderr)
         inproc = in_image(image, args.inprocess_repeats)
-        table += rows(envs, inproc)
+        table += rows(envs, inproc, args.freeze)
     if labelled:
         print("labels in process, inside the image", file=sys.stderr)
-        table += labels_rows(labelled, labels_in_image(image, args.inprocess_repeats))
+        inproc_labels = labels_in_image(image, args.inprocess_repeats)
+        table += labels_rows(labelled, inproc_labels, args.freeze)
     if cold["example"]:
         table += cold_rows(cold["example"], "example", f"+{INIT_TARGET_MS:g}")
     if cold["heavy"]:
         table += cold_rows(cold["heavy"], "heavy function (bench/heavy)", "1.05")
     if small:
-        table += small_rows(small)
+        table += small_rows(small, args.freeze)
     python = podman("run", "--rm", "--entrypoint", "python", image, "-V").stdout.split()[-1]
     print_table(
         table,
         f"bench_image: {image}, Python {python}; warm: {args.rounds} environments per "
         f"configuration x {args.invocations} invocations per event; cold: {args.cold_rounds} "
-        f"per configuration; small: {args.small_rounds} per configuration; medians",
+        f"per configuration; small: {args.small_rounds} per configuration"
+        f"{'; frozen between invocations (--freeze)' if args.freeze else ''}; medians",
     )
     if args.json:
         args.json.write_text(

@@ -29,6 +29,14 @@ environments, one at a time in a rotating order:
   replay in time, with a loss record naming the rest), how many said what they
   lost, how many lost silently (targets: all shipped; none silent).
 
+``--freeze`` (with ``--image``): the container is frozen (its cgroup freezer) from
+each response, once the runtime has asked for the next event, until the next
+invocation is sent, as Lambda freezes an idle environment (`bench/freeze.py`).
+The shipping thread's checkpoint then runs when the next invocation does, so
+the checkpoint rows compare, over invocations in threes running the same event
+(`frozen_schedule`), the invocation after a checkpoint with the same work after
+none: what a checkpoint adds to the next invocation, as Lambda bills it.
+
 Prints one table with a target and pass/fail per row; ``--json`` keeps every sample.
 """
 
@@ -54,6 +62,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import init_cpu  # noqa: E402
+from bench.freeze import Freezer  # noqa: E402
+from coverage_runtime.shim.session import maintenance_due  # noqa: E402
 from tests import synthetic_function  # noqa: E402
 from tests.containers import podman, start_with_local_s3, stop  # noqa: E402
 from tests.harness import (  # noqa: E402
@@ -110,21 +120,33 @@ class HostFunction:
 class ImageFunction:
     """The function in the image, its task root mounted at /var/task."""
 
-    def __init__(self, image: str, root: Path, s3: S3Server, bucket: str, env: dict[str, str]):
+    def __init__(
+        self,
+        image: str,
+        root: Path,
+        s3: S3Server,
+        bucket: str,
+        env: dict[str, str],
+        freeze: bool = False,
+    ):
         self.name = f"lc-sizes-{uuid.uuid4().hex[:8]}"
         self.port, _ = start_with_local_s3(
             self.name, image, s3, bucket, "--volume", f"{root}:/var/task:ro",
             *init_cpu.container_args(), command=("handler.handler",),
             PYTHONPATH=init_cpu.MOUNT, **env,
         )  # fmt: skip
+        self.freezer = Freezer(self.name, freeze)
 
     def invoke(self, event: dict[str, Any]) -> None:
+        self.freezer.thaw()
         result = post_invocation(self.port, json.dumps(event).encode(), timeout=120)
         if result.status != 200:
             raise RuntimeError(f"invoke returned {result.status}: {result.raw[:300]!r}")
+        self.freezer.freeze()
 
     def shut_down(self) -> tuple[float, str]:
         try:
+            self.freezer.thaw()  # SIGTERM reaches a paused container's processes only then
             _, logs, seconds = stop(self.name)
         finally:
             podman("rm", "--force", "--time", "0", self.name, check=False)
@@ -140,7 +162,7 @@ def start(
         **CONFIGS[config],
     }
     if args.image:
-        return ImageFunction(args.image, root, s3, bucket, env)
+        return ImageFunction(args.image, root, s3, bucket, env, args.freeze)
     host_env = clean_environment(
         {
             **env,
@@ -158,10 +180,9 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
     sample = Sample(size, config)
     function = start(args, root, config, s3, bucket, scratch)
     for k in range(args.invocations):
-        # Odd: the checkpoint interval has passed, so a checkpoint follows.  Even: the
-        # same work, no checkpoint, and the shipping thread idle again (0.4 s later).
-        time.sleep(1.05 if k % 2 else 0.4)
-        function.invoke({"k": k // 2})
+        pause, event = frozen_schedule(k) if args.freeze else schedule(k)
+        time.sleep(pause)  # (with --freeze, the environment is frozen meanwhile)
+        function.invoke(event)
     _, logs = function.shut_down()
     sample.exit_ms = signal_to_exit_ms(logs)
     found = INIT_RE.search(logs)
@@ -170,6 +191,56 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
     durations = [float(d) for d in REPORT_RE.findall(logs)]
     sample.durations_ms = durations[1:]  # the first REPORT includes init
     return sample
+
+
+def schedule(k: int) -> tuple[float, dict[str, int]]:
+    """Invocation ``k`` (from 0): the pause before it, and its event.  Odd: the
+    checkpoint interval has passed, so a checkpoint follows.  Even: the same work
+    as the odd one after it, no checkpoint, and the shipping thread idle again
+    (0.4 s later)."""
+    return (1.05 if k % 2 else 0.4), {"k": k // 2}
+
+
+def frozen_schedule(k: int) -> tuple[float, dict[str, int]]:
+    """With ``--freeze``: invocations in threes running the same event.  The
+    first of three comes after the checkpoint interval has passed, so a
+    checkpoint follows it; frozen, its shipping thread writes and uploads it
+    while the second runs (the spill); the third (0.4 s later, no checkpoint
+    due) does the second's work after none."""
+    return (1.05 if k % 3 == 0 else 0.4), {"k": k // 3}
+
+
+# --freeze: which groups of three the checkpoint rows take (event k is new data for
+# k < 10, tests/synthetic_function.py), and the invocations they need.
+FROZEN_GROUPS = (
+    ("the first checkpoint (the init's data)", range(0, 1), 20.0),
+    ("a checkpoint with new data", range(1, 10), 5.0),
+    ("a checkpoint with nothing new", range(10, 13), 0.1),
+)
+FROZEN_INVOCATIONS = 3 * 13
+
+
+def maintained_before(invocation: int) -> bool:
+    """Whether invocation ``invocation`` (from 0) follows one after which the
+    session asks for a maintenance pass: frozen, the pass spills into it too."""
+    return invocation > 0 and maintenance_due(invocation)
+
+
+def frozen_pairs(durations: list[float], groups: range) -> tuple[list[float], list[float]]:
+    """Per group of three (`frozen_schedule`): the second invocation's REPORT
+    Duration (after a checkpoint) and the third's (after none), for the groups
+    whose two invocations follow no maintenance pass.  ``durations[i]`` is
+    invocation ``i + 1`` (the first, with init, is left out)."""
+    after, without = [], []
+    for group in groups:
+        second, third = 3 * group + 1, 3 * group + 2
+        if third - 1 >= len(durations) or maintained_before(second):
+            continue
+        if maintained_before(third):
+            continue
+        after.append(durations[second - 1])
+        without.append(durations[third - 1])
+    return after, without
 
 
 SIGNAL_RE = re.compile(r"^(\d\d \w{3} \d{4} [\d:]+,\d{3}) \[INFO\] \(rapid\) Received signal", re.M)
@@ -234,7 +305,41 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def rows(samples: list[Sample], sizes: list[int]) -> list[dict[str, Any]]:
+def checkpoint_rows(
+    got: list[Sample], frozen: bool
+) -> list[tuple[str, float | None, float | None, float]]:
+    """What a checkpoint costs: (what, the invocations without, the difference,
+    target).  Unfrozen (the RIE), the invocation a checkpoint follows against the
+    same work followed by none: the shipping thread runs while the runtime waits
+    for the next event, so this shows only what it overlaps.  Frozen
+    (``--freeze``), as in Lambda the shipping thread runs when the next
+    invocation does: the invocation after a checkpoint against the same work
+    after none (`frozen_schedule`)."""
+    found = []
+    if frozen:
+        for what, groups, target in FROZEN_GROUPS:
+            pairs = [frozen_pairs(s.durations_ms, groups) for s in got]
+            after = median([d for pair in pairs for d in pair[0]])
+            without = median([d for pair in pairs for d in pair[1]])
+            added = after - without if after is not None and without is not None else None
+            label = f"{what}, added to the next invocation (frozen)"
+            found.append((label, without, added, target))
+        return found
+    # Invocation 2k+1 is followed by a checkpoint, 2k+2 (the same work) is not.
+    # durations_ms[i] is invocation i + 1: even i were followed by a checkpoint.
+    for label, first, last, target in (
+        ("the first checkpoint (the init's data)", 0, 2, 20.0),
+        ("a checkpoint with new data", 2, 10, 5.0),
+        ("a checkpoint with nothing new", 10, None, 0.1),
+    ):
+        with_cp = median([d for s in got for d in s.durations_ms[first:last:2]])
+        without = median([d for s in got for d in s.durations_ms[first + 1 : last : 2]])
+        added = with_cp - without if with_cp is not None and without is not None else None
+        found.append((f"{label}, added to its invocation", without, added, target))
+    return found
+
+
+def rows(samples: list[Sample], sizes: list[int], frozen: bool = False) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
 
     def pick(size: int, config: str) -> list[Sample]:
@@ -258,18 +363,9 @@ def rows(samples: list[Sample], sizes: list[int]) -> list[dict[str, Any]]:
             ratio = cpu / base_cpu if cpu and base_cpu else None
             add(f"N={size} {config}: init (CPU), ms", base_cpu, cpu, "<= 1.25x (N=2000)",
                 ratio is not None and (size != 2000 or ratio <= 1.25))  # fmt: skip
-            # Invocation 2k+1 is followed by a checkpoint, 2k+2 (the same work) is not.
-            # durations_ms[i] is invocation i + 1: even i were followed by a checkpoint.
-            for label, first, last, target in (
-                ("the first checkpoint (the init's data)", 0, 2, 20.0),
-                ("a checkpoint with new data", 2, 10, 5.0),
-                ("a checkpoint with nothing new", 10, None, 0.1),
-            ):
-                with_cp = median([d for s in got for d in s.durations_ms[first:last:2]])
-                without = median([d for s in got for d in s.durations_ms[first + 1 : last : 2]])
-                added = with_cp - without if with_cp is not None and without is not None else None
-                add(f"N={size} {config}: {label}, added to its invocation, ms", without, added,
-                    f"<= {target:g} ms", added is not None and added <= target)  # fmt: skip
+            for label, without, added, target in checkpoint_rows(got, frozen):
+                add(f"N={size} {config}: {label}, ms", without, added, f"<= {target:g} ms",
+                    added is not None and added <= target)  # fmt: skip
             exit_ms = median([s.exit_ms for s in got])
             add(f"N={size} {config}: SIGTERM to exit after growth, ms",
                 median([s.exit_ms for s in base]), exit_ms, "<= 300 ms",
@@ -292,10 +388,19 @@ def main() -> int:
     parser.add_argument("--image", help="run in this image instead (its own Python)")
     parser.add_argument("--sizes", default="50,500,2000")
     parser.add_argument("-r", "--repeats", type=int, default=3)
-    parser.add_argument("-n", "--invocations", type=int, default=24)
+    parser.add_argument("-n", "--invocations", type=int, help="24; with --freeze 39")
     parser.add_argument("--early", type=int, default=5, help="early-SIGTERM tries per config")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="freeze the container between invocations, as Lambda does (needs --image)",
+    )
     args = parser.parse_args()
+    if args.freeze and not args.image:
+        parser.error("--freeze needs --image (it freezes the container)")
+    if args.invocations is None:
+        args.invocations = FROZEN_INVOCATIONS if args.freeze else 24
     sizes = [int(s) for s in args.sizes.split(",")]
     args.python = os.path.abspath(args.python)  # the RIE runs it from the task root
     if not args.image:  # the runtime's bytecode too (the machine may not write it)
@@ -331,10 +436,11 @@ def main() -> int:
                         samples.append(early(args, root, size, config, s3, bucket, scratch))
     finally:
         s3.stop()
-    table = rows(samples, sizes)
+    table = rows(samples, sizes, args.freeze)
     where = args.image or args.python
     print(f"bench/sizes.py: {where}; {args.repeats} environments per size and configuration, "
-          f"{args.invocations} invocations each, {args.early} early SIGTERMs; medians")  # fmt: skip
+          f"{args.invocations} invocations each, {args.early} early SIGTERMs"
+          f"{', frozen between invocations' if args.freeze else ''}; medians")  # fmt: skip
     print("| metric | disabled | with coverage | target | pass |")
     print("|---|---:|---:|---|---|")
     for row in table:
