@@ -925,18 +925,12 @@ class SysmonGate(Labelled):
         self._taken = {}
         ran, self._ran = self._ran, {}
         infos = self._code_infos
-        set_local = self._monitoring.set_local_events
-        local_events = self._tracer.local_events()
-        rearmed = 0
-        for key, code in ran.items():
-            info = infos[key]
-            if info.file_data is None:
-                continue
-            self._fresh_under_label(code, info)
-            set_local(self._tool, code, 0)
-            set_local(self._tool, code, local_events)
-            rearmed += 1
-        return rearmed
+        return init_recorder.rearm(
+            self._tool,
+            [code for key, code in ran.items() if infos[key].file_data is not None],
+            self._tracer.local_events(),
+            each=lambda code: self._fresh_under_label(code, infos[id(code)]),
+        )
 
     # The callbacks while paused.  A window's events past `init_recorder.MUTE_AFTER`
     # mute the tool: the rest of it fires nothing.
@@ -995,11 +989,7 @@ class SysmonGate(Labelled):
                 muting.unmute()
 
     def _rearm(self, codes: Iterable[CodeType]) -> None:
-        set_local = self._monitoring.set_local_events
-        local_events = self._tracer.local_events()
-        for code in codes:
-            set_local(self._tool, code, 0)
-            set_local(self._tool, code, local_events)
+        init_recorder.rearm(self._tool, codes, self._tracer.local_events())
 
     # Data.
 

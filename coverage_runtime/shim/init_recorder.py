@@ -212,13 +212,30 @@ def rearm_for_label(
             "measured code object alone (its cost grows with the measured code)",
             other_tool=other,
         )
-    set_local = monitoring.set_local_events
-    for code in armed():
+    rearm(tool, armed(), local_events, each=each)
+    return "per-code"
+
+
+def rearm(
+    tool: int,
+    codes: Iterable[CodeType],
+    local_events: int,
+    *,
+    each: Callable[[CodeType], None] | None = None,
+) -> int:
+    """Make what ``tool`` disabled in ``codes`` report again, code object by code
+    object (``each`` called first for each); how many.  ``DISABLE`` is undone
+    only by a change of the code object's local events, so they go to 0 and
+    back: each call re-instruments it (~2.5 µs on 3.14)."""
+    set_local: Any = getattr(sys, "monitoring").set_local_events  # noqa: B009 - (3.12+)
+    count = 0
+    for code in codes:
         if each is not None:
             each(code)
         set_local(tool, code, 0)
         set_local(tool, code, local_events)
-    return "per-code"
+        count += 1
+    return count
 
 
 class RearmChoice:
@@ -651,15 +668,14 @@ class InitRecorder:
                 return 0  # (handed over, or stopped: coverage.py could not start)
             self._ran = {}  # (before the count moves: `_record_fed`)
             self._rearms += 1
-            set_local = self._monitoring.set_local_events
-            tool, local_events, events = self.tool, self.local_events, self.events
-            for key, code in ran.items():
+            retired = self._retired
+
+            def each(code: CodeType) -> None:
                 if self._branch:
-                    events.append((RESET, code, 0, 0))
-                set_local(tool, code, 0)
-                set_local(tool, code, local_events)
-                self._retired.pop(key, None)
-            return len(ran)
+                    self._cut_for_label(code)
+                retired.pop(id(code), None)
+
+            return rearm(self.tool, ran.values(), self.local_events, each=each)
 
     def resume(self) -> None:
         with self._lock:
