@@ -335,15 +335,17 @@ def test_a_snapshot_held_past_the_budget_is_said_lost_inside_the_budget(
     assert logged_at(lost) - signalled < budget_ms / 1000, (lost, signalled)
 
 
-def checkpoint_snapshot_taken(start_function, proxy, pauses, *points: str):
-    """`uses_api` through the proxy, held after its first checkpoint's snapshot
-    (``checkpoint-upload``); the shutdown will stop at ``older-upload`` and ``points``."""
+def checkpoint_snapshot_taken(start_function, proxy, pauses, *points: str, **env: str):
+    """`uses_api` through the proxy (``env`` added), held after its first
+    checkpoint's snapshot (``checkpoint-upload``); the shutdown will stop at
+    ``points`` (``older-upload``: where it waits for the checkpoint's PUT)."""
     function = through_proxy(
         start_function,
         proxy,
         checkpoint_seconds=1,
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT=",".join(["checkpoint-upload", "older-upload", *points]),
+        COVERAGE_TEST_PAUSE_AT=",".join(["checkpoint-upload", *points]),
+        **env,
     )
     assert function.invoke({"n": 1}).status == 200
     time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
@@ -359,7 +361,9 @@ def checkpoint_put_held_while_the_shutdown_puts(
     its own snapshot taken, gives up waiting for it and sends its own PUT, which
     S3 refuses; then the checkpoint's PUT goes through.  ``then``: an event
     invoked after the checkpoint's snapshot.  The function, shutting down."""
-    function = checkpoint_snapshot_taken(start_function, proxy, pauses, "shutdown-snapshot")
+    function = checkpoint_snapshot_taken(
+        start_function, proxy, pauses, "older-upload", "shutdown-snapshot"
+    )
     if then is not None:
         assert function.invoke(then).status == 200
     proxy.set("PUT", "stall", times=1)
@@ -420,7 +424,7 @@ def test_the_shutdown_waits_for_a_checkpoints_put_instead_of_racing_it(
     snapshot: the shutdown waits for its answer and, the checkpoint holding
     everything, sends no PUT of its own (two PUTs of one key at once: which
     lands last is S3's choice, and the local S3 answers one of them 500)."""
-    function = checkpoint_snapshot_taken(start_function, proxy, pauses)
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses, "older-upload")
     proxy.set("PUT", "stall", times=1)
     release(pauses, "checkpoint-upload")
     proxy.wait_for("PUT")  # the checkpoint's PUT, held
@@ -452,7 +456,7 @@ def test_a_checkpoint_between_its_snapshot_and_its_put_never_races_the_shutdown(
     beside the shutdown's, and an older snapshot could land last).  One PUT, the
     shutdown's, with the invocation served after the checkpoint's snapshot."""
     function = checkpoint_snapshot_taken(
-        start_function, proxy, pauses, "shutdown-snapshot", "shutdown-upload"
+        start_function, proxy, pauses, "older-upload", "shutdown-snapshot", "shutdown-upload"
     )
     assert function.invoke({"action": "status"}).status == 200  # new code, after it
     function.signal_shutdown()
@@ -488,20 +492,15 @@ def test_a_checkpoints_retry_never_starts_once_the_shutdown_has_begun(
     with the 503, and the shutdown uploads the newest data alone.  (Before: the
     retry went out after its backoff and the checkpoint's upload stood for the
     shutdown's, or the shutdown gave up waiting and sent its PUT alongside.)"""
-    function = through_proxy(
+    function = checkpoint_snapshot_taken(
         start_function,
         proxy,
-        checkpoint_seconds=1,
+        pauses,
+        "older-upload",
         # The shutdown's wait for the checkpoint (half the window, ~0.9 s) is
         # most of its backoff's range (under 1 s).
         COVERAGE_SHUTDOWN_BUDGET_MS="2000",
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,older-upload",
     )
-    assert function.invoke({"n": 1}).status == 200
-    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
-    assert function.invoke({"n": 5}).status == 200
-    wait_reached(pauses, "checkpoint-upload")
     proxy.set("PUT", "stall_503", times=1)
     release(pauses, "checkpoint-upload")
     proxy.wait_for("PUT")  # the checkpoint's, on the wire
@@ -526,17 +525,7 @@ def test_an_older_put_landing_after_the_shutdowns_is_read_back_once_it_ends(
     once the checkpoint's has ended; that one lands last (older data over the
     newest), so the shutdown uploads again.  (Before: the read-back came at once,
     saw the newest, and the older landed after it: S3 kept it, nothing said.)"""
-    function = through_proxy(
-        start_function,
-        proxy,
-        checkpoint_seconds=1,
-        COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="checkpoint-upload",
-    )
-    assert function.invoke({"n": 1}).status == 200
-    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
-    assert function.invoke({"n": 5}).status == 200
-    wait_reached(pauses, "checkpoint-upload")
+    function = checkpoint_snapshot_taken(start_function, proxy, pauses)
     assert function.invoke({"action": "status"}).status == 200  # new code, after it
     proxy.set("PUT", "stall", times=1)
     release(pauses, "checkpoint-upload")
