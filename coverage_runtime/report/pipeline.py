@@ -111,17 +111,21 @@ class ReportResult:
         return list(self.fetch.failed) + list(self.partial.skipped)
 
     @property
+    def merged_objects(self) -> list[DataObject]:
+        """The objects whose data is in the report (not skipped by the merge)."""
+        skipped = {key for key, _ in self.partial.skipped}
+        return [o for o in self.objects if o.key not in skipped]
+
+    @property
     def invocations(self) -> int:
         """Invocations served by the merged environments (from object metadata)."""
-        skipped = {key for key, _ in self.partial.skipped}
-        return sum(o.invocations or 0 for o in self.objects if o.key not in skipped)
+        return sum(o.invocations or 0 for o in self.merged_objects)
 
     @property
     def partial_uploads(self) -> int:
         """Merged environments whose shutdown uploaded only the files it could
         replay in time (`DataObject.partial`): their other files' data is missing."""
-        skipped = {key for key, _ in self.partial.skipped}
-        return sum(o.partial for o in self.objects if o.key not in skipped)
+        return sum(o.partial for o in self.merged_objects)
 
     def summary(self, selection: Selection) -> dict[str, Any]:
         totals = self.outputs.totals.as_dict() if self.outputs else {}
