@@ -404,6 +404,9 @@ class InitRecorder:
         self.paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
+        # Set with ``_forward`` (`hand_over`): a plain attribute, since every block that
+        # switches asks it (`Measurement._apply`), where a property is a call more.
+        self.handed_over = False
         self._labelled = labelled
         # Files whose code a replay has started in the receiver (`drain_within`
         # completes them), and whether the shutdown's replay closed the stream.
@@ -417,10 +420,6 @@ class InitRecorder:
     def pause(self) -> None:
         self._muting.seen = 0
         self.paused = True
-
-    @property
-    def handed_over(self) -> bool:
-        return self._forward is not None
 
     @property
     def waiting(self) -> int:
@@ -678,14 +677,19 @@ class InitRecorder:
             return rearm(self.tool, ran.values(), self.local_events, each=each)
 
     def resume(self) -> None:
+        if self._branch:  # never muted with arcs (`Muting`): nothing to serialise
+            self.paused = False
+            return
         with self._lock:
             self.paused = False
             muting = self._muting
-            if self._forward is None and muting.muted:  # (never with arcs: `Muting`)
+            if self._forward is None and muting.muted:
                 muting.unmute()
 
     # The first `MUTE_AFTER` paused events of a window are answered here, without the
-    # lock (code already cut, with branches): the path of a short window.
+    # lock (code already cut, with branches): the path of a short window, written out
+    # in each callback (a call less per event: the example's batch answers 700 an
+    # invocation with branches).
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
@@ -704,7 +708,9 @@ class InitRecorder:
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
             if self.paused:
-                if self._answered(code):
+                muting = self._muting  # (as in `_on_line`)
+                if muting.seen < muting.limit and id(code) in self._cut:
+                    muting.seen += 1
                     return None
                 result = self._paused_event(code, ("return", offset))
             else:
@@ -720,7 +726,9 @@ class InitRecorder:
         def on_branch(code: CodeType, offset: int, destination: int) -> Any:
             if self._forward is None:
                 if self.paused:
-                    if self._answered(code):
+                    muting = self._muting  # (as in `_on_line`)
+                    if muting.seen < muting.limit and id(code) in self._cut:
+                        muting.seen += 1
                         return None
                     result = self._paused_event(code, (offset, destination))
                 else:
@@ -730,15 +738,6 @@ class InitRecorder:
             return self._forward[kind](code, offset, destination)  # type: ignore[index]
 
         return on_branch
-
-    def _answered(self, code: CodeType) -> bool:
-        """A paused branch or return event of a short window, in code already cut:
-        answered with no lock (a line's test is inlined in `_on_line`)."""
-        muting = self._muting
-        if muting.seen < muting.limit and id(code) in self._cut:
-            muting.seen += 1
-            return True
-        return False
 
     # -- the maintenance pass --------------------------------------------------
 
@@ -890,6 +889,7 @@ class InitRecorder:
             receiver.paused = self.paused
             receiver.install()
             self._forward = receiver.callbacks()
+            self.handed_over = True
             # What this very thread ran since the last replay (a finaliser, say):
             # before anything it runs from now on, which goes to the receiver.
             self._replay_rest(receiver)

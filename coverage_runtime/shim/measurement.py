@@ -536,8 +536,11 @@ class Measurement:
         wanted = not (self._exclude_depth or self._finished or self._paused) and (
             self._full or self._measure_depth > 0
         )
-        gate = self._receiver()
-        if gate is None or wanted is self._collecting:
+        if wanted is self._collecting:
+            return  # (most measured blocks in full mode: nothing to look up)
+        recorder = self._recorder  # `_receiver`, inlined: every switching block asks
+        gate = recorder if recorder is not None and not recorder.handed_over else self._gate
+        if gate is None:
             return
         if wanted:
             gate.resume()
