@@ -686,18 +686,22 @@ class InitRecorder:
             if self._forward is None and muting.muted:
                 muting.unmute()
 
-    # The first `MUTE_AFTER` paused events of a window are answered here, without the
-    # lock (code already cut, with branches): the path of a short window, written out
-    # in each callback (a call less per event: the example's batch answers 700 an
-    # invocation with branches).
+    # Paused events are answered here without the lock, written out in each callback
+    # (the example's batch answers 700 an invocation with branches): lines only, the
+    # first `MUTE_AFTER` of a window; with branches (never muted), each in code already
+    # cut, with no count kept.
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
             if self.paused:
-                muting = self._muting
-                if muting.seen < muting.limit and (not self._branch or id(code) in self._cut):
-                    muting.seen += 1
-                    return None
+                if self._branch:  # never muted: a window's count does not matter
+                    if id(code) in self._cut:
+                        return None
+                else:
+                    muting = self._muting
+                    if muting.seen < muting.limit:
+                        muting.seen += 1
+                        return None
                 result = self._paused_event(code, line)
             else:
                 result = self._record(LINE, code, line, 0)
@@ -708,9 +712,7 @@ class InitRecorder:
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
             if self.paused:
-                muting = self._muting  # (as in `_on_line`)
-                if muting.seen < muting.limit and id(code) in self._cut:
-                    muting.seen += 1
+                if id(code) in self._cut:  # (branches only: never muted, see `_on_line`)
                     return None
                 result = self._paused_event(code, ("return", offset))
             else:
@@ -726,9 +728,7 @@ class InitRecorder:
         def on_branch(code: CodeType, offset: int, destination: int) -> Any:
             if self._forward is None:
                 if self.paused:
-                    muting = self._muting  # (as in `_on_line`)
-                    if muting.seen < muting.limit and id(code) in self._cut:
-                        muting.seen += 1
+                    if id(code) in self._cut:  # (as in `_on_return`)
                         return None
                     result = self._paused_event(code, (offset, destination))
                 else:

@@ -514,22 +514,30 @@ class Measurement:
         This runs for every block of every invocation: a few attribute updates
         under the lock, and one call into the gate when collection switches.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if measure:
                 self._measure_depth += 1
             else:
                 self._exclude_depth += 1
             self._apply()
+        finally:
+            lock.release()
 
     def exit(self, measure: bool = True) -> None:
         """Close a block opened by `enter` with the same ``measure``."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if measure:
                 if self._measure_depth:
                     self._measure_depth -= 1
             elif self._exclude_depth:
                 self._exclude_depth -= 1
             self._apply()
+        finally:
+            lock.release()
 
     def _apply(self) -> None:
         """Recording on or off, per the mode and the open blocks (the lock is held)."""
