@@ -64,10 +64,28 @@ def blocks(count: int) -> None:
             pass
 
 
+def paused(count: int) -> None:
+    """``count`` iterations of `loop` answered while the init recorder is paused."""
+    import os
+
+    from coverage_runtime.shim.init_recorder import InitRecorder
+
+    recorder = InitRecorder(
+        [os.path.dirname(os.path.abspath(__file__))], branch=True, labelled=True
+    )
+    recorder.start()
+    loop(0)  # measured: the ``for`` line, its exit and the return are recorded
+    recorder.pause()
+    loop(count)
+
+
 def main() -> int:
     mode, count = sys.argv[1], int(sys.argv[2])
     if mode == "block":
         blocks(count)
+        return 0
+    if mode == "paused":
+        paused(count)
         return 0
     monitoring: Any = getattr(sys, "monitoring")  # noqa: B009
     events = monitoring.events

@@ -401,7 +401,10 @@ class InitRecorder:
         # a switch re-arms them.
         self._ran: dict[int, CodeType] = {}
         self._rearming = RearmChoice()
-        self.paused = False
+        # Private, and not for style: every paused event's callback reads it, and on
+        # CPython 3.14 the specializer left a load of ``self.paused`` generic on this
+        # class (~220 instructions more an event: bench/README.md, "The batch event counted").
+        self._paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
         # Set with ``_forward`` (`hand_over`): a plain attribute, since every block that
@@ -419,7 +422,7 @@ class InitRecorder:
 
     def pause(self) -> None:
         self._muting.seen = 0
-        self.paused = True
+        self._paused = True
 
     @property
     def waiting(self) -> int:
@@ -572,7 +575,7 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            if not self.paused:
+            if not self._paused:
                 return None  # a resume came meanwhile: stay armed, the tool unmuted
             muting = self._muting
             if self._branch:
@@ -678,10 +681,10 @@ class InitRecorder:
 
     def resume(self) -> None:
         if self._branch:  # never muted with arcs (`Muting`): nothing to serialise
-            self.paused = False
+            self._paused = False
             return
         with self._lock:
-            self.paused = False
+            self._paused = False
             muting = self._muting
             if self._forward is None and muting.muted:
                 muting.unmute()
@@ -693,7 +696,7 @@ class InitRecorder:
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
-            if self.paused:
+            if self._paused:
                 if self._branch:  # never muted: a window's count does not matter
                     if id(code) in self._cut:
                         return None
@@ -711,7 +714,7 @@ class InitRecorder:
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
-            if self.paused:
+            if self._paused:
                 if id(code) in self._cut:  # (branches only: never muted, see `_on_line`)
                     return None
                 result = self._paused_event(code, ("return", offset))
@@ -727,7 +730,7 @@ class InitRecorder:
 
         def on_branch(code: CodeType, offset: int, destination: int) -> Any:
             if self._forward is None:
-                if self.paused:
+                if self._paused:
                     if id(code) in self._cut:  # (as in `_on_return`)
                         return None
                     result = self._paused_event(code, (offset, destination))
@@ -886,7 +889,7 @@ class InitRecorder:
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
             receiver.adopt(self._retired)
-            receiver.paused = self.paused
+            receiver.paused = self._paused
             receiver.install()
             self._forward = receiver.callbacks()
             self.handed_over = True
