@@ -91,7 +91,14 @@ def main() -> int:
     events = monitoring.events
     monitoring.use_tool_id(TOOL, "calibration")
     code = loop.__code__
-    branches = events.BRANCH_LEFT | events.BRANCH_RIGHT
+    # (3.12 and 3.13 have one BRANCH event; the image's 3.14 two directions)
+    kinds = [
+        getattr(events, name) for name in ("BRANCH_LEFT", "BRANCH_RIGHT") if hasattr(events, name)
+    ]
+    kinds = kinds or [events.BRANCH]
+    branches = 0
+    for kind in kinds:
+        branches |= kind
     disable = monitoring.DISABLE
 
     def on_line(code: Any, line: int) -> Any:
@@ -110,14 +117,14 @@ def main() -> int:
         monitoring.register_callback(TOOL, events.LINE, on_line)
         monitoring.set_local_events(TOOL, code, events.LINE)
     elif mode == "branch":
-        for event in (events.BRANCH_LEFT, events.BRANCH_RIGHT):
+        for event in kinds:
             monitoring.register_callback(TOOL, event, on_branch)
         monitoring.set_local_events(TOOL, code, branches)
     elif mode == "muted":
         monitoring.set_local_events(TOOL, code, events.LINE | branches)
     elif mode in ("disabled", "rearm"):
         monitoring.register_callback(TOOL, events.LINE, on_line_disable)
-        for event in (events.BRANCH_LEFT, events.BRANCH_RIGHT):
+        for event in kinds:
             monitoring.register_callback(TOOL, event, on_branch_disable)
         monitoring.set_local_events(TOOL, code, events.LINE | branches)
     if mode == "rearm":
