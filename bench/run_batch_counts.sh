@@ -54,7 +54,7 @@ counted() {
 }
 
 if [[ -n $CALIBRATE ]]; then
-    for mode in ${MODES:-plain line branch muted disabled rearm block}; do
+    for mode in ${MODES:-plain line branch muted disabled rearm block paused}; do
         for count in 1000 3000; do
             counted "$OUT/calibrate-$mode-$count" -m bench.event_costs "$mode" "$count"
         done
