@@ -109,6 +109,9 @@ def count_one(
         command=function.command,
         AWS_LAMBDA_FUNCTION_NAME=f"icount-{function.name}", PYTHONPATH=init_cpu.MOUNT,
         PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_INIT_END="1",
+        # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
+        # local testing only; nothing is uploaded before the process ends.
+        COVERAGE_S3_ENDPOINT_URL="",
         AWS_LAMBDA_FUNCTION_TIMEOUT="900", **CONFIGS[config],
     )  # fmt: skip
     try:

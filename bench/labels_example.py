@@ -73,6 +73,9 @@ def start_example(branch: bool, **environment: str) -> tuple[Any, Any]:
         POWERTOOLS_SERVICE_NAME="bench",
         **environment,
     )
+    # The function reads its own settings from the process environment (an admin
+    # event needs ADMIN_ALLOW_DIRECT_WITHOUT_TOKEN there, or it is refused: 403).
+    os.environ.update(environment)
     runtime = CoverageSession.start(load_settings(env))
     api.install(runtime)
     from app import handler as module  # the init, measured

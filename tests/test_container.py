@@ -430,7 +430,10 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_deferred_hand_over(result, done.stdout + done.stderr)
     check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
-    check_switch_during_a_first_hit(run_tests_module(image, module, "switch_during_a_first_hit")[1])
+    for when in ("invocation", "init"):
+        check_switch_during_a_first_hit(
+            run_tests_module(image, module, "switch_during_a_first_hit", when)[1]
+        )
     for receiver in ("recorder", "gate"):  # labels changing: the switch pre-armed
         result = run_tests_module(image, module, "prearm_then_a_background_thread", receiver)[1]
         check_prearm_then_a_background_thread(result, receiver)

@@ -187,10 +187,12 @@ def test_a_reset_drops_everything_and_re_arms_what_was_recorded_or_retired(pytho
     assert result["receiving"] == ("recorder" if mode else "gate"), result
 
 
-def test_a_switch_during_a_first_hit_never_leaves_its_location_disabled(python):
+@pytest.mark.parametrize("when", ["invocation", "init"])
+def test_a_switch_during_a_first_hit_never_leaves_its_location_disabled(python, when):
     """The switch re-arms the code object before the first hit's callback returns:
-    the location stays armed, so the next label records it too."""
-    check_switch_during_a_first_hit(run_case(python, "switch_during_a_first_hit")[0])
+    the location stays armed, so the next label records it too; also the first
+    switch, from the init, during one of the init's first hits."""
+    check_switch_during_a_first_hit(run_case(python, "switch_during_a_first_hit", when)[0])
 
 
 def check_switch_during_a_first_hit(result: dict[str, Any]) -> None:

@@ -644,6 +644,10 @@ class SysmonGate(Labelled):
         self._names: dict[int, str] = {}  # live set -> its file name
         # Arcs: the locations that fired while measuring, per code object.
         self._fired: dict[int, set[Any]] = {}
+        # Arcs: code objects cut by a pause (`cut`) that fired nothing measured since:
+        # their paused events are answered at once (the example's batch answers 700 an
+        # invocation).  One set for good (the callbacks hold it): emptied, never replaced.
+        self._cut: set[int] = set()
         self._expected: dict[int, frozenset[Any]] = {}
         # Lines already taken out of the live sets, by live set: a line that
         # is recorded can be disabled when it runs while paused (lines only:
@@ -731,6 +735,7 @@ class SysmonGate(Labelled):
         info = self._code_infos.get(id(code))
         if info is not None:
             info.last_line = None
+            self._cut.add(id(code))
 
     def adopt(self, retired: dict[int, CodeType]) -> None:
         """What the init recorder retired: re-armed at its first call under a new
@@ -773,16 +778,21 @@ class SysmonGate(Labelled):
 
             return line
         fired = self._fired
+        # A paused event in code cut already (its last line forgotten, nothing fired
+        # since) is answered at once: the skipper would only cut it again.  A measured
+        # event un-cuts its code object first: a pause meanwhile cuts it again.
+        cut = self._cut
         # The bookkeeping after coverage.py's callback is inlined in each (no call
         # to a helper): a replay of a large init runs it 100,000 times and more.
         # ``gate._dirty`` is read each time: `take` replaces the dict.
         if event == events.LINE:
 
             def line_arcs(code: CodeType, number: int) -> Any:
-                if gate.paused:
-                    return skipper(code, number)
-                result = original(code, number)
                 key = id(code)
+                if gate.paused:
+                    return None if key in cut else skipper(code, number)
+                cut.discard(key)
+                result = original(code, number)
                 gate._dirty[key] = code
                 found = fired.get(key)
                 if found is None:
@@ -795,10 +805,11 @@ class SysmonGate(Labelled):
         if event == events.PY_RETURN:
 
             def returned(code: CodeType, offset: int, value: object) -> Any:
-                if gate.paused:
-                    return skipper(code, offset, value)
-                result = original(code, offset, value)
                 key = id(code)
+                if gate.paused:
+                    return None if key in cut else skipper(code, offset, value)
+                cut.discard(key)
+                result = original(code, offset, value)
                 gate._dirty[key] = code
                 found = fired.get(key)
                 if found is None:
@@ -810,10 +821,11 @@ class SysmonGate(Labelled):
             return returned
 
         def branch(code: CodeType, offset: int, destination: int) -> Any:
-            if gate.paused:
-                return skipper(code, offset, destination)
-            result = original(code, offset, destination)
             key = id(code)
+            if gate.paused:
+                return None if key in cut else skipper(code, offset, destination)
+            cut.discard(key)
+            result = original(code, offset, destination)
             gate._dirty[key] = code
             found = fired.get(key)
             if found is None:

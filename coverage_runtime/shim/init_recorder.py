@@ -405,9 +405,15 @@ class InitRecorder:
         self._ran: dict[int, CodeType] = {}
         self._ran_is_armed = labelled
         self._rearming = RearmChoice()
-        self.paused = False
+        # Private, and not for style: every paused event's callback reads it, and on
+        # CPython 3.14 the specializer left a load of ``self.paused`` generic on this
+        # class (~220 instructions more an event: bench/README.md, "The batch event counted").
+        self._paused = False
         self.tool: int | None = None
         self._forward: dict[int, Callable[..., Any]] | None = None
+        # Set with ``_forward`` (`hand_over`): a plain attribute, since every block that
+        # switches asks it (`Measurement._apply`), where a property is a call more.
+        self.handed_over = False
         self._labelled = labelled
         # Files whose code a replay has started in the receiver (`drain_within`
         # completes them), and whether the shutdown's replay closed the stream.
@@ -420,11 +426,7 @@ class InitRecorder:
 
     def pause(self) -> None:
         self._muting.seen = 0
-        self.paused = True
-
-    @property
-    def handed_over(self) -> bool:
-        return self._forward is not None
+        self._paused = True
 
     @property
     def waiting(self) -> int:
@@ -579,7 +581,7 @@ class InitRecorder:
         with self._lock:
             if self._forward is not None:
                 return FORWARD
-            if not self.paused:
+            if not self._paused:
                 return None  # a resume came meanwhile: stay armed, the tool unmuted
             muting = self._muting
             if self._branch:
@@ -694,17 +696,21 @@ class InitRecorder:
             return rearm(self.tool, ran.values(), self.local_events, each=each)
 
     def resume(self) -> None:
+        if self._branch:  # never muted with arcs (`Muting`): nothing to serialise
+            self._paused = False
+            return
         with self._lock:
-            self.paused = False
+            self._paused = False
             muting = self._muting
-            if self._forward is None and muting.muted:  # (never with arcs: `Muting`)
+            if self._forward is None and muting.muted:
                 muting.unmute()
 
     def _first_hit(self, kind: int, general: Callable[..., Any]) -> Callable[..., Any]:
         """The callback of ``kind``'s events: a first hit while measuring is
         recorded in this one frame, what `_record` (or `_record_fed`) does
-        written out again; anything else (paused, handed over) goes to
-        ``general``.
+        written out again, and so is a paused event's answer in a short window
+        (``general``'s); anything else (handed over, the rest of a window)
+        goes to ``general``.
 
         A first hit is the one path that runs per location: tens of thousands
         of times at a large function's init.  Through ``general`` and `_record`
@@ -718,8 +724,8 @@ class InitRecorder:
         arcs = self._branch
         keeps_b = kind in (BRANCH_LEFT, BRANCH_RIGHT)  # (a return's second argument is its value)
 
-        def first_hit(code: CodeType, a: int, b: Any = 0) -> Any:
-            if not self.paused:
+        def first_hit(code: CodeType, a: int, b: Any = 0) -> Any:  # noqa: PLR0912 - one frame
+            if not self._paused:
                 if labelled:  # `_record_fed`
                     rearms = self._rearms
                     if arcs:
@@ -738,20 +744,35 @@ class InitRecorder:
                         self._cut.discard(id(code))
                     if self._forward is None:
                         return disable
+            elif self._forward is None:  # a paused event answered at once, as ``general`` does
+                if arcs:
+                    if id(code) in self._cut:
+                        return None
+                else:
+                    muting = self._muting
+                    if muting.seen < muting.limit:
+                        muting.seen += 1
+                        return None
             return general(code, a, b) if kind != LINE else general(code, a)
 
         return first_hit
 
-    # The first `MUTE_AFTER` paused events of a window are answered here, without the
-    # lock (code already cut, with branches): the path of a short window.
+    # Paused events are answered here without the lock, written out in each callback
+    # (the example's batch answers 700 an invocation with branches): lines only, the
+    # first `MUTE_AFTER` of a window; with branches (never muted), each in code already
+    # cut, with no count kept.
 
     def _on_line(self, code: CodeType, line: int) -> Any:
         if self._forward is None:
-            if self.paused:
-                muting = self._muting
-                if muting.seen < muting.limit and (not self._branch or id(code) in self._cut):
-                    muting.seen += 1
-                    return None
+            if self._paused:
+                if self._branch:  # never muted: a window's count does not matter
+                    if id(code) in self._cut:
+                        return None
+                else:
+                    muting = self._muting
+                    if muting.seen < muting.limit:
+                        muting.seen += 1
+                        return None
                 result = self._paused_event(code, line)
             else:
                 result = self._record(LINE, code, line, 0)
@@ -761,8 +782,8 @@ class InitRecorder:
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> Any:
         if self._forward is None:
-            if self.paused:
-                if self._answered(code):
+            if self._paused:
+                if id(code) in self._cut:  # (branches only: never muted, see `_on_line`)
                     return None
                 result = self._paused_event(code, ("return", offset))
             else:
@@ -777,8 +798,8 @@ class InitRecorder:
 
         def on_branch(code: CodeType, offset: int, destination: int) -> Any:
             if self._forward is None:
-                if self.paused:
-                    if self._answered(code):
+                if self._paused:
+                    if id(code) in self._cut:  # (as in `_on_return`)
                         return None
                     result = self._paused_event(code, (offset, destination))
                 else:
@@ -788,15 +809,6 @@ class InitRecorder:
             return self._forward[kind](code, offset, destination)  # type: ignore[index]
 
         return on_branch
-
-    def _answered(self, code: CodeType) -> bool:
-        """A paused branch or return event of a short window, in code already cut:
-        answered with no lock (a line's test is inlined in `_on_line`)."""
-        muting = self._muting
-        if muting.seen < muting.limit and id(code) in self._cut:
-            muting.seen += 1
-            return True
-        return False
 
     # -- the maintenance pass --------------------------------------------------
 
@@ -946,9 +958,10 @@ class InitRecorder:
             self._replay_rest(receiver)
             self._disarm_untraced(receiver, self._armed)
             receiver.adopt(self._retired)
-            receiver.paused = self.paused
+            receiver.paused = self._paused
             receiver.install()
             self._forward = receiver.callbacks()
+            self.handed_over = True
             # What this very thread ran since the last replay (a finaliser, say):
             # before anything it runs from now on, which goes to the receiver.
             self._replay_rest(receiver)

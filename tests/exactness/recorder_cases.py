@@ -522,24 +522,30 @@ class SwitchOnAppend(list):  # type: ignore[type-arg]
             self.switch()
 
 
-def switch_during_a_first_hit() -> dict[str, Any]:
+def switch_during_a_first_hit(when: str = "invocation") -> dict[str, Any]:
     """A label switch lands while a first hit is recorded (labels: the recorder's
     lock-free path), and re-arms its code object before the callback returns: the
     location must not stay disabled through the next switch.  Another tool is
-    registered, so switches re-arm code object by code object."""
+    registered, so switches re-arm code object by code object.  ``when``
+    ``init``: the first switch, during a first hit of the init (the recorder
+    notes nothing per hit then: what was armed counts as ran)."""
     from tests.exactness import measured_only
 
     sys.monitoring.use_tool_id(sys.monitoring.PROFILER_ID, "other")
     runtime = session(branch=False, COVERAGE_LABELS="client-context")
     measurement = runtime.measurement
-    invocation(runtime, lambda: measured_only.classify(1), "a")
+    if when != "init":
+        invocation(runtime, lambda: measured_only.classify(1), "a")
     code = measured_only.pooled.__code__
     last = code.co_firstlineno + 2  # `return x * 3`: pooled(1)'s last line event
     recorder = measurement._recorder
     recorder.events = SwitchOnAppend(
         recorder.events, code, last, lambda: measurement.switch_label("b")
     )
-    invocation(runtime, lambda: measured_only.pooled(1), "a")  # its last line: the switch
+    if when == "init":
+        measured_only.pooled(1)  # its last line: the switch from `init`
+    else:
+        invocation(runtime, lambda: measured_only.pooled(1), "a")  # its last line: the switch
     invocation(runtime, lambda: measured_only.pooled(1), "c")
     data = measurement.data()
     data.set_query_contexts(["^c$"])
