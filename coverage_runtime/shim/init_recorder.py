@@ -346,6 +346,20 @@ class InitRecorder:
     """Records first hits under the source directories until `hand_over` (with
     labels, for good: `drain`)."""
 
+    # Slots: with more than 30 attributes an instance's dict leaves CPython's shared
+    # keys, and on 3.14 every load on the first-hit and paused paths was a dict
+    # lookup (``LOAD_ATTR_WITH_HINT``) or not specialized at all (``events``):
+    # ~200 instructions a load.  ``__dict__`` keeps instances open to a test's
+    # stand-in method (and to ``_record``, chosen per instance).
+    __slots__ = (
+        "__dict__", "_armed", "_branch", "_closed", "_cut", "_disable", "_excluded_dirs",
+        "_excluded_files", "_excluded_parts", "_expected", "_fed_files", "_files", "_fired",
+        "_forward", "_labelled", "_lock", "_monitoring", "_muting", "_paused", "_prefixes",
+        "_ran", "_ran_is_armed", "_rearming", "_rearms", "_replayed", "_replaying", "_retired",
+        "_scanned", "_scanned_switches", "_switches", "_touched", "_unchecked", "events",
+        "handed_over", "local_events", "tool",
+    )  # fmt: skip
+
     kind = "recorder"
 
     def __init__(
