@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.shutdown_profile import clock, timed  # noqa: E402
 from tests import synthetic_function  # noqa: E402
-
-clock = time.perf_counter
 
 
 def main() -> int:
@@ -82,25 +80,13 @@ def main() -> int:
     result["events left to replay"] = len(recorder.events) if recorder is not None else None
     steps: dict[str, float] = {}
     write = measurement._write_outbox
-
-    def timed_write(outbox: Any) -> None:
-        started = clock()
-        write(outbox)
-        steps["SQLite write"] = clock() - started
-
-    measurement._write_outbox = timed_write  # type: ignore[method-assign]
-    mark = clock()
-    measurement.finish()
-    steps["finish (replay the rest, take, stop)"] = clock() - mark
-    mark = clock()
-    snapshot = measurement.snapshot()
-    steps["snapshot (write + read)"] = clock() - mark
-    mark = clock()
-    body = Path(measurement.data_file).read_bytes()
-    steps["read the file"] = clock() - mark
-    mark = clock()
-    hashlib.sha256(body).hexdigest()
-    steps["SHA-256 of the body"] = clock() - mark
+    measurement._write_outbox = lambda outbox: timed(  # type: ignore[method-assign]
+        steps, "SQLite write", lambda: write(outbox)
+    )
+    timed(steps, "finish (replay the rest, take, stop)", measurement.finish)
+    snapshot = timed(steps, "snapshot (write + read)", measurement.snapshot)
+    body = timed(steps, "read the file", Path(measurement.data_file).read_bytes)
+    timed(steps, "SHA-256 of the body", lambda: hashlib.sha256(body).hexdigest())
     result["shutdown_ms"] = {name: round(seconds * 1000, 1) for name, seconds in steps.items()}
     result["data file MB"] = round(len(snapshot.body) / 1e6, 1)
     result["arcs"], result["lines"] = snapshot.arcs, snapshot.lines
