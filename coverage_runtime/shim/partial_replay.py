@@ -13,9 +13,13 @@ alone in their recorded order, give that file exactly what the whole replay
 gives it.  Label switches are kept between a file's events where they came
 (`plan`), so each label's data of the file is the whole replay's too.  A file
 is never shipped in part: one whose events cannot all be replayed in time is
-dropped (its data taken from coverage.py and thrown away), and one already
-begun by an earlier replay (a checkpoint's drain, the shipping thread's
-catch-up) is always completed first.
+dropped (its data taken from coverage.py and thrown away).  One an earlier
+replay began whose data was written to the data file (a checkpoint's drain
+and snapshot) is always completed first; one begun but never written (the
+shipping thread's catch-up, a drain no snapshot followed) waits its turn as
+a new file does, and if left out, what was taken of it is dropped too
+(`Measurement._drop`): at a large init that catch-up has begun thousands of
+files, which completing whatever the budget left no time for the upload.
 
 This module holds the plan (the stream grouped by file) and the budget (when
 to stop); `InitRecorder.drain_within` replays.
@@ -128,7 +132,7 @@ class Outcome(NamedTuple):
     files_left: int  # files with recorded events not replayed (their data is not shipped)
     events_replayed: int
     events_left: int
-    begun: int  # files completed because an earlier replay had begun them
+    begun: int  # files completed because an earlier replay began them and wrote their data
 
     @property
     def partial(self) -> bool:
