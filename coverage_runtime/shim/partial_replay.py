@@ -50,6 +50,15 @@ RESERVE_SECONDS = 0.04
 # With lines the write costs 0.29-0.34 of the replay: 0.45.  (An early SIGTERM at
 # N=2,000 with lines on the host's 3.13, loaded: 0.26.)
 WRITE_SHARE = {True: 0.25, False: 0.45}  # by branch
+# The same write, per replayed event (each about one arc or line to write), when the
+# share of the replay's time says less: coverage.py wrote 2.0-2.3 µs an event with
+# branches and 0.55-0.6 µs with lines (bench/README.md, "Where an early shutdown goes",
+# image 3.14, N=500-8,000), whatever a file's first sight cost the replay.  A frozen
+# environment shut down after 39 invocations of 500 modules (branches, image, loaded
+# machine) replayed 39,899 events in 242 ms and had not written them 88 ms later,
+# where the share had left 60: the write grows with the data, and invocations make
+# more data per file than the init.  With a margin:
+WRITE_SECONDS_PER_EVENT = {True: 3.5e-6, False: 1.0e-6}  # by branch
 # A file is admitted only if twice the mean cost of the files replayed so far fits.
 ESTIMATE_FACTOR = 2.0
 # What the data taken from coverage.py in one go covers at least (seconds of
@@ -150,7 +159,13 @@ class Outcome(NamedTuple):
 
 class Budget:
     """When the replay must stop so the write and the PUT of what it replayed
-    still end before ``deadline`` (the shutdown work's own, `session._window`)."""
+    still end before ``deadline`` (the shutdown work's own, `session._window`).
+
+    The write's share is of the time spent replaying files, not of the time since
+    the budget was made: waiting for a catch-up's slice to end (the shipping
+    thread's, 200 ms in a thawed environment at 500 modules on a loaded machine)
+    and planning write nothing, and counted as replay they left no time for any
+    file."""
 
     def __init__(
         self, deadline: float, *, branch: bool, clock: Callable[[], float] = time.monotonic
@@ -158,15 +173,24 @@ class Budget:
         self.deadline = deadline
         self.clock = clock
         self.write_share = WRITE_SHARE[branch]
+        self.write_per_event = WRITE_SECONDS_PER_EVENT[branch]
         self.started = clock()
+        self._events = 0  # replayed in whole files so far: their data is to be written
+        self._replay_seconds = 0.0  # spent replaying them
+        self._file_started: float | None = None  # the file being replayed
         self._new_seconds = 0.0  # spent on files first seen by this replay
         self._new_files = 0
 
     def stop_at(self) -> float:
         """The replay's own end: what it replayed still has to be written and put,
-        which grows with what it replayed (`WRITE_SHARE`)."""
+        which grows with what it replayed (`WRITE_SHARE` of its time, or
+        `WRITE_SECONDS_PER_EVENT`, whichever says more)."""
         now = self.clock()
-        return self.deadline - RESERVE_SECONDS - self.write_share * (now - self.started)
+        replaying = self._replay_seconds
+        if self._file_started is not None:
+            replaying += now - self._file_started
+        write = max(self.write_share * replaying, self.write_per_event * self._events)
+        return self.deadline - RESERVE_SECONDS - write
 
     def expired(self) -> bool:
         return self.clock() >= self.stop_at()
@@ -176,7 +200,20 @@ class Budget:
         estimate = self._new_seconds / self._new_files if self._new_files else 0.0
         return self.clock() + ESTIMATE_FACTOR * estimate < self.stop_at()
 
-    def spent(self, seconds: float) -> None:
-        """One new file was replayed in ``seconds``."""
-        self._new_seconds += seconds
-        self._new_files += 1
+    def file_started(self) -> None:
+        """A file's replay begins (or a run of files replayed as one: the begun ones)."""
+        self._file_started = self.clock()
+
+    def replayed(self, events: int, *, new: bool) -> float:
+        """The file begun at `file_started` was replayed whole, ``events`` of them
+        (``new``: first seen by this replay, its cost an estimate for the next
+        ones); their data is to be written.  Returns its seconds."""
+        started = self._file_started
+        seconds = 0.0 if started is None else self.clock() - started
+        self._file_started = None
+        self._replay_seconds += seconds
+        self._events += events
+        if new:
+            self._new_seconds += seconds
+            self._new_files += 1
+        return seconds

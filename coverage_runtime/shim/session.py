@@ -13,6 +13,7 @@ response, or inside the shutdown window of an environment shut down before.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -67,6 +68,9 @@ RECORD_MARGIN_SHARE = 0.25
 # `uploader.RunningUploads`); past it, the two run side by side.  (One not yet
 # on the wire never gets there: the shutdown closed the gate as it began.)
 OLDER_UPLOAD_SHARE = 0.5
+# At most this share of the window left is spent, before the replay, waiting for
+# the S3 client's build under way on another thread (`_client_first`).
+CLIENT_WAIT_SHARE = 0.25
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
 # (a raw URL path) must not grow memory, status() or the data file without bound.
@@ -689,6 +693,7 @@ class CoverageSession:
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
         pause_points.reach("shutdown")
+        self._client_first(deadline)
         # On sysmon, a replay of the recorded stream only as far as it fits before the
         # deadline, whole files (`Measurement.finish`); at a normal exit no SIGKILL
         # comes: everything.
@@ -750,6 +755,18 @@ class CoverageSession:
         pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
         now = time.monotonic()
         return self._uploads.wait_for_older(generation, now + max(0.0, deadline - now) * share)
+
+    def _client_first(self, deadline: float) -> None:
+        """Build the S3 client (if no upload did yet) before the replay, whose
+        budget then counts only the time left after it: in a frozen environment
+        shut down before its first checkpoint, the build (its imports: 13-30 ms on
+        a loaded machine) came after a replay sized for the write and the PUT
+        alone, and the PUT ran out of time.  Waits for a build under way
+        elsewhere at most `CLIENT_WAIT_SHARE` of the window: `ship` waits again."""
+        if not self.uploads_enabled or self._uploader is not None:
+            return
+        with contextlib.suppress(UploadError):  # (said by `ship`, which tries again)
+            self.uploader(max(0.0, deadline - time.monotonic()) * CLIENT_WAIT_SHARE)
 
     def _unchanged_since_upload(self) -> bool:
         """Does S3 hold everything measured (the shutdown's replay done)?  From the
