@@ -423,7 +423,7 @@ def rows(samples: list[Sample], sizes: list[int], frozen: bool = False) -> list[
                 exit_ms is not None and exit_ms <= 300 and not lost)  # fmt: skip
             add(f"N={size} {config}: after growth, the shutdown " + " / ".join(OUTCOMES),
                 None, " / ".join(str(ended.count(outcome)) for outcome in OUTCOMES),
-                "silent, said lost, partial: 0", not lost)  # fmt: skip
+                "silent, said lost, partial: 0", bool(ended) and not lost)  # fmt: skip
             tries = [s for s in samples if s.size == size and s.config == config and s.early]
             if tries:
                 shipped = sum(s.early == "shipped" for s in tries)

@@ -1009,6 +1009,7 @@ class InitRecorder:
         with self._replaying, self._lock:
             if self._forward is not None:
                 return partial_replay.Outcome(0, 0, 0, 0, 0)
+            budget.begin()  # (what a catch-up's slice kept it waiting for is not replay)
             events = self.events
             begin, end = self._replayed, len(events)
             start_label = receiver.label

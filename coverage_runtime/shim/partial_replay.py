@@ -161,11 +161,12 @@ class Budget:
     """When the replay must stop so the write and the PUT of what it replayed
     still end before ``deadline`` (the shutdown work's own, `session._window`).
 
-    The write's share is of the time spent replaying files, not of the time since
-    the budget was made: waiting for a catch-up's slice to end (the shipping
-    thread's, 200 ms in a thawed environment at 500 modules on a loaded machine)
-    and planning write nothing, and counted as replay they left no time for any
-    file."""
+    The write's share is of the replay's time from the moment the stream is the
+    shutdown's (`begin`: planning, replaying, taking and counting, as
+    `WRITE_SHARE` was measured), not of waiting for a catch-up's slice to end
+    before it (the shipping thread's: 200 ms in a thawed environment at 500
+    modules on a loaded machine), which writes nothing and, counted, left no
+    time for any file."""
 
     def __init__(
         self, deadline: float, *, branch: bool, clock: Callable[[], float] = time.monotonic
@@ -175,21 +176,24 @@ class Budget:
         self.write_share = WRITE_SHARE[branch]
         self.write_per_event = WRITE_SECONDS_PER_EVENT[branch]
         self.started = clock()
+        self._replay_started = self.started
         self._events = 0  # replayed in whole files so far: their data is to be written
-        self._replay_seconds = 0.0  # spent replaying them
         self._file_started: float | None = None  # the file being replayed
         self._new_seconds = 0.0  # spent on files first seen by this replay
         self._new_files = 0
+
+    def begin(self) -> None:
+        """The stream is the shutdown's now: its replay's time counts from here."""
+        self._replay_started = self.clock()
 
     def stop_at(self) -> float:
         """The replay's own end: what it replayed still has to be written and put,
         which grows with what it replayed (`WRITE_SHARE` of its time, or
         `WRITE_SECONDS_PER_EVENT`, whichever says more)."""
         now = self.clock()
-        replaying = self._replay_seconds
-        if self._file_started is not None:
-            replaying += now - self._file_started
-        write = max(self.write_share * replaying, self.write_per_event * self._events)
+        write = max(
+            self.write_share * (now - self._replay_started), self.write_per_event * self._events
+        )
         return self.deadline - RESERVE_SECONDS - write
 
     def expired(self) -> bool:
@@ -211,7 +215,6 @@ class Budget:
         started = self._file_started
         seconds = 0.0 if started is None else self.clock() - started
         self._file_started = None
-        self._replay_seconds += seconds
         self._events += events
         if new:
             self._new_seconds += seconds
