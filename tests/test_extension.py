@@ -91,6 +91,35 @@ def test_the_shims_start_does_not_import_http_client():
     assert found.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_exchange_does_not_import_the_idna_codec(host):
+    """`socket.getaddrinfo` encodes a `str` host with the ``idna`` codec, which
+    imports `encodings.idna`, `stringprep` and `unicodedata` at every cold start;
+    the Runtime API's host is given to it as ASCII bytes instead."""
+    probe = (
+        "import socket, sys, threading\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "def answer():\n"
+        "    connection, _ = server.accept()\n"
+        "    connection.recv(65536)\n"
+        "    connection.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')\n"
+        "    connection.close()\n"
+        "threading.Thread(target=answer).start()\n"
+        "from coverage_runtime.shim import extension\n"
+        "api = sys.argv[1] + ':' + str(server.getsockname()[1])\n"
+        "response = extension.exchange(api, 'GET', '/', {}, timeout=10)\n"
+        "print(response.status, response.body, 'encodings.idna' in sys.modules)\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe, host],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.split() == ["200", "b'ok'", "False"]
+
+
 def test_a_registration_in_flight_fails_once_and_is_logged_once(capsys):
     """`Registration` runs on its own thread during the init; the runtime client
     waits for it before its first request for an event.  A failure is an error

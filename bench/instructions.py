@@ -1,0 +1,240 @@
+"""Instructions a cold start executes, counted by callgrind: the init's cost without the noise.
+
+On this project's shared two-core VM the same configuration's INIT REPORT
+moves by 30-50% between environments, and CPU time with it (a guest's CPU
+time includes what the host takes): no timing resolves a 5 ms target.
+``valgrind --tool=callgrind`` counts the instructions a process executes, the
+same for the same binary, inputs and environment whatever else the machine
+does.  So this runs each configuration's fresh environment under the RIE as
+`bench_image.py`'s cold section does, with the runtime process under
+callgrind (a ``python`` first on ``PATH`` that executes valgrind), and
+`bench/init_cpu`'s hook ending the process when awslambdaric first asks for
+an event: the count is the process's from ``exec`` to the end of its init,
+every thread included (the extension's registration among them).
+
+The rows: instructions per configuration, the added share against coverage
+off, and that share as ms of coverage off's INIT REPORT median (``--off-ms``,
+from `bench_image.py`'s cold rows: this assumes the added instructions run
+at the same rate as the rest of the init, which the note on each run says).
+
+Valgrind comes from the host (``/usr/bin/valgrind``, ``/usr/libexec/valgrind``,
+Debian's package), mounted read-only; the image is not changed.  Each
+environment's callgrind file is kept under ``--keep DIR`` for
+``callgrind_annotate``, which attributes the difference to C functions.
+
+    python bench/instructions.py --image IMAGE [--heavy-image IMAGE] [--synthetic 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import init_cpu  # noqa: E402
+from bench.bench_image import CONFIGS  # noqa: E402
+from tests import synthetic_function  # noqa: E402
+from tests.containers import podman, start_with_local_s3, stop  # noqa: E402
+from tests.harness import S3Server, post_invocation  # noqa: E402
+
+VALGRIND_MOUNTS = (
+    ("/usr/bin/valgrind", "/usr/bin/valgrind"),
+    ("/usr/bin/valgrind.bin", "/usr/bin/valgrind.bin"),
+    ("/usr/libexec/valgrind", "/usr/libexec/valgrind"),
+)
+WRAPPER_DIR = "/opt/bench-callgrind"
+OUT_DIR = "/out"
+IMAGE_PYTHON = "/opt/venv/bin/python"
+PATH = f"{WRAPPER_DIR}:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EXAMPLE_EVENT = REPO_ROOT / "events" / "business-process-data.json"
+HEAVY_EVENT = REPO_ROOT / "bench" / "heavy" / "event.json"
+TOTAL_RE = re.compile(r"^(?:summary|totals):\s*([0-9]+)", re.MULTILINE)
+
+
+@dataclass
+class Count:
+    function: str
+    config: str
+    round: int
+    instructions: int | None
+    file: str | None
+
+
+def wrapper_script(python: str) -> str:
+    """The ``python`` the entrypoint finds first: the image's, under callgrind."""
+    out = f"--callgrind-out-file={OUT_DIR}/callgrind.%p"
+    return f'#!/bin/sh\nexec valgrind --tool=callgrind {out} -q "{python}" "$@"\n'
+
+
+def instructions(path: Path) -> int | None:
+    found = TOTAL_RE.search(path.read_text(errors="replace"))
+    return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    image: str
+    event: bytes
+    extra: tuple[str, ...] = ()  # podman run arguments (the synthetic task root's volume)
+    command: tuple[str, ...] = ()  # the handler, when not the image's CMD
+
+
+def count_one(
+    function: Function, config: str, round_: int, s3: S3Server, bucket: str, scratch: Path
+) -> Count:
+    """One fresh environment of ``config``: the instructions of its runtime's init."""
+    out = scratch / f"{function.name}-{config}-{round_}"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)  # the runtime runs as the image's lambda user
+    name = f"lc-icount-{uuid.uuid4().hex[:8]}"
+    mounts = [a for src, dst in VALGRIND_MOUNTS for a in ("--volume", f"{src}:{dst}:ro")]
+    port, _ = start_with_local_s3(
+        name, function.image, s3, bucket,
+        *mounts, "--volume", f"{scratch / 'wrapper'}:{WRAPPER_DIR}:ro",
+        "--volume", f"{out}:{OUT_DIR}", *init_cpu.container_args(), *function.extra,
+        command=function.command,
+        AWS_LAMBDA_FUNCTION_NAME=f"icount-{function.name}", PYTHONPATH=init_cpu.MOUNT,
+        PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_INIT_END="1",
+        AWS_LAMBDA_FUNCTION_TIMEOUT="900", **CONFIGS[config],
+    )  # fmt: skip
+    try:
+        post_invocation(port, function.event, timeout=900)  # the runtime ends at its first /next
+    except OSError:
+        pass
+    finally:
+        stop(name)
+        podman("rm", "--force", "--time", "0", name, check=False)
+    files = sorted(out.glob("callgrind.*"))
+    counted = [(f, instructions(f)) for f in files]
+    # The runtime's process is the one that counted most (setpriv and shells exec, not fork).
+    best = max(counted, key=lambda fc: fc[1] or 0, default=(None, None))
+    return Count(function.name, config, round_, best[1], str(best[0]) if best[0] else None)
+
+
+def rows(counts: list[Count], off_ms: dict[str, float]) -> list[dict[str, Any]]:
+    table = []
+    for function in dict.fromkeys(c.function for c in counts):
+        by = {
+            config: [
+                c.instructions
+                for c in counts
+                if c.function == function and c.config == config and c.instructions
+            ]
+            for config in CONFIGS
+        }
+        if not by["disabled"]:
+            continue
+        base = statistics.median(by["disabled"])
+        for config in ("full", "full+branch", "selective"):
+            if not by[config]:
+                continue
+            value = statistics.median(by[config])
+            spread = (max(by[config]) - min(by[config])) / value if len(by[config]) > 1 else 0.0
+            row: dict[str, Any] = {
+                "function": function, "config": config, "off": base, "value": value,
+                "ratio": value / base, "spread": spread,
+            }  # fmt: skip
+            if function in off_ms:
+                row["added_ms"] = (value - base) / base * off_ms[function]
+            table.append(row)
+    return table
+
+
+def print_table(table: list[dict[str, Any]]) -> None:
+    print("| function | config | off, M instr | on, M instr | ratio | ~ms at off's INIT REPORT |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in table:
+        ms = f"+{r['added_ms']:.1f}" if "added_ms" in r else "-"
+        print(
+            f"| {r['function']} | {r['config']} | {r['off'] / 1e6:.1f} | {r['value'] / 1e6:.1f} "
+            f"| {r['ratio']:.3f} | {ms} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--image", required=True, help="the example's image")
+    parser.add_argument(
+        "--heavy-image", help="bench/heavy built on the image (bench_image.build_heavy)"
+    )
+    parser.add_argument("--synthetic", type=int, action="append", default=[], help="N modules")
+    parser.add_argument("-r", "--rounds", type=int, default=2)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--off-ms", action="append", default=[], metavar="FUNCTION=MS",
+        help="coverage off's INIT REPORT median for FUNCTION (example, heavy, synthetic-N)",
+    )  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="keep the callgrind files here")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    configs = args.configs.split(",")
+    off_ms = {k: float(v) for k, v in (item.split("=", 1) for item in args.off_ms)}
+
+    scratch = Path(tempfile.mkdtemp(prefix="lc-icount-"))
+    scratch.chmod(0o755)
+    (scratch / "wrapper").mkdir(mode=0o755)
+    wrapper = scratch / "wrapper" / "python"
+    wrapper.write_text(wrapper_script(IMAGE_PYTHON))
+    wrapper.chmod(0o755)
+    functions = [Function("example", args.image, EXAMPLE_EVENT.read_bytes())]
+    if args.heavy_image:
+        functions.append(Function("heavy", args.heavy_image, HEAVY_EVENT.read_bytes()))
+    for size in args.synthetic:
+        root = synthetic_function.write(scratch / f"n{size}", size)
+        root.chmod(0o755)
+        # Bytecode, as a deployed function has it, for the Python that runs it (as sizes.py).
+        podman(
+            "run", "--rm", "--volume", f"{root}:/var/task", "--entrypoint", "python",
+            args.image, "-m", "compileall", "-q", "/var/task", timeout=600,
+        )  # fmt: skip
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        volume = ("--volume", f"{root}:/var/task:ro")
+        functions.append(
+            Function(f"synthetic-{size}", args.image, b"{}", volume, ("handler.handler",))
+        )
+    counts: list[Count] = []
+    bucket = f"icount-{uuid.uuid4().hex[:8]}"
+    s3 = S3Server()
+    try:
+        s3.client().create_bucket(Bucket=bucket)
+        for round_ in range(args.rounds):
+            for function in functions:
+                order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
+                for config in order:
+                    counted = count_one(function, config, round_, s3, bucket, scratch)
+                    counts.append(counted)
+                    line = f"  {function.name} {config} r{round_}: {counted.instructions}"
+                    print(line, flush=True)
+    finally:
+        s3.stop()
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for c in counts:
+                if c.file:
+                    shutil.copy(c.file, args.keep / f"{c.function}-{c.config}-{c.round}.callgrind")
+        shutil.rmtree(scratch, ignore_errors=True)
+    table = rows(counts, off_ms)
+    print_table(table)
+    if args.json:
+        args.json.write_text(
+            json.dumps({"counts": [asdict(c) for c in counts], "rows": table}, indent=2)
+        )
+    return 0 if all(c.instructions for c in counts) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""`bench/instructions.py`: instructions of an init, counted by callgrind, and the
+`bench/init_cpu` hook that ends the runtime's process when its init is done."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import init_cpu
+from bench.instructions import Count, instructions, rows
+from tests.harness import REPO_ROOT
+
+
+def test_the_hook_patches_awslambdarics_client_when_the_function_imports_it() -> None:
+    """Importing awslambdaric in the hook would take its import out of the
+    measured init: it is patched when whoever imports it first does."""
+    probe = (
+        "import sys\n"
+        "print('awslambdaric.lambda_runtime_client' in sys.modules)\n"
+        "from awslambdaric.lambda_runtime_client import LambdaRuntimeClient\n"
+        "print(LambdaRuntimeClient.wait_next_invocation.__qualname__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(init_cpu.DIR), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1"}
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert found.stdout.split() == ["False", "_patch.<locals>.wait_next_invocation"]
+
+
+def test_the_hook_ends_the_process_at_the_first_request_for_an_event() -> None:
+    """With ``BENCH_EXIT_AT_INIT_END=1`` the first ``wait_next_invocation`` writes
+    the CPU line and exits 0 without asking the (unreachable) Runtime API."""
+    probe = (
+        "from awslambdaric.lambda_runtime_client import LambdaRuntimeClient\n"
+        "LambdaRuntimeClient('127.0.0.1:1').wait_next_invocation()\n"
+        "print('not reached')\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(init_cpu.DIR),
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1",
+        "BENCH_EXIT_AT_INIT_END": "1",
+    }
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert found.returncode == 0
+    assert "not reached" not in found.stdout
+    assert init_cpu.cpu_ms(found.stderr) is not None
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrinds_total_is_read_and_repeats(tmp_path: Path) -> None:
+    """The same program counts the same instructions twice: what the rows rely on."""
+    totals = []
+    for run in range(2):
+        out = tmp_path / f"callgrind.{run}"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q",
+             sys.executable, "-S", "-c", "sum(range(1000))"],
+            check=True, env={**os.environ, "PYTHONHASHSEED": "0"}, cwd=REPO_ROOT,
+        )  # fmt: skip
+        totals.append(instructions(out))
+    assert totals[0] is not None and totals[0] > 1_000_000
+    assert totals[1] is not None and abs(totals[1] - totals[0]) / totals[0] < 0.001
+
+
+def test_the_rows_compare_each_configuration_with_coverage_off() -> None:
+    counts = [
+        Count("example", "disabled", 0, 1_000, None),
+        Count("example", "disabled", 1, 1_002, None),
+        Count("example", "full", 0, 1_030, None),
+        Count("example", "full", 1, 1_032, None),
+        Count("example", "selective", 0, None, None),  # no count: left out
+    ]
+    [row] = rows(counts, {"example": 100.0})
+    assert row["config"] == "full"
+    assert row["off"] == 1_001
+    assert row["value"] == 1_031
+    assert row["ratio"] == pytest.approx(1_031 / 1_001)
+    assert row["added_ms"] == pytest.approx(30 / 1_001 * 100.0)
