@@ -98,6 +98,15 @@ def test_code_running_during_a_sliced_replay_is_recorded_as_plain_coverage_py_do
     assert result["arcs"] == reference["arcs"]
 
 
+def test_a_catch_up_stops_within_a_few_events_once_the_shutdown_closes_the_stream(python):
+    """The shutdown's replay waits for a catch-up's slice to end: it ends at the
+    next look at `close`, not after the whole slice (200 ms, first sights included,
+    in a thawed environment of 500 modules with branches)."""
+    result, _ = run_case(python, "close_during_catch_up")
+    assert result["recorded"] >= result["slice"], result  # a whole slice was due
+    assert 0 < result["replayed"] <= result["check"] < result["slice"], result
+
+
 def test_measured_code_run_by_the_replaying_thread_during_the_switch_is_kept(python):
     result, _ = run_case(python, "measured_code_during_the_switch")
     assert {30, 31} <= set(result["lines"]), result  # pooled(1)

@@ -544,3 +544,91 @@ def test_an_older_put_landing_after_the_shutdowns_is_read_back_once_it_ends(
         for r in records
     )
     assert not [r for r in records if r["level"] == "ERROR"], records
+
+
+COUNT_BEHIND = session.CoverageSession.COUNT_BEHIND
+
+
+def checkpoint_confirmed(start_function, proxy, pauses, put_delay: float = 0.0):
+    """`uses_api` through the proxy, with one checkpoint confirmed (its PUT held
+    ``put_delay`` seconds by the proxy) and nothing measured since; the shutdown
+    marks its own snapshot (``shutdown-snapshot.reached``) without waiting."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="shutdown-snapshot",
+    )
+    release(pauses, "shutdown-snapshot")  # (marked only: never held)
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    if put_delay:
+        proxy.set("PUT", "delay", put_delay, times=1)
+    assert function.invoke({"n": 5}).status == 200  # new code, then a checkpoint
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    return function
+
+
+def test_a_shutdown_with_nothing_new_writes_and_reads_no_data_file(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """Everything measured is in S3, its count included: the shutdown decides so
+    from its counts and takes no snapshot (at 8,000 modules with branches the data
+    file is ~60 MB: its write and read were most of such an exit), sends nothing,
+    and leaves the object as the checkpoint put it."""
+    function = checkpoint_confirmed(start_function, proxy, pauses)
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert not (pauses / "shutdown-snapshot.reached").exists()
+    assert any(
+        r["message"] == "coverage unchanged since last upload" and r["reason"] == "SIGTERM"
+        for r in records
+    )
+    assert len(proxy.requests("PUT")) == 1
+    assert not [r for r in records if r["level"] in ("ERROR", "WARN")], records
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_count_only_reupload_that_cannot_fit_the_budget_is_not_sent(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """Nothing new since the checkpoint but one more invocation: the object's count
+    is behind.  The checkpoint's PUT took longer than the whole shutdown budget
+    (held 0.5 s against 400 ms), so the same body again cannot make it: no
+    snapshot, no PUT, an immediate exit, and one warning that S3 holds all the
+    coverage data with the count it has (before: the PUT ran into the deadline
+    and its failure was logged as a loss of data).  When the PUT fits, it is sent
+    (`test_exact_counts_rie`)."""
+    function = checkpoint_confirmed(start_function, proxy, pauses, put_delay=0.5)
+    assert function.invoke({"n": 5}).status == 200  # nothing new: the count alone
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert not (pauses / "shutdown-snapshot.reached").exists()
+    assert len(proxy.requests("PUT")) == 1
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint"]
+    [behind] = [r for r in records if r["message"] == COUNT_BEHIND]
+    assert behind["level"] == "WARN", behind
+    assert (behind["invocations"], behind["invocations_in_s3"]) == (3, 2), behind
+    assert not [r for r in records if r["message"] == LOST], records
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_refused_count_only_reupload_is_said_as_the_count_behind_not_a_loss(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """Nothing new since the checkpoint, one more invocation, and S3 refuses the
+    re-upload for the count (403): S3 holds all the coverage data, so the record
+    says the count is behind (a warning), not that data was lost."""
+    function = checkpoint_confirmed(start_function, proxy, pauses)
+    assert function.invoke({"n": 5}).status == 200  # nothing new: the count alone
+    proxy.set("PUT", "status", 403)
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert (pauses / "shutdown-snapshot.reached").exists()  # it tried: the PUT fitted
+    assert [seen.action for seen in proxy.requests("PUT")] == ["pass", "status"]
+    [behind] = [r for r in records if r["message"] == COUNT_BEHIND]
+    assert behind["level"] == "WARN" and "403" in behind["error_message"], behind
+    assert (behind["invocations"], behind["invocations_in_s3"]) == (3, 2), behind
+    assert not [r for r in records if r["message"] == LOST], records
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)

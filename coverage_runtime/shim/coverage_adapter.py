@@ -730,6 +730,18 @@ class SysmonGate(Labelled):
         info = self._code_infos.get(id(code))
         return bool(info is not None and info.tracing and info.file_data is not None)
 
+    def data_name(self, code: CodeType) -> str | None:
+        """The name ``code``'s file has in the data, as `take` keys it (coverage.py's
+        canonical file name), or None if coverage.py records nothing for it."""
+        info = self._code_infos.get(id(code))
+        if info is None or info.file_data is None:
+            return None
+        key = id(info.file_data)
+        names = self._names
+        if key not in names:  # a file not taken before: look its name up
+            names.update((id(items), name) for name, items in list(self._live.items()))
+        return names.get(key)
+
     def cut(self, code: CodeType) -> None:
         """A pause came: no sequential arc joins the lines around it."""
         info = self._code_infos.get(id(code))

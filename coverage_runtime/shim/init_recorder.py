@@ -57,7 +57,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,6 +71,10 @@ Event = tuple[int, Any, int, int]
 
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 REPLAY_SLICE = 2048
+# Within a slice, how many between two looks at `close` (the shutdown's replay waits
+# for the slice: a whole one, first sights included, took 200 ms in a thawed
+# environment of 500 modules with branches on a loaded machine).
+CLOSE_CHECK_EVENTS = 256
 
 # What a paused event answers when the hand-over came meanwhile: forward it.
 FORWARD = object()
@@ -341,6 +345,10 @@ class Fed(Receiver, Protocol):
 
     def take_labelled(self) -> list[tuple[str, Any]]: ...
 
+    def data_name(self, code: CodeType) -> str | None:
+        """The name ``code``'s file has in the data (None if it records nothing)."""
+        ...
+
 
 class InitRecorder:
     """Records first hits under the source directories until `hand_over` (with
@@ -429,9 +437,10 @@ class InitRecorder:
         # switches asks it (`Measurement._apply`), where a property is a call more.
         self.handed_over = False
         self._labelled = labelled
-        # Files whose code a replay has started in the receiver (`drain_within`
-        # completes them), and whether the shutdown's replay closed the stream.
-        self._fed_files: set[str] = set()
+        # Files whose code a replay has started in the receiver, with one such code
+        # object (`drain_within` completes those whose data was written), and
+        # whether the shutdown's replay closed the stream.
+        self._fed_files: dict[str, CodeType] = {}
         self._closed = False
         if labelled:
             self._record = self._record_fed  # type: ignore[method-assign]
@@ -955,7 +964,8 @@ class InitRecorder:
                 end = min(len(self.events), self._replayed + REPLAY_SLICE)
                 if end - self._replayed < REPLAY_SLICE:
                     return  # the rest is `hand_over`'s, under the lock
-                self._replay(receiver, end)
+                while self._replayed < end and not self._closed:
+                    self._replay(receiver, min(end, self._replayed + CLOSE_CHECK_EVENTS))
 
     def hand_over(self, receiver: Receiver) -> int:
         """Replay every recorded event not replayed yet into ``receiver``, then let
@@ -1025,7 +1035,7 @@ class InitRecorder:
             kind, code, a, b = events[index]
             if kind == START:
                 start(code, a)
-                fed_files.add(code.co_filename)
+                fed_files[code.co_filename] = code
                 known.pop(id(code), None)  # (traced now, maybe)
                 continue
             if kind == SWITCH:
@@ -1057,6 +1067,9 @@ class InitRecorder:
         receiver: Fed,
         budget: partial_replay.Budget,
         settle: Callable[[], None],
+        *,
+        written: Container[str] | None = None,
+        drop: Callable[[list[str]], None] = lambda names: None,
     ) -> partial_replay.Outcome:
         """At shutdown: replay what was not replayed yet, file by file, while
         ``budget`` lets, and then nothing more (`close`).  Each file's events
@@ -1064,11 +1077,17 @@ class InitRecorder:
         the receiver holds (into the data to write) after each group of whole
         files, and the data of a group cut by the budget is taken and dropped.
 
-        Files an earlier replay began (a checkpoint's drain, a catch-up cut by
-        the shutdown) are completed first, whatever the budget: their data may
-        already be taken, so they cannot be left out; then the new files, in
-        stream order (the order of the function's imports and first calls),
-        as long as the budget admits one more.
+        Files an earlier replay began whose data was written to the data file
+        (``written``: names in the data; None: all of them) are completed
+        first, whatever the budget: what the file holds of them, maybe in S3
+        already, must not stay incomplete.  Then the others in stream order
+        (the order of the function's imports and first calls), as long as the
+        budget admits one more: new files, and files an earlier replay began
+        but whose data was never written (a catch-up cut by the shutdown, a
+        drain no snapshot followed): ``drop`` removes what was taken of those
+        left out (by their names in the data), so they are missing whole, as
+        new files left out are, instead of keeping the whole window (and at a
+        large init more) to be completed.
         """
         from coverage_runtime.shim import partial_replay
 
@@ -1076,51 +1095,37 @@ class InitRecorder:
         with self._replaying, self._lock:
             if self._forward is not None:
                 return partial_replay.Outcome(0, 0, 0, 0, 0)
+            budget.begin()  # (what a catch-up's slice kept it waiting for is not replay)
             events = self.events
             begin, end = self._replayed, len(events)
             start_label = receiver.label
             plan = partial_replay.plan(events, begin, end, start_label)
             fed = self._fed_files
-            begun = [name for name in plan.files if name in fed]
-            new = [name for name in plan.files if name not in fed]
+            names = {name: receiver.data_name(fed[name]) for name in plan.files if name in fed}
+            begun = {
+                name for name, data_name in names.items() if written is None or data_name in written
+            }
+            rest = [name for name in plan.files if name not in begun]
             replayed = 0
-            for name in begun:  # (no clock: the shutdown's own deadline still bounds it)
+            budget.file_started()
+            for name in [name for name in plan.files if name in begun]:  # (stream order)
+                # (No clock: the shutdown's own deadline still bounds it.)
                 self._deliver_file(receiver, plan.files[name], start_label)
                 replayed += plan.events_of(name)
-            settle()
-            clock = budget.clock
-            files = len(begun)
-            group: list[str] = []
-            group_events = 0
-            group_started = clock()
-            cut = False
-            for name in new:
-                if not budget.admits():
-                    break
-                file_started = clock()
-                if partial_replay.TEST_DELAY_SECONDS:
-                    time.sleep(partial_replay.TEST_DELAY_SECONDS)
-                file_events = plan.files[name]
-                if not self._deliver_file(receiver, file_events, start_label, budget):
-                    cut = True
-                    break
-                budget.spent(clock() - file_started)
-                group.append(name)
-                group_events += plan.events_of(name)
-                if clock() - group_started >= partial_replay.GROUP_SECONDS:
-                    settle()
-                    files += len(group)
-                    replayed += group_events
-                    group, group_events, group_started = [], 0, clock()
-            if cut:
-                receiver.take_labelled()  # the cut group's data: dropped, whole files only
-            else:
-                settle()
-                files += len(group)
-                replayed += group_events
+            budget.replayed(replayed, new=False)
+            settle()  # (what the gate holds of a begun file left out below: taken, then dropped)
+            completed, rest_events = self._replay_admitted(
+                receiver, plan, rest, start_label, budget=budget, settle=settle
+            )
+            files = len(begun) + len(completed)
+            replayed += rest_events
             if receiver.label != plan.last_label:  # where the whole replay would leave it
                 receiver.relabel(plan.last_label)
                 settle()
+            left = [names[name] for name in names if name not in completed and name not in begun]
+            dropped = [name for name in left if name is not None]
+            if dropped:
+                drop(dropped)
             switches = plan.last_switch
             return partial_replay.Outcome(
                 files_replayed=files,
@@ -1129,6 +1134,51 @@ class InitRecorder:
                 events_left=end - begin - switches - replayed,
                 begun=len(begun),
             )
+
+    def _replay_admitted(
+        self,
+        receiver: Fed,
+        plan: partial_replay.Plan,
+        names: list[str],
+        start_label: str,
+        *,
+        budget: partial_replay.Budget,
+        settle: Callable[[], None],
+    ) -> tuple[set[str], int]:
+        """`drain_within`'s files after the begun ones: ``names`` in order while
+        ``budget`` admits one more, taken (``settle``) by groups of whole files;
+        a group cut by the budget is dropped.  The files completed, and their
+        events."""
+        from coverage_runtime.shim import partial_replay
+
+        fed = self._fed_files
+        clock = budget.clock
+        completed: set[str] = set()
+        replayed = 0
+        group: list[str] = []
+        group_events = 0
+        group_started = clock()
+        for name in names:
+            if not budget.admits():
+                break
+            new = name not in fed  # (a begun file's first sight is paid: no estimate)
+            budget.file_started()
+            if partial_replay.TEST_DELAY_SECONDS:
+                time.sleep(partial_replay.TEST_DELAY_SECONDS)
+            if not self._deliver_file(receiver, plan.files[name], start_label, budget):
+                receiver.take_labelled()  # the cut group's data: dropped, whole files only
+                return completed, replayed
+            budget.replayed(plan.events_of(name), new=new)
+            group.append(name)
+            group_events += plan.events_of(name)
+            if clock() - group_started >= partial_replay.GROUP_SECONDS:
+                settle()
+                completed.update(group)
+                replayed += group_events
+                group, group_events, group_started = [], 0, clock()
+        settle()
+        completed.update(group)
+        return completed, replayed + group_events
 
     def _deliver_file(
         self,

@@ -165,6 +165,16 @@ class Tally:
                 seen |= new
                 self.entries += len(seen) - before
 
+    def drop(self, name: str) -> None:
+        """Count nothing of ``name`` any more: what was taken of it is dropped (the
+        shutdown's replay leaves out a file never written: `Measurement._drop`).
+        Its label entries stay counted (a growth test only, no count of the data)."""
+        lines = self._lines.pop(name, None)
+        if lines:
+            self.files -= 1
+            self.lines -= len(lines)
+        self.arcs -= len(self._items.pop(name, ()))
+
     def everything(self) -> coverage_adapter.Recorded:
         """All that was recorded, in the tracers' own form: to rewrite a data file."""
         source = self._items if self._arcs else self._lines
@@ -210,6 +220,9 @@ class Measurement:
         self._gate: coverage_adapter.Gate | None = None
         # Taken from the gate, not written to the data file yet: by label.
         self._outbox: dict[str, coverage_adapter.Recorded] = {}
+        # The files (names in the data) written to the data file so far: what of
+        # them the file holds must not stay incomplete (`_replay_within`).
+        self._written: set[str] = set()
         self._tally = self._new_tally(packed=False)
         self.storage_problem: str | None = None
         # The shutdown's replay (`finish` with a deadline): what it fed and left out.
@@ -694,7 +707,9 @@ class Measurement:
 
         budget = partial_replay.Budget(deadline, branch=self.settings.branch)
         try:
-            outcome = recorder.drain_within(gate, budget, self._tally_new)
+            outcome = recorder.drain_within(
+                gate, budget, self._tally_new, written=self._written, drop=self._drop
+            )
         except Exception as exc:
             self._gate = None
             coverage_adapter.abandon(self.cov)
@@ -729,8 +744,18 @@ class Measurement:
     def _write_outbox(self, outbox: dict[str, coverage_adapter.Recorded]) -> None:
         """Each label's items as its coverage.py dynamic context."""
         for label, recorded in outbox.items():
+            self._written.update(recorded)
             coverage_adapter.set_context(self.cov, label or None)
             coverage_adapter.write_recorded(self.cov, recorded, arcs=self.settings.branch)
+
+    def _drop(self, names: list[str]) -> None:
+        """Leave these files out of the data (the shutdown's replay could not
+        complete them, and none of their data was written): what was taken of
+        them leaves the outbox and the counts.  (The lock is held.)"""
+        for name in names:
+            for recorded in self._outbox.values():
+                recorded.pop(name, None)
+            self._tally.drop(name)
 
     def counts(self) -> Snapshot:
         """What was measured so far (no bytes): cheap, the data file is not read,
@@ -843,6 +868,7 @@ class Measurement:
                 receiver.forget_fired()  # (labels) the gate re-armed what it traces
             self._outbox = {}
             self._tally.clear()
+            self._written.clear()
             if self._gate.kind == "restart":
                 return
             coverage_adapter.coverage_data(self.cov).erase()

@@ -13,9 +13,13 @@ alone in their recorded order, give that file exactly what the whole replay
 gives it.  Label switches are kept between a file's events where they came
 (`plan`), so each label's data of the file is the whole replay's too.  A file
 is never shipped in part: one whose events cannot all be replayed in time is
-dropped (its data taken from coverage.py and thrown away), and one already
-begun by an earlier replay (a checkpoint's drain, the shipping thread's
-catch-up) is always completed first.
+dropped (its data taken from coverage.py and thrown away).  One an earlier
+replay began whose data was written to the data file (a checkpoint's drain
+and snapshot) is always completed first; one begun but never written (the
+shipping thread's catch-up, a drain no snapshot followed) waits its turn as
+a new file does, and if left out, what was taken of it is dropped too
+(`Measurement._drop`): at a large init that catch-up has begun thousands of
+files, which completing whatever the budget left no time for the upload.
 
 This module holds the plan (the stream grouped by file) and the budget (when
 to stop); `InitRecorder.drain_within` replays.
@@ -46,6 +50,15 @@ RESERVE_SECONDS = 0.04
 # With lines the write costs 0.29-0.34 of the replay: 0.45.  (An early SIGTERM at
 # N=2,000 with lines on the host's 3.13, loaded: 0.26.)
 WRITE_SHARE = {True: 0.25, False: 0.45}  # by branch
+# The same write, per replayed event (each about one arc or line to write), when the
+# share of the replay's time says less: coverage.py wrote 2.0-2.3 µs an event with
+# branches and 0.55-0.6 µs with lines (bench/README.md, "Where an early shutdown goes",
+# image 3.14, N=500-8,000), whatever a file's first sight cost the replay.  A frozen
+# environment shut down after 39 invocations of 500 modules (branches, image, loaded
+# machine) replayed 39,899 events in 242 ms and had not written them 88 ms later,
+# where the share had left 60: the write grows with the data, and invocations make
+# more data per file than the init.  With a margin:
+WRITE_SECONDS_PER_EVENT = {True: 3.5e-6, False: 1.0e-6}  # by branch
 # A file is admitted only if twice the mean cost of the files replayed so far fits.
 ESTIMATE_FACTOR = 2.0
 # What the data taken from coverage.py in one go covers at least (seconds of
@@ -128,7 +141,7 @@ class Outcome(NamedTuple):
     files_left: int  # files with recorded events not replayed (their data is not shipped)
     events_replayed: int
     events_left: int
-    begun: int  # files completed because an earlier replay had begun them
+    begun: int  # files completed because an earlier replay began them and wrote their data
 
     @property
     def partial(self) -> bool:
@@ -146,7 +159,14 @@ class Outcome(NamedTuple):
 
 class Budget:
     """When the replay must stop so the write and the PUT of what it replayed
-    still end before ``deadline`` (the shutdown work's own, `session._window`)."""
+    still end before ``deadline`` (the shutdown work's own, `session._window`).
+
+    The write's share is of the replay's time from the moment the stream is the
+    shutdown's (`begin`: planning, replaying, taking and counting, as
+    `WRITE_SHARE` was measured), not of waiting for a catch-up's slice to end
+    before it (the shipping thread's: 200 ms in a thawed environment at 500
+    modules on a loaded machine), which writes nothing and, counted, left no
+    time for any file."""
 
     def __init__(
         self, deadline: float, *, branch: bool, clock: Callable[[], float] = time.monotonic
@@ -154,15 +174,27 @@ class Budget:
         self.deadline = deadline
         self.clock = clock
         self.write_share = WRITE_SHARE[branch]
+        self.write_per_event = WRITE_SECONDS_PER_EVENT[branch]
         self.started = clock()
+        self._replay_started = self.started
+        self._events = 0  # replayed in whole files so far: their data is to be written
+        self._file_started: float | None = None  # the file being replayed
         self._new_seconds = 0.0  # spent on files first seen by this replay
         self._new_files = 0
 
+    def begin(self) -> None:
+        """The stream is the shutdown's now: its replay's time counts from here."""
+        self._replay_started = self.clock()
+
     def stop_at(self) -> float:
         """The replay's own end: what it replayed still has to be written and put,
-        which grows with what it replayed (`WRITE_SHARE`)."""
+        which grows with what it replayed (`WRITE_SHARE` of its time, or
+        `WRITE_SECONDS_PER_EVENT`, whichever says more)."""
         now = self.clock()
-        return self.deadline - RESERVE_SECONDS - self.write_share * (now - self.started)
+        write = max(
+            self.write_share * (now - self._replay_started), self.write_per_event * self._events
+        )
+        return self.deadline - RESERVE_SECONDS - write
 
     def expired(self) -> bool:
         return self.clock() >= self.stop_at()
@@ -172,7 +204,19 @@ class Budget:
         estimate = self._new_seconds / self._new_files if self._new_files else 0.0
         return self.clock() + ESTIMATE_FACTOR * estimate < self.stop_at()
 
-    def spent(self, seconds: float) -> None:
-        """One new file was replayed in ``seconds``."""
-        self._new_seconds += seconds
-        self._new_files += 1
+    def file_started(self) -> None:
+        """A file's replay begins (or a run of files replayed as one: the begun ones)."""
+        self._file_started = self.clock()
+
+    def replayed(self, events: int, *, new: bool) -> float:
+        """The file begun at `file_started` was replayed whole, ``events`` of them
+        (``new``: first seen by this replay, its cost an estimate for the next
+        ones); their data is to be written.  Returns its seconds."""
+        started = self._file_started
+        seconds = 0.0 if started is None else self.clock() - started
+        self._file_started = None
+        self._events += events
+        if new:
+            self._new_seconds += seconds
+            self._new_files += 1
+        return seconds

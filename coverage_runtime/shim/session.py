@@ -13,6 +13,7 @@ response, or inside the shutdown window of an environment shut down before.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -67,6 +68,9 @@ RECORD_MARGIN_SHARE = 0.25
 # `uploader.RunningUploads`); past it, the two run side by side.  (One not yet
 # on the wire never gets there: the shutdown closed the gate as it began.)
 OLDER_UPLOAD_SHARE = 0.5
+# At most this share of the window left is spent, before the replay, waiting for
+# the S3 client's build under way on another thread (`_client_first`).
+CLIENT_WAIT_SHARE = 0.25
 # Distinct request kinds an environment keeps apart, in status() and as coverage.py
 # contexts; later new ones are counted as OTHER_KIND.  A kind made of request data
 # (a raw URL path) must not grow memory, status() or the data file without bound.
@@ -628,35 +632,49 @@ class CoverageSession:
             if self.measurement.partial is not None:
                 self._log_partial(reason, taken[-1][1] if taken else None, started)
         except Exception as exc:
-            if taken:  # a checkpoint's upload still running may hold it all: its answer decides
-                self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
-            with self._state:
-                stored = bool(taken) and self._confirmed >= taken[-1][0]
-                # A checkpoint confirmed meanwhile holds all the failed snapshot held
-                # (a later snapshot only grows: the same size is the same data).
-                held = bool(taken) and (
-                    self._confirmed_size >= taken[-1][1].size
-                    and self._confirmed_invocations >= self.invocations
-                )
-            if stored:  # only the read-back after the upload ran out of time
-                structured_log.warning(
-                    "coverage uploaded at shutdown; checking that no older snapshot landed "
-                    "after it did not finish",
-                    reason=reason,
-                    error_message=str(exc),
-                )
-            elif held:
-                structured_log.warning(
-                    "coverage upload at shutdown failed, but a checkpoint confirmed meanwhile "
-                    "holds everything it held: nothing is lost",
-                    reason=reason,
-                    error_message=str(exc),
-                )
-            else:
-                self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
+            self._shutdown_failed(reason, exc, taken, started, deadline)
         finally:
             self._shutdown_done.set()
         return True
+
+    def _shutdown_failed(
+        self,
+        reason: str,
+        exc: Exception,
+        taken: list[tuple[int, Snapshot]],
+        started: float,
+        deadline: float,
+    ) -> None:
+        """Say what the failed shutdown left in S3: nothing lost, the count
+        behind, or the loss record."""
+        if taken:  # a checkpoint's upload still running may hold it all: its answer decides
+            self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
+        with self._state:
+            stored = bool(taken) and self._confirmed >= taken[-1][0]
+            # A checkpoint confirmed meanwhile holds all the failed snapshot held
+            # (a later snapshot only grows: the same size is the same data).
+            complete = bool(taken) and self._confirmed_size >= taken[-1][1].size
+            held = complete and self._confirmed_invocations >= self.invocations
+        if stored:  # only the read-back after the upload ran out of time
+            structured_log.warning(
+                "coverage uploaded at shutdown; checking that no older snapshot landed "
+                "after it did not finish",
+                reason=reason,
+                error_message=str(exc),
+            )
+        elif held:
+            structured_log.warning(
+                "coverage upload at shutdown failed, but a checkpoint confirmed meanwhile "
+                "holds everything it held: nothing is lost",
+                reason=reason,
+                error_message=str(exc),
+            )
+        elif complete and self.measurement.partial is None:
+            # Only the re-upload for the count failed (`_count_upload_fits`
+            # misjudged, or S3 refused it): no coverage data is lost.
+            self._log_count_behind(reason, str(exc))
+        else:
+            self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
 
     def _window(self, reason: str) -> tuple[float, float]:
         """When the shutdown's window opened, and the deadline of its work
@@ -675,6 +693,7 @@ class CoverageSession:
         self, reason: str, deadline: float, taken: list[tuple[int, Snapshot]]
     ) -> None:
         pause_points.reach("shutdown")
+        self._client_first(deadline)
         # On sysmon, a replay of the recorded stream only as far as it fits before the
         # deadline, whole files (`Measurement.finish`); at a normal exit no SIGKILL
         # comes: everything.
@@ -685,6 +704,10 @@ class CoverageSession:
                 reason=reason,
                 error_message=self.upload_problem,
             )
+            return
+        # Decided from the counts, before the data file is written and read: at
+        # 8,000 modules with branches the file is 60-80 MB, its read ~60-100 ms.
+        if self._unchanged_since_upload() and self._nothing_to_ship(reason, deadline):
             return
         generation, snapshot = self._snapshot()
         taken.append((generation, snapshot))
@@ -697,9 +720,7 @@ class CoverageSession:
                 "a checkpoint's upload is still running: uploading alongside it", reason=reason
             )
         if not self._grew(snapshot):
-            if not self._count_behind():
-                structured_log.info("coverage unchanged since last upload", reason=reason)
-                self._remove_data_file()
+            if self._nothing_to_ship(reason, deadline):
                 return
             # Nothing new measured, but invocations served since: the object's count
             # must be brought up to date.  A re-put of the body just read costs only
@@ -725,6 +746,78 @@ class CoverageSession:
         pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
         now = time.monotonic()
         return self._uploads.wait_for_older(generation, now + max(0.0, deadline - now) * share)
+
+    def _nothing_to_ship(self, reason: str, deadline: float) -> bool:
+        """S3 holds everything measured: True if nothing is to be sent, its
+        invocation count up to date, or a re-upload for the count alone that
+        would not end in time (`_count_upload_fits`), said as such."""
+        if not self._count_behind():
+            structured_log.info("coverage unchanged since last upload", reason=reason)
+        elif not self._count_upload_fits(deadline):
+            self._log_count_behind(reason, "its upload would not fit the shutdown budget")
+        else:
+            return False
+        self._remove_data_file()
+        return True
+
+    def _client_first(self, deadline: float) -> None:
+        """Build the S3 client (if no upload did yet) before the replay, whose
+        budget then counts only the time left after it: in a frozen environment
+        shut down before its first checkpoint, the build (its imports: 13-30 ms on
+        a loaded machine) came after a replay sized for the write and the PUT
+        alone, and the PUT ran out of time.  Waits for a build under way
+        elsewhere at most `CLIENT_WAIT_SHARE` of the window: `ship` waits again."""
+        if not self.uploads_enabled or self._uploader is not None:
+            return
+        with contextlib.suppress(UploadError):  # (said by `ship`, which tries again)
+            self.uploader(max(0.0, deadline - time.monotonic()) * CLIENT_WAIT_SHARE)
+
+    def _unchanged_since_upload(self) -> bool:
+        """Does S3 hold everything measured (the shutdown's replay done)?  From the
+        counts alone: the same test as `_grew`'s on a snapshot, without taking one."""
+        if self.measurement.partial is not None:
+            return False
+        counts = self.measurement.counts()
+        with self._state:
+            return self._confirmed > 0 and not self._measured_more(counts)
+
+    def _count_upload_fits(self, deadline: float) -> bool:
+        """Would a PUT of the data file again (for the invocation count alone) end
+        before ``deadline``?  Estimated from the last confirmed upload of this
+        object, at its rate: the whole file goes again (the function's role has no
+        s3:GetObject, so no CopyObject onto itself), and at 8,000 modules with
+        branches that is ~60 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
+        time only delays the exit to the deadline, and its failure would read as a
+        loss of data when only the count is behind."""
+        last = self.last_upload
+        if last is None:
+            return True
+        try:
+            size = os.path.getsize(self.measurement.data_file)
+        except OSError:
+            size = last.bytes
+        needed = last.seconds * size / max(1, last.bytes)
+        return time.monotonic() + needed < deadline
+
+    COUNT_BEHIND = (
+        "coverage unchanged since last upload, not uploaded again: S3 holds all of "
+        "its data, but its invocation count is behind"
+    )
+
+    def _log_count_behind(self, reason: str, why: str) -> None:
+        """What a shutdown with nothing new to ship leaves behind: the object's count
+        (`layout.INVOCATIONS`), not its coverage data."""
+        with self._state:
+            in_s3 = self._confirmed_invocations
+        structured_log.warning(
+            self.COUNT_BEHIND,
+            reason=reason,
+            error_message=why,
+            s3_uri=self.s3_uri,
+            invocations=self.invocations,
+            invocations_in_s3=in_s3,
+            last_upload=self.last_upload.as_dict() if self.last_upload else None,
+        )
 
     def _count_behind(self) -> bool:
         """An object exists whose invocation count is older than this environment's."""

@@ -226,6 +226,47 @@ def replay_while_running() -> dict[str, Any]:
     }
 
 
+def close_during_catch_up() -> dict[str, Any]:
+    """The shutdown closes the stream while a catch-up replays a slice: the slice
+    stops at the next look at `close` (`CLOSE_CHECK_EVENTS`), not at its end, so
+    the shutdown's replay waits that long only."""
+    from coverage_runtime.shim import init_recorder
+
+    init_recorder.REPLAY_SLICE = 16
+    init_recorder.CLOSE_CHECK_EVENTS = 2
+    runtime = session()
+    measurement = runtime.measurement
+    from tests.exactness import measured_only
+
+    for value in (-1, 5, 20):
+        measured_only.classify(value)
+    list(measured_only.gen_measured(3))
+    recorder = measurement._recorder
+    measurement._build_once(recorder, catch_up=False)
+    gate = measurement._built[1]
+    callbacks = gate.callbacks
+    delivered = [0]
+
+    def closing(callback: Any) -> Any:
+        def call(*args: Any) -> Any:
+            delivered[0] += 1
+            if delivered[0] == 1:
+                recorder.close()  # as the shutdown's replay does, from its thread
+            return callback(*args)
+
+        return call
+
+    gate.callbacks = lambda: {kind: closing(call) for kind, call in callbacks().items()}
+    recorded = len(recorder.events)
+    recorder.catch_up(gate)
+    return {
+        "recorded": recorded,
+        "replayed": recorder._replayed,
+        "slice": init_recorder.REPLAY_SLICE,
+        "check": init_recorder.CLOSE_CHECK_EVENTS,
+    }
+
+
 def replay_while_running_reference() -> dict[str, Any]:
     """The same calls under plain coverage.py."""
     import coverage
@@ -926,6 +967,7 @@ CASES = {
         other_tool_untouched,
         replay_while_running,
         replay_while_running_reference,
+        close_during_catch_up,
         measured_code_during_the_switch,
         hand_over_fails,
         prearm_then_a_background_thread,
