@@ -30,6 +30,7 @@ from coverage_runtime.shim import (
     labels,
     pause_points,
     structured_log,
+    task_cpu,
 )
 
 if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init path
@@ -395,8 +396,10 @@ class Measurement:
                 self._tally = self._new_tally(packed=self._packed_arcs())
         if adopted is not None:
             self._feed(recorder, adopted)
+            task_cpu.step("replay")
             return True
         replayed = self._feed(recorder, gate)
+        task_cpu.step("replay")
         structured_log.info("coverage.py took the init over", replayed_events=replayed, fed=True)
         return True
 
@@ -412,9 +415,11 @@ class Measurement:
                     self._built = self._build(recorder)
                 except Exception as exc:  # InternalsChanged, or coverage.py could not start
                     problem = exc
+                task_cpu.step("build coverage.py")
         built = self._built
         if built is not None and catch_up:
             recorder.catch_up(built[1])  # the bulk, while blocks and events go on
+            task_cpu.step("replay")
         return problem
 
     def _hand_over(
@@ -782,12 +787,15 @@ class Measurement:
                         self._tally_new()
                         outbox, self._outbox = self._outbox, {}
                     counts = self.counts()
+                task_cpu.step("take")
                 self._write_outbox(outbox)
+                task_cpu.step("write")
                 if not os.path.exists(self.data_file):
                     # coverage.py creates the file on first write: nothing measured yet.
                     return counts
                 with open(self.data_file, "rb") as handle:
                     body = handle.read()
+                task_cpu.step("read")
             except (OSError, sqlite3.Error, CoverageException) as exc:
                 self.storage_problem = describe_storage_error(exc, self.data_file)
                 raise StorageError(self.storage_problem) from exc

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
-from coverage_runtime.shim import labels, pause_points, structured_log
+from coverage_runtime.shim import labels, pause_points, structured_log, task_cpu
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.shipping import Shipper
@@ -257,6 +257,7 @@ class CoverageSession:
                 structured_log.info(
                     "S3 client ready", ms=round((time.monotonic() - started) * 1000, 1)
                 )
+                task_cpu.step("client")
             return self._uploader
         finally:
             self._uploader_lock.release()
@@ -523,6 +524,8 @@ class CoverageSession:
             except UploadError as exc:
                 self.last_error = str(exc)
                 raise
+            finally:
+                task_cpu.step("put")
             record = UploadRecord(
                 key=result.key,
                 bucket=result.bucket,
