@@ -417,6 +417,8 @@ def task_rows(samples: list[Sample], sizes: list[int]) -> list[str]:
     for size in sizes:
         for config in ("lines", "branches"):
             got = [s for s in samples if s.size == size and s.config == config and s.tasks]
+            if not got:
+                continue
             kinds = dict.fromkeys(t["task"] for s in got for t in s.tasks)
             for kind in [*kinds, "all"]:
 
@@ -498,6 +500,8 @@ def main() -> int:
                         samples.append(early(args, root, size, config, s3, bucket, scratch))
     finally:
         s3.stop()
+    if args.json:
+        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
     table = rows(samples, sizes, args.freeze)
     where = args.image or args.python
     print(f"bench/sizes.py: {where}; {args.repeats} environments per size and configuration, "
@@ -519,8 +523,6 @@ def main() -> int:
     if args.task_cpu:
         print("\nThe shipping thread's CPU per task, summed over each environment (medians):")
         print("\n".join(task_rows(samples, sizes)))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
     return 0 if all(row["pass"] for row in table) else 1
 
 

@@ -61,6 +61,8 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from coverage_runtime.shim import pacing
+
 if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init path
     from coverage_runtime.shim import partial_replay
 
@@ -871,6 +873,7 @@ class InitRecorder:
                 if end - self._replayed < REPLAY_SLICE:
                     return  # the rest is `hand_over`'s, under the lock
                 self._replay(receiver, end)
+            pacing.turn()  # (the shipping thread: not beyond its share of an invocation)
 
     def hand_over(self, receiver: Receiver) -> int:
         """Replay every recorded event not replayed yet into ``receiver``, then let

@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from coverage_runtime.errors import UploadError
-from coverage_runtime.shim import pause_points, structured_log, task_cpu
+from coverage_runtime.shim import pacing, pause_points, structured_log, task_cpu
 
 if TYPE_CHECKING:
     from coverage_runtime.shim.session import CoverageSession
@@ -108,6 +108,7 @@ class Shipper:
 
     def _run(self) -> None:
         session = self._session
+        session.pacer.attach()  # this thread's work yields to invocations (`pacing`)
         if session.BUILD_AT_START or session.measurement.hand_over_due():
             with self._task("hand-over"):
                 self._materialize()
@@ -124,6 +125,7 @@ class Shipper:
                 checkpoint, self._requested = self._requested, False
                 maintain, self._maintain = self._maintain, False
                 hand_over, self._hand_over = self._hand_over, False
+            pacing.turn()
             if prearm is not None:
                 with self._task("prearm"):
                     try:
@@ -136,13 +138,18 @@ class Shipper:
                 with self._task("hand-over"):
                     self._materialize()
             if maintain:
+                pacing.turn()
                 with self._task("maintenance"):
                     try:
                         session.measurement.maintain()
                     except Exception as exc:  # measuring goes on; the next pass tries again
                         structured_log.error("coverage maintenance failed", error_message=str(exc))
             if checkpoint and uploads and session.uploads_enabled:
+                pacing.turn()
                 with self._task("checkpoint"):
+                    # The bulk of the replay first, outside the snapshot's locks, in
+                    # paced slices (`pacing`); the snapshot replays what came since.
+                    self._materialize()
                     try:
                         session.checkpoint()
                     except Exception as exc:  # UploadError, or any: the thread lives
