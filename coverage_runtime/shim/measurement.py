@@ -234,6 +234,13 @@ class Measurement:
 
     def _new_coverage(self) -> Any:
         coverage = coverage_adapter.import_coverage()
+        settings = self.settings
+        if settings.branch and settings.core == "sysmon" and sysmon_supports(branch=True):
+            # coverage.py's first sight of each file: its multiline maps, from the
+            # image's build where it has them (read when first asked for).
+            from coverage_runtime.shim import maps_cache
+
+            coverage_adapter.use_known_maps(maps_cache.Known(settings.source))
         os.makedirs(os.path.dirname(self.data_file), exist_ok=True)
         sources = list(self.settings.source)
         cov = coverage.Coverage(
