@@ -291,13 +291,14 @@ def locations(code: CodeType, arcs: bool) -> frozenset[Any]:
     if not arcs:
         return frozenset(lines)
     found: set[Any] = set(lines)
-    for source, left, right in code.co_branches():  # type: ignore[attr-defined]
-        found.update(((source, left), (source, right)))
-    found.update(("return", offset) for offset in return_offsets(code))
+    branches = list(code.co_branches())  # type: ignore[attr-defined]
+    found.update([(source, left) for source, left, _ in branches])
+    found.update([(source, right) for source, _, right in branches])
+    found.update([("return", offset) for offset in return_offsets(code)])
     return frozenset(found)
 
 
-_returns: frozenset[int] | None = None
+_returns: tuple[bytes, ...] | None = None
 
 
 def return_offsets(code: CodeType) -> list[int]:
@@ -314,12 +315,20 @@ def return_offsets(code: CodeType) -> list[int]:
     if _returns is None:
         import opcode
 
-        _returns = frozenset(
-            opcode.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name in opcode.opmap
+        _returns = tuple(
+            bytes((opcode.opmap[name],))
+            for name in ("RETURN_VALUE", "RETURN_CONST")
+            if name in opcode.opmap
         )
-    raw = code.co_code
-    returns = _returns
-    return [offset for offset in range(0, len(raw), 2) if raw[offset] in returns]
+    opcodes = code.co_code[::2]  # (searched in C: ~3x faster than a loop over the units)
+    found = []
+    for op in _returns:
+        index = opcodes.find(op)
+        while index >= 0:
+            found.append(index * 2)
+            index = opcodes.find(op, index + 1)
+    found.sort()
+    return found
 
 
 def available() -> bool:
