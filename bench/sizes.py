@@ -456,6 +456,11 @@ def main() -> int:
         help="freeze the container between invocations, as Lambda does (needs --image)",
     )
     parser.add_argument(
+        "--no-maps-cache",
+        action="store_true",
+        help="(--image) no multiline maps from the build: coverage.py tokenizes each file live",
+    )
+    parser.add_argument(
         "--task-cpu",
         action="store_true",
         help="log and sum the shipping thread's CPU per task (coverage_runtime.shim.task_cpu)",
@@ -482,11 +487,15 @@ def main() -> int:
             for size in sizes:
                 root = synthetic_function.write(scratch / f"n{size}", size)
                 # Bytecode, as a deployed function has it, for the Python that runs it.
+                # And coverage.py's multiline maps, as the Dockerfile's step writes them
+                # (`coverage_runtime.shim.maps_cache`; --no-maps-cache: tokenized live).
                 if args.image:
+                    build = "python -m compileall -q /var/task"
+                    if not args.no_maps_cache:
+                        build += " && python -m coverage_runtime.shim.maps_cache /var/task"
                     podman(
                         "run", "--rm", "--volume", f"{root}:/var/task", "--entrypoint",
-                        "python", args.image, "-m", "compileall", "-q", "/var/task",
-                        timeout=600,
+                        "sh", args.image, "-c", build, timeout=600,
                     )  # fmt: skip
                 else:
                     subprocess.run([args.python, "-m", "compileall", "-q", str(root)], check=True)

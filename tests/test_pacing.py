@@ -44,6 +44,15 @@ class Paced:
         self.thread.start()
 
 
+def waiting(turns: int) -> tuple[pacing.Pacer, Paced]:
+    """A paced thread of ``turns`` turns, waiting after its first step in an invocation."""
+    pacer = pacing.Pacer(share_seconds=0)
+    pacer.invocation_started()
+    paced = Paced(pacer, turns)
+    until(lambda: pacer.waits == 1)
+    return pacer, paced
+
+
 def test_between_invocations_the_thread_never_waits() -> None:
     pacer = pacing.Pacer(share_seconds=0)
     paced = Paced(pacer, 50)
@@ -52,10 +61,7 @@ def test_between_invocations_the_thread_never_waits() -> None:
 
 
 def test_beyond_its_share_it_waits_until_the_invocation_ends() -> None:
-    pacer = pacing.Pacer(share_seconds=0)
-    pacer.invocation_started()
-    paced = Paced(pacer, 3)
-    until(lambda: pacer.waits == 1)
+    pacer, paced = waiting(3)
     assert paced.taken == 1, "the invocation's first step, then it waits"
     assert not paced.done.is_set()
     pacer.invocation_ended()
@@ -64,10 +70,7 @@ def test_beyond_its_share_it_waits_until_the_invocation_ends() -> None:
 
 
 def test_each_invocation_gives_it_a_share_again() -> None:
-    pacer = pacing.Pacer(share_seconds=0)
-    pacer.invocation_started()
-    paced = Paced(pacer, 4)
-    until(lambda: pacer.waits == 1)
+    pacer, paced = waiting(4)
     # One invocation ends and the next begins before the thread gets the CPU back.
     with pacer._changed:
         pacer.invocation_ended()
@@ -88,10 +91,7 @@ def test_within_its_share_it_goes_on() -> None:
 
 @pytest.mark.parametrize("release", ["close", "urgent"])
 def test_the_shutdown_and_an_urgent_caller_release_it(release: str) -> None:
-    pacer = pacing.Pacer(share_seconds=0)
-    pacer.invocation_started()
-    paced = Paced(pacer, 3)
-    until(lambda: pacer.waits == 1)
+    pacer, paced = waiting(3)
     if release == "close":
         pacer.close()
         assert paced.done.wait(LIMIT)
