@@ -409,10 +409,11 @@ def rows(samples: list[Sample], sizes: list[int], frozen: bool = False) -> list[
 def task_rows(samples: list[Sample], sizes: list[int]) -> list[str]:
     """--task-cpu: per size, configuration and task kind, the shipping thread's CPU
     summed over an environment's life (median over environments), how many such
-    tasks ran, and the steps summed likewise: one Markdown table."""
+    tasks ran, how often they waited for an invocation to end (`pacing`), and the
+    steps summed likewise: one Markdown table."""
     lines = [
-        "| N | config | task | count | CPU ms | wall ms | steps, CPU ms |",
-        "|---:|---|---|---:|---:|---:|---|",
+        "| N | config | task | count | CPU ms | wall ms | waits | steps, CPU ms |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for size in sizes:
         for config in ("lines", "branches"):
@@ -428,6 +429,7 @@ def task_rows(samples: list[Sample], sizes: list[int]) -> list[str]:
                 count = median([len(of(s)) for s in got])
                 cpu = median([sum(t["cpu_ms"] for t in of(s)) for s in got])
                 wall = median([sum(t["wall_ms"] for t in of(s)) for s in got])
+                waits = median([sum(t.get("waits") or 0 for t in of(s)) for s in got])
                 names = dict.fromkeys(n for s in got for t in of(s) for n in t.get("steps", {}))
 
                 def step_ms(sample: Sample, name: str, kind: str = kind) -> float:
@@ -437,7 +439,7 @@ def task_rows(samples: list[Sample], sizes: list[int]) -> list[str]:
                     f"{name} {median([step_ms(s, name) for s in got]):.1f}" for name in names
                 )
                 lines.append(f"| {size} | {config} | {kind} | {count:g} | {cpu:.1f} | {wall:.1f} "
-                             f"| {steps} |")  # fmt: skip
+                             f"| {waits:g} | {steps} |")  # fmt: skip
     return lines
 
 

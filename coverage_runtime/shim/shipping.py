@@ -16,6 +16,11 @@ response: on a small function at a third of a CPU, the build and the replay
 (~35 ms) would otherwise overlap the next invocations (in Lambda they run
 after the thaw).  A long stream is handed over at once (`request_hand_over`).
 The S3 client is built by the first upload too (`CoverageSession.uploader`).
+
+Frozen between invocations, as Lambda freezes an idle environment, this
+thread runs only while a later invocation has thawed it, beside it: so it
+works in steps and yields to a running invocation beyond a small share of
+its CPU (`pacing`), and never to the shutdown.
 """
 
 from __future__ import annotations
@@ -85,7 +90,8 @@ class Shipper:
     def _task(self, kind: str) -> contextlib.AbstractContextManager[object]:
         """Times the task on this thread when benchmarks ask (`task_cpu`)."""
         if task_cpu.ENABLED:
-            return task_cpu.Task(kind, invocation=self._session.invocations)
+            pacer = self._session.pacer
+            return task_cpu.Task(kind, lambda: pacer.waits, invocation=self._session.invocations)
         return _UNTIMED
 
     def _materialize(self) -> None:

@@ -10,8 +10,9 @@ DEBUG record: its kind, the thread's CPU time (``time.thread_time``: CPU,
 not wall time, so it does not count the waits for the GIL, the network or a
 frozen cgroup) and the wall time it took, split into the steps the code
 marks with `step` (build coverage.py, replay, take, SQLite write, read,
-PUT...).  Unset (always, in Lambda), `step` is one global lookup and the
-thread does not look at the clock.
+PUT...), and how often it waited for an invocation to end (`pacing`).
+Unset (always, in Lambda), `step` is one global lookup and the thread does
+not look at the clock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from coverage_runtime.shim import structured_log
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at init
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 ENABLED = env.parse_bool(os.environ.get(env.BENCH_TASK_CPU) or "") is True
@@ -36,14 +38,17 @@ _current = threading.local()
 class Task:
     """One task of the shipping thread, timed on that thread (a context manager)."""
 
-    __slots__ = ("_cpu", "_last", "_wall", "fields", "kind", "steps")
+    __slots__ = ("_cpu", "_last", "_waits", "_waits_from", "_wall", "fields", "kind", "steps")
 
-    def __init__(self, kind: str, **fields: Any) -> None:
+    def __init__(self, kind: str, waits: Callable[[], int] | None = None, **fields: Any) -> None:
         self.kind = kind
         self.fields = fields
         self.steps: dict[str, float] = {}
         self._cpu = self._last = 0.0
         self._wall = 0.0
+        # How often the thread waited for an invocation to end so far (`pacing`).
+        self._waits = waits
+        self._waits_from = waits() if waits is not None else 0
 
     def __enter__(self) -> Task:
         self._wall = time.perf_counter()
@@ -68,6 +73,7 @@ class Task:
             cpu_ms=round((now - self._cpu) * 1000, 3),
             wall_ms=round((time.perf_counter() - self._wall) * 1000, 3),
             steps={name: round(seconds * 1000, 3) for name, seconds in self.steps.items()},
+            waits=self._waits() - self._waits_from if self._waits is not None else None,
             **self.fields,
         )
 
