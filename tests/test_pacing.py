@@ -118,3 +118,52 @@ def test_other_threads_never_wait() -> None:
     finally:
         pacing._local.pacer = None
     assert pacer.waits == 0
+
+
+def test_a_reset_never_waits_for_a_shipping_thread_that_waits_for_the_invocation(
+    tmp_path, monkeypatch
+) -> None:
+    """The shipping thread waits between two groups of a checkpoint's write, holding
+    the snapshot's locks, while an invocation runs; the handler's own ``reset()``
+    (which needs those locks) releases it (`Pacer.urgent`) instead of waiting for an
+    invocation that cannot end until it returns."""
+    import importlib
+    import sys
+
+    from coverage_runtime.settings import load_settings
+    from coverage_runtime.shim import measurement as measurement_module
+    from coverage_runtime.shim.identity import EnvironmentIdentity
+    from coverage_runtime.shim.session import CoverageSession
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for index in range(3):
+        (source / f"paced_{index}.py").write_text(f"def f():\n    return {index}\n")
+    monkeypatch.syspath_prepend(str(source))
+    monkeypatch.setattr(measurement_module, "WRITE_FILES", 1)  # a turn after each file
+    settings = load_settings(
+        {"COVERAGE_SOURCE": str(source), "COVERAGE_DATA_DIR": str(tmp_path / "data")}
+    )
+    session = CoverageSession.start(settings, EnvironmentIdentity.detect({}))
+    try:
+        session.pacer = pacing.Pacer(share_seconds=0)
+        for index in range(3):
+            importlib.import_module(f"paced_{index}").f()
+        session.invocation_arrived()
+        done = threading.Event()
+
+        def checkpoint_write() -> None:
+            session.pacer.attach()
+            session._checkpoint_snapshot()
+            done.set()
+
+        threading.Thread(target=checkpoint_write, daemon=True).start()
+        until(lambda: session.pacer.waits >= 1)  # between two files, the locks held
+        assert not done.is_set()
+        session.reset()  # (would wait for ever without `urgent`)
+        assert done.wait(LIMIT)
+        session.between_invocations()
+    finally:
+        session.measurement.finish()
+        for index in range(3):
+            sys.modules.pop(f"paced_{index}", None)
