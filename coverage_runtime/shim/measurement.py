@@ -741,11 +741,13 @@ class Measurement:
         self, outbox: dict[str, coverage_adapter.Recorded], *, paced: bool = False
     ) -> None:
         """Each label's items as its coverage.py dynamic context.  ``paced`` (outside
-        the measurement lock only): `WRITE_FILES` files at a time, the shipping
-        thread taking its turn between them (`pacing`), so that the first
-        checkpoint of a large function (~240 ms for 2,000 modules with branches)
-        does not land on one invocation."""
+        the measurement lock only), on the shipping thread: `WRITE_FILES` files at
+        a time, the thread taking its turn between them (`pacing`), so that the
+        first checkpoint of a large function (~240 ms for 2,000 modules with
+        branches) does not land on one invocation.  Elsewhere (the shutdown, a
+        flush) in one go: one transaction of coverage.py's."""
         arcs = self.settings.branch
+        paced = paced and pacing.paced()
         for label, recorded in outbox.items():
             coverage_adapter.set_context(self.cov, label or None)
             if not paced or len(recorded) <= WRITE_FILES:

@@ -120,6 +120,11 @@ class Pacer:
             self._spent_from = time.thread_time()
 
 
+def paced() -> bool:
+    """Is the calling thread the paced one (so its work may go in smaller steps)?"""
+    return getattr(_local, "pacer", None) is not None
+
+
 def turn() -> None:
     """Between two steps of the shipping thread's work (see `Pacer.take_turn`);
     at once on any other thread."""
