@@ -37,6 +37,12 @@ the checkpoint rows compare, over invocations in threes running the same event
 (`frozen_schedule`), the invocation after a checkpoint with the same work after
 none: what a checkpoint adds to the next invocation, as Lambda bills it.
 
+``--task-cpu``: the runtime logs the shipping thread's own CPU per task and step
+(`coverage_runtime.shim.task_cpu`), and a second table sums it per size,
+configuration and task kind (medians over environments): how much of what
+the invocations after the first are billed beyond coverage off is the shipping
+thread's, and how much their own first hits.
+
 Prints one table with a target and pass/fail per row; ``--json`` keeps every sample.
 """
 
@@ -87,6 +93,7 @@ PARTIAL = "coverage uploaded partially at shutdown"
 OUTCOMES = ("silent", "said-lost", "partial", "count-behind", "unchanged", "shipped")
 UNCHANGED = "coverage unchanged since last upload"
 COUNT_BEHIND = CoverageSession.COUNT_BEHIND
+TASK_RECORD = "coverage shipping task"  # `coverage_runtime.shim.task_cpu.RECORD`
 
 
 @dataclass
@@ -104,6 +111,8 @@ class Sample:
     # Early SIGTERM: the loss record's reason and when it was written (ms after the
     # signal), or the upload's milliseconds.
     early_detail: dict[str, Any] | None = None
+    # --task-cpu: the shipping thread's task records (`task_cpu.RECORD`), in order.
+    tasks: list[dict[str, Any]] = field(default_factory=list)
 
 
 class HostFunction:
@@ -169,6 +178,8 @@ def start(
         "AWS_LAMBDA_FUNCTION_NAME": "bench-sizes",
         **CONFIGS[config],
     }
+    if args.task_cpu:
+        env["COVERAGE_BENCH_TASK_CPU"] = "1"
     if args.image:
         return ImageFunction(args.image, root, s3, bucket, env, args.freeze, args.mounts)
     host_env = clean_environment(
@@ -210,6 +221,7 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
     sample.init_cpu_ms = init_cpu.cpu_ms(logs)
     durations = [float(d) for d in REPORT_RE.findall(logs)]
     sample.durations_ms = durations[1:]  # the first REPORT includes init
+    sample.tasks = [r for r in json_records(logs) if r.get("message") == TASK_RECORD]
     return sample
 
 
@@ -436,6 +448,43 @@ def rows(samples: list[Sample], sizes: list[int], frozen: bool = False) -> list[
     return table
 
 
+def task_rows(samples: list[Sample], sizes: list[int]) -> list[str]:
+    """--task-cpu: per size, configuration and task kind, the shipping thread's CPU
+    summed over an environment's life (median over environments), how many such
+    tasks ran, how often they waited for an invocation to end (`pacing`), and the
+    steps summed likewise: one Markdown table."""
+    lines = [
+        "| N | config | task | count | CPU ms | wall ms | waits | steps, CPU ms |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    for size in sizes:
+        for config in ("lines", "branches"):
+            got = [s for s in samples if s.size == size and s.config == config and s.tasks]
+            if not got:
+                continue
+            kinds = dict.fromkeys(t["task"] for s in got for t in s.tasks)
+            for kind in [*kinds, "all"]:
+
+                def of(sample: Sample, kind: str = kind) -> list[dict[str, Any]]:
+                    return [t for t in sample.tasks if kind in ("all", t["task"])]
+
+                count = median([len(of(s)) for s in got])
+                cpu = median([sum(t["cpu_ms"] for t in of(s)) for s in got])
+                wall = median([sum(t["wall_ms"] for t in of(s)) for s in got])
+                waits = median([sum(t.get("waits") or 0 for t in of(s)) for s in got])
+                names = dict.fromkeys(n for s in got for t in of(s) for n in t.get("steps", {}))
+
+                def step_ms(sample: Sample, name: str, kind: str = kind) -> float:
+                    return sum(t.get("steps", {}).get(name, 0.0) for t in of(sample, kind))
+
+                steps = ", ".join(
+                    f"{name} {median([step_ms(s, name) for s in got]):.1f}" for name in names
+                )
+                lines.append(f"| {size} | {config} | {kind} | {count:g} | {cpu:.1f} | {wall:.1f} "
+                             f"| {waits:g} | {steps} |")  # fmt: skip
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="the function's Python (host)")
@@ -454,6 +503,16 @@ def main() -> int:
         "--this-runtime",
         action="store_true",
         help="with --image: this checkout's coverage_runtime over the image's",
+    )
+    parser.add_argument(
+        "--no-maps-cache",
+        action="store_true",
+        help="(--image) no multiline maps from the build: coverage.py tokenizes each file live",
+    )
+    parser.add_argument(
+        "--task-cpu",
+        action="store_true",
+        help="log and sum the shipping thread's CPU per task (coverage_runtime.shim.task_cpu)",
     )
     args = parser.parse_args()
     if args.this_runtime and not args.image:
@@ -480,11 +539,15 @@ def main() -> int:
             for size in sizes:
                 root = synthetic_function.write(scratch / f"n{size}", size)
                 # Bytecode, as a deployed function has it, for the Python that runs it.
+                # And coverage.py's multiline maps, as the Dockerfile's step writes them
+                # (`coverage_runtime.shim.maps_cache`; --no-maps-cache: tokenized live).
                 if args.image:
+                    build = "python -m compileall -q /var/task"
+                    if not args.no_maps_cache:
+                        build += " && python -m coverage_runtime.shim.maps_cache /var/task"
                     podman(
                         "run", "--rm", "--volume", f"{root}:/var/task", "--entrypoint",
-                        "python", args.image, "-m", "compileall", "-q", "/var/task",
-                        timeout=600,
+                        "sh", args.image, "-c", build, timeout=600,
                     )  # fmt: skip
                 else:
                     subprocess.run([args.python, "-m", "compileall", "-q", str(root)], check=True)
@@ -498,6 +561,8 @@ def main() -> int:
                         samples.append(early(args, root, size, config, s3, bucket, scratch))
     finally:
         s3.stop()
+    if args.json:
+        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
     table = rows(samples, sizes, args.freeze)
     where = args.image or args.python
     print(f"bench/sizes.py: {where}; {args.repeats} environments per size and configuration, "
@@ -516,8 +581,9 @@ def main() -> int:
 
         print(f"| {row['metric']} | {cell(row['baseline'])} | {cell(row['value'])} "
               f"| {row['target']} | {'pass' if row['pass'] else 'FAIL'} |")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
+    if args.task_cpu:
+        print("\nThe shipping thread's CPU per task, summed over each environment (medians):")
+        print("\n".join(task_rows(samples, sizes)))
     return 0 if all(row["pass"] for row in table) else 1
 
 

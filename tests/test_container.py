@@ -371,6 +371,31 @@ def test_fast_multiline_maps_on_the_image_python(image):
     assert result["files"] > 500, result
 
 
+def test_multiline_maps_from_the_build_change_nothing_measured(image):
+    """coverage.py's multiline maps written at the image's build (`maps_cache`, the
+    Dockerfile's step) give the same data file as tokenizing each file in the
+    environment, and are taken only for files unchanged since."""
+    _, result = run_tests_module(image, "tests.exactness.maps_cache", check=True)
+    assert result["python"].startswith("3.14"), result
+    assert result["differ"] == [] and result["files"] > 20, result
+    assert result["hits"] > 20 and not result["hits_without_cache"], result
+    assert result["fresh_equal"] and result["stale_is_none"], result
+
+
+def test_the_image_holds_the_multiline_maps_of_its_function(image):
+    """The Dockerfile's step wrote the maps of the example function's files."""
+    result = podman(
+        "run", "--rm", "--entrypoint", "python", image.name, "-c",
+        "from coverage_runtime.shim import maps_cache; import os, json; "
+        "k = maps_cache.Known(['/var/task']); "
+        "print(json.dumps([k(os.path.join('/var/task/app', n)) is not None "
+        "for n in sorted(os.listdir('/var/task/app')) if n.endswith('.py')]))",
+        check=True,
+    )  # fmt: skip
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found and all(found), found
+
+
 def test_exactness_matrix_on_the_image_python(image):
     """`tests.exactness.check --matrix` inside the image: sysmon (lines and branches), ctrace
     and contexts on the image's own Python, every scenario exact, no restart of coverage.py."""

@@ -167,7 +167,13 @@ def fast_multiline_maps() -> bool:
         return False
 
     def compute_multiline_map(filename: str) -> dict[int, int]:
-        """``coverage.sysmon.compute_multiline_map``, fed untouched tokens."""
+        """``coverage.sysmon.compute_multiline_map``, fed untouched tokens (or
+        the map computed when the image was built: `use_known_maps`)."""
+        known = _known_maps
+        if known is not None:
+            found = known(filename)
+            if found is not None:
+                return found
         try:
             text = source_of(filename)
         except (OSError, no_source):
@@ -181,6 +187,34 @@ def fast_multiline_maps() -> bool:
     compute_multiline_map.fast = True  # type: ignore[attr-defined]
     sysmon.compute_multiline_map = compute_multiline_map
     return True
+
+
+# Where `fast_multiline_maps` looks first: a file's map computed ahead (None: not known).
+_known_maps: Callable[[str], dict[int, int] | None] | None = None
+
+
+def use_known_maps(lookup: Callable[[str], dict[int, int] | None] | None) -> None:
+    """Let coverage.py's multiline maps come from ``lookup`` where it knows the file
+    (`maps_cache`: computed with `multiline_map` when the image was built, for
+    a file of the same size and modification time), tokenized as before where
+    it does not.  None: always tokenized."""
+    global _known_maps  # noqa: PLW0603 - one coverage.py per process
+    _known_maps = lookup
+
+
+def multiline_map(filename: str) -> dict[int, int]:
+    """coverage.py's multiline map of ``filename`` (of its ``sys.monitoring`` core,
+    which asks for it at a file's first branch event), as the image's build
+    computes it (`maps_cache`); `InternalsChanged` where the core has none."""
+    import_coverage()
+    try:
+        from coverage import sysmon
+    except ImportError as exc:
+        raise InternalsChanged("coverage.sysmon is missing") from exc
+    compute = getattr(sysmon, "compute_multiline_map", None)
+    if compute is None:
+        raise InternalsChanged("coverage.sysmon.compute_multiline_map is missing")
+    return dict(compute(filename))
 
 
 # -- the data file, out of the function's tracers' sight -------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from coverage_runtime import __version__, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
-from coverage_runtime.shim import labels, pause_points, structured_log
+from coverage_runtime.shim import labels, pacing, pause_points, structured_log, task_cpu
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.shipping import Shipper
@@ -176,6 +176,9 @@ class CoverageSession:
         self._confirmed_invocations = 0
         self._deadline_ms: float | None = None
         self._uploads = RunningUploads()
+        # When the shipping thread may work: between invocations, and a small share
+        # of one (frozen, as in Lambda, it runs only beside an invocation).
+        self.pacer = pacing.Pacer()
         self._shipper = Shipper(self)
         self.watcher: ShutdownWatcher | None = None  # set by the shim
         self._interval = float(settings.flush_interval_seconds)
@@ -261,6 +264,7 @@ class CoverageSession:
                 structured_log.info(
                     "S3 client ready", ms=round((time.monotonic() - started) * 1000, 1)
                 )
+                task_cpu.step("client")
             return self._uploader
         finally:
             self._uploader_lock.release()
@@ -282,6 +286,7 @@ class CoverageSession:
         when those sources are on, else unlabelled until the decorator's kind.
         """
         self.invocations += 1
+        self.pacer.invocation_started()
         try:
             self._deadline_ms = float(deadline_ms) if deadline_ms is not None else None
         except (TypeError, ValueError):
@@ -341,6 +346,7 @@ class CoverageSession:
         new was measured, a request to the shipping thread, which writes the
         snapshot and uploads it while the runtime waits for the next event.
         """
+        self.pacer.invocation_ended()  # (the shipping thread works freely until the next)
         if self._shutdown_started.is_set():
             return
         if self.watcher is not None:
@@ -527,6 +533,8 @@ class CoverageSession:
             except UploadError as exc:
                 self.last_error = str(exc)
                 raise
+            finally:
+                task_cpu.step("put")
             record = UploadRecord(
                 key=result.key,
                 bucket=result.bucket,
@@ -581,15 +589,16 @@ class CoverageSession:
         if budget <= 0:
             raise UploadError("no time left in this invocation to upload coverage")
         deadline = time.monotonic() + budget
-        self.uploader(budget)
-        generation, snapshot = self._snapshot()
+        with self.pacer.urgent():  # (the shipping thread may hold the snapshot's locks)
+            self.uploader(budget)
+            generation, snapshot = self._snapshot()
         if not snapshot.body or (not force and not self._grew(snapshot)):
             return None
         return self.ship(generation, snapshot, reason, deadline)
 
     def reset(self) -> None:
         """Drop what was measured; the next upload starts from nothing."""
-        with self._snapshot_lock:
+        with self.pacer.urgent(), self._snapshot_lock:
             self.measurement.reset()
             with self._state:
                 self._confirmed_size = 0
@@ -610,6 +619,7 @@ class CoverageSession:
             self._shutdown_done.wait(self.settings.shutdown_budget_ms / 1000)
             return False
         self._shutdown_started.set()
+        self.pacer.close()  # the shipping thread never waits for an invocation again
         self._uploads.close()  # a checkpoint not yet on the wire never gets there
         started, deadline = self._window(reason)
         if reason != "exit":

@@ -16,18 +16,26 @@ response: on a small function at a third of a CPU, the build and the replay
 (~35 ms) would otherwise overlap the next invocations (in Lambda they run
 after the thaw).  A long stream is handed over at once (`request_hand_over`).
 The S3 client is built by the first upload too (`CoverageSession.uploader`).
+
+Frozen between invocations, as Lambda freezes an idle environment, this
+thread runs only while a later invocation has thawed it, beside it: so it
+works in steps and yields to a running invocation beyond a small share of
+its CPU (`pacing`), and never to the shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING
 
 from coverage_runtime.errors import UploadError
-from coverage_runtime.shim import pause_points, structured_log
+from coverage_runtime.shim import pacing, pause_points, structured_log, task_cpu
 
 if TYPE_CHECKING:
     from coverage_runtime.shim.session import CoverageSession
+
+_UNTIMED = contextlib.nullcontext()
 
 
 class Shipper:
@@ -79,6 +87,13 @@ class Shipper:
             self._prearm = (invocation, label)
             self._wake.notify()
 
+    def _task(self, kind: str) -> contextlib.AbstractContextManager[object]:
+        """Times the task on this thread when benchmarks ask (`task_cpu`)."""
+        if task_cpu.ENABLED:
+            pacer = self._session.pacer
+            return task_cpu.Task(kind, lambda: pacer.waits, invocation=self._session.invocations)
+        return _UNTIMED
+
     def _materialize(self) -> None:
         try:
             self._session.measurement.materialize()
@@ -99,11 +114,14 @@ class Shipper:
 
     def _run(self) -> None:
         session = self._session
+        session.pacer.attach()  # this thread's work yields to invocations (`pacing`)
         if session.BUILD_AT_START or session.measurement.hand_over_due():
-            self._materialize()
+            with self._task("hand-over"):
+                self._materialize()
         uploads = session.uploads_enabled
         if uploads and session.BUILD_AT_START:
-            uploads = self._build_uploader()
+            with self._task("client"):
+                uploads = self._build_uploader()
         pause_points.reach("shipper-idle")  # (tests: what follows the first response is done)
         while True:
             with self._wake:
@@ -113,20 +131,32 @@ class Shipper:
                 checkpoint, self._requested = self._requested, False
                 maintain, self._maintain = self._maintain, False
                 hand_over, self._hand_over = self._hand_over, False
+            pacing.turn()
             if prearm is not None:
-                try:
-                    session.prearm(*prearm)
-                except Exception as exc:  # the switch re-arms what this did not
-                    structured_log.error("coverage label pre-arm failed", error_message=str(exc))
+                with self._task("prearm"):
+                    try:
+                        session.prearm(*prearm)
+                    except Exception as exc:  # the switch re-arms what this did not
+                        structured_log.error(
+                            "coverage label pre-arm failed", error_message=str(exc)
+                        )
             if hand_over:
-                self._materialize()
+                with self._task("hand-over"):
+                    self._materialize()
             if maintain:
-                try:
-                    session.measurement.maintain()
-                except Exception as exc:  # measuring goes on; the next pass tries again
-                    structured_log.error("coverage maintenance failed", error_message=str(exc))
+                pacing.turn()
+                with self._task("maintenance"):
+                    try:
+                        session.measurement.maintain()
+                    except Exception as exc:  # measuring goes on; the next pass tries again
+                        structured_log.error("coverage maintenance failed", error_message=str(exc))
             if checkpoint and uploads and session.uploads_enabled:
-                try:
-                    session.checkpoint()
-                except Exception as exc:  # UploadError, or any: the thread lives, the next retries
-                    session.checkpoint_failed(exc)
+                pacing.turn()
+                with self._task("checkpoint"):
+                    # The bulk of the replay first, outside the snapshot's locks, in
+                    # paced slices (`pacing`); the snapshot replays what came since.
+                    self._materialize()
+                    try:
+                        session.checkpoint()
+                    except Exception as exc:  # UploadError, or any: the thread lives
+                        session.checkpoint_failed(exc)
