@@ -45,9 +45,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import init_cpu  # noqa: E402
-from bench.bench_image import CONFIGS  # noqa: E402
+from bench.bench_image import CONFIGS, INIT_REPORT_RE, build_heavy  # noqa: E402
 from tests import synthetic_function  # noqa: E402
-from tests.containers import podman, start_with_local_s3, stop  # noqa: E402
+from tests.containers import build_image, podman, start_with_local_s3, stop  # noqa: E402
 from tests.harness import S3Server, post_invocation  # noqa: E402
 
 VALGRIND_MOUNTS = (
@@ -61,6 +61,13 @@ IMAGE_PYTHON = "/opt/venv/bin/python"
 PATH = f"{WRAPPER_DIR}:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXAMPLE_EVENT = REPO_ROOT / "events" / "business-process-data.json"
 HEAVY_EVENT = REPO_ROOT / "bench" / "heavy" / "event.json"
+# Issue 17's targets (the example: added ms; bench/heavy: a ratio) and issue 18's
+# (2,000 measured modules: a ratio; used for every synthetic size).
+TARGETS: dict[str, tuple[str, float]] = {
+    "example": ("+ms", 5.0),
+    "heavy": ("x", 1.05),
+    "synthetic": ("x", 1.25),
+}
 TOTAL_RE = re.compile(r"^(?:summary|totals):\s*([0-9]+)", re.MULTILINE)
 
 
@@ -128,7 +135,34 @@ def count_one(
     return Count(function.name, config, round_, best[1], str(best[0]) if best[0] else None)
 
 
+def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) -> float | None:
+    """Coverage off's INIT REPORT median for ``function``, without valgrind: what
+    turns an added share of instructions into ms."""
+    found = []
+    for _ in range(rounds):
+        name = f"lc-icount-off-{uuid.uuid4().hex[:8]}"
+        port, _ = start_with_local_s3(
+            name, function.image, s3, bucket, *function.extra, command=function.command,
+            AWS_LAMBDA_FUNCTION_NAME=f"icount-{function.name}", **CONFIGS["disabled"],
+        )  # fmt: skip
+        try:
+            post_invocation(port, function.event, timeout=120)
+        finally:
+            _, logs, _ = stop(name)
+            podman("rm", "--force", "--time", "0", name, check=False)
+        report = INIT_REPORT_RE.search(logs)
+        if report:
+            found.append(float(report.group(1)))
+    return statistics.median(found) if found else None
+
+
+def target_of(function: str) -> tuple[str, float]:
+    return TARGETS[function.split("-", maxsplit=1)[0]]
+
+
 def rows(counts: list[Count], off_ms: dict[str, float]) -> list[dict[str, Any]]:
+    """Per function and configuration: the median count against coverage off's,
+    as a ratio and, given coverage off's INIT REPORT, as ms; and the target."""
     table = []
     for function in dict.fromkeys(c.function for c in counts):
         by = {
@@ -153,29 +187,42 @@ def rows(counts: list[Count], off_ms: dict[str, float]) -> list[dict[str, Any]]:
             }  # fmt: skip
             if function in off_ms:
                 row["added_ms"] = (value - base) / base * off_ms[function]
+            kind, limit = target_of(function)
+            if kind == "x":
+                row["target"], row["pass"] = f"<= {limit:.2f}x", value / base <= limit
+            else:
+                row["target"] = f"+{limit:g} ms"
+                row["pass"] = row["added_ms"] <= limit if "added_ms" in row else None
             table.append(row)
     return table
 
 
 def print_table(table: list[dict[str, Any]]) -> None:
-    print("| function | config | off, M instr | on, M instr | ratio | ~ms at off's INIT REPORT |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| function | config | off, M instr | on, M instr | ratio | ~ms at off's INIT REPORT "
+        "| target | pass |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|---|")
     for r in table:
         ms = f"+{r['added_ms']:.1f}" if "added_ms" in r else "-"
+        verdict = {True: "pass", False: "FAIL", None: "-"}[r["pass"]]
         print(
             f"| {r['function']} | {r['config']} | {r['off'] / 1e6:.1f} | {r['value'] / 1e6:.1f} "
-            f"| {r['ratio']:.3f} | {ms} |"
+            f"| {r['ratio']:.3f} | {ms} | {r['target']} | {verdict} |"
         )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--image", required=True, help="the example's image")
-    parser.add_argument(
-        "--heavy-image", help="bench/heavy built on the image (bench_image.build_heavy)"
-    )
+    parser.add_argument("--image", help="the example's image (default: build one)")
+    parser.add_argument("--heavy", action="store_true", help="bench/heavy too, built on the image")
+    parser.add_argument("--heavy-image", help="bench/heavy already built on the image")
     parser.add_argument("--synthetic", type=int, action="append", default=[], help="N modules")
-    parser.add_argument("-r", "--rounds", type=int, default=2)
+    parser.add_argument("-r", "--rounds", type=int, default=2, help="environments each")
+    parser.add_argument(
+        "--off-rounds", type=int, default=5,
+        help="native coverage-off environments per function, for the ms column (0: none)",
+    )  # fmt: skip
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument(
         "--off-ms", action="append", default=[], metavar="FUNCTION=MS",
@@ -186,6 +233,8 @@ def main() -> int:
     args = parser.parse_args()
     configs = args.configs.split(",")
     off_ms = {k: float(v) for k, v in (item.split("=", 1) for item in args.off_ms)}
+    image = args.image or build_image("localhost/lambda-coverage-bench")
+    heavy = args.heavy_image or (build_heavy(image) if args.heavy else None)
 
     scratch = Path(tempfile.mkdtemp(prefix="lc-icount-"))
     scratch.chmod(0o755)
@@ -193,27 +242,31 @@ def main() -> int:
     wrapper = scratch / "wrapper" / "python"
     wrapper.write_text(wrapper_script(IMAGE_PYTHON))
     wrapper.chmod(0o755)
-    functions = [Function("example", args.image, EXAMPLE_EVENT.read_bytes())]
-    if args.heavy_image:
-        functions.append(Function("heavy", args.heavy_image, HEAVY_EVENT.read_bytes()))
+    functions = [Function("example", image, EXAMPLE_EVENT.read_bytes())]
+    if heavy:
+        functions.append(Function("heavy", heavy, HEAVY_EVENT.read_bytes()))
     for size in args.synthetic:
         root = synthetic_function.write(scratch / f"n{size}", size)
         root.chmod(0o755)
         # Bytecode, as a deployed function has it, for the Python that runs it (as sizes.py).
         podman(
             "run", "--rm", "--volume", f"{root}:/var/task", "--entrypoint", "python",
-            args.image, "-m", "compileall", "-q", "/var/task", timeout=600,
+            image, "-m", "compileall", "-q", "/var/task", timeout=600,
         )  # fmt: skip
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
         volume = ("--volume", f"{root}:/var/task:ro")
-        functions.append(
-            Function(f"synthetic-{size}", args.image, b"{}", volume, ("handler.handler",))
-        )
+        functions.append(Function(f"synthetic-{size}", image, b"{}", volume, ("handler.handler",)))
     counts: list[Count] = []
     bucket = f"icount-{uuid.uuid4().hex[:8]}"
     s3 = S3Server()
     try:
         s3.client().create_bucket(Bucket=bucket)
+        for function in functions:
+            if function.name not in off_ms and args.off_rounds > 0:
+                found = native_off_ms(function, s3, bucket, args.off_rounds)
+                if found is not None:
+                    off_ms[function.name] = found
+                print(f"  {function.name} off, INIT REPORT median: {found} ms", flush=True)
         for round_ in range(args.rounds):
             for function in functions:
                 order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]

@@ -75,6 +75,10 @@ def build_wheel(destination: Path) -> Path:
     return wheel
 
 
+# How often `LambdaUnderRIE` starts the RIE on new ports when its own were taken.
+PORT_ATTEMPTS = 3
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -291,27 +295,40 @@ class LambdaUnderRIE(RIEProcess):
         log_path: Path,
         command: list[str] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.api_port = free_port()
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115
         cmd = command or [sys.executable, "-m", "coverage_runtime", handler]
-        self.process = subprocess.Popen(
-            [
-                find_rie(),
-                "--runtime-interface-emulator-address",
-                f"127.0.0.1:{self.port}",
-                "--runtime-api-address",
-                f"127.0.0.1:{self.api_port}",
-                *cmd,
-            ],
-            cwd=task_root,
-            env=dict(env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for_port(self.port, timeout=15, process=self.process)
+        # A port `free_port` found free can be taken by another process before the RIE
+        # binds it (this machine runs other sessions' tests): the RIE then panics with
+        # "address already in use" before listening, and is started again on new ports.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            self.api_port = free_port()
+            while self.api_port == self.port:
+                self.api_port = free_port()
+            self._log = open(log_path, "wb")  # noqa: SIM115
+            self.process = subprocess.Popen(
+                [
+                    find_rie(),
+                    "--runtime-interface-emulator-address",
+                    f"127.0.0.1:{self.port}",
+                    "--runtime-api-address",
+                    f"127.0.0.1:{self.api_port}",
+                    *cmd,
+                ],
+                cwd=task_root,
+                env=dict(env),
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                wait_for_port(self.port, timeout=15, process=self.process)
+                return
+            except RuntimeError:
+                self._log.close()
+                taken = b"address already in use" in log_path.read_bytes()
+                if not taken or attempt == PORT_ATTEMPTS:
+                    raise
 
     def invoke(
         self, event: Any, timeout: float = 60, headers: Mapping[str, str] | None = None

@@ -84,3 +84,20 @@ def test_the_rows_compare_each_configuration_with_coverage_off() -> None:
     assert row["value"] == 1_031
     assert row["ratio"] == pytest.approx(1_031 / 1_001)
     assert row["added_ms"] == pytest.approx(30 / 1_001 * 100.0)
+    assert (row["target"], row["pass"]) == ("+5 ms", True)  # the example's: +3.0 ms
+    [slow] = rows([*counts[:2], Count("example", "full", 0, 1_100, None)], {"example": 100.0})
+    assert slow["pass"] is False  # +9.9 ms
+    [unknown] = rows(counts[:4], {})
+    assert unknown["pass"] is None  # no INIT REPORT of coverage off: no ms to judge
+
+
+def test_ratio_targets_for_the_heavy_and_the_synthetic_functions() -> None:
+    counts = [
+        Count("heavy", "disabled", 0, 1_000, None),
+        Count("heavy", "full+branch", 0, 1_050, None),
+        Count("synthetic-2000", "disabled", 0, 1_000, None),
+        Count("synthetic-2000", "full", 0, 1_260, None),
+    ]
+    heavy, synthetic = rows(counts, {})
+    assert (heavy["target"], heavy["pass"]) == ("<= 1.05x", True)
+    assert (synthetic["target"], synthetic["pass"]) == ("<= 1.25x", False)

@@ -529,7 +529,9 @@ class InitRecorder:
             self._rearming.outside_starts += 1  # (labels: what a restart costs)
             return self._disable  # (``__annotate__`` never runs as code; coverage.py agrees)
         key = id(code)
-        with self._lock:
+        lock = self._lock  # (acquire/release: a ``with`` looks up the RLock's methods each time)
+        lock.acquire()
+        try:
             forward = self._forward
             if forward is None:
                 if key in self._armed:  # (labels) its first call since a label switch
@@ -543,6 +545,8 @@ class InitRecorder:
                 self._unchecked[key] = code
                 self._monitoring.set_local_events(self.tool, code, self.local_events)
                 return self._disable
+        finally:
+            lock.release()
         return forward[START](code, offset)
 
     def _arms(self, filename: str) -> bool:
