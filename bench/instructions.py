@@ -157,7 +157,8 @@ def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) ->
 
 
 def target_of(function: str) -> tuple[str, float]:
-    return TARGETS[function.split("-", maxsplit=1)[0]]
+    """A function of the user's (``--function``) has bench/heavy's target."""
+    return TARGETS.get(function.split("-", maxsplit=1)[0], TARGETS["heavy"])
 
 
 def rows(counts: list[Count], off_ms: dict[str, float]) -> list[dict[str, Any]]:
@@ -218,6 +219,11 @@ def main() -> int:
     parser.add_argument("--heavy", action="store_true", help="bench/heavy too, built on the image")
     parser.add_argument("--heavy-image", help="bench/heavy already built on the image")
     parser.add_argument("--synthetic", type=int, action="append", default=[], help="N modules")
+    parser.add_argument(
+        "--function", action="append", default=[], metavar="NAME=IMAGE,EVENT[,HANDLER]",
+        help="another function's image (built FROM this one, its code in /var/task), its event "
+        "file and, if not the image's CMD, its handler",
+    )  # fmt: skip
     parser.add_argument("-r", "--rounds", type=int, default=2, help="environments each")
     parser.add_argument(
         "--off-rounds", type=int, default=5,
@@ -245,6 +251,13 @@ def main() -> int:
     functions = [Function("example", image, EXAMPLE_EVENT.read_bytes())]
     if heavy:
         functions.append(Function("heavy", heavy, HEAVY_EVENT.read_bytes()))
+    for spec in args.function:
+        name, _, rest = spec.partition("=")
+        other_image, event, *handler = rest.split(",")
+        if not (name and other_image and event) or name.split("-")[0] in TARGETS:
+            parser.error(f"--function {spec!r}: NAME=IMAGE,EVENT[,HANDLER], NAME not ours")
+        command = tuple(handler[:1])
+        functions.append(Function(name, other_image, Path(event).read_bytes(), (), command))
     for size in args.synthetic:
         root = synthetic_function.write(scratch / f"n{size}", size)
         root.chmod(0o755)
