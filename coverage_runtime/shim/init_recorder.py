@@ -773,7 +773,7 @@ class InitRecorder:
             if not self._paused:
                 if labelled:  # `_record_fed`
                     rearms = self._rearms
-                    if arcs:
+                    if arcs and self._cut:  # (empty unless something paused: no id() then)
                         self._cut.discard(id(code))
                     if not self._ran_is_armed:
                         self._ran[id(code)] = code
@@ -785,7 +785,7 @@ class InitRecorder:
                 events = self.events  # `_record`
                 if self._forward is None:
                     events.append((kind, code, a, b if keeps_b else 0))
-                    if arcs:
+                    if arcs and self._cut:
                         self._cut.discard(id(code))
                     if self._forward is None:
                         return disable
