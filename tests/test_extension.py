@@ -74,7 +74,9 @@ def test_an_answer_that_is_not_http_is_an_error(not_http):
 def test_the_shims_start_does_not_import_http_client():
     """What the shim imports before the handler beyond what awslambdaric imports
     itself: `http.client` would bring `ssl`, `email` and `urllib`; the shutdown's
-    partial replay (`partial_replay`) is imported by the shutdown that needs it."""
+    partial replay (`partial_replay`) is imported by the shutdown that needs it, `uuid`
+    by an environment without Lambda's log stream name, the build's multiline maps
+    (`maps_cache`) when coverage.py first asks for one."""
     probe = (
         "import sys\n"
         "import awslambdaric.bootstrap, awslambdaric.lambda_runtime_client\n"
@@ -82,7 +84,7 @@ def test_the_shims_start_does_not_import_http_client():
         "import coverage_runtime.__main__, coverage_runtime.shim.bootstrap\n"
         "import coverage_runtime.shim.runtime_client, coverage_runtime.shim.session\n"
         "print(sorted(m for m in ('http.client', 'ssl', 'email', 'urllib.parse',\n"
-        "    'coverage_runtime.shim.partial_replay')\n"
+        "    'coverage_runtime.shim.partial_replay', 'uuid', 'coverage_runtime.shim.maps_cache')\n"
         "    if m in sys.modules and m not in before))\n"
     )
     found = subprocess.run(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -56,7 +55,7 @@ class EnvironmentIdentity(NamedTuple):
         return cls(
             function_name=_safe(env.get(names.FUNCTION_NAME) or "local"),
             function_version=_safe(env.get(names.FUNCTION_VERSION) or "$LATEST"),
-            environment_id=environment_id_from(env.get(names.LOG_STREAM_NAME)) or uuid.uuid4().hex,
+            environment_id=environment_id_from(env.get(names.LOG_STREAM_NAME)) or _random_id(),
             init_time=datetime.now(UTC),
         )
 
@@ -82,3 +81,11 @@ class EnvironmentIdentity(NamedTuple):
         except ValueError:
             return None
         return cls(_safe(parts[0]), _safe(parts[1]), _safe(parts[2]), init_time)
+
+
+def _random_id() -> str:
+    """An environment id where Lambda's log stream name gives none (a host, the RIE):
+    `uuid` imported here, not at every cold start (with `_uuid`, ~0.7 ms)."""
+    import uuid
+
+    return uuid.uuid4().hex
