@@ -68,6 +68,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "heavy": ("x", 1.05),
     "synthetic": ("x", 1.25),
 }
+# Rows of the init with the first invocation: issue 17's "first invocations" target.
+FIRST = " + invocation 1"
+FIRST_TARGET = 1.05
 TOTAL_RE = re.compile(r"^(?:summary|totals):\s*([0-9]+)", re.MULTILINE)
 
 
@@ -101,10 +104,19 @@ class Function:
 
 
 def count_one(
-    function: Function, config: str, round_: int, s3: S3Server, bucket: str, scratch: Path
+    function: Function,
+    config: str,
+    round_: int,
+    s3: S3Server,
+    bucket: str,
+    scratch: Path,
+    through_first: bool = False,
 ) -> Count:
-    """One fresh environment of ``config``: the instructions of its runtime's init."""
-    out = scratch / f"{function.name}-{config}-{round_}"
+    """One fresh environment of ``config``: the instructions of its runtime's init
+    (``through_first``: and of its first invocation, up to the next request for an event)."""
+    exit_at = 2 if through_first else 1
+    name_in_rows = f"{function.name}{FIRST}" if through_first else function.name
+    out = scratch / f"{name_in_rows}-{config}-{round_}"
     out.mkdir(mode=0o777)
     out.chmod(0o777)  # the runtime runs as the image's lambda user
     name = f"lc-icount-{uuid.uuid4().hex[:8]}"
@@ -115,14 +127,14 @@ def count_one(
         "--volume", f"{out}:{OUT_DIR}", *init_cpu.container_args(), *function.extra,
         command=function.command,
         AWS_LAMBDA_FUNCTION_NAME=f"icount-{function.name}", PYTHONPATH=init_cpu.MOUNT,
-        PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_INIT_END="1",
+        PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_NEXT=str(exit_at),
         # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
         # local testing only; nothing is uploaded before the process ends.
         COVERAGE_S3_ENDPOINT_URL="",
         AWS_LAMBDA_FUNCTION_TIMEOUT="900", **CONFIGS[config],
     )  # fmt: skip
     try:
-        post_invocation(port, function.event, timeout=900)  # the runtime ends at its first /next
+        post_invocation(port, function.event, timeout=900)  # the runtime ends at /next
     except OSError:
         pass
     finally:
@@ -132,7 +144,7 @@ def count_one(
     counted = [(f, instructions(f)) for f in files]
     # The runtime's process is the one that counted most (setpriv and shells exec, not fork).
     best = max(counted, key=lambda fc: fc[1] or 0, default=(None, None))
-    return Count(function.name, config, round_, best[1], str(best[0]) if best[0] else None)
+    return Count(name_in_rows, config, round_, best[1], str(best[0]) if best[0] else None)
 
 
 def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) -> float | None:
@@ -158,6 +170,8 @@ def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) ->
 
 def target_of(function: str) -> tuple[str, float]:
     """A function of the user's (``--function``) has bench/heavy's target."""
+    if function.endswith(FIRST):
+        return ("x", FIRST_TARGET)
     return TARGETS.get(function.split("-", maxsplit=1)[0], TARGETS["heavy"])
 
 
@@ -186,7 +200,7 @@ def rows(counts: list[Count], off_ms: dict[str, float]) -> list[dict[str, Any]]:
                 "function": function, "config": config, "off": base, "value": value,
                 "ratio": value / base, "spread": spread,
             }  # fmt: skip
-            if function in off_ms:
+            if function.removesuffix(FIRST) in off_ms and not function.endswith(FIRST):
                 row["added_ms"] = (value - base) / base * off_ms[function]
             kind, limit = target_of(function)
             if kind == "x":
@@ -230,6 +244,11 @@ def main() -> int:
         help="native coverage-off environments per function, for the ms column (0: none)",
     )  # fmt: skip
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument(
+        "--first-invocation", action="store_true",
+        help="also count each function's init with its first invocation (issue 17's first "
+        "invocations: <= 1.05x)",
+    )  # fmt: skip
     parser.add_argument(
         "--off-ms", action="append", default=[], metavar="FUNCTION=MS",
         help="coverage off's INIT REPORT median for FUNCTION (example, heavy, synthetic-N)",
@@ -284,10 +303,13 @@ def main() -> int:
             for function in functions:
                 order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
                 for config in order:
-                    counted = count_one(function, config, round_, s3, bucket, scratch)
-                    counts.append(counted)
-                    line = f"  {function.name} {config} r{round_}: {counted.instructions}"
-                    print(line, flush=True)
+                    for through_first in (False, True) if args.first_invocation else (False,):
+                        counted = count_one(
+                            function, config, round_, s3, bucket, scratch, through_first
+                        )
+                        counts.append(counted)
+                        line = f"  {counted.function} {config} r{round_}: {counted.instructions}"
+                        print(line, flush=True)
     finally:
         s3.stop()
         if args.keep:

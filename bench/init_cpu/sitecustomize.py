@@ -22,8 +22,9 @@ import sys
 from typing import Any
 
 MARKER = "init-cpu"
-# `bench/instructions.py`: end the process here, so that callgrind's count is the init's.
-EXIT_VARIABLE = "BENCH_EXIT_AT_INIT_END"
+# `bench/instructions.py`: end the process at the N-th request for an event (1: when the
+# init is done; 2: when the first invocation is), so that callgrind's count is up to there.
+EXIT_VARIABLE = "BENCH_EXIT_AT_NEXT"
 TARGET = "awslambdaric.lambda_runtime_client"
 
 
@@ -32,16 +33,17 @@ def _patch(client: Any) -> None:
     import time
 
     original = client.wait_next_invocation
-    reported = False
+    asked = 0
+    exit_at = int(os.environ.get(EXIT_VARIABLE) or 0)
 
     def wait_next_invocation(self: object) -> object:
-        nonlocal reported
-        if not reported:
-            reported = True
+        nonlocal asked
+        asked += 1
+        if asked == 1:
             line = json.dumps({"bench": MARKER, "cpu_ms": time.process_time() * 1000})
             os.write(2, (line + "\n").encode())
-            if os.environ.get(EXIT_VARIABLE) == "1":
-                os._exit(0)
+        if asked == exit_at:
+            os._exit(0)
         return original(self)
 
     client.wait_next_invocation = wait_next_invocation
