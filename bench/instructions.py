@@ -20,7 +20,11 @@ at the same rate as the rest of the init, which the note on each run says).
 Valgrind comes from the host (``/usr/bin/valgrind``, ``/usr/libexec/valgrind``,
 Debian's package), mounted read-only; the image is not changed.  Each
 environment's callgrind file is kept under ``--keep DIR`` for
-``callgrind_annotate``, which attributes the difference to C functions.
+``callgrind_annotate``, which attributes the difference to C functions; with
+``--python-names`` each runtime also runs with ``PYTHONPERFSUPPORT=1`` and its
+perf map is kept beside (``NAME.perf-map``), naming the Python function behind
+each of callgrind's ``???:0x...`` entries (the trampolines add ~7% to every
+configuration's count: compare such runs only with each other).
 
     python bench/instructions.py --image IMAGE [--heavy-image IMAGE] [--synthetic 2000]
 """
@@ -103,6 +107,19 @@ class Function:
     command: tuple[str, ...] = ()  # the handler, when not the image's CMD
 
 
+def python_names_env(enabled: bool) -> dict[str, str]:
+    """The environment that names Python functions in the count (see the module's doc)."""
+    if not enabled:
+        return {}
+    return {"PYTHONPERFSUPPORT": "1", init_cpu.PERF_MAP_VARIABLE: OUT_DIR}
+
+
+def perf_map_of(callgrind_file: Path) -> Path | None:
+    """The perf map the process that wrote ``callgrind.PID`` left, if any."""
+    found = callgrind_file.with_name(f"perf-{callgrind_file.suffix.lstrip('.')}.map")
+    return found if found.exists() else None
+
+
 def count_one(
     function: Function,
     config: str,
@@ -111,6 +128,7 @@ def count_one(
     bucket: str,
     scratch: Path,
     through_first: bool = False,
+    python_names: bool = False,
 ) -> Count:
     """One fresh environment of ``config``: the instructions of its runtime's init
     (``through_first``: and of its first invocation, up to the next request for an event)."""
@@ -131,7 +149,7 @@ def count_one(
         # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
         # local testing only; nothing is uploaded before the process ends.
         COVERAGE_S3_ENDPOINT_URL="",
-        AWS_LAMBDA_FUNCTION_TIMEOUT="900", **CONFIGS[config],
+        AWS_LAMBDA_FUNCTION_TIMEOUT="900", **python_names_env(python_names), **CONFIGS[config],
     )  # fmt: skip
     try:
         post_invocation(port, function.event, timeout=900)  # the runtime ends at /next
@@ -254,6 +272,10 @@ def main() -> int:
         help="coverage off's INIT REPORT median for FUNCTION (example, heavy, synthetic-N)",
     )  # fmt: skip
     parser.add_argument("--keep", type=Path, help="keep the callgrind files here")
+    parser.add_argument(
+        "--python-names", action="store_true",
+        help="PYTHONPERFSUPPORT=1 in every environment; --keep keeps each runtime's perf map",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     configs = args.configs.split(",")
@@ -305,7 +327,14 @@ def main() -> int:
                 for config in order:
                     for through_first in (False, True) if args.first_invocation else (False,):
                         counted = count_one(
-                            function, config, round_, s3, bucket, scratch, through_first
+                            function,
+                            config,
+                            round_,
+                            s3,
+                            bucket,
+                            scratch,
+                            through_first,
+                            args.python_names,
                         )
                         counts.append(counted)
                         line = f"  {counted.function} {config} r{round_}: {counted.instructions}"
@@ -316,7 +345,11 @@ def main() -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
             for c in counts:
                 if c.file:
-                    shutil.copy(c.file, args.keep / f"{c.function}-{c.config}-{c.round}.callgrind")
+                    kept = f"{c.function}-{c.config}-{c.round}"
+                    shutil.copy(c.file, args.keep / f"{kept}.callgrind")
+                    perf_map = perf_map_of(Path(c.file))
+                    if perf_map is not None:
+                        shutil.copy(perf_map, args.keep / f"{kept}.perf-map")
         shutil.rmtree(scratch, ignore_errors=True)
     table = rows(counts, off_ms)
     print_table(table)

@@ -12,8 +12,26 @@ from pathlib import Path
 import pytest
 
 from bench import init_cpu
-from bench.instructions import FIRST, Count, instructions, rows
+from bench.instructions import (
+    FIRST,
+    Count,
+    instructions,
+    perf_map_of,
+    python_names_env,
+    rows,
+)
 from tests.harness import REPO_ROOT
+
+# A Python with perf support (3.12+) for --python-names' hook; the venv's may be 3.11.
+PERF_PYTHONS = [
+    p
+    for p in (sys.executable, *sorted(Path("/root/.pyenv/versions").glob("3.1[2-9]*/bin/python")))
+    if subprocess.run(
+        [str(p), "-c", "import sys; sys.exit(not hasattr(sys, 'activate_stack_trampoline'))"],
+        check=False,
+    ).returncode
+    == 0
+]
 
 
 def test_the_hook_patches_awslambdarics_client_when_the_function_imports_it() -> None:
@@ -101,6 +119,47 @@ def test_ratio_targets_for_the_heavy_and_the_synthetic_functions() -> None:
     heavy, synthetic = rows(counts, {})
     assert (heavy["target"], heavy["pass"]) == ("<= 1.05x", True)
     assert (synthetic["target"], synthetic["pass"]) == ("<= 1.25x", False)
+
+
+def test_the_hook_and_the_bench_agree_on_the_perf_map_variable() -> None:
+    hook = (init_cpu.DIR / "sitecustomize.py").read_text()
+    assert f'PERF_MAP_VARIABLE = "{init_cpu.PERF_MAP_VARIABLE}"' in hook
+    assert python_names_env(False) == {}
+    assert python_names_env(True) == {
+        "PYTHONPERFSUPPORT": "1",
+        init_cpu.PERF_MAP_VARIABLE: "/out",
+    }
+
+
+@pytest.mark.skipif(not PERF_PYTHONS, reason="no Python 3.12+ with perf support")
+def test_the_hook_keeps_the_perf_map_that_names_python_functions(tmp_path: Path) -> None:
+    """With ``PYTHONPERFSUPPORT=1`` the process's own map, naming a function it ran,
+    is copied into ``BENCH_PERF_MAP_DIR`` (the process ends with ``os._exit`` after)."""
+    probe = (
+        "import os, sitecustomize\n"
+        "def a_function_of_the_init():\n    return 1\n"
+        "a_function_of_the_init()\n"
+        "sitecustomize.keep_perf_map()\n"
+        "print(os.getpid())\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(init_cpu.DIR),
+        "PYTHONPERFSUPPORT": "1",
+        init_cpu.PERF_MAP_VARIABLE: str(tmp_path),
+    }
+    env.pop("AWS_LAMBDA_RUNTIME_API", None)
+    found = subprocess.run(
+        [str(PERF_PYTHONS[0]), "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    pid = found.stdout.strip()
+    kept = tmp_path / f"perf-{pid}.map"
+    assert "py::a_function_of_the_init:" in kept.read_text()
+    Path(f"/tmp/perf-{pid}.map").unlink(missing_ok=True)
+    # bench/instructions.py finds it beside the process's callgrind file for --keep.
+    (tmp_path / f"callgrind.{pid}").write_text("")
+    assert perf_map_of(tmp_path / f"callgrind.{pid}") == kept
+    assert perf_map_of(tmp_path / "callgrind.1") is None
 
 
 def test_the_hook_can_end_the_process_after_the_first_invocation_instead() -> None:

@@ -25,6 +25,8 @@ MARKER = "init-cpu"
 # `bench/instructions.py`: end the process at the N-th request for an event (1: when the
 # init is done; 2: when the first invocation is), so that callgrind's count is up to there.
 EXIT_VARIABLE = "BENCH_EXIT_AT_NEXT"
+# `bench/instructions.py --python-names`: where the process's perf map goes before it ends.
+PERF_MAP_VARIABLE = "BENCH_PERF_MAP_DIR"
 TARGET = "awslambdaric.lambda_runtime_client"
 
 
@@ -43,10 +45,29 @@ def _patch(client: Any) -> None:
             line = json.dumps({"bench": MARKER, "cpu_ms": time.process_time() * 1000})
             os.write(2, (line + "\n").encode())
         if asked == exit_at:
+            keep_perf_map()
             os._exit(0)
         return original(self)
 
     client.wait_next_invocation = wait_next_invocation
+
+
+def keep_perf_map() -> None:
+    """Copy this process's ``/tmp/perf-PID.map`` into ``BENCH_PERF_MAP_DIR``.
+
+    With ``PYTHONPERFSUPPORT=1`` (3.12+) each Python function runs through a
+    trampoline of its own, named in that map: it is what turns callgrind's
+    ``???:0x...`` entries into Python functions.  The process ends with
+    ``os._exit`` inside a container whose ``/tmp`` goes with it, so the map is
+    copied out first.
+    """
+    target = os.environ.get(PERF_MAP_VARIABLE)
+    source = f"/tmp/perf-{os.getpid()}.map"
+    if not target or not os.path.exists(source):
+        return
+    import shutil
+
+    shutil.copy(source, target)
 
 
 class _PatchOnLoad:
