@@ -118,6 +118,12 @@ class ManagedInstance(RIEProcess):
         os.chmod(self.task, 0o755)
         os.chmod(self.tmp, 0o1777)
         for source in sources:
+            if source.is_dir():  # (a package: readable by the runtime's user)
+                shutil.copytree(source, self.task / source.name)
+                for path in (self.task / source.name).rglob("*"):
+                    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+                os.chmod(self.task / source.name, 0o755)
+                continue
             shutil.copy(source, self.task / source.name)
             os.chmod(self.task / source.name, 0o644)
         script = bootstrap or f"exec {shlex.quote(python)} -m coverage_runtime {handler}"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime import layout
+from tests import synthetic_function
 from tests.conftest import FUNCTIONS_DIR
 from tests.harness import (
     clean_environment,
@@ -334,3 +336,49 @@ def test_a_known_line_under_a_new_label_is_uploaded_by_a_checkpoint(
     instance.wait_for_log("coverage uploaded", count=2)  # nothing new but the label
     labels = lines_by_label(the_object(s3, bucket, tmp_path), REMOTE)
     assert labels[PATH_LINE["a"]] == {"t1", "t2"}, "uploaded before any shutdown"
+
+
+# Few enough modules for CI, each replayed slowly at shutdown (`COVERAGE_TEST_REPLAY_DELAY_MS`,
+# as in tests/test_partial_rie.py): a worker's replay outgrows its share of the window.
+PARTIAL_MODULES = 30
+
+
+def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
+    environment, s3, bucket, tmp_path
+):
+    """A worker shut down before its shipping thread handed its recorded init over
+    (held there by a pause point) replays only what fits in its share of the
+    window and publishes those files whole; the environment's one object says
+    it is partial (the union lacks what that worker left out), with the files
+    left out, and holds what the partial replay did publish."""
+    task = synthetic_function.write(tmp_path / "synthetic", PARTIAL_MODULES)
+    instance = environment(
+        2,
+        handler="handler.handler",
+        sources=(task / "handler.py", task / "synthetic"),
+        COVERAGE_FLUSH_INTERVAL_SECONDS="0",
+        COVERAGE_SHUTDOWN_BUDGET_MS="600",
+        COVERAGE_TEST_REPLAY_DELAY_MS="40",
+        COVERAGE_TEST_PAUSE_DIR="/tmp",  # (the shared /tmp: instance.tmp here)
+        COVERAGE_TEST_PAUSE_AT="materialize",
+    )
+    reached = instance.tmp / "materialize.reached"
+    deadline = time.monotonic() + 20
+    while not reached.exists():  # a worker's init is recorded, not handed over
+        assert time.monotonic() < deadline, instance.logs()[-3000:]
+        time.sleep(0.01)
+    assert instance.terminate() == 0
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, (sorted(objects), instance.logs()[-3000:])
+    key, path = next(iter(objects.items()))
+    metadata = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    assert metadata.get(layout.PARTIAL) == "true", (metadata, instance.logs()[-3000:])
+    assert int(metadata[layout.FILES_NOT_REPLAYED]) > 0, metadata
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(path))
+    data.read()
+    measured = {name for name in data.measured_files() if "/synthetic/m" in name}
+    assert 0 < len(measured) < PARTIAL_MODULES, sorted(measured)
+    published = [r for r in instance.json_logs() if r.get("partial") is True]
+    assert published, "the partial worker's own loss record"
