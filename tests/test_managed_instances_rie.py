@@ -1,4 +1,5 @@
-"""Lambda Managed Instances through the real RIE in its multi-concurrent mode.
+"""Lambda Managed Instances through the real RIE in its multi-concurrent mode,
+on the host and in the image (each test runs in both: `where`).
 
 awslambdaric 4.2.2 forks ``AWS_LAMBDA_MAX_CONCURRENCY`` workers; each must
 measure from its own first line, the environment must end as one S3 object
@@ -9,6 +10,7 @@ runs in a private mount namespace (tests/managed_instances.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -16,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from coverage_runtime import layout
 from tests import synthetic_function
 from tests.conftest import FUNCTIONS_DIR
+from tests.containers import TEST_IMAGE, build_image
 from tests.harness import (
     clean_environment,
     download_objects,
@@ -29,7 +33,14 @@ from tests.harness import (
     line_of,
     lines_by_label,
 )
-from tests.managed_instances import TASK_ROOT, ManagedInstance, can_run, unavailable
+from tests.managed_instances import (
+    TASK_ROOT,
+    ImageInstance,
+    ManagedInstance,
+    can_run,
+    image_environment,
+    unavailable,
+)
 from tests.test_recorder_rie import sysmon_runtime
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
@@ -45,19 +56,41 @@ def marker(name: str) -> int:
 
 INIT = {line_of(SOURCE, "def handler("), line_of(SOURCE, "PATHS = {")}
 PATH_LINE = {name: marker(f"path-{name}") for name in "abcd"}
+GATHER = set(range(line_of(SOURCE, "def gather("), line_of(SOURCE, "def path_a(")))
 
 
-@pytest.fixture(scope="module")
-def runtime_python() -> str:
+class Where(NamedTuple):
+    """Where the environments of a run of these tests run: on the host (a pyenv
+    CPython 3.12+ venv, the checkout's shim) or in the image (its Python 3.14,
+    its installed shim, forkserver being that Python's default start method)."""
+
+    python: str
+    instance: Callable[..., ManagedInstance]
+    environment: Callable[[dict[str, str]], dict[str, str]]
+
+
+def host_environment(explicit: dict[str, str]) -> dict[str, str]:
+    variables = clean_environment(explicit)
+    variables.pop("PYTHONPATH", None)  # the bootstrap sets it
+    return variables
+
+
+@pytest.fixture(scope="module", params=["host", pytest.param("image", marks=pytest.mark.container)])
+def where(request) -> Where:
+    if request.param == "image":
+        image = build_image(TEST_IMAGE)
+        return Where(
+            ImageInstance.PYTHON, functools.partial(ImageInstance, image=image), image_environment
+        )
     reason = can_run()
     if reason:
         pytest.skip(reason)
-    return sysmon_runtime()
+    return Where(sysmon_runtime(), ManagedInstance, host_environment)
 
 
 @pytest.fixture
 def environment(
-    runtime_python: str, s3_server, bucket: str, tmp_path: Path
+    where: Where, s3_server, bucket: str, tmp_path: Path
 ) -> Iterator[Callable[..., ManagedInstance]]:
     started: list[ManagedInstance] = []
 
@@ -69,7 +102,7 @@ def environment(
         measured: bool = True,
         **env: str,
     ) -> ManagedInstance:
-        variables = clean_environment(
+        variables = where.environment(
             {
                 "COVERAGE_S3_BUCKET": bucket,
                 "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
@@ -78,13 +111,12 @@ def environment(
                 **env,
             }
         )
-        variables.pop("PYTHONPATH", None)  # the bootstrap sets it
         work = tmp_path / f"environment-{len(started)}"
         bootstrap = None
         if start_method:
-            bootstrap = f"exec {runtime_python} other_start_method.py {start_method} {handler}"
-        instance = ManagedInstance(
-            work, runtime_python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
+            bootstrap = f"exec {where.python} other_start_method.py {start_method} {handler}"
+        instance = where.instance(
+            work, where.python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
         )
         started.append(instance)
         # The main process is ready to ship once its workers are started.
@@ -122,15 +154,24 @@ def test_every_worker_measures_its_own_invocations_and_the_union_is_exact(
     states = instance.wait_for_states(
         lambda s: len(s) == workers and all(state["invocations"] == 1 for state in s.values())
     )
+    published = {}
     for worker, state in states.items():
-        lines = recorded(instance.published(worker))
+        lines = published[worker] = recorded(instance.published(worker))
         path = took[state["pid"]]
         assert PATH_LINE[path] in lines, (worker, path)
         assert {PATH_LINE[other] for other in "abcd" if other != path}.isdisjoint(lines)
         assert lines >= INIT, "each worker measured its own init (the handler import)"
+    # Per worker exact: every worker ran the same lines but its own path's (and
+    # the barrier's wait, which the last to arrive skips).
+    common = {
+        frozenset(published[worker] - GATHER - {PATH_LINE[took[state["pid"]]]})
+        for worker, state in states.items()
+    }
+    assert len(common) == 1, common
 
     assert instance.terminate() == 0
     lines = recorded(the_object(s3, bucket, tmp_path))
+    assert lines == set().union(*published.values()), "the union, exactly"
     assert {PATH_LINE[p] for p in "abc"} <= lines
     assert PATH_LINE["d"] not in lines and marker("never") not in lines
     assert lines >= INIT
