@@ -385,7 +385,7 @@ PARTIAL_MODULES = 30
 
 
 def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
-    environment, s3, bucket, tmp_path
+    environment, s3_server, s3, bucket, tmp_path, report_credentials
 ):
     """A worker shut down before its shipping thread handed its recorded init over
     (held there by a pause point) replays only what fits in its share of the
@@ -423,3 +423,13 @@ def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
     assert 0 < len(measured) < PARTIAL_MODULES, sorted(measured)
     published = [r for r in instance.json_logs() if r.get("partial") is True]
     assert published, "the partial worker's own loss record"
+
+    # The report reads the environment's one object and says it is partial.
+    import io
+
+    from coverage_runtime.report.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    where = ["--bucket", bucket, "--endpoint-url", s3_server.endpoint_url]
+    assert main(["list", *where], out=out, err=err) == 0, err.getvalue()
+    assert "partial: 1 objects hold only the source files" in out.getvalue(), out.getvalue()
