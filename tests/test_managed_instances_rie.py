@@ -384,22 +384,23 @@ def test_a_known_line_under_a_new_label_is_uploaded_by_a_checkpoint(
 PARTIAL_MODULES = 30
 
 
-def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
-    environment, s3_server, s3, bucket, tmp_path, report_credentials
-):
-    """A worker shut down before its shipping thread handed its recorded init over
-    (held there by a pause point) replays only what fits in its share of the
-    window and publishes those files whole; the environment's one object says
-    it is partial (the union lacks what that worker left out), with the files
-    left out, and holds what the partial replay did publish."""
+def shut_down_before_the_hand_over(
+    environment: Callable[..., ManagedInstance],
+    tmp_path: Path,
+    budget_ms: int,
+    delay_ms: int,
+) -> ManagedInstance:
+    """SIGTERM to an environment of 2 workers whose shipping threads are held
+    (a pause point) before they hand the recorded init over, each file's replay
+    at shutdown slowed by ``delay_ms``; the environment, ended."""
     task = synthetic_function.write(tmp_path / "synthetic", PARTIAL_MODULES)
     instance = environment(
         2,
         handler="handler.handler",
         sources=(task / "handler.py", task / "synthetic"),
         COVERAGE_FLUSH_INTERVAL_SECONDS="0",
-        COVERAGE_SHUTDOWN_BUDGET_MS="600",
-        COVERAGE_TEST_REPLAY_DELAY_MS="40",
+        COVERAGE_SHUTDOWN_BUDGET_MS=str(budget_ms),
+        COVERAGE_TEST_REPLAY_DELAY_MS=str(delay_ms),
         COVERAGE_TEST_PAUSE_DIR="/tmp",  # (the shared /tmp: instance.tmp here)
         COVERAGE_TEST_PAUSE_AT="materialize",
     )
@@ -409,6 +410,18 @@ def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
         assert time.monotonic() < deadline, instance.logs()[-3000:]
         time.sleep(0.01)
     assert instance.terminate() == 0
+    return instance
+
+
+def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
+    environment, s3_server, s3, bucket, tmp_path, report_credentials
+):
+    """A worker shut down before its shipping thread handed its recorded init over
+    replays only what fits in its share of the window and publishes those files
+    whole; the environment's one object says it is partial (the union lacks what
+    that worker left out), with the files left out, and holds what the partial
+    replay did publish."""
+    instance = shut_down_before_the_hand_over(environment, tmp_path, 600, 40)
     objects = download_objects(s3, bucket, tmp_path)
     assert len(objects) == 1, (sorted(objects), instance.logs()[-3000:])
     key, path = next(iter(objects.items()))
