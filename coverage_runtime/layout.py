@@ -49,6 +49,8 @@ RECORDED_LINES = "recorded-lines"
 RECORDED_ARCS = "recorded-arcs"
 # "true" on an object a shutdown uploaded with only the files it could replay in
 # time (the data of each file it holds is complete), and how many it left out.
+# A Managed Instances environment's object: if any worker's last snapshot was,
+# and the workers' counts summed.
 PARTIAL = "partial"
 FILES_NOT_REPLAYED = "files-not-replayed"
 # A distributed-map shard's own (beside INVOCATIONS), read back by the reduce step.

@@ -10,6 +10,10 @@ from typing import Any
 
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, find_rie, free_port, wait_for_port
 
+# The image the container tests build and run; another name keeps a run of them
+# apart from another checkout's on the same machine.
+TEST_IMAGE = os.environ.get("LAMBDA_COVERAGE_TEST_IMAGE", "localhost/lambda-coverage-test")
+
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(

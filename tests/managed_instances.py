@@ -26,6 +26,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import psutil
 
 from tests.harness import (
+    FAKE_CREDENTIALS,
     REPO_ROOT,
     Invocation,
     RIEProcess,
@@ -98,7 +100,12 @@ def can_run() -> str | None:
 
 
 class ManagedInstance(RIEProcess):
-    """One multi-concurrent execution environment: the RIE with N workers."""
+    """One multi-concurrent execution environment on the host: the RIE with N workers.
+
+    ``env`` is the RIE's whole environment (`harness.clean_environment`)."""
+
+    PYTHONPATH: str | None = str(REPO_ROOT)  # the checkout's shim (the image has its own)
+    START_SECONDS = 15.0
 
     def __init__(
         self,
@@ -118,17 +125,31 @@ class ManagedInstance(RIEProcess):
         os.chmod(self.task, 0o755)
         os.chmod(self.tmp, 0o1777)
         for source in sources:
+            if source.is_dir():  # (a package: readable by the runtime's user)
+                shutil.copytree(source, self.task / source.name)
+                for path in (self.task / source.name).rglob("*"):
+                    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+                os.chmod(self.task / source.name, 0o755)
+                continue
             shutil.copy(source, self.task / source.name)
             os.chmod(self.task / source.name, 0o644)
         script = bootstrap or f"exec {shlex.quote(python)} -m coverage_runtime {handler}"
+        path = f" PYTHONPATH={shlex.quote(self.PYTHONPATH)}" if self.PYTHONPATH else ""
         (self.task / "bootstrap").write_text(
-            "#!/bin/sh\n"
-            f"export PYTHONPATH={shlex.quote(str(REPO_ROOT))} PYTHONDONTWRITEBYTECODE=1\n"
-            f"{script}\n"
+            f"#!/bin/sh\nexport PYTHONDONTWRITEBYTECODE=1{path}\n{script}\n"
         )
         os.chmod(self.task / "bootstrap", 0o755)
         self.port = free_port()
         self.api_port = free_port()
+        self.log_path = work / "rie.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self._runtime: list[psutil.Process] = []
+        self.process = self._launch(
+            work, python, {**env, "AWS_LAMBDA_MAX_CONCURRENCY": str(workers)}
+        )
+        wait_for_port(self.port, timeout=self.START_SECONDS, process=self.process)
+
+    def _launch(self, work: Path, python: str, env: Mapping[str, str]) -> subprocess.Popen:
         rie = [
             find_rie(),
             "--runtime-interface-emulator-address",
@@ -138,18 +159,13 @@ class ManagedInstance(RIEProcess):
         ]
         script_path = work / "namespace.sh"
         script_path.write_text(namespace_script(self.task, self.tmp, Path(python), rie))
-        self.log_path = work / "rie.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        environment = {**env, "AWS_LAMBDA_MAX_CONCURRENCY": str(workers)}
-        self.process = subprocess.Popen(
+        return subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", str(script_path)],
-            env=environment,
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._runtime: list[psutil.Process] = []
-        wait_for_port(self.port, timeout=15, process=self.process)
 
     # -- invoking --------------------------------------------------------------
 
@@ -259,6 +275,63 @@ class ManagedInstance(RIEProcess):
             with contextlib.suppress(psutil.Error):
                 process.kill()
         self._log.close()
+
+
+class ImageInstance(ManagedInstance):
+    """The same environment in the project's image (its Python, 3.14, and its own
+    installed shim), run by podman on the host network as the container tests
+    run it: the image's entry point starts the mounted RIE, which in this mode
+    runs the mounted ``/var/task/bootstrap`` as uid 993.  ``/tmp`` is the same
+    shared test directory, so the test sees the workers' files; ``env`` holds
+    only what the container is given (`image_environment`).  Signals to the
+    ``podman run`` client reach the RIE (PID 1) through its signal proxy."""
+
+    PYTHONPATH = None
+    PYTHON = "/opt/venv/bin/python"
+    START_SECONDS = 90.0
+
+    def __init__(self, *args: Any, image: str, **kwargs: Any) -> None:
+        self.image = image
+        super().__init__(*args, **kwargs)
+
+    def _launch(self, work: Path, python: str, env: Mapping[str, str]) -> subprocess.Popen:
+        self.name = f"lc-mi-{uuid.uuid4().hex[:10]}"
+        variables = {
+            **env,
+            "RIE_ADDRESS": f"127.0.0.1:{self.port}",
+            "RIE_API_ADDRESS": f"127.0.0.1:{self.api_port}",
+        }
+        return subprocess.Popen(
+            [
+                "podman", "run", "--rm", "--name", self.name, "--network=host", "--read-only",
+                # The host's pid namespace: the pids the function and the workers'
+                # states report are the ones the test may signal (a worker frozen).
+                "--pid=host", "--sig-proxy=true",
+                "--volume", f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
+                "--volume", f"{self.task}:/var/task:ro",
+                "--volume", f"{self.tmp}:/tmp",
+                *(f"--env={key}={value}" for key, value in variables.items()),
+                self.image,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.runtime_processes()
+            subprocess.run(
+                ["podman", "rm", "--force", "--time", "0", self.name],
+                capture_output=True, timeout=60, check=False,
+            )  # fmt: skip
+        super().kill()
+
+
+def image_environment(explicit: Mapping[str, str]) -> dict[str, str]:
+    """What a container is given: fake credentials and the test's own variables
+    (not the host's environment)."""
+    return {**FAKE_CREDENTIALS, **explicit}
 
 
 def unavailable(answer: Invocation) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from coverage import CoverageData
 
-from tests.containers import podman, run_container, script, start_with_local_s3, stop
+from tests.containers import TEST_IMAGE, podman, run_container, script, start_with_local_s3, stop
 from tests.harness import (
     REPO_ROOT,
     client_context,
@@ -38,7 +38,7 @@ from tests.harness import (
 
 pytestmark = pytest.mark.container
 
-IMAGE_NAME = "localhost/lambda-coverage-test"
+IMAGE_NAME = TEST_IMAGE  # (tests/containers.py)
 TASK_ROOT = "/var/task"
 MAX_IMAGE_BYTES = 400 * 1024 * 1024  # the whole image, base included
 MAX_ADDED_BYTES = 120 * 1024 * 1024  # what our layers add to the base

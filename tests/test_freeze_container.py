@@ -13,12 +13,12 @@ import pytest
 
 from bench.sizes import REPORT_RE, ImageFunction
 from tests import synthetic_function
-from tests.containers import build_image, podman
+from tests.containers import TEST_IMAGE, build_image, podman
 from tests.harness import S3Server
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-IMAGE_NAME = "localhost/lambda-coverage-test"  # the image tests/test_container.py builds
+IMAGE_NAME = TEST_IMAGE  # (tests/containers.py)
 
 
 @pytest.fixture(scope="module")

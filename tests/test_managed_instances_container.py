@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from coverage import CoverageData
 
-from tests.containers import build_image, podman, start_with_local_s3, stop
+from tests.containers import TEST_IMAGE, build_image, podman, start_with_local_s3, stop
 from tests.harness import REPO_ROOT, download_objects, post_invocation, runtime_records
 from tests.managed_instances import unavailable
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-IMAGE_NAME = "localhost/lambda-coverage-test"  # the image tests/test_container.py builds
+IMAGE_NAME = TEST_IMAGE  # (tests/containers.py)
 EVENTS = ["business-process-data", "business-transform-only", "health-direct"] * 2
 
 

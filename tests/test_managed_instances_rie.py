@@ -1,4 +1,5 @@
-"""Lambda Managed Instances through the real RIE in its multi-concurrent mode.
+"""Lambda Managed Instances through the real RIE in its multi-concurrent mode,
+on the host and in the image (each test runs in both: `where`).
 
 awslambdaric 4.2.2 forks ``AWS_LAMBDA_MAX_CONCURRENCY`` workers; each must
 measure from its own first line, the environment must end as one S3 object
@@ -9,6 +10,7 @@ runs in a private mount namespace (tests/managed_instances.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -16,10 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from coverage_runtime import layout
+from tests import synthetic_function
 from tests.conftest import FUNCTIONS_DIR
+from tests.containers import TEST_IMAGE, build_image
 from tests.harness import (
     clean_environment,
     download_objects,
@@ -27,7 +33,14 @@ from tests.harness import (
     line_of,
     lines_by_label,
 )
-from tests.managed_instances import TASK_ROOT, ManagedInstance, can_run, unavailable
+from tests.managed_instances import (
+    TASK_ROOT,
+    ImageInstance,
+    ManagedInstance,
+    can_run,
+    image_environment,
+    unavailable,
+)
 from tests.test_recorder_rie import sysmon_runtime
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
@@ -43,19 +56,41 @@ def marker(name: str) -> int:
 
 INIT = {line_of(SOURCE, "def handler("), line_of(SOURCE, "PATHS = {")}
 PATH_LINE = {name: marker(f"path-{name}") for name in "abcd"}
+GATHER = set(range(line_of(SOURCE, "def gather("), line_of(SOURCE, "def path_a(")))
 
 
-@pytest.fixture(scope="module")
-def runtime_python() -> str:
+class Where(NamedTuple):
+    """Where the environments of a run of these tests run: on the host (a pyenv
+    CPython 3.12+ venv, the checkout's shim) or in the image (its Python 3.14,
+    its installed shim, forkserver being that Python's default start method)."""
+
+    python: str
+    instance: Callable[..., ManagedInstance]
+    environment: Callable[[dict[str, str]], dict[str, str]]
+
+
+def host_environment(explicit: dict[str, str]) -> dict[str, str]:
+    variables = clean_environment(explicit)
+    variables.pop("PYTHONPATH", None)  # the bootstrap sets it
+    return variables
+
+
+@pytest.fixture(scope="module", params=["host", pytest.param("image", marks=pytest.mark.container)])
+def where(request) -> Where:
+    if request.param == "image":
+        image = build_image(TEST_IMAGE)
+        return Where(
+            ImageInstance.PYTHON, functools.partial(ImageInstance, image=image), image_environment
+        )
     reason = can_run()
     if reason:
         pytest.skip(reason)
-    return sysmon_runtime()
+    return Where(sysmon_runtime(), ManagedInstance, host_environment)
 
 
 @pytest.fixture
 def environment(
-    runtime_python: str, s3_server, bucket: str, tmp_path: Path
+    where: Where, s3_server, bucket: str, tmp_path: Path
 ) -> Iterator[Callable[..., ManagedInstance]]:
     started: list[ManagedInstance] = []
 
@@ -67,7 +102,7 @@ def environment(
         measured: bool = True,
         **env: str,
     ) -> ManagedInstance:
-        variables = clean_environment(
+        variables = where.environment(
             {
                 "COVERAGE_S3_BUCKET": bucket,
                 "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
@@ -76,13 +111,12 @@ def environment(
                 **env,
             }
         )
-        variables.pop("PYTHONPATH", None)  # the bootstrap sets it
         work = tmp_path / f"environment-{len(started)}"
         bootstrap = None
         if start_method:
-            bootstrap = f"exec {runtime_python} other_start_method.py {start_method} {handler}"
-        instance = ManagedInstance(
-            work, runtime_python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
+            bootstrap = f"exec {where.python} other_start_method.py {start_method} {handler}"
+        instance = where.instance(
+            work, where.python, handler, [*sources, LAUNCHER], variables, workers, bootstrap
         )
         started.append(instance)
         # The main process is ready to ship once its workers are started.
@@ -120,15 +154,24 @@ def test_every_worker_measures_its_own_invocations_and_the_union_is_exact(
     states = instance.wait_for_states(
         lambda s: len(s) == workers and all(state["invocations"] == 1 for state in s.values())
     )
+    published = {}
     for worker, state in states.items():
-        lines = recorded(instance.published(worker))
+        lines = published[worker] = recorded(instance.published(worker))
         path = took[state["pid"]]
         assert PATH_LINE[path] in lines, (worker, path)
         assert {PATH_LINE[other] for other in "abcd" if other != path}.isdisjoint(lines)
         assert lines >= INIT, "each worker measured its own init (the handler import)"
+    # Per worker exact: every worker ran the same lines but its own path's (and
+    # the barrier's wait, which the last to arrive skips).
+    common = {
+        frozenset(published[worker] - GATHER - {PATH_LINE[took[state["pid"]]]})
+        for worker, state in states.items()
+    }
+    assert len(common) == 1, common
 
     assert instance.terminate() == 0
     lines = recorded(the_object(s3, bucket, tmp_path))
+    assert lines == set().union(*published.values()), "the union, exactly"
     assert {PATH_LINE[p] for p in "abc"} <= lines
     assert PATH_LINE["d"] not in lines and marker("never") not in lines
     assert lines >= INIT
@@ -334,3 +377,72 @@ def test_a_known_line_under_a_new_label_is_uploaded_by_a_checkpoint(
     instance.wait_for_log("coverage uploaded", count=2)  # nothing new but the label
     labels = lines_by_label(the_object(s3, bucket, tmp_path), REMOTE)
     assert labels[PATH_LINE["a"]] == {"t1", "t2"}, "uploaded before any shutdown"
+
+
+# Few enough modules for CI, each replayed slowly at shutdown (`COVERAGE_TEST_REPLAY_DELAY_MS`,
+# as in tests/test_partial_rie.py): a worker's replay outgrows its share of the window.
+PARTIAL_MODULES = 30
+
+
+def shut_down_before_the_hand_over(
+    environment: Callable[..., ManagedInstance],
+    tmp_path: Path,
+    budget_ms: int,
+    delay_ms: int,
+) -> ManagedInstance:
+    """SIGTERM to an environment of 2 workers whose shipping threads are held
+    (a pause point) before they hand the recorded init over, each file's replay
+    at shutdown slowed by ``delay_ms``; the environment, ended."""
+    task = synthetic_function.write(tmp_path / "synthetic", PARTIAL_MODULES)
+    instance = environment(
+        2,
+        handler="handler.handler",
+        sources=(task / "handler.py", task / "synthetic"),
+        COVERAGE_FLUSH_INTERVAL_SECONDS="0",
+        COVERAGE_SHUTDOWN_BUDGET_MS=str(budget_ms),
+        COVERAGE_TEST_REPLAY_DELAY_MS=str(delay_ms),
+        COVERAGE_TEST_PAUSE_DIR="/tmp",  # (the shared /tmp: instance.tmp here)
+        COVERAGE_TEST_PAUSE_AT="materialize",
+    )
+    reached = instance.tmp / "materialize.reached"
+    deadline = time.monotonic() + 20
+    while not reached.exists():  # a worker's init is recorded, not handed over
+        assert time.monotonic() < deadline, instance.logs()[-3000:]
+        time.sleep(0.01)
+    assert instance.terminate() == 0
+    return instance
+
+
+def test_a_worker_s_partial_shutdown_makes_the_environment_s_object_partial(
+    environment, s3_server, s3, bucket, tmp_path, report_credentials
+):
+    """A worker shut down before its shipping thread handed its recorded init over
+    replays only what fits in its share of the window and publishes those files
+    whole; the environment's one object says it is partial (the union lacks what
+    that worker left out), with the files left out, and holds what the partial
+    replay did publish."""
+    instance = shut_down_before_the_hand_over(environment, tmp_path, 600, 40)
+    objects = download_objects(s3, bucket, tmp_path)
+    assert len(objects) == 1, (sorted(objects), instance.logs()[-3000:])
+    key, path = next(iter(objects.items()))
+    metadata = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    assert metadata.get(layout.PARTIAL) == "true", (metadata, instance.logs()[-3000:])
+    assert int(metadata[layout.FILES_NOT_REPLAYED]) > 0, metadata
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(path))
+    data.read()
+    measured = {name for name in data.measured_files() if "/synthetic/m" in name}
+    assert 0 < len(measured) < PARTIAL_MODULES, sorted(measured)
+    published = [r for r in instance.json_logs() if r.get("partial") is True]
+    assert published, "the partial worker's own loss record"
+
+    # The report reads the environment's one object and says it is partial.
+    import io
+
+    from coverage_runtime.report.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    where = ["--bucket", bucket, "--endpoint-url", s3_server.endpoint_url]
+    assert main(["list", *where], out=out, err=err) == 0, err.getvalue()
+    assert "partial: 1 objects hold only the source files" in out.getvalue(), out.getvalue()

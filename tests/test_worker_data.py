@@ -114,6 +114,46 @@ def test_an_unreadable_snapshot_does_not_stop_the_others(settings, directory, tm
     assert union.counts().lines == 1
 
 
+def test_the_union_is_partial_when_a_worker_s_merged_snapshot_is(settings, directory, tmp_path):
+    """A worker's shutdown that replayed only some files publishes a partial
+    snapshot (`layout.PARTIAL` in its metadata); the union then lacks what that
+    worker left out and must say so, with the workers' outcomes summed."""
+    from coverage_runtime import layout
+    from coverage_runtime.shim.partial_replay import Outcome
+
+    union = WorkersUnion(settings, str(directory), str(tmp_path / "data" / "env.coverage"))
+    whole = publish(directory, "w1", data_file(tmp_path / "a", {1, 2}), 1, invocations=2)
+    union.snapshot()
+    assert union.partial is None, "complete snapshots: a complete union"
+
+    cut = WorkerPublisher(str(directory), "w2")
+    cut.register()
+    cut.partial = lambda: Outcome(3, 4, 30, 40, 0)
+    partial = {"invocations": "1", layout.PARTIAL: "true", layout.FILES_NOT_REPLAYED: "4"}
+    cut.upload(data_file(tmp_path / "b", {3}), partial, generation=1)
+    assert union.snapshot().lines == 3
+    assert union.partial == Outcome(3, 4, 30, 40, 0)
+
+    whole.partial = lambda: Outcome(1, 2, 10, 20, 1)
+    whole.upload(data_file(tmp_path / "c", {1, 2, 5}), {**partial, "invocations": "3"},
+                 generation=2)  # fmt: skip
+    union.snapshot()
+    assert union.partial == Outcome(4, 6, 40, 60, 1), "every partial worker's, summed"
+    assert WorkerState.read(cut.state_path).replay == Outcome(3, 4, 30, 40, 0)._asdict()
+
+
+def test_a_complete_snapshot_says_nothing_partial_even_after_a_replay(directory, tmp_path):
+    """Only the snapshot whose metadata says partial is: the outcome alone (a
+    checkpoint's upload from before the shutdown's replay) is not."""
+    from coverage_runtime.shim.partial_replay import Outcome
+
+    publisher = WorkerPublisher(str(directory), "w1")
+    publisher.register()
+    publisher.partial = lambda: Outcome(1, 2, 3, 4, 0)
+    publisher.upload(data_file(tmp_path / "a", {1}), {"invocations": "1"}, generation=1)
+    assert WorkerState.read(publisher.state_path).replay is None
+
+
 def test_a_state_file_is_json_a_person_can_read(directory):
     publisher = WorkerPublisher(str(directory), "w1")
     publisher.register()

@@ -397,6 +397,7 @@ class Measurement:
         recorder = self._recorder
         if recorder is None or recorder.handed_over or self.replay_outcome is not None:
             return False
+        pause_points.reach("materialize")  # (tests: the recorder still holds the whole init)
         problem: Exception | None = None
         if self._gate is None:
             problem = self._build_once(recorder)

@@ -10,7 +10,8 @@ is local to the environment, not part of the S3 contract::
     <data dir>/<environment id>.workers/
         <worker>.data       the worker's live coverage.py data file
         <worker>.coverage   its newest snapshot: replaced by rename, never written in place
-        <worker>.json       its state: pid, invocations, generation, final
+        <worker>.json       its state: pid, invocations, generation, final, and what
+                            its shutdown's replay left out if that snapshot is partial
 
 Every file has one writer (its worker) and is read by one process (the
 main one), and a new version is renamed over the old: no lock is ever held
@@ -30,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from coverage_runtime import layout
 from coverage_runtime.errors import UploadError
@@ -38,6 +40,9 @@ from coverage_runtime.shim import coverage_adapter, structured_log
 from coverage_runtime.shim.identity import EnvironmentIdentity
 from coverage_runtime.shim.measurement import Measurement, Snapshot
 from coverage_runtime.shim.uploader import SnapshotUploader, Superseded, UploadResult
+
+if TYPE_CHECKING:  # (imported by the shutdown that needs it: not at a worker's start)
+    from coverage_runtime.shim.partial_replay import Outcome
 
 WORKERS_SUFFIX = ".workers"
 LIVE_SUFFIX = ".data"
@@ -70,6 +75,9 @@ class WorkerState:
     generation: int = 0
     final: bool = False
     core: str | None = None
+    # The snapshot in place is partial (`layout.PARTIAL`): its shutdown's replay
+    # outcome (`partial_replay.Outcome` fields), so the union says so too.
+    replay: dict[str, int] | None = None
 
     @classmethod
     def read(cls, path: str) -> WorkerState | None:
@@ -99,6 +107,9 @@ class WorkerPublisher(SnapshotUploader):
         self.live_path = os.path.join(directory, f"{worker}{LIVE_SUFFIX}")
         self.state = WorkerState(pid=os.getpid())
         self._lock = threading.Lock()
+        # The worker's measurement's partial replay, if any (`Measurement.partial`):
+        # set by the worker once its session exists.
+        self.partial: Callable[[], Outcome | None] = lambda: None
 
     def register(self) -> None:
         """Say this worker exists (before it measures anything), so the main
@@ -131,6 +142,8 @@ class WorkerPublisher(SnapshotUploader):
             self.state.generation = generation
             self.state.invocations = layout.metadata_int(metadata, layout.INVOCATIONS) or 0
             self.state.core = metadata.get("core")
+            partial = self.partial() if metadata.get(layout.PARTIAL) == "true" else None
+            self.state.replay = partial._asdict() if partial is not None else None
             self._write_state()
         return UploadResult("", self.key, len(body), time.monotonic() - started, None)
 
@@ -184,8 +197,8 @@ class WorkersUnion(Measurement):
         self.directory = directory
         self.data_file = data_file
         self.storage_problem: str | None = None
-        # Each worker replays its own stream; the union replays nothing, and a
-        # worker's partial shutdown is not carried into it (yet).
+        # Each worker replays its own stream; the union replays nothing (a
+        # worker's partial snapshot makes it partial: `partial`).
         self.replay_outcome = None
         self._union_lock = threading.Lock()
         self._merged: dict[str, tuple[int, int, int]] = {}  # worker -> (inode, mtime, size)
@@ -215,6 +228,20 @@ class WorkersUnion(Measurement):
     @property
     def invocations(self) -> int:
         return sum(state.invocations for state in self._states.values())
+
+    @property
+    def partial(self) -> Outcome | None:
+        """The union is partial if any worker's merged snapshot is: it then lacks
+        what that worker's shutdown could not replay.  The workers' outcomes
+        summed (a file left out by two workers counts twice)."""
+        with self._union_lock:
+            replays = [state.replay for state in self._states.values() if state.replay]
+        if not replays:
+            return None
+        from coverage_runtime.shim.partial_replay import Outcome
+
+        outcomes = [Outcome(**replay) for replay in replays]
+        return Outcome(*(sum(values) for values in zip(*outcomes, strict=True)))
 
     def begin(self) -> None:
         """Nothing to start: the workers measure."""
@@ -275,6 +302,8 @@ class WorkersUnion(Measurement):
             with self._union_lock:
                 self._merge_new()  # each last snapshot as it lands: the last merge is small
             waiting = self._running_workers()
+        with self._union_lock:
+            self._merge_new()  # what landed last, and the states that say what it is
         if waiting:
             structured_log.warning(
                 "workers did not publish their last coverage in time: their last "

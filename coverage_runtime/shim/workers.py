@@ -42,6 +42,7 @@ from coverage_runtime.shim.shutdown import ShutdownWatcher
 from coverage_runtime.shim.uploader import SnapshotUploader, UploadResult
 from coverage_runtime.shim.worker_data import (
     STATE_SUFFIX,
+    WORKERS_SHARE_OF_BUDGET,
     WorkerPublisher,
     WorkersUnion,
     workers_dir,
@@ -111,6 +112,16 @@ class WorkerSession(CoverageSession):
             self.publisher.finish(self.invocations)
         return did
 
+    def _window(self, reason: str) -> tuple[float, float]:
+        """The main process waits for the workers' last snapshots only
+        `WORKERS_SHARE_OF_BUDGET` of the budget: a worker's shutdown work (its
+        replay sized to end by its deadline) must publish within that share."""
+        started, deadline = super()._window(reason)
+        if reason == "exit":
+            return started, deadline
+        share = self.settings.shutdown_budget_ms / 1000 * WORKERS_SHARE_OF_BUDGET
+        return started, min(deadline, started + share)
+
 
 class WorkerRuntimeClient(CoverageRuntimeClient):
     """The coverage hooks on awslambdaric's multi-concurrent client: a failed
@@ -137,6 +148,7 @@ def start_worker(settings: Settings, environ: Mapping[str, str]) -> WorkerSessio
     session = WorkerSession.start(settings, identity, data_file=publisher.live_path)
     assert isinstance(session, WorkerSession)
     session.publisher = publisher
+    publisher.partial = lambda: session.measurement.partial
     api.install(session)
     session.watcher = ShutdownWatcher(session.shutdown)
     session.watcher.install()
