@@ -122,6 +122,8 @@ def runtime_pythons() -> list:
 
 
 OLDER_AWSLAMBDARIC = "3.1.1"
+# What scripts/build-layer.sh names its zip (the README copies the name).
+LAYER_ZIP = "lambda-coverage-layer-python{version}-{arch}.zip"
 
 
 def managed_python_for(base: str, out: Path) -> tuple[str, Path]:
@@ -158,6 +160,8 @@ def start_with_layer(start_function, runtime: ManagedRuntime, function_env, **en
 def test_layer_on_a_managed_runtime(
     start_function, function_env, managed_python, s3, bucket, tmp_path
 ):
+    version = python_version(managed_python[0])
+    assert managed_python[1].name == LAYER_ZIP.format(version=version, arch="x86_64")
     runtime = managed_runtime(tmp_path, managed_python)
     function = start_with_layer(
         start_function, runtime, function_env, COVERAGE_FLUSH_INTERVAL_SECONDS="1"
@@ -166,7 +170,7 @@ def test_layer_on_a_managed_runtime(
     extension_registered_before_first_next(function)
     assert responses[0]["handler_env"] == HANDLER
     metadata = check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
-    assert metadata["python-version"].startswith(python_version(managed_python[0]))
+    assert metadata["python-version"].startswith(version)
 
     # The same function without the layer's wrapper: the same path and packages.
     plain = start_function(
