@@ -4,7 +4,9 @@ the entry point, the image's own start after it).
 - An existing function image on a non-AWS base (AWS's recipe: a venv with
   awslambdaric and the function's code), to which the user adds one ``pip
   install`` of lambda-coverage (a wheel built from this checkout) and changes
-  ENTRYPOINT.
+  ENTRYPOINT: with the package's pinned dependencies, or (the README's other way)
+  ``--no-deps`` and coverage.py's pin beside an older boto3 the image already has,
+  which stays.
 - The layer from scripts/build-layer.sh on the image's Python (3.14, which no
   host test reaches), at the real paths: the managed runtime's start
   (tests/managed_runtime.py's ``/lambda-entrypoint.sh``, ``/var/runtime/bootstrap``
@@ -69,15 +71,19 @@ def handler(event, context):
 DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
+ARG FUNCTION_PACKAGES
+ARG ADOPT_OPTIONS
+ARG ADOPT_EXTRA
 RUN python3 -m venv /opt/fn
-RUN /opt/fn/bin/pip install --no-cache-dir awslambdaric==4.2.2
+RUN /opt/fn/bin/pip install --no-cache-dir ${FUNCTION_PACKAGES}
 COPY app.py /var/task/
 WORKDIR /var/task
 # The function as it was:
 #   ENTRYPOINT ["/opt/fn/bin/python", "-m", "awslambdaric"]
 # Adopting lambda-coverage: one install, one changed ENTRYPOINT.
 COPY dist/ /tmp/dist/
-RUN /opt/fn/bin/pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist
+RUN /opt/fn/bin/pip install --no-cache-dir ${ADOPT_OPTIONS} /tmp/dist/*.whl ${ADOPT_EXTRA} \
+    && rm -rf /tmp/dist
 ENTRYPOINT ["/opt/fn/bin/python", "-m", "coverage_runtime"]
 CMD ["app.handler"]
 """
@@ -88,17 +94,42 @@ def base_image() -> str:
     return script("container-setup.sh", timeout=1200).stdout.strip().splitlines()[-1]
 
 
-def test_an_existing_image_with_the_package_installed(base_image, s3_server, s3, bucket, tmp_path):
+# The README's two ways to install: with the package's pinned dependencies, or, for an
+# image whose Python already has the boto3 (here an older one) and awslambdaric the
+# function uses, --no-deps and coverage.py at requirements.txt's pin, changing neither.
+OLDER_BOTO3 = "1.35.0"
+RECIPES = {
+    "with-deps": {"FUNCTION_PACKAGES": f"awslambdaric=={pinned_version('awslambdaric')}"},
+    "no-deps": {
+        "FUNCTION_PACKAGES": f"awslambdaric=={pinned_version('awslambdaric')} boto3=={OLDER_BOTO3}",
+        "ADOPT_OPTIONS": "--no-deps",
+        "ADOPT_EXTRA": f"coverage=={pinned_version('coverage')}",
+    },
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_an_existing_image_with_the_package_installed(
+    base_image, s3_server, s3, bucket, tmp_path, recipe
+):
     context = tmp_path / "context"
     (context / "dist").mkdir(parents=True)
     (context / "app.py").write_text(FUNCTION)
     (context / "Dockerfile").write_text(DOCKERFILE)
     build_wheel(context / "dist")
     image = f"localhost/lambda-coverage-adopted:{uuid.uuid4().hex[:8]}"
+    build_args = {"BASE_IMAGE": base_image, **RECIPES[recipe]}
     podman(
-        "build", "--network=host", "--pull=never", "--build-arg", f"BASE_IMAGE={base_image}",
+        "build", "--network=host", "--pull=never",
+        *(f"--build-arg={k}={v}" for k, v in build_args.items()),
         "-t", image, str(context), timeout=1200,
     )  # fmt: skip
+    versions = podman(
+        "run", "--rm", "--network=host", "--entrypoint", "/opt/fn/bin/python", image, "-c",
+        "import boto3, coverage; print(boto3.__version__, coverage.__version__)",
+    ).stdout.split()  # fmt: skip
+    boto3 = OLDER_BOTO3 if recipe == "no-deps" else pinned_version("boto3")
+    assert versions == [boto3, pinned_version("coverage")], versions
     name = f"lc-adopted-{uuid.uuid4().hex[:8]}"
     port = free_port()
     environment = {
@@ -116,6 +147,7 @@ def test_an_existing_image_with_the_package_installed(base_image, s3_server, s3,
             *(f"--env={k}={v}" for k, v in environment.items()),
             "--entrypoint", "/aws-lambda/aws-lambda-rie", image,
             "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
             "/opt/fn/bin/python", "-m", "coverage_runtime", "app.handler",
         )  # fmt: skip
         wait_for_port(port, timeout=60)
