@@ -160,6 +160,11 @@ def test_an_existing_image_with_the_package_installed(
         podman("rm", "--force", "--time", "0", name, check=False)
         podman("rmi", "--force", image, check=False)
     assert "coverage runtime started" in logs, logs[-3000:]
+    # The extension registered before the init ended, so the stop's SIGTERM shipped.
+    registered = logs.find("Internal agent lambda-coverage")
+    assert -1 < registered < logs.find("INIT RTDONE"), logs[-3000:]
+    uploads = [r["reason"] for r in runtime_records(logs) if r["message"] == "coverage uploaded"]
+    assert uploads == ["SIGTERM"], logs[-3000:]
     [(_, path)] = download_objects(s3, bucket, tmp_path).items()
     data = CoverageData(basename=str(path))
     data.read()
