@@ -17,6 +17,8 @@ without the shim.
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime.report.cli import main as report_main
 from tests.conftest import FUNCTIONS_DIR
 from tests.harness import (
     build_wheel,
@@ -122,6 +125,8 @@ def runtime_pythons() -> list:
 
 
 OLDER_AWSLAMBDARIC = "3.1.1"
+# What scripts/build-layer.sh names its zip (the README copies the name).
+LAYER_ZIP = "lambda-coverage-layer-python{version}-{arch}.zip"
 
 
 def managed_python_for(base: str, out: Path) -> tuple[str, Path]:
@@ -144,20 +149,24 @@ def managed_runtime(tmp_path: Path, managed_python, layer: bool = True) -> Manag
     return runtime
 
 
-def start_with_layer(start_function, runtime: ManagedRuntime, function_env, **env: str):
+def start_with_layer(
+    start_function, runtime: ManagedRuntime, function_env, handler: str = HANDLER, **env: str
+):
     """The function on the emulated runtime, started as Lambda starts it with the
     layer's ``AWS_LAMBDA_EXEC_WRAPPER`` set; ``env`` adds variables."""
-    merged = runtime.environment(function_env, HANDLER)
+    merged = runtime.environment(function_env, handler)
     merged["AWS_LAMBDA_EXEC_WRAPPER"] = str(runtime.opt / "lambda-coverage")
     merged.update(env)
     return start_function(
-        HANDLER, task_root=runtime.task_root, env=merged, command=[str(runtime.bootstrap)]
+        handler, task_root=runtime.task_root, env=merged, command=[str(runtime.bootstrap)]
     )
 
 
 def test_layer_on_a_managed_runtime(
     start_function, function_env, managed_python, s3, bucket, tmp_path
 ):
+    version = python_version(managed_python[0])
+    assert managed_python[1].name == LAYER_ZIP.format(version=version, arch="x86_64")
     runtime = managed_runtime(tmp_path, managed_python)
     function = start_with_layer(
         start_function, runtime, function_env, COVERAGE_FLUSH_INTERVAL_SECONDS="1"
@@ -166,7 +175,7 @@ def test_layer_on_a_managed_runtime(
     extension_registered_before_first_next(function)
     assert responses[0]["handler_env"] == HANDLER
     metadata = check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
-    assert metadata["python-version"].startswith(python_version(managed_python[0]))
+    assert metadata["python-version"].startswith(version)
 
     # The same function without the layer's wrapper: the same path and packages.
     plain = start_function(
@@ -297,6 +306,90 @@ def test_layer_with_an_older_awslambdaric(start_function, function_env, s3, buck
     assert responses[0]["modules"]["awslambdaric"]["version"] == OLDER_AWSLAMBDARIC
     extension_registered_before_first_next(function)
     check_shipped(s3, bucket, tmp_path, runtime.task_root / SOURCE.name)
+
+
+# -- the report from the adopter's checkout (README, "From your own checkout") --------
+
+CHECKOUT = {
+    "product/__init__.py": "",
+    "product/common.py": (
+        "def respond(status, body):\n"
+        "    return {'statusCode': status, 'body': body}  # marker: respond\n"
+        "\n\n"
+        "def unused():\n"
+        "    return None  # marker: never-called\n"
+    ),
+    "product/create.py": (
+        "from product.common import respond\n\n\n"
+        "def handler(event, context):\n"
+        "    return respond(201, 'created')  # marker: create\n"
+    ),
+    "product/get.py": (
+        "from product.common import respond\n\n\n"
+        "def handler(event, context):\n"
+        "    return respond(200, 'found')  # marker: get\n"
+    ),
+    "product/stream.py": "def handler(event, context):\n    return None  # marker: stream\n",
+}
+
+
+def test_the_report_from_the_adopters_checkout(
+    start_function, function_env, managed_python, s3_server, bucket, tmp_path,
+    report_credentials, monkeypatch,
+):  # fmt: skip
+    """Two functions built from one checkout's ``product/`` (copied into the task
+    root, as ``cp -r product`` does), each with its own handler and name, through the
+    layer; then the README's command from the checkout: ``--function a,b`` merges
+    them, ``--task-root <task root>=.`` maps the recorded paths to the checkout,
+    ``--source product`` lists the module no function imported at 0%."""
+    checkout = tmp_path / "checkout"
+    for name, text in CHECKOUT.items():
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text(text)
+    runtime = managed_runtime(tmp_path, managed_python)
+    shutil.copytree(checkout / "product", runtime.task_root / "product")
+    served = {"create-product": 2, "get-product": 1}
+    for function_name, count in served.items():
+        handler = f"product.{function_name.split('-')[0]}.handler"
+        function = start_with_layer(
+            start_function, runtime, function_env, handler,
+            AWS_LAMBDA_FUNCTION_NAME=function_name,
+        )  # fmt: skip
+        for _ in range(count):
+            assert function.invoke({}).status == 200, function.logs()
+        assert function.terminate() == 0
+        assert uploads(function) == ["SIGTERM"], function.logs()
+
+    monkeypatch.chdir(checkout)
+    out, err = io.StringIO(), io.StringIO()
+    code = report_main(
+        ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+         "--function", ",".join(served), "--since", "7d",
+         "--task-root", f"{runtime.task_root}=.", "--source", "product",
+         "-o", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "cache"),
+         "--no-progress", "--format", "json"],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    assert f"from 2 environment(s), {sum(served.values())} invocation(s)" in out.getvalue()
+    report = json.loads((tmp_path / "report" / "coverage.json").read_text())
+    files = {
+        str(Path(name).resolve().relative_to(checkout.resolve())): entry
+        for name, entry in report["files"].items()
+    }
+    assert set(files) == set(CHECKOUT), sorted(files)
+    executed = {name: set(entry["executed_lines"]) for name, entry in files.items()}
+    for name, markers in {
+        "product/create.py": ("create",),
+        "product/get.py": ("get",),
+        "product/common.py": ("respond",),
+    }.items():
+        for marker in markers:
+            assert line_of(checkout / name, f"marker: {marker}") in executed[name], name
+    assert (
+        line_of(checkout / "product/common.py", "never-called") not in executed["product/common.py"]
+    )
+    assert executed["product/stream.py"] == set()  # imported by neither: 0%, from --source
 
 
 # -- an existing image or checkout: the package from a wheel -------------------

@@ -2,9 +2,14 @@
 brings (AWS's ``pip install --target`` recipe puts them in the task root, which
 comes first on the path), and never swaps them for its own.
 
-- boto3/botocore: the function's own, down to `OLDEST_BOTO3` (the oldest
-  documented in the README), serve the shim's uploads; the function imports
-  the very same modules it vendored.
+- boto3/botocore: the shim's uploads use neither (`s3.ObjectClient` signs and
+  sends them itself); it asks botocore only for credentials, when the
+  environment holds none (Lambda always sets the role's), and then through the
+  botocore the function's path finds.  So the test gives the function no
+  credentials in its environment, only a shared credentials file, and the
+  function's own boto3/botocore, down to `OLDEST_BOTO3` (the oldest documented
+  in the README), serve the shim's uploads; the function imports the very same
+  modules it vendored.
 - coverage.py: see tests/test_adoption_rie.py (``test_the_functions_own_coverage``).
 """
 
@@ -28,6 +33,8 @@ HANDLER = "adopted.handler"
 MOTO_ACCOUNT = "123456789012"  # the account that owns buckets in moto
 # The oldest boto3/botocore the shim is tested with (README, "What the function brings").
 OLDEST_BOTO3 = ("boto3==1.15.0", "botocore==1.18.0")
+# Not in the function's environment: the shim then takes botocore's credential chain.
+NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def vendored_task(tmp_path: Path, *requirements: str, python: str = sys.executable) -> Path:
@@ -47,13 +54,23 @@ def uploads(function) -> list[str]:
     return [r["reason"] for r in function.json_logs() if r["message"] == "coverage uploaded"]
 
 
-def test_the_functions_oldest_boto3_uploads(start_function, s3, bucket, tmp_path):
+def test_the_functions_oldest_boto3_uploads(start_function, function_env, s3, bucket, tmp_path):
     task = vendored_task(tmp_path, *OLDEST_BOTO3)
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[default]\n"
+        f"aws_access_key_id = {function_env['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {function_env['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    env = {k: v for k, v in function_env.items() if k not in NO_CREDENTIALS}
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "no-config")
     function = start_function(
         HANDLER,
         task_root=task,
+        env=env,
         COVERAGE_FLUSH_INTERVAL_SECONDS="1",
-        # Every parameter the shim can send: the owner check came last (botocore 1.18.0).
+        # Every parameter the shim can send (its own client writes them, not botocore).
         COVERAGE_S3_EXPECTED_OWNER=MOTO_ACCOUNT,
         COVERAGE_S3_SSE="aws:kms",
         COVERAGE_S3_KMS_KEY_ID="alias/coverage",

@@ -62,12 +62,21 @@ def test_the_shims_work_is_invisible_to_the_functions_tracer(
         timeout=120,
         check=False,
     )
+    assert_only_the_functions_own(tracer, done, str(workdir))
+
+
+def assert_only_the_functions_own(
+    tracer: str, done: subprocess.CompletedProcess, workdir: str
+) -> dict:
+    """The probe's verdict: every upload made, the tracer recorded the function's own
+    calls and nothing else, logged no warning, and did see the control's; its JSON."""
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["uploads"] == [True, True, "SIGTERM"], done.stdout
     assert found["recorded"] == FUNCTION_OWN[tracer]
     assert found["messages"] == []
     assert found["control"] == [item.format(workdir=workdir) for item in CONTROL[tracer]]
+    return found
 
 
 def test_the_original_is_the_standard_librarys_own_method():

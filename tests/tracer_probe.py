@@ -177,6 +177,7 @@ def main(tracer_name: str, order: str, endpoint: str, bucket: str, workdir: str)
     probe_handler.handler(1)
     # The shim's work outside any invocation: the shipping thread after a response.
     first = session.flush(reason="checkpoint", force=True)
+    core = session.measurement.core_name()  # (coverage.py is built by now, on every core)
     if order == "after":
         tracer.patch()
 
@@ -215,6 +216,8 @@ def main(tracer_name: str, order: str, endpoint: str, bucket: str, workdir: str)
                 "recorded": shim_recorded,
                 "messages": shim_messages,
                 "control": tracer.recorded()[len(shim_recorded) :],
+                "python": "{}.{}".format(*sys.version_info[:2]),
+                "core": core,
             }
         )
     )
