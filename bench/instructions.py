@@ -39,7 +39,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -87,10 +89,12 @@ class Count:
     file: str | None
 
 
-def wrapper_script(python: str) -> str:
-    """The ``python`` the entrypoint finds first: the image's, under callgrind."""
+def wrapper_script(python: str, separate_threads: bool = False) -> str:
+    """The ``python`` the entrypoint finds first: the image's, under callgrind
+    (``separate_threads``: a file per thread, ``callgrind.PID-NN``, 01 the main one)."""
     out = f"--callgrind-out-file={OUT_DIR}/callgrind.%p"
-    return f'#!/bin/sh\nexec valgrind --tool=callgrind {out} -q "{python}" "$@"\n'
+    threads = " --separate-threads=yes" if separate_threads else ""
+    return f'#!/bin/sh\nexec valgrind --tool=callgrind{threads} {out} -q "{python}" "$@"\n'
 
 
 def instructions(path: Path) -> int | None:
@@ -132,37 +136,96 @@ def count_one(
 ) -> Count:
     """One fresh environment of ``config``: the instructions of its runtime's init
     (``through_first``: and of its first invocation, up to the next request for an event)."""
-    exit_at = 2 if through_first else 1
     name_in_rows = f"{function.name}{FIRST}" if through_first else function.name
-    out = scratch / f"{name_in_rows}-{config}-{round_}"
+    instructions_, file = count_environment(
+        function, f"{name_in_rows}-{config}-{round_}", CONFIGS[config], s3, bucket, scratch,
+        [(function.event, None)] if through_first else [],
+        # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
+        # local testing only; nothing is uploaded before the process ends.
+        blank_endpoint=True, python_names=python_names,
+    )  # fmt: skip
+    return Count(name_in_rows, config, round_, instructions_, file)
+
+
+def count_environment(
+    function: Function,
+    label: str,
+    variables: Mapping[str, str],
+    s3: S3Server,
+    bucket: str,
+    scratch: Path,
+    invocations: Sequence[tuple[bytes, Mapping[str, str] | None]],
+    blank_endpoint: bool = False,
+    python_names: bool = False,
+    extra: Sequence[str] = (),
+    after_first: Callable[[], None] | None = None,
+    gap: float = 0.0,
+) -> tuple[int | None, str | None]:
+    """A fresh environment of ``function`` with ``variables``, its runtime under
+    callgrind, given ``invocations`` (body, headers) in turn: the instructions of its
+    process from ``exec`` to its next request for an event after the last of them
+    (bench/init_cpu's hook ends it there), and the callgrind file that says so.
+    ``extra``: more ``podman run`` arguments; ``after_first``: called once the
+    first invocation has answered; ``gap``: seconds between invocations."""
+    out = scratch / label
     out.mkdir(mode=0o777)
     out.chmod(0o777)  # the runtime runs as the image's lambda user
     name = f"lc-icount-{uuid.uuid4().hex[:8]}"
     mounts = [a for src, dst in VALGRIND_MOUNTS for a in ("--volume", f"{src}:{dst}:ro")]
+    endpoint = {"COVERAGE_S3_ENDPOINT_URL": ""} if blank_endpoint else {}
     port, _ = start_with_local_s3(
         name, function.image, s3, bucket,
         *mounts, "--volume", f"{scratch / 'wrapper'}:{WRAPPER_DIR}:ro",
-        "--volume", f"{out}:{OUT_DIR}", *init_cpu.container_args(), *function.extra,
+        "--volume", f"{out}:{OUT_DIR}", *init_cpu.container_args(), *function.extra, *extra,
         command=function.command,
         AWS_LAMBDA_FUNCTION_NAME=f"icount-{function.name}", PYTHONPATH=init_cpu.MOUNT,
-        PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_NEXT=str(exit_at),
-        # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
-        # local testing only; nothing is uploaded before the process ends.
-        COVERAGE_S3_ENDPOINT_URL="",
-        AWS_LAMBDA_FUNCTION_TIMEOUT="900", **python_names_env(python_names), **CONFIGS[config],
+        PATH=PATH, PYTHONHASHSEED="0", BENCH_EXIT_AT_NEXT=str(len(invocations) + 1),
+        AWS_LAMBDA_FUNCTION_TIMEOUT="900", **endpoint, **python_names_env(python_names),
+        **variables,
     )  # fmt: skip
     try:
-        post_invocation(port, function.event, timeout=900)  # the runtime ends at /next
+        for index, (body, headers) in enumerate(invocations, 1):
+            if index > 1 and gap > 0:
+                time.sleep(gap)  # a caller's pace between requests, not a synchronization
+            result = post_invocation(port, body, timeout=900, headers=headers)
+            # The last one's runtime ends at /next, which the RIE may answer with a 502.
+            if result.status != 200 and index < len(invocations):
+                said = result.raw[:300]
+                raise RuntimeError(f"{label}: invoke returned {result.status}: {said!r}")
+            if index == 1 and after_first is not None:
+                after_first()
+        if not invocations:  # the first request starts the runtime, which ends at /next
+            post_invocation(port, function.event, timeout=900)
     except OSError:
         pass
     finally:
         stop(name)
         podman("rm", "--force", "--time", "0", name, check=False)
-    files = sorted(out.glob("callgrind.*"))
-    counted = [(f, instructions(f)) for f in files]
-    # The runtime's process is the one that counted most (setpriv and shells exec, not fork).
-    best = max(counted, key=lambda fc: fc[1] or 0, default=(None, None))
-    return Count(name_in_rows, config, round_, best[1], str(best[0]) if best[0] else None)
+    return counted_process(out)
+
+
+def counted_process(out: Path) -> tuple[int | None, str | None]:
+    """The runtime's count in ``out``: the process that counted most (setpriv and
+    shells exec, not fork); with a file per thread, their sum, and the main
+    thread's file named."""
+    by_process: dict[str, list[tuple[Path, int | None]]] = {}
+    for found in sorted(out.glob("callgrind.*")):
+        process, _, thread = found.name.partition("-")
+        if not thread and any(out.glob(f"{process}-*")):
+            continue  # a file per thread: the process's own stays empty
+        by_process.setdefault(process, []).append((found, instructions(found)))
+    if not by_process:
+        return None, None
+    files = max(by_process.values(), key=lambda fs: sum(n or 0 for _, n in fs))
+    if any(n is None for _, n in files):
+        return None, str(files[0][0])
+    return sum(n or 0 for _, n in files), str(files[0][0])
+
+
+def main_thread_instructions(file: str | None) -> int | None:
+    """The main thread's count, given `counted_process`'s file (``callgrind.PID-01``
+    with a file per thread; else the process's single file)."""
+    return instructions(Path(file)) if file else None
 
 
 def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) -> float | None:

@@ -14,11 +14,15 @@ import pytest
 from bench import init_cpu
 from bench.instructions import (
     FIRST,
+    OUT_DIR,
     Count,
+    counted_process,
     instructions,
+    main_thread_instructions,
     perf_map_of,
     python_names_env,
     rows,
+    wrapper_script,
 )
 from tests.harness import REPO_ROOT
 
@@ -194,3 +198,28 @@ def test_the_rows_of_the_init_with_the_first_invocation_have_their_own_target() 
     [row] = rows(counts, {"example": 100.0})
     assert (row["target"], row["pass"]) == ("<= 1.05x", True)
     assert "added_ms" not in row  # (coverage off's INIT REPORT is the init's alone)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_a_file_per_thread_sums_to_the_process_and_names_the_main_threads(tmp_path: Path) -> None:
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import threading\n"
+        "t = threading.Thread(target=lambda: sum(range(200_000)))\n"
+        "t.start(); t.join()\n"
+    )
+    python = os.path.realpath(sys.executable)  # not a shell shim that execs it
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        wrapper_script(python, separate_threads=True).replace(OUT_DIR, str(tmp_path))
+    )
+    wrapper.chmod(0o755)
+    subprocess.run([str(wrapper), str(script)], check=True)
+    total, file = counted_process(tmp_path)
+    assert file is not None and file.endswith("-01")
+    main = main_thread_instructions(file)
+    assert total is not None and main is not None
+    assert 0 < main < total  # the worker's sum is the rest
+    threads = sorted(tmp_path.glob("callgrind.*-*"))
+    assert len(threads) == 2
+    assert total == sum(instructions(t) or 0 for t in threads)
