@@ -8,6 +8,9 @@ so the bound is checked here, on the session's own window.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -46,3 +49,37 @@ def test_a_worker_s_exit_keeps_the_exit_s_window():
     for the worker's process to end: the exit's own, longer, window."""
     started, deadline = window(WorkerSession, 600, "exit")
     assert deadline - started >= 2.0
+
+
+def test_the_main_process_imports_coverage_before_it_forks_the_workers(tmp_path):
+    """Forked workers inherit coverage.py instead of each importing it during its init
+    (bench/bench_workers.py's worker init rows: they listed coverage.control and its
+    report modules among what every worker imported itself)."""
+    probe = (
+        "import sys\n"
+        "from coverage_runtime.settings import load_settings\n"
+        "from coverage_runtime.shim.workers import start_environment\n"
+        "import os\n"
+        "assert 'coverage.control' not in sys.modules\n"
+        "start_environment(load_settings(os.environ), os.environ, '127.0.0.1:9', 2)\n"
+        "found = sorted(m for m in ('coverage', 'coverage.control') if m in sys.modules)\n"
+        "print('imported:', found, flush=True)\n"
+    )
+    env = {
+        **os.environ,
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "COVERAGE_DATA_DIR": str(tmp_path / "data"),
+        "AWS_LAMBDA_FUNCTION_NAME": "workers-import",
+        "COVERAGE_S3_BUCKET": "",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.startswith("imported:")]
+    assert said == ["imported: ['coverage', 'coverage.control']"], done.stdout

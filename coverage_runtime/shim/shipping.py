@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from coverage_runtime.errors import UploadError
@@ -113,6 +114,11 @@ class Shipper:
         return True
 
     def _run(self) -> None:
+        # Started by the runtime's thread on its way to ask for the next event: a new
+        # thread holds the GIL first, and without this the runtime would wait for
+        # the switch interval (5 ms) of our work before it asks (a Managed Instances
+        # worker's init: bench/bench_workers.py).  A sleep releases the GIL now.
+        time.sleep(0)
         session = self._session
         session.pacer.attach()  # this thread's work yields to invocations (`pacing`)
         if session.BUILD_AT_START or session.measurement.hand_over_due():
