@@ -632,3 +632,41 @@ def test_a_refused_count_only_reupload_is_said_as_the_count_behind_not_a_loss(
     assert (behind["invocations"], behind["invocations_in_s3"]) == (3, 2), behind
     assert not [r for r in records if r["message"] == LOST], records
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_new_data_whose_put_cannot_fit_the_budget_is_said_lost_at_once(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """S3 is slow (every PUT held 0.5 s by the proxy, the checkpoint's too), and new
+    code ran after the confirmed checkpoint: the shutdown's PUT of the grown file
+    needs at least what the checkpoint's took (a larger body), more than its 350 ms
+    of work.  Sent, it could only run into the deadline (as the ~80 MB file at
+    8,000 modules with branches did: bench/README.md, "Exit after growth"), so it
+    is not sent, and the loss record comes at once, saying why and what S3 holds
+    (before: the PUT went out and the record came at the deadline)."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=2,  # (the third invocation, ~0.6 s after the checkpoint, asks none)
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="shutdown-snapshot,shutdown-upload",
+    )
+    release(pauses, "shutdown-snapshot")  # (both marked only: never held)
+    release(pauses, "shutdown-upload")
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "delay", 0.5)  # every PUT from now on
+    assert function.invoke({"n": 5}).status == 200  # then a checkpoint
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    assert function.invoke({"action": "status"}).status == 200  # code that never ran before
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert (pauses / "shutdown-snapshot.reached").exists()  # it grew: the snapshot was taken
+    assert not (pauses / "shutdown-upload.reached").exists()
+    assert len(proxy.requests("PUT")) == 1  # the checkpoint's
+    [lost] = [r for r in records if r["message"] == LOST]
+    assert "would not fit the shutdown budget" in lost["error_message"], lost
+    assert lost["elapsed_ms"] < DEFAULT_SHUTDOWN_BUDGET_MS - 100, lost  # not at the deadline
+    assert 0 < lost["recorded_lines_in_s3"] < lost["recorded_lines"], lost
+    assert lost["invocations_since_last_upload"] == 1, lost
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)

@@ -741,6 +741,8 @@ class CoverageSession:
                 reason=reason,
                 invocations=self.invocations,
             )
+        else:
+            self._check_upload_fits(snapshot, deadline)
         pause_points.reach("shutdown-upload")  # (tests: no older upload was on the wire)
         self.ship(generation, snapshot, reason, deadline, final=True)
         self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
@@ -796,7 +798,7 @@ class CoverageSession:
         before ``deadline``?  Estimated from the last confirmed upload of this
         object, at its rate: the whole file goes again (the function's role has no
         s3:GetObject, so no CopyObject onto itself), and at 8,000 modules with
-        branches that is ~60 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
+        branches that is ~80 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
         time only delays the exit to the deadline, and its failure would read as a
         loss of data when only the count is behind."""
         last = self.last_upload
@@ -808,6 +810,38 @@ class CoverageSession:
             size = last.bytes
         needed = last.seconds * size / max(1, last.bytes)
         return time.monotonic() + needed < deadline
+
+    def _check_upload_fits(self, snapshot: Snapshot, deadline: float) -> None:
+        """Before the shutdown's PUT of new data: `UploadError` (so the loss record
+        is written now) if it cannot end before ``deadline``.  Sent anyway it could
+        only run into the deadline, and the same record would come at the end of
+        the window instead of its start, nearer Lambda's SIGKILL: at 8,000 modules
+        with branches, after growth, the shutdown spent all of its 350 ms on a PUT
+        of the whole ~80 MB data file (one object per environment: S3 has no
+        append) that needed 440-510 ms, and exited at the deadline with the loss
+        record (bench/README.md, "Exit after growth").
+
+        What it cannot take, from the last confirmed upload of this object
+        (``bytes`` in ``seconds``): a PUT costs a fixed part plus one that grows
+        with its size, in unknown shares; assuming the least for this body, all
+        of the last one's time was the fixed part when this body is larger (it
+        then takes at least as long), none when it is smaller (its share of that
+        time).  So a body is never given up on because the last upload was
+        small and slow on its round trip; only when even that least is more
+        than the time left."""
+        last = self.last_upload
+        if last is None:
+            return
+        size = len(snapshot.body)
+        least = last.seconds * min(size, last.bytes) / max(1, last.bytes)
+        left = deadline - time.monotonic()
+        if least < left:
+            return
+        raise UploadError(
+            f"its upload would not fit the shutdown budget: {size} bytes need at least "
+            f"~{least * 1000:.0f} ms at the last upload's rate ({last.bytes} bytes in "
+            f"{last.seconds * 1000:.0f} ms), {max(0.0, left) * 1000:.0f} ms were left"
+        )
 
     COUNT_BEHIND = (
         "coverage unchanged since last upload, not uploaded again: S3 holds all of "
