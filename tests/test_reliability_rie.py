@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime import layout
 from coverage_runtime.settings import DEFAULT_SHUTDOWN_BUDGET_MS
 from coverage_runtime.shim import session
 from tests.conftest import FUNCTIONS_DIR
@@ -648,6 +649,7 @@ def test_new_data_whose_put_cannot_fit_the_budget_is_said_lost_at_once(
         start_function,
         proxy,
         checkpoint_seconds=2,  # (the third invocation, ~0.6 s after the checkpoint, asks none)
+        COVERAGE_BRANCH="true",  # (as at 8,000 modules; growth is then measured in arcs)
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
         COVERAGE_TEST_PAUSE_AT="shutdown-snapshot,shutdown-upload",
     )
@@ -668,5 +670,9 @@ def test_new_data_whose_put_cannot_fit_the_budget_is_said_lost_at_once(
     assert "would not fit the shutdown budget" in lost["error_message"], lost
     assert lost["elapsed_ms"] < DEFAULT_SHUTDOWN_BUDGET_MS - 100, lost  # not at the deadline
     assert 0 < lost["recorded_lines_in_s3"] < lost["recorded_lines"], lost
+    # What S3 holds, in the unit the record names (lines, not the size growth is
+    # measured in: entries with labels, arcs with branches).
+    head = s3.head_object(Bucket=bucket, Key=download_key(s3, bucket))
+    assert lost["recorded_lines_in_s3"] == int(head["Metadata"][layout.RECORDED_LINES]), lost
     assert lost["invocations_since_last_upload"] == 1, lost
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)

@@ -173,6 +173,9 @@ class CoverageSession:
         self._generation = 0
         self._confirmed = 0
         self._confirmed_size = 0
+        # The confirmed snapshot's recorded lines (its size is in entries with labels,
+        # arcs with branches): what the loss record says S3 holds, beside what is lost.
+        self._confirmed_lines = 0
         self._confirmed_invocations = 0
         self._deadline_ms: float | None = None
         self._uploads = RunningUploads()
@@ -548,6 +551,7 @@ class CoverageSession:
                 if generation > self._confirmed:
                     self._confirmed = generation
                     self._confirmed_size = snapshot.size
+                    self._confirmed_lines = snapshot.lines
                     self._confirmed_invocations = invocations
                     self.last_upload = record
                     self.last_error = None
@@ -602,6 +606,7 @@ class CoverageSession:
             self.measurement.reset()
             with self._state:
                 self._confirmed_size = 0
+                self._confirmed_lines = 0
 
     # -- shutdown ------------------------------------------------------------
 
@@ -935,7 +940,7 @@ class CoverageSession:
         self, reason: str, exc: Exception, snapshot: Snapshot | None, started: float
     ) -> None:
         with self._state:
-            confirmed_size = self._confirmed_size
+            confirmed_lines = self._confirmed_lines
             confirmed_invocations = self._confirmed_invocations
         partial = self.measurement.partial
         structured_log.error(
@@ -947,7 +952,7 @@ class CoverageSession:
             s3_uri=self.s3_uri,
             lost_bytes=len(snapshot.body) if snapshot else None,
             recorded_lines=snapshot.lines if snapshot else None,
-            recorded_lines_in_s3=confirmed_size if self.last_upload else 0,
+            recorded_lines_in_s3=confirmed_lines if self.last_upload else 0,
             invocations_since_last_upload=self.invocations - confirmed_invocations,
             data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
