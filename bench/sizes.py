@@ -213,6 +213,7 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
         time.sleep(pause)  # (with --freeze, the environment is frozen meanwhile)
         function.invoke(event)
     _, logs = function.shut_down()
+    keep_logs(args, sample, logs)
     sample.exit_ms = signal_to_exit_ms(logs)
     if config != "disabled":
         sample.exit_outcome = shutdown_outcome(logs)
@@ -223,6 +224,17 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
     sample.durations_ms = durations[1:]  # the first REPORT includes init
     sample.tasks = [r for r in json_records(logs) if r.get("message") == TASK_RECORD]
     return sample
+
+
+def keep_logs(args: argparse.Namespace, sample: Sample, logs: str) -> None:
+    """``--logs DIR``: the environment's whole log (the RIE's and the runtime's
+    records), one file per environment, named by size, configuration and order:
+    what the shutdown's records said, beyond the outcome kept in the sample."""
+    if args.logs is None:
+        return
+    args.logs.mkdir(parents=True, exist_ok=True)
+    count = len(list(args.logs.glob(f"n{sample.size}-{sample.config}-*.log")))
+    (args.logs / f"n{sample.size}-{sample.config}-{count + 1}.log").write_text(logs)
 
 
 def schedule(k: int) -> tuple[float, dict[str, int]]:
@@ -493,6 +505,9 @@ def main() -> int:
     parser.add_argument("-r", "--repeats", type=int, default=3)
     parser.add_argument("-n", "--invocations", type=int, help="24; with --freeze 39")
     parser.add_argument("--early", type=int, default=5, help="early-SIGTERM tries per config")
+    parser.add_argument(
+        "--logs", type=Path, help="keep each environment's log in this directory (after growth)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--freeze",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coverage_runtime import layout
 from coverage_runtime.settings import DEFAULT_SHUTDOWN_BUDGET_MS
 from coverage_runtime.shim import session
 from tests.conftest import FUNCTIONS_DIR
@@ -632,3 +633,83 @@ def test_a_refused_count_only_reupload_is_said_as_the_count_behind_not_a_loss(
     assert (behind["invocations"], behind["invocations_in_s3"]) == (3, 2), behind
     assert not [r for r in records if r["message"] == LOST], records
     assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_new_data_whose_put_cannot_fit_the_budget_is_said_lost_at_once(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """S3 is slow (every PUT held 0.5 s by the proxy, the checkpoint's too), and new
+    code ran after the confirmed checkpoint: the shutdown's PUT of the grown file
+    needs at least what the checkpoint's took (a larger body), more than its 350 ms
+    of work.  Sent, it could only run into the deadline (as the ~80 MB file at
+    8,000 modules with branches did: bench/README.md, "Exit after growth"), so it
+    is not sent, and the loss record comes at once, saying why and what S3 holds
+    (before: the PUT went out and the record came at the deadline)."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=2,  # (the third invocation, ~0.6 s after the checkpoint, asks none)
+        COVERAGE_BRANCH="true",  # (as at 8,000 modules; growth is then measured in arcs)
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="shutdown-upload",
+    )
+    release(pauses, "shutdown-upload")  # (marked only: never held)
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "delay", 0.5)  # every PUT from now on
+    assert function.invoke({"n": 5}).status == 200  # then a checkpoint
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    assert function.invoke({"action": "status"}).status == 200  # code that never ran before
+    assert function.terminate() == 0
+    records = function.json_logs()
+    # (Whether before its snapshot, from the counts, or after it: on the C tracer the
+    # counts see the growth at once; on sysmon the recorder's events are replayed first.)
+    assert not (pauses / "shutdown-upload.reached").exists()
+    assert len(proxy.requests("PUT")) == 1  # the checkpoint's
+    [lost] = [r for r in records if r["message"] == LOST]
+    assert "would not fit the shutdown budget" in lost["error_message"], lost
+    assert lost["elapsed_ms"] < DEFAULT_SHUTDOWN_BUDGET_MS - 100, lost  # not at the deadline
+    assert 0 < lost["recorded_lines_in_s3"] < lost["recorded_lines"], lost
+    # What S3 holds, in the unit the record names (lines, not the size growth is
+    # measured in: entries with labels, arcs with branches).
+    head = s3.head_object(Bucket=bucket, Key=download_key(s3, bucket))
+    assert lost["recorded_lines_in_s3"] == int(head["Metadata"][layout.RECORDED_LINES]), lost
+    assert lost["invocations_since_last_upload"] == 1, lost
+    assert line_of(USES_API, "marker: sum") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_growth_that_no_upload_can_ship_in_time_is_said_lost_before_any_replay_or_write(
+    start_function, proxy, s3, bucket, tmp_path, pauses
+):
+    """S3 is slow (every PUT held 0.5 s), a flush's upload is confirmed, then new
+    code runs and a checkpoint takes its snapshot (the counts hold the growth)
+    but is held before its PUT when SIGTERM comes.  No PUT of the data file,
+    at least as large as the confirmed one, can end within the shutdown's 350 ms:
+    the loss record comes at once, without the shutdown's replay, write and
+    read of the file first (at 8,000 modules with branches an environment that
+    had fallen behind spent the whole window on them and ran into the deadline)."""
+    function = through_proxy(
+        start_function,
+        proxy,
+        checkpoint_seconds=1,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="checkpoint-upload,shutdown-snapshot",
+    )
+    release(pauses, "shutdown-snapshot")  # (marked only: never held)
+    proxy.set("PUT", "delay", 0.5)  # every PUT
+    assert function.invoke({"action": "flush"}).status == 200  # confirmed, in 0.5 s
+    assert [r["reason"] for r in uploads(function)] == ["flush"]
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"n": 5}).status == 200  # new code, then a checkpoint
+    wait_reached(pauses, "checkpoint-upload")  # its snapshot taken, its PUT not begun
+    function.signal_shutdown()
+    assert function.wait(timeout=10) == 0
+    release(pauses, "checkpoint-upload")
+    records = function.json_logs()
+    assert not (pauses / "shutdown-snapshot.reached").exists()
+    assert len(proxy.requests("PUT")) == 1  # the flush's
+    [lost] = [r for r in records if r["message"] == LOST]
+    assert "would not fit the shutdown budget" in lost["error_message"], lost
+    assert lost["elapsed_ms"] < DEFAULT_SHUTDOWN_BUDGET_MS - 100, lost  # not at the deadline
+    assert lost["invocations_since_last_upload"] == 1, lost
+    assert line_of(USES_API, "marker: sum") not in object_lines(s3, bucket, tmp_path, USES_API)

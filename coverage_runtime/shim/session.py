@@ -173,7 +173,13 @@ class CoverageSession:
         self._generation = 0
         self._confirmed = 0
         self._confirmed_size = 0
+        # The confirmed snapshot's recorded lines (its size is in entries with labels,
+        # arcs with branches): what the loss record says S3 holds, beside what is lost.
+        self._confirmed_lines = 0
         self._confirmed_invocations = 0
+        # What the shutdown counted before any snapshot (`_check_growth_fits`): the
+        # loss record's recorded lines when it gave up before taking one.
+        self._shutdown_counts: Snapshot | None = None
         self._deadline_ms: float | None = None
         self._uploads = RunningUploads()
         # When the shipping thread may work: between invocations, and a small share
@@ -548,6 +554,7 @@ class CoverageSession:
                 if generation > self._confirmed:
                     self._confirmed = generation
                     self._confirmed_size = snapshot.size
+                    self._confirmed_lines = snapshot.lines
                     self._confirmed_invocations = invocations
                     self.last_upload = record
                     self.last_error = None
@@ -602,6 +609,7 @@ class CoverageSession:
             self.measurement.reset()
             with self._state:
                 self._confirmed_size = 0
+                self._confirmed_lines = 0
 
     # -- shutdown ------------------------------------------------------------
 
@@ -704,6 +712,7 @@ class CoverageSession:
     ) -> None:
         pause_points.reach("shutdown")
         self._client_first(deadline)
+        self._check_growth_fits(deadline)
         # On sysmon, a replay of the recorded stream only as far as it fits before the
         # deadline, whole files (`Measurement.finish`); at a normal exit no SIGKILL
         # comes: everything.
@@ -741,6 +750,8 @@ class CoverageSession:
                 reason=reason,
                 invocations=self.invocations,
             )
+        else:
+            self._check_upload_fits(len(snapshot.body), deadline)
         pause_points.reach("shutdown-upload")  # (tests: no older upload was on the wire)
         self.ship(generation, snapshot, reason, deadline, final=True)
         self._make_sure_newest_is_stored(generation, snapshot, reason, deadline)
@@ -796,7 +807,7 @@ class CoverageSession:
         before ``deadline``?  Estimated from the last confirmed upload of this
         object, at its rate: the whole file goes again (the function's role has no
         s3:GetObject, so no CopyObject onto itself), and at 8,000 modules with
-        branches that is ~60 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
+        branches that is ~80 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
         time only delays the exit to the deadline, and its failure would read as a
         loss of data when only the count is behind."""
         last = self.last_upload
@@ -808,6 +819,61 @@ class CoverageSession:
             size = last.bytes
         needed = last.seconds * size / max(1, last.bytes)
         return time.monotonic() + needed < deadline
+
+    def _check_upload_fits(self, size: int, deadline: float) -> None:
+        """Before the shutdown's PUT of new data (``size`` bytes): `UploadError` (so
+        the loss record is written now) if it cannot end before ``deadline``.  Sent
+        anyway it could only run into the deadline, and the same record would come
+        at the end of the window instead of its start, nearer Lambda's SIGKILL: at
+        8,000 modules with branches, after growth, the shutdown spent all of its
+        350 ms on a PUT of the whole ~80 MB data file (one object per environment:
+        S3 has no append) that needed 440-510 ms, and exited at the deadline with
+        the loss record (bench/README.md, "Exit after growth since pacing").
+
+        What it cannot take, from the last confirmed upload of this object
+        (``bytes`` in ``seconds``): a PUT costs a fixed part plus one that grows
+        with its size, in unknown shares; assuming the least for this body, all
+        of the last one's time was the fixed part when this body is larger (it
+        then takes at least as long), none when it is smaller (its share of that
+        time).  So a body is never given up on because the last upload was
+        small and slow on its round trip; only when even that least is more
+        than the time left (or S3 got faster since)."""
+        last = self.last_upload
+        if last is None:
+            return
+        least = last.seconds * min(size, last.bytes) / max(1, last.bytes)
+        left = deadline - time.monotonic()
+        if least < left:
+            return
+        raise UploadError(
+            f"its upload would not fit the shutdown budget: {size} bytes need at least "
+            f"~{least * 1000:.0f} ms at the last upload's rate ({last.bytes} bytes in "
+            f"{last.seconds * 1000:.0f} ms), {max(0.0, left) * 1000:.0f} ms were left"
+        )
+
+    def _check_growth_fits(self, deadline: float) -> None:
+        """At the shutdown's start: `UploadError` at once when the counts already
+        say S3 lacks data (a drain or a snapshot since the confirmed upload took
+        it) and no upload of the data file, as large as it is now (a snapshot
+        only adds to it), could end before ``deadline`` (`_check_upload_fits`):
+        the replay, the write and the read would only spend the window first.
+        At 8,000 modules with branches, an environment whose shipping thread had
+        fallen behind (7 invocations since its last confirmed upload, 68 MB in
+        776 ms) ran into the deadline that way.  Not while an upload is on the
+        wire (it may hold everything: the usual path waits for its answer), and
+        not when only the recorder's events are new (they may hold nothing new:
+        the usual path replays them and decides)."""
+        if self.last_upload is None or self._uploads.older(self._generation + 1):
+            return
+        try:
+            size = os.path.getsize(self.measurement.data_file)
+        except OSError:
+            return
+        counts = self._shutdown_counts = self.measurement.counts()
+        with self._state:
+            grew = counts.size > self._confirmed_size
+        if grew:
+            self._check_upload_fits(size, deadline)
 
     COUNT_BEHIND = (
         "coverage unchanged since last upload, not uploaded again: S3 holds all of "
@@ -901,8 +967,9 @@ class CoverageSession:
         self, reason: str, exc: Exception, snapshot: Snapshot | None, started: float
     ) -> None:
         with self._state:
-            confirmed_size = self._confirmed_size
+            confirmed_lines = self._confirmed_lines
             confirmed_invocations = self._confirmed_invocations
+        counted = self._shutdown_counts.lines if self._shutdown_counts is not None else None
         partial = self.measurement.partial
         structured_log.error(
             "coverage upload at shutdown failed: data of this environment since the "
@@ -912,8 +979,8 @@ class CoverageSession:
             error_type=type(exc).__name__,
             s3_uri=self.s3_uri,
             lost_bytes=len(snapshot.body) if snapshot else None,
-            recorded_lines=snapshot.lines if snapshot else None,
-            recorded_lines_in_s3=confirmed_size if self.last_upload else 0,
+            recorded_lines=snapshot.lines if snapshot else counted,
+            recorded_lines_in_s3=confirmed_lines if self.last_upload else 0,
             invocations_since_last_upload=self.invocations - confirmed_invocations,
             data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
