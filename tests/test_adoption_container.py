@@ -131,7 +131,6 @@ def test_an_existing_image_with_the_package_installed(
     boto3 = OLDER_BOTO3 if recipe == "no-deps" else pinned_version("boto3")
     assert versions == [boto3, pinned_version("coverage")], versions
     name = f"lc-adopted-{uuid.uuid4().hex[:8]}"
-    port = free_port()
     environment = {
         **FAKE_CREDENTIALS,
         "AWS_LAMBDA_FUNCTION_NAME": "adopted-fn",
@@ -139,18 +138,12 @@ def test_an_existing_image_with_the_package_installed(
         "COVERAGE_S3_ENDPOINT_URL": s3_server.endpoint_url,
     }
     try:
-        # AWS's way to run a non-AWS-base image locally: the RIE first, the image's
-        # own entry point and command after it.
-        podman(
-            "run", "--detach", "--name", name, "--network=host", "--read-only",
-            "--tmpfs", "/tmp", "-v", f"{find_rie()}:/aws-lambda/aws-lambda-rie:ro",
-            *(f"--env={k}={v}" for k, v in environment.items()),
-            "--entrypoint", "/aws-lambda/aws-lambda-rie", image,
-            "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-            "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            "/opt/fn/bin/python", "-m", "coverage_runtime", "app.handler",
-        )  # fmt: skip
-        wait_for_port(port, timeout=60)
+        port = start_runtime(
+            image,
+            name,
+            environment,
+            ("/opt/fn/bin/python", "-m", "coverage_runtime", "app.handler"),
+        )
         for event in ({"name": "ada"}, {}):
             done = post_invocation(port, json.dumps(event).encode())
             assert done.status == 200, done.body
@@ -223,8 +216,14 @@ def container_records(name: str) -> tuple[str, list[dict]]:
     return logs, runtime_records(logs)
 
 
-def start_runtime(image: str, name: str, environment: dict[str, str]) -> int:
-    """The image under the RIE, as AWS runs an image locally; the invoke port."""
+def start_runtime(
+    image: str,
+    name: str,
+    environment: dict[str, str],
+    command: tuple[str, ...] = ("/lambda-entrypoint.sh", "adopted.handler"),
+) -> int:
+    """The image under the RIE, as AWS runs an image locally (the RIE first, the
+    image's own entry point and ``command`` after it); the invoke port."""
     port = free_port()
     podman(
         "run", "--detach", "--name", name, "--network=host", "--read-only",
@@ -232,8 +231,7 @@ def start_runtime(image: str, name: str, environment: dict[str, str]) -> int:
         *(f"--env={k}={v}" for k, v in environment.items()),
         "--entrypoint", "/aws-lambda/aws-lambda-rie", image,
         "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-        "--runtime-api-address", f"127.0.0.1:{free_port()}",
-        "/lambda-entrypoint.sh", "adopted.handler",
+        "--runtime-api-address", f"127.0.0.1:{free_port()}", *command,
     )  # fmt: skip
     wait_for_port(port, timeout=60)
     return port
