@@ -713,3 +713,30 @@ def test_growth_that_no_upload_can_ship_in_time_is_said_lost_before_any_replay_o
     assert lost["elapsed_ms"] < DEFAULT_SHUTDOWN_BUDGET_MS - 100, lost  # not at the deadline
     assert lost["invocations_since_last_upload"] == 1, lost
     assert line_of(USES_API, "marker: sum") not in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_put_that_an_invocation_overlapped_is_no_measure_of_what_a_put_takes(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """A checkpoint's PUT that an invocation overlapped may have spanned a freeze
+    (Lambda freezes after /next, and the clock runs on), so its seconds say nothing
+    of S3's rate: here it is held 0.5 s by the proxy while an invocation runs, then
+    S3 is quick again.  The shutdown must not give the new data up from that
+    sample (before: "would not fit the shutdown budget" at once, nothing sent); it
+    sends it, and it arrives."""
+    function = through_proxy(start_function, proxy, checkpoint_seconds=1)
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "stall")
+    assert function.invoke({"n": 5}).status == 200  # then a checkpoint
+    proxy.wait_for("PUT")  # its PUT on the wire, held
+    assert function.invoke({"action": "status"}).status == 200  # beside it: new code
+    time.sleep(0.5)  # (how long the PUT is held: what the sample would say)
+    proxy.clear()
+    proxy.release()
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert not [r for r in records if r["message"] == LOST], records
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint", "SIGTERM"], records
+    assert line_of(USES_API, "marker: status") in object_lines(s3, bucket, tmp_path, USES_API)

@@ -177,6 +177,11 @@ class CoverageSession:
         # arcs with branches): what the loss record says S3 holds, beside what is lost.
         self._confirmed_lines = 0
         self._confirmed_invocations = 0
+        # (bytes, seconds) of the last confirmed PUT that no invocation overlapped:
+        # the shutdown's estimate of what a PUT takes.  One that spanned an
+        # invocation may have spanned a freeze too (Lambda freezes after /next and
+        # the clock runs on), and its seconds would say nothing of S3's rate.
+        self._put_rate: tuple[int, float] | None = None
         # What the shutdown counted before any snapshot (`_check_growth_fits`): the
         # loss record's recorded lines when it gave up before taking one.
         self._shutdown_counts: Snapshot | None = None
@@ -558,6 +563,8 @@ class CoverageSession:
                     self._confirmed_invocations = invocations
                     self.last_upload = record
                     self.last_error = None
+                    if self.invocations == invocations:
+                        self._put_rate = (result.bytes, result.seconds)
         if reason == "checkpoint":
             self._interval = float(self.settings.flush_interval_seconds)
         self._log_shipped(result, snapshot, reason, generation)
@@ -810,14 +817,15 @@ class CoverageSession:
         branches that is ~80 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
         time only delays the exit to the deadline, and its failure would read as a
         loss of data when only the count is behind."""
-        last = self.last_upload
-        if last is None:
+        rate = self._put_rate
+        if rate is None:
             return True
+        sent, seconds = rate
         try:
             size = os.path.getsize(self.measurement.data_file)
         except OSError:
-            size = last.bytes
-        needed = last.seconds * size / max(1, last.bytes)
+            size = sent
+        needed = seconds * size / max(1, sent)
         return time.monotonic() + needed < deadline
 
     def _check_upload_fits(self, size: int, deadline: float) -> None:
@@ -838,17 +846,18 @@ class CoverageSession:
         time).  So a body is never given up on because the last upload was
         small and slow on its round trip; only when even that least is more
         than the time left (or S3 got faster since)."""
-        last = self.last_upload
-        if last is None:
+        rate = self._put_rate
+        if rate is None:  # no PUT measured without an invocation beside it: send it
             return
-        least = last.seconds * min(size, last.bytes) / max(1, last.bytes)
+        sent, seconds = rate
+        least = seconds * min(size, sent) / max(1, sent)
         left = deadline - time.monotonic()
         if least < left:
             return
         raise UploadError(
             f"its upload would not fit the shutdown budget: {size} bytes need at least "
-            f"~{least * 1000:.0f} ms at the last upload's rate ({last.bytes} bytes in "
-            f"{last.seconds * 1000:.0f} ms), {max(0.0, left) * 1000:.0f} ms were left"
+            f"~{least * 1000:.0f} ms at the last upload's rate ({sent} bytes in "
+            f"{seconds * 1000:.0f} ms), {max(0.0, left) * 1000:.0f} ms were left"
         )
 
     def _check_growth_fits(self, deadline: float) -> None:
@@ -863,17 +872,21 @@ class CoverageSession:
         wire (it may hold everything: the usual path waits for its answer), and
         not when only the recorder's events are new (they may hold nothing new:
         the usual path replays them and decides)."""
-        if self.last_upload is None or self._uploads.older(self._generation + 1):
+        if self._put_rate is None or self._uploads.older(self._generation + 1):
             return
         try:
             size = os.path.getsize(self.measurement.data_file)
         except OSError:
             return
-        counts = self._shutdown_counts = self.measurement.counts()
+        counts = self.measurement.counts()
         with self._state:
             grew = counts.size > self._confirmed_size
         if grew:
-            self._check_upload_fits(size, deadline)
+            try:
+                self._check_upload_fits(size, deadline)
+            except UploadError:
+                self._shutdown_counts = counts  # the loss record's recorded lines
+                raise
 
     COUNT_BEHIND = (
         "coverage unchanged since last upload, not uploaded again: S3 holds all of "

@@ -138,13 +138,17 @@ class WorkerPublisher(SnapshotUploader):
                     raise UploadError(f"not written: {exc}") from exc
             if generation < self.state.generation:
                 return UploadResult("", self.key, 0, 0.0, None)  # a newer one is there
-            _replace(self.key, body)
             self.state.generation = generation
             self.state.invocations = layout.metadata_int(metadata, layout.INVOCATIONS) or 0
             self.state.core = metadata.get("core")
             partial = self.partial() if metadata.get(layout.PARTIAL) == "true" else None
             self.state.replay = partial._asdict() if partial is not None else None
+            # The state first: the main process merges a snapshot as soon as it is in
+            # place (by the file's version), and one merged before its state said
+            # `partial` would leave the environment's object without it.  A state
+            # seen early is still true of the snapshot before (it lacks that data too).
             self._write_state()
+            _replace(self.key, body)
         return UploadResult("", self.key, len(body), time.monotonic() - started, None)
 
     def stored_generation(self, deadline: float) -> int | None:

@@ -222,6 +222,12 @@ class EnvironmentSession(CoverageSession):
             self.measurement.end()
         return did
 
+    def _check_growth_fits(self, deadline: float) -> None:
+        """Not here: the union is complete only once the workers' last snapshots are
+        in (`WorkersUnion.finish`), and giving up before that would end the
+        shutdown and stop every worker at once (`end`), their own SIGTERM
+        handling cut.  The check after the snapshot (`_check_upload_fits`) stays."""
+
 
 def _parent_state_is_not_the_workers() -> None:
     """In a freshly forked worker: the main process's SIGTERM handling is not its own."""

@@ -14,7 +14,7 @@ def helper(n):
 def handler(event, context):
     action = event.get("action")
     if action == "status":
-        return coverage_runtime.status()
+        return coverage_runtime.status()  # marker: status
     if action == "flush":
         return {"flushed": coverage_runtime.flush()}
     if action == "reset":
