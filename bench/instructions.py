@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -137,14 +137,14 @@ def count_one(
     """One fresh environment of ``config``: the instructions of its runtime's init
     (``through_first``: and of its first invocation, up to the next request for an event)."""
     name_in_rows = f"{function.name}{FIRST}" if through_first else function.name
-    instructions_, file = count_environment(
+    counted = count_environment(
         function, f"{name_in_rows}-{config}-{round_}", CONFIGS[config], s3, bucket, scratch,
         [(function.event, None)] if through_first else [],
         # Unset, as in Lambda: its check imports urllib.parse (and ipaddress), a cost of
         # local testing only; nothing is uploaded before the process ends.
         blank_endpoint=True, python_names=python_names,
     )  # fmt: skip
-    return Count(name_in_rows, config, round_, instructions_, file)
+    return Count(name_in_rows, config, round_, counted.total, counted.file)
 
 
 def count_environment(
@@ -160,11 +160,11 @@ def count_environment(
     extra: Sequence[str] = (),
     after_first: Callable[[], None] | None = None,
     gap: float = 0.0,
-) -> tuple[int | None, str | None]:
+) -> Counted:
     """A fresh environment of ``function`` with ``variables``, its runtime under
     callgrind, given ``invocations`` (body, headers) in turn: the instructions of its
     process from ``exec`` to its next request for an event after the last of them
-    (bench/init_cpu's hook ends it there), and the callgrind file that says so.
+    (bench/init_cpu's hook ends it there), as `counted_process` reads them.
     ``extra``: more ``podman run`` arguments; ``after_first``: called once the
     first invocation has answered; ``gap``: seconds between invocations."""
     out = scratch / label
@@ -204,10 +204,19 @@ def count_environment(
     return counted_process(out)
 
 
-def counted_process(out: Path) -> tuple[int | None, str | None]:
+class Counted(NamedTuple):
+    """A runtime process's instructions: every thread's, its main thread's (the
+    same with one file for the process), and the (main thread's) callgrind file."""
+
+    total: int | None
+    main: int | None
+    file: str | None
+
+
+def counted_process(out: Path) -> Counted:
     """The runtime's count in ``out``: the process that counted most (setpriv and
-    shells exec, not fork); with a file per thread, their sum, and the main
-    thread's file named."""
+    shells exec, not fork); with a file per thread (``callgrind.PID-NN``, 01 the
+    main one), their sum."""
     by_process: dict[str, list[tuple[Path, int | None]]] = {}
     for found in sorted(out.glob("callgrind.*")):
         process, _, thread = found.name.partition("-")
@@ -215,17 +224,11 @@ def counted_process(out: Path) -> tuple[int | None, str | None]:
             continue  # a file per thread: the process's own stays empty
         by_process.setdefault(process, []).append((found, instructions(found)))
     if not by_process:
-        return None, None
+        return Counted(None, None, None)
     files = max(by_process.values(), key=lambda fs: sum(n or 0 for _, n in fs))
-    if any(n is None for _, n in files):
-        return None, str(files[0][0])
-    return sum(n or 0 for _, n in files), str(files[0][0])
-
-
-def main_thread_instructions(file: str | None) -> int | None:
-    """The main thread's count, given `counted_process`'s file (``callgrind.PID-01``
-    with a file per thread; else the process's single file)."""
-    return instructions(Path(file)) if file else None
+    (main_file, main), *_ = files
+    total = None if any(n is None for _, n in files) else sum(n or 0 for _, n in files)
+    return Counted(total, main, str(main_file))
 
 
 def native_off_ms(function: Function, s3: S3Server, bucket: str, rounds: int) -> float | None:

@@ -59,7 +59,6 @@ from bench.instructions import (  # noqa: E402
     IMAGE_PYTHON,
     Function,
     count_environment,
-    main_thread_instructions,
     perf_map_of,
     python_names_env,
     wrapper_script,
@@ -270,16 +269,17 @@ def main() -> int:
                             {shim_env.TEST_PAUSE_DIR: PAUSES, shim_env.TEST_PAUSE_AT: IDLE}
                             if enabled else {}
                         )  # fmt: skip
-                        instructions, file = count_environment(
+                        counted = count_environment(
                             function, label, variables, s3, bucket, scratch, sent,
                             extra=("--volume", f"{pauses}:{PAUSES}"), gap=args.gap_ms / 1000,
                             after_first=(lambda p=pauses: wait_idle(p)) if enabled else None,
                         )  # fmt: skip
-                        main_ = main_thread_instructions(file)
-                        if args.keep and file:
-                            keep(Path(file), args.keep / label.replace(" ", "").replace(",", "_"))
-                        counts.append(WarmCount(config, event, round_, n, instructions, main_))
-                        print(f"  {event} {config} n={n} r{round_}: {main_} {instructions}")
+                        if args.keep and counted.file:
+                            kept = args.keep / label.replace(" ", "").replace(",", "_")
+                            keep(Path(counted.file), kept)
+                        total, main_ = counted.total, counted.main
+                        counts.append(WarmCount(config, event, round_, n, total, main_))
+                        print(f"  {event} {config} n={n} r{round_}: {main_} {total}")
     finally:
         s3.stop()
         shutil.rmtree(scratch, ignore_errors=True)

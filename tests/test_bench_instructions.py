@@ -18,7 +18,6 @@ from bench.instructions import (
     Count,
     counted_process,
     instructions,
-    main_thread_instructions,
     perf_map_of,
     python_names_env,
     rows,
@@ -215,9 +214,9 @@ def test_a_file_per_thread_sums_to_the_process_and_names_the_main_threads(tmp_pa
     )
     wrapper.chmod(0o755)
     subprocess.run([str(wrapper), str(script)], check=True)
-    total, file = counted_process(tmp_path)
+    total, main, file = counted_process(tmp_path)
     assert file is not None and file.endswith("-01")
-    main = main_thread_instructions(file)
+    assert main == instructions(Path(file))
     assert total is not None and main is not None
     assert 0 < main < total  # the worker's sum is the rest
     threads = sorted(tmp_path.glob("callgrind.*-*"))
