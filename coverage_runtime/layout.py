@@ -10,11 +10,27 @@ metadata names and content types live here only, so that both sides (and
 the tests) agree by construction:
 
     <prefix><function>/<version>/<init date>/<environment id>.coverage
+    <prefix><function>/<version>/<init date>/<environment id>.coverage.delta
     <prefix>combined/<function|all>/<version|all>/latest/merged.coverage
     <prefix>combined/<function|all>/<version|all>/history/<UTC time>.json
     <prefix>combined/_runs/<run id>/<shard id>.coverage
     <prefix>combined/_runs/<run id>/batches.json            the merge state machine's plan
     <prefix>combined/_runs/<run id>/batches/<batch>.json    one batch of it (its shard: <batch>)
+
+An environment's data is its base object (``.coverage``) and, beside it, an
+optional delta object (``.coverage.delta``): a coverage.py data file of what
+the environment measured since the base's snapshot was taken, written and
+uploaded alone so that a checkpoint or a shutdown of a large function sends
+what is new, not the whole measured set again (S3 has no append: at 8,000
+modules with branches the base is ~80 MB and its PUT outlasts the shutdown
+window).  Every object of one environment holds only what it measured, so
+their union is its data whatever mix of old and new objects a reader gets;
+the delta's invocation count is the newer one.  A reader unions a delta with
+its base only when both carry the same `EPOCH` (a `reset()` starts a new one:
+a delta from before it must not bring dropped data back), and ignores a delta
+without a base.  A reader that fetches the delta before the base never misses
+data: the shim uploads a delta only once the base it extends is confirmed.
+The suffix keeps the delta out of readers that predate it (they read the base).
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from typing import NamedTuple
 DEFAULT_PREFIX = "coverage/"
 DEFAULT_TASK_ROOT = "/var/task"
 DATA_SUFFIX = ".coverage"
+DELTA_SUFFIX = DATA_SUFFIX + ".delta"
 COMBINED_FOLDER = "combined/"
 RUNS_FOLDER = "_runs/"
 MERGED_DATA_NAME = "merged.coverage"
@@ -35,6 +52,7 @@ MANIFEST_NAME = "batches.json"
 CONTENT_TYPE = "application/vnd.sqlite3"
 CONTENT_TYPES = {
     DATA_SUFFIX: CONTENT_TYPE,
+    ".delta": CONTENT_TYPE,
     ".json": "application/json",
     ".xml": "application/xml",
     ".lcov": "text/plain",
@@ -53,6 +71,11 @@ RECORDED_ARCS = "recorded-arcs"
 # and the workers' counts summed.
 PARTIAL = "partial"
 FILES_NOT_REPLAYED = "files-not-replayed"
+# The data's epoch: "0" (or absent) until the environment's first `reset()`, then
+# one more at each.  A delta counts only with a base of its own epoch.
+EPOCH = "data-epoch"
+# On a delta: the generation of the base snapshot it extends.
+BASE_GENERATION = "base-generation"
 # A distributed-map shard's own (beside INVOCATIONS), read back by the reduce step.
 SHARD_ENVIRONMENTS = "environments"
 SHARD_SKIPPED = "skipped"
@@ -84,6 +107,17 @@ class ObjectKey(NamedTuple):
         return (
             f"{prefix}{self.function}/{self.version}/{self.date}/{self.environment_id}{DATA_SUFFIX}"
         )
+
+    def format_delta(self, prefix: str) -> str:
+        """The key of this environment's delta object (see the module's docstring)."""
+        return self.format(prefix) + DELTA_SUFFIX[len(DATA_SUFFIX) :]
+
+    @classmethod
+    def parse_delta(cls, prefix: str, key: str) -> ObjectKey | None:
+        """The parts of an environment's delta object key; None for any other key."""
+        if not key.endswith(DELTA_SUFFIX):
+            return None
+        return cls.parse(prefix, key[: -len(DELTA_SUFFIX) + len(DATA_SUFFIX)])
 
     @classmethod
     def parse(cls, prefix: str, key: str) -> ObjectKey | None:
@@ -133,6 +167,29 @@ def manifest_key(prefix: str, run_id: str) -> str:
 def batch_key(prefix: str, run_id: str, name: str) -> str:
     """One batch of a run: the listing entries of the environments it merges."""
     return f"{runs_prefix(prefix, run_id)}{BATCHES_FOLDER}{name}.json"
+
+
+def epoch(metadata: Mapping[str, str] | None) -> int:
+    """The object's `EPOCH` (0 when absent: objects written before deltas existed)."""
+    return metadata_int(metadata, EPOCH) or 0
+
+
+def delta_applies(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Does ``delta`` (an environment's delta object's metadata) add to ``base``
+    (its base object's)?  Only from the same epoch: see the module's docstring."""
+    return epoch(base) == epoch(delta)
+
+
+def folded_metadata(base: Mapping[str, str], delta: Mapping[str, str]) -> dict[str, str]:
+    """The metadata of an environment whose base and delta are read together: the
+    delta's (newer: its invocation count, snapshot time), partial if either was
+    (a shutdown's partial upload may be either object)."""
+    folded = {**base, **delta}
+    folded.pop(BASE_GENERATION, None)
+    if base.get(PARTIAL) == "true" and delta.get(PARTIAL) != "true":
+        folded[PARTIAL] = "true"
+        folded[FILES_NOT_REPLAYED] = base.get(FILES_NOT_REPLAYED, "0")
+    return folded
 
 
 def metadata_int(metadata: Mapping[str, str] | None, name: str) -> int | None:
