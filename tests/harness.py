@@ -391,7 +391,26 @@ def shut_down_and_download(
 
 
 def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]:
-    """Every object in the bucket, downloaded; key -> local path."""
+    """Every object in the bucket, downloaded; key -> local path.  An environment's
+    delta object (`layout.DELTA_SUFFIX`) is read as the contract says: its data
+    joins its base's (same epoch) in one data file, under the base's key."""
+    from coverage_runtime import layout
+
+    raw = download_raw_objects(s3, bucket, destination)
+    found = {key: path for key, path in raw.items() if not key.endswith(layout.DELTA_SUFFIX)}
+    for key, path in raw.items():
+        base_key = key.removesuffix(layout.DELTA_SUFFIX[len(layout.DATA_SUFFIX) :])
+        if base_key == key or base_key not in found:
+            continue
+        base_meta = s3.head_object(Bucket=bucket, Key=base_key)["Metadata"]
+        delta_meta = s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+        if layout.delta_applies(base_meta, delta_meta):
+            found[base_key] = union_of(found[base_key], path)
+    return found
+
+
+def download_raw_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]:
+    """Every object in the bucket, downloaded as it is; key -> local path."""
     found: dict[str, Path] = {}
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
@@ -400,6 +419,20 @@ def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]
             s3.download_file(bucket, item["Key"], str(path))
             found[item["Key"]] = path
     return found
+
+
+def union_of(base: Path, delta: Path) -> Path:
+    """One data file holding both (coverage.py's own update), beside ``base``."""
+    from coverage import CoverageData
+
+    joined = base.with_name(base.name + ".joined")
+    data = CoverageData(basename=str(joined))
+    for part in (base, delta):
+        source = CoverageData(basename=str(part))
+        source.read()
+        data.update(source)
+    data.write()
+    return joined
 
 
 def client_context(custom: Mapping[str, Any]) -> dict[str, str]:

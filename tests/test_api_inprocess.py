@@ -492,3 +492,121 @@ def test_the_init_path_creates_no_dataclass():
         "print(found)\n"
     )
     assert eval(_probe(probe)) == []  # our own probe's printed list
+
+
+# -- delta objects (`layout.DELTA_SUFFIX`) ----------------------------------------------
+
+
+def _data_of(s3: Any, bucket: str, key: str, path: Path) -> Any:
+    from coverage import CoverageData
+
+    s3.download_file(bucket, key, str(path))
+    data = CoverageData(basename=str(path))
+    data.read()
+    return data
+
+
+def test_a_delta_holds_only_what_is_new_and_leaves_the_base(
+    install, sample, s3_server, s3, bucket, tmp_path, monkeypatch
+):
+    from coverage_runtime.shim import session as session_module
+
+    # (The sample is tiny: any growth would be past the share that makes a new base.)
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+    runtime = install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    sample.handler({}, Context())
+    base = coverage_runtime.flush()
+    assert base is not None and not base["key"].endswith(".delta")
+    base_etag = s3.head_object(Bucket=bucket, Key=base["key"])["ETag"]
+    sample.unmeasured()
+    delta = coverage_runtime.flush()
+    assert delta is not None and delta["key"] == base["key"] + ".delta"
+    assert s3.head_object(Bucket=bucket, Key=base["key"])["ETag"] == base_etag, "base untouched"
+    source = sample.__file__
+    in_base = set(_data_of(s3, bucket, base["key"], tmp_path / "b.coverage").lines(source))
+    in_delta = set(_data_of(s3, bucket, delta["key"], tmp_path / "d.coverage").lines(source))
+    assert line(sample, "handler-body") in in_base
+    assert line(sample, "unmeasured") in in_delta
+    assert line(sample, "unmeasured") not in in_base
+    assert line(sample, "handler-body") not in in_delta, "only what is new since the base"
+    # The union is everything measured, as coverage.py holds it.
+    assert in_base | in_delta == measured_lines(runtime, sample)
+    # A later delta still extends the same base, and holds all since it.
+    sample.measured()
+    again = coverage_runtime.flush()
+    assert again is not None and again["key"] == delta["key"]
+    later = set(_data_of(s3, bucket, again["key"], tmp_path / "d2.coverage").lines(source))
+    assert {line(sample, "unmeasured"), line(sample, "measured")} <= later
+    meta = s3.head_object(Bucket=bucket, Key=again["key"])["Metadata"]
+    assert meta["invocations"] == "0" and meta["base-generation"] == "1"
+
+
+def test_a_delta_past_its_share_of_the_base_makes_a_new_base(
+    install, sample, s3_server, s3, bucket, monkeypatch, tmp_path
+):
+    from coverage_runtime.shim import session as session_module
+
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    sample.handler({}, Context())
+    first = coverage_runtime.flush()
+    sample.unmeasured()
+    second = coverage_runtime.flush()
+    assert first is not None and second is not None
+    assert second["key"] == first["key"] + ".delta"
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 0.0)  # the delta file is too large
+    sample.measured()
+    third = coverage_runtime.flush()
+    assert third is not None and third["key"] == first["key"], "a new base"
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    sample.decorated_block()
+    fourth = coverage_runtime.flush()
+    assert fourth is not None and fourth["key"] == second["key"]
+    meta = s3.head_object(Bucket=bucket, Key=fourth["key"])["Metadata"]
+    assert meta["base-generation"] == "3", "it extends the newest confirmed base"
+    # Written afresh for that base: only what ran since it.
+    source = sample.__file__
+    delta = set(_data_of(s3, bucket, fourth["key"], tmp_path / "d.coverage").lines(source))
+    assert line(sample, "decorated-block") in delta
+    assert line(sample, "unmeasured") not in delta
+
+
+def test_after_a_reset_the_next_upload_is_a_base_of_a_new_epoch(
+    install, sample, s3_server, s3, bucket, monkeypatch
+):
+    from coverage_runtime import layout
+    from coverage_runtime.shim import session as session_module
+
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)  # (a tiny sample)
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+
+    install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    sample.handler({}, Context())
+    base = coverage_runtime.flush()
+    sample.unmeasured()
+    delta = coverage_runtime.flush()
+    assert base is not None and delta is not None and delta["key"].endswith(".delta")
+    coverage_runtime.reset()
+    sample.measured()
+    after = coverage_runtime.flush()
+    assert after is not None and after["key"] == base["key"]
+    base_meta = s3.head_object(Bucket=bucket, Key=base["key"])["Metadata"]
+    old_delta = s3.head_object(Bucket=bucket, Key=delta["key"])["Metadata"]
+    assert base_meta["data-epoch"] == "1"
+    # The delta from before the reset no longer adds to the base: the reset's
+    # dropped data does not come back.
+    assert not layout.delta_applies(base_meta, old_delta)

@@ -280,3 +280,52 @@ def test_fast_multiline_maps_are_coverage_pys(interpreter):
     assert result["installed"], result
     assert result["differ"] == [], result
     assert result["files"] > 500 and result["multiline"] > 400, result
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_a_delta_data_file_is_what_the_tracers_recorded_in_coverage_pys_form(tmp_path, branch):
+    """`write_data_file` (the delta object's file): afresh, then grown by more, it
+    holds exactly what was taken from the tracers, under the label's context with
+    coverage.py's static context, in the form coverage.py writes (arcs unpacked)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "again.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
+    delta = tmp_path / "delta.coverage"
+    result = run_python(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(source)!r})
+        import coverage
+        from coverage_runtime.shim import coverage_adapter as a
+        cov = coverage.Coverage(data_file={str(tmp_path / "d")!r}, source=[{str(source)!r}],
+                                branch={branch}, context="static", config_file=False)
+        cov.start()
+        import again
+        again.f(1)
+        first = a.take_recorded(a.live_data(cov))
+        again.f(0)
+        second = a.take_recorded(a.live_data(cov))
+        cov.stop()
+        packed = a.packed_arcs(cov)
+        a.write_data_file(cov, {str(delta)!r}, {{"lbl": first}}, arcs={branch}, fresh=True)
+        a.write_data_file(cov, {str(delta)!r}, {{"lbl": second}}, arcs={branch}, fresh=False)
+        taken = set()
+        for part in (first, second):
+            for items in part.values():
+                taken |= set(a.unpack_arcs(items) if packed and {branch} else items)
+        print(json.dumps(sorted(map(list, taken)) if {branch} else sorted(taken)))
+        """,
+        tmp_path,
+    )
+    data = coverage.CoverageData(basename=str(delta))
+    data.read()
+    name = str(source / "again.py")
+    assert data.measured_files() == {name}
+    assert data.measured_contexts() == {"static|lbl"}
+    assert data.has_arcs() is branch
+    if branch:
+        assert sorted(map(list, data.arcs(name) or ())) == result
+        assert (2, 4) in set(data.arcs(name) or ()), "the second write added to the first"
+    else:
+        assert sorted(data.lines(name) or ()) == result
+        assert 4 in (data.lines(name) or ())

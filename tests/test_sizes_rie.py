@@ -5,10 +5,12 @@ on the init recorder (sysmon).  The large sizes are in bench/sizes.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from coverage_runtime.shim import session
 from tests import synthetic_function
 from tests.harness import REPO_ROOT, shut_down_and_download
 from tests.test_recorder_rie import sysmon_python  # noqa: F401
@@ -61,3 +63,76 @@ def test_early_sigterm_ships_everything_recorded_at_init(
     early_sigterm(
         start_function, task_root, command, s3, bucket, tmp_path, PYTHONPATH=str(REPO_ROOT)
     )
+
+
+# -- deltas: growth after a large base ships alone (`layout.DELTA_SUFFIX`) ------------
+
+# Bases past `DELTA_MIN_BASE_BYTES`: ~370 kB with branches, ~330 kB with lines.
+DELTA_MODULES = {"host": 200, "sysmon": 1500}
+
+
+def _uploads(function) -> list[dict]:
+    return [r for r in function.json_logs() if r["message"] == "coverage uploaded"]
+
+
+def _wait_uploads(function, count: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while len(found := _uploads(function)) < count:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize("python", ["host", "sysmon"])
+def test_growth_after_a_large_base_ships_as_a_delta(
+    start_function,
+    tmp_path_factory,
+    s3,
+    bucket,
+    tmp_path,
+    python,
+    sysmon_python,  # noqa: F811
+):
+    """A base of the whole measured set is confirmed by a checkpoint; later
+    checkpoints and the shutdown send only what ran since (the delta object), a
+    fraction of the base's bytes, and the base and the delta together hold
+    everything: each module's import-time code, all of the modules the events
+    ran in full, the first function only of the others."""
+    modules = DELTA_MODULES[python]
+    root = synthetic_function.write(tmp_path_factory.mktemp("delta"), modules)
+    env: dict[str, str] = {"COVERAGE_BRANCH": "true", "COVERAGE_FLUSH_INTERVAL_SECONDS": "1"}
+    command = None
+    if python == "sysmon":  # (lines on sysmon before 3.14: branches are the C tracer's)
+        command = [sysmon_python, "-m", "coverage_runtime", "handler.handler"]
+        env = {**env, "PYTHONPATH": str(REPO_ROOT), "COVERAGE_BRANCH": "false"}
+    function = start_function("handler.handler", task_root=root, command=command, **env)
+    assert function.invoke({"k": 0}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    assert function.invoke({"k": 0}).status == 200
+    [base] = _wait_uploads(function, 1)
+    time.sleep(1.1)
+    assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint
+    _wait_uploads(function, 2)
+    assert function.invoke({"k": 2}).status == 200  # new code, shipped at shutdown
+    _, path, _ = shut_down_and_download(function, s3, bucket, tmp_path)
+    shipped = _uploads(function)
+    assert [(r["reason"], r.get("delta")) for r in shipped] == [
+        ("checkpoint", None),
+        ("checkpoint", True),
+        ("SIGTERM", True),
+    ], shipped
+    assert base["bytes"] > session.DELTA_MIN_BASE_BYTES
+    # (Each event here runs a tenth of the modules in full: a large growth.)
+    assert all(r["bytes"] < base["bytes"] for r in shipped[1:]), shipped
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(k.rsplit(".coverage", 1)[1] for k in keys) == ["", ".delta"], keys
+
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(path))  # (base and delta, as the contract joins them)
+    data.read()
+    measured = [f for f in data.measured_files() if "/synthetic/m" in f]
+    assert len(measured) == modules
+    ran = {k: len(data.lines(str(root / "synthetic" / f"m{k:05d}.py")) or ()) for k in range(4)}
+    assert ran[1] > 60 and ran[2] > 60 and ran[0] > 60, ran
+    assert ran[3] < ran[1] - 30, ran

@@ -41,7 +41,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import CodeType
 from typing import Any, Protocol
 
@@ -450,6 +450,43 @@ def write_recorded(cov: Any, recorded: Recorded, *, arcs: bool) -> None:
         data.add_arcs({name: unpack_arcs(items) for name, items in mapped.items()})
     else:
         data.add_arcs(mapped)
+
+
+def write_data_file(
+    cov: Any, path: str, recorded: Mapping[str, Recorded], *, arcs: bool, fresh: bool
+) -> None:
+    """Add ``recorded`` (by label) to the coverage.py data file at ``path`` (a new
+    one when ``fresh``), written as ``cov`` writes its own (its file mapping, its
+    contexts, its arcs' form): an environment's delta object
+    (`layout.DELTA_SUFFIX`).  Created even when nothing is in it (the delta of a
+    shutdown that ships only the invocation count)."""
+    from coverage import CoverageData
+
+    for stale in (path, path + "-journal") if fresh else ():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+    coll = collector(cov)
+    data = CoverageData(basename=path)
+    if not fresh:
+        data.read()  # (else its first write erases it)
+    packed = arcs and packed_arcs(cov)
+    static = getattr(coll, "static_context", None)
+    try:
+        if arcs:
+            data.add_arcs({})  # (creates the file, and says it holds arcs)
+        else:
+            data.add_lines({})
+        for label, items in recorded.items():
+            data.set_context(f"{static}|{label}" if static and label else (static or label or None))
+            mapped = coll.mapped_file_dict(items)
+            if not arcs:
+                data.add_lines(mapped)
+            elif packed:
+                data.add_arcs({name: unpack_arcs(found) for name, found in mapped.items()})
+            else:
+                data.add_arcs(mapped)
+    finally:
+        data.close()
 
 
 def set_context(cov: Any, label: str | None) -> None:

@@ -12,6 +12,11 @@ What the tracers record is taken from them, counted (`Tally`) and written to
 one coverage.py SQLite data file under the data directory, so a snapshot is
 the bytes of that file.  With labels, what is taken belongs to the label it
 ran under, and is written as that coverage.py dynamic context.
+
+What is written is also kept, in memory, by the base snapshot it follows
+(`Since`), so that a delta snapshot (`delta_snapshot`: a fresh small data file
+of everything written since a given base snapshot) costs what is new, not the
+whole measured set (`layout.DELTA_SUFFIX`).
 """
 
 from __future__ import annotations
@@ -90,7 +95,8 @@ WRITE_FILES = 32
 
 
 class Snapshot(NamedTuple):
-    """A consistent copy of the data file, and how much it holds.
+    """A consistent copy of the data file (or of a delta file: ``delta``), and how
+    much everything measured holds (a delta's counts are the whole environment's).
 
     (A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)
     """
@@ -104,6 +110,13 @@ class Snapshot(NamedTuple):
     # First hits the init recorder holds that coverage.py has not counted yet
     # (`Measurement.counts` before the hand-over): the counts above are then partial.
     waiting: int = 0
+    # A base snapshot: its mark (`Since`); a delta: the mark of the base it extends.
+    mark: int = 0
+    delta: bool = False
+    # A delta: the generation of the base it extends (`layout.BASE_GENERATION`).
+    extends: int = 0
+    # `layout.EPOCH`: the resets before it.
+    epoch: int = 0
 
     @property
     def size(self) -> int:
@@ -196,6 +209,72 @@ class Tally:
         self._run_items = {}
 
 
+class Since:
+    """What was written to the data file, by the base snapshot it followed.
+
+    Each base snapshot closes the current segment under its mark; a delta that
+    extends the base of mark M is the union of the segments after M and the
+    current one.  A segment goes once S3 confirms a base that holds it.  What
+    was written since the last delta (`take_unsent`) is kept apart too: the
+    delta file grows by it alone while it extends the same base.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.mark = 0
+        self._current: dict[str, coverage_adapter.Recorded] = {}
+        self._closed: list[tuple[int, dict[str, coverage_adapter.Recorded]]] = []
+        self._unsent: dict[str, coverage_adapter.Recorded] = {}
+
+    def add(self, label: str, recorded: coverage_adapter.Recorded) -> None:
+        copy = {name: set(items) for name, items in recorded.items()}
+        unsent = {name: set(items) for name, items in recorded.items()}
+        with self._lock:
+            coverage_adapter.merge_into(self._current.setdefault(label, {}), copy)
+            coverage_adapter.merge_into(self._unsent.setdefault(label, {}), unsent)
+
+    def close(self) -> int:
+        """A base snapshot holds everything written so far: its mark."""
+        with self._lock:
+            self.mark += 1
+            self._closed.append((self.mark, self._current))
+            self._current = {}
+            return self.mark
+
+    def take_unsent(self) -> dict[str, coverage_adapter.Recorded]:
+        """What was written since the last call (or `after`), by label."""
+        with self._lock:
+            unsent, self._unsent = self._unsent, {}
+            return unsent
+
+    def after(self, mark: int) -> dict[str, coverage_adapter.Recorded]:
+        """Everything written since base ``mark``, by label (new sets); nothing is
+        unsent after it."""
+        with self._lock:
+            self._unsent = {}
+            parts = [seg for m, seg in self._closed if m > mark] + [self._current]
+        union: dict[str, coverage_adapter.Recorded] = {}
+        for part in parts:
+            for label, recorded in part.items():
+                target = union.setdefault(label, {})
+                for name, items in recorded.items():
+                    existing = target.get(name)
+                    if existing is None:
+                        target[name] = set(items)
+                    else:
+                        existing |= items
+        return union
+
+    def confirmed(self, mark: int) -> None:
+        """S3 holds base ``mark``: what it holds is never needed in a delta again."""
+        with self._lock:
+            self._closed = [entry for entry in self._closed if entry[0] > mark]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._current, self._closed, self._unsent = {}, [], {}
+
+
 class Measurement:
     """Start coverage.py once for this process and gate what it records."""
 
@@ -232,6 +311,12 @@ class Measurement:
         # them the file holds must not stay incomplete (`_replay_within`).
         self._written: set[str] = set()
         self._tally = self._new_tally(packed=False)
+        # What was written since each base snapshot (delta snapshots), and the
+        # data's epoch (`layout.EPOCH`: one more at each `reset`).
+        self._since = Since()
+        self.epoch = 0
+        # The base mark the delta file on disk extends (None: none, or not to trust).
+        self._delta_extends: int | None = None
         self.storage_problem: str | None = None
         # The shutdown's replay (`finish` with a deadline): what it fed and left out.
         self.replay_outcome: partial_replay.Outcome | None = None
@@ -780,6 +865,7 @@ class Measurement:
         paced = paced and pacing.paced()
         for label, recorded in outbox.items():
             self._written.update(recorded)
+            self._since.add(label, recorded)
             coverage_adapter.set_context(self.cov, label or None)
             if not paced or len(recorded) <= WRITE_FILES:
                 coverage_adapter.write_recorded(self.cov, recorded, arcs=arcs)
@@ -869,6 +955,7 @@ class Measurement:
                 if not os.path.exists(self.data_file):
                     # coverage.py creates the file on first write: nothing measured yet.
                     return counts
+                mark = self._since.close()
                 with open(self.data_file, "rb") as handle:
                     body = handle.read()
                 task_cpu.step("read")
@@ -882,13 +969,59 @@ class Measurement:
                     data_file=self.data_file,
                 )
                 self.storage_problem = None
-            return Snapshot(
-                body=body,
-                files=counts.files,
-                lines=counts.lines,
-                arcs=counts.arcs,
-                entries=counts.entries,
-            )
+            return counts._replace(body=body, waiting=0, mark=mark, epoch=self.epoch)
+
+    @property
+    def deltas(self) -> bool:
+        """Can a delta snapshot be taken?  When what is recorded is written through
+        the outbox (`Since` sees it): not in coverage.py's own flush (`RestartGate`)."""
+        gate = self._gate
+        return gate is not None and gate.kind != "restart"
+
+    def base_confirmed(self, mark: int) -> None:
+        self._since.confirmed(mark)
+
+    def delta_snapshot(self, mark: int, path: str) -> Snapshot:
+        """A delta: everything measured since base snapshot ``mark``, in a
+        coverage.py data file of its own at ``path`` (`Since`), with the counts of
+        all that was measured.  While it extends the same base, the file grows by
+        what is new alone; for another base it is written afresh (what was
+        written since that base's snapshot: little, once it is confirmed).  What
+        is new goes to the data file too, as a base snapshot writes it (paced):
+        the next base holds it."""
+        import sqlite3
+
+        from coverage.exceptions import CoverageException
+
+        with self._data_lock:
+            try:
+                self.materialize()
+                with self._lock:
+                    if self.storage_problem is not None:
+                        self._start_fresh_data_file()
+                    self._tally_new()
+                    outbox, self._outbox = self._outbox, {}
+                    counts = self.counts()
+                task_cpu.step("take")
+                self._write_outbox(outbox, paced=True)
+                task_cpu.step("write")
+                fresh = self._delta_extends != mark or not os.path.exists(path)
+                self._delta_extends = None  # (until written whole)
+                coverage_adapter.write_data_file(
+                    self.cov,
+                    path,
+                    self._since.after(mark) if fresh else self._since.take_unsent(),
+                    arcs=self.settings.branch,
+                    fresh=fresh,
+                )
+                self._delta_extends = mark
+                with open(path, "rb") as handle:
+                    body = handle.read()
+                task_cpu.step("delta")
+            except (OSError, sqlite3.Error, CoverageException) as exc:
+                self.storage_problem = describe_storage_error(exc, path)
+                raise StorageError(self.storage_problem) from exc
+            return counts._replace(body=body, waiting=0, mark=mark, delta=True, epoch=self.epoch)
 
     def _start_fresh_data_file(self) -> None:
         self._tally_new()
@@ -903,6 +1036,9 @@ class Measurement:
         """Drop everything measured so far and carry on measuring afresh."""
         with self._data_lock, self._lock:
             self.materialize()
+            self._since.clear()
+            self._delta_extends = None
+            self.epoch += 1
             if self._gate is None:
                 self.cov.erase()
                 return

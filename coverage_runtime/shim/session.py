@@ -76,6 +76,15 @@ CLIENT_WAIT_SHARE = 0.25
 # (a raw URL path) must not grow memory, status() or the data file without bound.
 MAX_KINDS = 100
 OTHER_KIND = "(other)"
+# A checkpoint uploads a delta (what was measured since the confirmed base, alone:
+# `layout.DELTA_SUFFIX`) until its file is larger than this share of the base's,
+# then a new base: a checkpoint writes what is new and sends the delta, and the
+# shutdown's delta (always sent when it can be: never larger than the whole file)
+# stays a PUT that fits its window.
+DELTA_SHARE = 0.25
+# Below this size of the confirmed base, every upload is a whole base: one object
+# per environment, as small functions always had (a PUT of it costs little).
+DELTA_MIN_BASE_BYTES = 256 << 10
 
 
 # The first maintenance pass follows this invocation: the pass runs on the
@@ -131,6 +140,16 @@ class UploadRecord(NamedTuple):
         }
 
 
+class ConfirmedBase(NamedTuple):
+    """The newest base snapshot S3 confirmed: what a delta extends."""
+
+    generation: int
+    mark: int  # `Snapshot.mark`
+    epoch: int
+    size: int
+    bytes: int
+
+
 class InvocationStats:
     """What the handled invocations cost, counted as they end."""
 
@@ -149,6 +168,9 @@ class CoverageSession:
     # not when data is first needed (a Managed Instances process: see
     # `workers.WorkerSession`).
     BUILD_AT_START = False
+    # Deltas (`layout.DELTA_SUFFIX`): not where the environment's object is merged
+    # from whole files (Lambda Managed Instances: `workers`).
+    DELTAS = True
 
     def __init__(
         self,
@@ -162,6 +184,8 @@ class CoverageSession:
         self.measurement = measurement
         self.upload_problem = upload_problem
         self._uploader: SnapshotUploader | None = None
+        self._delta_uploader: SnapshotUploader | None = None
+        self._base: ConfirmedBase | None = None
         self._uploader_lock = threading.Lock()
         self.invocations = 0
         self.handled = InvocationStats()
@@ -279,6 +303,49 @@ class CoverageSession:
             return self._uploader
         finally:
             self._uploader_lock.release()
+
+    def _uploader_of(self, snapshot: Snapshot, timeout: float | None) -> SnapshotUploader:
+        """The uploader of the snapshot's object: the base's, or the delta's."""
+        uploader = self.uploader(timeout)
+        if not snapshot.delta:
+            return uploader
+        with self._uploader_lock:
+            if self._delta_uploader is None:
+                self._delta_uploader = uploader.for_delta()
+            return self._delta_uploader
+
+    @property
+    def delta_file(self) -> str:
+        return self.measurement.data_file + layout.DELTA_SUFFIX[len(layout.DATA_SUFFIX) :]
+
+    def _delta_bytes(self) -> int:
+        """The delta file as last written (0 if none)."""
+        try:
+            return os.path.getsize(self.delta_file)
+        except OSError:
+            return 0
+
+    def _delta_base(self, *, final: bool) -> ConfirmedBase | None:
+        """The confirmed base the next snapshot extends as a delta, or None for a
+        base snapshot: when none of this epoch is confirmed, or it is small
+        (`DELTA_MIN_BASE_BYTES`), when a base upload
+        was ever left running at a deadline (it may land after a newer base, and
+        only a base upload reads the stored generation back), or (not at the
+        shutdown) when the delta would hold more than `DELTA_SHARE` of the base."""
+        if not self.DELTAS or not self.measurement.deltas:
+            return None
+        with self._state:
+            base = self._base
+        uploader = self._uploader
+        if base is None or base.epoch != self.measurement.epoch:
+            return None
+        if base.bytes < DELTA_MIN_BASE_BYTES:
+            return None
+        if uploader is None or uploader.abandoned:
+            return None
+        if not final and self._delta_bytes() > DELTA_SHARE * base.bytes:
+            return None
+        return base
 
     # -- lifecycle hooks -----------------------------------------------------
 
@@ -482,6 +549,8 @@ class CoverageSession:
             layout.RECORDED_LINES: str(snapshot.lines),
             layout.RECORDED_ARCS: str(snapshot.arcs),
             layout.CODE_REVISION: self.settings.code_revision,
+            layout.EPOCH: str(snapshot.epoch),
+            layout.BASE_GENERATION: str(snapshot.extends) if snapshot.delta else None,
         }
         partial = self.measurement.partial
         if partial is not None:  # the shutdown's replay left files out: see `_log_partial`
@@ -489,10 +558,11 @@ class CoverageSession:
             values[layout.FILES_NOT_REPLAYED] = str(partial.files_left)
         return {k: v for k, v in values.items() if v is not None}
 
-    def _snapshot(self) -> tuple[int, Snapshot]:
-        """A numbered snapshot: a later one always holds at least as much."""
+    def _snapshot(self, *, final: bool = False) -> tuple[int, Snapshot]:
+        """A numbered snapshot: a later one always holds at least as much (with the
+        base it extends, for a delta).  ``final``: the shutdown's (`_delta_base`)."""
         with self._snapshot_lock:
-            return self._numbered_snapshot()
+            return self._numbered_snapshot(final=final)
 
     def _checkpoint_snapshot(self) -> tuple[int, Snapshot] | None:
         """`_snapshot`, or None if the shutdown began before the lock was ours: a
@@ -504,9 +574,16 @@ class CoverageSession:
                 return None
             return self._numbered_snapshot()
 
-    def _numbered_snapshot(self) -> tuple[int, Snapshot]:
+    def _numbered_snapshot(
+        self, *, final: bool = False, whole: bool = False
+    ) -> tuple[int, Snapshot]:
         pause_points.reach("snapshot")
-        snapshot = self.measurement.snapshot()
+        base = None if whole else self._delta_base(final=final)
+        if base is None:
+            snapshot = self.measurement.snapshot()
+        else:
+            snapshot = self.measurement.delta_snapshot(base.mark, self.delta_file)
+            snapshot = snapshot._replace(extends=base.generation)
         with self._state:
             self._generation += 1
             return self._generation, snapshot
@@ -529,7 +606,9 @@ class CoverageSession:
         ``final``: the shutdown's own upload, the only one that may start once
         the shutdown has begun (`RunningUploads.close`).
         """
-        uploader = self.uploader(None if deadline is None else deadline - time.monotonic())
+        uploader = self._uploader_of(
+            snapshot, None if deadline is None else deadline - time.monotonic()
+        )
         invocations = self.invocations
         # Until its answer is recorded (the shutdown waits for one on the wire).
         with self._uploads.of(generation, final=final) as gate:
@@ -565,6 +644,12 @@ class CoverageSession:
                     self.last_error = None
                     if self.invocations == invocations:
                         self._put_rate = (result.bytes, result.seconds)
+                base = self._base
+                if not snapshot.delta and (base is None or generation > base.generation):
+                    self._base = ConfirmedBase(
+                        generation, snapshot.mark, snapshot.epoch, snapshot.size, result.bytes
+                    )
+                    self.measurement.base_confirmed(snapshot.mark)
         if reason == "checkpoint":
             self._interval = float(self.settings.flush_interval_seconds)
         self._log_shipped(result, snapshot, reason, generation)
@@ -586,6 +671,7 @@ class CoverageSession:
             recorded_lines=snapshot.lines,
             recorded_arcs=snapshot.arcs or None,
             generation=generation,
+            delta=snapshot.delta or None,
             upload_ms=round(result.seconds * 1000, 1),
         )
 
@@ -735,7 +821,7 @@ class CoverageSession:
         # 8,000 modules with branches the file is 60-80 MB, its read ~60-100 ms.
         if self._unchanged_since_upload() and self._nothing_to_ship(reason, deadline):
             return
-        generation, snapshot = self._snapshot()
+        generation, snapshot = self._snapshot(final=True)
         taken.append((generation, snapshot))
         pause_points.reach("shutdown-snapshot")
         if not snapshot.body:
@@ -816,16 +902,14 @@ class CoverageSession:
         s3:GetObject, so no CopyObject onto itself), and at 8,000 modules with
         branches that is ~80 MB, 0.4-0.95 s to a local S3.  A PUT that cannot end in
         time only delays the exit to the deadline, and its failure would read as a
-        loss of data when only the count is behind."""
+        loss of data when only the count is behind.  With a confirmed base, what
+        goes is a delta (`_shutdown_put_size`), a few kB when nothing is new."""
         rate = self._put_rate
         if rate is None:
             return True
         sent, seconds = rate
-        try:
-            size = os.path.getsize(self.measurement.data_file)
-        except OSError:
-            size = sent
-        needed = seconds * size / max(1, sent)
+        size = self._shutdown_put_size()
+        needed = seconds * (sent if size is None else size) / max(1, sent)
         return time.monotonic() + needed < deadline
 
     def _check_upload_fits(self, size: int, deadline: float) -> None:
@@ -860,6 +944,21 @@ class CoverageSession:
             f"{seconds * 1000:.0f} ms), {max(0.0, left) * 1000:.0f} ms were left"
         )
 
+    def _shutdown_put_size(self) -> int | None:
+        """The least the shutdown's PUT will send, before any snapshot: the delta
+        file as a checkpoint last wrote it when the shutdown sends a delta (a later
+        delta of the same base only holds more; none yet: unknown), else the data
+        file (a snapshot only adds to it).  None when unknown."""
+        path = (
+            self.delta_file
+            if self._delta_base(final=True) is not None
+            else self.measurement.data_file
+        )
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return None
+
     def _check_growth_fits(self, deadline: float) -> None:
         """At the shutdown's start: `UploadError` at once when the counts already
         say S3 lacks data (a drain or a snapshot since the confirmed upload took
@@ -874,9 +973,8 @@ class CoverageSession:
         the usual path replays them and decides)."""
         if self._put_rate is None or self._uploads.older(self._generation + 1):
             return
-        try:
-            size = os.path.getsize(self.measurement.data_file)
-        except OSError:
+        size = self._shutdown_put_size()
+        if size is None:
             return
         counts = self.measurement.counts()
         with self._state:
@@ -918,7 +1016,8 @@ class CoverageSession:
         so a host's COVERAGE_DATA_DIR does not fill up (in Lambda /tmp goes with the
         environment anyway).  Only called once the newest snapshot is confirmed: a
         failed upload keeps the file, and the loss record names it."""
-        for path in (self.measurement.data_file, self.measurement.data_file + "-journal"):
+        data_file, delta_file = self.measurement.data_file, self.delta_file
+        for path in (data_file, data_file + "-journal", delta_file, delta_file + "-journal"):
             try:
                 os.remove(path)
             except FileNotFoundError:
@@ -938,7 +1037,9 @@ class CoverageSession:
         Not when no older snapshot's upload was ever attempted (an environment
         shut down before its first checkpoint): the read would cost a request
         of the window for nothing."""
-        uploader = self.uploader(0)
+        if snapshot.delta:
+            self._make_sure_base_is_stored(snapshot.extends, reason, deadline)
+        uploader = self._uploader_of(snapshot, 0)
         if not uploader.older_attempted(generation):
             return
         # One still on the wire (ours went alongside it) may land after the read.
@@ -955,6 +1056,32 @@ class CoverageSession:
                 generation=generation,
             )
             self.ship(generation, snapshot, reason, deadline, final=True)
+
+    def _make_sure_base_is_stored(self, base: int, reason: str, deadline: float) -> None:
+        """The shutdown sent a delta of base generation ``base``: S3 must hold that
+        base, or the data between an older one and it is missing.  An older base's
+        attempt may land after it (one retried or abandoned beside a newer
+        upload), so when one was ever attempted the stored generation is read
+        back, and if older, a whole base goes now."""
+        uploader = self.uploader(0)
+        if not uploader.older_attempted(base):
+            return
+        if not self._uploads.wait_for_older(self._generation + 1, deadline):
+            raise UploadError(
+                "an older snapshot's upload was still on the wire at the deadline: "
+                "it may land after the newest"
+            )
+        stored = uploader.stored_generation(deadline)
+        if stored is None or stored >= base or time.monotonic() >= deadline:
+            return
+        structured_log.warning(
+            "an older base landed after the one the delta extends: uploading a whole base",
+            stored_generation=stored,
+            generation=base,
+        )
+        with self._snapshot_lock:
+            generation, whole = self._numbered_snapshot(whole=True)
+        self.ship(generation, whole, reason, deadline, final=True)
 
     def _log_partial(self, reason: str, snapshot: Snapshot | None, started: float) -> None:
         """The loss record of a shutdown that shipped only the files whose recorded

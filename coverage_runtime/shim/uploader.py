@@ -50,13 +50,14 @@ class Superseded(Exception):
     """A newer snapshot's upload has started: this older one must not be sent."""
 
 
-def object_key(settings: Settings, identity: EnvironmentIdentity) -> str:
-    return ObjectKey(
+def object_key(settings: Settings, identity: EnvironmentIdentity, *, delta: bool = False) -> str:
+    where = ObjectKey(
         identity.function_name,
         identity.function_version,
         identity.init_date,
         identity.environment_id,
-    ).format(settings.prefix)
+    )
+    return where.format_delta(settings.prefix) if delta else where.format(settings.prefix)
 
 
 class UploadResult(NamedTuple):
@@ -70,17 +71,26 @@ class UploadResult(NamedTuple):
 
 
 class SnapshotUploader:
-    """Uploads snapshots of one environment with SSE, owner check and bounded retries."""
+    """Uploads snapshots of one environment with SSE, owner check and bounded retries:
+    to its base object, or (`for_delta`) to its delta object."""
 
-    def __init__(self, settings: Settings, identity: EnvironmentIdentity) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        identity: EnvironmentIdentity,
+        *,
+        delta: bool = False,
+        client: s3.ObjectClient | None = None,
+    ) -> None:
         if settings.bucket is None:
             raise UploadError("COVERAGE_S3_BUCKET is not set")
         self.settings = settings
+        self.identity = identity
         self.bucket = settings.bucket
-        self.key = object_key(settings, identity)
+        self.key = object_key(settings, identity, delta=delta)
         from coverage_runtime import s3
 
-        self._client: s3.ObjectClient = s3.make_client(
+        self._client: s3.ObjectClient = client or s3.make_client(
             purpose="uploader",
             region=settings.region,
             endpoint_url=settings.endpoint_url,
@@ -89,6 +99,9 @@ class SnapshotUploader:
             read_timeout=READ_TIMEOUT_SECONDS,
             light=True,
         )
+        # An attempt was left running at its deadline: it may still land, after
+        # a newer one (the shutdown then reads the stored generation back).
+        self.abandoned = False
         # Fencing: no attempt (first send or retry) of an older snapshot may
         # start once a newer one has started, so an abandoned upload can never
         # overwrite newer data.
@@ -113,6 +126,11 @@ class SnapshotUploader:
                     self._first_started = generation
 
         return check
+
+    def for_delta(self) -> SnapshotUploader:
+        """The uploader of this environment's delta object, on the same client.
+        (Its own fence: each object's generations only grow.)"""
+        return SnapshotUploader(self.settings, self.identity, delta=True, client=self._client)
 
     def older_attempted(self, generation: int) -> bool:
         """Was an attempt ever made for a generation older than ``generation``?
@@ -209,6 +227,7 @@ class SnapshotUploader:
         try:
             return call_before(lambda: self._put(args, check, deadline), deadline)
         except TimeoutError as exc:
+            self.abandoned = True
             raise UploadError(
                 f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
             ) from exc

@@ -107,6 +107,7 @@ class WorkerPublisher(SnapshotUploader):
         self.live_path = os.path.join(directory, f"{worker}{LIVE_SUFFIX}")
         self.state = WorkerState(pid=os.getpid())
         self._lock = threading.Lock()
+        self.abandoned = False
         # The worker's measurement's partial replay, if any (`Measurement.partial`):
         # set by the worker once its session exists.
         self.partial: Callable[[], Outcome | None] = lambda: None
@@ -211,8 +212,17 @@ class WorkersUnion(Measurement):
         self._collecting = False
         self._paused = False
         self._finished = False
+        self.epoch = 0
 
     # -- what the session asks of a measurement --------------------------------
+
+    @property
+    def deltas(self) -> bool:
+        """The union is merged from whole worker files: it always ships whole."""
+        return False
+
+    def base_confirmed(self, mark: int) -> None:
+        """(No deltas: nothing kept for them.)"""
 
     @property
     def ready(self) -> bool:

@@ -92,6 +92,8 @@ class WorkerSession(CoverageSession):
     # All workers shut down at once: N builds of coverage.py in the window, on a
     # few cores, would not fit; each builds it when its shipping thread starts.
     BUILD_AT_START = True
+    # The main process merges whole worker files (`WorkersUnion`).
+    DELTAS = False
 
     def uploader(self, timeout: float | None = None) -> SnapshotUploader:
         return self.publisher
