@@ -198,3 +198,23 @@ def metadata_int(metadata: Mapping[str, str] | None, name: str) -> int | None:
         return int((metadata or {})[name])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def base_outdated(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Is ``base`` older than the base snapshot ``delta`` extends?  A reader that
+    listed or cached the base before the shim replaced it, and then read the newer
+    delta, must read the base again: the old one lacks what the new one added."""
+    if epoch(base) != epoch(delta):
+        return epoch(base) < epoch(delta)
+    have, extended = metadata_int(base, GENERATION), metadata_int(delta, BASE_GENERATION)
+    return have is not None and extended is not None and have < extended
+
+
+def delta_counts(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Does ``delta`` add to ``base``: it applies (`delta_applies`) and is newer than
+    the base (a base read after a newer base replaced the one the delta extends
+    already holds the delta's data, and its counts are the newer)."""
+    if not delta_applies(base, delta):
+        return False
+    have, newer = metadata_int(base, GENERATION), metadata_int(delta, GENERATION)
+    return have is None or newer is None or newer > have
