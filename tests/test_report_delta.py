@@ -40,6 +40,7 @@ from tests.report_samples.envs import (
     union_lines,
     upload,
 )
+from tests.s3_proxy import fault_proxy
 
 SHAPES = str(SAMPLE_PACKAGE / "shapes.py")
 RECORDED_SHAPES = f"{IMAGE_ROOT}/sampleapp/shapes.py"
@@ -385,6 +386,25 @@ def test_a_maps_own_batches_read_a_delta_listed_in_the_next_batch(envs, s3, lamb
     assert final["environments"]["merged"] == 4
     assert final["environments"]["invocations"] == 9 + 2 + 1 + 5
     assert _merged(s3, bucket, tmp_path) == with_unknown(union_lines(LINE), UNKNOWN)
+
+
+def test_a_refused_read_of_an_unlisted_delta_is_no_delta(
+    envs, s3, s3_server, lambda_env, monkeypatch
+):
+    """S3 answers a GET of a missing key with 403 to a role that may not list it: the
+    read of the batch's last base's delta (listed nowhere) takes that as no delta."""
+    bucket = lambda_env
+    upload(s3, bucket, LINE)
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=DEFAULT_PREFIX)["Contents"]
+    items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]
+    with fault_proxy(s3_server.port) as proxy:
+        monkeypatch.setenv("COVERAGE_S3_ENDPOINT_URL", proxy.endpoint_url)
+        proxy.set("GET", "status", 403, match=layout.DELTA_SUFFIX)
+        shard = combiner.lambda_handler({"Items": items, "BatchInput": {"run_id": "p"}}, None)
+        refused = [r.path for r in proxy.requests("GET") if layout.DELTA_SUFFIX in r.path]
+    assert shard["environments"] == 4 and shard["skipped"] == []
+    assert shard["invocations"] == 4 + 2 + 1 + 5
+    assert len(refused) == 1 and "line-d" in refused[0]  # the last base's, version 3
 
 
 def test_layout_rules_the_readers_apply():

@@ -203,8 +203,15 @@ class _Unread(Exception):
     """One object could not be read; the message says why (the others carry on)."""
 
 
-def _get(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Part | None:
-    """``obj`` read from S3; None when it is gone (deleted since it was listed)."""
+def _get(
+    getter: Boto3Getter | PresignedGetter, obj: DataObject, unlisted: bool = False
+) -> Part | None:
+    """``obj`` read from S3; None when it is gone (deleted since it was listed).
+
+    ``unlisted``: a key no listing showed (`objects.unlisted_delta`).  S3 answers a
+    GET of a missing key with 403 AccessDenied when the caller may not list it
+    (``s3:ListBucket``), so for such a key a refusal is absence too: the base's
+    GET, next, still says whether the role can read there at all."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = getter.bucket
@@ -214,7 +221,7 @@ def _get(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Part | None:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchKey", "404"):
+        if code in ("NoSuchKey", "404") or (unlisted and (status == 403 or code == "AccessDenied")):
             return None
         if status == 403 or code in _WHOLE_RUN_ERRORS:
             # Credentials, permissions or region: every other object fails the same way.
@@ -250,7 +257,7 @@ def _download(
     try:
         if obj.delta is not None and delta is None:
             try:
-                delta = _get(getter, obj.delta)  # None: gone, so no delta
+                delta = _get(getter, obj.delta, unlisted=not obj.delta.etag)  # None: none
             except _Unread as exc:
                 raise _Unread(f"its delta {obj.delta.key}: {exc}") from exc
             read += [delta] if delta is not None else []
