@@ -210,11 +210,11 @@ def base_outdated(base: Mapping[str, str] | None, delta: Mapping[str, str] | Non
     return have is not None and extended is not None and have < extended
 
 
-def delta_counts(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
-    """Does ``delta`` add to ``base``: it applies (`delta_applies`) and is newer than
-    the base (a base read after a newer base replaced the one the delta extends
-    already holds the delta's data, and its counts are the newer)."""
-    if not delta_applies(base, delta):
-        return False
+def delta_newer(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Is ``delta`` (applying to ``base``) the newer of the two, so its metadata is the
+    environment's (`folded_metadata`)?  Not when both generations are known and the
+    base's is at least the delta's: a base read after a newer one replaced the base
+    the delta extends, which holds the delta's data already (their union is that
+    base's data) and the newer counts."""
     have, newer = metadata_int(base, GENERATION), metadata_int(delta, GENERATION)
     return have is None or newer is None or newer > have

@@ -153,7 +153,7 @@ def test_an_environment_is_its_base_and_its_delta(envs, s3, s3_server, bucket, t
     assert "partial: 1 objects" in out
 
 
-def test_a_delta_counts_only_with_its_base_of_its_epoch_and_newer(
+def test_a_delta_counts_with_a_base_of_its_epoch_its_metadata_if_newer(
     envs, s3, s3_server, bucket, tmp_path
 ):
     extra = data_file(tmp_path / "extra.coverage", {RECORDED_SHAPES: [UNKNOWN]})
@@ -177,13 +177,14 @@ def test_a_delta_counts_only_with_its_base_of_its_epoch_and_newer(
         snapshot_generation="6",
         base_generation="5",
     )
-    # line-b's base is newer than its delta (read after the shim replaced the base).
+    # line-b's base is newer than its delta (read after the shim replaced the base the
+    # delta extends): it holds the delta's data, and the newer count is its own.
     put(s3, bucket, b.key, b.path.read_bytes(), invocations="2", snapshot_generation="5")
     put(
         s3,
         bucket,
         delta_key(b),
-        extra,
+        data_file(tmp_path / "older.coverage", {}, b),
         invocations="1",
         snapshot_generation="4",
         base_generation="3",
@@ -408,14 +409,13 @@ def test_a_refused_read_of_an_unlisted_delta_is_no_delta(
 
 
 def test_layout_rules_the_readers_apply():
-    """The two rules a reader adds to `delta_applies` (the race of a listing with the
-    shim), on metadata as S3 returns it."""
+    """The two rules a reader adds to `delta_applies` (for the race of a listing with
+    the shim), on metadata as S3 returns it."""
     base = {layout.GENERATION: "5"}
     assert layout.base_outdated(base, {layout.BASE_GENERATION: "7", layout.GENERATION: "8"})
     assert not layout.base_outdated(base, {layout.BASE_GENERATION: "5"})
     assert layout.base_outdated(base, {layout.EPOCH: "1"})  # a reset since: a new base
     assert not layout.base_outdated({}, {layout.BASE_GENERATION: "5"})  # unknown: as listed
-    assert layout.delta_counts(base, {layout.GENERATION: "6"})
-    assert not layout.delta_counts(base, {layout.GENERATION: "4"})  # the base is newer
-    assert not layout.delta_counts(base, {layout.GENERATION: "6", layout.EPOCH: "1"})
-    assert layout.delta_counts({}, {})  # objects that predate generations
+    assert layout.delta_newer(base, {layout.GENERATION: "6"})
+    assert not layout.delta_newer(base, {layout.GENERATION: "5"})  # the base is as new
+    assert layout.delta_newer({}, {layout.GENERATION: "6"})  # unknown: the delta's

@@ -56,7 +56,7 @@ class Part:
 @dataclass(frozen=True)
 class Fetched:
     """An environment's bytes: its base's (``body``) and its delta's when the delta
-    adds to it (``delta_body``), or why there are none (``problem``).  ``obj``
+    applies to it (``delta_body``), or why there are none (``problem``).  ``obj``
     carries the environment's metadata (`objects.assembled`); ``parts``, every
     object read, for the cache and the counts."""
 
@@ -234,7 +234,7 @@ def _get(
 
 
 def _assemble(obj: DataObject, base: Part, delta: Part | None) -> Fetched:
-    """The environment of ``base`` and ``delta`` (which counts only if it adds to it)."""
+    """The environment of ``base`` and ``delta`` (kept only if it applies to the base)."""
     read = dataclasses.replace(obj, etag=base.obj.etag, size=base.obj.size)
     environment = assembled(read, base.obj.metadata, delta.obj if delta is not None else None)
     return Fetched(

@@ -253,14 +253,17 @@ def with_metadata(obj: DataObject, metadata: Mapping[str, str] | None) -> DataOb
 def assembled(
     obj: DataObject, base_metadata: Mapping[str, str] | None, delta: DataObject | None
 ) -> DataObject:
-    """The environment ``obj`` as read: its base's metadata, and ``delta`` (read, with
-    its metadata) folded in when it adds to the base (`layout.delta_counts`); without
-    a delta when it does not (another epoch, or older than the base)."""
+    """The environment ``obj`` as read: with ``delta`` (read, with its metadata) when
+    it applies to the base (`layout.delta_applies`), else without one; its metadata
+    folded from both, or the base's alone when the base is the newer
+    (`layout.delta_newer`)."""
     base = with_metadata(obj, base_metadata)
-    if delta is None or not layout.delta_counts(base.metadata, delta.metadata):
+    if delta is None or not layout.delta_applies(base.metadata, delta.metadata):
         return dataclasses.replace(base, delta=None)
-    folded = layout.folded_metadata(base.metadata or {}, delta.metadata or {})
-    return dataclasses.replace(base, metadata=folded, delta=delta)
+    metadata = base.metadata or {}
+    if layout.delta_newer(metadata, delta.metadata):
+        metadata = layout.folded_metadata(metadata, delta.metadata or {})
+    return dataclasses.replace(base, metadata=metadata, delta=delta)
 
 
 def require_some(objects: Sequence[DataObject], selection: Selection) -> None:
