@@ -24,6 +24,7 @@ from coverage_runtime.report import combiner
 from coverage_runtime.report import objects as report_objects
 from coverage_runtime.report.cli import main
 from coverage_runtime.report.client import make_client
+from coverage_runtime.report.evidence import Evidence
 from coverage_runtime.report.listing import BackgroundListing
 from coverage_runtime.report.pipeline import ReportOptions, collect
 from coverage_runtime.report.selection import Selection
@@ -108,7 +109,9 @@ def with_unknown(expected: dict[str, set[int]], *lines: int) -> dict[str, set[in
 
 
 def test_an_environment_is_its_base_and_its_delta(envs, s3, s3_server, bucket, tmp_path):
-    base, delta = LINE[0], LINE[2]  # line-c's data stands for what line-a measured since
+    # What line-a measured since its base: line-c's data, and lines the base holds too.
+    base, delta = LINE[0], LINE[2]
+    delta_body = data_file(tmp_path / "delta.coverage", {}, delta, base)
     put(
         s3,
         bucket,
@@ -124,7 +127,7 @@ def test_an_environment_is_its_base_and_its_delta(envs, s3, s3_server, bucket, t
         s3,
         bucket,
         delta_key(base),
-        delta.path.read_bytes(),
+        delta_body,
         invocations="9",
         code_revision="abc123",
         snapshot_generation="5",
@@ -142,13 +145,21 @@ def test_an_environment_is_its_base_and_its_delta(envs, s3, s3_server, bucket, t
     assert environments["skipped"] == []
     assert "from 2 environment(s), 11 invocation(s)" in out
     assert summary(tmp_path)["downloaded"] == 3  # objects: base, delta, line-b
+    # The evidence: one environment, its delta's count, for the lines both objects hold.
+    evidence = Evidence.load(tmp_path / "out" / "evidence.json.gz", relative_to=SAMPLES)
+    assert evidence.environments == 2 and evidence.invocations == 11
+    held = [set(env.data().lines(RECORDED_SHAPES) or ()) for env in (base, LINE[1])]
+    assert held[0] - held[1]
+    for line in held[0] - held[1]:  # in the base and the delta, not in line-b
+        ran = evidence.lines_of(SHAPES)[line]
+        assert (ran.environments, ran.invocations) == (1, 9), line
 
     code, out, err = report(s3_server, bucket, tmp_path, "--objects", command="list")
     assert code == 0, err
     assert "total: 2 objects" in out and "invocations: 11\n" in out
     rows = [row.split("\t") for row in out.splitlines() if "\t" in row]
     assert [r[0] for r in rows] == [LINE[1].key, base.key]  # no row of its own for the delta
-    size = base.path.stat().st_size + delta.path.stat().st_size
+    size = base.path.stat().st_size + len(delta_body)
     assert rows[1][1:3] == [str(size), "9"]
     assert "partial: 1 objects" in out
 
