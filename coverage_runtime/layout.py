@@ -198,3 +198,23 @@ def metadata_int(metadata: Mapping[str, str] | None, name: str) -> int | None:
         return int((metadata or {})[name])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def base_outdated(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Is ``base`` older than the base snapshot ``delta`` extends?  A reader that
+    listed or cached the base before the shim replaced it, and then read the newer
+    delta, must read the base again: the old one lacks what the new one added."""
+    if epoch(base) != epoch(delta):
+        return epoch(base) < epoch(delta)
+    have, extended = metadata_int(base, GENERATION), metadata_int(delta, BASE_GENERATION)
+    return have is not None and extended is not None and have < extended
+
+
+def delta_newer(base: Mapping[str, str] | None, delta: Mapping[str, str] | None) -> bool:
+    """Is ``delta`` (applying to ``base``) the newer of the two, so its metadata is the
+    environment's (`folded_metadata`)?  Not when both generations are known and the
+    base's is at least the delta's: a base read after a newer one replaced the base
+    the delta extends, which holds the delta's data already (their union is that
+    base's data) and the newer counts."""
+    have, newer = metadata_int(base, GENERATION), metadata_int(delta, GENERATION)
+    return have is None or newer is None or newer > have

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from coverage_runtime.layout import DEFAULT_PREFIX, ObjectKey
 from coverage_runtime.report.cli import main
 from tests import statemachine
 from tests.harness import FAKE_CREDENTIALS, REPO_ROOT, LambdaUnderRIE, clean_environment
@@ -305,6 +306,22 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
     keys = upload_envs(s3, bucket, synthetic, env_keys(1150), tmp_path / "envs")
     # Another function's environments: the selection leaves them out.
     upload_envs(s3, bucket, synthetic, env_keys(30, function="other-fn"), tmp_path / "other")
+    # Four environments (two on a batch boundary) have a delta object beside their base,
+    # holding a rare line no base has (seeds past the bases' pick it), and the newer count.
+    rare = []
+    for number, index in enumerate((0, 99, 100, 1149)):
+        seed = 1500 + 10 * number
+        where = ObjectKey.parse(DEFAULT_PREFIX, keys[index])
+        assert where is not None
+        body = synthetic.write_env(tmp_path / f"delta-{index}.coverage", seed=seed).read_bytes()
+        s3.put_object(
+            Bucket=bucket,
+            Key=where.format_delta(DEFAULT_PREFIX),
+            Body=body,
+            Metadata={"invocations": "5"},
+        )
+        recorded, line = synthetic.rare[(seed // 10) % len(synthetic.rare)]
+        rare.append((str(synthetic.root / recorded.removeprefix("/var/task/")), line))
     template = statemachine.transformed()
     definition = statemachine.definition(template, SUBSTITUTIONS)
     local = LocalStepFunctions(monkeypatch, front.endpoint_url, s3_server.endpoint_url)
@@ -320,6 +337,7 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
         batches = [i for i in front.events("batch") if i.event["run_id"] == "run-clean"]
         assert len(batches) == 12 and all(i.error is None for i in batches)
         assert output["environments"]["merged"] == len(keys) == 1150
+        assert output["environments"]["invocations"] == 1150 * 3 + 4 * (5 - 3)
         assert output["batches"] == {
             "planned": 12,
             "merged": 12,
@@ -332,6 +350,7 @@ def test_the_deployed_state_machine_merges_like_the_report_and_tolerates_a_faile
             s3_server, bucket, synthetic, tmp_path / "cli", "--function", "synth-fn"
         )
         assert lines_of(reduced) == lines_of(expected)
+        assert all(line in lines_of(reduced)[path] for path, line in rare), rare
         summary = json.loads((tmp_path / "cli" / "coverage.json").read_text())["totals"]
         assert output["lines"]["covered"] == summary["covered_lines"]
         assert output["lines"]["statements"] == summary["num_statements"]

@@ -810,7 +810,8 @@ def test_an_s3_error_on_a_later_page_reaches_the_report_as_one_sentence(
     monkeypatch.setattr(report_objects, "LIST_PAGE_SIZE", 1)
     upload(s3, bucket, LINE[:3])
     listing = BackgroundListing(make_client(s3_server.endpoint_url), Selection(bucket=bucket))
-    assert len(listing.first) == 1 and listing.more
+    # The first page's one base waits for the next page: its delta may be the next key.
+    assert listing.first == [] and listing.more
     for env in LINE[:3]:  # the bucket goes away before the next page is listed
         s3.delete_object(Bucket=bucket, Key=env.key)
     s3.delete_bucket(Bucket=bucket)

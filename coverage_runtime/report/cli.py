@@ -36,7 +36,13 @@ from coverage_runtime.errors import ReportError
 from coverage_runtime.layout import DEFAULT_PREFIX, DEFAULT_TASK_ROOT
 from coverage_runtime.report.client import explain_s3_error, make_client
 from coverage_runtime.report.listing import ListingSummary, human_size
-from coverage_runtime.report.objects import DataObject, list_objects, require_some, with_metadata
+from coverage_runtime.report.objects import (
+    DataObject,
+    assembled,
+    list_objects,
+    require_some,
+    with_metadata,
+)
 from coverage_runtime.report.selection import DateRange, Selection
 
 EXIT_OK = 0
@@ -427,9 +433,10 @@ def _head_metadata(
     cache = ObjectCache(cache_dir or default_cache_dir(), selection.bucket)
     extra = {"ExpectedBucketOwner": selection.expected_owner} if selection.expected_owner else {}
 
-    def head(obj: DataObject) -> DataObject | None:
+    def metadata_of(obj: DataObject, cached: bool = True) -> DataObject | None:
+        """``obj`` with its metadata (cached or HEAD); None when it is gone."""
         try:
-            entry = cache.lookup(obj.key, obj.etag, obj.size)
+            entry = cache.lookup(obj.key, obj.etag, obj.size) if cached else None
         except ValueError:
             entry = None
         if entry is not None:
@@ -443,6 +450,21 @@ def _head_metadata(
         except BotoCoreError as exc:
             raise explain_s3_error(exc, selection.bucket, f"reading metadata of {obj.key}") from exc
         return with_metadata(obj, response.get("Metadata") or {})
+
+    def head(obj: DataObject) -> DataObject | None:
+        """The environment's metadata: its delta's first, then its base's (as `fetch`
+        reads them), folded."""
+        delta = metadata_of(obj.delta) if obj.delta is not None else None
+        base = metadata_of(obj)
+        if (
+            base is not None
+            and delta is not None
+            and layout.base_outdated(base.metadata, delta.metadata)
+        ):
+            base = metadata_of(obj, cached=False)  # replaced since listed
+        if base is None:
+            return None
+        return assembled(obj, base.metadata, delta)
 
     with cache, ThreadPoolExecutor(max(1, workers)) as pool:
         return [o for o in pool.map(head, objects) if o is not None]
@@ -461,7 +483,7 @@ def run_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for obj in sorted(objects, key=lambda o: o.key):
             invocations = "-" if obj.invocations is None else str(obj.invocations)
             out.write(
-                f"{obj.key}\t{obj.size}\t{invocations}\t{obj.revision or '-'}\t"
+                f"{obj.key}\t{obj.total_size}\t{invocations}\t{obj.revision or '-'}\t"
                 f"{obj.last_modified.isoformat() if obj.last_modified else '-'}\n"
             )
     summary = ListingSummary.of(objects)

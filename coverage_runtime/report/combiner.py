@@ -20,7 +20,8 @@ Events (every field optional):
   so a scheduled run downloads only the environments that changed.
 - A Step Functions distributed map batch, ``{"Items": [{"Key": ...}, ...],
   "BatchInput": {"run_id": ..., ...filters}}``: merge just these objects into
-  one shard data file under ``combined/_runs/<run_id>/``.
+  one shard data file under ``combined/_runs/<run_id>/`` (an environment's
+  delta object listed in the next batch is read with its base, here).
 - ``{"action": "reduce", "run_id": ..., ...filters}``: merge the shard files
   of a run into the final outputs above.  See docs/scaling.md.
 
@@ -61,7 +62,7 @@ from coverage_runtime.report import plan
 from coverage_runtime.report.client import make_client
 from coverage_runtime.report.evidence import EVIDENCE_NAME
 from coverage_runtime.report.merge import MEASURES
-from coverage_runtime.report.objects import list_shards, matching_objects
+from coverage_runtime.report.objects import DataObject, list_shards, matching_objects
 from coverage_runtime.report.pipeline import ReportOptions, ReportResult, collect, report
 from coverage_runtime.report.selection import DateRange, Selection
 from coverage_runtime.settings import Settings, load_settings
@@ -280,7 +281,8 @@ def combine_batch(request: CombineRequest, settings: Settings, work: Path) -> di
     """One child of the state machine's map: the planned batch into its shard."""
     client = make_client(settings.endpoint_url, settings.region)
     items = plan.read_batch(client, request.selection, request.run_id, request.batch)
-    return _merge_shard(request, settings, work, items, plan.batch_name(request.batch))
+    objects = matching_objects(request.selection, items)
+    return _merge_shard(request, settings, work, objects, plan.batch_name(request.batch))
 
 
 def combine_shard(request: CombineRequest, settings: Settings, work: Path) -> dict[str, Any]:
@@ -288,22 +290,22 @@ def combine_shard(request: CombineRequest, settings: Settings, work: Path) -> di
     shard_id = hashlib.sha256(
         "\n".join(str(i.get("Key") or i.get("key")) for i in request.items).encode()
     ).hexdigest()[:16]
-    return _merge_shard(request, settings, work, list(request.items), shard_id)
+    objects = matching_objects(request.selection, request.items, probe_last=True)
+    return _merge_shard(request, settings, work, objects, shard_id)
 
 
 def _merge_shard(
     request: CombineRequest,
     settings: Settings,
     work: Path,
-    items: list[dict[str, Any]],
+    objects: list[DataObject],
     shard_id: str,
 ) -> dict[str, Any]:
-    """Merge a batch's objects into one shard data file.
+    """Merge a batch's environments into one shard data file.
 
     Paths stay as recorded (the reduce step maps them), and a batch that matches
     nothing gives an empty shard: filters may leave whole batches out.
     """
-    objects = matching_objects(request.selection, items)
     client = make_client(settings.endpoint_url, settings.region)
     options = dataclasses.replace(
         _options(request, settings, work),

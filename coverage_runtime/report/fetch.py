@@ -1,11 +1,17 @@
 """Download data objects in parallel, through the local cache, with a progress bar.
 
-`fetch` yields each object's bytes as soon as they are ready (from the cache,
-or downloads in completion order), so the caller can merge while the rest is
-still downloading.  A bounded thread pool does the GETs; the calling thread
-keeps the cache (`report_cache`) up to date.
-An object that cannot be downloaded is reported with its key and the reason,
-and the others carry on.
+`fetch` yields each environment's bytes as soon as they are ready (from the
+cache, or downloads in completion order), so the caller can merge while the
+rest is still downloading.  A bounded thread pool does the GETs; the calling
+thread keeps the cache (`report_cache`) up to date, one entry per object.
+An environment that cannot be downloaded is reported with its key and the
+reason, and the others carry on.
+
+An environment with a delta object is read delta first, then base: the shim
+uploads a delta only once the base it extends is in S3, so a base read after
+the delta holds at least what the delta extends, whatever the shim did in
+between.  A base listed or cached before the shim replaced it is older than
+the delta says (`layout.base_outdated`) and is read again.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from coverage_runtime import layout
 from coverage_runtime.report.cache import ObjectCache
 from coverage_runtime.report.client import explain_s3_error
-from coverage_runtime.report.objects import DataObject, with_metadata
+from coverage_runtime.report.objects import DataObject, assembled, with_metadata
 
 DEFAULT_DOWNLOAD_WORKERS = 16
 _WHOLE_RUN_ERRORS = (
@@ -37,13 +44,27 @@ _WHOLE_RUN_ERRORS = (
 
 
 @dataclass(frozen=True)
+class Part:
+    """One object of an environment as read: ``obj`` with the ETag, size and
+    metadata of these bytes, and whether they came from S3 (to be cached)."""
+
+    obj: DataObject
+    body: bytes
+    downloaded: bool
+
+
+@dataclass(frozen=True)
 class Fetched:
-    """An object's bytes (``body``), or why there are none (``problem``)."""
+    """An environment's bytes: its base's (``body``) and its delta's when the delta
+    applies to it (``delta_body``), or why there are none (``problem``).  ``obj``
+    carries the environment's metadata (`objects.assembled`); ``parts``, every
+    object read, for the cache and the counts."""
 
     obj: DataObject
     body: bytes | None
     problem: str | None = None
-    from_cache: bool = False
+    delta_body: bytes | None = None
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass
@@ -178,7 +199,19 @@ def make_getter(
     return PresignedGetter(client, bucket, workers)
 
 
-def _download(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Fetched:
+class _Unread(Exception):
+    """One object could not be read; the message says why (the others carry on)."""
+
+
+def _get(
+    getter: Boto3Getter | PresignedGetter, obj: DataObject, unlisted: bool = False
+) -> Part | None:
+    """``obj`` read from S3; None when it is gone (deleted since it was listed).
+
+    ``unlisted``: a key no listing showed (`objects.unlisted_delta`).  S3 answers a
+    GET of a missing key with 403 AccessDenied when the caller may not list it
+    (``s3:ListBucket``), so for such a key a refusal is absence too: the base's
+    GET, next, still says whether the role can read there at all."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = getter.bucket
@@ -188,16 +221,55 @@ def _download(getter: Boto3Getter | PresignedGetter, obj: DataObject) -> Fetched
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchKey", "404"):
-            return Fetched(obj, None, "deleted since it was listed")
+        if code in ("NoSuchKey", "404") or (unlisted and (status == 403 or code == "AccessDenied")):
+            return None
         if status == 403 or code in _WHOLE_RUN_ERRORS:
             # Credentials, permissions or region: every other object fails the same way.
             raise explain_s3_error(exc, bucket, f"downloading s3://{bucket}/{obj.key}") from exc
-        return Fetched(obj, None, f"download failed: {code}: {error.get('Message', '')}")
+        raise _Unread(f"download failed: {code}: {error.get('Message', '')}") from exc
     except BotoCoreError as exc:
-        return Fetched(obj, None, f"download failed: {exc}")
+        raise _Unread(f"download failed: {exc}") from exc
     downloaded = dataclasses.replace(obj, etag=etag.strip('"') or obj.etag, size=len(body))
-    return Fetched(with_metadata(downloaded, metadata), body)
+    return Part(with_metadata(downloaded, metadata), body, downloaded=True)
+
+
+def _assemble(obj: DataObject, base: Part, delta: Part | None) -> Fetched:
+    """The environment of ``base`` and ``delta`` (kept only if it applies to the base)."""
+    read = dataclasses.replace(obj, etag=base.obj.etag, size=base.obj.size)
+    environment = assembled(read, base.obj.metadata, delta.obj if delta is not None else None)
+    return Fetched(
+        environment,
+        base.body,
+        delta_body=delta.body if delta is not None and environment.delta is not None else None,
+        parts=tuple(p for p in (delta, base) if p is not None),
+    )
+
+
+def _download(
+    getter: Boto3Getter | PresignedGetter,
+    obj: DataObject,
+    base: Part | None = None,
+    delta: Part | None = None,
+) -> Fetched:
+    """Read what the cache lacked of ``obj``'s environment (``base``, ``delta``: what
+    it had): the delta first, then the base (see the module's docstring)."""
+    read: list[Part] = []
+    try:
+        if obj.delta is not None and delta is None:
+            try:
+                delta = _get(getter, obj.delta, unlisted=not obj.delta.etag)  # None: none
+            except _Unread as exc:
+                raise _Unread(f"its delta {obj.delta.key}: {exc}") from exc
+            read += [delta] if delta is not None else []
+        if base is None or (
+            delta is not None and layout.base_outdated(base.obj.metadata, delta.obj.metadata)
+        ):
+            base = _get(getter, obj)
+            if base is None:
+                return Fetched(obj, None, "deleted since it was listed", parts=tuple(read))
+    except _Unread as exc:
+        return Fetched(obj, None, str(exc), parts=tuple(read))
+    return _assemble(obj, base, delta)
 
 
 class _Downloads:
@@ -215,8 +287,8 @@ class _Downloads:
         self._finished: queue.SimpleQueue[Future[Fetched]] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-get")
 
-    def submit(self, obj: DataObject) -> None:
-        future = self._pool.submit(_download, self.getter, obj)
+    def submit(self, obj: DataObject, base: Part | None, delta: Part | None) -> None:
+        future = self._pool.submit(_download, self.getter, obj, base, delta)
         future.add_done_callback(self._finished.put)
         self.in_flight += 1
 
@@ -252,7 +324,7 @@ def fetch(
     expected_owner: str | None = None,
     downloader: str = "auto",
 ) -> Iterator[Fetched]:
-    """Yield every object's bytes, downloading only what the cache lacks.
+    """Yield every environment's bytes, downloading only what the cache lacks.
 
     ``objects`` may be a listing still under way (`BackgroundListing`): each
     object is looked up or queued for download as it arrives, and finished
@@ -270,28 +342,35 @@ def fetch(
         bar.update()
         if result.body is None:
             stats.failed.append((result.obj.key, result.problem or "unknown"))
-        elif not result.from_cache:
-            obj = result.obj  # cached from this thread: SQLite stays on one thread
-            cache.store(obj.key, obj.etag, result.body, obj.metadata or {})
-            stats.downloaded += 1
-            stats.downloaded_bytes += obj.size
-        else:
-            stats.cached += 1
+        for part in result.parts:
+            if part.downloaded:
+                obj = part.obj  # cached from this thread: SQLite stays on one thread
+                cache.store(obj.key, obj.etag, part.body, obj.metadata or {})
+                stats.downloaded += 1
+                stats.downloaded_bytes += obj.size
+            else:
+                stats.cached += 1
         return result
 
     try:
         for listed, obj in enumerate(objects, 1):
             if not sized:
                 bar.grow(listed)
-            entry = cache.lookup(obj.key, obj.etag, obj.size)
-            body = cache.read(obj.key, obj.etag, obj.size) if entry is not None else None
-            if entry is not None and body is not None:
-                yield account(Fetched(with_metadata(obj, entry.metadata), body, from_cache=True))
+            base = _cached(cache, obj)
+            delta = _cached(cache, obj.delta) if obj.delta is not None else None
+            if base is not None and (
+                obj.delta is None
+                or (
+                    delta is not None
+                    and not layout.base_outdated(base.obj.metadata, delta.obj.metadata)
+                )
+            ):
+                yield account(_assemble(obj, base, delta))
                 continue
             if downloads is None:
                 getter = make_getter(client, bucket, expected_owner, workers, downloader)
                 downloads = _Downloads(getter, workers)
-            downloads.submit(obj)
+            downloads.submit(obj, base, delta)
             while downloads.in_flight >= downloads.limit:
                 yield account(downloads.wait_one())
             for done in downloads.finished_now():
@@ -303,3 +382,12 @@ def fetch(
             downloads.close()
         bar.close()
         cache.flush()
+
+
+def _cached(cache: ObjectCache, obj: DataObject) -> Part | None:
+    """The cached copy of this version of ``obj`` (its listed ETag and size), if any."""
+    entry = cache.lookup(obj.key, obj.etag, obj.size)
+    body = cache.read(obj.key, obj.etag, obj.size) if entry is not None else None
+    if entry is None or body is None:
+        return None
+    return Part(with_metadata(obj, entry.metadata), body, downloaded=False)

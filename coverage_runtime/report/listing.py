@@ -94,7 +94,8 @@ class BackgroundListing:
 
 @dataclass
 class ListingSummary:
-    """Count, size and invocation totals of a set of objects."""
+    """Count, size and invocation totals of a set of environments (a base and its
+    delta are one, of both sizes)."""
 
     objects: int = 0
     bytes: int = 0
@@ -108,7 +109,7 @@ class ListingSummary:
         summary = cls()
         for obj in objects:
             summary.objects += 1
-            summary.bytes += obj.size
+            summary.bytes += obj.total_size
             if obj.invocations is None:
                 summary.without_invocations += 1
             else:

@@ -60,6 +60,15 @@ class Partial:
     evidence: Evidence = field(default_factory=Evidence)
 
     def absorb(self, other: Partial) -> None:
+        self.unite(other)
+        self.line_files += other.line_files
+        self.arc_files += other.arc_files
+        self.merged += other.merged
+        self.skipped.extend(other.skipped)
+        self.evidence.absorb(other.evidence)
+
+    def unite(self, other: Partial) -> None:
+        """Add ``other``'s lines and arcs only (another part of the same environment)."""
         lines = self.lines
         for key, bits in other.lines.items():
             lines[key] = lines.get(key, 0) | bits
@@ -70,11 +79,6 @@ class Partial:
                 arcs[key] = values
             else:
                 mine |= values
-        self.line_files += other.line_files
-        self.arc_files += other.arc_files
-        self.merged += other.merged
-        self.skipped.extend(other.skipped)
-        self.evidence.absorb(other.evidence)
 
     def contexts(self) -> set[str]:
         return {ctx for _, ctx in self.lines} | {ctx for _, ctx in self.arcs}
@@ -242,12 +246,14 @@ def read_with_api(body: bytes, into: Partial) -> None:
 
 @dataclass(frozen=True)
 class Input:
-    """One data file to merge: its key, its bytes, and whose it is (for the evidence)."""
+    """One environment to merge: its key, its bytes, and whose it is (for the evidence);
+    ``delta``, the bytes of its delta object, whose data it adds (one environment still)."""
 
     key: str
     body: bytes
     cohort: Cohort | None = None  # None: not one environment (e.g. a merged shard)
     invocations: int = 0
+    delta: bytes | None = None
 
 
 def merge_files(items: Sequence[Input | tuple[str, bytes]]) -> Partial:
@@ -261,6 +267,8 @@ def merge_files(items: Sequence[Input | tuple[str, bytes]]) -> Partial:
         one = Partial()  # a file half-read before an error adds nothing
         try:
             read_fast(one_input.body, one)
+            if one_input.delta is not None:
+                one.unite(_read_delta(one_input.delta))
         except UnreadableData as exc:
             partial.skipped.append((one_input.key, str(exc)))
             continue
@@ -270,6 +278,17 @@ def merge_files(items: Sequence[Input | tuple[str, bytes]]) -> Partial:
                 one_input.cohort, one_input.invocations, one.lines, one.arcs
             )
     return partial
+
+
+def _read_delta(body: bytes) -> Partial:
+    """An environment's delta object read alone; unreadable, its environment is
+    skipped whole, like one whose base is (half of its data is no honest count)."""
+    delta = Partial()
+    try:
+        read_fast(body, delta)
+    except UnreadableData as exc:
+        raise UnreadableData(f"its delta object: {exc}") from exc
+    return delta
 
 
 # -- merging many in parallel -------------------------------------------------
@@ -323,9 +342,14 @@ class Merger:
             self.jobs = 0
 
     def add(
-        self, key: str, body: bytes, cohort: Cohort | None = None, invocations: int = 0
+        self,
+        key: str,
+        body: bytes,
+        cohort: Cohort | None = None,
+        invocations: int = 0,
+        delta: bytes | None = None,
     ) -> None:
-        self._batch.append(Input(key, body, cohort, invocations))
+        self._batch.append(Input(key, body, cohort, invocations, delta))
         if len(self._batch) >= self.batch_size:
             self._submit()
 

@@ -231,7 +231,7 @@ def _fetch_and_merge(
                 filtered_out += 1
                 continue
             fetched.append(item.obj)
-            merger.add(item.obj.key, item.body, *_whose(item.obj))
+            merger.add(item.obj.key, item.body, *_whose(item.obj), delta=item.delta_body)
         partial = merger.finish()
     return _Merged(partial, stats, fetched, filtered_out, cache.write_error)
 

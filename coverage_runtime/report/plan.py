@@ -11,7 +11,11 @@ S3 and a manifest naming them; the map reads the manifest (a JSON
 and the reduce step knows from the manifest which batches left no shard.
 
     combined/_runs/<run id>/batches.json           [{"batch": <key>, "name", "environments"}]
-    combined/_runs/<run id>/batches/<name>.json    [{"Key", "Etag", "Size"}, ...]
+    combined/_runs/<run id>/batches/<name>.json    [{"Key", "Etag", "Size"[, "Delta"]}, ...]
+
+An environment is one entry, its delta object (if listed) inside it as
+``"Delta": {"Key", "Etag", "Size"}``: a batch merges whole environments, and
+counts them once.
 """
 
 from __future__ import annotations
@@ -100,10 +104,14 @@ class Batch:
 
 
 def _batches(selection: Selection, client: Any, size: int) -> Iterator[list[dict[str, Any]]]:
-    """The selection's objects in listing order, ``size`` at a time."""
+    """The selection's environments in listing order, ``size`` at a time."""
     pending: list[dict[str, Any]] = []
     for obj in list_objects(client, selection):
-        pending.append({"Key": obj.key, "Etag": obj.etag, "Size": obj.size})
+        entry: dict[str, Any] = {"Key": obj.key, "Etag": obj.etag, "Size": obj.size}
+        if obj.delta is not None:
+            delta = obj.delta
+            entry["Delta"] = {"Key": delta.key, "Etag": delta.etag, "Size": delta.size}
+        pending.append(entry)
         if len(pending) == size:
             yield pending
             pending = []
