@@ -5,11 +5,16 @@ on the init recorder (sysmon).  The large sizes are in bench/sizes.py."""
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from coverage_runtime.report.cli import main as report_main
 from coverage_runtime.shim import session
 from tests import synthetic_function
 from tests.harness import REPO_ROOT, shut_down_and_download
@@ -87,10 +92,12 @@ def _wait_uploads(function, count: int, timeout: float = 30) -> list[dict]:
 def test_growth_after_a_large_base_ships_as_a_delta(
     start_function,
     tmp_path_factory,
+    s3_server,
     s3,
     bucket,
     tmp_path,
     python,
+    report_credentials,
     sysmon_python,  # noqa: F811
 ):
     """A base of the whole measured set is confirmed by a checkpoint; later
@@ -136,3 +143,28 @@ def test_growth_after_a_large_base_ships_as_a_delta(
     ran = {k: len(data.lines(str(root / "synthetic" / f"m{k:05d}.py")) or ()) for k in range(4)}
     assert ran[1] > 60 and ran[2] > 60 and ran[0] > 60, ran
     assert ran[3] < ran[1] - 30, ran
+
+    # The report tool reads the two objects as one environment, with the delta's count.
+    out, err = io.StringIO(), io.StringIO()
+    code = report_main(
+        ["report", "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+         "-o", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "cache"),
+         "--task-root", str(root), "--source-root", str(root),
+         "--no-progress", "--format", "json"],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    assert "from 1 environment(s), 4 invocation(s)" in out.getvalue(), out.getvalue()
+    report = json.loads((tmp_path / "report" / "coverage.json").read_text())
+    joined = tmp_path / "joined.json"  # coverage.py's own report of the harness's union
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "json", f"--data-file={path}", "-o", str(joined)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    expected = json.loads(joined.read_text())["files"]
+    for k in (1, 2, 3):
+        name = str(root / "synthetic" / f"m{k:05d}.py")
+        mine = expected[f"synthetic/m{k:05d}.py"]["executed_lines"]
+        assert report["files"][name]["executed_lines"] == mine, k
