@@ -146,7 +146,6 @@ class ConfirmedBase(NamedTuple):
     generation: int
     mark: int  # `Snapshot.mark`
     epoch: int
-    size: int
     bytes: int
 
 
@@ -647,7 +646,7 @@ class CoverageSession:
                 base = self._base
                 if not snapshot.delta and (base is None or generation > base.generation):
                     self._base = ConfirmedBase(
-                        generation, snapshot.mark, snapshot.epoch, snapshot.size, result.bytes
+                        generation, snapshot.mark, snapshot.epoch, result.bytes
                     )
                     self.measurement.base_confirmed(snapshot.mark)
         if reason == "checkpoint":
