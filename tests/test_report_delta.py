@@ -28,7 +28,6 @@ from coverage_runtime.report.evidence import Evidence
 from coverage_runtime.report.listing import BackgroundListing
 from coverage_runtime.report.pipeline import ReportOptions, collect
 from coverage_runtime.report.selection import Selection
-from tests.harness import FAKE_CREDENTIALS
 from tests.report_samples.envs import (
     IMAGE_ROOT,
     LINE,
@@ -42,6 +41,7 @@ from tests.report_samples.envs import (
     upload,
 )
 from tests.s3_proxy import fault_proxy
+from tests.test_report_combiner import lambda_env  # noqa: F401  (the combiner's environment)
 
 SHAPES = str(SAMPLE_PACKAGE / "shapes.py")
 RECORDED_SHAPES = f"{IMAGE_ROOT}/sampleapp/shapes.py"
@@ -324,24 +324,6 @@ def test_an_unreadable_delta_skips_its_environment_by_its_key(
 # -- the combiner ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def lambda_env(monkeypatch: pytest.MonkeyPatch, s3_server: Any, bucket: str, tmp_path: Path) -> str:
-    """The combiner function's environment: this bucket, the samples as its task root."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("COVERAGE_", "AWS_", "LAMBDA_")):
-            monkeypatch.delenv(name)
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COVERAGE_S3_BUCKET", bucket)
-    monkeypatch.setenv("COVERAGE_S3_ENDPOINT_URL", s3_server.endpoint_url)
-    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(SAMPLES))
-    monkeypatch.setattr(combiner, "CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(combiner, "WORK_DIR", str(tmp_path / "work"))
-    return bucket
-
-
 def _merged(s3: Any, bucket: str, tmp_path: Path) -> dict[str, set[int]]:
     path = tmp_path / "reduced.coverage"
     key = f"{DEFAULT_PREFIX}combined/all/all/latest/merged.coverage"
@@ -349,8 +331,8 @@ def _merged(s3: Any, bucket: str, tmp_path: Path) -> dict[str, set[int]]:
     return lines_of(path)
 
 
-def test_the_plan_keeps_a_delta_with_its_base_in_one_batch(envs, s3, lambda_env, tmp_path):
-    bucket = lambda_env
+@pytest.mark.usefixtures("lambda_env")
+def test_the_plan_keeps_a_delta_with_its_base_in_one_batch(envs, s3, bucket, tmp_path):
     upload(s3, bucket, LINE)
     extra = data_file(tmp_path / "extra.coverage", {RECORDED_SHAPES: [UNKNOWN]})
     put(s3, bucket, delta_key(LINE[0]), extra, invocations="9")
@@ -377,10 +359,10 @@ def test_the_plan_keeps_a_delta_with_its_base_in_one_batch(envs, s3, lambda_env,
     assert _merged(s3, bucket, tmp_path) == with_unknown(union_lines(LINE), UNKNOWN)
 
 
-def test_a_maps_own_batches_read_a_delta_listed_in_the_next_batch(envs, s3, lambda_env, tmp_path):
+@pytest.mark.usefixtures("lambda_env")
+def test_a_maps_own_batches_read_a_delta_listed_in_the_next_batch(envs, s3, bucket, tmp_path):
     """``ItemReader`` over the listing + ``ItemBatcher``: the base ends one batch and its
     delta starts the next; the base's batch reads the delta, the next one leaves it."""
-    bucket = lambda_env
     upload(s3, bucket, LINE)
     extra = data_file(tmp_path / "extra.coverage", {RECORDED_SHAPES: [UNKNOWN]})
     put(s3, bucket, delta_key(LINE[0]), extra, invocations="9")
@@ -400,12 +382,10 @@ def test_a_maps_own_batches_read_a_delta_listed_in_the_next_batch(envs, s3, lamb
     assert _merged(s3, bucket, tmp_path) == with_unknown(union_lines(LINE), UNKNOWN)
 
 
-def test_a_refused_read_of_an_unlisted_delta_is_no_delta(
-    envs, s3, s3_server, lambda_env, monkeypatch
-):
+@pytest.mark.usefixtures("lambda_env")
+def test_a_refused_read_of_an_unlisted_delta_is_no_delta(envs, s3, s3_server, bucket, monkeypatch):
     """S3 answers a GET of a missing key with 403 to a role that may not list it: the
     read of the batch's last base's delta (listed nowhere) takes that as no delta."""
-    bucket = lambda_env
     upload(s3, bucket, LINE)
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=DEFAULT_PREFIX)["Contents"]
     items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"]} for o in listing]

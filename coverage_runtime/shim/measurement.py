@@ -939,16 +939,7 @@ class Measurement:
         with self._data_lock:
             try:
                 self.materialize()  # (outside the lock: see there)
-                with self._lock:
-                    if self.storage_problem is not None:
-                        self._start_fresh_data_file()
-                    if self._gate is None or self._gate.kind == "restart":
-                        self.data()  # coverage.py's own flush, under the lock
-                        outbox: dict[str, coverage_adapter.Recorded] = {}
-                    else:
-                        self._tally_new()
-                        outbox, self._outbox = self._outbox, {}
-                    counts = self.counts()
+                outbox, counts = self._take()
                 task_cpu.step("take")
                 self._write_outbox(outbox, paced=True)
                 task_cpu.step("write")
@@ -970,6 +961,20 @@ class Measurement:
                 )
                 self.storage_problem = None
             return counts._replace(body=body, waiting=0, mark=mark, epoch=self.epoch)
+
+    def _take(self) -> tuple[dict[str, coverage_adapter.Recorded], Snapshot]:
+        """A snapshot's first step, under the lock: what is new (to write), and the
+        counts of everything (after a storage error, all of it is new again)."""
+        with self._lock:
+            if self.storage_problem is not None:
+                self._start_fresh_data_file()
+            if self._gate is None or self._gate.kind == "restart":
+                self.data()  # coverage.py's own flush, under the lock
+                outbox: dict[str, coverage_adapter.Recorded] = {}
+            else:
+                self._tally_new()
+                outbox, self._outbox = self._outbox, {}
+            return outbox, self.counts()
 
     @property
     def deltas(self) -> bool:
@@ -996,12 +1001,7 @@ class Measurement:
         with self._data_lock:
             try:
                 self.materialize()
-                with self._lock:
-                    if self.storage_problem is not None:
-                        self._start_fresh_data_file()
-                    self._tally_new()
-                    outbox, self._outbox = self._outbox, {}
-                    counts = self.counts()
+                outbox, counts = self._take()
                 task_cpu.step("take")
                 self._write_outbox(outbox, paced=True)
                 task_cpu.step("write")
