@@ -94,6 +94,7 @@ def module_lines(data_file: Path, root: Path, k: int) -> int:
 
 def union(s3, bucket: str, tmp_path: Path) -> Path:
     """The environment's data as a reader joins it (base and delta, same epoch)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     objects = download_objects(s3, bucket, tmp_path)
     [path] = objects.values()
     return path
@@ -169,3 +170,41 @@ def test_an_older_base_landing_after_the_base_a_shutdowns_delta_extends_is_repla
     assert [r["message"] for r in records if r["level"] == "ERROR"] == [
         "coverage checkpoint failed"  # (base A's)
     ], records
+
+
+def test_a_base_confirmed_beside_an_older_base_on_the_wire_is_never_extended_by_deltas(
+    start_function, task_root, proxy, s3, bucket, tmp_path
+):
+    """A checkpoint's base A is on the wire (held by the proxy) when the handler's
+    flush() sends base B, with new code (k=3) in it, and B is confirmed first; then
+    A lands, over B.  The next checkpoint's delta must not extend B, which S3 no
+    longer holds: its union with A would lack B's growth, and the shutdown, with
+    nothing new to send, would never read the base back (before: module 3 had its
+    first function only, for good).  S3's union holds everything after the
+    checkpoint and after the shutdown."""
+    function = start(start_function, task_root, proxy, handler="flushing.handler")
+    assert function.invoke({"k": 0}).status == 200
+    time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "stall", times=1)
+    assert function.invoke({"k": 0}).status == 200  # then a checkpoint: base A, held
+    [held] = proxy.wait_for("PUT")
+    assert function.invoke({"k": 3}).status == 200  # new code
+    flushed = function.invoke({"action": "flush"})  # base B, confirmed while A is held
+    assert flushed.status == 200 and flushed.body["flushed"], flushed.raw
+    proxy.release()  # A lands now, over B
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    older = int(held.headers["x-amz-meta-" + layout.GENERATION])
+    wait_stored(s3, bucket, older)
+    time.sleep(2.1)  # the checkpoint interval passes
+    assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint
+    wait_logged(function, "coverage uploaded", count=2, reason="checkpoint")
+    path = union(s3, bucket, tmp_path / "checkpoint")
+    ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
+    assert ran[3] > 60 and ran[1] > 60, f"B's growth (k=3) and the checkpoint's (k=1): {ran}"
+    assert function.terminate() == 0
+    path = union(s3, bucket, tmp_path / "shutdown")
+    ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
+    assert ran[3] > 60 and ran[1] > 60, f"after the shutdown: {ran}"
+    assert ran[4] < ran[3] - 30, ran
+    records = function.json_logs()
+    assert not [r for r in records if r["level"] == "ERROR"], records

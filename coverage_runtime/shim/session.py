@@ -141,7 +141,8 @@ class UploadRecord(NamedTuple):
 
 
 class ConfirmedBase(NamedTuple):
-    """The newest base snapshot S3 confirmed: what a delta extends."""
+    """The newest base snapshot S3 confirmed with no older upload on the wire (none
+    can land after it): what a delta extends."""
 
     generation: int
     mark: int  # `Snapshot.mark`
@@ -645,7 +646,17 @@ class CoverageSession:
                     if self.invocations == invocations:
                         self._put_rate = (result.bytes, result.seconds)
                 base = self._base
-                if not snapshot.delta and (base is None or generation > base.generation):
+                # What a delta may extend: not a base confirmed while an older upload
+                # was on the wire, which may land after it (a checkpoint's PUT beside a
+                # flush's): a delta would extend a base S3 no longer holds, and their
+                # union lack what it added over the older one.  (That older one, once
+                # confirmed with nothing older on the wire, is a base to extend: S3
+                # holds it or a newer one.)
+                if (
+                    not snapshot.delta
+                    and (base is None or generation > base.generation)
+                    and not self._uploads.older(generation)
+                ):
                     self._base = ConfirmedBase(
                         generation, snapshot.mark, snapshot.epoch, snapshot.size, result.bytes
                     )
