@@ -208,3 +208,31 @@ def test_a_base_confirmed_beside_an_older_base_on_the_wire_is_never_extended_by_
     assert ran[4] < ran[3] - 30, ran
     records = function.json_logs()
     assert not [r for r in records if r["level"] == "ERROR"], records
+
+
+def test_an_older_base_the_shutdown_cannot_replace_is_said_lost(
+    start_function, task_root, proxy, s3, bucket, tmp_path
+):
+    """As in the test above, S3 holds base A, older than the base B the shutdown's
+    delta extends, but S3 refuses the whole base (403): what B added over A is not
+    in S3, so the shutdown writes the loss record (before: a warning that only the
+    read-back had not finished, as if the delta had shipped everything)."""
+    function, older, _ = older_base_landed_after_the_newer(
+        start_function, task_root, proxy, s3, bucket
+    )
+    assert function.invoke({"k": 1}).status == 200  # new code: the shutdown's delta
+    proxy.set("HEAD", "stall")
+    function.signal_shutdown()
+    proxy.wait_for("HEAD")  # the read-back, after the delta was confirmed
+    proxy.set("PUT", "status", 403)  # the whole base, refused
+    proxy.release()
+    assert function.wait(timeout=15) == 0
+    records = function.json_logs()
+    shipped = [(r["reason"], r.get("delta")) for r in uploads(function)]
+    assert shipped == [("checkpoint", None), ("SIGTERM", True)], shipped
+    assert [r for r in records if r["message"] == WHOLE_BASE], records
+    [lost] = [r for r in records if r["message"] == LOST]
+    assert "403" in lost["error_message"] and lost["stored_base_generation"] == older, lost
+    assert lost.get("recorded_lines_in_s3") is None, lost  # (unknown: an older base)
+    assert not [r for r in records if "read-back" in r["message"] or "checking" in r["message"]]
+    assert stored_generation(s3, bucket, base_key(s3, bucket)) == older  # (what S3 holds)

@@ -187,6 +187,10 @@ class CoverageSession:
         self._uploader: SnapshotUploader | None = None
         self._delta_uploader: SnapshotUploader | None = None
         self._base: ConfirmedBase | None = None
+        # The shutdown found S3 holding an older base than the one its delta extends
+        # (`_make_sure_base_is_stored`): its generation, until a whole base is
+        # confirmed.  A confirmed delta then says nothing of what S3 holds.
+        self._stale_base: int | None = None
         self._uploader_lock = threading.Lock()
         self.invocations = 0
         self.handled = InvocationStats()
@@ -771,6 +775,9 @@ class CoverageSession:
         behind, or the loss record."""
         if taken:  # a checkpoint's upload still running may hold it all: its answer decides
             self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
+        if self._stale_base is not None:  # S3's base is older than its delta's
+            self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
+            return
         with self._state:
             stored = bool(taken) and self._confirmed >= taken[-1][0]
             # A checkpoint confirmed meanwhile holds all the failed snapshot held
@@ -1083,16 +1090,27 @@ class CoverageSession:
                 "it may land after the newest"
             )
         stored = uploader.stored_generation(deadline)
-        if stored is None or stored >= base or time.monotonic() >= deadline:
+        if stored is None or stored >= base:
             return
+        # What the base added over the stored one is in S3 only once a whole base is:
+        # if it cannot go, the shutdown's failure is a loss (`_shutdown_failed`), not a
+        # read-back that ran late after the delta was confirmed.
+        self._stale_base = stored
         structured_log.warning(
             "an older base landed after the one the delta extends: uploading a whole base",
             stored_generation=stored,
             generation=base,
         )
+        if time.monotonic() >= deadline:
+            raise UploadError(
+                f"S3 holds base {stored}, older than base {base} the delta extends, and "
+                "no time was left to upload a whole base"
+            )
         with self._snapshot_lock:
             generation, whole = self._numbered_snapshot(whole=True)
+        self._check_upload_fits(len(whole.body), deadline)
         self.ship(generation, whole, reason, deadline, final=True)
+        self._stale_base = None
 
     def _log_partial(self, reason: str, snapshot: Snapshot | None, started: float) -> None:
         """The loss record of a shutdown that shipped only the files whose recorded
@@ -1131,7 +1149,11 @@ class CoverageSession:
             s3_uri=self.s3_uri,
             lost_bytes=len(snapshot.body) if snapshot else None,
             recorded_lines=snapshot.lines if snapshot else counted,
-            recorded_lines_in_s3=confirmed_lines if self.last_upload else 0,
+            # (Unknown when S3's base is older than the one its delta extends.)
+            recorded_lines_in_s3=(
+                (confirmed_lines if self.last_upload else 0) if self._stale_base is None else None
+            ),
+            stored_base_generation=self._stale_base,
             invocations_since_last_upload=self.invocations - confirmed_invocations,
             data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
