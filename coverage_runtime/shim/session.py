@@ -642,8 +642,12 @@ class CoverageSession:
             with self._state:
                 if generation > self._confirmed:
                     self._confirmed = generation
-                    self._confirmed_size = snapshot.size
-                    self._confirmed_lines = snapshot.lines
+                    # A snapshot from before a `reset` (confirmed after it) holds none
+                    # of the new epoch's data: S3 holds nothing of it yet, and what
+                    # runs now must ship however small (`_grew`, `_measured_more`).
+                    if snapshot.epoch == self.measurement.epoch:
+                        self._confirmed_size = snapshot.size
+                        self._confirmed_lines = snapshot.lines
                     self._confirmed_invocations = invocations
                     self.last_upload = record
                     self.last_error = None
