@@ -236,3 +236,30 @@ def test_an_older_base_the_shutdown_cannot_replace_is_said_lost(
     assert lost.get("recorded_lines_in_s3") is None, lost  # (unknown: an older base)
     assert not [r for r in records if "read-back" in r["message"] or "checking" in r["message"]]
     assert stored_generation(s3, bucket, base_key(s3, bucket)) == older  # (what S3 holds)
+
+
+def test_an_older_base_landing_late_is_replaced_also_when_the_shutdown_has_nothing_new(
+    start_function, task_root, proxy, s3, bucket, tmp_path
+):
+    """As above, S3 holds base A over the confirmed base B, and a checkpoint's delta
+    (what ran since B) is confirmed; the shutdown has nothing new to send.  A base
+    attempt went unanswered (A's, retried after its read timeout), so the shutdown
+    still reads the base back, finds A, and sends a whole base (before: nothing was
+    read, and S3 kept A and a delta lacking B's growth for good, said by nothing)."""
+    function, older, newer = older_base_landed_after_the_newer(
+        start_function, task_root, proxy, s3, bucket
+    )
+    time.sleep(2.1)  # the checkpoint interval passes
+    assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint: a delta
+    wait_logged(function, "coverage uploaded", count=2, reason="checkpoint")
+    assert uploads(function)[-1].get("delta"), uploads(function)
+    assert function.terminate() == 0
+    path = union(s3, bucket, tmp_path)
+    ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
+    assert ran[3] > 60 and ran[1] > 60, f"the growth of B (k=3) and of the delta (k=1): {ran}"
+    records = function.json_logs()
+    [warning] = [r for r in records if r["message"] == WHOLE_BASE]
+    assert (warning["stored_generation"], warning["generation"]) == (older, newer), warning
+    shipped = [(r["reason"], r.get("delta")) for r in uploads(function)]
+    assert shipped == [("checkpoint", None), ("checkpoint", True), ("SIGTERM", None)], shipped
+    assert not [r for r in records if r["message"] == LOST], records

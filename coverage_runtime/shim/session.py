@@ -841,8 +841,10 @@ class CoverageSession:
             return
         # Decided from the counts, before the data file is written and read: at
         # 8,000 modules with branches the file is 60-80 MB, its read ~60-100 ms.
-        if self._unchanged_since_upload() and self._nothing_to_ship(reason, deadline):
-            return
+        if self._unchanged_since_upload():
+            self._make_sure_confirmed_base_is_stored(reason, deadline)
+            if self._nothing_to_ship(reason, deadline):
+                return
         generation, snapshot = self._snapshot(final=True)
         taken.append((generation, snapshot))
         pause_points.reach("shutdown-snapshot")
@@ -1078,6 +1080,20 @@ class CoverageSession:
                 generation=generation,
             )
             self.ship(generation, snapshot, reason, deadline, final=True)
+
+    def _make_sure_confirmed_base_is_stored(self, reason: str, deadline: float) -> None:
+        """A shutdown with nothing new sends no delta, so `_make_sure_base_is_stored`
+        never runs from its upload: when a base attempt ever went unanswered (S3 may
+        have completed it after the confirmed base, which checkpoints' deltas then
+        extended), read the base back all the same (one HEAD, only then)."""
+        uploader = self._uploader
+        with self._state:
+            base = self._base
+        if base is None or uploader is None or not uploader.unanswered:
+            return
+        if not self._wait_for_older_upload(self._generation + 1, deadline, OLDER_UPLOAD_SHARE):
+            return  # (a checkpoint's PUT still on the wire: no read-back can be sure)
+        self._make_sure_base_is_stored(base.generation, reason, deadline)
 
     def _make_sure_base_is_stored(self, base: int, reason: str, deadline: float) -> None:
         """The shutdown sent a delta of base generation ``base``: S3 must hold that
