@@ -3,6 +3,7 @@ does when a runtime is installed (as the shim does) around a real coverage.py.""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -610,3 +611,42 @@ def test_after_a_reset_the_next_upload_is_a_base_of_a_new_epoch(
     # The delta from before the reset no longer adds to the base: the reset's
     # dropped data does not come back.
     assert not layout.delta_applies(base_meta, old_delta)
+
+
+def test_no_copy_of_what_was_written_is_kept_when_no_delta_is_sent(
+    install, sample, s3_server, s3, bucket, tmp_path
+):
+    """Bases only (a data file under `DELTA_MIN_BASE_BYTES`, as every small function's,
+    and every Managed Instances worker's, which never sends deltas): once a base is
+    confirmed, nothing of what was written stays in memory for deltas (`Since`).
+    Before: a copy of every item ever written was kept for a delta that never came,
+    a second measured set in memory for the environment's life."""
+    import tracemalloc
+
+    from coverage_runtime.shim import measurement
+
+    install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    source = "".join(f"v{i} = {i}\n" for i in range(20_000))
+    lines, first = inspect.getsourcelines(measurement.Since.add)
+    kept = tracemalloc.Filter(True, measurement.__file__)
+    tracemalloc.start()
+    try:
+        with imported_sample(tmp_path / "src", source, "api_large"):  # 20,000 lines
+            first_upload = coverage_runtime.flush()
+            sample.handler({}, Context())
+            second_upload = coverage_runtime.flush()
+        snapshot = tracemalloc.take_snapshot().filter_traces([kept])
+    finally:
+        tracemalloc.stop()
+    assert first_upload is not None and second_upload is not None
+    assert not second_upload["key"].endswith(".delta")
+    held = sum(
+        stat.size
+        for stat in snapshot.statistics("lineno")
+        if first <= stat.traceback[0].lineno < first + len(lines)
+    )
+    assert held < 64 << 10, f"{held} bytes of written items kept for deltas"

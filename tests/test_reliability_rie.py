@@ -740,3 +740,35 @@ def test_a_put_that_an_invocation_overlapped_is_no_measure_of_what_a_put_takes(
     assert not [r for r in records if r["message"] == LOST], records
     assert [r["reason"] for r in uploads(function)] == ["checkpoint", "SIGTERM"], records
     assert line_of(USES_API, "marker: status") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_snapshot_from_before_a_reset_confirmed_after_it_never_holds_back_what_follows(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """A checkpoint's PUT is on the wire (held) when the handler calls reset(), and
+    is confirmed after it: its size is of data the reset dropped, so it must not
+    stand for what S3 holds of the new epoch.  The next checkpoint ships what ran
+    after the reset, and S3 then holds the new epoch's data, not the dropped
+    (before: the checkpoint saw nothing "new" until the new data outgrew the
+    dropped, and S3 kept the data the reset dropped)."""
+    function = through_proxy(start_function, proxy, checkpoint_seconds=1)
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "stall", times=1)
+    assert function.invoke({"action": "status"}).status == 200  # then a checkpoint, held
+    proxy.wait_for("PUT")
+    assert function.invoke({"action": "reset"}).body == {"reset": True}
+    proxy.release()
+    wait_logged(function, "coverage uploaded", reason="checkpoint")  # from before the reset
+    time.sleep(1.1)  # the checkpoint interval passes
+    assert function.invoke({"n": 2}).status == 200  # after the reset, then a checkpoint
+    deadline = time.monotonic() + 10
+    while len([r for r in uploads(function) if r["reason"] == "checkpoint"]) < 2:
+        assert time.monotonic() < deadline, "what ran after the reset was never shipped"
+        time.sleep(0.02)
+    head = s3.head_object(Bucket=bucket, Key=download_key(s3, bucket))
+    assert layout.epoch(head["Metadata"]) == 1, head["Metadata"]
+    lines = object_lines(s3, bucket, tmp_path, USES_API)
+    assert line_of(USES_API, "marker: sum") in lines
+    assert line_of(USES_API, "marker: status") not in lines  # dropped by the reset
+    assert function.terminate() == 0

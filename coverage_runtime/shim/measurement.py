@@ -215,8 +215,11 @@ class Since:
     Each base snapshot closes the current segment under its mark; a delta that
     extends the base of mark M is the union of the segments after M and the
     current one.  A segment goes once S3 confirms a base that holds it.  What
-    was written since the last delta (`take_unsent`) is kept apart too: the
-    delta file grows by it alone while it extends the same base.
+    was written since the last delta (`take_unsent`) is kept apart too, while a
+    delta file exists: the delta file grows by it alone while it extends the
+    same base.  (Without one, the next delta is written afresh from the segments:
+    a copy kept for it would be a second measured set in memory for good in an
+    environment that sends no deltas.)
     """
 
     def __init__(self) -> None:
@@ -226,12 +229,15 @@ class Since:
         self._closed: list[tuple[int, dict[str, coverage_adapter.Recorded]]] = []
         self._unsent: dict[str, coverage_adapter.Recorded] = {}
 
-    def add(self, label: str, recorded: coverage_adapter.Recorded) -> None:
+    def add(self, label: str, recorded: coverage_adapter.Recorded, *, unsent: bool) -> None:
+        """``recorded`` was written under ``label``; ``unsent``: a delta file exists,
+        which the next delta grows by it (`take_unsent`)."""
         copy = {name: set(items) for name, items in recorded.items()}
-        unsent = {name: set(items) for name, items in recorded.items()}
+        also = {name: set(items) for name, items in recorded.items()} if unsent else None
         with self._lock:
             coverage_adapter.merge_into(self._current.setdefault(label, {}), copy)
-            coverage_adapter.merge_into(self._unsent.setdefault(label, {}), unsent)
+            if also is not None:
+                coverage_adapter.merge_into(self._unsent.setdefault(label, {}), also)
 
     def close(self) -> int:
         """A base snapshot holds everything written so far: its mark."""
@@ -865,7 +871,8 @@ class Measurement:
         paced = paced and pacing.paced()
         for label, recorded in outbox.items():
             self._written.update(recorded)
-            self._since.add(label, recorded)
+            # (`_delta_extends` changes under the data lock, held by every writer.)
+            self._since.add(label, recorded, unsent=self._delta_extends is not None)
             coverage_adapter.set_context(self.cov, label or None)
             if not paced or len(recorded) <= WRITE_FILES:
                 coverage_adapter.write_recorded(self.cov, recorded, arcs=arcs)

@@ -141,7 +141,8 @@ class UploadRecord(NamedTuple):
 
 
 class ConfirmedBase(NamedTuple):
-    """The newest base snapshot S3 confirmed: what a delta extends."""
+    """The newest base snapshot S3 confirmed with no older upload on the wire (none
+    can land after it): what a delta extends."""
 
     generation: int
     mark: int  # `Snapshot.mark`
@@ -185,6 +186,10 @@ class CoverageSession:
         self._uploader: SnapshotUploader | None = None
         self._delta_uploader: SnapshotUploader | None = None
         self._base: ConfirmedBase | None = None
+        # The shutdown found S3 holding an older base than the one its delta extends
+        # (`_make_sure_base_is_stored`): its generation, until a whole base is
+        # confirmed.  A confirmed delta then says nothing of what S3 holds.
+        self._stale_base: int | None = None
         self._uploader_lock = threading.Lock()
         self.invocations = 0
         self.handled = InvocationStats()
@@ -636,15 +641,29 @@ class CoverageSession:
             with self._state:
                 if generation > self._confirmed:
                     self._confirmed = generation
-                    self._confirmed_size = snapshot.size
-                    self._confirmed_lines = snapshot.lines
+                    # A snapshot from before a `reset` (confirmed after it) holds none
+                    # of the new epoch's data: S3 holds nothing of it yet, and what
+                    # runs now must ship however small (`_grew`, `_measured_more`).
+                    if snapshot.epoch == self.measurement.epoch:
+                        self._confirmed_size = snapshot.size
+                        self._confirmed_lines = snapshot.lines
                     self._confirmed_invocations = invocations
                     self.last_upload = record
                     self.last_error = None
                     if self.invocations == invocations:
                         self._put_rate = (result.bytes, result.seconds)
                 base = self._base
-                if not snapshot.delta and (base is None or generation > base.generation):
+                # What a delta may extend: not a base confirmed while an older upload
+                # was on the wire, which may land after it (a checkpoint's PUT beside a
+                # flush's): a delta would extend a base S3 no longer holds, and their
+                # union lack what it added over the older one.  (That older one, once
+                # confirmed with nothing older on the wire, is a base to extend: S3
+                # holds it or a newer one.)
+                if (
+                    not snapshot.delta
+                    and (base is None or generation > base.generation)
+                    and not self._uploads.older(generation)
+                ):
                     self._base = ConfirmedBase(
                         generation, snapshot.mark, snapshot.epoch, result.bytes
                     )
@@ -759,6 +778,9 @@ class CoverageSession:
         behind, or the loss record."""
         if taken:  # a checkpoint's upload still running may hold it all: its answer decides
             self._wait_for_older_upload(taken[-1][0], deadline, 1.0)
+        if self._stale_base is not None:  # S3's base is older than its delta's
+            self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
+            return
         with self._state:
             stored = bool(taken) and self._confirmed >= taken[-1][0]
             # A checkpoint confirmed meanwhile holds all the failed snapshot held
@@ -818,8 +840,10 @@ class CoverageSession:
             return
         # Decided from the counts, before the data file is written and read: at
         # 8,000 modules with branches the file is 60-80 MB, its read ~60-100 ms.
-        if self._unchanged_since_upload() and self._nothing_to_ship(reason, deadline):
-            return
+        if self._unchanged_since_upload():
+            self._make_sure_confirmed_base_is_stored(reason, deadline)
+            if self._nothing_to_ship(reason, deadline):
+                return
         generation, snapshot = self._snapshot(final=True)
         taken.append((generation, snapshot))
         pause_points.reach("shutdown-snapshot")
@@ -1056,6 +1080,20 @@ class CoverageSession:
             )
             self.ship(generation, snapshot, reason, deadline, final=True)
 
+    def _make_sure_confirmed_base_is_stored(self, reason: str, deadline: float) -> None:
+        """A shutdown with nothing new sends no delta, so `_make_sure_base_is_stored`
+        never runs from its upload: when a base attempt ever went unanswered (S3 may
+        have completed it after the confirmed base, which checkpoints' deltas then
+        extended), read the base back all the same (one HEAD, only then)."""
+        uploader = self._uploader
+        with self._state:
+            base = self._base
+        if base is None or uploader is None or not uploader.unanswered:
+            return
+        if not self._wait_for_older_upload(self._generation + 1, deadline, OLDER_UPLOAD_SHARE):
+            return  # (a checkpoint's PUT still on the wire: no read-back can be sure)
+        self._make_sure_base_is_stored(base.generation, reason, deadline)
+
     def _make_sure_base_is_stored(self, base: int, reason: str, deadline: float) -> None:
         """The shutdown sent a delta of base generation ``base``: S3 must hold that
         base, or the data between an older one and it is missing.  An older base's
@@ -1071,16 +1109,27 @@ class CoverageSession:
                 "it may land after the newest"
             )
         stored = uploader.stored_generation(deadline)
-        if stored is None or stored >= base or time.monotonic() >= deadline:
+        if stored is None or stored >= base:
             return
+        # What the base added over the stored one is in S3 only once a whole base is:
+        # if it cannot go, the shutdown's failure is a loss (`_shutdown_failed`), not a
+        # read-back that ran late after the delta was confirmed.
+        self._stale_base = stored
         structured_log.warning(
             "an older base landed after the one the delta extends: uploading a whole base",
             stored_generation=stored,
             generation=base,
         )
+        if time.monotonic() >= deadline:
+            raise UploadError(
+                f"S3 holds base {stored}, older than base {base} the delta extends, and "
+                "no time was left to upload a whole base"
+            )
         with self._snapshot_lock:
             generation, whole = self._numbered_snapshot(whole=True)
+        self._check_upload_fits(len(whole.body), deadline)
         self.ship(generation, whole, reason, deadline, final=True)
+        self._stale_base = None
 
     def _log_partial(self, reason: str, snapshot: Snapshot | None, started: float) -> None:
         """The loss record of a shutdown that shipped only the files whose recorded
@@ -1119,7 +1168,11 @@ class CoverageSession:
             s3_uri=self.s3_uri,
             lost_bytes=len(snapshot.body) if snapshot else None,
             recorded_lines=snapshot.lines if snapshot else counted,
-            recorded_lines_in_s3=confirmed_lines if self.last_upload else 0,
+            # (Unknown when S3's base is older than the one its delta extends.)
+            recorded_lines_in_s3=(
+                (confirmed_lines if self.last_upload else 0) if self._stale_base is None else None
+            ),
+            stored_base_generation=self._stale_base,
             invocations_since_last_upload=self.invocations - confirmed_invocations,
             data_file=self.measurement.data_file,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,

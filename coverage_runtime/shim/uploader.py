@@ -102,6 +102,10 @@ class SnapshotUploader:
         # An attempt was left running at its deadline: it may still land, after
         # a newer one (the shutdown then reads the stored generation back).
         self.abandoned = False
+        # An attempt went without its answer (one retried, or the last of an upload
+        # that failed): S3 may still complete it, after a newer one was confirmed.
+        # (Conservative: a refused attempt counts too.)
+        self.unanswered = False
         # Fencing: no attempt (first send or retry) of an older snapshot may
         # start once a newer one has started, so an abandoned upload can never
         # overwrite newer data.
@@ -121,6 +125,8 @@ class SnapshotUploader:
             with self._fence:
                 if generation < self._newest_started:
                     raise Superseded(f"snapshot {generation} superseded by {self._newest_started}")
+                if generation == self._newest_started:  # an attempt of it went before
+                    self.unanswered = True
                 self._newest_started = generation
                 if self._first_started is None:
                     self._first_started = generation
@@ -163,10 +169,16 @@ class SnapshotUploader:
         )
         started = time.monotonic()
         check = self._fenced(generation, before_attempt)
-        if deadline is None:
-            response = self._put(args, check, None)
-        else:
-            response = self._put_before(args, check, deadline)
+        try:
+            if deadline is None:
+                response = self._put(args, check, None)
+            else:
+                response = self._put_before(args, check, deadline)
+        except UploadError:
+            with self._fence:
+                if self._newest_started == generation:  # (an attempt of it started)
+                    self.unanswered = True
+            raise
         return UploadResult(
             bucket=self.bucket,
             key=self.key,

@@ -108,6 +108,7 @@ class WorkerPublisher(SnapshotUploader):
         self.state = WorkerState(pid=os.getpid())
         self._lock = threading.Lock()
         self.abandoned = False
+        self.unanswered = False  # (a file is replaced whole: never completed late)
         # The worker's measurement's partial replay, if any (`Measurement.partial`):
         # set by the worker once its session exists.
         self.partial: Callable[[], Outcome | None] = lambda: None
