@@ -273,6 +273,77 @@ def test_labels_in_the_image_through_the_rie(
         assert data.arcs(handler), f"arcs under {label}"
 
 
+def test_growth_after_a_large_base_ships_as_a_delta_in_the_image(
+    image, s3_server, s3, bucket, container_name, tmp_path
+):
+    """The image's Python (3.14: sysmon with branches), 200 synthetic modules (a base of
+    ~370 kB, past `DELTA_MIN_BASE_BYTES`): a checkpoint confirms the base, the next one
+    and the shutdown send only what ran since (the delta object), and the two together
+    hold every module's import-time code, the modules the events ran in full, the first
+    function only of the others: what the union of the objects says, as the report reads
+    it (`tests/test_report_delta.py`)."""
+    from tests import synthetic_function
+
+    root = synthetic_function.write(tmp_path / "task", 200)
+    port, _ = start_with_local_s3(
+        container_name, image.name, s3_server, bucket,
+        "--volume", f"{root}:{TASK_ROOT}:ro",
+        command=("handler.handler",),
+        AWS_LAMBDA_FUNCTION_NAME="delta-test", COVERAGE_BRANCH="true",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="1",
+    )  # fmt: skip
+
+    def uploads() -> list[dict[str, Any]]:
+        logs = podman("logs", container_name).stdout + podman("logs", container_name).stderr
+        return [
+            json.loads(line)
+            for line in logs.splitlines()
+            if '"message": "coverage uploaded"' in line
+        ]
+
+    def wait_uploads(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(found := uploads()) < count:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.1)
+
+    def run(k: int) -> None:
+        done = post_invocation(port, json.dumps({"k": k}).encode())
+        assert done.status == 200, done.body
+
+    run(0)
+    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    run(0)
+    wait_uploads(1)  # the base, the hand-over's first
+    time.sleep(1.1)
+    run(1)  # new code, then a checkpoint: a delta
+    wait_uploads(2)
+    run(2)  # new code, shipped at shutdown
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    assert '"core": "sysmon"' in next(
+        line for line in logs.splitlines() if "coverage runtime started" in line
+    )
+    shipped = uploads()
+    assert [(r["reason"], r.get("delta")) for r in shipped] == [
+        ("checkpoint", None),
+        ("checkpoint", True),
+        ("SIGTERM", True),
+    ], shipped
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert [k.rsplit(".coverage", 1)[1] for k in keys] == ["", ".delta"], keys
+    [(_, path)] = download_objects(s3, bucket, tmp_path).items()  # (base and delta joined)
+    data = CoverageData(basename=str(path))
+    data.read()
+    assert data.has_arcs()
+    measured = [f for f in data.measured_files() if "/synthetic/m" in f]
+    assert len(measured) == 200
+    ran = {k: len(data.lines(f"{TASK_ROOT}/synthetic/m{k:05d}.py") or ()) for k in (0, 1, 2, 3)}
+    assert min(ran[0], ran[1], ran[2]) > 60 and ran[3] < ran[1] - 30, ran
+    arcs = set(data.arcs(f"{TASK_ROOT}/synthetic/m00002.py") or ())
+    assert arcs, "the shutdown's delta holds module 2's arcs"
+
+
 def test_the_combiner_runs_in_the_image(
     image, s3_server, s3, bucket, container_name, tmp_path_factory
 ):
