@@ -43,7 +43,8 @@ from typing import NamedTuple
 DEFAULT_PREFIX = "coverage/"
 DEFAULT_TASK_ROOT = "/var/task"
 DATA_SUFFIX = ".coverage"
-DELTA_SUFFIX = DATA_SUFFIX + ".delta"
+DELTA_EXTENSION = ".delta"  # what a delta object's key adds to its base's
+DELTA_SUFFIX = DATA_SUFFIX + DELTA_EXTENSION
 COMBINED_FOLDER = "combined/"
 RUNS_FOLDER = "_runs/"
 MERGED_DATA_NAME = "merged.coverage"
@@ -52,7 +53,7 @@ MANIFEST_NAME = "batches.json"
 CONTENT_TYPE = "application/vnd.sqlite3"
 CONTENT_TYPES = {
     DATA_SUFFIX: CONTENT_TYPE,
-    ".delta": CONTENT_TYPE,
+    DELTA_EXTENSION: CONTENT_TYPE,
     ".json": "application/json",
     ".xml": "application/xml",
     ".lcov": "text/plain",
@@ -110,14 +111,14 @@ class ObjectKey(NamedTuple):
 
     def format_delta(self, prefix: str) -> str:
         """The key of this environment's delta object (see the module's docstring)."""
-        return self.format(prefix) + DELTA_SUFFIX[len(DATA_SUFFIX) :]
+        return self.format(prefix) + DELTA_EXTENSION
 
     @classmethod
     def parse_delta(cls, prefix: str, key: str) -> ObjectKey | None:
         """The parts of an environment's delta object key; None for any other key."""
         if not key.endswith(DELTA_SUFFIX):
             return None
-        return cls.parse(prefix, key[: -len(DELTA_SUFFIX) + len(DATA_SUFFIX)])
+        return cls.parse(prefix, key.removesuffix(DELTA_EXTENSION))
 
     @classmethod
     def parse(cls, prefix: str, key: str) -> ObjectKey | None:

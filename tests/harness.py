@@ -399,7 +399,7 @@ def download_objects(s3: Any, bucket: str, destination: Path) -> dict[str, Path]
     raw = download_raw_objects(s3, bucket, destination)
     found = {key: path for key, path in raw.items() if not key.endswith(layout.DELTA_SUFFIX)}
     for key, path in raw.items():
-        base_key = key.removesuffix(layout.DELTA_SUFFIX[len(layout.DATA_SUFFIX) :])
+        base_key = key.removesuffix(layout.DELTA_EXTENSION)
         if base_key == key or base_key not in found:
             continue
         base_meta = s3.head_object(Bucket=bucket, Key=base_key)["Metadata"]

@@ -441,15 +441,26 @@ def write_recorded(cov: Any, recorded: Recorded, *, arcs: bool) -> None:
     """Add recorded items to the `CoverageData` (and so to the data file)."""
     if not recorded:
         return
-    coll = collector(cov)
-    data = coverage_data(cov)
-    mapped = coll.mapped_file_dict(recorded)
+    _add_recorded(cov, coverage_data(cov), recorded, arcs=arcs)
+
+
+def _add_recorded(cov: Any, data: Any, recorded: Recorded, *, arcs: bool) -> None:
+    """Add recorded items to ``data`` as ``cov``'s collector would: its file
+    mapping, and the C tracer's packed arcs unpacked."""
+    mapped = collector(cov).mapped_file_dict(recorded)
     if not arcs:
         data.add_lines(mapped)
     elif packed_arcs(cov):
         data.add_arcs({name: unpack_arcs(items) for name, items in mapped.items()})
     else:
         data.add_arcs(mapped)
+
+
+def _context(cov: Any, label: str | None) -> str | None:
+    """The coverage.py context of what runs under ``label``: the static context,
+    the label, or both (as ``Collector.switch_context`` names it)."""
+    static = getattr(collector(cov), "static_context", None)
+    return f"{static}|{label}" if static and label else (static or label or None)
 
 
 def write_data_file(
@@ -465,26 +476,17 @@ def write_data_file(
     for stale in (path, path + "-journal") if fresh else ():
         with contextlib.suppress(FileNotFoundError):
             os.remove(stale)
-    coll = collector(cov)
     data = CoverageData(basename=path)
     if not fresh:
         data.read()  # (else its first write erases it)
-    packed = arcs and packed_arcs(cov)
-    static = getattr(coll, "static_context", None)
     try:
         if arcs:
             data.add_arcs({})  # (creates the file, and says it holds arcs)
         else:
             data.add_lines({})
         for label, items in recorded.items():
-            data.set_context(f"{static}|{label}" if static and label else (static or label or None))
-            mapped = coll.mapped_file_dict(items)
-            if not arcs:
-                data.add_lines(mapped)
-            elif packed:
-                data.add_arcs({name: unpack_arcs(found) for name, found in mapped.items()})
-            else:
-                data.add_arcs(mapped)
+            data.set_context(_context(cov, label))
+            _add_recorded(cov, data, items, arcs=arcs)
     finally:
         data.close()
 
@@ -492,10 +494,7 @@ def write_data_file(
 def set_context(cov: Any, label: str | None) -> None:
     """Label what is written from now on, as ``Collector.switch_context`` does
     but without its flush of the live sets (which may hold paused data)."""
-    coll = collector(cov)
-    static = getattr(coll, "static_context", None)
-    context = f"{static}|{label}" if static and label else (static or label)
-    coverage_data(cov).set_context(context)
+    coverage_data(cov).set_context(_context(cov, label))
 
 
 def start(cov: Any) -> None:

@@ -264,11 +264,7 @@ class Since:
             for label, recorded in part.items():
                 target = union.setdefault(label, {})
                 for name, items in recorded.items():
-                    existing = target.get(name)
-                    if existing is None:
-                        target[name] = set(items)
-                    else:
-                        existing |= items
+                    target.setdefault(name, set()).update(items)
         return union
 
     def confirmed(self, mark: int) -> None:

@@ -102,6 +102,13 @@ def maintenance_due(invocations: int) -> bool:
     return invocations & (invocations - 1) == 0 or invocations % 64 == 0
 
 
+def _file_size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
@@ -320,14 +327,11 @@ class CoverageSession:
 
     @property
     def delta_file(self) -> str:
-        return self.measurement.data_file + layout.DELTA_SUFFIX[len(layout.DATA_SUFFIX) :]
+        return self.measurement.data_file + layout.DELTA_EXTENSION
 
     def _delta_bytes(self) -> int:
         """The delta file as last written (0 if none)."""
-        try:
-            return os.path.getsize(self.delta_file)
-        except OSError:
-            return 0
+        return _file_size(self.delta_file) or 0
 
     def _delta_base(self, *, final: bool) -> ConfirmedBase | None:
         """The confirmed base the next snapshot extends as a delta, or None for a
@@ -977,10 +981,7 @@ class CoverageSession:
             if self._delta_base(final=True) is not None
             else self.measurement.data_file
         )
-        try:
-            return os.path.getsize(path)
-        except OSError:
-            return None
+        return _file_size(path)
 
     def _check_growth_fits(self, deadline: float) -> None:
         """At the shutdown's start: `UploadError` at once when the counts already
@@ -1062,23 +1063,34 @@ class CoverageSession:
         of the window for nothing."""
         if snapshot.delta:
             self._make_sure_base_is_stored(snapshot.extends, reason, deadline)
-        uploader = self._uploader_of(snapshot, 0)
-        if not uploader.older_attempted(generation):
-            return
-        # One still on the wire (ours went alongside it) may land after the read.
-        if not self._uploads.wait_for_older(generation, deadline):
-            raise UploadError(
-                "an older snapshot's upload was still on the wire at the deadline: "
-                "it may land after the newest"
-            )
-        stored = uploader.stored_generation(deadline)
-        if stored is not None and stored < generation and time.monotonic() < deadline:
+        stored = self._stored_older(
+            self._uploader_of(snapshot, 0), generation, generation, deadline
+        )
+        if stored is not None and time.monotonic() < deadline:
             structured_log.warning(
                 "an older snapshot landed after the newest: uploading it again",
                 stored_generation=stored,
                 generation=generation,
             )
             self.ship(generation, snapshot, reason, deadline, final=True)
+
+    def _stored_older(
+        self, uploader: SnapshotUploader, generation: int, newer_than: int, deadline: float
+    ) -> int | None:
+        """The generation of ``uploader``'s object in S3 when it is older than
+        ``generation``, else None; not read when no older attempt of that object
+        was ever made.  Read once no upload older than ``newer_than`` is on the
+        wire (read at once, it would miss one that lands later): `UploadError`
+        if one still is at ``deadline``."""
+        if not uploader.older_attempted(generation):
+            return None
+        if not self._uploads.wait_for_older(newer_than, deadline):
+            raise UploadError(
+                "an older snapshot's upload was still on the wire at the deadline: "
+                "it may land after the newest"
+            )
+        stored = uploader.stored_generation(deadline)
+        return stored if stored is not None and stored < generation else None
 
     def _make_sure_confirmed_base_is_stored(self, reason: str, deadline: float) -> None:
         """A shutdown with nothing new sends no delta, so `_make_sure_base_is_stored`
@@ -1100,16 +1112,8 @@ class CoverageSession:
         attempt may land after it (one retried or abandoned beside a newer
         upload), so when one was ever attempted the stored generation is read
         back, and if older, a whole base goes now."""
-        uploader = self.uploader(0)
-        if not uploader.older_attempted(base):
-            return
-        if not self._uploads.wait_for_older(self._generation + 1, deadline):
-            raise UploadError(
-                "an older snapshot's upload was still on the wire at the deadline: "
-                "it may land after the newest"
-            )
-        stored = uploader.stored_generation(deadline)
-        if stored is None or stored >= base:
+        stored = self._stored_older(self.uploader(0), base, self._generation + 1, deadline)
+        if stored is None:
             return
         # What the base added over the stored one is in S3 only once a whole base is:
         # if it cannot go, the shutdown's failure is a loss (`_shutdown_failed`), not a
