@@ -98,7 +98,7 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
     build = measurement._build
     measurement._build = lambda r: timed(steps, "build coverage.py", lambda: build(r))
     write = measurement._write_outbox
-    measurement._write_outbox = lambda o: timed(steps, "SQLite write", lambda: write(o))
+    measurement._write_outbox = lambda o, **kw: timed(steps, "SQLite write", lambda: write(o, **kw))
     profile = None
     if args.profile:
         import cProfile
@@ -347,6 +347,11 @@ def main() -> None:
     which.add_argument("--off", action="store_true", help="no coverage")
     parser.add_argument("--profile", action="store_true", help="cProfile the shim's shutdown")
     parser.add_argument(
+        "--maps-cache",
+        action="store_true",
+        help="the multiline maps from a build step first, as the Dockerfile has them",
+    )
+    parser.add_argument(
         "--gil", action="store_true", help="how late a timed wait wakes during the shutdown"
     )
     parser.add_argument(
@@ -364,12 +369,17 @@ def main() -> None:
         COVERAGE_BRANCH=str(args.branch).lower(),
     )
     sys.path.insert(0, args.root)
+    if args.maps_cache:
+        from coverage_runtime.shim import maps_cache
+
+        maps_cache.build([args.root])
     data_file = os.path.join(data_dir, "profile.coverage")
     result: dict[str, Any] = {
         "python": sys.version.split()[0],
         "size": args.size,
         "branch": args.branch,
         "what": "off" if args.off else "plain" if args.plain else "shim",
+        "maps_cache": args.maps_cache,
     }
     if args.off:
         off(args, result)

@@ -650,3 +650,43 @@ def test_no_copy_of_what_was_written_is_kept_when_no_delta_is_sent(
         if first <= stat.traceback[0].lineno < first + len(lines)
     )
     assert held < 64 << 10, f"{held} bytes of written items kept for deltas"
+
+
+def test_nothing_is_kept_for_deltas_before_a_base_is_confirmed(
+    install, sample, s3_server, tmp_path
+):
+    """Until S3 confirms a base no delta can be sent, and the first base holds
+    all that was written before its snapshot: none of it is copied for deltas
+    (`Since`).  Here the first base's upload fails (its bucket does not exist on
+    the local S3), so nothing is ever confirmed.  Before: the whole init's data
+    was copied (~7 MB at 2,000 modules with branches) and kept until a base was
+    confirmed -- for good, when none ever was."""
+    import tracemalloc
+
+    from coverage_runtime.shim import measurement
+
+    install(
+        COVERAGE_S3_BUCKET="no-such-bucket",
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    source = "".join(f"v{i} = {i}\n" for i in range(20_000))
+    lines, first = inspect.getsourcelines(measurement.Since.add)
+    kept = tracemalloc.Filter(True, measurement.__file__)
+    tracemalloc.start()
+    try:
+        with imported_sample(tmp_path / "src", source, "api_unconfirmed"):  # 20,000 lines
+            with pytest.raises(coverage_runtime.UploadError, match="NoSuchBucket"):
+                coverage_runtime.flush()
+            sample.handler({}, Context())
+            with pytest.raises(coverage_runtime.UploadError, match="NoSuchBucket"):
+                coverage_runtime.flush()
+        snapshot = tracemalloc.take_snapshot().filter_traces([kept])
+    finally:
+        tracemalloc.stop()
+    held = sum(
+        stat.size
+        for stat in snapshot.statistics("lineno")
+        if first <= stat.traceback[0].lineno < first + len(lines)
+    )
+    assert held < 64 << 10, f"{held} bytes of written items kept for deltas"
