@@ -88,6 +88,10 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
     )
     timed(init, "start", measurement.begin)
     handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
+    if args.switch:
+        from coverage_runtime.shim import labels
+
+        measurement.switch_label(labels.UNLABELLED)  # as the runtime does at an invocation
     timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
     recorder = measurement._recorder
     recorded = list(recorder.events) if recorder is not None else []
@@ -122,8 +126,15 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
             gc.disable()  # as `CoverageSession.shutdown` does
         probe.__enter__()
     mark = clock()
-    step("materialize (build + replay)", measurement.materialize)
-    step("finish (take, stop)", measurement.finish)
+    if args.deadline_ms is not None:
+        # The shutdown's own path: the replay file by file under its budget.
+        deadline = time.monotonic() + args.deadline_ms / 1000
+        step("finish (build, replay within the budget, stop)", lambda: measurement.finish(deadline))
+        outcome = measurement.replay_outcome
+        result["replay_outcome"] = outcome.as_fields() if outcome is not None else None
+    else:
+        step("materialize (build + replay)", measurement.materialize)
+        step("finish (take, stop)", measurement.finish)
     snapshot = step("snapshot (tally + write + read)", measurement.snapshot)
     total = clock() - mark
     if probe is not None:
@@ -132,7 +143,8 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
     if profile is not None:
         profile.disable()
         result["profile_tottime_ms"] = by_module(profile)
-    steps["replay"] = steps["materialize (build + replay)"] - steps.get("build coverage.py", 0)
+    if args.deadline_ms is None:
+        steps["replay"] = steps["materialize (build + replay)"] - steps.get("build coverage.py", 0)
     steps["snapshot minus the write"] = (
         steps["snapshot (tally + write + read)"] - steps["SQLite write"]
     )
@@ -140,7 +152,7 @@ def shim(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> No
     result["shutdown_total_ms"] = round(total * 1000, 2)
     result["bytes"] = len(snapshot.body)
     result["lines"], result["arcs"] = snapshot.lines, snapshot.arcs
-    if recorded:
+    if recorded and args.deadline_ms is None:
         result["replay_again_ms"] = replay_split(measurement, recorded)
 
 
@@ -346,6 +358,16 @@ def main() -> None:
     which.add_argument("--plain", action="store_true", help="plain coverage.py instead")
     which.add_argument("--off", action="store_true", help="no coverage")
     parser.add_argument("--profile", action="store_true", help="cProfile the shim's shutdown")
+    parser.add_argument(
+        "--switch",
+        action="store_true",
+        help="switch from the init's label to the invocation's, as the runtime does",
+    )
+    parser.add_argument(
+        "--deadline-ms",
+        type=float,
+        help="the shutdown's path: replay file by file while a deadline this far off lets",
+    )
     parser.add_argument(
         "--maps-cache",
         action="store_true",

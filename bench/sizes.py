@@ -180,6 +180,7 @@ def start(
     }
     if args.task_cpu:
         env["COVERAGE_BENCH_TASK_CPU"] = "1"
+    env.update(item.split("=", 1) for item in args.env)
     if args.image:
         return ImageFunction(args.image, root, s3, bucket, env, args.freeze, args.mounts)
     host_env = clean_environment(
@@ -213,7 +214,7 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
         time.sleep(pause)  # (with --freeze, the environment is frozen meanwhile)
         function.invoke(event)
     _, logs = function.shut_down()
-    keep_logs(args, sample, logs)
+    keep_logs(args, sample, logs, "growth")
     sample.exit_ms = signal_to_exit_ms(logs)
     if config != "disabled":
         sample.exit_outcome = shutdown_outcome(logs)
@@ -226,15 +227,17 @@ def measure(args, root, size, config, s3, bucket, scratch) -> Sample:
     return sample
 
 
-def keep_logs(args: argparse.Namespace, sample: Sample, logs: str) -> None:
+def keep_logs(args: argparse.Namespace, sample: Sample, logs: str, run: str) -> None:
     """``--logs DIR``: the environment's whole log (the RIE's and the runtime's
-    records), one file per environment, named by size, configuration and order:
-    what the shutdown's records said, beyond the outcome kept in the sample."""
+    records), one file per environment, named by size, configuration, run
+    (``growth``, ``early``) and order: what the shutdown's records said, beyond
+    the outcome kept in the sample."""
     if args.logs is None:
         return
     args.logs.mkdir(parents=True, exist_ok=True)
-    count = len(list(args.logs.glob(f"n{sample.size}-{sample.config}-*.log")))
-    (args.logs / f"n{sample.size}-{sample.config}-{count + 1}.log").write_text(logs)
+    stem = f"n{sample.size}-{sample.config}-{run}"
+    count = len(list(args.logs.glob(f"{stem}-*.log")))
+    (args.logs / f"{stem}-{count + 1}.log").write_text(logs)
 
 
 def schedule(k: int) -> tuple[float, dict[str, int]]:
@@ -316,6 +319,7 @@ def early(args, root, size, config, s3, bucket, scratch) -> Sample:
     function = start(args, root, config, s3, bucket, scratch)
     function.invoke({"k": 1})
     _, logs = function.shut_down()  # SIGTERM right after the first response
+    keep_logs(args, sample, logs, "early")
     sample.early = shutdown_outcome(logs)
     for record in json_records(logs):
         message = record.get("message", "")
@@ -504,10 +508,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,500,2000")
     parser.add_argument("-r", "--repeats", type=int, default=3)
     parser.add_argument("-n", "--invocations", type=int, help="24; with --freeze 39")
-    parser.add_argument("--early", type=int, default=5, help="early-SIGTERM tries per config")
     parser.add_argument(
-        "--logs", type=Path, help="keep each environment's log in this directory (after growth)"
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more of the function's environment (e.g. COVERAGE_SHUTDOWN_BUDGET_MS=2000)",
     )
+    parser.add_argument("--early", type=int, default=5, help="early-SIGTERM tries per config")
+    parser.add_argument("--logs", type=Path, help="keep each environment's log in this directory")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--freeze",

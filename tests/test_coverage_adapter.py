@@ -329,3 +329,59 @@ def test_a_delta_data_file_is_what_the_tracers_recorded_in_coverage_pys_form(tmp
     else:
         assert sorted(data.lines(name) or ()) == result
         assert 4 in (data.lines(name) or ())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "interpreter",
+    [p.parent.parent.name for p in other_pythons() if p.parent.parent.name >= "3.12"],
+)
+def test_a_new_file_is_named_by_coverage_pys_disposition_not_a_scan(interpreter, tmp_path):
+    """`SysmonGate` names a file it has not named before by coverage.py's cached
+    disposition of the code's file (``SysMonitor.should_trace_cache``), the name
+    coverage.py made its set under (here a real path under a symlinked
+    directory), not by scanning every live file: the scan per new file made the
+    shutdown's replay file by file quadratic.  Fails when an upgrade renames
+    that cache (the gate would fall back to the scan: every live file named)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in ("mod_a", "mod_c", "mod_d"):
+        (real / f"{name}.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "link").symlink_to(real)
+    python = venv_for(next(p for p in other_pythons() if p.parent.parent.name == interpreter))
+    script = tmp_path / "probe.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            sys.path.insert(0, {str(tmp_path / "link")!r})
+            from coverage_runtime.shim import coverage_adapter
+            coverage = coverage_adapter.import_coverage()
+            cov = coverage.Coverage(data_file={str(tmp_path / "d")!r},
+                                    source=[{str(tmp_path / "link")!r}], config_file=False)
+            cov.set_option("run:core", "sysmon")
+            coverage_adapter.start(cov)
+            gate = coverage_adapter.attach(cov, [{str(tmp_path / "link")!r}])
+            import mod_a
+            mod_a.f()
+            first = sorted(gate.take())
+            import mod_c, mod_d
+            mod_c.f()
+            mod_d.f()
+            name = gate.data_name(mod_c.f.__code__)
+            named = sorted(gate._names.values())
+            gate.stop()
+            print(json.dumps({{"first": first, "name": name, "named": named}}))
+            """
+        )
+    )
+    done = subprocess.run(
+        [python, str(script)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        check=False, env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    real_a, real_c = (str((real / f"{m}.py").resolve()) for m in ("mod_a", "mod_c"))
+    assert result["first"] == [real_a]
+    assert result["name"] == real_c
+    assert result["named"] == [real_a, real_c], "named by the disposition, mod_d not scanned"
