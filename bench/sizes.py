@@ -509,6 +509,11 @@ def main() -> int:
     parser.add_argument("-r", "--repeats", type=int, default=3)
     parser.add_argument("-n", "--invocations", type=int, help="24; with --freeze 39")
     parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"which of {','.join(CONFIGS)} (all: the ratios need disabled)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -575,13 +580,13 @@ def main() -> int:
                     )  # fmt: skip
                 else:
                     subprocess.run([args.python, "-m", "compileall", "-q", str(root)], check=True)
-                order = list(CONFIGS)
+                order = [c for c in CONFIGS if c in args.configs.split(",")]
                 for repeat in range(args.repeats):
                     for config in order[repeat % 3 :] + order[: repeat % 3]:
                         samples.append(measure(args, root, size, config, s3, bucket, scratch))
                     print(f"N={size}: round {repeat + 1}/{args.repeats}", file=sys.stderr)
                 for _ in range(args.early):
-                    for config in ("lines", "branches"):
+                    for config in [c for c in ("lines", "branches") if c in args.configs]:
                         samples.append(early(args, root, size, config, s3, bucket, scratch))
     finally:
         s3.stop()

@@ -49,6 +49,7 @@ TEST_PAUSE_DIR = "COVERAGE_TEST_PAUSE_DIR"  # tests only: see shim.pause_points
 TEST_PAUSE_AT = "COVERAGE_TEST_PAUSE_AT"
 TEST_REPLAY_DELAY_MS = "COVERAGE_TEST_REPLAY_DELAY_MS"  # tests only: see shim.partial_replay
 BENCH_TASK_CPU = "COVERAGE_BENCH_TASK_CPU"  # benchmarks only: see shim.task_cpu
+BENCH_DELTA_SHARE = "COVERAGE_BENCH_DELTA_SHARE"  # benchmarks only: see shim.session
 # Set by the shim's main process for its Managed Instances workers (whatever the
 # start method): the environment they all measure for.  Not for users.
 WORKERS_ENVIRONMENT = "_COVERAGE_WORKERS_ENVIRONMENT"

@@ -690,3 +690,15 @@ def test_nothing_is_kept_for_deltas_before_a_base_is_confirmed(
         if first <= stat.traceback[0].lineno < first + len(lines)
     )
     assert held < 64 << 10, f"{held} bytes of written items kept for deltas"
+
+
+@pytest.mark.parametrize(
+    ("raw", "share"),
+    [(None, 0.25), ("", 0.25), ("0.5", 0.5), ("abc", 0.25), ("-1", 0.25), ("nan", 0.25)],
+)
+def test_the_bench_delta_share_never_stops_the_shim(raw, share):
+    """``COVERAGE_BENCH_DELTA_SHARE`` (benchmarks only) is read when the session
+    module is imported, on the init path: unset or malformed is the default."""
+    from coverage_runtime.shim import session as session_module
+
+    assert session_module._bench_delta_share(raw) == share

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from coverage_runtime import __version__, layout
+from coverage_runtime import __version__, env, layout
 from coverage_runtime.errors import StorageError, UploadError
 from coverage_runtime.settings import Settings
 from coverage_runtime.shim import labels, pacing, pause_points, structured_log, task_cpu
@@ -81,7 +81,20 @@ OTHER_KIND = "(other)"
 # then a new base: a checkpoint writes what is new and sends the delta, and the
 # shutdown's delta (always sent when it can be: never larger than the whole file)
 # stays a PUT that fits its window.
-DELTA_SHARE = 0.25
+DEFAULT_DELTA_SHARE = 0.25
+
+
+def _bench_delta_share(raw: str | None) -> float:
+    """Benchmarks only (``COVERAGE_BENCH_DELTA_SHARE``: `bench/sizes.py` weighs other
+    shares); unset (always, in Lambda) or malformed: `DEFAULT_DELTA_SHARE`."""
+    try:
+        share = float(raw or DEFAULT_DELTA_SHARE)
+    except ValueError:
+        return DEFAULT_DELTA_SHARE
+    return share if 0 < share < 100 else DEFAULT_DELTA_SHARE  # (not NaN, not infinite)
+
+
+DELTA_SHARE = _bench_delta_share(os.environ.get(env.BENCH_DELTA_SHARE))
 # Below this size of the confirmed base, every upload is a whole base: one object
 # per environment, as small functions always had (a PUT of it costs little).
 DELTA_MIN_BASE_BYTES = 256 << 10
