@@ -270,22 +270,25 @@ class RunningUploads:
 
     def __init__(self) -> None:
         self._registered: dict[int, int] = {}
-        self._on_wire: set[int] = set()
+        self._on_wire: dict[int, bool] = {}  # generation -> is it a delta's
         self._closed = False
         self._changed = threading.Condition()
 
     @contextmanager
-    def of(self, generation: int, *, final: bool = False) -> Iterator[Callable[[], None]]:
-        """Around ``generation``'s upload and the record of its answer; yields the
-        gate each attempt passes first (`SnapshotUploader.upload`'s
-        ``before_attempt``): `Superseded` once `close` was called, unless
-        ``final`` (the shutdown's own upload)."""
+    def of(
+        self, generation: int, *, final: bool = False, delta: bool = False
+    ) -> Iterator[Callable[[], None]]:
+        """Around ``generation``'s upload (of the delta object if ``delta``, else of
+        the base) and the record of its answer; yields the gate each attempt
+        passes first (`SnapshotUploader.upload`'s ``before_attempt``):
+        `Superseded` once `close` was called, unless ``final`` (the shutdown's
+        own upload)."""
 
         def gate() -> None:
             with self._changed:
                 if self._closed and not final:
                     raise Superseded("the shutdown has begun: it uploads the newest snapshot")
-                self._on_wire.add(generation)
+                self._on_wire[generation] = delta
 
         with self._changed:
             self._registered[generation] = self._registered.get(generation, 0) + 1
@@ -297,7 +300,7 @@ class RunningUploads:
                 if count:
                     self._registered[generation] = count
                 else:
-                    self._on_wire.discard(generation)
+                    self._on_wire.pop(generation, None)
                 self._changed.notify_all()
 
     def close(self) -> None:
@@ -306,19 +309,25 @@ class RunningUploads:
         with self._changed:
             self._closed = True
 
-    def older(self, generation: int) -> bool:
-        """Is the upload of a generation older than ``generation`` on the wire?"""
+    def older(self, generation: int, *, delta: bool | None = None) -> bool:
+        """Is the upload of a generation older than ``generation`` on the wire?  Of
+        the delta object only if ``delta``, of the base only if False, of either
+        if None."""
         with self._changed:
-            return self._older(generation)
+            return self._older(generation, delta)
 
-    def _older(self, generation: int) -> bool:
-        return any(other < generation for other in self._on_wire)
+    def _older(self, generation: int, delta: bool | None) -> bool:
+        return any(
+            other < generation and (delta is None or of_delta is delta)
+            for other, of_delta in self._on_wire.items()
+        )
 
-    def wait_for_older(self, generation: int, until: float) -> bool:
-        """Wait until no upload older than ``generation`` is on the wire, or until
-        ``until`` (monotonic); True if none is."""
+    def wait_for_older(self, generation: int, until: float, *, delta: bool | None = None) -> bool:
+        """Wait until no upload older than ``generation`` (of the object ``delta``
+        says: see `older`) is on the wire, or until ``until`` (monotonic); True
+        if none is."""
         with self._changed:
-            while self._older(generation):
+            while self._older(generation, delta):
                 left = until - time.monotonic()
                 if left <= 0:
                     return False
