@@ -108,8 +108,7 @@ def start(start_function, task_root: Path, proxy, handler: str = "handler.handle
         COVERAGE_FLUSH_INTERVAL_SECONDS="2",
         COVERAGE_S3_ENDPOINT_URL=proxy.endpoint_url,
         # Room for the test to act while the shutdown is held at the proxy.
-        COVERAGE_SHUTDOWN_BUDGET_MS="2000",
-        **env,
+        **{"COVERAGE_SHUTDOWN_BUDGET_MS": "2000", **env},
     )
 
 
@@ -306,3 +305,36 @@ def test_the_shutdowns_delta_does_not_wait_for_a_base_on_the_wire(
         ran = {k: module_lines(path, task_root, k) for k in (1, 2, 3, 4)}
         assert min(ran[1], ran[2], ran[3]) > 60, f"{moment}: {ran}"
         assert ran[4] < ran[3] - 30, f"{moment}: module 4 ran its first function only: {ran}"
+
+
+def test_a_delta_whose_put_would_outgrow_the_shutdown_makes_a_new_base(
+    start_function, task_root, proxy, s3, bucket, tmp_path
+):
+    """A checkpoint sends a new base once the delta's PUT, at the rate the base went
+    at, would take more than `DELTA_PUT_SHARE` of the shutdown budget, whatever its
+    share of the base: here base A's PUT is slow (the proxy delays it 400 ms) and
+    the share alone would never re-base (`COVERAGE_BENCH_DELTA_SHARE=50`).  The first
+    delta (~290 kB) would go in ~310 ms at A's rate, past 100 ms of the 400 ms
+    budget: the next checkpoint is a base (before: another delta, and so on until
+    the shutdown's delta could not be sent in its window)."""
+    function = start(
+        start_function,
+        task_root,
+        proxy,
+        COVERAGE_BENCH_DELTA_SHARE="50",
+        COVERAGE_SHUTDOWN_BUDGET_MS="400",
+    )
+    assert function.invoke({"k": 0}).status == 200
+    proxy.set("PUT", "delay", 0.4, times=1)
+    for count, k in enumerate((0, 3, 1), start=1):  # base A (slow), a delta, then?
+        time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
+        assert function.invoke({"k": k}).status == 200
+        wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
+    shipped = [(u.get("delta"), u["bytes"], u["upload_ms"]) for u in uploads(function)]
+    (_, base, base_ms), (_, delta, _), _ = shipped
+    assert base_ms >= 400 and delta * base_ms / base > 0.25 * 400, shipped
+    assert [kind for kind, _, _ in shipped] == [None, True, None], shipped
+    assert function.terminate() == 0
+    path = union(s3, bucket, tmp_path)
+    ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
+    assert ran[1] > 60 and ran[3] > 60 and ran[4] < ran[3] - 30, ran

@@ -82,6 +82,12 @@ OTHER_KIND = "(other)"
 # shutdown's delta (always sent when it can be: never larger than the whole file)
 # stays a PUT that fits its window.
 DEFAULT_DELTA_SHARE = 0.25
+# ... or once the delta's PUT, at the rate of the base's own, would take more than this
+# share of the shutdown budget: the shutdown's delta holds at least what the file
+# holds.  A share of the base alone let deltas grow to 20 MB at 8,000 modules with
+# branches (an 81 MB base): a 63 ms PUT to a local S3 at ~130 MB/s, several times
+# that at a slower S3's rate, against a 400 ms window.
+DELTA_PUT_SHARE = 0.25
 
 
 def _bench_delta_share(raw: str | None) -> float:
@@ -168,6 +174,7 @@ class ConfirmedBase(NamedTuple):
     mark: int  # `Snapshot.mark`
     epoch: int
     bytes: int
+    seconds: float  # its PUT: the rate a delta's PUT is reckoned at (`DELTA_PUT_SHARE`)
 
 
 class InvocationStats:
@@ -352,7 +359,7 @@ class CoverageSession:
         (`DELTA_MIN_BASE_BYTES`), when a base upload
         was ever left running at a deadline (it may land after a newer base, and
         only a base upload reads the stored generation back), or (not at the
-        shutdown) when the delta would hold more than `DELTA_SHARE` of the base."""
+        shutdown) when the delta is too large for it (`_delta_outgrew`)."""
         if not self.DELTAS or not self.measurement.deltas:
             return None
         with self._state:
@@ -364,9 +371,19 @@ class CoverageSession:
             return None
         if uploader is None or uploader.abandoned:
             return None
-        if not final and self._delta_bytes() > DELTA_SHARE * base.bytes:
+        if not final and self._delta_outgrew(base):
             return None
         return base
+
+    def _delta_outgrew(self, base: ConfirmedBase) -> bool:
+        """Is the delta file past `DELTA_SHARE` of ``base``, or its PUT, at the rate
+        ``base`` went at, past `DELTA_PUT_SHARE` of the shutdown budget?  (A base
+        measured beside an invocation went slower: a re-base comes sooner.)"""
+        size = self._delta_bytes()
+        if size > DELTA_SHARE * base.bytes:
+            return True
+        put_seconds = base.seconds * size / max(1, base.bytes)
+        return put_seconds > DELTA_PUT_SHARE * self.settings.shutdown_budget_ms / 1000
 
     # -- lifecycle hooks -----------------------------------------------------
 
@@ -682,7 +699,7 @@ class CoverageSession:
                     and not self._uploads.older(generation)
                 ):
                     self._base = ConfirmedBase(
-                        generation, snapshot.mark, snapshot.epoch, result.bytes
+                        generation, snapshot.mark, snapshot.epoch, result.bytes, result.seconds
                     )
                     self.measurement.base_confirmed(snapshot.mark)
         if reason == "checkpoint":
