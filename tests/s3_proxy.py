@@ -7,7 +7,11 @@ or the client gives up), ``reset`` (close the connection without an answer)
 PermanentRedirect naming the bucket's region, `REDIRECT_REGION`, as S3 answers
 a request signed for another region).  With ``tls``, it serves HTTPS.  With ``owner``,
 it also enforces ``x-amz-expected-bucket-owner`` as S3 does (moto accepts any):
-a request naming another account gets 403 AccessDenied.  With ``secret``, it
+a request naming another account gets 403 AccessDenied.  With ``then_release``,
+a refusal (``status``) lets the stalled requests through once it is answered, as
+`release` does: what reaches S3 next then follows the refusal without waiting for
+the test's own thread to be scheduled (inside a shutdown's window of a few
+hundred ms).  With ``secret``, it
 checks every request's Signature Version 4 as S3 does (moto checks none),
 recomputed by botocore's own signer from what arrived, and the body against
 its signed SHA-256: 403 SignatureDoesNotMatch or 400
@@ -47,6 +51,7 @@ class Fault:
     value: float = 0
     remaining: int | None = None  # None: until cleared
     match: str | None = None  # only requests whose path contains this
+    then_release: bool = False  # a refusal, once answered, lets stalled requests through
 
 
 @dataclass
@@ -121,9 +126,10 @@ class FaultProxy:
         value: float = 0,
         times: int | None = None,
         match: str | None = None,
+        then_release: bool = False,
     ) -> None:
         with self._lock:
-            self.faults[method] = Fault(action, value, times, match)
+            self.faults[method] = Fault(action, value, times, match, then_release)
             if action.startswith("stall"):
                 self._released.clear()
 
@@ -214,6 +220,8 @@ class FaultProxy:
                 return
             elif fault.action == "status":
                 self._answer_error(handler, int(fault.value))
+                if fault.then_release:
+                    self._released.set()
                 return
             elif fault.action == "redirect":
                 self._answer_error(handler, 301, "PermanentRedirect", REDIRECT_REGION)
