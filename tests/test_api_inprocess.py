@@ -702,3 +702,72 @@ def test_the_bench_delta_share_never_stops_the_shim(raw, share):
     from coverage_runtime.shim import session as session_module
 
     assert session_module._bench_delta_share(raw) == share
+
+
+def test_after_a_re_base_the_next_checkpoint_is_a_delta_of_the_new_base(
+    install, sample, s3_server, s3, bucket, monkeypatch
+):
+    """After a re-base the delta file on disk extends the old base; the next delta
+    of the new base is written afresh, so that file's size says nothing about it.
+    Before: it was held against the new base's share, and every checkpoint after
+    a re-base re-based again until the base was four times that old file (the
+    host's C tracer at 8,000 modules with branches: eight 20-50 MB bases in a row)."""
+    from coverage_runtime.shim import session as session_module
+
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    sample.handler({}, Context())
+    base = coverage_runtime.flush()
+    sample.unmeasured()
+    delta = coverage_runtime.flush()
+    assert base is not None and delta is not None and delta["key"] == base["key"] + ".delta"
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 0.0)  # the delta file is too large
+    sample.measured()
+    new_base = coverage_runtime.flush()
+    assert new_base is not None and new_base["key"] == base["key"], "a new base"
+    # The old delta file is past this share of the new base; a fresh delta is not.
+    monkeypatch.setattr(session_module, "DELTA_SHARE", delta["bytes"] / new_base["bytes"] / 2)
+    sample.decorated_block()
+    after = coverage_runtime.flush()
+    assert after is not None and after["key"] == delta["key"], "a delta of the new base"
+    meta = s3.head_object(Bucket=bucket, Key=after["key"])["Metadata"]
+    assert meta["base-generation"] == "3"
+
+
+def test_what_runs_again_is_not_written_again(
+    install, sample, s3_server, s3, bucket, tmp_path, monkeypatch
+):
+    """The C tracer (this host's core) records a line again each time it runs.
+    What ran before and was written is not written again (`Tally.add` returns
+    what is new under the label's run): the delta after the handler runs again
+    holds only what is new, and the union is still everything.  Before: every
+    line the handler ran went to the data file's SQLite insert again, and into
+    the delta (on the host's 3.13 at 8,000 modules with branches, the first delta
+    was as large as its base, 12 MB)."""
+    from coverage_runtime.shim import session as session_module
+
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+    runtime = install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+    sample.handler({}, Context())
+    base = coverage_runtime.flush()
+    sample.handler({}, Context())  # again: nothing new
+    sample.unmeasured()
+    delta = coverage_runtime.flush()
+    assert base is not None and delta is not None and delta["key"] == base["key"] + ".delta"
+    source = sample.__file__
+    in_base = set(_data_of(s3, bucket, base["key"], tmp_path / "b.coverage").lines(source))
+    in_delta = set(_data_of(s3, bucket, delta["key"], tmp_path / "d.coverage").lines(source))
+    assert line(sample, "handler-body") in in_base
+    assert in_delta == {line(sample, "unmeasured")} | (in_delta - in_base)
+    assert not in_delta & in_base, "nothing that ran again"
+    assert in_base | in_delta == measured_lines(runtime, sample)

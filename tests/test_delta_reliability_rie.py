@@ -276,15 +276,15 @@ def test_the_shutdowns_delta_does_not_wait_for_a_base_on_the_wire(
     for the read-back, for B again until the deadline ("checking that no older
     snapshot landed after it did not finish"): at 8,000 modules with branches
     an 81 MB base on the wire made that exit 351 ms, against 300."""
-    # A delta file past 0.7 of the base's makes the checkpoint after the first delta
-    # a base (the first delta: ~290 kB against a ~370 kB base).
-    function = start(start_function, task_root, proxy, COVERAGE_BENCH_DELTA_SHARE="0.7")
+    # A delta file past 0.05 of the base's makes the checkpoint after the first delta
+    # a base (the first delta: ~200 kB against a ~370 kB base).
+    function = start(start_function, task_root, proxy, COVERAGE_BENCH_DELTA_SHARE="0.05")
     assert function.invoke({"k": 0}).status == 200
     for count, k in enumerate((0, 3), start=1):  # base A, then a delta
         time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
         assert function.invoke({"k": k}).status == 200
         wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
-    assert [u.get("delta") for u in uploads(function)] == [None, True]
+    assert [u.get("delta") for u in uploads(function)] == [None, True], uploads(function)
     time.sleep(2.1)
     proxy.set("PUT", "stall", times=1)
     assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint: base B
@@ -314,7 +314,7 @@ def test_a_delta_whose_put_would_outgrow_the_shutdown_makes_a_new_base(
     at, would take more than `DELTA_PUT_SHARE` of the shutdown budget, whatever its
     share of the base: here base A's PUT is slow (the proxy delays it 400 ms) and
     the share alone would never re-base (`COVERAGE_BENCH_DELTA_SHARE=50`).  The first
-    delta (~290 kB) would go in ~310 ms at A's rate, past 100 ms of the 400 ms
+    delta (~200 kB) would go in ~210 ms at A's rate, past 100 ms of the 400 ms
     budget: the next checkpoint is a base (before: another delta, and so on until
     the shutdown's delta could not be sent in its window)."""
     function = start(
