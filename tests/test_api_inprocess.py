@@ -258,6 +258,27 @@ def install(
         assert not runtime.measurement.collecting
 
 
+@pytest.fixture
+def with_deltas(
+    install: Callable[..., CoverageSession],
+    s3_server: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> CoverageSession:
+    """A runtime installed as `install` does, uploading to the local S3, whose tiny
+    sample takes deltas: no base is too small for one, and no share of it makes
+    a new base (a test sets `session.DELTA_SHARE` lower to have one)."""
+    from coverage_runtime.shim import session as session_module
+
+    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
+    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
+    return install(
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        COVERAGE_MODE="full",
+    )
+
+
 def measured_lines(runtime: CoverageSession, module: ModuleType) -> set[int]:
     return set(runtime.measurement.data().lines(module.__file__) or ())
 
@@ -508,18 +529,10 @@ def _data_of(s3: Any, bucket: str, key: str, path: Path) -> Any:
 
 
 def test_a_delta_holds_only_what_is_new_and_leaves_the_base(
-    install, sample, s3_server, s3, bucket, tmp_path, monkeypatch
+    with_deltas, sample, s3, bucket, tmp_path
 ):
-    from coverage_runtime.shim import session as session_module
 
-    # (The sample is tiny: any growth would be past the share that makes a new base.)
-    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
-    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
-    runtime = install(
-        COVERAGE_S3_BUCKET=bucket,
-        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
-        COVERAGE_MODE="full",
-    )
+    runtime = with_deltas
     sample.handler({}, Context())
     base = coverage_runtime.flush()
     assert base is not None and not base["key"].endswith(".delta")
@@ -548,17 +561,10 @@ def test_a_delta_holds_only_what_is_new_and_leaves_the_base(
 
 
 def test_a_delta_past_its_share_of_the_base_makes_a_new_base(
-    install, sample, s3_server, s3, bucket, monkeypatch, tmp_path
+    with_deltas, sample, s3, bucket, monkeypatch, tmp_path
 ):
     from coverage_runtime.shim import session as session_module
 
-    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
-    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
-    install(
-        COVERAGE_S3_BUCKET=bucket,
-        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
-        COVERAGE_MODE="full",
-    )
     sample.handler({}, Context())
     first = coverage_runtime.flush()
     sample.unmeasured()
@@ -582,20 +588,9 @@ def test_a_delta_past_its_share_of_the_base_makes_a_new_base(
     assert line(sample, "unmeasured") not in delta
 
 
-def test_after_a_reset_the_next_upload_is_a_base_of_a_new_epoch(
-    install, sample, s3_server, s3, bucket, monkeypatch
-):
+def test_after_a_reset_the_next_upload_is_a_base_of_a_new_epoch(with_deltas, sample, s3, bucket):
     from coverage_runtime import layout
-    from coverage_runtime.shim import session as session_module
 
-    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)  # (a tiny sample)
-    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
-
-    install(
-        COVERAGE_S3_BUCKET=bucket,
-        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
-        COVERAGE_MODE="full",
-    )
     sample.handler({}, Context())
     base = coverage_runtime.flush()
     sample.unmeasured()
@@ -705,7 +700,7 @@ def test_the_bench_delta_share_never_stops_the_shim(raw, share):
 
 
 def test_after_a_re_base_the_next_checkpoint_is_a_delta_of_the_new_base(
-    install, sample, s3_server, s3, bucket, monkeypatch
+    with_deltas, sample, s3, bucket, monkeypatch
 ):
     """After a re-base the delta file on disk extends the old base; the next delta
     of the new base is written afresh, so that file's size says nothing about it.
@@ -714,13 +709,6 @@ def test_after_a_re_base_the_next_checkpoint_is_a_delta_of_the_new_base(
     host's C tracer at 8,000 modules with branches: eight 20-50 MB bases in a row)."""
     from coverage_runtime.shim import session as session_module
 
-    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
-    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
-    install(
-        COVERAGE_S3_BUCKET=bucket,
-        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
-        COVERAGE_MODE="full",
-    )
     sample.handler({}, Context())
     base = coverage_runtime.flush()
     sample.unmeasured()
@@ -739,9 +727,7 @@ def test_after_a_re_base_the_next_checkpoint_is_a_delta_of_the_new_base(
     assert meta["base-generation"] == "3"
 
 
-def test_what_runs_again_is_not_written_again(
-    install, sample, s3_server, s3, bucket, tmp_path, monkeypatch
-):
+def test_what_runs_again_is_not_written_again(with_deltas, sample, s3, bucket, tmp_path):
     """The C tracer (this host's core) records a line again each time it runs.
     What ran before and was written is not written again (`Tally.add` returns
     what is new under the label's run): the delta after the handler runs again
@@ -749,15 +735,8 @@ def test_what_runs_again_is_not_written_again(
     line the handler ran went to the data file's SQLite insert again, and into
     the delta (on the host's 3.13 at 8,000 modules with branches, the first delta
     was as large as its base, 12 MB)."""
-    from coverage_runtime.shim import session as session_module
 
-    monkeypatch.setattr(session_module, "DELTA_SHARE", 10.0)
-    monkeypatch.setattr(session_module, "DELTA_MIN_BASE_BYTES", 0)
-    runtime = install(
-        COVERAGE_S3_BUCKET=bucket,
-        COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
-        COVERAGE_MODE="full",
-    )
+    runtime = with_deltas
     sample.handler({}, Context())
     base = coverage_runtime.flush()
     sample.handler({}, Context())  # again: nothing new
