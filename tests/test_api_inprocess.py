@@ -608,6 +608,31 @@ def test_after_a_reset_the_next_upload_is_a_base_of_a_new_epoch(with_deltas, sam
     assert not layout.delta_applies(base_meta, old_delta)
 
 
+LARGE_SOURCE = "".join(f"v{i} = {i}\n" for i in range(20_000))  # 20,000 lines
+
+
+def held_for_deltas(run: Callable[[], None]) -> int:
+    """Bytes allocated in `Since.add` (copies of written items kept for deltas)
+    still held once ``run`` returned (tracemalloc)."""
+    import tracemalloc
+
+    from coverage_runtime.shim import measurement
+
+    lines, first = inspect.getsourcelines(measurement.Since.add)
+    kept = tracemalloc.Filter(True, measurement.__file__)
+    tracemalloc.start()
+    try:
+        run()
+        snapshot = tracemalloc.take_snapshot().filter_traces([kept])
+    finally:
+        tracemalloc.stop()
+    return sum(
+        stat.size
+        for stat in snapshot.statistics("lineno")
+        if first <= stat.traceback[0].lineno < first + len(lines)
+    )
+
+
 def test_no_copy_of_what_was_written_is_kept_when_no_delta_is_sent(
     install, sample, s3_server, s3, bucket, tmp_path
 ):
@@ -616,34 +641,23 @@ def test_no_copy_of_what_was_written_is_kept_when_no_delta_is_sent(
     confirmed, nothing of what was written stays in memory for deltas (`Since`).
     Before: a copy of every item ever written was kept for a delta that never came,
     a second measured set in memory for the environment's life."""
-    import tracemalloc
-
-    from coverage_runtime.shim import measurement
-
     install(
         COVERAGE_S3_BUCKET=bucket,
         COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
         COVERAGE_MODE="full",
     )
-    source = "".join(f"v{i} = {i}\n" for i in range(20_000))
-    lines, first = inspect.getsourcelines(measurement.Since.add)
-    kept = tracemalloc.Filter(True, measurement.__file__)
-    tracemalloc.start()
-    try:
-        with imported_sample(tmp_path / "src", source, "api_large"):  # 20,000 lines
-            first_upload = coverage_runtime.flush()
+    uploads: list[Any] = []
+
+    def run() -> None:
+        with imported_sample(tmp_path / "src", LARGE_SOURCE, "api_large"):
+            uploads.append(coverage_runtime.flush())
             sample.handler({}, Context())
-            second_upload = coverage_runtime.flush()
-        snapshot = tracemalloc.take_snapshot().filter_traces([kept])
-    finally:
-        tracemalloc.stop()
+            uploads.append(coverage_runtime.flush())
+
+    held = held_for_deltas(run)
+    first_upload, second_upload = uploads
     assert first_upload is not None and second_upload is not None
     assert not second_upload["key"].endswith(".delta")
-    held = sum(
-        stat.size
-        for stat in snapshot.statistics("lineno")
-        if first <= stat.traceback[0].lineno < first + len(lines)
-    )
     assert held < 64 << 10, f"{held} bytes of written items kept for deltas"
 
 
@@ -656,34 +670,21 @@ def test_nothing_is_kept_for_deltas_before_a_base_is_confirmed(
     the local S3), so nothing is ever confirmed.  Before: the whole init's data
     was copied (~7 MB at 2,000 modules with branches) and kept until a base was
     confirmed -- for good, when none ever was."""
-    import tracemalloc
-
-    from coverage_runtime.shim import measurement
-
     install(
         COVERAGE_S3_BUCKET="no-such-bucket",
         COVERAGE_S3_ENDPOINT_URL=s3_server.endpoint_url,
         COVERAGE_MODE="full",
     )
-    source = "".join(f"v{i} = {i}\n" for i in range(20_000))
-    lines, first = inspect.getsourcelines(measurement.Since.add)
-    kept = tracemalloc.Filter(True, measurement.__file__)
-    tracemalloc.start()
-    try:
-        with imported_sample(tmp_path / "src", source, "api_unconfirmed"):  # 20,000 lines
+
+    def run() -> None:
+        with imported_sample(tmp_path / "src", LARGE_SOURCE, "api_unconfirmed"):
             with pytest.raises(coverage_runtime.UploadError, match="NoSuchBucket"):
                 coverage_runtime.flush()
             sample.handler({}, Context())
             with pytest.raises(coverage_runtime.UploadError, match="NoSuchBucket"):
                 coverage_runtime.flush()
-        snapshot = tracemalloc.take_snapshot().filter_traces([kept])
-    finally:
-        tracemalloc.stop()
-    held = sum(
-        stat.size
-        for stat in snapshot.statistics("lineno")
-        if first <= stat.traceback[0].lineno < first + len(lines)
-    )
+
+    held = held_for_deltas(run)
     assert held < 64 << 10, f"{held} bytes of written items kept for deltas"
 
 
