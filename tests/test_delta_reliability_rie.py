@@ -338,3 +338,44 @@ def test_a_delta_whose_put_would_outgrow_the_shutdown_makes_a_new_base(
     path = union(s3, bucket, tmp_path)
     ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
     assert ran[1] > 60 and ran[3] > 60 and ran[4] < ran[3] - 30, ran
+
+
+def test_a_base_put_an_invocation_overlapped_is_no_measure_of_a_deltas_put(
+    start_function, task_root, proxy, s3, bucket, tmp_path
+):
+    """Base A's PUT is held 0.5 s by the proxy while an invocation runs beside it:
+    in Lambda such a PUT may have spanned a freeze (Lambda freezes after /next and
+    the clock runs on), so its seconds say nothing of S3's rate, as for the
+    shutdown's estimate (`_put_rate`).  The delta that follows (~200 kB) would take
+    ~270 ms at A's "rate", past `DELTA_PUT_SHARE` of the 400 ms budget, though it
+    went in a few ms: the next checkpoint is still a delta (before: a whole base,
+    and in a frozen environment, where most checkpoints' PUTs span a freeze, a
+    whole base at nearly every checkpoint)."""
+    function = start(
+        start_function,
+        task_root,
+        proxy,
+        COVERAGE_BENCH_DELTA_SHARE="50",  # (the share alone never re-bases)
+        COVERAGE_SHUTDOWN_BUDGET_MS="400",
+    )
+    assert function.invoke({"k": 0}).status == 200
+    time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "stall", times=1)
+    assert function.invoke({"k": 0}).status == 200  # then a checkpoint: base A, held
+    proxy.wait_for("PUT")
+    assert function.invoke({"k": 0}).status == 200  # beside it (nothing new)
+    time.sleep(0.5)  # (how long the PUT is held: what its seconds would say)
+    proxy.release()
+    wait_logged(function, "coverage uploaded", count=1, reason="checkpoint")
+    for count, k in enumerate((3, 1), start=2):  # a delta, then?
+        time.sleep(2.1)
+        assert function.invoke({"k": k}).status == 200
+        wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
+    shipped = [(u.get("delta"), u["bytes"], u["upload_ms"]) for u in uploads(function)]
+    (_, base, base_ms), (_, delta, _), _ = shipped
+    assert base_ms >= 500 and delta * base_ms / base > 0.25 * 400, shipped
+    assert [kind for kind, _, _ in shipped] == [None, True, True], shipped
+    assert function.terminate() == 0
+    path = union(s3, bucket, tmp_path)
+    ran = {k: module_lines(path, task_root, k) for k in (1, 3)}
+    assert ran[1] > 60 and ran[3] > 60, ran
