@@ -174,7 +174,9 @@ class ConfirmedBase(NamedTuple):
     mark: int  # `Snapshot.mark`
     epoch: int
     bytes: int
-    seconds: float  # its PUT: the rate a delta's PUT is reckoned at (`DELTA_PUT_SHARE`)
+    # Its PUT's, the rate a delta's PUT is reckoned at (`DELTA_PUT_SHARE`); None when an
+    # invocation overlapped it: it may have spanned a freeze (see `_put_rate`).
+    seconds: float | None
 
 
 class InvocationStats:
@@ -384,12 +386,21 @@ class CoverageSession:
 
     def _delta_outgrew(self, base: ConfirmedBase) -> bool:
         """Is the delta file past `DELTA_SHARE` of ``base``, or its PUT, at the rate
-        ``base`` went at, past `DELTA_PUT_SHARE` of the shutdown budget?  (A base
-        measured beside an invocation went slower: a re-base comes sooner.)"""
+        ``base`` went at, past `DELTA_PUT_SHARE` of the shutdown budget?  When an
+        invocation overlapped ``base``'s PUT (in Lambda it may have spanned a freeze,
+        minutes of "PUT" for a few ms of S3: every later delta looked too slow, and
+        in a frozen environment nearly every checkpoint sent a whole base), at the
+        last PUT that none overlapped instead, the least it says this one takes
+        (`_check_upload_fits`, whose estimate the shutdown's delta then faces); with
+        no such PUT, the share alone decides."""
         size = self._delta_bytes(base)
         if size > DELTA_SHARE * base.bytes:
             return True
-        put_seconds = base.seconds * size / max(1, base.bytes)
+        rate = (base.bytes, base.seconds) if base.seconds is not None else self._put_rate
+        if rate is None:
+            return False
+        sent, seconds = rate
+        put_seconds = seconds * min(size, sent) / max(1, sent)
         return put_seconds > DELTA_PUT_SHARE * self.settings.shutdown_budget_ms / 1000
 
     # -- lifecycle hooks -----------------------------------------------------
@@ -706,7 +717,11 @@ class CoverageSession:
                     and not self._uploads.older(generation)
                 ):
                     self._base = ConfirmedBase(
-                        generation, snapshot.mark, snapshot.epoch, result.bytes, result.seconds
+                        generation,
+                        snapshot.mark,
+                        snapshot.epoch,
+                        result.bytes,
+                        result.seconds if self.invocations == invocations else None,
                     )
                     self.measurement.base_confirmed(snapshot.mark)
         if reason == "checkpoint":
