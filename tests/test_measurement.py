@@ -595,3 +595,33 @@ def test_growth_counts_what_is_new_to_the_current_label(measure, sample):
     sample.helper(3)  # known lines, a new label: new data for the file
     assert m.counts().size > first
     assert m.counts().lines == len(measured(m, sample))
+
+
+def test_after_a_storage_error_a_label_that_comes_back_is_written_under_it_again(
+    measure, sample, tmp_path
+):
+    """After a storage error the fresh data file holds everything under the current
+    label (B here); what then runs again under a label that comes back (A) must be
+    written under A: the fresh file has none of A's rows.  Before: the tally's run
+    of A went on across the fresh file (nothing was taken under B), so what A ran
+    again was left out as already written, and was B's only."""
+    m = measure("full")
+    m.switch_label("A")
+    sample.helper(1)
+    m.switch_label("B")  # (nothing runs under B)
+    data_dir = Path(m.data_file).parent
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.rmdir()
+    data_dir.write_text("not a directory")  # A's write fails
+    from coverage_runtime.errors import StorageError
+
+    with pytest.raises(StorageError):
+        m.snapshot()
+    data_dir.unlink()
+    data_dir.mkdir()
+    m.snapshot()  # the fresh data file: everything under B
+    m.switch_label("A")
+    sample.helper(1)
+    m.snapshot()
+    contexts = m.data().contexts_by_lineno(sample.__file__)
+    assert {"A", "B"} <= set(contexts[line(sample, "helper")]), contexts

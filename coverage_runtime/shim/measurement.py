@@ -226,6 +226,12 @@ class Tally:
         source = self._items if self._arcs else self._lines
         return {name: set(items) for name, items in source.items() if items}
 
+    def new_run(self) -> None:
+        """Everything is written afresh under one label (a fresh data file): what a
+        label's run took before holds for no label's rows in it."""
+        self._run_label = None
+        self._run_items = {}
+
     def clear(self) -> None:
         self._items.clear()
         self._lines.clear()
@@ -1074,6 +1080,7 @@ class Measurement:
 
     def _start_fresh_data_file(self) -> None:
         self._tally_new()
+        self._tally.new_run()
         data = coverage_adapter.coverage_data(self.cov) if self._gate else None
         if data is not None:
             data.erase()
