@@ -157,34 +157,30 @@ class Tally:
         it runs; written again, each costs coverage.py's SQLite insert for
         nothing (on the host's 3.13 at 8,000 modules with branches, a checkpoint
         wrote ~100,000 such arcs in ~600 ms, and a shutdown could not)."""
-        unsent = self._count_entries(recorded, label) if self._labelled else None
-        fresh_by_name: coverage_adapter.Recorded = {}
-        for name, new in recorded.items():
+        new_in_run = self._count_entries(recorded, label) if self._labelled else None
+        new_here: coverage_adapter.Recorded = {}  # (unlabelled: new to the tally)
+        for name, taken in recorded.items():
             if self._arcs:
                 items = self._items.setdefault(name, set())
-                fresh = new - items
-                if unsent is None and fresh:
-                    fresh_by_name[name] = fresh
+                fresh = taken - items
                 if not fresh:
                     continue
                 items |= fresh
                 self.arcs += len(fresh)
                 numbers = coverage_adapter.arc_lines(fresh, packed=self._packed)
-            else:
-                numbers = new
             lines = self._lines.get(name)
             if lines is None:
                 lines = self._lines[name] = set()
+            if not self._arcs:
+                fresh = numbers = taken - lines
+            if fresh and new_in_run is None:
+                new_here[name] = fresh
             before = len(lines)
-            if unsent is None and not self._arcs:
-                fresh_lines = numbers - lines
-                if fresh_lines:
-                    fresh_by_name[name] = fresh_lines
             lines |= numbers
             if not before and lines:
                 self.files += 1
             self.lines += len(lines) - before
-        return fresh_by_name if unsent is None else unsent
+        return new_here if new_in_run is None else new_in_run
 
     def _count_entries(
         self, recorded: coverage_adapter.Recorded, label: str

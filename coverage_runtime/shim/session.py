@@ -128,6 +128,15 @@ def _file_size(path: str) -> int | None:
         return None
 
 
+def _least_put_seconds(size: int, rate: tuple[int, float]) -> float:
+    """The least a PUT of ``size`` bytes takes at ``rate`` (``bytes`` in ``seconds``,
+    a past PUT's): a PUT costs a fixed part plus one that grows with its size, in
+    unknown shares, so a larger body takes at least the whole of that time, and a
+    smaller one at least its share of it."""
+    sent, seconds = rate
+    return seconds * min(size, sent) / max(1, sent)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
@@ -399,8 +408,7 @@ class CoverageSession:
         rate = (base.bytes, base.seconds) if base.seconds is not None else self._put_rate
         if rate is None:
             return False
-        sent, seconds = rate
-        put_seconds = seconds * min(size, sent) / max(1, sent)
+        put_seconds = _least_put_seconds(size, rate)
         return put_seconds > DELTA_PUT_SHARE * self.settings.shutdown_budget_ms / 1000
 
     # -- lifecycle hooks -----------------------------------------------------
@@ -936,12 +944,12 @@ class CoverageSession:
     ) -> bool:
         """Wait, for ``share`` of the time left before ``deadline``, for an older
         snapshot's upload of the same object on the wire (a checkpoint's; the
-        delta's if ``delta``, the base's if False, either if None): its PUT and ours of the same key
-        must not race (which lands last would be S3's choice), and once it is
-        confirmed ours may be needless.  True if none is on the wire.  Not for
-        the other object's: a base PUT on the wire (81 MB at 8,000 modules with
-        branches, 550-840 ms) held the shutdown's delta back for half the
-        window, to spare a PUT a fraction of its size."""
+        delta's if ``delta``, the base's if False, either if None): its PUT and
+        ours of the same key must not race (which lands last would be S3's
+        choice), and once it is confirmed ours may be needless.  True if none is
+        on the wire.  Not for the other object's: a base PUT on the wire (81 MB
+        at 8,000 modules with branches, 550-840 ms) held the shutdown's delta
+        back for half the window, to spare a PUT a fraction of its size."""
         if not self._uploads.older(generation, delta=delta):
             return True
         pause_points.reach("older-upload")  # (tests: the checkpoint's PUT is on the wire)
@@ -1023,7 +1031,7 @@ class CoverageSession:
         if rate is None:  # no PUT measured without an invocation beside it: send it
             return
         sent, seconds = rate
-        least = seconds * min(size, sent) / max(1, sent)
+        least = _least_put_seconds(size, rate)
         left = deadline - time.monotonic()
         if least < left:
             return
