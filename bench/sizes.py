@@ -552,6 +552,9 @@ def main() -> int:
     if args.invocations is None:
         args.invocations = FROZEN_INVOCATIONS if args.freeze else 24
     sizes = [int(s) for s in args.sizes.split(",")]
+    configs = set(args.configs.split(","))
+    if not configs <= CONFIGS.keys():
+        parser.error(f"--configs: one of {', '.join(CONFIGS)} each")
     args.python = os.path.abspath(args.python)  # the RIE runs it from the task root
     if not args.image:  # the runtime's bytecode too (the machine may not write it)
         subprocess.run(
@@ -580,13 +583,13 @@ def main() -> int:
                     )  # fmt: skip
                 else:
                     subprocess.run([args.python, "-m", "compileall", "-q", str(root)], check=True)
-                order = [c for c in CONFIGS if c in args.configs.split(",")]
+                order = [c for c in CONFIGS if c in configs]
                 for repeat in range(args.repeats):
                     for config in order[repeat % 3 :] + order[: repeat % 3]:
                         samples.append(measure(args, root, size, config, s3, bucket, scratch))
                     print(f"N={size}: round {repeat + 1}/{args.repeats}", file=sys.stderr)
                 for _ in range(args.early):
-                    for config in [c for c in ("lines", "branches") if c in args.configs]:
+                    for config in [c for c in ("lines", "branches") if c in configs]:
                         samples.append(early(args, root, size, config, s3, bucket, scratch))
     finally:
         s3.stop()

@@ -112,6 +112,31 @@ def start(start_function, task_root: Path, proxy, handler: str = "handler.handle
     )
 
 
+def checkpoint_after(function, k: int, count: int) -> None:
+    """Invoke ``k`` once the checkpoint interval (whole seconds) has passed, then
+    wait for the ``count``-th checkpoint's upload."""
+    time.sleep(2.1)
+    assert function.invoke({"k": k}).status == 200
+    wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
+
+
+def start_put_rule(start_function, task_root: Path, proxy):
+    """A function whose re-bases only `DELTA_PUT_SHARE` decides (the share alone
+    never re-bases), against a 400 ms shutdown budget."""
+    return start(
+        start_function,
+        task_root,
+        proxy,
+        COVERAGE_BENCH_DELTA_SHARE="50",
+        COVERAGE_SHUTDOWN_BUDGET_MS="400",
+    )
+
+
+def shipped_sizes(function) -> list[tuple[bool | None, int, float]]:
+    """Each upload: a delta's?, its bytes, its ms."""
+    return [(u.get("delta"), u["bytes"], u["upload_ms"]) for u in uploads(function)]
+
+
 def older_base_landed_after_the_newer(start_function, task_root, proxy, s3, bucket):
     """A checkpoint's base A whose first attempt the proxy holds: its client gives
     up on it (read timeout) and its retries are refused (500), so the checkpoint
@@ -194,9 +219,7 @@ def test_a_base_confirmed_beside_an_older_base_on_the_wire_is_never_extended_by_
     wait_logged(function, "coverage uploaded", reason="checkpoint")
     older = int(held.headers["x-amz-meta-" + layout.GENERATION])
     wait_stored(s3, bucket, older)
-    time.sleep(2.1)  # the checkpoint interval passes
-    assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint
-    wait_logged(function, "coverage uploaded", count=2, reason="checkpoint")
+    checkpoint_after(function, 1, count=2)  # new code, then a checkpoint
     path = union(s3, bucket, tmp_path / "checkpoint")
     ran = {k: module_lines(path, task_root, k) for k in (1, 3, 4)}
     assert ran[3] > 60 and ran[1] > 60, f"B's growth (k=3) and the checkpoint's (k=1): {ran}"
@@ -248,9 +271,7 @@ def test_an_older_base_landing_late_is_replaced_also_when_the_shutdown_has_nothi
     function, older, newer = older_base_landed_after_the_newer(
         start_function, task_root, proxy, s3, bucket
     )
-    time.sleep(2.1)  # the checkpoint interval passes
-    assert function.invoke({"k": 1}).status == 200  # new code, then a checkpoint: a delta
-    wait_logged(function, "coverage uploaded", count=2, reason="checkpoint")
+    checkpoint_after(function, 1, count=2)  # new code, then a checkpoint: a delta
     assert uploads(function)[-1].get("delta"), uploads(function)
     assert function.terminate() == 0
     path = union(s3, bucket, tmp_path)
@@ -281,9 +302,7 @@ def test_the_shutdowns_delta_does_not_wait_for_a_base_on_the_wire(
     function = start(start_function, task_root, proxy, COVERAGE_BENCH_DELTA_SHARE="0.05")
     assert function.invoke({"k": 0}).status == 200
     for count, k in enumerate((0, 3), start=1):  # base A, then a delta
-        time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
-        assert function.invoke({"k": k}).status == 200
-        wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
+        checkpoint_after(function, k, count)
     assert [u.get("delta") for u in uploads(function)] == [None, True], uploads(function)
     time.sleep(2.1)
     proxy.set("PUT", "stall", times=1)
@@ -317,20 +336,12 @@ def test_a_delta_whose_put_would_outgrow_the_shutdown_makes_a_new_base(
     delta (~200 kB) would go in ~210 ms at A's rate, past 100 ms of the 400 ms
     budget: the next checkpoint is a base (before: another delta, and so on until
     the shutdown's delta could not be sent in its window)."""
-    function = start(
-        start_function,
-        task_root,
-        proxy,
-        COVERAGE_BENCH_DELTA_SHARE="50",
-        COVERAGE_SHUTDOWN_BUDGET_MS="400",
-    )
+    function = start_put_rule(start_function, task_root, proxy)
     assert function.invoke({"k": 0}).status == 200
     proxy.set("PUT", "delay", 0.4, times=1)
     for count, k in enumerate((0, 3, 1), start=1):  # base A (slow), a delta, then?
-        time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
-        assert function.invoke({"k": k}).status == 200
-        wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
-    shipped = [(u.get("delta"), u["bytes"], u["upload_ms"]) for u in uploads(function)]
+        checkpoint_after(function, k, count)
+    shipped = shipped_sizes(function)
     (_, base, base_ms), (_, delta, _), _ = shipped
     assert base_ms >= 400 and delta * base_ms / base > 0.25 * 400, shipped
     assert [kind for kind, _, _ in shipped] == [None, True, None], shipped
@@ -351,13 +362,7 @@ def test_a_base_put_an_invocation_overlapped_is_no_measure_of_a_deltas_put(
     went in a few ms: the next checkpoint is still a delta (before: a whole base,
     and in a frozen environment, where most checkpoints' PUTs span a freeze, a
     whole base at nearly every checkpoint)."""
-    function = start(
-        start_function,
-        task_root,
-        proxy,
-        COVERAGE_BENCH_DELTA_SHARE="50",  # (the share alone never re-bases)
-        COVERAGE_SHUTDOWN_BUDGET_MS="400",
-    )
+    function = start_put_rule(start_function, task_root, proxy)
     assert function.invoke({"k": 0}).status == 200
     time.sleep(2.1)  # the checkpoint interval (whole seconds) passes
     proxy.set("PUT", "stall", times=1)
@@ -368,10 +373,8 @@ def test_a_base_put_an_invocation_overlapped_is_no_measure_of_a_deltas_put(
     proxy.release()
     wait_logged(function, "coverage uploaded", count=1, reason="checkpoint")
     for count, k in enumerate((3, 1), start=2):  # a delta, then?
-        time.sleep(2.1)
-        assert function.invoke({"k": k}).status == 200
-        wait_logged(function, "coverage uploaded", count=count, reason="checkpoint")
-    shipped = [(u.get("delta"), u["bytes"], u["upload_ms"]) for u in uploads(function)]
+        checkpoint_after(function, k, count)
+    shipped = shipped_sizes(function)
     (_, base, base_ms), (_, delta, _), _ = shipped
     assert base_ms >= 500 and delta * base_ms / base > 0.25 * 400, shipped
     assert [kind for kind, _, _ in shipped] == [None, True, True], shipped
