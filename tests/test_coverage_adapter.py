@@ -385,3 +385,96 @@ def test_a_new_file_is_named_by_coverage_pys_disposition_not_a_scan(interpreter,
     assert result["first"] == [real_a]
     assert result["name"] == real_c
     assert result["named"] == [real_a, real_c], "named by the disposition, mod_d not scanned"
+
+
+def test_real_paths_answer_as_coverage_pys_abs_file(tmp_path):
+    """`RealPaths` answers what ``coverage.files.abs_file`` answers, links,
+    missing files and unnormalized paths included, first asked or again."""
+    import os
+
+    from coverage.files import abs_file
+
+    original = getattr(abs_file, "original", abs_file)
+    root = tmp_path / "task"
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "sub" / "mod.py").write_text("x = 1\n")
+    (root / "pkg" / "a.py").write_text("x = 1\n")
+    (root / "linked").symlink_to(root / "pkg")  # a linked directory, absolute
+    (root / "pkg" / "rel.py").symlink_to("a.py")  # a linked file, relative
+    (root / "pkg" / "chain.py").symlink_to(root / "pkg" / "rel.py")
+    (root / "dangling.py").symlink_to(root / "nowhere.py")
+    (root / "loop").symlink_to(root / "loop")
+    asked = [
+        root / "pkg" / "sub" / "mod.py",
+        root / "pkg" / "a.py",
+        root / "linked" / "sub" / "mod.py",
+        root / "linked" / "a.py",
+        root / "pkg" / "rel.py",
+        root / "linked" / "chain.py",
+        root / "dangling.py",
+        root / "loop" / "x.py",
+        root / "missing" / "x.py",
+        root / "pkg" / "missing.py",
+        root / "pkg",
+        root / "linked",
+    ]
+    strings = [str(path) for path in asked] + [
+        f"{root}/pkg/../pkg/a.py",
+        f"{root}/pkg/./a.py",
+        f"{root}//pkg/a.py",
+        f"{root}/pkg/",
+        "/",
+        "relative/x.py",
+        "<string>",
+        os.curdir,
+    ]
+    paths = coverage_adapter.RealPaths(original)
+    for _ in range(2):
+        for name in strings:
+            assert paths(name) == original(name), name
+
+
+def test_abs_file_resolves_a_path_once_and_a_new_file_with_one_lstat(tmp_path, monkeypatch):
+    """In place of ``abs_file`` everywhere coverage.py calls it, a Coverage's file
+    mapper included; a file in a known directory costs one ``lstat``, a known
+    path none.  Fails loudly if coverage.py takes ``abs_file`` by name elsewhere."""
+    import ast
+    import os
+
+    coverage_adapter.import_coverage()
+    import coverage.control
+    import coverage.files
+
+    assert coverage_adapter.resolve_paths_once()
+    assert isinstance(coverage.files.abs_file, coverage_adapter.RealPaths)
+    assert coverage.control.abs_file is coverage.files.abs_file
+    cov = coverage.Coverage(data_file=None)
+    assert cov._file_mapper is coverage.files.abs_file
+    importing = set()
+    for path in Path(coverage.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "abs_file" in {a.name for a in node.names}:
+                importing.add((path.stem, node.module))
+    assert importing == {("control", "coverage.files")}
+
+    (tmp_path / "pkg").mkdir()
+    tmp_path = tmp_path.resolve()
+    names = [str(tmp_path / "pkg" / f"m{i}.py") for i in range(50)]
+    for name in names:
+        Path(name).write_text("x = 1\n")
+    coverage.files.abs_file(str(tmp_path / "pkg"))  # (the directory: known)
+    calls = []
+    real_lstat = os.lstat
+
+    def lstat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        calls.append(path)
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    for name in names:
+        assert coverage.files.abs_file(name) == name
+    assert len(calls) == len(names)
+    for name in names:
+        coverage.files.canonical_filename(name)
+        coverage.files.abs_file(name)
+    assert len(calls) == len(names)

@@ -38,6 +38,7 @@ import contextlib
 import inspect
 import operator
 import os
+import stat
 import sys
 import threading
 import types
@@ -102,6 +103,7 @@ def import_coverage() -> Any:
     coverage = _import_coverage()
     untrace_data_file()
     fast_multiline_maps()
+    resolve_paths_once()
     return coverage
 
 
@@ -215,6 +217,73 @@ def multiline_map(filename: str) -> dict[int, int]:
     if compute is None:
         raise InternalsChanged("coverage.sysmon.compute_multiline_map is missing")
     return dict(compute(filename))
+
+
+# -- real paths, each resolved once ---------------------------------------------
+
+
+class RealPaths:
+    """``coverage.files.abs_file`` with each path and each directory resolved once.
+
+    coverage.py resolves a measured file's real path (``os.path.realpath``:
+    an ``lstat`` per component) four times: in ``should_trace``
+    (``canonical_filename``, then two ``TreeMatcher.match``) and in the data's
+    file mapper.  With coverage.py's first sight of a file deferred past the
+    init, all of them fall in the first replay, which an early SIGTERM runs in
+    its window: 100 ms at 2,000 modules in the image (bench/README.md).  Here
+    a path's answer is kept, and a new path costs one ``lstat`` of its last
+    component once its directory is known.  The code of a running function
+    does not move (coverage.py keeps ``canonical_filename``'s answers for the
+    life of the process too); anything this cannot answer as ``realpath``
+    would (a relative or unnormalized path, a symbolic link, an error) is
+    asked of ``realpath`` itself.
+    """
+
+    def __init__(self, original: Callable[[str], str]) -> None:
+        self.original = original
+        self._paths: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        found = self._paths.get(path)
+        if found is None:
+            found = self._paths[path] = self._resolve(path)
+        return found
+
+    def _resolve(self, path: str) -> str:
+        head, tail = os.path.split(path)
+        if (
+            not os.path.isabs(path)
+            or not tail
+            or tail in (os.curdir, os.pardir)
+            or os.path.normpath(path) != path
+        ):
+            return self.original(path)
+        joined = os.path.join(self(head), tail)
+        try:
+            link = stat.S_ISLNK(os.lstat(joined).st_mode)
+        except OSError:
+            return self.original(path)  # (missing or unreadable: realpath's own rules)
+        return self.original(path) if link else joined
+
+
+def resolve_paths_once() -> bool:
+    """Put a `RealPaths` in place of coverage.py's ``abs_file`` (in
+    ``coverage.files``, and ``coverage.control``'s copy that becomes a
+    Coverage's file mapper); False if its internals are not what this was
+    written for, or on Windows, where ``abs_file`` also fixes the case."""
+    if sys.platform == "win32":
+        return False
+    files = sys.modules.get("coverage.files")
+    control = sys.modules.get("coverage.control")
+    original = getattr(files, "abs_file", None)
+    if isinstance(original, RealPaths):
+        return True
+    if original is None or control is None or getattr(control, "abs_file", None) is not original:
+        return False
+    paths = RealPaths(original)
+    files.abs_file = paths  # type: ignore[union-attr]
+    control.abs_file = paths  # type: ignore[attr-defined]
+    return True
 
 
 # -- the data file, out of the function's tracers' sight -------------------------
