@@ -5,7 +5,7 @@
     bench/sizes.py --image localhost/lambda-coverage-bench:current   # the image's 3.14
 
 The function is `tests/synthetic_function` (N modules of 142 statements,
-imported at init; coverage grows over the first ten invocations).  Per size,
+imported at init; coverage grows over events 0-9, the first twenty invocations).  Per size,
 per configuration (``disabled``, ``lines``, ``branches``), ``-r`` fresh
 environments, one at a time in a rotating order:
 
