@@ -15,7 +15,7 @@ DIR = Path(__file__).resolve().parent
 MOUNT = "/opt/bench-init-cpu"
 # sitecustomize.py's: where the runtime copies its perf map before it ends (--python-names).
 PERF_MAP_VARIABLE = "BENCH_PERF_MAP_DIR"
-_LINE = re.compile(r'\{"bench": "init-cpu", "cpu_ms": [0-9.eE+-]+\}')
+_LINE = re.compile(r'\{"bench": "init-cpu", "cpu_ms": [^}]*\}')
 
 
 def container_args() -> tuple[str, ...]:
