@@ -765,9 +765,10 @@ def test_a_refused_first_attempt_is_no_measure_of_what_a_put_takes(
     the attempt that succeeded, so it sends the new data, and it arrives (before:
     the refused attempt and the pause counted as S3's rate, past the shutdown's
     350 ms of work: "would not fit the shutdown budget" at once, nothing sent)."""
-    function = through_proxy(start_function, proxy, checkpoint_seconds=1)
+    # (3 s: no checkpoint is due again before the shutdown, after up to 1.5 s of PUT.)
+    function = through_proxy(start_function, proxy, checkpoint_seconds=3)
     assert function.invoke({"n": 1}).status == 200
-    time.sleep(1.1)  # the checkpoint interval (whole seconds) passes
+    time.sleep(3.1)  # the checkpoint interval (whole seconds) passes
     proxy.set("PUT", "stall_503", times=1)
     assert function.invoke({"n": 5}).status == 200  # then a checkpoint
     proxy.wait_for("PUT")  # its first attempt, held
