@@ -124,7 +124,7 @@ class SnapshotUploader:
         self._fence = threading.Lock()
 
     @property
-    def where(self) -> str:
+    def _where(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def _fenced(
@@ -201,6 +201,7 @@ class SnapshotUploader:
             key=self.key,
             bytes=len(body),
             seconds=seconds,
+            # (Set by the client on success; the whole upload only if it never said.)
             attempt_seconds=seconds if attempts.seconds is None else attempts.seconds,
             etag=(response.get("ETag") or "").strip('"') or None,
         )
@@ -235,7 +236,7 @@ class SnapshotUploader:
     ) -> dict[str, Any]:
         from coverage_runtime import s3
 
-        where = self.where
+        where = self._where
         try:
             return self._client.put_object(
                 args, deadline=deadline, before_attempt=check, attempts=attempts
@@ -261,7 +262,7 @@ class SnapshotUploader:
                 if self.settings.expected_owner
                 else ")"
             )
-        return f"S3 refused {self.where}: {found.answer()}{hint}"
+        return f"S3 refused {self._where}: {found.answer()}{hint}"
 
     def _cut_short(self, attempts: s3.Attempts) -> str:
         """The error of an upload its deadline ended, S3's last refusal first if an
@@ -269,7 +270,7 @@ class SnapshotUploader:
         able to tell that S3 refused the PUT from a slow S3."""
         refusal = attempts.refusal
         if refusal is None:
-            return f"upload to {self.where} did not finish before the deadline"
+            return f"upload to {self._where} did not finish before the deadline"
         return f"{self._refused(refusal)}; its retry did not finish before the deadline"
 
     def _put_before(
