@@ -150,8 +150,10 @@ class S3Problem(NamedTuple):
 
     ``kind`` is one of ``no_bucket``, ``access_denied``, ``invalid_bucket``,
     ``wrong_region``, ``no_credentials``, ``invalid_request``, ``timeout``,
-    ``unreachable`` or ``refused`` (any other error answer); each caller turns
-    it into a sentence about what it was doing.
+    ``unreachable``, ``refused`` (any other error answer) or, from an
+    `ObjectClient` given a ``deadline``, ``deadline`` (it stopped the call: an
+    attempt, or the pause before a retry, would have ended after it); each
+    caller turns it into a sentence about what it was doing.
     """
 
     kind: str
@@ -259,6 +261,30 @@ class S3RequestError(Exception):
 
 class _NoAnswer(S3RequestError):
     """No answer came: the connection failed, was reset or timed out."""
+
+
+class Attempts:
+    """What the attempts of one `ObjectClient` call came to, filled in as each
+    ends, so that its caller can read it after the call, or while the call
+    still runs (one that stopped waiting for it at its deadline).
+
+    ``refusal``: S3's last error answer, if an attempt was answered with one.
+    A retry then cut by the deadline fails with a ``deadline`` problem, which
+    alone would hide that S3 refused the request (an operator reading the
+    shutdown's loss record could not tell a refusal from a slow S3).
+
+    ``seconds``: how long the attempt that succeeded took, from its request
+    built to its answer read.  The call's own time adds the failed attempts
+    and the pauses before retries (up to a second after the first), which
+    say nothing of what a request of this size takes: the uploader's rate
+    estimates use this one.
+    """
+
+    __slots__ = ("refusal", "seconds")
+
+    def __init__(self) -> None:
+        self.refusal: S3Problem | None = None
+        self.seconds: float | None = None
 
 
 class Credentials(NamedTuple):
@@ -386,6 +412,8 @@ class ObjectClient:
     each attempt, and before the pause ahead of a retry, and may raise to
     cancel it (the uploader's generation fence, the shutdown's gate): a retry
     no longer wanted ends when its attempt fails, not after its pause.
+    ``attempts`` (`Attempts`) is filled in with S3's last refusal and the
+    time of the attempt that succeeded.
 
     Invisible to the function's tracers: ``http.client``'s methods are called
     as the standard library defines them (`original`), with OpenTelemetry
@@ -430,6 +458,7 @@ class ObjectClient:
         *,
         deadline: float | None = None,
         before_attempt: Callable[[], None] | None = None,
+        attempts: Attempts | None = None,
     ) -> dict[str, Any]:
         """`put_arguments` in S3; ``{"ETag": ...}`` as boto3 answers."""
         import hashlib
@@ -439,7 +468,9 @@ class ObjectClient:
         request = _Request(
             "PUT", args["Bucket"], args["Key"], headers, body, hashlib.sha256(body).hexdigest()
         )
-        answer = self._call(request, deadline, before_attempt)
+        answer = self._call(
+            request, deadline, before_attempt, attempts if attempts is not None else Attempts()
+        )
         return {"ETag": answer.headers.get("etag")}
 
     def head_object(
@@ -448,7 +479,7 @@ class ObjectClient:
         """``HeadObject``: ``Metadata``, ``ContentLength``, ``ETag`` as boto3 answers."""
         headers = wire_headers({k: v for k, v in args.items() if k not in ("Bucket", "Key")})
         request = _Request("HEAD", args["Bucket"], args["Key"], headers, b"", _EMPTY_SHA256)
-        answer = self._call(request, deadline, None)
+        answer = self._call(request, deadline, None, Attempts())
         return {
             "Metadata": {
                 name[len(METADATA_PREFIX) :]: value
@@ -466,6 +497,7 @@ class ObjectClient:
         request: _Request,
         deadline: float | None,
         before_attempt: Callable[[], None] | None,
+        attempts: Attempts,
     ) -> _Answer:
         import random
 
@@ -476,19 +508,24 @@ class ObjectClient:
             if before_attempt is not None:
                 before_attempt()
             if deadline is not None and time.monotonic() >= deadline:
-                raise S3RequestError(S3Problem("timeout", message="the deadline passed"))
+                raise S3RequestError(S3Problem("deadline", message="the deadline passed"))
+            began = time.monotonic()
             try:
                 answer = self._attempt(request, deadline)
             except _NoAnswer as exc:
                 failure: S3RequestError = exc
+                if exc.problem.kind == "deadline":
+                    raise
             else:
                 if answer.status < 300:
+                    attempts.seconds = time.monotonic() - began
                     return answer
                 found, region = _answer_problem(answer)
                 if region and region != self.region and not redirected:
                     self.region, redirected = region, True  # the bucket lives elsewhere
                     attempt -= 1
                     continue
+                attempts.refusal = found
                 failure = S3RequestError(found)
                 if not _retryable(found):
                     raise failure
@@ -496,7 +533,9 @@ class ObjectClient:
                 raise failure
             pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))  # noqa: S311
             if deadline is not None and time.monotonic() + pause >= deadline:
-                raise failure
+                raise S3RequestError(
+                    S3Problem("deadline", message=f"no time left for a retry after: {failure}")
+                ) from failure
             if before_attempt is not None:
                 before_attempt()
             time.sleep(pause)
@@ -539,7 +578,10 @@ class ObjectClient:
         except (OSError, http.client.HTTPException) as exc:
             if connection is not None:
                 connection.close()
-            kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+            kind = "unreachable"
+            if isinstance(exc, TimeoutError):  # (its timeout ends at the deadline at the latest)
+                late = deadline is not None and time.monotonic() >= deadline
+                kind = "deadline" if late else "timeout"
             detail = str(exc) or type(exc).__name__
             raise _NoAnswer(
                 S3Problem(kind, message=f"{method} {scheme}://{host}{path}: {detail}")

@@ -11,7 +11,9 @@ a request naming another account gets 403 AccessDenied.  With ``then_release``,
 a refusal (``status``) lets the stalled requests through once it is answered, as
 `release` does: what reaches S3 next then follows the refusal without waiting for
 the test's own thread to be scheduled (inside a shutdown's window of a few
-hundred ms).  With ``secret``, it
+hundred ms).  With ``then``, a fault for N requests is followed by another (a
+refusal, then a stall for the retry: no test thread has to be scheduled between
+them, inside the client's random pause).  With ``secret``, it
 checks every request's Signature Version 4 as S3 does (moto checks none),
 recomputed by botocore's own signer from what arrived, and the body against
 its signed SHA-256: 403 SignatureDoesNotMatch or 400
@@ -52,6 +54,7 @@ class Fault:
     remaining: int | None = None  # None: until cleared
     match: str | None = None  # only requests whose path contains this
     then_release: bool = False  # a refusal, once answered, lets stalled requests through
+    then: Fault | None = None  # the fault once this one's requests are done
 
 
 @dataclass
@@ -127,10 +130,11 @@ class FaultProxy:
         times: int | None = None,
         match: str | None = None,
         then_release: bool = False,
+        then: Fault | None = None,
     ) -> None:
         with self._lock:
-            self.faults[method] = Fault(action, value, times, match, then_release)
-            if action.startswith("stall"):
+            self.faults[method] = Fault(action, value, times, match, then_release, then)
+            if action.startswith("stall") or (then is not None and then.action.startswith("stall")):
                 self._released.clear()
 
     def clear(self) -> None:
@@ -176,7 +180,10 @@ class FaultProxy:
         if fault.remaining is not None:
             fault.remaining -= 1
             if fault.remaining <= 0:
-                del self.faults[method]
+                if fault.then is None:
+                    del self.faults[method]
+                else:
+                    self.faults[method] = fault.then
         return fault
 
     def _handle(self, handler: http.server.BaseHTTPRequestHandler) -> None:

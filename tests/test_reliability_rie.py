@@ -15,7 +15,7 @@ from coverage_runtime.settings import DEFAULT_SHUTDOWN_BUDGET_MS
 from coverage_runtime.shim import session
 from tests.conftest import FUNCTIONS_DIR
 from tests.harness import download_objects, executed_lines, line_of, logged_at
-from tests.s3_proxy import fault_proxy
+from tests.s3_proxy import Fault, fault_proxy
 
 pytestmark = pytest.mark.rie
 
@@ -754,6 +754,59 @@ def test_a_put_that_an_invocation_overlapped_is_no_measure_of_what_a_put_takes(
     assert not [r for r in records if r["message"] == LOST], records
     assert [r["reason"] for r in uploads(function)] == ["checkpoint", "SIGTERM"], records
     assert line_of(USES_API, "marker: status") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_refused_first_attempt_is_no_measure_of_what_a_put_takes(
+    start_function, proxy, s3, bucket, tmp_path
+):
+    """A checkpoint's PUT whose first attempt S3 holds 0.5 s and then refuses (503);
+    the client retries after its pause, answered at once: the upload took over
+    0.5 s, a PUT of its size a few ms.  The shutdown's estimate of its PUT goes by
+    the attempt that succeeded, so it sends the new data, and it arrives (before:
+    the refused attempt and the pause counted as S3's rate, past the shutdown's
+    350 ms of work: "would not fit the shutdown budget" at once, nothing sent)."""
+    # (3 s: no checkpoint is due again before the shutdown, after up to 1.5 s of PUT.)
+    function = through_proxy(start_function, proxy, checkpoint_seconds=3)
+    assert function.invoke({"n": 1}).status == 200
+    time.sleep(3.1)  # the checkpoint interval (whole seconds) passes
+    proxy.set("PUT", "stall_503", times=1)
+    assert function.invoke({"n": 5}).status == 200  # then a checkpoint
+    proxy.wait_for("PUT")  # its first attempt, held
+    time.sleep(0.5)  # (how long it is held: what the whole upload's seconds would say)
+    proxy.release()  # refused: retried after the client's pause
+    wait_logged(function, "coverage uploaded", reason="checkpoint")
+    [checkpoint] = uploads(function)
+    assert checkpoint["upload_ms"] >= 500, checkpoint
+    assert function.invoke({"action": "status"}).status == 200  # new code
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert not [r for r in records if r["message"] == LOST], records
+    assert [r["reason"] for r in uploads(function)] == ["checkpoint", "SIGTERM"], records
+    assert [seen.action for seen in proxy.requests("PUT")] == ["stall_503", "pass", "pass"]
+    assert line_of(USES_API, "marker: status") in object_lines(s3, bucket, tmp_path, USES_API)
+
+
+def test_a_refused_put_whose_retry_the_deadline_cuts_is_said_refused_in_the_loss_record(
+    start_function, proxy
+):
+    """New data at shutdown; S3 refuses its PUT (500) and holds the retry.  The
+    client's pause (up to 1 s) fits in the 350 ms of work or finds no time left;
+    either way the deadline ends the upload, and the loss record says both: the
+    upload did not finish before the deadline, and S3 refused it (before: the
+    deadline only, or, with no time for the retry, the refusal only, as if no
+    retry were left).  (The shutdown's own deadline is the upload's: whichever
+    of their errors the record reads names the refusal.)"""
+    function = through_proxy(start_function, proxy, checkpoint_seconds=60)
+    assert function.invoke({"n": 3}).status == 200
+    proxy.set("PUT", "status", 500, times=1, then=Fault("stall"))
+    assert function.terminate() == 0
+    records = function.json_logs()
+    assert not uploads(function), records
+    [lost] = [r for r in records if r["message"] == LOST]
+    message = lost["error_message"]
+    assert "did not finish before the deadline" in message, lost
+    assert "S3 refused s3://" in message and "HTTP 500 InternalError" in message, lost
+    assert proxy.requests("PUT")[0].action == "status"
 
 
 def test_a_snapshot_from_before_a_reset_confirmed_after_it_never_holds_back_what_follows(

@@ -25,7 +25,7 @@ from coverage_runtime.shim.uploader import (
     object_key,
 )
 from tests.harness import FAKE_CREDENTIALS
-from tests.s3_proxy import FaultProxy, fault_proxy
+from tests.s3_proxy import Fault, FaultProxy, fault_proxy
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: the owner of every bucket
 ENV_ID = "0123456789abcdef0123456789abcdef"
@@ -313,6 +313,82 @@ def test_a_delayed_s3_within_the_deadline_is_only_slower(s3_server, s3, bucket):
         result = up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 5)
         assert result.seconds >= 0.3
         assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+
+
+def test_a_retry_the_deadline_cuts_still_names_s3s_refusal(s3_server, bucket):
+    """S3 refuses the first attempt (500); the retry, after the client's pause (up to
+    1 s: it fits), is held on the wire until the deadline.  The error says both: S3
+    refused it, as a refusal is said, and the retry did not finish before the
+    deadline (before: the deadline only; an operator reading the shutdown's loss
+    record could not tell S3 refused the PUT from a slow S3)."""
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "status", 500, times=1, then=Fault("stall"))
+        up = uploader(proxy.endpoint_url, bucket)
+        with pytest.raises(UploadError) as caught:
+            up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 1.5)
+        assert [seen.action for seen in proxy.requests("PUT")] == ["status", "stall"]
+    message = str(caught.value)
+    where = f"s3://{bucket}/{up.key}"
+    refused = f"S3 refused {where}: HTTP 500 InternalError: injected by the test proxy"
+    assert message == f"{refused}; its retry did not finish before the deadline", message
+    assert up.refused(1) == refused  # (what a shutdown cut at the same deadline says)
+    assert up.refused(2) is None
+
+
+def test_no_time_left_for_a_retry_is_the_deadline_with_s3s_refusal_kept(s3_server, bucket):
+    """The client alone: S3 refuses the first attempt (500) and the deadline has
+    passed when the pause before the retry would begin (``before_attempt`` runs
+    there, and waits it out).  The call fails as the deadline's (``deadline``),
+    not as the refusal, whose retry it never tried; `Attempts` keeps the refusal
+    (before: the refusal, as if no retry were left)."""
+    from coverage_runtime import s3 as s3_module
+
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "status", 500, times=1)
+        client = s3_module.make_client(purpose="test", endpoint_url=proxy.endpoint_url, light=True)
+        deadline = time.monotonic() + 1
+        calls: list[float] = []
+
+        def before_attempt() -> None:
+            calls.append(time.monotonic())
+            if len(calls) == 2:  # before the pause: wait out the deadline
+                threading.Event().wait(max(0.0, deadline - time.monotonic()))
+
+        attempts = s3_module.Attempts()
+        with pytest.raises(s3_module.S3RequestError) as caught:
+            client.put_object(
+                {"Bucket": bucket, "Key": "k", "Body": b"x"},
+                deadline=deadline,
+                before_attempt=before_attempt,
+                attempts=attempts,
+            )
+        assert [seen.action for seen in proxy.requests("PUT")] == ["status"]
+    assert caught.value.problem.kind == "deadline", caught.value.problem
+    assert attempts.refusal is not None
+    assert attempts.refusal.answer() == "HTTP 500 InternalError: injected by the test proxy"
+    assert attempts.seconds is None, "no attempt succeeded"
+
+
+def test_a_retried_puts_attempt_seconds_are_the_answered_attempts_alone(s3_server, s3, bucket):
+    """S3 refuses the first attempt (500); the client pauses (random, up to 1 s) and
+    retries, answered at once.  ``attempt_seconds``, the rate the session's
+    estimates of a PUT go by, are the retry's alone: not the refused attempt, not
+    the pause (before: the whole upload's, which made a body that fits look as if
+    it would not); ``seconds`` are still the whole upload's."""
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "status", 500, times=1)
+        up = uploader(proxy.endpoint_url, bucket)
+        gates: list[float] = []  # before each attempt, and before the pause
+        result = up.upload(
+            BODY, {}, generation=1, before_attempt=lambda: gates.append(time.monotonic())
+        )
+        returned = time.monotonic()
+        assert [seen.action for seen in proxy.requests("PUT")] == ["status", "pass"]
+    assert len(gates) == 3, gates
+    # The retry began after its gate (the last) and ended before the upload returned.
+    assert 0 < result.attempt_seconds <= returned - gates[-1], (result, gates)
+    assert result.seconds >= result.attempt_seconds + (gates[-1] - gates[0]), (result, gates)
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
 
 
 # -- the signature, checked as S3 checks it ------------------------------------------------

@@ -183,8 +183,9 @@ class ConfirmedBase(NamedTuple):
     mark: int  # `Snapshot.mark`
     epoch: int
     bytes: int
-    # Its PUT's, the rate a delta's PUT is reckoned at (`DELTA_PUT_SHARE`); None when an
-    # invocation overlapped it: it may have spanned a freeze (see `_put_rate`).
+    # Its PUT's (the attempt that succeeded: see `_put_rate`), the rate a delta's PUT is
+    # reckoned at (`DELTA_PUT_SHARE`); None when an invocation overlapped it: it may
+    # have spanned a freeze (see `_put_rate`).
     seconds: float | None
 
 
@@ -246,7 +247,10 @@ class CoverageSession:
         # (bytes, seconds) of the last confirmed PUT that no invocation overlapped:
         # the shutdown's estimate of what a PUT takes.  One that spanned an
         # invocation may have spanned a freeze too (Lambda freezes after /next and
-        # the clock runs on), and its seconds would say nothing of S3's rate.
+        # the clock runs on), and its seconds would say nothing of S3's rate.  The
+        # seconds are its successful attempt's (`UploadResult.attempt_seconds`): a
+        # refused attempt and the pause before the retry (up to a second) are not
+        # S3's rate either, and made a body that fits look as if it would not.
         self._put_rate: tuple[int, float] | None = None
         # What the shutdown counted before any snapshot (`_check_growth_fits`): the
         # loss record's recorded lines when it gave up before taking one.
@@ -711,7 +715,7 @@ class CoverageSession:
                     self.last_upload = record
                     self.last_error = None
                     if self.invocations == invocations:
-                        self._put_rate = (result.bytes, result.seconds)
+                        self._put_rate = (result.bytes, result.attempt_seconds)
                 base = self._base
                 # What a delta may extend: not a base confirmed while an older upload
                 # was on the wire, which may land after it (a checkpoint's PUT beside a
@@ -729,7 +733,7 @@ class CoverageSession:
                         snapshot.mark,
                         snapshot.epoch,
                         result.bytes,
-                        result.seconds if self.invocations == invocations else None,
+                        result.attempt_seconds if self.invocations == invocations else None,
                     )
                     self.measurement.base_confirmed(snapshot.mark)
         if reason == "checkpoint":
@@ -821,7 +825,7 @@ class CoverageSession:
                 try:
                     call_before(work, deadline, name="coverage-shutdown")
                 except DeadlinePassed as exc:
-                    raise UploadError("the shutdown did not finish before the deadline") from exc
+                    raise UploadError(self._cut_short(taken)) from exc
             if self.measurement.partial is not None:
                 self._log_partial(reason, taken[-1][1] if taken else None, started)
         except Exception as exc:
@@ -829,6 +833,22 @@ class CoverageSession:
         finally:
             self._shutdown_done.set()
         return True
+
+    def _cut_short(self, taken: list[tuple[int, Snapshot]]) -> str:
+        """The error of a shutdown its deadline ended, S3's last refusal of its upload
+        first if there was one: that upload runs to the same deadline, and its own
+        error, which says so (a 5xx whose retry the deadline cut), comes at the
+        same moment as this one, which may be the one the loss record reads."""
+        cut = "the shutdown did not finish before the deadline"
+        if not taken:
+            return cut
+        with self._state:
+            newest = self._generation  # (the shutdown's: no checkpoint numbers one now)
+        for uploader in (self._uploader, self._delta_uploader):
+            refused = uploader.refused(newest) if uploader is not None else None
+            if refused is not None:
+                return f"{refused}; {cut}"
+        return cut
 
     def _shutdown_failed(
         self,

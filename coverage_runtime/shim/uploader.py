@@ -61,12 +61,19 @@ def object_key(settings: Settings, identity: EnvironmentIdentity, *, delta: bool
 
 
 class UploadResult(NamedTuple):
-    """(A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)"""
+    """(A `NamedTuple` because the init imports this module: see `errors.ConfigProblem`.)
+
+    ``seconds``: the whole upload, what it took its caller, retries and the
+    pauses before them included.  ``attempt_seconds``: the attempt that
+    succeeded alone, what a PUT of ``bytes`` takes: the rate the session's
+    estimates of a PUT's time go by (`session.CoverageSession._put_rate`).
+    """
 
     bucket: str
     key: str
     bytes: int
     seconds: float
+    attempt_seconds: float
     etag: str | None
 
 
@@ -112,12 +119,19 @@ class SnapshotUploader:
         self._newest_started = 0
         # The first generation an attempt was made for: none older can land later.
         self._first_started: int | None = None
+        # What the attempts of the newest started generation came to (`refused`).
+        self._newest_attempts: s3.Attempts | None = None
         self._fence = threading.Lock()
 
+    @property
+    def _where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
     def _fenced(
-        self, generation: int, gate: Callable[[], None] | None = None
+        self, generation: int, attempts: s3.Attempts, gate: Callable[[], None] | None = None
     ) -> Callable[[], None]:
-        """What runs before each attempt of ``generation``'s upload (``gate`` first)."""
+        """What runs before each attempt of ``generation``'s upload (``gate`` first),
+        whose ``attempts`` then are the newest upload's."""
 
         def check() -> None:
             if gate is not None:
@@ -128,6 +142,7 @@ class SnapshotUploader:
                 if generation == self._newest_started:  # an attempt of it went before
                     self.unanswered = True
                 self._newest_started = generation
+                self._newest_attempts = attempts
                 if self._first_started is None:
                     self._first_started = generation
 
@@ -168,24 +183,37 @@ class SnapshotUploader:
             self.settings, self.key, body, {**metadata, GENERATION_KEY: str(generation)}
         )
         started = time.monotonic()
-        check = self._fenced(generation, before_attempt)
+        attempts = s3.Attempts()
+        check = self._fenced(generation, attempts, before_attempt)
         try:
             if deadline is None:
-                response = self._put(args, check, None)
+                response = self._put(args, check, None, attempts)
             else:
-                response = self._put_before(args, check, deadline)
+                response = self._put_before(args, check, deadline, attempts)
         except UploadError:
             with self._fence:
                 if self._newest_started == generation:  # (an attempt of it started)
                     self.unanswered = True
             raise
+        seconds = time.monotonic() - started
         return UploadResult(
             bucket=self.bucket,
             key=self.key,
             bytes=len(body),
-            seconds=time.monotonic() - started,
+            seconds=seconds,
+            # (Set by the client on success; the whole upload only if it never said.)
+            attempt_seconds=seconds if attempts.seconds is None else attempts.seconds,
             etag=(response.get("ETag") or "").strip('"') or None,
         )
+
+    def refused(self, generation: int) -> str | None:
+        """How S3 last refused an attempt of ``generation``'s upload (`_refused`), if it
+        did and no newer upload has started: read also while that upload runs, by
+        a caller whose own deadline came first (`session.CoverageSession.shutdown`)."""
+        with self._fence:
+            attempts = self._newest_attempts if generation == self._newest_started else None
+        refusal = attempts.refusal if attempts is not None else None
+        return self._refused(refusal) if refusal is not None else None
 
     def stored_generation(self, deadline: float) -> int | None:
         """The generation of the object in S3 now (None if unknown or absent)."""
@@ -200,49 +228,71 @@ class SnapshotUploader:
         return int(value) if value and value.isdigit() else None
 
     def _put(
-        self, args: dict[str, Any], check: Callable[[], None], deadline: float | None
+        self,
+        args: dict[str, Any],
+        check: Callable[[], None],
+        deadline: float | None,
+        attempts: s3.Attempts,
     ) -> dict[str, Any]:
         from coverage_runtime import s3
 
-        where = f"s3://{self.bucket}/{self.key}"
+        where = self._where
         try:
-            return self._client.put_object(args, deadline=deadline, before_attempt=check)
+            return self._client.put_object(
+                args, deadline=deadline, before_attempt=check, attempts=attempts
+            )
         except Superseded as exc:
             raise UploadError(f"not sent: {exc}") from exc
         except s3.S3RequestError as exc:
             found = exc.problem
-            if deadline is not None and found.kind == "timeout" and time.monotonic() >= deadline:
-                raise UploadError(f"upload to {where} did not finish before the deadline") from exc
+            if found.kind == "deadline":
+                raise UploadError(self._cut_short(attempts)) from exc
             if found.kind == "no_credentials":
                 raise UploadError(f"no AWS credentials to upload to {where}: {exc}") from exc
             if found.status is None:
                 raise UploadError(f"could not reach S3 for {where}: {exc}") from exc
-            hint = ""
-            if found.kind == "access_denied":
-                hint = " (check the function role's s3:PutObject permission on the prefix" + (
-                    ", and that COVERAGE_S3_EXPECTED_OWNER is the bucket owner's account)"
-                    if self.settings.expected_owner
-                    else ")"
-                )
-            raise UploadError(f"S3 refused {where}: {found.answer()}{hint}") from exc
+            raise UploadError(self._refused(found)) from exc
+
+    def _refused(self, found: s3.S3Problem) -> str:
+        """S3's error answer to a PUT, as the upload's error says it."""
+        hint = ""
+        if found.kind == "access_denied":
+            hint = " (check the function role's s3:PutObject permission on the prefix" + (
+                ", and that COVERAGE_S3_EXPECTED_OWNER is the bucket owner's account)"
+                if self.settings.expected_owner
+                else ")"
+            )
+        return f"S3 refused {self._where}: {found.answer()}{hint}"
+
+    def _cut_short(self, attempts: s3.Attempts) -> str:
+        """The error of an upload its deadline ended, S3's last refusal first if an
+        attempt had one (a 5xx whose retry the deadline cut): an operator must be
+        able to tell that S3 refused the PUT from a slow S3."""
+        refusal = attempts.refusal
+        if refusal is None:
+            return f"upload to {self._where} did not finish before the deadline"
+        return f"{self._refused(refusal)}; its retry did not finish before the deadline"
 
     def _put_before(
-        self, args: dict[str, Any], check: Callable[[], None], deadline: float
+        self,
+        args: dict[str, Any],
+        check: Callable[[], None],
+        deadline: float,
+        attempts: s3.Attempts,
     ) -> dict[str, Any]:
         """The put, with a hard deadline.
 
         The client's timeouts and its retries stop at the deadline, but name
         resolution, for one, has no timeout: only waiting from outside gives a
         hard deadline.  The abandoned attempt cannot land later over newer
-        data: see the fence.
+        data: see the fence.  (Its ``attempts`` are still read: what S3
+        answered the attempts before it.)
         """
         try:
-            return call_before(lambda: self._put(args, check, deadline), deadline)
+            return call_before(lambda: self._put(args, check, deadline, attempts), deadline)
         except TimeoutError as exc:
             self.abandoned = True
-            raise UploadError(
-                f"upload to s3://{self.bucket}/{self.key} did not finish before the deadline"
-            ) from exc
+            raise UploadError(self._cut_short(attempts)) from exc
 
 
 class RunningUploads:

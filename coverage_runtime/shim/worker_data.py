@@ -139,7 +139,7 @@ class WorkerPublisher(SnapshotUploader):
                 except Superseded as exc:
                     raise UploadError(f"not written: {exc}") from exc
             if generation < self.state.generation:
-                return UploadResult("", self.key, 0, 0.0, None)  # a newer one is there
+                return UploadResult("", self.key, 0, 0.0, 0.0, None)  # a newer one is there
             self.state.generation = generation
             self.state.invocations = layout.metadata_int(metadata, layout.INVOCATIONS) or 0
             self.state.core = metadata.get("core")
@@ -151,7 +151,8 @@ class WorkerPublisher(SnapshotUploader):
             # seen early is still true of the snapshot before (it lacks that data too).
             self._write_state()
             _replace(self.key, body)
-        return UploadResult("", self.key, len(body), time.monotonic() - started, None)
+        seconds = time.monotonic() - started
+        return UploadResult("", self.key, len(body), seconds, seconds, None)  # (one attempt)
 
     def stored_generation(self, deadline: float) -> int | None:
         return self.state.generation
