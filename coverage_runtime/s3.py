@@ -272,6 +272,8 @@ class Attempts:
     A retry then cut by the deadline fails with a ``deadline`` problem, which
     alone would hide that S3 refused the request (an operator reading the
     shutdown's loss record could not tell a refusal from a slow S3).
+    ``unanswered``: the last attempt that got no answer (reset, unreachable,
+    timed out before the deadline), for the same reason.
 
     ``seconds``: how long the attempt that succeeded took, from its request
     built to its answer read.  The call's own time adds the failed attempts
@@ -280,10 +282,11 @@ class Attempts:
     estimates use this one.
     """
 
-    __slots__ = ("refusal", "seconds")
+    __slots__ = ("refusal", "seconds", "unanswered")
 
     def __init__(self) -> None:
         self.refusal: S3Problem | None = None
+        self.unanswered: S3Problem | None = None
         self.seconds: float | None = None
 
 
@@ -516,6 +519,7 @@ class ObjectClient:
                 failure: S3RequestError = exc
                 if exc.problem.kind == "deadline":
                     raise
+                attempts.unanswered = exc.problem
             else:
                 if answer.status < 300:
                     attempts.seconds = time.monotonic() - began

@@ -335,6 +335,22 @@ def test_a_retry_the_deadline_cuts_still_names_s3s_refusal(s3_server, bucket):
     assert up.refused(2) is None
 
 
+def test_a_retry_the_deadline_cuts_after_a_reset_still_names_the_reset(s3_server, bucket):
+    """The first attempt's connection is reset; the retry, after the client's pause,
+    is held on the wire until the deadline.  The error names the reset, as an
+    unanswered attempt is said, and the deadline (before: the deadline only)."""
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "reset", times=1, then=Fault("stall"))
+        up = uploader(proxy.endpoint_url, bucket)
+        with pytest.raises(UploadError) as caught:
+            up.upload(BODY, {}, generation=1, deadline=time.monotonic() + 1.5)
+        assert [seen.action for seen in proxy.requests("PUT")] == ["reset", "stall"]
+    message = str(caught.value)
+    assert message.startswith(f"could not reach S3 for s3://{bucket}/{up.key}: PUT "), message
+    assert message.endswith("; its retry did not finish before the deadline"), message
+    assert up.refused(1) is None  # (no answer: nothing S3 refused)
+
+
 def test_no_time_left_for_a_retry_is_the_deadline_with_s3s_refusal_kept(s3_server, bucket):
     """The client alone: S3 refuses the first attempt (500) and the deadline has
     passed when the pause before the retry would begin (``before_attempt`` runs

@@ -269,9 +269,15 @@ class SnapshotUploader:
         attempt had one (a 5xx whose retry the deadline cut): an operator must be
         able to tell that S3 refused the PUT from a slow S3."""
         refusal = attempts.refusal
-        if refusal is None:
-            return f"upload to {self._where} did not finish before the deadline"
-        return f"{self._refused(refusal)}; its retry did not finish before the deadline"
+        if refusal is not None:
+            return f"{self._refused(refusal)}; its retry did not finish before the deadline"
+        unanswered = attempts.unanswered
+        if unanswered is not None:  # (a reset, say: not a slow S3 either)
+            return (
+                f"could not reach S3 for {self._where}: {unanswered.message}; "
+                "its retry did not finish before the deadline"
+            )
+        return f"upload to {self._where} did not finish before the deadline"
 
     def _put_before(
         self,
