@@ -432,6 +432,11 @@ def test_real_paths_answer_as_coverage_pys_abs_file(tmp_path):
     for _ in range(2):
         for name in strings:
             assert paths(name) == original(name), name
+    # Asked while missing, then made a link (a directory made at run time): followed.
+    (root / "missing").symlink_to(root / "pkg" / "sub")
+    (root / "pkg" / "missing.py").symlink_to(root / "pkg" / "a.py")
+    for name in (f"{root}/missing/x.py", f"{root}/missing/mod.py", f"{root}/pkg/missing.py"):
+        assert paths(name) == original(name), name
 
 
 def test_abs_file_resolves_a_path_once_and_a_new_file_with_one_lstat(tmp_path, monkeypatch):

@@ -234,9 +234,10 @@ class RealPaths:
     a path's answer is kept, and a new path costs one ``lstat`` of its last
     component once its directory is known.  The code of a running function
     does not move (coverage.py keeps ``canonical_filename``'s answers for the
-    life of the process too); anything this cannot answer as ``realpath``
-    would (a relative or unnormalized path, a symbolic link, an error) is
-    asked of ``realpath`` itself.
+    life of the process too).  Only answers an ``lstat`` settled are kept: a
+    path that is not a real file or directory of its own (a symbolic link, a
+    missing one, an error) and a relative or unnormalized path are asked of
+    ``realpath`` itself each time, so a directory made or linked later is seen.
     """
 
     def __init__(self, original: Callable[[str], str]) -> None:
@@ -245,9 +246,7 @@ class RealPaths:
 
     def __call__(self, path: str) -> str:
         found = self._paths.get(path)
-        if found is None:
-            found = self._paths[path] = self._resolve(path)
-        return found
+        return found if found is not None else self._resolve(path)
 
     def _resolve(self, path: str) -> str:
         head, tail = os.path.split(path)
@@ -263,7 +262,10 @@ class RealPaths:
             link = stat.S_ISLNK(os.lstat(joined).st_mode)
         except OSError:
             return self.original(path)  # (missing or unreadable: realpath's own rules)
-        return self.original(path) if link else joined
+        if link:
+            return self.original(path)
+        self._paths[path] = joined
+        return joined
 
 
 def resolve_paths_once() -> bool:
