@@ -488,9 +488,9 @@ class CoverageSession:
 
         Until the runtime asks for the next event Lambda still counts the
         invocation (billed, and under its timeout), so only what is quick
-        happens here: bookkeeping and, when a checkpoint is due and something
-        new was measured, a request to the shipping thread, which writes the
-        snapshot and uploads it while the runtime waits for the next event.
+        happens here: bookkeeping and, when a checkpoint is due, a request to
+        the shipping thread, which counts what is new, writes the snapshot and
+        uploads it while the runtime waits for the next event.
         """
         self.pacer.invocation_ended()  # (the shipping thread works freely until the next)
         if self._shutdown_started.is_set():
@@ -512,8 +512,10 @@ class CoverageSession:
         if remaining is not None and remaining < CHECKPOINT_MARGIN_SECONDS:
             return  # too close to the timeout: the next invocation checkpoints
         self._last_checkpoint = time.monotonic()
-        if not self._measured_more():
-            return  # nothing new since the last upload: nothing to write
+        # Whether anything is new is counted by the checkpoint, on the shipping
+        # thread: the count takes what the gate holds, and on the C tracer that is
+        # everything the invocation ran again (it re-adds each arc it runs), which
+        # billed here 10-95 ms at 2,000-8,000 modules with branches.
         self._shipper.request_checkpoint()  # (on sysmon the first one builds coverage.py)
 
     def prearm(self, invocation: int, label: str) -> None:
@@ -561,8 +563,8 @@ class CoverageSession:
         the snapshot lock for long), the shutdown closes `RunningUploads`'
         gate and the checkpoint sends nothing.
         """
-        if self._shutdown_started.is_set():
-            return
+        if self._shutdown_started.is_set() or not self._measured_more():
+            return  # (nothing new since the last upload: nothing to write)
         try:
             taken = self._checkpoint_snapshot()
         except StorageError as exc:
