@@ -114,3 +114,39 @@ def test_an_early_sigterm_that_cannot_replay_everything_ships_whole_files_exactl
     report += ["--source-root", str(task_root), "--no-progress"]
     assert main(["report", *where, *report], out=out, err=err) == 0, err.getvalue()
     assert "1 environment(s) uploaded partially at shutdown" in err.getvalue(), err.getvalue()
+
+
+def test_an_early_sigterm_that_replays_no_file_in_time_says_everything_is_lost(
+    start_function,
+    task_root,
+    s3,
+    bucket,
+    sysmon_python,  # noqa: F811
+):
+    """The first file's replay (made slow: 350 ms of a 550 ms budget) outlasts the
+    replay's share of the window, so no file is replayed and S3 gets nothing; the
+    record must say that this environment's data is lost, not that nothing was
+    measured nor that it was uploaded.  (Found on a real Django function at
+    ``--cpus=0.15``, lines: 2 of 3 early SIGTERMs; before the fix it said "nothing
+    was measured" and "coverage uploaded partially" with no object in S3.)"""
+    function = start_function(
+        "handler.handler",
+        task_root=task_root,
+        command=[sysmon_python, "-m", "coverage_runtime", "handler.handler"],
+        PYTHONPATH=str(REPO_ROOT),
+        COVERAGE_SHUTDOWN_BUDGET_MS="550",
+        COVERAGE_TEST_REPLAY_DELAY_MS="350",
+    )
+    assert function.invoke({"k": 1}).status == 200
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    every = runtime_records(function.logs())
+    records = [r for r in every if r.get("reason") == "SIGTERM"]
+    assert not s3.list_objects_v2(Bucket=bucket).get("Contents"), records
+    replayed = [r for r in every if r.get("at_shutdown") and r.get("partial")]
+    assert replayed and replayed[0]["files_replayed"] == 0, every  # (the case this is)
+    messages = [r["message"] for r in records]
+    assert "nothing was measured" not in messages, records
+    losses = [r for r in records if r["level"] == "ERROR"]
+    assert len(losses) == 1, records
+    assert not losses[0]["message"].startswith("coverage uploaded"), losses[0]

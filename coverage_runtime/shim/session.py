@@ -934,6 +934,14 @@ class CoverageSession:
         taken.append((generation, snapshot))
         pause_points.reach("shutdown-snapshot")
         if not snapshot.body:
+            partial = self.measurement.partial
+            if partial is not None and partial.files_left:
+                # Events were recorded, but the replay completed no file in time: not
+                # "nothing measured", and nothing uploaded partially either.
+                raise UploadError(
+                    "the shutdown replayed no whole file before the deadline: the recorded "
+                    f"events of {partial.files_left} files are not shipped"
+                )
             structured_log.info("nothing was measured", reason=reason)
             return
         if not self._wait_for_older_upload(
