@@ -932,9 +932,12 @@ class Measurement:
             self._tally.drop(name)
 
     def counts(self) -> Snapshot:
-        """What was measured so far (no bytes): cheap, the data file is not read,
-        and coverage.py is never built for it (``status()`` calls it on every
-        health check, the runtime after responses).  Before the hand-over what
+        """What was measured so far (no bytes): the data file is not read, and
+        coverage.py is never built for it (``status()`` calls it on every health
+        check, the shipping thread before a checkpoint).  It takes what the gate
+        holds: on sysmon what is new, on the C tracer everything run since the
+        last take (it re-adds what runs again), so the runtime's billed path
+        never calls it (`CoverageSession.between_invocations`).  Before the hand-over what
         the init recorder holds is not counted yet: ``waiting`` says how many
         events (`materialize` first for complete counts)."""
         with self._lock:
