@@ -31,11 +31,9 @@ def task_root(tmp_path_factory) -> Path:
     return synthetic_function.write(tmp_path_factory.mktemp("synthetic"), MODULES)
 
 
-def early_sigterm(
-    start_function, python, task_root, s3, bucket, tmp_path, *, keep: bool = False, **env: str
-) -> Any:
-    """SIGTERM right after the first response; the object's data, metadata and the
-    runtime's log records."""
+def first_response(start_function, python, task_root, **env: str) -> Any:
+    """The synthetic function under the RIE (a 550 ms shutdown budget), after its
+    first response."""
     function = start_function(
         "handler.handler",
         task_root=task_root,
@@ -45,6 +43,15 @@ def early_sigterm(
         **env,
     )
     assert function.invoke({"k": 1}).status == 200
+    return function
+
+
+def early_sigterm(
+    start_function, python, task_root, s3, bucket, tmp_path, *, keep: bool = False, **env: str
+) -> Any:
+    """SIGTERM right after the first response; the object's data, metadata and the
+    runtime's log records."""
+    function = first_response(start_function, python, task_root, **env)
     key, path, logs = shut_down_and_download(function, s3, bucket, tmp_path)
     s3_object = s3.head_object(Bucket=bucket, Key=key)
     if not keep:
@@ -129,15 +136,9 @@ def test_an_early_sigterm_that_replays_no_file_in_time_says_everything_is_lost(
     measured nor that it was uploaded.  (Found on a real Django function at
     ``--cpus=0.15``, lines: 2 of 3 early SIGTERMs; before the fix it said "nothing
     was measured" and "coverage uploaded partially" with no object in S3.)"""
-    function = start_function(
-        "handler.handler",
-        task_root=task_root,
-        command=[sysmon_python, "-m", "coverage_runtime", "handler.handler"],
-        PYTHONPATH=str(REPO_ROOT),
-        COVERAGE_SHUTDOWN_BUDGET_MS="550",
-        COVERAGE_TEST_REPLAY_DELAY_MS="350",
+    function = first_response(
+        start_function, sysmon_python, task_root, COVERAGE_TEST_REPLAY_DELAY_MS="350"
     )
-    assert function.invoke({"k": 1}).status == 200
     function.signal_shutdown()
     assert function.wait(timeout=15) == 0
     every = runtime_records(function.logs())
