@@ -286,6 +286,28 @@ def check_retire_after_a_prearm(result: dict[str, Any], receiver: str) -> None:
     assert labels["a"]["arcs"] == labels["b"]["arcs"] == labels["c"]["arcs"], result
 
 
+def test_code_retired_before_coverage_py_saw_it_start_stays_retired(python, mode):
+    """The maintenance pass retires a code object from the recorder's stream
+    before the first snapshot replays its start into coverage.py: coverage.py's
+    first sight must not arm it again (a change of local events re-enables
+    every disabled location), so it reports nothing when it runs again."""
+    result, _ = run_case(python, "retired_before_its_start_is_replayed", *mode)
+    reference, _ = run_case(python, "retired_before_its_start_is_replayed_reference")
+    check_retired_before_its_start_is_replayed(result, reference, mode)
+
+
+def check_retired_before_its_start_is_replayed(
+    result: dict[str, Any], reference: dict[str, Any], mode: tuple[str, ...]
+) -> None:
+    assert result["receiving"] == ("recorder" if mode else "gate"), result
+    assert result["retired"] and not result["replayed_before"], result
+    assert result["local_events_after_replay"] == 0, "the replay armed a retired code object"
+    assert result["local_events_after_run"] == 0, result
+    # (branches, 3.14: re-armed, ``nest(0)`` joined the outer frame's last line to its first)
+    assert (result["lines"], result["arcs"]) == (reference["lines"], reference["arcs"])
+    assert result["lines"] == [36, 37, 38, 39], result
+
+
 def test_code_run_while_paused_is_never_recorded_and_stays_armed(python, mode):
     """The tool is muted in a paused window (`init_recorder.Muting`): what ran only
     paused is not recorded, what runs measured afterwards is, through blocks per

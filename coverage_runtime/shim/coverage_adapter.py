@@ -768,7 +768,9 @@ class SysmonGate(Labelled):
         if len(tracers) != 1 or type(tracers[0]).__name__ != "SysMonitor":
             raise InternalsChanged(f"expected one SysMonitor, found {tracers!r}")
         tracer = tracers[0]
-        for name in ("myid", "code_infos", "code_objects", "local_events", "data", "trace_arcs"):
+        for name in (
+            "myid", "code_infos", "code_objects", "local_events", "data", "trace_arcs", "sysmon_on"
+        ):  # fmt: skip
             if not hasattr(tracer, name):
                 raise InternalsChanged(f"SysMonitor.{name} is missing")
         self._monitoring = monitoring
@@ -1052,9 +1054,32 @@ class SysmonGate(Labelled):
                     if info.tracing and info.file_data is not None:
                         self._fresh_under_label(code, info)
                     return self._disable
+            if not self._installed:
+                return self._replayed_start(code, offset)
             return self._py_start(code, offset)
         self._rearming.outside_starts += 1
         return self._disable
+
+    def _replayed_start(self, code: CodeType, offset: int) -> Any:
+        """coverage.py's first sight of ``code``, replayed: without its arming.
+
+        ``sysmon_py_start`` arms each code object it traces (``set_local_events``)
+        when its monitor is on.  Replayed, the code object's events are the
+        recorder's: it armed them when the code first started, and `retire` may
+        have taken them off since (every location fired).  Arming again would
+        undo that, and a change of local events re-enables every location that
+        returned ``DISABLE``: the code would report again under the same label,
+        and with branches coverage.py would join the last line its earlier
+        frames left to the first line it reports again (an arc that never ran).
+        The monitor is off for the call only: the replay is the only caller
+        while the gate is not installed, and `stop` comes after the last replay.
+        """
+        tracer = self._tracer
+        tracer.sysmon_on = False
+        try:
+            return self._py_start(code, offset)
+        finally:
+            tracer.sysmon_on = True
 
     def _fresh_under_label(self, code: CodeType, info: Any) -> None:
         """``code`` runs for the first time under the current label."""

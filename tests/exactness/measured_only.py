@@ -30,3 +30,10 @@ def pooled(x):
     if x:
         return x * 3
     return 0
+
+
+def nest(depth):
+    if depth:
+        nest(depth - 1)
+        depth += 1
+    return depth

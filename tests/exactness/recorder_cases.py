@@ -947,6 +947,68 @@ def retire_after_a_prearm(receiver: str = "recorder") -> dict[str, Any]:
     }
 
 
+def retired_before_its_start_is_replayed() -> dict[str, Any]:
+    """The maintenance pass retires a code object whose every location fired
+    while the recorder still holds its first start (coverage.py has not seen
+    it: the pass runs before the first snapshot); the snapshot then replays
+    that start into coverage.py.  The code object must stay retired: run again
+    (same label) it reports nothing.  ``nest(1)`` leaves its outer frame's
+    last line (``depth += 1``) as coverage.py's last line of the code object,
+    its return having fired in the inner frame: had the replay re-armed it,
+    ``nest(0)`` would report its first line again, and with branches coverage.py
+    would join the two (an arc that never ran; plain coverage.py:
+    `retired_before_its_start_is_replayed_reference`)."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    code = measured_only.nest.__code__
+    recorder = measurement._recorder
+    tool = recorder.tool
+    invocation(runtime, lambda: measured_only.nest(1))
+    measurement.maintain()  # (the shipping thread's pass after the first invocation ran too)
+    retired = id(code) in recorder._retired
+    replayed_before = "coverage" in sys.modules and measurement.gate_kind == "gate"
+    measurement.snapshot()  # a checkpoint: coverage.py built, the stream replayed into it
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    after_replay = get_local(tool, code)
+    invocation(runtime, lambda: measured_only.nest(0))
+    after_run = get_local(tool, code)
+    data = measurement.data()
+    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
+    return {
+        "receiving": measurement.receiving,
+        "retired": retired,
+        "replayed_before": replayed_before,
+        "local_events_after_replay": after_replay,
+        "local_events_after_run": after_run,
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "arcs": sorted(list(arc) for arc in arcs),
+    }
+
+
+def retired_before_its_start_is_replayed_reference() -> dict[str, Any]:
+    """The same calls under plain coverage.py."""
+    import coverage
+
+    cov = coverage.Coverage(
+        data_file=None, source=[str(HERE)], branch=branches(), config_file=False
+    )
+    cov.set_option("run:core", "sysmon")
+    from tests.exactness import measured_only
+
+    cov.start()
+    measured_only.nest(1)
+    measured_only.nest(0)
+    cov.stop()
+    data = cov.get_data()
+    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
+    return {
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "arcs": sorted(list(arc) for arc in arcs),
+    }
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -973,6 +1035,8 @@ CASES = {
         prearm_then_a_background_thread,
         prearm_held_while_the_next_event_comes,
         retire_after_a_prearm,
+        retired_before_its_start_is_replayed,
+        retired_before_its_start_is_replayed_reference,
     )
 }
 
