@@ -280,14 +280,18 @@ class Attempts:
     and the pauses before retries (up to a second after the first), which
     say nothing of what a request of this size takes: the uploader's rate
     estimates use this one.
+
+    ``made``: the attempts begun (a redirect to the bucket's region not
+    counted): a call that succeeded after a retry says so in its record.
     """
 
-    __slots__ = ("refusal", "seconds", "unanswered")
+    __slots__ = ("made", "refusal", "seconds", "unanswered")
 
     def __init__(self) -> None:
         self.refusal: S3Problem | None = None
         self.unanswered: S3Problem | None = None
         self.seconds: float | None = None
+        self.made = 0
 
 
 class Credentials(NamedTuple):
@@ -513,6 +517,7 @@ class ObjectClient:
             if deadline is not None and time.monotonic() >= deadline:
                 raise S3RequestError(S3Problem("deadline", message="the deadline passed"))
             began = time.monotonic()
+            attempts.made = attempt
             try:
                 answer = self._attempt(request, deadline)
             except _NoAnswer as exc:

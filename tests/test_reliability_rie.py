@@ -777,11 +777,15 @@ def test_a_refused_first_attempt_is_no_measure_of_what_a_put_takes(
     wait_logged(function, "coverage uploaded", reason="checkpoint")
     [checkpoint] = uploads(function)
     assert checkpoint["upload_ms"] >= 500, checkpoint
+    # The record says it took a retry, and what the first attempt came to.
+    assert checkpoint["attempts"] == 2, checkpoint
+    assert checkpoint["retried_after"].startswith("HTTP 503 SlowDown"), checkpoint
     assert function.invoke({"action": "status"}).status == 200  # new code
     assert function.terminate() == 0
     records = function.json_logs()
     assert not [r for r in records if r["message"] == LOST], records
     assert [r["reason"] for r in uploads(function)] == ["checkpoint", "SIGTERM"], records
+    assert "attempts" not in uploads(function)[1], "the shutdown's PUT was answered at once"
     assert [seen.action for seen in proxy.requests("PUT")] == ["stall_503", "pass", "pass"]
     assert line_of(USES_API, "marker: status") in object_lines(s3, bucket, tmp_path, USES_API)
 

@@ -405,6 +405,25 @@ def test_a_retried_puts_attempt_seconds_are_the_answered_attempts_alone(s3_serve
     assert 0 < result.attempt_seconds <= returned - gates[-1], (result, gates)
     assert result.seconds >= result.attempt_seconds + (gates[-1] - gates[0]), (result, gates)
     assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
+    # Said: two attempts, the first refused.
+    assert result.attempts == 2, result
+    assert result.retried_after == "HTTP 500 InternalError: injected by the test proxy", result
+
+
+def test_a_put_answered_at_once_took_one_attempt(s3_server, s3, bucket):
+    result = uploader(s3_server.endpoint_url, bucket).upload(BODY, {}, generation=1)
+    assert (result.attempts, result.retried_after) == (1, None), result
+
+
+def test_a_put_retried_after_a_reset_says_it_was_not_answered(s3_server, s3, bucket):
+    with fault_proxy(s3_server.port) as proxy:
+        proxy.set("PUT", "reset", times=1)
+        up = uploader(proxy.endpoint_url, bucket)
+        result = up.upload(BODY, {}, generation=1)
+        assert [seen.action for seen in proxy.requests("PUT")] == ["reset", "pass"]
+    assert result.attempts == 2, result
+    assert result.retried_after is not None and result.retried_after.startswith("no answer: ")
+    assert s3.get_object(Bucket=bucket, Key=up.key)["Body"].read() == BODY
 
 
 # -- the signature, checked as S3 checks it ------------------------------------------------

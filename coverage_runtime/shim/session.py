@@ -761,6 +761,9 @@ class CoverageSession:
             generation=generation,
             delta=snapshot.delta or None,
             upload_ms=round(result.seconds * 1000, 1),
+            # (A retry that succeeded: S3 throttling, or a flaky path.)
+            attempts=result.attempts if result.attempts > 1 else None,
+            retried_after=result.retried_after,
         )
 
     def flush(self, *, reason: str = "flush", force: bool = False) -> UploadRecord | None:

@@ -67,6 +67,9 @@ class UploadResult(NamedTuple):
     pauses before them included.  ``attempt_seconds``: the attempt that
     succeeded alone, what a PUT of ``bytes`` takes: the rate the session's
     estimates of a PUT's time go by (`session.CoverageSession._put_rate`).
+    ``attempts``: how many it took, and ``retried_after`` what the last failed
+    one came to (S3's refusal, or no answer): a retry that succeeded is
+    otherwise invisible, and a run of them is S3 throttling or a flaky path.
     """
 
     bucket: str
@@ -75,6 +78,8 @@ class UploadResult(NamedTuple):
     seconds: float
     attempt_seconds: float
     etag: str | None
+    attempts: int = 1
+    retried_after: str | None = None
 
 
 class SnapshotUploader:
@@ -204,6 +209,8 @@ class SnapshotUploader:
             # (Set by the client on success; the whole upload only if it never said.)
             attempt_seconds=seconds if attempts.seconds is None else attempts.seconds,
             etag=(response.get("ETag") or "").strip('"') or None,
+            attempts=max(1, attempts.made),
+            retried_after=self._retried_after(attempts) if attempts.made > 1 else None,
         )
 
     def refused(self, generation: int) -> str | None:
@@ -263,6 +270,17 @@ class SnapshotUploader:
                 else ")"
             )
         return f"S3 refused {self._where}: {found.answer()}{hint}"
+
+    @staticmethod
+    def _retried_after(attempts: s3.Attempts) -> str | None:
+        """What the failed attempts came to: S3's last refusal, the last attempt it
+        did not answer, or both."""
+        said = []
+        if attempts.refusal is not None:
+            said.append(attempts.refusal.answer())
+        if attempts.unanswered is not None:
+            said.append(f"no answer: {attempts.unanswered.message}")
+        return "; ".join(said) or None
 
     def _cut_short(self, attempts: s3.Attempts) -> str:
         """The error of an upload its deadline ended, S3's last refusal first if an
