@@ -1009,6 +1009,188 @@ def retired_before_its_start_is_replayed_reference() -> dict[str, Any]:
     }
 
 
+HOOKS = """
+class Monitoring:
+    def __init__(self, gate):
+        self._gate = gate
+        self.events = sys.monitoring.events
+
+    def register_callback(self, tool, event, callback):
+        result = sys.monitoring.register_callback(tool, event, callback)
+        if event == self.events.PY_START and callback == self._gate._filter_start:
+            seen["ran_inside_install"] = True
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join()
+        return result
+
+
+def install(gate):
+    real = gate._monitoring
+    gate._monitoring = Monitoring(gate)
+    try:
+        original_install(gate)
+    finally:
+        gate._monitoring = real
+"""
+
+
+def start_while_the_gate_installs() -> dict[str, Any]:
+    """A thread starts new measured code between the gate's PY_START registration
+    and ``_installed = True`` (`SysmonGate.install`; a GIL switch there, made
+    deterministic: the thread runs inside the registration).  Its start reaches
+    `SysmonGate._filter_start` live while the gate still says not installed:
+    coverage.py must arm it (the recorder no longer receives PY_START), or the
+    code is never measured.  Plain coverage.py records ``pooled``'s lines."""
+    from coverage_runtime.shim import coverage_adapter
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    tool = measurement._recorder.tool
+    invocation(runtime, lambda: measured_only.classify(1))
+    original_install = coverage_adapter.SysmonGate.install
+    seen: dict[str, Any] = {}
+    # The hooks run on the installing thread inside the hand-over: compiled outside
+    # the sources, so that their own events (branches, 3.14) never reach the gate.
+    namespace: dict[str, Any] = {
+        "sys": sys, "threading": threading, "seen": seen, "original_install": original_install,
+        "run": lambda: measured_only.pooled(2),
+    }  # fmt: skip
+    exec(compile(HOOKS, "<hook>", "exec"), namespace)  # (a test's hook, see above)
+    coverage_adapter.SysmonGate.install = namespace["install"]  # type: ignore[method-assign]
+    try:
+        measurement.snapshot()  # the hand-over (no labels)
+    finally:
+        coverage_adapter.SysmonGate.install = original_install  # type: ignore[method-assign]
+    invocation(runtime, lambda: measured_only.pooled(0))
+    data = measurement.data()
+    return {
+        "receiving": measurement.receiving,
+        **seen,
+        "pooled_local_events": sys.monitoring.get_local_events(  # type: ignore[attr-defined]
+            tool, measured_only.pooled.__code__
+        ),
+        "lines": sorted(data.lines(str(FRESH)) or ()),
+    }
+
+
+def drain_during_exit_finish() -> dict[str, Any]:
+    """(``--labels``) The shipping thread's drain (a checkpoint's `materialize`)
+    replays a start into the fed gate while the shutdown at exit
+    (`Measurement.finish` without a deadline: no `InitRecorder.close`) stops
+    coverage.py: `SysmonGate._replayed_start` has ``sysmon_on`` off, so
+    ``SysMonitor.stop`` takes it for "not started" and neither clears the
+    tool's events nor frees the tool id; the replay then sets ``sysmon_on``
+    back on a stopped monitor.  Hooks (no sleeps): the drain held at its
+    catch-up's turn, then inside ``should_trace`` of the late start."""
+    from tests.exactness import measured_only
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    invocation(runtime, lambda: measured_only.classify(1))
+    measurement.materialize()  # coverage.py built and fed
+    gate = measurement._gate
+    tracer = gate._tracer
+    recorder = measurement._recorder
+    tool = recorder.tool
+    invocation(runtime, lambda: list(measured_only.gen_measured(3)))  # events to replay
+    held, go, inside, release = (threading.Event() for _ in range(4))
+    drainer: list[threading.Thread] = []
+
+    class Pacing:
+        @staticmethod
+        def turn() -> None:
+            if drainer and threading.current_thread() is drainer[0] and not go.is_set():
+                held.set()
+                go.wait(10)
+
+    original_should_trace = tracer.should_trace
+    seen: dict[str, Any] = {}
+
+    def should_trace(filename: str, frame: Any) -> Any:
+        if filename.endswith("late_start.py"):
+            seen["sysmon_on_in_replay"] = tracer.sysmon_on
+            inside.set()
+            release.wait(10)
+        return original_should_trace(filename, frame)
+
+    original_take = gate.take_labelled
+    taken: list[int] = []
+
+    def take_labelled() -> Any:
+        if not taken:  # `finish`'s, after its own drain, before `gate.stop()`
+            taken.append(1)
+            from tests.exactness import late_start  # noqa: F401 - a START after that drain
+
+            go.set()
+            inside.wait(10)
+        return original_take()
+
+    saved_pacing, saved_slice = init_recorder.pacing, init_recorder.REPLAY_SLICE
+    init_recorder.pacing = Pacing  # type: ignore[assignment]
+    init_recorder.REPLAY_SLICE = 2
+    tracer.should_trace = should_trace
+    gate.take_labelled = take_labelled
+    try:
+
+        def drain() -> None:
+            try:
+                measurement.materialize()
+            finally:
+                inside.set()  # (a fix may have the drain replay nothing: no wait then)
+
+        thread = threading.Thread(target=drain)
+        drainer.append(thread)
+        thread.start()
+        held.wait(10)
+        measurement.finish(None)  # (the shutdown at a normal exit)
+        seen["tool_after_finish"] = sys.monitoring.get_tool(tool)  # type: ignore[attr-defined]
+        release.set()
+        thread.join(10)
+    finally:
+        init_recorder.pacing, init_recorder.REPLAY_SLICE = saved_pacing, saved_slice
+    return {
+        "receiving": measurement.receiving,
+        **seen,
+        "sysmon_on_after": tracer.sysmon_on,
+        "tool_after": sys.monitoring.get_tool(tool),  # type: ignore[attr-defined]
+        "started_after": measurement.cov._started,
+    }
+
+
+def first_hits_during_a_reset() -> dict[str, Any]:
+    """(labels) A background thread runs new measured code while `Measurement.reset`
+    is between its drain and `InitRecorder.forget_fired` (here: as the gate's
+    ``forget`` begins).  Its first hits disabled their locations and noted the code
+    object in the recorder's ``_ran``; coverage.py had not seen it start, so the
+    gate's ``forget`` did not re-arm it, and ``forget_fired`` then dropped it from
+    ``_ran``: the next switch (pre-armed: per code object) re-arms nothing, and
+    ``pooled(1)`` under "c" reports nothing.  Truth: "c" holds its lines."""
+    from coverage_runtime.shim import coverage_adapter
+    from tests.exactness import measured_only
+
+    runtime = _labelled_session("recorder")
+    measurement = runtime.measurement
+    invocation(runtime, lambda: measured_only.classify(1), "a")
+    invocation(runtime, lambda: measured_only.classify(1), "b")  # (pre-armed after it)
+    original_forget = coverage_adapter.SysmonGate.forget
+
+    def forget(gate: Any) -> None:
+        thread = threading.Thread(target=lambda: measured_only.pooled(1))
+        thread.start()
+        thread.join()
+        original_forget(gate)
+
+    coverage_adapter.SysmonGate.forget = forget  # type: ignore[method-assign]
+    try:
+        measurement.reset()
+    finally:
+        coverage_adapter.SysmonGate.forget = original_forget  # type: ignore[method-assign]
+    invocation(runtime, lambda: measured_only.pooled(1), "c")
+    return {"receiving": measurement.receiving, "labels": _by_label(measurement, ["b", "c"])}
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -1037,6 +1219,9 @@ CASES = {
         retire_after_a_prearm,
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
+        start_while_the_gate_installs,
+        drain_during_exit_finish,
+        first_hits_during_a_reset,
     )
 }
 
