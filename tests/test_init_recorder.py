@@ -383,7 +383,8 @@ def test_a_start_while_the_gate_installs_is_armed(python):
     """A thread that starts new measured code inside `SysmonGate.install`, after
     PY_START is the gate's and before ``_installed`` is set, reaches coverage.py
     live: it must be armed like any live start (`_replayed_start` is for replays
-    only), or the code is never measured.  (Fails since a1adc44.)"""
+    only), or the code is never measured: ``_installed`` is set before the
+    callbacks are registered.  (Failed with a1adc44 alone.)"""
     result, _ = run_case(python, "start_while_the_gate_installs")
     assert result.get("ran_inside_install"), result  # (the window was hit)
     assert result["pooled_local_events"] != 0, result
@@ -394,7 +395,8 @@ def test_the_exit_shutdown_stops_coverage_py_while_a_drain_replays(python):
     """`Measurement.finish` without a deadline (a normal exit) stops coverage.py
     while the shipping thread's drain replays a start into the fed gate: the
     tool id must be freed and the monitor stay off.  (Fails since a1adc44:
-    ``SysMonitor.stop`` reads ``sysmon_on`` switched off by `_replayed_start`.)"""
+    ``SysMonitor.stop`` read ``sysmon_on`` switched off by `_replayed_start`;
+    `InitRecorder.seal` now waits for the replay and lets no other start.)"""
     result, _ = run_case(python, "drain_during_exit_finish", "--labels")
     assert result["tool_after_finish"] is None, result
     assert result["sysmon_on_after"] is False, result
@@ -403,6 +405,8 @@ def test_the_exit_shutdown_stops_coverage_py_while_a_drain_replays(python):
 def test_first_hits_during_a_reset_report_under_the_next_label(python):
     """(labels) Code first run by another thread while `Measurement.reset` runs
     (after its drain, before ``forget_fired``) reports under the next label,
-    which pre-armed per code object.  (Fails before and after a1adc44.)"""
+    which pre-armed per code object: `InitRecorder.forget_fired` keeps what the
+    stream holds since the reset's drain as ran.  (Failed before: the label got
+    nothing, its locations left disabled.)"""
     result, _ = run_case(python, "first_hits_during_a_reset")
     assert result["labels"]["c"]["lines"] == [30, 31], result

@@ -919,11 +919,11 @@ class SysmonGate(Labelled):
 
     def install(self) -> None:
         """Take the tool's events (after a deferred start)."""
+        self._installed = True  # (before PY_START is ours: a live start is armed)
         register = self._monitoring.register_callback
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
         register(self._tool, self._monitoring.events.PY_START, self._filter_start)
-        self._installed = True
 
     def _gated(
         self, event: int, original: Callable[..., Any], skipper: Callable[..., Any]
@@ -1071,8 +1071,12 @@ class SysmonGate(Labelled):
         returned ``DISABLE``: the code would report again under the same label,
         and with branches coverage.py would join the last line its earlier
         frames left to the first line it reports again (an arc that never ran).
-        The monitor is off for the call only: the replay is the only caller
-        while the gate is not installed, and `stop` comes after the last replay.
+        The monitor is off for the call only: while the gate is not installed
+        only a replay calls this (`install` says installed before it takes
+        PY_START, so a live start is armed), replays run one at a time (the
+        recorder's ``_replaying``), and `Measurement.finish` seals the recorder
+        (`InitRecorder.seal`: the replay under way ends first) before `stop`,
+        which reads the flag.
         """
         tracer = self._tracer
         tracer.sysmon_on = False

@@ -937,13 +937,18 @@ class InitRecorder:
         return done
 
     def forget_fired(self) -> None:
-        """Everything was re-armed (`Measurement.reset`): nothing counts as fired."""
+        """Everything coverage.py knows was re-armed (`Measurement.reset`): nothing
+        counts as fired.  But code that first ran since the reset's drain (another
+        thread) is not known to coverage.py yet, its start still in the stream:
+        its first hits disabled what they recorded, and only ``_ran`` can have the
+        next per-code switch re-arm it."""
         with self._replaying, self._lock:
             self._fired = {}
             self._touched = {}
             self._retired = {}
-            self._ran = {}
-            self._ran_is_armed = False  # (nothing ran since everything was re-armed)
+            # (with labels the stream holds only what came since the last drain)
+            self._ran = {id(code): code for kind, code, _, _ in self.events if kind != SWITCH}
+            self._ran_is_armed = False  # (nothing else ran since everything was re-armed)
 
     # -- feeding coverage.py, the recorder staying the receiver (labels) --------
 
@@ -1085,6 +1090,11 @@ class InitRecorder:
                 callbacks[kind](code, a, b)
 
     # -- the shutdown: what fits, file by file -----------------------------------
+
+    def seal(self) -> None:
+        """No replay from now on, none under way (`close`, waiting for a replay)."""
+        with self._replaying:
+            self._closed = True
 
     def close(self) -> None:
         """No replay but `drain_within`'s from now on: a catch-up under way on

@@ -834,6 +834,8 @@ class Measurement:
             else:
                 self.materialize()
             self._finished = True
+            if self._recorder is not None:
+                self._recorder.seal()  # (no replay into coverage.py while or after it stops)
             if self._gate is not None:
                 self._tally_new()
                 self._gate.stop()
