@@ -267,27 +267,41 @@ def close_during_catch_up() -> dict[str, Any]:
     }
 
 
-def replay_while_running_reference() -> dict[str, Any]:
-    """The same calls under plain coverage.py."""
+def plain_reference(calls: Any) -> dict[str, Any]:
+    """``calls()`` under plain coverage.py (sysmon, branches where it measures them):
+    `FRESH`'s lines and arcs."""
     import coverage
 
     cov = coverage.Coverage(
-        data_file=None, source=[str(HERE)], branch=sys.version_info >= (3, 14), config_file=False
+        data_file=None, source=[str(HERE)], branch=branches(), config_file=False
     )
     cov.set_option("run:core", "sysmon")
     cov.start()
-    from tests.exactness import measured_only
-
-    for value in (-1, 5, 20):
-        measured_only.classify(value)
-    list(measured_only.gen_measured(3))
+    calls()
     cov.stop()
-    data = cov.get_data()
+    return fresh_data(cov.get_data())
+
+
+def fresh_data(data: Any) -> dict[str, Any]:
+    """`FRESH`'s lines and arcs in ``data``."""
     arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
     return {
         "lines": sorted(data.lines(str(FRESH)) or ()),
         "arcs": sorted(list(arc) for arc in arcs),
     }
+
+
+def replay_while_running_reference() -> dict[str, Any]:
+    """The same calls under plain coverage.py (the import measured too, as before)."""
+
+    def calls() -> None:
+        from tests.exactness import measured_only
+
+        for value in (-1, 5, 20):
+            measured_only.classify(value)
+        list(measured_only.gen_measured(3))
+
+    return plain_reference(calls)
 
 
 def measured_code_during_the_switch() -> dict[str, Any]:
@@ -974,39 +988,25 @@ def retired_before_its_start_is_replayed() -> dict[str, Any]:
     after_replay = get_local(tool, code)
     invocation(runtime, lambda: measured_only.nest(0))
     after_run = get_local(tool, code)
-    data = measurement.data()
-    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
     return {
         "receiving": measurement.receiving,
         "retired": retired,
         "replayed_before": replayed_before,
         "local_events_after_replay": after_replay,
         "local_events_after_run": after_run,
-        "lines": sorted(data.lines(str(FRESH)) or ()),
-        "arcs": sorted(list(arc) for arc in arcs),
+        **fresh_data(measurement.data()),
     }
 
 
 def retired_before_its_start_is_replayed_reference() -> dict[str, Any]:
     """The same calls under plain coverage.py."""
-    import coverage
-
-    cov = coverage.Coverage(
-        data_file=None, source=[str(HERE)], branch=branches(), config_file=False
-    )
-    cov.set_option("run:core", "sysmon")
     from tests.exactness import measured_only
 
-    cov.start()
-    measured_only.nest(1)
-    measured_only.nest(0)
-    cov.stop()
-    data = cov.get_data()
-    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
-    return {
-        "lines": sorted(data.lines(str(FRESH)) or ()),
-        "arcs": sorted(list(arc) for arc in arcs),
-    }
+    def calls() -> None:
+        measured_only.nest(1)
+        measured_only.nest(0)
+
+    return plain_reference(calls)
 
 
 HOOKS = """
