@@ -67,9 +67,10 @@ class UploadResult(NamedTuple):
     pauses before them included.  ``attempt_seconds``: the attempt that
     succeeded alone, what a PUT of ``bytes`` takes: the rate the session's
     estimates of a PUT's time go by (`session.CoverageSession._put_rate`).
-    ``attempts``: how many it took, and ``retried_after`` what the last failed
-    one came to (S3's refusal, or no answer): a retry that succeeded is
-    otherwise invisible, and a run of them is S3 throttling or a flaky path.
+    ``attempts``: how many it took, and ``retried_after`` what the failed ones
+    came to (S3's last refusal, the last attempt it did not answer, or both:
+    `SnapshotUploader._retried_after`): a retry that succeeded is otherwise
+    invisible, and a run of them is S3 throttling or a flaky path.
     """
 
     bucket: str
@@ -209,7 +210,7 @@ class SnapshotUploader:
             # (Set by the client on success; the whole upload only if it never said.)
             attempt_seconds=seconds if attempts.seconds is None else attempts.seconds,
             etag=(response.get("ETag") or "").strip('"') or None,
-            attempts=max(1, attempts.made),
+            attempts=attempts.made,  # (at least the one that succeeded)
             retried_after=self._retried_after(attempts) if attempts.made > 1 else None,
         )
 
