@@ -50,3 +50,21 @@ def test_an_exit_at_the_deadline_with_a_loss_record_fails_its_row() -> None:
     assert exit_row["value"] == 25.0 and not exit_row["pass"]
     [ended] = [row for metric, row in table.items() if metric.startswith("N=8000 branches: after")]
     assert ended["value"] == "0 / 1 / 0 / 1 / 1 / 0" and not ended["pass"]
+
+
+def test_the_maintenance_row_takes_the_most_any_invocation_saw() -> None:
+    def task(kind: str, most: float | None) -> dict[str, object]:
+        return {"task": kind, "cpu_ms": 9.0, "wall_ms": 9.0, "most_in_an_invocation_ms": most}
+
+    samples = [Sample(2000, "disabled")]
+    samples.append(Sample(2000, "lines", tasks=[task("maintenance", 0.4), task("checkpoint", 5)]))
+    samples.append(Sample(2000, "lines", tasks=[task("maintenance", 1.3), task("maintenance", 0)]))
+    samples.append(Sample(2000, "branches", tasks=[task("maintenance", 0.9)]))
+    table = {row["metric"]: row for row in rows(samples, [2000])}
+    metric = "maintenance, the shipping thread's CPU in one invocation at most, ms"
+    lines, branches = table[f"N=2000 lines: {metric}"], table[f"N=2000 branches: {metric}"]
+    assert (lines["value"], lines["pass"]) == (1.3, False)
+    assert (branches["value"], branches["pass"]) == (0.9, True)
+    # Without --task-cpu there is no such row.
+    plain = rows([Sample(2000, "disabled"), Sample(2000, "lines")], [2000])
+    assert not [row for row in plain if "maintenance" in row["metric"]]

@@ -518,6 +518,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_prearm_then_a_background_thread,
         check_resume_before_the_mute,
         check_retire_after_a_prearm,
+        check_retire_in_small_steps,
         check_retired_before_its_start_is_replayed,
         check_switch_during_a_first_hit,
     )
@@ -544,6 +545,9 @@ def test_the_deferred_hand_over_on_the_image_python(image):
             check_paused_code(run_tests_module(image, module, case, *mode)[1], mode)
         result = run_tests_module(image, module, "resume_before_the_mute", *mode)[1]
         check_resume_before_the_mute(result, mode)
+        # The maintenance pass in small steps: functions retire, bodies never.
+        result = run_tests_module(image, module, "retire_in_small_steps", *mode)[1]
+        check_retire_in_small_steps(result, mode)
         # Retired before coverage.py saw it start: no arc from a re-armed second run.
         result = run_tests_module(image, module, "retired_before_its_start_is_replayed", *mode)[1]
         reference = "retired_before_its_start_is_replayed_reference"

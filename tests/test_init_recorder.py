@@ -286,6 +286,25 @@ def check_retire_after_a_prearm(result: dict[str, Any], receiver: str) -> None:
     assert labels["a"]["arcs"] == labels["b"]["arcs"] == labels["c"]["arcs"], result
 
 
+def test_the_maintenance_pass_in_small_steps_retires_functions_never_bodies(python, mode):
+    """The pass in steps of one event and one code object (the shipping thread's
+    share of an invocation cuts it): each function whose every location fired
+    is retired, by the recorder and after the hand-over by the gate; a module's
+    or a class's body, which runs once, never is (#18: half the first pass's
+    looks at 2,000 modules were bodies)."""
+    check_retire_in_small_steps(run_case(python, "retire_in_small_steps", *mode)[0], mode)
+
+
+def check_retire_in_small_steps(result: dict[str, Any], mode: tuple[str, ...]) -> None:
+    assert result["receiving"] == ("recorder" if mode else "gate"), result
+    for when in ("first", "second"):
+        assert result[when]["retired"] >= 2, result  # (and this file's own closures)
+        assert result[when]["armed"] == {
+            "<module>": True, "Square": True, "double": False, "area": False,
+        }, result  # fmt: skip
+    assert result["lines"] == [1, 5, 7, 10, 11, 12, 14, 15, 18, 19], result
+
+
 def test_code_retired_before_coverage_py_saw_it_start_stays_retired(python, mode):
     """The maintenance pass retires a code object from the recorder's stream
     before the first snapshot replays its start into coverage.py: coverage.py's

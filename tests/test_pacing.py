@@ -89,6 +89,65 @@ def test_within_its_share_it_goes_on() -> None:
     assert pacer.waits == 0
 
 
+def test_a_task_can_have_a_smaller_share_and_only_while_it_runs() -> None:
+    """The maintenance pass's share (`pacing.sharing`): the thread waits after the
+    invocation's first step within it, and has its own share again after it."""
+    pacer = pacing.Pacer(share_seconds=60)
+    pacer.invocation_started()
+    done = threading.Event()
+    taken: list[str] = []
+
+    def run() -> None:
+        pacer.attach()
+        with pacing.sharing(0):
+            for _ in range(2):
+                pacing.turn()
+                taken.append("maintenance")
+        for _ in range(20):
+            pacing.turn()
+            taken.append("checkpoint")
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    until(lambda: pacer.waits == 1)
+    assert taken == ["maintenance"], "its first step in the invocation, then it waits"
+    pacer.invocation_ended()
+    pacer.invocation_started()  # (the next invocation: within its 60 s share from now on)
+    assert done.wait(LIMIT)
+    assert taken == ["maintenance"] * 2 + ["checkpoint"] * 20
+    assert pacer.waits == 1
+
+
+def test_it_tells_the_most_cpu_one_invocation_saw() -> None:
+    """`Pacer.take_most`: from the thread's first step in an invocation to its
+    turn there (the one it waits at), once; nothing between invocations."""
+    pacer = pacing.Pacer(share_seconds=0)
+    done = threading.Event()
+
+    def spin(seconds: float) -> None:  # (CPU, not a sleep)
+        until_cpu = time.thread_time() + seconds
+        while time.thread_time() < until_cpu:
+            pass
+
+    def run() -> None:
+        pacer.attach()
+        spin(0.005)  # (between invocations: not counted)
+        pacing.turn()
+        pacer.invocation_started()
+        pacing.turn()  # its first step in the invocation...
+        spin(0.003)
+        pacing.turn()  # ...then it waits
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    until(lambda: pacer.waits == 1)
+    most = pacer.take_most()
+    assert 0.003 <= most < 0.005, most
+    assert pacer.take_most() == 0.0, "since the last call"
+    pacer.invocation_ended()
+    assert done.wait(LIMIT)
+
+
 @pytest.mark.parametrize("release", ["close", "urgent"])
 def test_the_shutdown_and_an_urgent_caller_release_it(release: str) -> None:
     pacer, paced = waiting(3)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import CodeType
 from typing import Any, Protocol
 
-from coverage_runtime.shim import init_recorder
+from coverage_runtime.shim import init_recorder, pacing
 
 # Items recorded for one file: line numbers, or arcs (tuples, or the C
 # tracer's packed integers).
@@ -794,7 +794,7 @@ class SysmonGate(Labelled):
         # their paused events are answered at once (the example's batch answers 700 an
         # invocation).  One set for good (the callbacks hold it): emptied, never replaced.
         self._cut: set[int] = set()
-        self._expected: dict[int, frozenset[Any]] = {}
+        self._expected = init_recorder.Expected(self._arcs)
         # Lines already taken out of the live sets, by live set: a line that
         # is recorded can be disabled when it runs while paused (lines only:
         # with branches the fired locations say it).
@@ -1260,22 +1260,23 @@ class SysmonGate(Labelled):
         to_check, self._to_check = self._to_check, {}
         set_local = self._monitoring.set_local_events
         retired = 0
-        for key, code in to_check.items():
-            expected = self._expected.get(key)
-            if expected is None:
-                expected = self._expected[key] = init_recorder.locations(code, self._arcs)
+        every = init_recorder.RETIRE_CODES
+        for index, (key, code) in enumerate(to_check.items()):
+            if index % every == every - 1:
+                pacing.turn()  # (the shipping thread: its share of an invocation)
+            if not init_recorder.retirable(code):
+                continue  # a body: runs once
             if self._arcs:
-                done = expected <= self._fired.get(key, set())
+                fired = self._fired.get(key)
             else:
                 info = self._code_infos.get(key)
-                taken = self._taken.get(id(info.file_data)) if info is not None else None
-                done = taken is not None and expected <= taken
-            if done:
+                fired = self._taken.get(id(info.file_data)) if info is not None else None
+            if self._expected.done(key, code, fired):
                 try:
                     set_local(self._tool, code, 0)
                 except ValueError:  # the tool was freed meanwhile: coverage.py stopped
                     break
-                self._expected.pop(key, None)
+                self._expected.forget(key)
                 if self._labelled:
                     self._retired[key] = code
                 retired += 1

@@ -58,6 +58,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Container, Iterable
+from collections.abc import Set as AbstractSet
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,20 +71,26 @@ if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init pat
 # a SWITCH holds the new label where the others hold the code object.
 START, LINE, RETURN, BRANCH_LEFT, BRANCH_RIGHT, RESET, SWITCH = range(7)
 Event = tuple[int, Any, int, int]
+BRANCHES = frozenset((BRANCH_LEFT, BRANCH_RIGHT))
 
 # Events `InitRecorder.catch_up` replays at a time without the recorder's lock.
 # Small, since the shipping thread takes its turn between slices (`pacing`): at
 # 2,000 modules with branches in the image a replayed event costs ~11 µs on
 # average (coverage.py's first sight of each file included), so ~6 ms a slice.
 REPLAY_SLICE = 512
-# Events scanned, or code objects looked at, by the maintenance pass (`retire`)
-# between two turns of the shipping thread: ~88 ms of CPU in one go at 2,000
-# modules with lines in the image before.
+# Events scanned by the maintenance pass (`retire`) between two turns of the
+# shipping thread (~0.2 µs each: ~0.4 ms), and code objects looked at or retired
+# (a first look with branches, `locations`, is ~14 µs in the image: ~0.5 ms).
+# Its share of an invocation is `pacing.MAINTENANCE_SHARE_SECONDS`.
 RETIRE_SLICE = 2048
+RETIRE_CODES = 32
 # Within a slice, how many between two looks at `close` (the shutdown's replay waits
 # for the slice: a whole one, first sights included, took 200 ms in a thawed
 # environment of 500 modules with branches on a loaded machine).
 CLOSE_CHECK_EVENTS = 256
+
+# ``inspect.CO_OPTIMIZED`` (not importing `inspect` at init): a function's code.
+CO_OPTIMIZED = 0x1
 
 # What a paused event answers when the hand-over came meanwhile: forward it.
 FORWARD = object()
@@ -282,24 +289,77 @@ class RearmChoice:
             self.outside_starts = 0
 
 
+def retirable(code: CodeType) -> bool:
+    """Is ``code`` worth a look by the maintenance pass?  A function's code, not
+    a module's or a class's body: those run once (a class body in a function
+    is rare), so taking their events off gains nothing, and at 2,000 modules
+    they were half the code objects the first pass looked at (each look with
+    branches ~14 µs, `locations`) and a third of the events it scanned."""
+    return bool(code.co_flags & CO_OPTIMIZED)
+
+
+def line_locations(code: CodeType) -> frozenset[int]:
+    """The lines of ``code`` that report a LINE event (`locations`)."""
+    lines = {line for _, _, line in code.co_lines() if line is not None and line > 0}
+    if code.co_name != "<module>":
+        # The ``def`` (or decorator) line: the enclosing code records it.
+        lines.discard(code.co_firstlineno)
+    return frozenset(lines)
+
+
 def locations(code: CodeType, arcs: bool) -> frozenset[Any]:
     """Every location of ``code`` that reports an event: its lines and, with
     branches, each branch direction and return (as the recorder and the gate
     key what fired).  When all of them fired, nothing more can be recorded
     from ``code``: its events can come off (`InitRecorder.retire`,
     `coverage_adapter.SysmonGate.retire`)."""
-    lines = {line for _, _, line in code.co_lines() if line is not None and line > 0}
-    if code.co_name != "<module>":
-        # The ``def`` (or decorator) line: the enclosing code records it.
-        lines.discard(code.co_firstlineno)
+    lines = line_locations(code)
     if not arcs:
-        return frozenset(lines)
+        return lines
     found: set[Any] = set(lines)
     branches = list(code.co_branches())  # type: ignore[attr-defined]
     found.update([(source, left) for source, left, _ in branches])
     found.update([(source, right) for source, _, right in branches])
     found.update([("return", offset) for offset in return_offsets(code)])
     return frozenset(found)
+
+
+class Expected:
+    """Whether a code object fired every location it has (`locations`), its
+    lines looked at first: with branches the whole set costs ~14 µs a code
+    object in the image (`co_branches`, `return_offsets`), and code that did
+    not run every line yet (most, while a function grows) cannot be done, so
+    the maintenance pass only pays for the lines of those."""
+
+    __slots__ = ("_arcs", "_lines", "_whole")
+
+    def __init__(self, arcs: bool) -> None:
+        self._arcs = arcs
+        self._lines: dict[int, frozenset[int]] = {}  # (with branches: not done yet)
+        self._whole: dict[int, frozenset[Any]] = {}
+
+    def done(self, key: int, code: CodeType, fired: AbstractSet[Any] | None) -> bool:
+        """Has ``code`` (``key``: its id) nothing left to report, by ``fired``?"""
+        if not fired:
+            return False
+        whole = self._whole.get(key)
+        if whole is None:
+            if not self._arcs:
+                whole = self._whole[key] = line_locations(code)
+            else:
+                lines = self._lines.get(key)
+                if lines is None:
+                    lines = self._lines[key] = line_locations(code)
+                if not lines <= fired:
+                    return False
+                del self._lines[key]
+                whole = self._whole[key] = locations(code, True)
+        return whole <= fired
+
+    def forget(self, key: int) -> None:
+        """``key`` retired (its id may name another code object later)."""
+        self._whole.pop(key, None)
+        self._lines.pop(key, None)
 
 
 _returns: tuple[bytes, ...] | None = None
@@ -426,7 +486,7 @@ class InitRecorder:
         # `retire`: what fired per code object since its last re-arming, how far
         # the stream was scanned, and what had its events taken off.
         self._fired: dict[int, set[Any]] = {}
-        self._expected: dict[int, frozenset[Any]] = {}
+        self._expected = Expected(branch)
         self._scanned = 0
         self._touched: dict[int, CodeType] = {}
         self._retired: dict[int, CodeType] = {}
@@ -879,60 +939,84 @@ class InitRecorder:
                 self._scan(min(end, self._scanned + RETIRE_SLICE))
                 pacing.turn()
             done = self._finished_codes(paced=True)
-            if not done:
-                return 0
-            with self._lock:
-                if self._forward is not None or self._switches != self._scanned_switches:
-                    return 0  # a switch came meanwhile: the next pass decides again
-                set_local = self._monitoring.set_local_events
-                retired = 0
-                ran = (self._armed if self._ran_is_armed else self._ran) if self._labelled else None
-                for key, code in done:
-                    if ran is not None and key not in ran:  # re-armed since (`prearm`)
-                        continue
-                    set_local(self.tool, code, 0)
-                    self._retired[key] = code
-                    del self._fired[key]
-                    retired += 1
-                return retired
+            retired = 0
+            for first in range(0, len(done), RETIRE_CODES):
+                if first:
+                    pacing.turn()
+                taken = self._take_off(done[first : first + RETIRE_CODES])
+                if taken is None:
+                    break  # a switch came meanwhile: the next pass decides again
+                retired += taken
+            return retired
+
+    def _take_off(self, done: list[tuple[int, CodeType]]) -> int | None:
+        """Take the events off ``done`` (`retire`), under the recorder's lock;
+        ``None`` if a label switch or the hand-over came since the scan."""
+        with self._lock:
+            if self._forward is not None or self._switches != self._scanned_switches:
+                return None
+            set_local = self._monitoring.set_local_events
+            retired = 0
+            ran = (self._armed if self._ran_is_armed else self._ran) if self._labelled else None
+            for key, code in done:
+                if ran is not None and key not in ran:  # re-armed since (`prearm`)
+                    continue
+                set_local(self.tool, code, 0)
+                self._retired[key] = code
+                del self._fired[key]
+                self._expected.forget(key)
+                retired += 1
+            return retired
 
     def _scan(self, end: int) -> None:
-        """Note what fired in the stream up to ``end`` (``_replaying`` is held)."""
-        events = self.events
+        """Note what fired in the stream up to ``end`` (``_replaying`` is held).
+
+        One event is ~0.2 µs: a code object's events mostly come one after
+        another (its first run), so the per-code lookups happen once a run.
+        Bodies (`retirable`) are passed over."""
         fired = self._fired
         touched = self._touched
-        for index in range(self._scanned, end):
-            kind, code, a, b = events[index]
-            if kind == SWITCH:
-                fired.clear()  # every armed code object reports again under the new label
-                touched.clear()
-                self._scanned_switches += 1  # (after: `_paused_event` reads both)
+        last: Any = None  # the code object (or label) of the run under way...
+        add: Callable[[Any], None] | None = None  # ...and where its locations go (None: skipped)
+        for kind, code, a, b in self.events[self._scanned : end]:  # (a copy: no skipping)
+            if code is not last:
+                last = code
+                if kind == SWITCH:
+                    fired.clear()  # every armed code object reports again under the new label
+                    touched.clear()
+                    self._scanned_switches += 1  # (after: `_paused_event` reads both)
+                    last = add = None  # (a next switch to the same label is one too)
+                    continue
+                if not retirable(code):
+                    add = None
+                    continue
+                key = id(code)
+                found = fired.get(key)
+                if found is None:
+                    found = fired[key] = set()
+                touched[key] = code
+                add = found.add
+            if add is None:
                 continue
-            if kind in (START, RESET):
-                continue
-            location: Any = a if kind == LINE else ("return", a) if kind == RETURN else (a, b)
-            key = id(code)
-            found = fired.get(key)
-            if found is None:
-                found = fired[key] = set()
-            found.add(location)
-            touched[key] = code
+            if kind == LINE:
+                add(a)
+            elif kind == RETURN:
+                add(("return", a))
+            elif kind in BRANCHES:
+                add((a, b))
         self._scanned = end
 
     def _finished_codes(self, *, paced: bool = False) -> list[tuple[int, CodeType]]:
         """The code objects with new events since the last pass whose every
         location fired (``paced``: the recorder's lock is not held, and the
-        shipping thread takes its turn every `RETIRE_SLICE` of them)."""
+        shipping thread takes its turn every `RETIRE_CODES` of them)."""
         touched, self._touched = self._touched, {}
         fired = self._fired
         done = []
         for index, (key, code) in enumerate(touched.items()):
-            if paced and index % RETIRE_SLICE == RETIRE_SLICE - 1:
+            if paced and index % RETIRE_CODES == RETIRE_CODES - 1:
                 pacing.turn()
-            expected = self._expected.get(key)
-            if expected is None:
-                expected = self._expected[key] = locations(code, self._branch)
-            if expected <= fired[key]:
+            if self._expected.done(key, code, fired[key]):
                 done.append((key, code))
         return done
 
@@ -1029,7 +1113,7 @@ class InitRecorder:
             self._cut = set()
             self._fired = {}
             self._touched = {}
-            self._expected = {}
+            self._expected = Expected(self._branch)
             self._retired = {}
             self._unchecked = {}
             self._ran = {}

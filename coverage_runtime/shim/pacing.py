@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 # of the replay (`init_recorder.REPLAY_SLICE` events, a few ms at 2,000 modules
 # with branches), or a group of files written (`measurement.WRITE_FILES`).
 SHARE_SECONDS = 0.005
+# The share while the thread runs a maintenance pass, which only lets hot code run
+# a little faster (#18: it may cost an invocation 1 ms at most).  With one step
+# of the pass (~0.5 ms at most: `init_recorder.RETIRE_SLICE`, `RETIRE_CODES`)
+# that is ~1 ms, whatever the size of the function; the pass just spans more
+# invocations.
+MAINTENANCE_SHARE_SECONDS = 0.0005
 
 _local = threading.local()
 
@@ -56,6 +62,7 @@ class Pacer:
         self._seen = 0  # the invocation in which the thread last took a turn...
         self._spent_from = 0.0  # ...and its CPU time when it first did
         self.waits = 0  # how often the thread waited for an invocation to end
+        self._most = 0.0  # the most of its CPU one invocation saw, by its turns (`take_most`)
 
     def attach(self) -> None:
         """The calling thread is the paced one (the shipping thread, as it starts)."""
@@ -93,6 +100,27 @@ class Pacer:
             with self._changed:
                 self._urgent -= 1
 
+    @contextlib.contextmanager
+    def sharing(self, seconds: float) -> Iterator[None]:
+        """Within: the thread's share of an invocation is ``seconds`` (counted
+        from its first step in the invocation, whatever the task)."""
+        with self._changed:
+            before, self._share = self._share, seconds
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._share = before
+
+    def take_most(self) -> float:
+        """The most CPU the thread spent in one invocation since the last call, as
+        its turns saw it (from its first step in the invocation to its last turn
+        there, the one it waited at included): what its work added to one
+        invocation (benchmarks: `task_cpu`)."""
+        with self._changed:
+            most, self._most = self._most, 0.0
+            return most
+
     # -- the paced thread ---------------------------------------------------------
 
     def _free(self) -> bool:
@@ -109,7 +137,9 @@ class Pacer:
                 self._seen = self._begun
                 self._spent_from = now
                 return
-            if now - self._spent_from < self._share:
+            spent = now - self._spent_from
+            self._most = max(self._most, spent)
+            if spent < self._share:
                 return
             self.waits += 1
             # Also when the next invocation began meanwhile (an event was waiting):
@@ -123,6 +153,18 @@ class Pacer:
 def paced() -> bool:
     """Is the calling thread the paced one (so its work may go in smaller steps)?"""
     return getattr(_local, "pacer", None) is not None
+
+
+@contextlib.contextmanager
+def sharing(seconds: float) -> Iterator[None]:
+    """The paced thread's share of an invocation is ``seconds`` within
+    (`Pacer.sharing`); nothing changes on any other thread."""
+    pacer = getattr(_local, "pacer", None)
+    if pacer is None:
+        yield
+        return
+    with pacer.sharing(seconds):
+        yield
 
 
 def turn() -> None:

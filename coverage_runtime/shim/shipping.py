@@ -92,7 +92,9 @@ class Shipper:
         """Times the task on this thread when benchmarks ask (`task_cpu`)."""
         if task_cpu.ENABLED:
             pacer = self._session.pacer
-            return task_cpu.Task(kind, lambda: pacer.waits, invocation=self._session.invocations)
+            return task_cpu.Task(
+                kind, lambda: pacer.waits, pacer.take_most, invocation=self._session.invocations
+            )
         return _UNTIMED
 
     def _materialize(self) -> None:
@@ -150,8 +152,8 @@ class Shipper:
                 with self._task("hand-over"):
                     self._materialize()
             if maintain:
-                pacing.turn()
-                with self._task("maintenance"):
+                with pacing.sharing(pacing.MAINTENANCE_SHARE_SECONDS), self._task("maintenance"):
+                    pacing.turn()
                     try:
                         session.measurement.maintain()
                     except Exception as exc:  # measuring goes on; the next pass tries again

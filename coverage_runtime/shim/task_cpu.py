@@ -38,9 +38,17 @@ _current = threading.local()
 class Task:
     """One task of the shipping thread, timed on that thread (a context manager)."""
 
-    __slots__ = ("_cpu", "_last", "_waits", "_waits_from", "_wall", "fields", "kind", "steps")
+    __slots__ = (
+        "_cpu", "_last", "_most", "_waits", "_waits_from", "_wall", "fields", "kind", "steps",
+    )  # fmt: skip
 
-    def __init__(self, kind: str, waits: Callable[[], int] | None = None, **fields: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        waits: Callable[[], int] | None = None,
+        most: Callable[[], float] | None = None,
+        **fields: Any,
+    ) -> None:
         self.kind = kind
         self.fields = fields
         self.steps: dict[str, float] = {}
@@ -49,8 +57,12 @@ class Task:
         # How often the thread waited for an invocation to end so far (`pacing`).
         self._waits = waits
         self._waits_from = waits() if waits is not None else 0
+        # The most of the thread's CPU one invocation saw during the task (`pacing`).
+        self._most = most
 
     def __enter__(self) -> Task:
+        if self._most is not None:
+            self._most()  # (from the task's start)
         self._wall = time.perf_counter()
         self._cpu = self._last = time.thread_time()
         _current.task = self
@@ -74,6 +86,9 @@ class Task:
             wall_ms=round((time.perf_counter() - self._wall) * 1000, 3),
             steps={name: round(seconds * 1000, 3) for name, seconds in self.steps.items()},
             waits=self._waits() - self._waits_from if self._waits is not None else None,
+            most_in_an_invocation_ms=(
+                round(self._most() * 1000, 3) if self._most is not None else None
+            ),
             **self.fields,
         )
 

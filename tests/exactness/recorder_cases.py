@@ -961,6 +961,47 @@ def retire_after_a_prearm(receiver: str = "recorder") -> dict[str, Any]:
     }
 
 
+def retire_in_small_steps() -> dict[str, Any]:
+    """The maintenance pass in steps of one event and one code object, as the
+    shipping thread's share of an invocation cuts it: a code object's run of
+    events split between two steps still counts whole.  Functions whose every
+    location fired retire; a module's or a class's body never does (it runs
+    once).  Then a reload (new code objects: after the hand-over without
+    labels, so the gate's pass decides) the same."""
+    import importlib
+
+    init_recorder.RETIRE_SLICE = 1
+    init_recorder.RETIRE_CODES = 1
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    tool = measurement._recorder.tool
+    from tests.exactness import bodies
+
+    def run() -> None:
+        bodies.double(1)
+        bodies.Square().area(2)
+
+    def armed() -> dict[str, bool]:
+        codes = (bodies.BODY, bodies.Square.body, bodies.double.__code__,
+                 bodies.Square.area.__code__)  # fmt: skip
+        get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+        return {code.co_name: get_local(tool, code) != 0 for code in codes}
+
+    invocation(runtime, run)
+    first = {"retired": measurement.maintain(), "armed": armed()}
+    measurement.snapshot()  # (without labels: the hand-over)
+    invocation(runtime, lambda: importlib.reload(bodies))
+    invocation(runtime, run)
+    second = {"retired": measurement.maintain(), "armed": armed()}
+    data = measurement.data()
+    return {
+        "receiving": measurement.receiving,
+        "first": first,
+        "second": second,
+        "lines": sorted(data.lines(bodies.__file__) or ()),
+    }
+
+
 def retired_before_its_start_is_replayed() -> dict[str, Any]:
     """The maintenance pass retires a code object whose every location fired
     while the recorder still holds its first start (coverage.py has not seen
@@ -1217,6 +1258,7 @@ CASES = {
         prearm_then_a_background_thread,
         prearm_held_while_the_next_event_comes,
         retire_after_a_prearm,
+        retire_in_small_steps,
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
         start_while_the_gate_installs,
