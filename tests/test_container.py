@@ -511,8 +511,11 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     builds nothing, a long stream (a large init, or labels) is handed over at once."""
     from tests.test_init_recorder import (
         check_deferred_hand_over,
+        check_finaliser_during_a_drain,
+        check_finaliser_during_the_install,
         check_labels_bound,
         check_long_stream,
+        check_omitted_finaliser,
         check_paused_code,
         check_prearm_held,
         check_prearm_then_a_background_thread,
@@ -528,6 +531,16 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_deferred_hand_over(result, done.stdout + done.stderr)
     check_long_stream(run_tests_module(image, module, "long_stream_hands_over_at_once")[1])
     check_labels_bound(run_tests_module(image, module, "labels_bound_the_stream")[1])
+    # A finaliser the GC runs inside the gate's install: its arcs as plain coverage.py's.
+    done, result = run_tests_module(image, module, "finaliser_during_the_install", check=True)
+    reference = run_tests_module(image, module, "finaliser_during_the_install_reference")[1]
+    assert reference["arcs"], "branches are measured on the image's Python"
+    check_finaliser_during_the_install(result, reference, done.stdout + done.stderr)
+    done, result = run_tests_module(image, module, "omitted_finaliser_before_the_forward")
+    check_omitted_finaliser(result, done.stdout + done.stderr)
+    done, result = run_tests_module(image, module, "finaliser_during_a_drain", "--labels")
+    reference = run_tests_module(image, module, "finaliser_during_a_drain_reference")[1]
+    check_finaliser_during_a_drain(result, reference, done.stdout + done.stderr)
     for when in ("invocation", "init"):
         check_switch_during_a_first_hit(
             run_tests_module(image, module, "switch_during_a_first_hit", when)[1]

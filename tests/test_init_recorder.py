@@ -399,15 +399,90 @@ def test_return_offsets_from_the_raw_bytecode_are_dis_s(interpreter):
 
 
 def test_a_start_while_the_gate_installs_is_armed(python):
-    """A thread that starts new measured code inside `SysmonGate.install`, after
-    PY_START is the gate's and before ``_installed`` is set, reaches coverage.py
-    live: it must be armed like any live start (`_replayed_start` is for replays
-    only), or the code is never measured: ``_installed`` is set before the
-    callbacks are registered.  (Failed with a1adc44 alone.)"""
+    """A thread that starts new measured code inside `SysmonGate.install`, once
+    PY_START is the gate's, reaches coverage.py live: it must be armed like any
+    live start (`_replayed_start` is for replays only), or the code is never
+    measured: the gate says live (``_is_live``: `SysmonGate.go_live`) before its
+    callbacks are registered.  (Failed with a1adc44 alone, which said it after.)"""
     result, _ = run_case(python, "start_while_the_gate_installs")
     assert result.get("ran_inside_install"), result  # (the window was hit)
     assert result["pooled_local_events"] != 0, result
     assert result["lines"] == [9, 11, 14, 15, 16, 18, 30, 31, 32], result
+
+
+def test_a_finaliser_the_gc_runs_inside_the_install_is_recorded_as_plain_coverage_py_does(
+    python,
+):
+    """The cyclic GC runs a finaliser in measured code (its first run) on the
+    hand-over's own thread inside `SysmonGate.install`, between the gate's
+    location callbacks and its PY_START: a collection any allocation there may
+    trigger.  The recorder forwards to the gate before the gate registers, so
+    the finaliser's start and lines reach coverage.py in order.  (Failed
+    before: the start was recorded, the lines went to the gate's callbacks
+    first; lines 10 and 11 were lost, and with branches coverage.py's line
+    callback raised KeyError inside the finaliser.)"""
+    result, log = run_case(python, "finaliser_during_the_install")
+    reference, _ = run_case(python, "finaliser_during_the_install_reference")
+    check_finaliser_during_the_install(result, reference, log)
+
+
+def check_finaliser_during_the_install(
+    result: dict[str, Any], reference: dict[str, Any], log: str
+) -> None:
+    assert result["collected_inside_install"] and result["log"] == ["finalised"], result
+    assert result["receiving"] == "gate", result
+    assert (result["lines"], result["arcs"]) == (reference["lines"], reference["arcs"]), (
+        result,
+        reference,
+    )
+    assert {10, 11} <= set(result["lines"]), result  # (the finaliser's body)
+    assert "took the init over" in log, log
+    assert "could not" not in log and "Traceback" not in log and "Exception ignored" not in log
+
+
+def test_an_omitted_finaliser_started_before_the_forward_is_disarmed(python):
+    """A finaliser in a file coverage.py does not trace (the recorder arms a
+    superset), first run on the hand-over's thread after its first check of
+    what coverage.py traces and before the recorder forwards: the hand-over
+    checks again after replaying its start, so it is disarmed and, run again,
+    never reaches coverage.py's callbacks (with branches its line callback
+    raised inside the finaliser).  (Failed before: left armed.)"""
+    result, log = run_case(python, "omitted_finaliser_before_the_forward")
+    check_omitted_finaliser(result, log)
+
+
+def check_omitted_finaliser(result: dict[str, Any], log: str) -> None:
+    assert result["collected_before_the_forward"], result
+    assert result["log"] == ["finalised", "finalised"], result  # (both ran to their end)
+    assert result["local_events"] == 0, result
+    assert result["receiving"] == "gate" and result["lines"] == [], result
+    assert "could not" not in log and "Traceback" not in log and "Exception ignored" not in log
+
+
+def test_a_finaliser_the_gc_runs_inside_a_drain_leaves_its_file_measured(python):
+    """(labels) The cyclic GC runs a finaliser in measured code (its first run)
+    on the draining thread after the drain's last replay: its start is not
+    replayed, so coverage.py does not know it yet.  The drain checks only the
+    code whose start it replayed, so the finaliser's file stays armed, and new
+    code of it (``later``) is measured as plain coverage.py measures it.
+    (Failed before: the finaliser passed for untraced, its file was armed no
+    more, and ``later``'s lines 18 and 19 were lost.)"""
+    result, log = run_case(python, "finaliser_during_a_drain", "--labels")
+    reference, _ = run_case(python, "finaliser_during_a_drain_reference")
+    check_finaliser_during_a_drain(result, reference, log)
+
+
+def check_finaliser_during_a_drain(
+    result: dict[str, Any], reference: dict[str, Any], log: str
+) -> None:
+    assert result["collected_inside_drain"] and result["log"] == ["finalised"], result
+    assert result["receiving"] == "recorder" and result["file_armed"] is True, result
+    assert (result["lines"], result["arcs"]) == (reference["lines"], reference["arcs"]), (
+        result,
+        reference,
+    )
+    assert {10, 11, 18, 19} <= set(result["lines"]), result
+    assert "could not" not in log and "Traceback" not in log and "Exception ignored" not in log
 
 
 def test_the_exit_shutdown_stops_coverage_py_while_a_drain_replays(python):

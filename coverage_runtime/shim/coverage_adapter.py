@@ -814,9 +814,10 @@ class SysmonGate(Labelled):
         # Labels: code objects that recorded since they were last re-armed (the
         # others' events are all armed still: a switch leaves them alone).
         self._ran: dict[int, CodeType] = {}
-        # Are the callbacks registered (`install`)?  Until then events are replayed
-        # into it, and whoever owns the callbacks (the init recorder) re-arms.
-        self._installed = not deferred
+        # Does what reaches the callbacks run now (`go_live`, then `install`)?  Until
+        # then events are replayed into them, and whoever owns the tool's callbacks
+        # (the init recorder) arms and re-arms.
+        self._is_live = not deferred
         events = monitoring.events
         originals = _tracer_callbacks(tracer) if deferred else {}
         self._gated_callbacks = self._wrap(originals)
@@ -917,9 +918,17 @@ class SysmonGate(Labelled):
         if self._labelled:
             self._retired.update(retired)
 
+    def go_live(self) -> None:
+        """What reaches the callbacks from now on runs now (after a deferred start):
+        the init recorder forwards its events here, and then `install` registers
+        the callbacks.  A start is armed from now on, not only noted as replayed."""
+        self._is_live = True
+
     def install(self) -> None:
-        """Take the tool's events (after a deferred start)."""
-        self._installed = True  # (before PY_START is ours: a live start is armed)
+        """Take the tool's events (after `go_live`: the order of the registrations
+        does not matter, since what reaches the recorder's callbacks meanwhile is
+        forwarded here)."""
+        self.go_live()  # (already: before PY_START is ours, a live start is armed)
         register = self._monitoring.register_callback
         for event, callback in self._gated_callbacks.items():
             register(self._tool, event, callback)
@@ -1054,7 +1063,7 @@ class SysmonGate(Labelled):
                     if info.tracing and info.file_data is not None:
                         self._fresh_under_label(code, info)
                     return self._disable
-            if not self._installed:
+            if not self._is_live:
                 return self._replayed_start(code, offset)
             return self._py_start(code, offset)
         self._rearming.outside_starts += 1
@@ -1071,9 +1080,9 @@ class SysmonGate(Labelled):
         returned ``DISABLE``: the code would report again under the same label,
         and with branches coverage.py would join the last line its earlier
         frames left to the first line it reports again (an arc that never ran).
-        The monitor is off for the call only: while the gate is not installed
-        only a replay calls this (`install` says installed before it takes
-        PY_START, so a live start is armed), replays run one at a time (the
+        The monitor is off for the call only: until the gate goes live only a
+        replay calls this (`go_live` comes before the recorder forwards and
+        `install` takes PY_START, so a live start is armed), replays run one at a time (the
         recorder's ``_replaying``), and `Measurement.finish` seals the recorder
         (`InitRecorder.seal`: the replay under way ends first) before `stop`,
         which reads the flag.
@@ -1099,7 +1108,7 @@ class SysmonGate(Labelled):
         if not self._labelled:
             return
         self._taken = {}  # lines taken under the last label say nothing about this one
-        if not self._installed:
+        if not self._is_live:
             return  # a replayed switch: the init recorder re-armed when it came
         infos = self._code_infos
         self._switches += 1
@@ -1132,7 +1141,7 @@ class SysmonGate(Labelled):
         without being re-armed at the switch.  Returns how many code objects
         were re-armed.
         """
-        if not (self._labelled and self._installed):
+        if not (self._labelled and self._is_live):
             return 0  # (fed by the init recorder: it pre-arms)
         self._park()  # (`take` notes what recorded in ``_ran``)
         self._taken = {}

@@ -413,7 +413,15 @@ class Receiver(Protocol):
     def cut(self, code: CodeType) -> None: ...
     def adopt(self, retired: dict[int, CodeType]) -> None: ...
     def relabel(self, label: str) -> None: ...
-    def install(self) -> None: ...
+
+    def go_live(self) -> None:
+        """What reaches the callbacks from now on runs now, it is not replayed (a
+        start is armed): the recorder forwards to them next."""
+        ...
+
+    def install(self) -> None:
+        """Register the callbacks on the tool (after `go_live`)."""
+        ...
 
 
 class Fed(Receiver, Protocol):
@@ -1056,11 +1064,9 @@ class InitRecorder:
         with self._replaying, self._lock:
             if self._forward is not None or self._closed:
                 return 0
-            self._replay_rest(receiver)
+            self._replay_and_check(receiver)
             end = self._replayed
             self._scan(end)  # (what fired counts for `retire` before it goes)
-            unchecked, self._unchecked = self._unchecked, {}
-            self._disarm_untraced(receiver, unchecked)
             del self.events[:end]
             self._replayed = 0
             self._scanned = 0
@@ -1091,22 +1097,36 @@ class InitRecorder:
 
         Under the recorder's lock: an event on another thread waits, then goes
         to the receiver after everything recorded before it.
+
+        The recorder forwards to the receiver before the receiver's callbacks
+        are registered (`Receiver.install`, one event kind at a time): from
+        then on every event reaches the receiver, through the recorder's
+        callbacks or its own, in the order it ran.  Registered first, a
+        location callback took the events of code whose start the recorder
+        still held, unreplayed: measured code that this very thread ran
+        inside the registrations (a finaliser in measured code, run by a
+        collection of the cyclic GC that any allocation there may trigger,
+        or a signal handler on the main thread) lost its first lines, and
+        with branches coverage.py's line callback failed on the code object
+        it had never seen start.
         """
         if self._labelled:  # (its events are recorded without the lock: `_record_fed`)
             raise RuntimeError("a labelled init recorder is drained, never handed over")
         with self._replaying, self._lock:
             if self._forward is not None or self._closed:
                 return 0
-            self._replay_rest(receiver)
-            self._disarm_untraced(receiver, self._armed)
+            self._replay_and_check(receiver)
             receiver.adopt(self._retired)
             receiver.paused = self._paused
-            receiver.install()
+            receiver.go_live()  # (before the forward: a start forwarded live is armed)
             self._forward = receiver.callbacks()
+            # What this very thread ran since the last replay (a finaliser, say), and
+            # what another thread appended before it saw ``_forward`` (`_record`):
+            # before anything this thread runs from now on, which is forwarded.
+            self._replay_and_check(receiver)
+            receiver.install()
+            # Only now: until here a failure leaves `stop` to give the tool id back.
             self.handed_over = True
-            # What this very thread ran since the last replay (a finaliser, say):
-            # before anything it runs from now on, which goes to the receiver.
-            self._replay_rest(receiver)
             replayed = self._replayed
             self.events = []
             self._armed = {}
@@ -1126,12 +1146,22 @@ class InitRecorder:
         while self._replayed < len(self.events):
             self._replay(receiver, len(self.events))
 
-    def _disarm_untraced(self, receiver: Receiver, codes: dict[int, CodeType]) -> None:
-        """Take the events off the code objects among ``codes`` that coverage.py
-        does not trace (the recorder arms a superset), and arm their files no more."""
+    def _replay_and_check(self, receiver: Receiver) -> None:
+        """`_replay_rest`, then take the events off the code objects started
+        before it that coverage.py does not trace (the recorder arms a
+        superset), and arm their files no more.
+
+        They are taken before the replay, which replays their starts.  Code
+        that this very thread starts once the replay has read the stream to
+        its end (a finaliser run by a collection of the cyclic GC, a signal
+        handler) is unknown to coverage.py: it would pass for untraced and be
+        disarmed, and with labels its file never armed again.  It waits for
+        the next check (the next drain; the hand-over's second)."""
+        unchecked, self._unchecked = self._unchecked, {}
+        self._replay_rest(receiver)
         traced = receiver.traced
         set_local = self._monitoring.set_local_events
-        for key, code in list(codes.items()):
+        for key, code in unchecked.items():
             if not traced(code):
                 set_local(self.tool, code, 0)
                 self._armed.pop(key, None)

@@ -267,9 +267,9 @@ def close_during_catch_up() -> dict[str, Any]:
     }
 
 
-def plain_reference(calls: Any) -> dict[str, Any]:
+def plain_reference(calls: Any, path: Path = FRESH) -> dict[str, Any]:
     """``calls()`` under plain coverage.py (sysmon, branches where it measures them):
-    `FRESH`'s lines and arcs."""
+    ``path``'s lines and arcs (`FRESH`'s unless told)."""
     import coverage
 
     cov = coverage.Coverage(
@@ -279,14 +279,14 @@ def plain_reference(calls: Any) -> dict[str, Any]:
     cov.start()
     calls()
     cov.stop()
-    return fresh_data(cov.get_data())
+    return fresh_data(cov.get_data(), path)
 
 
-def fresh_data(data: Any) -> dict[str, Any]:
-    """`FRESH`'s lines and arcs in ``data``."""
-    arcs = data.arcs(str(FRESH)) or () if data.has_arcs() else ()
+def fresh_data(data: Any, path: Path = FRESH) -> dict[str, Any]:
+    """``path``'s lines and arcs in ``data`` (`FRESH`'s unless told)."""
+    arcs = data.arcs(str(path)) or () if data.has_arcs() else ()
     return {
-        "lines": sorted(data.lines(str(FRESH)) or ()),
+        "lines": sorted(data.lines(str(path)) or ()),
         "arcs": sorted(list(arc) for arc in arcs),
     }
 
@@ -306,20 +306,21 @@ def replay_while_running_reference() -> dict[str, Any]:
 
 def measured_code_during_the_switch() -> dict[str, Any]:
     """Measured code that the replaying thread itself runs after the last replayed
-    event and before the receiver takes over (a finaliser, say) is recorded."""
+    event and before the recorder forwards to the receiver (a finaliser, say) is
+    recorded, and replayed before anything forwarded."""
     from coverage_runtime.shim import coverage_adapter
 
     runtime = session()
     measurement = runtime.measurement
     from tests.exactness import measured_only
 
-    original = coverage_adapter.SysmonGate.install
+    original = coverage_adapter.SysmonGate.adopt
 
-    def install(gate: Any) -> None:
+    def adopt(gate: Any, retired: Any) -> None:
         measured_only.pooled(1)  # a first call, on the replaying thread, mid-switch
-        original(gate)
+        original(gate, retired)
 
-    coverage_adapter.SysmonGate.install = install  # type: ignore[method-assign]
+    coverage_adapter.SysmonGate.adopt = adopt  # type: ignore[method-assign]
     measurement.materialize()
     data = measurement.data()
     return {"gate": measurement.gate_kind, "lines": sorted(data.lines(str(FRESH)) or ())}
@@ -1077,12 +1078,13 @@ def install(gate):
 
 
 def start_while_the_gate_installs() -> dict[str, Any]:
-    """A thread starts new measured code between the gate's PY_START registration
-    and ``_installed = True`` (`SysmonGate.install`; a GIL switch there, made
-    deterministic: the thread runs inside the registration).  Its start reaches
-    `SysmonGate._filter_start` live while the gate still says not installed:
-    coverage.py must arm it (the recorder no longer receives PY_START), or the
-    code is never measured.  Plain coverage.py records ``pooled``'s lines."""
+    """A thread starts new measured code right after the gate's PY_START
+    registration (`SysmonGate.install`; a GIL switch there, made deterministic:
+    the thread runs inside the registration).  Its start reaches
+    `SysmonGate._filter_start` live: coverage.py must arm it (the recorder no
+    longer receives PY_START), or the code is never measured, so the gate must
+    not take it for a replayed one (``_is_live``, said by `SysmonGate.go_live`
+    before the recorder forwards).  Plain coverage.py records ``pooled``'s lines."""
     from coverage_runtime.shim import coverage_adapter
     from tests.exactness import measured_only
 
@@ -1114,6 +1116,229 @@ def start_while_the_gate_installs() -> dict[str, Any]:
         ),
         "lines": sorted(data.lines(str(FRESH)) or ()),
     }
+
+
+FINALISED = HERE / "finalised.py"
+
+FINALISER_HOOKS = """
+class Junk:  # (no free list: each one counts towards the threshold)
+    pass
+
+
+def collect_here(where):
+    held = Held.__new__(Held)  # (no measured code runs to build it)
+    held.me = held
+    held.log = log
+    gone = weakref.ref(held)
+    del held
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        for _ in range(100_000):  # allocations, until a collection (at a back edge) takes it
+            if gone() is None:
+                break
+            junk = Junk()
+    finally:
+        gc.set_threshold(*thresholds)
+    seen[where] = gone() is None
+
+
+class Monitoring:
+    def __init__(self, gate):
+        self._gate = gate
+        self.events = sys.monitoring.events
+
+    def register_callback(self, tool, event, callback):
+        if event == self.events.PY_START and callback == self._gate._filter_start:
+            collect_here("collected_inside_install")
+        return sys.monitoring.register_callback(tool, event, callback)
+
+
+def install(gate):
+    real = gate._monitoring
+    gate._monitoring = Monitoring(gate)
+    try:
+        original_install(gate)
+    finally:
+        gate._monitoring = real
+
+
+def adopt(gate, retired):
+    collect_here("collected_before_the_forward")
+    original_adopt(gate, retired)
+
+
+def scan(end):
+    if sys._getframe(1).f_code.co_name == "drain" and "collected_inside_drain" not in seen:
+        collect_here("collected_inside_drain")
+    return original_scan(end)
+"""
+
+
+def _finaliser_hooks(seen: dict[str, Any], log: list[str], **more: Any) -> dict[str, Any]:
+    """`FINALISER_HOOKS`, compiled outside the sources: they run on the thread of
+    the hand-over or the drain, and only the finaliser's own events may reach
+    the tool."""
+    import gc
+    import weakref
+
+    namespace: dict[str, Any] = {
+        "sys": sys, "gc": gc, "weakref": weakref, "seen": seen, "log": log,
+        "Held": sys.modules["tests.exactness.finalised"].Held, **more,
+    }  # fmt: skip
+    exec(compile(FINALISER_HOOKS, "<hook>", "exec"), namespace)  # (a test's hook, see above)
+    return namespace
+
+
+def finaliser_during_the_install() -> dict[str, Any]:
+    """An automatic collection of the cyclic GC runs a finaliser in measured
+    code (its first run: PY_START, LINE, a branch) on the hand-over's own
+    thread inside `SysmonGate.install`, after the gate's location callbacks
+    are registered and before its PY_START is: a collection run by any
+    allocation there, made deterministic (a young cycle, the threshold at 1,
+    allocations until it is collected, inside the last registration).  Its
+    lines and arcs must be what plain coverage.py records
+    (`finaliser_during_the_install_reference`), and the hand-over must not
+    give up."""
+    import importlib
+
+    from coverage_runtime.shim import coverage_adapter
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    invocation(runtime, lambda: importlib.import_module("tests.exactness.finalised"))
+    original_install = coverage_adapter.SysmonGate.install
+    seen: dict[str, Any] = {}
+    log: list[str] = []
+    hooks = _finaliser_hooks(seen, log, original_install=original_install)
+    coverage_adapter.SysmonGate.install = hooks["install"]  # type: ignore[method-assign]
+    try:
+        measurement.snapshot()  # the hand-over (no labels)
+    finally:
+        coverage_adapter.SysmonGate.install = original_install  # type: ignore[method-assign]
+    return {
+        "receiving": measurement.receiving,
+        "gate": measurement.gate_kind,
+        **seen,
+        "log": log,
+        **fresh_data(measurement.data(), FINALISED),
+    }
+
+
+def finaliser_during_the_install_reference() -> dict[str, Any]:
+    """The same code under plain coverage.py: the import, and the finaliser run once."""
+    import gc
+
+    def calls() -> None:
+        from tests.exactness import finalised
+
+        held = finalised.Held.__new__(finalised.Held)
+        held.me = held  # type: ignore[attr-defined]
+        held.log = []  # type: ignore[attr-defined]
+        del held
+        gc.collect()
+
+    return plain_reference(calls, FINALISED)
+
+
+def omitted_finaliser_before_the_forward() -> dict[str, Any]:
+    """The same finaliser in a file the recorder arms and coverage.py does not
+    trace (omitted), run by a collection on the hand-over's thread after its
+    first check of what coverage.py traces and before the recorder forwards
+    (`SysmonGate.adopt`).  Its start is replayed after the forward: the
+    second check must disarm it, or, run again, its events reach coverage.py's
+    callbacks for a code object coverage.py does not trace (with branches its
+    line callback raises inside the finaliser)."""
+    import gc
+
+    from coverage_runtime.shim import coverage_adapter
+
+    # Imported before the recorder starts: the finaliser's start is the first of its
+    # file the recorder sees (the module's own start would have had the first check
+    # disarm the file).
+    from tests.exactness import finalised
+
+    runtime = session(branch=branches(), COVERAGE_EXCLUDE_PATTERNS="*/finalised.py")
+    measurement = runtime.measurement
+    tool = measurement._recorder.tool
+
+    original_adopt = coverage_adapter.SysmonGate.adopt
+    seen: dict[str, Any] = {}
+    log: list[str] = []
+    hooks = _finaliser_hooks(seen, log, original_adopt=original_adopt)
+    coverage_adapter.SysmonGate.adopt = hooks["adopt"]  # type: ignore[method-assign]
+    try:
+        measurement.snapshot()  # the hand-over (no labels)
+    finally:
+        coverage_adapter.SysmonGate.adopt = original_adopt  # type: ignore[method-assign]
+
+    def again() -> None:
+        held = finalised.Held.__new__(finalised.Held)
+        held.me = held  # type: ignore[attr-defined]
+        held.log = log  # type: ignore[attr-defined]
+        del held
+        gc.collect()
+
+    invocation(runtime, again)
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    return {
+        "receiving": measurement.receiving,
+        **seen,
+        "log": log,
+        "local_events": get_local(tool, finalised.Held.__del__.__code__),
+        **fresh_data(measurement.data(), FINALISED),
+    }
+
+
+def finaliser_during_a_drain() -> dict[str, Any]:
+    """(``--labels``) The same finaliser, run by a collection on the draining
+    thread inside `InitRecorder.drain`, after its last replay and before it
+    checks the code objects armed since the last drain (`_replay_and_check`):
+    its start is recorded, not replayed yet, so coverage.py does not know the
+    code.  Then ``later``, new code of the same file, runs.  Both must be what
+    plain coverage.py records (`finaliser_during_a_drain_reference`).  (Before,
+    the finaliser's code passed for untraced and its file was armed no more:
+    ``later`` was never measured.)"""
+    import importlib
+
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    invocation(runtime, lambda: importlib.import_module("tests.exactness.finalised"))
+    from tests.exactness import finalised
+
+    recorder = measurement._recorder
+    seen: dict[str, Any] = {}
+    log: list[str] = []
+    recorder._scan = _finaliser_hooks(seen, log, original_scan=recorder._scan)["scan"]
+    try:
+        measurement.snapshot()  # coverage.py built and fed: a drain
+    finally:
+        del recorder._scan
+    invocation(runtime, lambda: finalised.later(1))
+    return {
+        "receiving": measurement.receiving,
+        **seen,
+        "log": log,
+        "file_armed": recorder._files.get(finalised.later.__code__.co_filename),
+        **fresh_data(measurement.data(), FINALISED),
+    }
+
+
+def finaliser_during_a_drain_reference() -> dict[str, Any]:
+    """The same code under plain coverage.py."""
+    import gc
+
+    def calls() -> None:
+        from tests.exactness import finalised
+
+        held = finalised.Held.__new__(finalised.Held)
+        held.me = held  # type: ignore[attr-defined]
+        held.log = []  # type: ignore[attr-defined]
+        del held
+        gc.collect()
+        finalised.later(1)
+
+    return plain_reference(calls, FINALISED)
 
 
 def drain_during_exit_finish() -> dict[str, Any]:
@@ -1262,6 +1487,11 @@ CASES = {
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
         start_while_the_gate_installs,
+        finaliser_during_the_install,
+        finaliser_during_the_install_reference,
+        omitted_finaliser_before_the_forward,
+        finaliser_during_a_drain,
+        finaliser_during_a_drain_reference,
         drain_during_exit_finish,
         first_hits_during_a_reset,
     )
