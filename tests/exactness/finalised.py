@@ -1,16 +1,16 @@
 """A finaliser in measured code, for `recorder_cases.finaliser_during_the_install`:
 the cyclic GC runs it on whichever thread its collection runs, wherever that
-thread is (inside the hand-over, say).  Its first run reports a branch."""
+thread is (inside the hand-over, say).  Each run reports a branch."""
 
 
 class Held:
     """An object kept alive only by a reference cycle (``held.me = held``)."""
 
     def __del__(self):
-        if self.log is not None:
-            self.log.append("finalised")
+        if self.first:
+            self.log.append("first")
         else:
-            self.log = []
+            self.log.append("again")
 
 
 def later(value):

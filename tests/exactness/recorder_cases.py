@@ -1128,6 +1128,7 @@ class Junk:  # (no free list: each one counts towards the threshold)
 def collect_here(where):
     held = Held.__new__(Held)  # (no measured code runs to build it)
     held.me = held
+    held.first = True
     held.log = log
     gone = weakref.ref(held)
     del held
@@ -1234,6 +1235,7 @@ def finaliser_during_the_install_reference() -> dict[str, Any]:
 
         held = finalised.Held.__new__(finalised.Held)
         held.me = held  # type: ignore[attr-defined]
+        held.first = True  # type: ignore[attr-defined]
         held.log = []  # type: ignore[attr-defined]
         del held
         gc.collect()
@@ -1246,9 +1248,9 @@ def omitted_finaliser_before_the_forward() -> dict[str, Any]:
     trace (omitted), run by a collection on the hand-over's thread after its
     first check of what coverage.py traces and before the recorder forwards
     (`SysmonGate.adopt`).  Its start is replayed after the forward: the
-    second check must disarm it, or, run again, its events reach coverage.py's
-    callbacks for a code object coverage.py does not trace (with branches its
-    line callback raises inside the finaliser)."""
+    second check must disarm it, or, run again down its other branch, its
+    events reach coverage.py's callbacks for a code object coverage.py does
+    not trace (with branches its branch callback fails inside the finaliser)."""
     import gc
 
     from coverage_runtime.shim import coverage_adapter
@@ -1275,6 +1277,7 @@ def omitted_finaliser_before_the_forward() -> dict[str, Any]:
     def again() -> None:
         held = finalised.Held.__new__(finalised.Held)
         held.me = held  # type: ignore[attr-defined]
+        held.first = False  # (its other branch: locations the first run left armed)
         held.log = log  # type: ignore[attr-defined]
         del held
         gc.collect()
@@ -1333,6 +1336,7 @@ def finaliser_during_a_drain_reference() -> dict[str, Any]:
 
         held = finalised.Held.__new__(finalised.Held)
         held.me = held  # type: ignore[attr-defined]
+        held.first = True  # type: ignore[attr-defined]
         held.log = []  # type: ignore[attr-defined]
         del held
         gc.collect()
