@@ -118,11 +118,13 @@ def test_a_task_can_have_a_smaller_share_and_only_while_it_runs() -> None:
     assert pacer.waits == 1
 
 
-def test_it_tells_the_most_cpu_one_invocation_saw() -> None:
-    """`Pacer.take_most`: from the thread's first step in an invocation to its
-    turn there (the one it waits at), once; nothing between invocations."""
-    pacer = pacing.Pacer(share_seconds=0)
+def test_it_tells_the_most_cpu_one_invocation_saw_of_each_task() -> None:
+    """`Pacer.take_most` (on the paced thread, at a task's start and end): from
+    the thread's first step in an invocation, or the task's start if later, to
+    its turn there (the one it waits at included); nothing between invocations."""
+    pacer = pacing.Pacer(share_seconds=60)
     done = threading.Event()
+    most: list[float] = []
 
     def spin(seconds: float) -> None:  # (CPU, not a sleep)
         until_cpu = time.thread_time() + seconds
@@ -131,21 +133,27 @@ def test_it_tells_the_most_cpu_one_invocation_saw() -> None:
 
     def run() -> None:
         pacer.attach()
+        pacer.take_most()  # (a first task begins)
         spin(0.005)  # (between invocations: not counted)
         pacing.turn()
         pacer.invocation_started()
         pacing.turn()  # its first step in the invocation...
         spin(0.003)
-        pacing.turn()  # ...then it waits
+        pacing.turn()  # ...within its share
+        most.append(pacer.take_most())  # the task ends, the next begins (maintenance, say)
+        with pacing.sharing(0):
+            spin(0.001)
+            pacing.turn()  # beyond the smaller share: it waits
+        most.append(pacer.take_most())
         done.set()
 
     threading.Thread(target=run, daemon=True).start()
     until(lambda: pacer.waits == 1)
-    most = pacer.take_most()
-    assert 0.003 <= most < 0.005, most
-    assert pacer.take_most() == 0.0, "since the last call"
     pacer.invocation_ended()
     assert done.wait(LIMIT)
+    first, second = most
+    assert 0.003 <= first < 0.005, most
+    assert 0.001 <= second < 0.003, "the second task's own CPU, not the first's in the invocation"
 
 
 @pytest.mark.parametrize("release", ["close", "urgent"])

@@ -62,7 +62,8 @@ class Pacer:
         self._seen = 0  # the invocation in which the thread last took a turn...
         self._spent_from = 0.0  # ...and its CPU time when it first did
         self.waits = 0  # how often the thread waited for an invocation to end
-        self._most = 0.0  # the most of its CPU one invocation saw, by its turns (`take_most`)
+        self._most = 0.0  # the most of its CPU one invocation saw, by its turns (`take_most`)...
+        self._most_from = 0.0  # ...since this (its CPU time at the last call)
 
     def attach(self) -> None:
         """The calling thread is the paced one (the shipping thread, as it starts)."""
@@ -114,11 +115,13 @@ class Pacer:
 
     def take_most(self) -> float:
         """The most CPU the thread spent in one invocation since the last call, as
-        its turns saw it (from its first step in the invocation to its last turn
-        there, the one it waited at included): what its work added to one
-        invocation (benchmarks: `task_cpu`)."""
+        its turns saw it (from its first step in the invocation, or the call if
+        later, to its last turn there, the one it waited at included): what one
+        task's work added to one invocation (benchmarks: `task_cpu`, on the
+        paced thread at a task's start and end)."""
         with self._changed:
             most, self._most = self._most, 0.0
+            self._most_from = time.thread_time()
             return most
 
     # -- the paced thread ---------------------------------------------------------
@@ -138,7 +141,7 @@ class Pacer:
                 self._spent_from = now
                 return
             spent = now - self._spent_from
-            self._most = max(self._most, spent)
+            self._most = max(self._most, now - max(self._spent_from, self._most_from))
             if spent < self._share:
                 return
             self.waits += 1
