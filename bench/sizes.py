@@ -88,7 +88,8 @@ INIT_RE = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
 REPORT_RE = re.compile(r"^REPORT .*?\tDuration: ([0-9.]+) ms", re.MULTILINE)
 LOSS = "coverage upload at shutdown failed"
 # The loss record of a shutdown that shipped only the files it could replay in time.
-PARTIAL = "coverage uploaded partially at shutdown"
+PARTIAL = CoverageSession.PARTIAL
+PARTIAL_UNSENT = CoverageSession.PARTIAL_UNSENT  # (the replayed files held nothing new)
 # What a shutdown ends with, worst first (`shutdown_outcome`), and the records that say it.
 OUTCOMES = ("silent", "said-lost", "partial", "count-behind", "unchanged", "shipped")
 UNCHANGED = "coverage unchanged since last upload"
@@ -346,7 +347,7 @@ def shutdown_outcome(logs: str) -> str:
         for r in json_records(logs)
         if r.get("reason") == "SIGTERM" and r.get("message")
     ]
-    if any(PARTIAL in m for m in said):
+    if any(PARTIAL in m or PARTIAL_UNSENT in m for m in said):
         return "partial"
     if "coverage uploaded" in said:
         return "shipped"

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import json
 
-from bench.sizes import COUNT_BEHIND, LOSS, PARTIAL, Sample, rows, shutdown_outcome
+from bench.sizes import (
+    COUNT_BEHIND,
+    LOSS,
+    PARTIAL,
+    PARTIAL_UNSENT,
+    Sample,
+    rows,
+    shutdown_outcome,
+)
 
 SIGNAL = "07 Dec 2026 07:48:51,089 [INFO] (rapid) Received signal signal=terminated"
 
@@ -31,6 +39,9 @@ def test_each_end_is_read_from_the_shutdowns_own_records() -> None:
     assert shutdown_outcome(logs(record(PARTIAL + ": ..."), record("coverage uploaded"))) == (
         "partial"
     )
+    # Replayed partially, the replayed files holding nothing new: nothing sent, still partial.
+    unsent = logs(record("coverage unchanged since last upload"), record(PARTIAL_UNSENT + ": ..."))
+    assert shutdown_outcome(unsent) == "partial"
     assert shutdown_outcome(logs(record(LOSS + ": data ... is lost"))) == "said-lost"
     assert shutdown_outcome(logs(record(COUNT_BEHIND))) == "count-behind"
     assert shutdown_outcome(logs(record("coverage unchanged since last upload"))) == "unchanged"

@@ -31,12 +31,15 @@ def task_root(tmp_path_factory) -> Path:
     return synthetic_function.write(tmp_path_factory.mktemp("synthetic"), MODULES)
 
 
-def first_response(start_function, python, task_root, **env: str) -> Any:
+def first_response(
+    start_function, python, task_root, base: dict[str, str] | None = None, **env: str
+) -> Any:
     """The synthetic function under the RIE (a 550 ms shutdown budget), after its
-    first response."""
+    first response (``base``: its environment instead of the tests' own)."""
     function = start_function(
         "handler.handler",
         task_root=task_root,
+        env=base,
         command=[python, "-m", "coverage_runtime", "handler.handler"],
         PYTHONPATH=str(REPO_ROOT),
         COVERAGE_SHUTDOWN_BUDGET_MS="550",
@@ -151,3 +154,27 @@ def test_an_early_sigterm_that_replays_no_file_in_time_says_everything_is_lost(
     losses = [r for r in records if r["level"] == "ERROR"]
     assert len(losses) == 1, records
     assert not losses[0]["message"].startswith("coverage uploaded"), losses[0]
+
+
+def test_a_partial_replay_with_no_bucket_is_never_said_uploaded(
+    start_function,
+    function_env,
+    task_root,
+    sysmon_python,  # noqa: F811
+):
+    """Without ``COVERAGE_S3_BUCKET`` the shutdown still replays what fits (the
+    data file is kept), and its one record says that nothing is uploaded, not
+    that it "uploaded partially" (before: both, one after the other)."""
+    base = {k: v for k, v in function_env.items() if k != "COVERAGE_S3_BUCKET"}
+    function = first_response(
+        start_function, sysmon_python, task_root, base, COVERAGE_TEST_REPLAY_DELAY_MS=DELAY_MS
+    )
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    every = runtime_records(function.logs())
+    replayed = [r for r in every if r.get("at_shutdown") and r.get("partial")]
+    assert replayed and replayed[0]["files_replayed"] > 0, every  # (the case this is)
+    assert replayed[0]["files_not_replayed"] > 0, every
+    records = [r for r in every if r.get("reason") == "SIGTERM"]
+    errors = [r["message"] for r in records if r["level"] == "ERROR"]
+    assert errors == ["coverage not uploaded at shutdown"], records

@@ -831,8 +831,11 @@ class CoverageSession:
                     call_before(work, deadline, name="coverage-shutdown")
                 except DeadlinePassed as exc:
                     raise UploadError(self._cut_short(taken)) from exc
-            if self.measurement.partial is not None:
-                self._log_partial(reason, taken[-1][1] if taken else None, started)
+            if self.measurement.partial is not None and self.uploads_enabled:
+                # (Uploads off: "coverage not uploaded at shutdown" said it all.)
+                with self._state:
+                    sent = bool(taken) and self._confirmed >= taken[-1][0]
+                self._log_partial(reason, taken[-1][1] if sent else None, started)
         except Exception as exc:
             self._shutdown_failed(reason, exc, taken, started, deadline)
         finally:
@@ -1239,21 +1242,27 @@ class CoverageSession:
         self.ship(generation, whole, reason, deadline, final=True)
         self._stale_base = None
 
-    def _log_partial(self, reason: str, snapshot: Snapshot | None, started: float) -> None:
-        """The loss record of a shutdown that shipped only the files whose recorded
-        events could be replayed in time (`Measurement.finish`): the object holds
-        exactly their data; the other files' data since the last upload is lost."""
+    PARTIAL = "coverage uploaded partially at shutdown"
+    PARTIAL_UNSENT = "coverage replayed partially at shutdown, nothing new to upload"
+
+    def _log_partial(self, reason: str, sent: Snapshot | None, started: float) -> None:
+        """The loss record of a shutdown that replayed only the files whose recorded
+        events it could replay in time (`Measurement.finish`): the object it sent
+        (``sent``) holds exactly their data, or S3 already held all of it
+        (``None``: the replayed files held nothing new, and nothing was sent);
+        the other files' data since the last upload is lost."""
         partial = self.measurement.partial
         assert partial is not None
+        said = self.PARTIAL if sent is not None else self.PARTIAL_UNSENT
         structured_log.error(
-            "coverage uploaded partially at shutdown: the data of the files it could not "
-            "replay in time since the last upload is lost",
+            f"{said}: the data of the files it could not replay in time since the last "
+            "upload is lost",
             reason=reason,
             partial=True,
             **partial.as_fields(),
             s3_uri=self.s3_uri,
-            shipped_bytes=len(snapshot.body) if snapshot else None,
-            recorded_lines=snapshot.lines if snapshot else None,
+            shipped_bytes=len(sent.body) if sent else 0,
+            recorded_lines=sent.lines if sent else None,
             shutdown_budget_ms=self.settings.shutdown_budget_ms,
             last_upload=self.last_upload.as_dict() if self.last_upload else None,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
