@@ -1226,21 +1226,24 @@ def finaliser_during_the_install() -> dict[str, Any]:
     }
 
 
-def finaliser_during_the_install_reference() -> dict[str, Any]:
-    """The same code under plain coverage.py: the import, and the finaliser run once."""
+def collect_a_held_cycle() -> None:
+    """(Plain coverage.py's references) `finalised` imported, and one ``Held`` in a
+    cycle collected: its finaliser runs once, down its first path."""
     import gc
 
-    def calls() -> None:
-        from tests.exactness import finalised
+    from tests.exactness import finalised
 
-        held = finalised.Held.__new__(finalised.Held)
-        held.me = held  # type: ignore[attr-defined]
-        held.first = True  # type: ignore[attr-defined]
-        held.log = []  # type: ignore[attr-defined]
-        del held
-        gc.collect()
+    held = finalised.Held.__new__(finalised.Held)
+    held.me = held  # type: ignore[attr-defined]
+    held.first = True  # type: ignore[attr-defined]
+    held.log = []  # type: ignore[attr-defined]
+    del held
+    gc.collect()
 
-    return plain_reference(calls, FINALISED)
+
+def finaliser_during_the_install_reference() -> dict[str, Any]:
+    """The same code under plain coverage.py: the import, and the finaliser run once."""
+    return plain_reference(collect_a_held_cycle, FINALISED)
 
 
 def omitted_finaliser_before_the_forward() -> dict[str, Any]:
@@ -1329,17 +1332,11 @@ def finaliser_during_a_drain() -> dict[str, Any]:
 
 def finaliser_during_a_drain_reference() -> dict[str, Any]:
     """The same code under plain coverage.py."""
-    import gc
 
     def calls() -> None:
+        collect_a_held_cycle()
         from tests.exactness import finalised
 
-        held = finalised.Held.__new__(finalised.Held)
-        held.me = held  # type: ignore[attr-defined]
-        held.first = True  # type: ignore[attr-defined]
-        held.log = []  # type: ignore[attr-defined]
-        del held
-        gc.collect()
         finalised.later(1)
 
     return plain_reference(calls, FINALISED)
