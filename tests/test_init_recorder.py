@@ -298,11 +298,24 @@ def test_the_maintenance_pass_in_small_steps_retires_functions_never_bodies(pyth
 def check_retire_in_small_steps(result: dict[str, Any], mode: tuple[str, ...]) -> None:
     assert result["receiving"] == ("recorder" if mode else "gate"), result
     for when in ("first", "second"):
+        assert result[when]["cut"] == 0, result
+        assert set(result[when]["armed_after_cut"].values()) == {True}, result
         assert result[when]["retired"] >= 2, result  # (and this file's own closures)
         assert result[when]["armed"] == {
             "<module>": True, "Square": True, "double": False, "area": False,
         }, result  # fmt: skip
     assert result["lines"] == [1, 5, 7, 10, 11, 12, 14, 15, 18, 19], result
+
+
+def test_a_maintenance_pass_gives_way_to_a_checkpoint_and_goes_on_after_it(python):
+    """Other work asked during a pass (a checkpoint after the next response) stops
+    it at its next turn; the shipping thread does that work, then the pass again,
+    which retires what the stopped one would have."""
+    result = run_case(python, "maintenance_gives_way")[0]
+    first, second = result["calls"]
+    assert first == {"stop_before": True, "checkpoint_waiting": True, "retired": 0}, result
+    assert second["stop_before"] is False and not second["checkpoint_waiting"], result
+    assert second["retired"] >= 1 and result["pooled_events"] == 0, result
 
 
 def test_code_retired_before_coverage_py_saw_it_start_stays_retired(python, mode):

@@ -925,7 +925,7 @@ class InitRecorder:
 
     # -- the maintenance pass --------------------------------------------------
 
-    def retire(self) -> int:
+    def retire(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Take the local events off code objects whose every location fired
         since they were last armed, as the gate's ``retire`` does after the
         hand-over: on 3.12-3.14 code that carries LINE events runs about 1.2x
@@ -937,7 +937,8 @@ class InitRecorder:
         it, and only if no label switch came meanwhile (a switch re-arms what
         fired under the last label, which must then report again).  The
         replay fills the gate's own record of what fired, so after the
-        hand-over the gate decides alike.
+        hand-over the gate decides alike.  Between its steps ``stop()`` may
+        end it: what it did not look at yet waits for the next pass.
         """
         with self._replaying:  # the hand-over and `drain` empty the stream: not meanwhile
             if self._forward is not None:
@@ -946,11 +947,16 @@ class InitRecorder:
             while self._scanned < end:  # (in slices: the shipping thread takes its turns)
                 self._scan(min(end, self._scanned + RETIRE_SLICE))
                 pacing.turn()
-            done = self._finished_codes(paced=True)
+                if stop():
+                    return 0  # (the scan goes on from here next time)
+            done = self._finished_codes(stop)
             retired = 0
             for first in range(0, len(done), RETIRE_CODES):
                 if first:
                     pacing.turn()
+                    if stop():
+                        self._touched.update(done[first:])  # (looked at again next time)
+                        break
                 taken = self._take_off(done[first : first + RETIRE_CODES])
                 if taken is None:
                     break  # a switch came meanwhile: the next pass decides again
@@ -1014,16 +1020,20 @@ class InitRecorder:
                 add((a, b))
         self._scanned = end
 
-    def _finished_codes(self, *, paced: bool = False) -> list[tuple[int, CodeType]]:
+    def _finished_codes(self, stop: Callable[[], bool]) -> list[tuple[int, CodeType]]:
         """The code objects with new events since the last pass whose every
-        location fired (``paced``: the recorder's lock is not held, and the
-        shipping thread takes its turn every `RETIRE_CODES` of them)."""
-        touched, self._touched = self._touched, {}
+        location fired (without the recorder's lock: the shipping thread takes
+        its turn every `RETIRE_CODES` of them).  If ``stop()`` says so at a
+        turn, none: the touched ones wait for the next pass."""
+        touched, self._touched = list(self._touched.items()), {}
         fired = self._fired
         done = []
-        for index, (key, code) in enumerate(touched.items()):
-            if paced and index % RETIRE_CODES == RETIRE_CODES - 1:
+        for index, (key, code) in enumerate(touched):
+            if index % RETIRE_CODES == RETIRE_CODES - 1:
                 pacing.turn()
+                if stop():
+                    self._touched.update(touched)  # (what came meanwhile stays too)
+                    return []
             if self._expected.done(key, code, fired[key]):
                 done.append((key, code))
         return done

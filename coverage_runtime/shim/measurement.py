@@ -41,6 +41,8 @@ from coverage_runtime.shim import (
 )
 
 if TYPE_CHECKING:  # imported by the shutdown that needs it: not on the init path
+    from collections.abc import Callable
+
     from coverage_runtime.shim import partial_replay
 
 
@@ -791,7 +793,7 @@ class Measurement:
         with self._lock:
             gate.compact(MAX_TRACERS)
 
-    def maintain(self) -> int:
+    def maintain(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Count what was recorded and let fully recorded code run free.
 
         Costs a pass over the measured files, so the runtime calls it on a
@@ -799,6 +801,8 @@ class Measurement:
         Returns how many code objects stopped reporting events.  While the
         init recorder receives the events (before the hand-over; with labels,
         always) it does it from its own stream: no coverage.py is needed.
+        The pass ends early once ``stop()`` says so (between its steps: other
+        work of the shipping thread's waits); the next one goes on from there.
         """
         with self._lock:
             gate = self._gate
@@ -808,12 +812,12 @@ class Measurement:
             if not isinstance(receiver, init_recorder.InitRecorder):
                 self._tally_new()
         if isinstance(receiver, init_recorder.InitRecorder):
-            return receiver.retire()  # (its own locks; 0 if it handed over meanwhile)
+            return receiver.retire(stop)  # (its own locks; 0 if it handed over meanwhile)
         assert gate is not None
         # The pass itself runs outside the lock (90-250 ms at 2,000 modules the
         # first time): it only takes events off code whose every location is
         # recorded already, which loses nothing whatever runs meanwhile.
-        return gate.retire()
+        return gate.retire(stop)
 
     def finish(self, deadline: float | None = None) -> None:
         """Stop for good: the environment is shutting down.

@@ -72,6 +72,10 @@ class Shipper:
             self._maintain = True
             self._wake.notify()
 
+    def _more_urgent(self) -> bool:
+        """Was other work asked since this round began (a maintenance pass stops)?"""
+        return self._requested or self._hand_over or self._prearm is not None
+
     def request_hand_over(self) -> None:
         """Build coverage.py and let it take the recorded events over soon
         (`Measurement.hand_over_due`), before any data is needed."""
@@ -151,13 +155,6 @@ class Shipper:
             if hand_over:
                 with self._task("hand-over"):
                     self._materialize()
-            if maintain:
-                with pacing.sharing(pacing.MAINTENANCE_SHARE_SECONDS), self._task("maintenance"):
-                    pacing.turn()
-                    try:
-                        session.measurement.maintain()
-                    except Exception as exc:  # measuring goes on; the next pass tries again
-                        structured_log.error("coverage maintenance failed", error_message=str(exc))
             if checkpoint and uploads and session.uploads_enabled:
                 pacing.turn()
                 with self._task("checkpoint"):
@@ -168,3 +165,15 @@ class Shipper:
                         session.checkpoint()
                     except Exception as exc:  # UploadError, or any: the thread lives
                         session.checkpoint_failed(exc)
+            if maintain:
+                # In steps, at a smaller share (`pacing.MAINTENANCE_SHARE_SECONDS`), and
+                # cut when other work is asked meanwhile: frozen, at 8,000 modules a pass
+                # spans hundreds of invocations, and a checkpoint must not wait for it.
+                with pacing.sharing(pacing.MAINTENANCE_SHARE_SECONDS), self._task("maintenance"):
+                    pacing.turn()
+                    try:
+                        session.measurement.maintain(stop=self._more_urgent)
+                    except Exception as exc:  # measuring goes on; the next pass tries again
+                        structured_log.error("coverage maintenance failed", error_message=str(exc))
+                if self._more_urgent():
+                    self.request_maintenance()  # (the rest after it: where the pass stopped)

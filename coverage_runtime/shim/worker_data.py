@@ -272,7 +272,7 @@ class WorkersUnion(Measurement):
     def compact(self) -> None:
         """No tracers here."""
 
-    def maintain(self) -> int:
+    def maintain(self, stop: Callable[[], bool] = lambda: False) -> int:
         return 0
 
     def reset(self) -> None:

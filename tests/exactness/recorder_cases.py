@@ -965,7 +965,8 @@ def retire_after_a_prearm(receiver: str = "recorder") -> dict[str, Any]:
 def retire_in_small_steps() -> dict[str, Any]:
     """The maintenance pass in steps of one event and one code object, as the
     shipping thread's share of an invocation cuts it: a code object's run of
-    events split between two steps still counts whole.  Functions whose every
+    events split between two steps still counts whole, and a pass stopped at
+    its first turn (other work asked) leaves the rest to the next.  Functions whose every
     location fired retire; a module's or a class's body never does (it runs
     once).  Then a reload (new code objects: after the hand-over without
     labels, so the gate's pass decides) the same."""
@@ -988,12 +989,17 @@ def retire_in_small_steps() -> dict[str, Any]:
         get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
         return {code.co_name: get_local(tool, code) != 0 for code in codes}
 
+    def passes() -> dict[str, Any]:
+        cut = measurement.maintain(stop=lambda: True)  # (ended at its first turn)
+        return {"cut": cut, "armed_after_cut": armed(), "retired": measurement.maintain(),
+                "armed": armed()}  # fmt: skip
+
     invocation(runtime, run)
-    first = {"retired": measurement.maintain(), "armed": armed()}
+    first = passes()
     measurement.snapshot()  # (without labels: the hand-over)
     invocation(runtime, lambda: importlib.reload(bodies))
     invocation(runtime, run)
-    second = {"retired": measurement.maintain(), "armed": armed()}
+    second = passes()
     data = measurement.data()
     return {
         "receiving": measurement.receiving,
@@ -1001,6 +1007,35 @@ def retire_in_small_steps() -> dict[str, Any]:
         "second": second,
         "lines": sorted(data.lines(bodies.__file__) or ()),
     }
+
+
+def maintenance_gives_way() -> dict[str, Any]:
+    """A checkpoint asked while the shipping thread runs a maintenance pass: the
+    pass stops at its next turn, the checkpoint goes first, then the pass is
+    asked again and goes on (frozen, a pass at 8,000 modules spans hundreds of
+    invocations at its share)."""
+    from tests.exactness import measured_only
+
+    runtime = session()
+    measurement = runtime.measurement
+    shipper = runtime._shipper
+    original = measurement.maintain
+    calls: list[dict[str, Any]] = []
+
+    def maintain(stop: Any) -> int:
+        if not calls:
+            shipper.request_checkpoint()  # (as the runtime does after a response)
+        calls.append({"stop_before": stop(), "checkpoint_waiting": shipper._requested})
+        calls[-1]["retired"] = original(stop)
+        return calls[-1]["retired"]
+
+    measurement.maintain = maintain  # type: ignore[method-assign]
+    invocation(runtime, lambda: measured_only.pooled(1) + measured_only.pooled(0))
+    shipper.request_maintenance()
+    shipper_idle(runtime)
+    tool = measurement._recorder.tool
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    return {"calls": calls, "pooled_events": get_local(tool, measured_only.pooled.__code__)}
 
 
 def retired_before_its_start_is_replayed() -> dict[str, Any]:
@@ -1485,6 +1520,7 @@ CASES = {
         prearm_held_while_the_next_event_comes,
         retire_after_a_prearm,
         retire_in_small_steps,
+        maintenance_gives_way,
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
         start_while_the_gate_installs,
