@@ -1226,6 +1226,27 @@ def _finaliser_hooks(seen: dict[str, Any], log: list[str], **more: Any) -> dict[
     return namespace
 
 
+def _snapshot_with_a_finaliser(
+    measurement: Any, owner: Any, name: str, hook: str
+) -> tuple[dict[str, Any], list[str]]:
+    """``measurement.snapshot()`` (the hand-over without labels, a drain with them)
+    with ``owner.name`` replaced by the hook ``hook`` (`FINALISER_HOOKS`), then put
+    back; what the hook saw and the finaliser's log."""
+    seen: dict[str, Any] = {}
+    log: list[str] = []
+    original = getattr(owner, name)
+    own = name in vars(owner)  # (a class's method; else an instance's, deleted after)
+    setattr(owner, name, _finaliser_hooks(seen, log, **{f"original_{hook}": original})[hook])
+    try:
+        measurement.snapshot()
+    finally:
+        if own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+    return seen, log
+
+
 def finaliser_during_the_install() -> dict[str, Any]:
     """An automatic collection of the cyclic GC runs a finaliser in measured
     code (its first run: PY_START, LINE, a branch) on the hand-over's own
@@ -1243,15 +1264,8 @@ def finaliser_during_the_install() -> dict[str, Any]:
     runtime = session(branch=branches())
     measurement = runtime.measurement
     invocation(runtime, lambda: importlib.import_module("tests.exactness.finalised"))
-    original_install = coverage_adapter.SysmonGate.install
-    seen: dict[str, Any] = {}
-    log: list[str] = []
-    hooks = _finaliser_hooks(seen, log, original_install=original_install)
-    coverage_adapter.SysmonGate.install = hooks["install"]  # type: ignore[method-assign]
-    try:
-        measurement.snapshot()  # the hand-over (no labels)
-    finally:
-        coverage_adapter.SysmonGate.install = original_install  # type: ignore[method-assign]
+    gate = coverage_adapter.SysmonGate
+    seen, log = _snapshot_with_a_finaliser(measurement, gate, "install", "install")
     return {
         "receiving": measurement.receiving,
         "gate": measurement.gate_kind,
@@ -1302,15 +1316,8 @@ def omitted_finaliser_before_the_forward() -> dict[str, Any]:
     measurement = runtime.measurement
     tool = measurement._recorder.tool
 
-    original_adopt = coverage_adapter.SysmonGate.adopt
-    seen: dict[str, Any] = {}
-    log: list[str] = []
-    hooks = _finaliser_hooks(seen, log, original_adopt=original_adopt)
-    coverage_adapter.SysmonGate.adopt = hooks["adopt"]  # type: ignore[method-assign]
-    try:
-        measurement.snapshot()  # the hand-over (no labels)
-    finally:
-        coverage_adapter.SysmonGate.adopt = original_adopt  # type: ignore[method-assign]
+    gate = coverage_adapter.SysmonGate
+    seen, log = _snapshot_with_a_finaliser(measurement, gate, "adopt", "adopt")
 
     def again() -> None:
         held = finalised.Held.__new__(finalised.Held)
@@ -1348,13 +1355,7 @@ def finaliser_during_a_drain() -> dict[str, Any]:
     from tests.exactness import finalised
 
     recorder = measurement._recorder
-    seen: dict[str, Any] = {}
-    log: list[str] = []
-    recorder._scan = _finaliser_hooks(seen, log, original_scan=recorder._scan)["scan"]
-    try:
-        measurement.snapshot()  # coverage.py built and fed: a drain
-    finally:
-        del recorder._scan
+    seen, log = _snapshot_with_a_finaliser(measurement, recorder, "_scan", "scan")  # a drain
     invocation(runtime, lambda: finalised.later(1))
     return {
         "receiving": measurement.receiving,
