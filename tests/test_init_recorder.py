@@ -307,6 +307,16 @@ def check_retire_in_small_steps(result: dict[str, Any], mode: tuple[str, ...]) -
     assert result["lines"] == [1, 5, 7, 10, 11, 12, 14, 15, 18, 19], result
 
 
+def test_maintenance_passes_each_stopped_early_still_retire(python, mode):
+    """Passes that other work stops at their first turn every time (frozen, a
+    checkpoint after each response) go on where the last one stopped, so the
+    code objects whose every location fired are retired all the same."""
+    result = run_case(python, "retire_goes_on_after_stops", *mode)[0]
+    assert result["receiving"] == "recorder", result
+    assert result["retired"] >= 2, result
+    assert result["armed"] == {"double": False, "area": False}, result
+
+
 def test_a_maintenance_pass_gives_way_to_a_checkpoint_and_goes_on_after_it(python):
     """Other work asked during a pass (a checkpoint after the next response) stops
     it at its next turn; the shipping thread does that work, then the pass again,

@@ -1024,16 +1024,24 @@ class InitRecorder:
         """The code objects with new events since the last pass whose every
         location fired (without the recorder's lock: the shipping thread takes
         its turn every `RETIRE_CODES` of them).  If ``stop()`` says so at a
-        turn, none: the touched ones wait for the next pass."""
-        touched, self._touched = list(self._touched.items()), {}
+        turn, those found so far (`retire` takes their events off in its first
+        step, and the rest at its next turns, or the next pass), and the ones
+        not looked at yet wait for the next pass.  The others looked at are
+        dropped, as at the end of a pass: what fired in them changes only with
+        new events, which touch them again.  (Before, a stopped pass put every
+        one back, and the next looked at the same first ones again: passes
+        stopped at their first turn each time never retired anything.)"""
+        touched, self._touched = self._touched, {}
         fired = self._fired
         done = []
-        for index, (key, code) in enumerate(touched):
+        looked_at = iter(touched.items())  # (the dict itself: no copy of thousands in one step)
+        for index, (key, code) in enumerate(looked_at):
             if index % RETIRE_CODES == RETIRE_CODES - 1:
                 pacing.turn()
                 if stop():
-                    self._touched.update(touched)  # (what came meanwhile stays too)
-                    return []
+                    self._touched[key] = code
+                    self._touched.update(looked_at)  # (the rest of the iterator)
+                    break
             if self._expected.done(key, code, fired[key]):
                 done.append((key, code))
         return done

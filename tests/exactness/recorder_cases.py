@@ -1009,6 +1009,29 @@ def retire_in_small_steps() -> dict[str, Any]:
     }
 
 
+def retire_goes_on_after_stops() -> dict[str, Any]:
+    """Maintenance passes each stopped at their first turn (other work asked
+    every time: frozen, a checkpoint or a pre-arm after each response) still
+    get through the code objects to look at, a step a pass.  Before, a pass
+    stopped while looking put every code object back, and the next looked at
+    the same first ones again: nothing was ever retired."""
+    init_recorder.RETIRE_CODES = 2  # (a turn after each code object looked at)
+    runtime = session(branch=branches())
+    measurement = runtime.measurement
+    tool = measurement._recorder.tool
+    from tests.exactness import bodies
+
+    invocation(runtime, lambda: (bodies.double(1), bodies.Square().area(2)))
+    codes = (bodies.double.__code__, bodies.Square.area.__code__)
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    retired = [measurement.maintain(stop=lambda: True) for _ in range(40)]
+    return {
+        "receiving": measurement.receiving,
+        "retired": sum(retired),
+        "armed": {code.co_name: get_local(tool, code) != 0 for code in codes},
+    }
+
+
 def maintenance_gives_way() -> dict[str, Any]:
     """A checkpoint asked while the shipping thread runs a maintenance pass: the
     pass stops at its next turn, the checkpoint goes first, then the pass is
@@ -1522,6 +1545,7 @@ CASES = {
         retire_after_a_prearm,
         retire_in_small_steps,
         maintenance_gives_way,
+        retire_goes_on_after_stops,
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
         start_while_the_gate_installs,
