@@ -317,6 +317,16 @@ def test_maintenance_passes_each_stopped_early_still_retire(python, mode):
     assert result["armed"] == {"double": False, "area": False}, result
 
 
+def test_a_maintenance_pass_during_a_reset_leaves_nothing_disarmed(python):
+    """(labels) A pass that runs after the reset's drain, before the recorder
+    forgets what fired or after the gate re-armed everything, may retire code
+    by what fired before the reset: it must be armed again, and measured when
+    it runs after the reset."""
+    result = run_case(python, "reset_beside_a_maintenance_pass", "--labels")[0]
+    assert set(result["passes"]) == {"before_forget_fired", "after_the_gate_re_armed"}, result
+    assert result["pooled_lines"] == [1, 2, 3], result
+
+
 def test_a_maintenance_pass_gives_way_to_a_checkpoint_and_goes_on_after_it(python):
     """Other work asked during a pass (a checkpoint after the next response) stops
     it at its next turn; the shipping thread does that work, then the pass again,

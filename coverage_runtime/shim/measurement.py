@@ -1104,10 +1104,16 @@ class Measurement:
                 self.cov.erase()
                 return
             self._gate.take_labelled()  # (dropped, with what waits under past labels)
-            self._gate.forget()
             receiver = self._receiver()
             if isinstance(receiver, init_recorder.InitRecorder):
-                receiver.forget_fired()  # (labels) the gate re-armed what it traces
+                # (labels) Before the gate re-arms what it traces: a maintenance pass
+                # that took events off by what fired before the reset after the
+                # re-arming (it waits for no lock held here) left that code disarmed
+                # for good once its retirement was forgotten.  Now a pass before this
+                # is undone by the re-arming; after it, only what ran since the
+                # drain counts, which is replayed as the new epoch's.
+                receiver.forget_fired()
+            self._gate.forget()
             self._outbox = {}
             self._tally.clear()
             self._written.clear()

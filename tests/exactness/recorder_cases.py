@@ -1032,6 +1032,57 @@ def retire_goes_on_after_stops() -> dict[str, Any]:
     }
 
 
+def reset_beside_a_maintenance_pass() -> dict[str, Any]:
+    """(``--labels``) Maintenance passes on the shipping thread during a reset,
+    after its drain: one just before the recorder forgets what fired
+    (`InitRecorder.forget_fired`), one just after the gate re-armed what
+    coverage.py traces (`SysmonGate.forget`).  A pass takes none of the locks
+    the reset holds and waits for none of its work after the drain.
+    ``pooled`` fired every location before the reset (the reset's drain
+    scanned it: it waits to be looked at), so a pass that still reads what
+    fired before the reset retires it; run after the reset, it must be
+    measured.  (Before, the gate re-armed first and the recorder forgot its
+    retirement after: a pass in between left it disarmed for good.)"""
+    from tests.exactness import measured_only
+
+    runtime = session()
+    measurement = runtime.measurement
+    recorder = measurement._recorder
+    invocation(runtime, lambda: measured_only.pooled(1) + measured_only.pooled(0))
+    measurement.snapshot()  # (coverage.py built, fed)
+    invocation(runtime, lambda: measured_only.pooled(1) + measured_only.pooled(0))
+    gate = measurement._gate
+    passes: dict[str, int] = {}
+
+    def with_a_pass(when: str, original: Any) -> Any:
+        def call() -> None:
+            if when == "after_the_gate_re_armed":
+                original()
+            # The shipping thread's pass at this moment (made deterministic: it
+            # takes none of the locks the reset holds).
+            worker = threading.Thread(target=lambda: passes.update({when: recorder.retire()}))
+            worker.start()
+            worker.join()
+            if when != "after_the_gate_re_armed":
+                original()
+
+        return call
+
+    recorder.forget_fired = with_a_pass("before_forget_fired", recorder.forget_fired)  # type: ignore[method-assign]
+    gate.forget = with_a_pass("after_the_gate_re_armed", gate.forget)  # type: ignore[method-assign]
+    runtime.reset()
+    invocation(runtime, lambda: measured_only.pooled(1) + measured_only.pooled(0))
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    code = measured_only.pooled.__code__
+    lines = measurement.data().lines(measured_only.__file__) or ()
+    first = code.co_firstlineno
+    return {
+        "passes": passes,
+        "pooled_armed": get_local(recorder.tool, code) != 0,
+        "pooled_lines": sorted(line - first for line in lines if first < line <= first + 3),
+    }
+
+
 def maintenance_gives_way() -> dict[str, Any]:
     """A checkpoint asked while the shipping thread runs a maintenance pass: the
     pass stops at its next turn, the checkpoint goes first, then the pass is
@@ -1546,6 +1597,7 @@ CASES = {
         retire_in_small_steps,
         maintenance_gives_way,
         retire_goes_on_after_stops,
+        reset_beside_a_maintenance_pass,
         retired_before_its_start_is_replayed,
         retired_before_its_start_is_replayed_reference,
         start_while_the_gate_installs,
