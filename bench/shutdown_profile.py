@@ -336,6 +336,10 @@ def plain(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> N
     handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
     timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
     result["init_ms"] = {k: round(v * 1000, 2) for k, v in init.items()}
+    if args.gc_off:
+        import gc
+
+        gc.disable()  # (as the shim's shutdown at SIGTERM)
     steps: dict[str, float] = {}
     timed(steps, "stop", cov.stop)
     timed(steps, "save (SQLite write)", cov.save)
