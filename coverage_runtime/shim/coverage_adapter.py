@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import CodeType
 from typing import Any, Protocol
 
-from coverage_runtime.shim import init_recorder, pacing
+from coverage_runtime.shim import init_recorder
 
 # Items recorded for one file: line numbers, or arcs (tuples, or the C
 # tracer's packed integers).
@@ -1267,16 +1267,10 @@ class SysmonGate(Labelled):
         nothing left to record.  Between its steps ``stop()`` may end it: the
         rest waits for the next call.
         """
-        to_check, self._to_check = list(self._to_check.items()), {}
+        to_check, self._to_check = self._to_check, {}
         set_local = self._monitoring.set_local_events
         retired = 0
-        every = init_recorder.RETIRE_CODES
-        for index, (key, code) in enumerate(to_check):
-            if index % every == every - 1:
-                pacing.turn()  # (the shipping thread: its share of an invocation)
-                if stop():
-                    self._to_check.update(to_check[index:])  # (the next pass's)
-                    break
+        for key, code in init_recorder.paced_codes(to_check, stop, self._to_check):
             if not init_recorder.retirable(code):
                 continue  # a body: runs once
             if self._arcs:

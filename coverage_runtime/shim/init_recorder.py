@@ -57,7 +57,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -322,6 +322,25 @@ def locations(code: CodeType, arcs: bool) -> frozenset[Any]:
     found.update([(source, right) for source, _, right in branches])
     found.update([("return", offset) for offset in return_offsets(code)])
     return frozenset(found)
+
+
+def paced_codes(
+    codes: dict[int, CodeType], stop: Callable[[], bool], rest: dict[int, CodeType]
+) -> Iterator[tuple[int, CodeType]]:
+    """``codes``' items for a maintenance pass (`InitRecorder.retire`,
+    `coverage_adapter.SysmonGate.retire`), the shipping thread taking its turn
+    every `RETIRE_CODES` of them (`pacing`).  If ``stop()`` says so at a turn,
+    the ones not given yet go to ``rest``, the next pass's, and it ends.  The
+    dict itself is walked: no copy of thousands of items in one step."""
+    items = iter(codes.items())
+    for index, (key, code) in enumerate(items):
+        if index % RETIRE_CODES == RETIRE_CODES - 1:
+            pacing.turn()
+            if stop():
+                rest[key] = code
+                rest.update(items)  # (the rest of the iterator)
+                return
+        yield key, code
 
 
 class Expected:
@@ -1034,14 +1053,7 @@ class InitRecorder:
         touched, self._touched = self._touched, {}
         fired = self._fired
         done = []
-        looked_at = iter(touched.items())  # (the dict itself: no copy of thousands in one step)
-        for index, (key, code) in enumerate(looked_at):
-            if index % RETIRE_CODES == RETIRE_CODES - 1:
-                pacing.turn()
-                if stop():
-                    self._touched[key] = code
-                    self._touched.update(looked_at)  # (the rest of the iterator)
-                    break
+        for key, code in paced_codes(touched, stop, self._touched):
             if self._expected.done(key, code, fired[key]):
                 done.append((key, code))
         return done
