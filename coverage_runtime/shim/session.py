@@ -834,13 +834,18 @@ class CoverageSession:
             if self.measurement.partial is not None and self.uploads_enabled:
                 # (Uploads off: "coverage not uploaded at shutdown" said it all.)
                 with self._state:
-                    sent = bool(taken) and self._confirmed >= taken[-1][0]
+                    sent = self._stored(taken)
                 self._log_partial(reason, taken[-1][1] if sent else None, started)
         except Exception as exc:
             self._shutdown_failed(reason, exc, taken, started, deadline)
         finally:
             self._shutdown_done.set()
         return True
+
+    def _stored(self, taken: list[tuple[int, Snapshot]]) -> bool:
+        """Did S3 confirm the shutdown's last snapshot (or a newer one)?  (``_state``
+        is held.)"""
+        return bool(taken) and self._confirmed >= taken[-1][0]
 
     def _cut_short(self, taken: list[tuple[int, Snapshot]]) -> str:
         """The error of a shutdown its deadline ended, S3's last refusal of its upload
@@ -874,7 +879,7 @@ class CoverageSession:
             self._log_loss(reason, exc, taken[-1][1] if taken else None, started)
             return
         with self._state:
-            stored = bool(taken) and self._confirmed >= taken[-1][0]
+            stored = self._stored(taken)
             # A checkpoint confirmed meanwhile holds all the failed snapshot held
             # (a later snapshot only grows: the same size is the same data).
             complete = bool(taken) and self._confirmed_size >= taken[-1][1].size
