@@ -1160,6 +1160,18 @@ def retired_before_its_start_is_replayed_reference() -> dict[str, Any]:
     return plain_reference(calls)
 
 
+# The gate's install with its sys.monitoring replaced by the hooks' ``Monitoring``
+# (each hook string below defines its own) for the call.
+INSTALL_HOOK = """
+def install(gate):
+    real = gate._monitoring
+    gate._monitoring = Monitoring(gate)
+    try:
+        original_install(gate)
+    finally:
+        gate._monitoring = real
+"""
+
 HOOKS = """
 class Monitoring:
     def __init__(self, gate):
@@ -1174,15 +1186,6 @@ class Monitoring:
             thread.start()
             thread.join()
         return result
-
-
-def install(gate):
-    real = gate._monitoring
-    gate._monitoring = Monitoring(gate)
-    try:
-        original_install(gate)
-    finally:
-        gate._monitoring = real
 """
 
 
@@ -1209,7 +1212,7 @@ def start_while_the_gate_installs() -> dict[str, Any]:
         "sys": sys, "threading": threading, "seen": seen, "original_install": original_install,
         "run": lambda: measured_only.pooled(2),
     }  # fmt: skip
-    exec(compile(HOOKS, "<hook>", "exec"), namespace)  # (a test's hook, see above)
+    exec(compile(HOOKS + INSTALL_HOOK, "<hook>", "exec"), namespace)  # (a test's hook, see above)
     coverage_adapter.SysmonGate.install = namespace["install"]  # type: ignore[method-assign]
     try:
         measurement.snapshot()  # the hand-over (no labels)
@@ -1264,15 +1267,6 @@ class Monitoring:
         return sys.monitoring.register_callback(tool, event, callback)
 
 
-def install(gate):
-    real = gate._monitoring
-    gate._monitoring = Monitoring(gate)
-    try:
-        original_install(gate)
-    finally:
-        gate._monitoring = real
-
-
 def adopt(gate, retired):
     collect_here("collected_before_the_forward")
     original_adopt(gate, retired)
@@ -1296,7 +1290,7 @@ def _finaliser_hooks(seen: dict[str, Any], log: list[str], **more: Any) -> dict[
         "sys": sys, "gc": gc, "weakref": weakref, "seen": seen, "log": log,
         "Held": sys.modules["tests.exactness.finalised"].Held, **more,
     }  # fmt: skip
-    exec(compile(FINALISER_HOOKS, "<hook>", "exec"), namespace)  # (a test's hook, see above)
+    exec(compile(FINALISER_HOOKS + INSTALL_HOOK, "<hook>", "exec"), namespace)  # (a test's hook)
     return namespace
 
 
