@@ -118,6 +118,13 @@ def test_a_task_can_have_a_smaller_share_and_only_while_it_runs() -> None:
     assert pacer.waits == 1
 
 
+def spin(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU (not a sleep)."""
+    until_cpu = time.thread_time() + seconds
+    while time.thread_time() < until_cpu:
+        pass
+
+
 def test_it_tells_the_most_cpu_one_invocation_saw_of_each_task() -> None:
     """`Pacer.take_most` (on the paced thread, at a task's start and end): from
     the thread's first step in an invocation, or the task's start if later, to
@@ -125,11 +132,6 @@ def test_it_tells_the_most_cpu_one_invocation_saw_of_each_task() -> None:
     pacer = pacing.Pacer(share_seconds=60)
     done = threading.Event()
     most: list[float] = []
-
-    def spin(seconds: float) -> None:  # (CPU, not a sleep)
-        until_cpu = time.thread_time() + seconds
-        while time.thread_time() < until_cpu:
-            pass
 
     def run() -> None:
         pacer.attach()
@@ -154,6 +156,26 @@ def test_it_tells_the_most_cpu_one_invocation_saw_of_each_task() -> None:
     first, second = most
     assert 0.003 <= first < 0.005, most
     assert 0.001 <= second < 0.003, "the second task's own CPU, not the first's in the invocation"
+
+
+def test_the_most_counts_a_task_s_last_step_after_its_last_turn() -> None:
+    """A task that ends inside an invocation, its last step after its last turn:
+    that step was billed too (it undercounted by up to one step, ~0.5 ms)."""
+    pacer = pacing.Pacer(share_seconds=60)
+    pacer.attach()
+    try:
+        pacer.take_most()  # (a task begins)
+        pacer.invocation_started()
+        pacing.turn()  # its first step in the invocation
+        spin(0.003)  # its last step: no turn after it
+        in_invocation = pacer.take_most()  # (the task ends, the invocation still runs)
+        pacer.invocation_ended()
+        spin(0.003)  # (between invocations: not counted)
+        after = pacer.take_most()
+    finally:
+        pacing._local.pacer = None
+    assert 0.003 <= in_invocation < 0.03, in_invocation
+    assert after == 0.0, after
 
 
 @pytest.mark.parametrize("release", ["close", "urgent"])

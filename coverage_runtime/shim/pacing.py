@@ -116,12 +116,16 @@ class Pacer:
     def take_most(self) -> float:
         """The most CPU the thread spent in one invocation since the last call, as
         its turns saw it (from its first step in the invocation, or the call if
-        later, to its last turn there, the one it waited at included): what one
-        task's work added to one invocation (benchmarks: `task_cpu`, on the
-        paced thread at a task's start and end)."""
+        later, to its last turn there, the one it waited at included, or to this
+        call if the invocation still runs: the task's last step): what one task's
+        work added to one invocation (benchmarks: `task_cpu`, on the paced thread
+        at a task's start and end)."""
         with self._changed:
+            now = time.thread_time()
             most, self._most = self._most, 0.0
-            self._most_from = time.thread_time()
+            if self._running and self._seen == self._begun:  # (its last step ran in it)
+                most = max(most, now - max(self._spent_from, self._most_from))
+            self._most_from = now
             return most
 
     # -- the paced thread ---------------------------------------------------------
