@@ -442,6 +442,14 @@ def test_fast_multiline_maps_on_the_image_python(image):
     assert result["files"] > 500, result
 
 
+def test_coverage_pys_dependencies_on_the_image_python(image):
+    """On the image's 3.14 too, ``import coverage`` after `coverage_adapter.DEPENDENCIES`
+    imports nothing from outside coverage.py but the interpreter's private helpers."""
+    _, result = run_tests_module(image, "tests.exactness.coverage_dependencies", check=True)
+    assert result["python"].startswith("3.14"), result
+    assert result["outside"] == [] and result["steps"] > 10, result
+
+
 def test_multiline_maps_from_the_build_change_nothing_measured(image):
     """coverage.py's multiline maps written at the image's build (`maps_cache`, the
     Dockerfile's step) give the same data file as tokenizing each file in the

@@ -282,6 +282,38 @@ def test_fast_multiline_maps_are_coverage_pys(interpreter):
     assert result["files"] > 500 and result["multiline"] > 400, result
 
 
+@pytest.mark.parametrize(
+    "interpreter",
+    [
+        "host",
+        *(p.parent.parent.name for p in other_pythons() if p.parent.parent.name >= "3.12"),
+    ],
+)
+def test_coverage_pys_dependencies_are_imported_before_it_one_at_a_time(interpreter):
+    """`import_coverage` with a ``between`` (the shipping thread's turn) imports
+    `coverage_adapter.DEPENDENCIES` one at a time first; ``import coverage`` is
+    then left with coverage.py's own modules (and the interpreter's private
+    helpers), so no step of it costs a frozen invocation more than its own
+    modules.  Fails when a coverage.py upgrade imports something new: add it to
+    `DEPENDENCIES`.  (The image's 3.14: in test_container.)"""
+    if interpreter == "host":
+        python = sys.executable
+    else:
+        python = venv_for(next(p for p in other_pythons() if p.parent.parent.name == interpreter))
+    result = coverage_dependencies_on(python)
+    assert result["outside"] == [], result
+    assert result["steps"] > 10 and result["coverage_modules"] > 20, result
+
+
+def coverage_dependencies_on(python: str | Path) -> dict:
+    done = subprocess.run(
+        [python, "-m", "tests.exactness.coverage_dependencies"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
 def test_a_delta_data_file_is_what_the_tracers_recorded_in_coverage_pys_form(tmp_path, branch):
     """`write_data_file` (the delta object's file): afresh, then grown by more, it

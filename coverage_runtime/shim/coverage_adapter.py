@@ -97,9 +97,37 @@ class Deferred:
         return self.load()(*args, **kwargs)
 
 
-def import_coverage() -> Any:
+# What coverage.py's modules import from outside it (3.11-3.14, `DEFERRED_IMPORTS`
+# left out), each before what imports it.  ``import coverage`` runs the package's
+# ``__init__``, which imports all of coverage.py in one step the shipping thread
+# cannot cut: 33-38 ms of CPU in the image after the runtime's own imports, one
+# frozen invocation's.  Imported first one at a time, with a turn between them
+# (`import_coverage`), no step exceeds ~7 ms and ``import coverage`` is left with
+# coverage.py's own modules, ~13 ms.  A module missing here only makes that last
+# step larger: `tests.exactness.coverage_dependencies` says which.
+DEPENDENCIES: tuple[str, ...] = (
+    "atexit", "math", "datetime", "signal", "warnings", "platform", "sysconfig", "struct",
+    "binascii", "base64", "configparser", "weakref", "copy", "json", "string", "tomllib",
+    "errno", "hashlib", "importlib.util", "fnmatch", "glob", "pwd", "grp", "fcntl",
+    "ipaddress", "urllib.parse", "pathlib", "textwrap", "dataclasses", "_colorize",
+    "traceback", "pprint", "bisect", "random", "selectors", "socket", "sqlite3", "uuid",
+    "zlib",
+)  # fmt: skip
+
+
+def import_coverage(between: Callable[[], object] | None = None) -> Any:
     """``import coverage``, with `DEFERRED_IMPORTS` loaded on first use, and its
-    data file out of the function's tracers' sight (`untrace_data_file`)."""
+    data file out of the function's tracers' sight (`untrace_data_file`).
+
+    ``between`` (the shipping thread's `pacing.turn`): the `DEPENDENCIES` not yet
+    imported first, one at a time, ``between`` called after each."""
+    if between is not None and "coverage" not in sys.modules:
+        for name in DEPENDENCIES:
+            if name in sys.modules:
+                continue
+            with contextlib.suppress(ImportError):  # (not on this platform or Python)
+                __import__(name)
+                between()
     coverage = _import_coverage()
     untrace_data_file()
     fast_multiline_maps()

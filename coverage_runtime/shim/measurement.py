@@ -568,10 +568,10 @@ class Measurement:
         """Build coverage.py unless it is built or being built; what went wrong."""
         problem: Exception | None = None
         if self._built is None and self._gate is None and catch_up:
-            # The import on its own (30-45 ms in the image): the shipping thread
-            # takes its turn before the rest of the build (`pacing`).
+            # The import on its own (30-45 ms in the image), its dependencies one at
+            # a time: the shipping thread takes its turn between the steps (`pacing`).
             with contextlib.suppress(Exception):  # the build below fails alike, and says why
-                coverage_adapter.import_coverage()
+                coverage_adapter.import_coverage(between=pacing.turn)
             pacing.turn()
         with self._build_lock:
             if self._built is None and self._gate is None and not recorder.handed_over:
