@@ -519,6 +519,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     builds nothing, a long stream (a large init, or labels) is handed over at once."""
     from tests.test_init_recorder import (
         check_deferred_hand_over,
+        check_disarmed_code_keeps_its_id,
         check_finaliser_during_a_drain,
         check_finaliser_during_the_install,
         check_labels_bound,
@@ -532,6 +533,7 @@ def test_the_deferred_hand_over_on_the_image_python(image):
         check_retire_in_small_steps,
         check_retired_before_its_start_is_replayed,
         check_switch_during_a_first_hit,
+        check_untraced_stays_disarmed,
     )
 
     module = "tests.exactness.recorder_cases"
@@ -546,6 +548,14 @@ def test_the_deferred_hand_over_on_the_image_python(image):
     check_finaliser_during_the_install(result, reference, done.stdout + done.stderr)
     done, result = run_tests_module(image, module, "omitted_finaliser_before_the_forward")
     check_omitted_finaliser(result, done.stdout + done.stderr)
+    # Omitted code the drain disarmed: never armed again, its id never another's.
+    check_untraced_stays_disarmed(
+        run_tests_module(image, module, "untraced_code_stays_disarmed")[1]
+    )
+    check_disarmed_code_keeps_its_id(
+        run_tests_module(image, module, "disarmed_code_keeps_its_id")[1],
+        run_tests_module(image, module, "disarmed_code_keeps_its_id_reference")[1],
+    )
     done, result = run_tests_module(image, module, "finaliser_during_a_drain", "--labels")
     reference = run_tests_module(image, module, "finaliser_during_a_drain_reference")[1]
     check_finaliser_during_a_drain(result, reference, done.stdout + done.stderr)

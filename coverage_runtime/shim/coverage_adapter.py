@@ -816,7 +816,11 @@ class SysmonGate(Labelled):
         # coverage.py's decision per file name (``should_trace``'s, cached): the
         # name a new file's set has in the data (`_name`).
         self._dispositions: dict[str, Any] = getattr(tracer, "should_trace_cache", {})
-        # Arcs: the locations that fired while measuring, per code object.
+        # Arcs: the locations that fired while measuring, per code object.  (Keyed by
+        # id, as ``_cut`` and ``_expected`` are, with no reference to the code: each
+        # code object that reaches these callbacks is one coverage.py's monitor saw
+        # start, and it keeps them all alive, ``code_objects``, for its own
+        # ``code_infos`` keyed by id: no id names another code object meanwhile.)
         self._fired: dict[int, set[Any]] = {}
         # Arcs: code objects cut by a pause (`cut`) that fired nothing measured since:
         # their paused events are answered at once (the example's batch answers 700 an

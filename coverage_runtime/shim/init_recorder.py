@@ -1186,7 +1186,16 @@ class InitRecorder:
         its end (a finaliser run by a collection of the cyclic GC, a signal
         handler) is unknown to coverage.py: it would pass for untraced and be
         disarmed, and with labels its file never armed again.  It waits for
-        the next check (the next drain; the hand-over's second)."""
+        the next check (the next drain; the hand-over's second).
+
+        With labels, what is disarmed is not re-armed by a switch or a pre-arm
+        either (``_ran``): re-armed, it recorded its first hits under every
+        label from then on, a tuple each on the invocation path, replayed for
+        nothing.  What fired in it stays keyed by its id (``_fired``,
+        `Expected`, ``_cut``) with no reference to it here: coverage.py's
+        monitor, which has seen it start, keeps it alive (``code_objects``:
+        its own ``code_infos`` is keyed by id), so the id names no other code
+        object while that state lives."""
         unchecked, self._unchecked = self._unchecked, {}
         self._replay_rest(receiver)
         traced = receiver.traced
@@ -1195,6 +1204,7 @@ class InitRecorder:
             if not traced(code):
                 set_local(self.tool, code, 0)
                 self._armed.pop(key, None)
+                self._ran.pop(key, None)
                 self._files[code.co_filename] = False
 
     def _replay(self, receiver: Receiver, end: int) -> None:

@@ -1446,6 +1446,141 @@ def finaliser_during_a_drain_reference() -> dict[str, Any]:
     return plain_reference(calls, FINALISED)
 
 
+# Code compiled at run time under names in the source directory (no such files): the
+# first is omitted (`_omitted_session`), so the recorder arms it and coverage.py does not
+# trace it; the second is measured.  The two ``probe``s are the same bytecode on other
+# lines: code objects of one size.
+OMITTED = HERE / "omitted_generated.py"
+OMITTED_SOURCE = "def probe(x):\n    if x: return 1\n    return 2\ndef other():\n    return 0\n"
+GENERATED = HERE / "measured_generated.py"
+GENERATED_SOURCE = "def probe(x):\n    if x:\n        return 1\n    return 2\n"
+
+
+def _omitted_session() -> Any:
+    """Labels changing per invocation (client context); `OMITTED` omitted."""
+    return session(
+        branch=branches(),
+        COVERAGE_LABELS="client-context",
+        COVERAGE_EXCLUDE_PATTERNS=f"*/{OMITTED.name}",
+    )
+
+
+def _generated_probe() -> Any:
+    """`GENERATED`'s ``probe`` code object (its module never runs)."""
+    module = compile(GENERATED_SOURCE, str(GENERATED), "exec")
+    return next(c for c in module.co_consts if getattr(c, "co_name", None) == "probe")
+
+
+def _run_omitted(namespace: dict[str, Any]) -> None:
+    """`OMITTED`'s code, compiled and run: ``probe`` half (its ``return 2`` not), then
+    ``other``, the last of its file to start (the replay's note of the file,
+    ``_fed_files``, holds that one, not ``probe``)."""
+    exec(compile(OMITTED_SOURCE, str(OMITTED), "exec"), namespace)
+    namespace["probe"](1)
+    namespace["other"]()
+
+
+def untraced_code_stays_disarmed() -> dict[str, Any]:
+    """(labels) Omitted code the recorder armed (its superset) ran under "a", and
+    the drain disarmed it (coverage.py does not trace it).  The switches and
+    pre-arms after must leave it disarmed while it runs under every label, and
+    each label still gets the measured code it ran.  (Before: the recorder's
+    ``_ran`` kept it, so the next pre-arm armed it again, and it recorded its
+    first hits under every label from then on, for nothing.)"""
+    from tests.exactness import measured_only
+
+    runtime = _omitted_session()
+    measurement = runtime.measurement
+    recorder = measurement._recorder
+    namespace: dict[str, Any] = {}
+
+    def first() -> None:
+        _run_omitted(namespace)
+        measured_only.pooled(1)
+
+    invocation(runtime, first, "a")
+    measurement.data()  # the drain: disarmed
+    probe = namespace["probe"]
+    get_local = sys.monitoring.get_local_events  # type: ignore[attr-defined]
+    armed = []
+    labels = ["b", "c", "d", "e"]
+    for label in labels:
+        invocation(runtime, lambda: (probe(1), measured_only.pooled(1)), label)
+        armed.append(get_local(recorder.tool, probe.__code__))
+        measurement.data()
+    return {
+        "receiving": measurement.receiving,
+        "armed": armed,
+        "labels": _by_label(measurement, labels),
+    }
+
+
+def disarmed_code_keeps_its_id() -> dict[str, Any]:
+    """(labels) The recorder keys what fired by ``id(code)`` (`init_recorder.Expected`,
+    ``_fired``, ``_cut``) and holds no reference to code the drain disarmed as
+    untraced.  Omitted code ran half under "a" (a maintenance pass noted its
+    lines), was disarmed, and every other reference to it is dropped; then new
+    measured code of its size is made until it takes its id or a bound is
+    reached, and run half, a pass, then whole.  The old id must still name the
+    old code object (coverage.py's monitor keeps each code object it saw
+    start), and the new code be recorded as plain coverage.py records it.  (With
+    coverage.py's list of code objects made to keep nothing and its note of the
+    old one dropped, the new code took the id at its first try, the pass retired
+    it by the old code's lines, and its ``return 2`` was lost: lines [2, 3].)"""
+    import gc
+    import types
+    import weakref
+
+    runtime = _omitted_session()
+    measurement = runtime.measurement
+    recorder = measurement._recorder
+    template = _generated_probe()  # (before: the loop below makes code objects only)
+    namespace: dict[str, Any] = {}
+    invocation(runtime, lambda: _run_omitted(namespace), "a")
+    old = namespace["probe"].__code__
+    key, size, alive = id(old), sys.getsizeof(old), weakref.ref(old)
+    measurement.maintain()  # what fired of it: not all (`Expected` notes its lines)
+    measurement.data()  # the drain: disarmed
+    invocation(runtime, lambda: None, "b")  # (the switch: what fired is forgotten)
+    measurement.maintain()
+    del old
+    namespace.clear()
+    gc.collect()
+    expected = recorder._expected
+    named = key in expected._whole or key in expected._lines
+    made = []
+    for _ in range(1000):
+        code = template.replace(co_name="probe")
+        if id(code) == key:
+            break
+        made.append(code)
+    probe = types.FunctionType(code, {})
+    invocation(runtime, lambda: probe(1), "b")
+    measurement.maintain()
+    invocation(runtime, lambda: probe(0), "b")
+    return {
+        "receiving": measurement.receiving,
+        "named": named,
+        "alive": alive() is not None,
+        "reused": id(code) == key,
+        "sizes": [size, sys.getsizeof(code)],
+        **fresh_data(measurement.data(), GENERATED),
+    }
+
+
+def disarmed_code_keeps_its_id_reference() -> dict[str, Any]:
+    """The new code's calls under plain coverage.py."""
+
+    def calls() -> None:
+        import types
+
+        probe = types.FunctionType(_generated_probe(), {})
+        probe(1)
+        probe(0)
+
+    return plain_reference(calls, GENERATED)
+
+
 def drain_during_exit_finish() -> dict[str, Any]:
     """(``--labels``) The shipping thread's drain (a checkpoint's `materialize`)
     replays a start into the fed gate while the shutdown at exit
@@ -1602,6 +1737,9 @@ CASES = {
         finaliser_during_a_drain_reference,
         drain_during_exit_finish,
         first_hits_during_a_reset,
+        untraced_code_stays_disarmed,
+        disarmed_code_keeps_its_id,
+        disarmed_code_keeps_its_id_reference,
     )
 }
 
