@@ -18,6 +18,7 @@ from types import ModuleType
 import pytest
 
 from coverage_runtime.settings import load_settings
+from coverage_runtime.shim import coverage_adapter
 from coverage_runtime.shim.measurement import Measurement
 from tests.harness import imported_sample
 
@@ -508,6 +509,23 @@ def test_compact_drops_the_tracers_of_ended_threads_and_keeps_the_data(measure, 
     lines = measured(m, sample)
     assert line(sample, "other") in lines, "data from the ended threads is kept"
     assert line(sample, "helper") in lines, "measuring goes on after compacting"
+
+
+def test_maintenance_takes_nothing_from_a_gate_that_retires_nothing(measure, sample, core):
+    """On the C tracer a maintenance pass retires nothing (`TraceGate.retires`): it
+    leaves what the tracers recorded where it is, for the checkpoint to take
+    (taking it there cost an unpaced step of everything run since the last take)."""
+    m = measure()
+    sample.helper(1)
+    gate = m._gate
+    assert gate is not None
+    assert m.maintain() == 0
+    live = coverage_adapter.live_data(m.cov)
+    held = any(Path(name) == Path(sample.__file__) and items for name, items in live.items())
+    if core == "ctrace":
+        assert held, "the pass took the tracers' data"
+    else:
+        assert gate.retires
 
 
 def test_threads_started_before_measuring_began(tmp_path, sample, core):

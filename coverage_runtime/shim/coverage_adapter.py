@@ -703,6 +703,7 @@ class Gate(Protocol):
 
     kind: str
     has_tracers: bool  # per-thread tracers that `compact` may let go of
+    retires: bool  # takes the events off code that recorded all it can (`retire`)
     label: str
 
     def pause(self) -> None: ...
@@ -775,6 +776,7 @@ class SysmonGate(Labelled):
 
     kind = "gate"
     has_tracers = False
+    retires = True
 
     def __init__(
         self,
@@ -1336,6 +1338,7 @@ class TraceGate(Labelled):
 
     kind = "gate"
     has_tracers = True
+    retires = False  # a trace function sees every line anyway
 
     def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov
@@ -1421,6 +1424,7 @@ class RestartGate(Labelled):
 
     kind = "restart"
     has_tracers = False
+    retires = False
 
     def __init__(self, cov: Any, *, label: str = "") -> None:
         self._cov = cov

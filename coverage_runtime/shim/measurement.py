@@ -803,6 +803,11 @@ class Measurement:
         always) it does it from its own stream: no coverage.py is needed.
         The pass ends early once ``stop()`` says so (between its steps: other
         work of the shipping thread's waits); the next one goes on from there.
+        A gate that retires nothing (the C tracer's) has no pass: its count
+        alone, of everything run since the last take, was one unpaced step
+        (7.6 ms of an invocation at 8,000 modules with lines on 3.11; 344 ms
+        of CPU over four passes with branches), which the checkpoint does
+        anyway.
         """
         with self._lock:
             gate = self._gate
@@ -810,6 +815,9 @@ class Measurement:
             if self._finished or receiver is None:
                 return 0
             if not isinstance(receiver, init_recorder.InitRecorder):
+                assert gate is not None
+                if not gate.retires:
+                    return 0
                 self._tally_new()
         if isinstance(receiver, init_recorder.InitRecorder):
             return receiver.retire(stop)  # (its own locks; 0 if it handed over meanwhile)
