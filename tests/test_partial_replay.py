@@ -42,6 +42,9 @@ def check_partial_matrix(result: dict[str, Any], *, branches: bool) -> None:
         assert outcome["begun"] < outcome["files_replayed"] < cell["files_full"], cell
         assert 0 < cell["files_held"] < cell["files_full"], cell
         assert cell["arcs"] == ("--branch" in cell["cell"]), cell
+    # A file an earlier replay began (and no snapshot wrote) is written whole when
+    # completed: the budget counts what that replay took of it, not its rest alone.
+    assert any(cell["outcome"]["earlier"] > 0 for cell in cells), cells
 
 
 @pytest.mark.parametrize("interpreter", SYSMON_PYTHONS, ids=lambda p: p.parent.parent.name)
@@ -118,6 +121,10 @@ def test_the_budget_keeps_the_write_and_the_put_of_what_was_replayed():
     assert per_event * 150_010 > share * 0.05
     assert budget.stop_at() == pytest.approx(101.0 - reserve - per_event * 150_010)
     assert budget.admits() is (budget.stop_at() > 100.35 + 2 * 0.2)
+    # A file an earlier replay began: what that replay took of it is written with it.
+    budget.file_started()
+    budget.replayed(10, new=False, earlier=40_000)
+    assert budget.stop_at() == pytest.approx(101.0 - reserve - per_event * 190_020)
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -1263,6 +1263,7 @@ class InitRecorder:
         *,
         written: Container[str] | None = None,
         drop: Callable[[list[str]], None] = lambda names: None,
+        held: Callable[[str], int] = lambda data_name: 0,
     ) -> partial_replay.Outcome:
         """At shutdown: replay what was not replayed yet, file by file, while
         ``budget`` lets, and then nothing more (`close`).  Each file's events
@@ -1280,7 +1281,12 @@ class InitRecorder:
         drain no snapshot followed): ``drop`` removes what was taken of those
         left out (by their names in the data), so they are missing whole, as
         new files left out are, instead of keeping the whole window (and at a
-        large init more) to be completed.
+        large init more) to be completed.  What ``settle`` took of such a file
+        before (``held``: its lines or arcs in the data to write, by its name in
+        the data) is written with it when it is completed: the budget counts
+        it (frozen at 2,000 modules with branches, where the catch-up had fed
+        the first files half their events, the write outgrew an estimate of
+        the rest alone, and the shutdown's upload missed the deadline).
         """
         from coverage_runtime.shim import partial_replay
 
@@ -1307,8 +1313,9 @@ class InitRecorder:
                 replayed += plan.events_of(name)
             budget.replayed(replayed, new=False)
             settle()  # (what the gate holds of a begun file left out below: taken, then dropped)
+            earlier = {name: held(data_name) for name, data_name in names.items() if data_name}
             completed, rest_events = self._replay_admitted(
-                receiver, plan, rest, start_label, budget=budget, settle=settle
+                receiver, plan, rest, start_label, budget=budget, settle=settle, earlier=earlier
             )
             files = len(begun) + len(completed)
             replayed += rest_events
@@ -1337,11 +1344,13 @@ class InitRecorder:
         *,
         budget: partial_replay.Budget,
         settle: Callable[[], None],
+        earlier: Mapping[str, int],
     ) -> tuple[set[str], int]:
         """`drain_within`'s files after the begun ones: ``names`` in order while
         ``budget`` admits one more, taken (``settle``) by groups of whole files;
         a group cut by the budget is dropped.  The files completed, and their
-        events."""
+        events.  ``earlier``: what the data to write held of a file before
+        (an earlier replay's), written with it."""
         from coverage_runtime.shim import partial_replay
 
         fed = self._fed_files
@@ -1361,7 +1370,7 @@ class InitRecorder:
             if not self._deliver_file(receiver, plan.files[name], start_label, budget):
                 receiver.take_labelled()  # the cut group's data: dropped, whole files only
                 return completed, replayed
-            budget.replayed(plan.events_of(name), new=new)
+            budget.replayed(plan.events_of(name), new=new, earlier=earlier.get(name, 0))
             group.append(name)
             group_events += plan.events_of(name)
             if clock() - group_started >= partial_replay.GROUP_SECONDS:

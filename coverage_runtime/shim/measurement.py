@@ -877,7 +877,12 @@ class Measurement:
         budget = partial_replay.Budget(deadline, branch=self.settings.branch)
         try:
             outcome = recorder.drain_within(
-                gate, budget, self._tally_new, written=self._written, drop=self._drop
+                gate,
+                budget,
+                self._tally_new,
+                written=self._written,
+                drop=self._drop,
+                held=self._held,
             )
         except Exception as exc:
             self._gate = None
@@ -935,6 +940,11 @@ class Measurement:
                 group = {name: recorded[name] for name in names[begin : begin + WRITE_FILES]}
                 coverage_adapter.write_recorded(self.cov, group, arcs=arcs)
                 pacing.turn()
+
+    def _held(self, name: str) -> int:
+        """The lines or arcs of file ``name`` (its name in the data) taken to be
+        written and not written yet, under every label.  (The lock is held.)"""
+        return sum(len(recorded.get(name, ())) for recorded in self._outbox.values())
 
     def _drop(self, names: list[str]) -> None:
         """Leave these files out of the data (the shutdown's replay could not

@@ -208,14 +208,16 @@ class Budget:
         """A file's replay begins (or a run of files replayed as one: the begun ones)."""
         self._file_started = self.clock()
 
-    def replayed(self, events: int, *, new: bool) -> float:
+    def replayed(self, events: int, *, new: bool, earlier: int = 0) -> float:
         """The file begun at `file_started` was replayed whole, ``events`` of them
         (``new``: first seen by this replay, its cost an estimate for the next
-        ones); their data is to be written.  Returns its seconds."""
+        ones); their data is to be written, with ``earlier`` lines or arcs an
+        earlier replay took of it (each written as an event's is).  Returns
+        its seconds."""
         started = self._file_started
         seconds = 0.0 if started is None else self.clock() - started
         self._file_started = None
-        self._events += events
+        self._events += events + earlier
         if new:
             self._new_seconds += seconds
             self._new_files += 1

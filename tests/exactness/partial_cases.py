@@ -150,6 +150,11 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
         class Limited(partial_replay.Budget):
             admitted = 0
             looks = 0
+            earlier = 0  # lines or arcs an earlier replay took of files completed
+
+            def replayed(self, events: int, *, new: bool, earlier: int = 0) -> float:
+                Limited.earlier += earlier
+                return super().replayed(events, new=new, earlier=earlier)
 
             def admits(self) -> bool:
                 Limited.admitted += 1
@@ -165,7 +170,7 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
         measurement.finish(10**9)
         result = measurement.replay_outcome
         assert result is not None
-        outcome = {**result._asdict(), "partial": result.partial}
+        outcome = {**result._asdict(), "partial": result.partial, "earlier": Limited.earlier}
     data = measurement.data()
     files: dict[str, Any] = {}
     contexts = sorted(data.measured_contexts())
