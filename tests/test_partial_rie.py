@@ -15,8 +15,16 @@ import pytest
 
 from coverage_runtime import layout
 from tests import synthetic_function
-from tests.harness import REPO_ROOT, runtime_records, shut_down_and_download
+from tests.harness import (
+    REPO_ROOT,
+    client_context,
+    line_of,
+    lines_by_label,
+    runtime_records,
+    shut_down_and_download,
+)
 from tests.test_recorder_rie import sysmon_python  # noqa: F401
+from tests.test_reliability_rie import pauses, release, wait_reached  # noqa: F401
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
 
@@ -178,3 +186,131 @@ def test_a_partial_replay_with_no_bucket_is_never_said_uploaded(
     records = [r for r in every if r.get("reason") == "SIGTERM"]
     errors = [r["message"] for r in records if r["level"] == "ERROR"]
     assert errors == ["coverage not uploaded at shutdown"], records
+
+
+# A function that flushes in every invocation, then runs the plugin its event names
+# (imported on first use), under the caller's label (ClientContext).
+FLUSHING = {
+    "handler.py": '''"""Flushes in every invocation, then runs the plugin the event names."""
+
+import importlib
+
+import coverage_runtime
+
+
+@coverage_runtime.coverage_handler
+def handler(event, context):
+    if event.get("grow"):
+        event["grown"] = True  # marker: grow
+    coverage_runtime.flush()  # marker: flush
+    plugin = importlib.import_module(event["plugin"])  # marker: after
+    return {"plugin": plugin.run()}  # marker: return
+''',
+    "early.py": 'def run():\n    return "early"\n',
+    "late.py": 'def run():\n    return "late"\n',
+}
+BUDGET_MS = 550  # (the RIE's SIGKILL comes ~600 ms after its SIGTERM)
+# The late plugin's replay, the one new file at shutdown, outlasts the replay's end
+# (`partial_replay.Budget.stop_at`: the record's margin and `RESERVE_SECONDS` before
+# the end of the budget, less the write's share of the replay, so from
+# 1.45 x replay >= 550 - 50 - 40 ms on: 318 ms), and leaves the rest of the shutdown
+# ~150 ms before its deadline.
+LATE_DELAY_MS = "350"
+
+
+def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
+    start_function,
+    sysmon_python,  # noqa: F811
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    """The shutdown's replay completes the file S3 holds the data of (re-armed code
+    re-running lines a flush already shipped, under the same label) and leaves out a
+    new one (its replay made slow: ``COVERAGE_TEST_REPLAY_DELAY_MS``): nothing new to
+    send, so nothing is sent, and the one record says so
+    (`CoverageSession.PARTIAL_UNSENT`, not "uploaded partially"); S3 keeps exactly
+    the last flush's object.
+
+    How it comes about: labels (the init recorder stays the receiver, drained when
+    data is needed), and a ``flush()`` in the handler, so that the confirmed upload
+    counts the current invocation (after a checkpoint between invocations, the next
+    one's events come with an invocation count behind, and the shutdown uploads again
+    for the count: "uploaded partially").  Label A, then B: the pre-arm after the
+    switch re-arms what ran (pause point ``prearm``: it runs before the third
+    invocation, whose measured code waits for the measurement lock it holds); the
+    third, under B again, runs a new line before its flush (the flush ships it), and
+    after it lines B's run already holds, then imports the late plugin."""
+    root = tmp_path / "task"
+    root.mkdir()
+    for name, text in FLUSHING.items():
+        (root / name).write_text(text)
+    function = start_function(
+        "handler.handler",
+        task_root=root,
+        command=[sysmon_python, "-m", "coverage_runtime", "handler.handler"],
+        PYTHONPATH=str(REPO_ROOT),
+        COVERAGE_LABELS="client-context",
+        COVERAGE_FLUSH_INTERVAL_SECONDS="0",  # no checkpoint: the flushes alone
+        COVERAGE_SHUTDOWN_BUDGET_MS=str(BUDGET_MS),
+        COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS,
+        COVERAGE_TEST_PAUSE_DIR=str(pauses),
+        COVERAGE_TEST_PAUSE_AT="prearm",
+    )
+
+    def invoke(label: str, **event: object) -> None:
+        done = function.invoke(event, headers=client_context({"coverage-label": label}))
+        assert done.status == 200 and done.body["plugin"], (done.body, function.logs()[-3000:])
+
+    invoke("A", plugin="early")
+    invoke("B", plugin="early")
+    wait_reached(pauses, "prearm")  # (after the response: the switch from A is readied)
+    release(pauses, "prearm")
+    invoke("B", plugin="late", grow=True)
+    [key] = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    flushed = s3.get_object(Bucket=bucket, Key=key)
+    body, etag = flushed["Body"].read(), flushed["ETag"]
+
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    every = runtime_records(logs)
+    shipped = [r["reason"] for r in every if r["message"] == "coverage uploaded"]
+    assert shipped == ["flush", "flush", "flush"], every
+    records = [r for r in every if r.get("reason") == "SIGTERM"]
+    assert "coverage unchanged since last upload" in [r["message"] for r in records], records
+    errors = [r for r in every if r["level"] == "ERROR"]
+    assert len(errors) == 1, every
+    record = errors[0]
+    assert record["message"].startswith(
+        "coverage replayed partially at shutdown, nothing new to upload"
+    ), record
+    assert record["reason"] == "SIGTERM" and record["partial"] is True, record
+    # The handler's file (its lines after the flush) replayed; the late plugin left out.
+    assert (record["files_replayed"], record["files_not_replayed"]) == (1, 1), record
+    assert record["events_replayed"] > 0 and record["events_not_replayed"] > 0, record
+    assert record["shipped_bytes"] == 0 and "recorded_lines" not in record, record  # (None)
+    assert record["s3_uri"].endswith(key), record
+    assert record["last_upload"]["reason"] == "flush", record
+    assert record["last_upload"]["etag"] == etag.strip('"'), record
+    assert record["elapsed_ms"] < BUDGET_MS, record
+
+    # S3 holds exactly the last flush's object: nothing of the shutdown's.
+    [stored] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert stored["Key"] == key and stored["ETag"] == etag
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+    held = tmp_path / "held.coverage"
+    held.write_bytes(body)
+    handler = root / "handler.py"
+    by_line = lines_by_label(held, handler)
+    assert by_line[line_of(handler, "marker: grow")] == {"B"}, by_line
+    for marker in ("flush", "after", "return"):
+        assert by_line[line_of(handler, f"marker: {marker}")] == {"A", "B"}, (marker, by_line)
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(held))
+    data.read()
+    assert str(root / "early.py") in data.measured_files()
+    assert str(root / "late.py") not in data.measured_files()
