@@ -344,6 +344,45 @@ def test_growth_after_a_large_base_ships_as_a_delta_in_the_image(
     assert arcs, "the shutdown's delta holds module 2's arcs"
 
 
+def test_a_partial_replay_with_nothing_new_sends_nothing_in_the_image(
+    image, s3_server, s3, bucket, container_name, tmp_path
+):
+    """The image's Python (3.14: sysmon with branches): the shutdown's partial replay
+    whose replayed file holds nothing new since the last flush sends nothing and says
+    so, and S3 keeps exactly the flush's object (`tests/test_partial_rie.py`, where
+    the host's Pythons run it with lines)."""
+    from tests.test_partial_rie import (
+        FLUSHING_ENV,
+        check_nothing_new_sent,
+        flush_then_import_late,
+        write_flushing,
+    )
+
+    root = write_flushing(tmp_path / "task")
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    pauses.chmod(0o777)  # (the runtime's user in the container writes its pause files)
+    port, _ = start_with_local_s3(
+        container_name, image.name, s3_server, bucket,
+        "--volume", f"{root}:{TASK_ROOT}:ro", "--volume", f"{pauses}:/pauses",
+        command=("handler.handler",),
+        AWS_LAMBDA_FUNCTION_NAME="unsent-test", COVERAGE_BRANCH="true",
+        COVERAGE_TEST_PAUSE_DIR="/pauses", **FLUSHING_ENV,
+    )  # fmt: skip
+
+    def invoke(label: str, **event: object) -> None:
+        headers = client_context({"coverage-label": label})
+        done = post_invocation(port, json.dumps(event).encode(), headers=headers)
+        assert done.status == 200 and done.body["plugin"], done.body
+
+    flushed = flush_then_import_late(invoke, pauses, s3, bucket)
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    started = next(line for line in logs.splitlines() if "coverage runtime started" in line)
+    assert '"core": "sysmon"' in started, started
+    check_nothing_new_sent(logs, flushed, s3, bucket, root, TASK_ROOT, tmp_path, branch=True)
+
+
 def test_the_combiner_runs_in_the_image(
     image, s3_server, s3, bucket, container_name, tmp_path_factory
 ):

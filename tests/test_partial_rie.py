@@ -8,8 +8,9 @@ outgrows the window as a large one does; the large sizes: bench/sizes.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -19,7 +20,6 @@ from tests.harness import (
     REPO_ROOT,
     client_context,
     line_of,
-    lines_by_label,
     runtime_records,
     shut_down_and_download,
 )
@@ -212,10 +212,107 @@ def handler(event, context):
 BUDGET_MS = 550  # (the RIE's SIGKILL comes ~600 ms after its SIGTERM)
 # The late plugin's replay, the one new file at shutdown, outlasts the replay's end
 # (`partial_replay.Budget.stop_at`: the record's margin and `RESERVE_SECONDS` before
-# the end of the budget, less the write's share of the replay, so from
-# 1.45 x replay >= 550 - 50 - 40 ms on: 318 ms), and leaves the rest of the shutdown
-# ~150 ms before its deadline.
-LATE_DELAY_MS = "350"
+# the end of the budget, less the write's share of the replay: from
+# (1 + share) x replay >= 550 - 50 - 40 ms on, 318 ms with lines, 368 ms with
+# branches), and leaves the rest of the shutdown ~100 ms before its deadline.
+LATE_DELAY_MS = "400"
+FLUSHING_ENV = {
+    "COVERAGE_LABELS": "client-context",
+    "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",  # no checkpoint: the flushes alone
+    "COVERAGE_SHUTDOWN_BUDGET_MS": str(BUDGET_MS),
+    "COVERAGE_TEST_REPLAY_DELAY_MS": LATE_DELAY_MS,
+    "COVERAGE_TEST_PAUSE_AT": "prearm",
+}
+
+
+def write_flushing(root: Path) -> Path:
+    root.mkdir()
+    for name, text in FLUSHING.items():
+        (root / name).write_text(text)
+    return root
+
+
+class Flushed(NamedTuple):
+    """The environment's object as the last flush left it."""
+
+    key: str
+    body: bytes
+    etag: str
+
+
+def flush_then_import_late(
+    invoke: Callable[..., None], directory: Path, s3: Any, bucket: str
+) -> Flushed:
+    """Three invocations of `FLUSHING` (``invoke(label, **event)``): under label A,
+    then B (the pre-arm after it re-arms what ran: pause point ``prearm`` in
+    ``directory``, so that it runs before the third invocation, whose measured code
+    waits for the measurement lock it holds), then B again: a new line before the
+    flush (the flush ships it), after it lines B's run already holds, then the late
+    plugin's import."""
+    invoke("A", plugin="early")
+    invoke("B", plugin="early")
+    wait_reached(directory, "prearm")  # (after the response: the switch from A is readied)
+    release(directory, "prearm")
+    invoke("B", plugin="late", grow=True)
+    [key] = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    flushed = s3.get_object(Bucket=bucket, Key=key)
+    return Flushed(key, flushed["Body"].read(), flushed["ETag"])
+
+
+def check_nothing_new_sent(
+    logs: str,
+    flushed: Flushed,
+    s3: Any,
+    bucket: str,
+    sources: Path,
+    measured: str,
+    tmp_path: Path,
+    *,
+    branch: bool,
+) -> None:
+    """After `flush_then_import_late` and SIGTERM: the one record says the replay was
+    partial and nothing new was sent, and S3 holds exactly the last flush's object
+    (``sources``: `FLUSHING` here, ``measured``: the directory the runtime saw)."""
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    every = runtime_records(logs)
+    shipped = [r["reason"] for r in every if r["message"] == "coverage uploaded"]
+    assert shipped == ["flush", "flush", "flush"], every
+    records = [r for r in every if r.get("reason") == "SIGTERM"]
+    assert "coverage unchanged since last upload" in [r["message"] for r in records], records
+    errors = [r for r in every if r["level"] == "ERROR"]
+    assert len(errors) == 1, every
+    record = errors[0]
+    assert record["message"].startswith(
+        "coverage replayed partially at shutdown, nothing new to upload"
+    ), record
+    assert record["reason"] == "SIGTERM" and record["partial"] is True, record
+    # The handler's file (its lines after the flush) replayed; the late plugin left out.
+    assert (record["files_replayed"], record["files_not_replayed"]) == (1, 1), record
+    assert record["events_replayed"] > 0 and record["events_not_replayed"] > 0, record
+    assert record["shipped_bytes"] == 0 and "recorded_lines" not in record, record  # (None)
+    assert record["s3_uri"].endswith(flushed.key), record
+    assert record["last_upload"]["reason"] == "flush", record
+    assert record["last_upload"]["etag"] == flushed.etag.strip('"'), record
+    assert record["elapsed_ms"] < BUDGET_MS, record
+
+    # S3 holds exactly the last flush's object: nothing of the shutdown's.
+    [stored] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert (stored["Key"], stored["ETag"]) == (flushed.key, flushed.etag)
+    assert s3.get_object(Bucket=bucket, Key=flushed.key)["Body"].read() == flushed.body
+    held = tmp_path / "held.coverage"
+    held.write_bytes(flushed.body)
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(held))
+    data.read()
+    assert data.has_arcs() is branch
+    assert f"{measured}/early.py" in data.measured_files()
+    assert f"{measured}/late.py" not in data.measured_files()
+    by_line = data.contexts_by_lineno(f"{measured}/handler.py")
+    handler = sources / "handler.py"
+    assert by_line[line_of(handler, "marker: grow")] == ["B"], by_line
+    for marker in ("flush", "after", "return"):
+        assert sorted(by_line[line_of(handler, f"marker: {marker}")]) == ["A", "B"], marker
 
 
 def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
@@ -237,80 +334,25 @@ def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
     data is needed), and a ``flush()`` in the handler, so that the confirmed upload
     counts the current invocation (after a checkpoint between invocations, the next
     one's events come with an invocation count behind, and the shutdown uploads again
-    for the count: "uploaded partially").  Label A, then B: the pre-arm after the
-    switch re-arms what ran (pause point ``prearm``: it runs before the third
-    invocation, whose measured code waits for the measurement lock it holds); the
-    third, under B again, runs a new line before its flush (the flush ships it), and
-    after it lines B's run already holds, then imports the late plugin."""
-    root = tmp_path / "task"
-    root.mkdir()
-    for name, text in FLUSHING.items():
-        (root / name).write_text(text)
+    for the count: "uploaded partially"); see `flush_then_import_late`.  (In the
+    image with branches: `test_container.py`.)"""
+    root = write_flushing(tmp_path / "task")
     function = start_function(
         "handler.handler",
         task_root=root,
         command=[sysmon_python, "-m", "coverage_runtime", "handler.handler"],
         PYTHONPATH=str(REPO_ROOT),
-        COVERAGE_LABELS="client-context",
-        COVERAGE_FLUSH_INTERVAL_SECONDS="0",  # no checkpoint: the flushes alone
-        COVERAGE_SHUTDOWN_BUDGET_MS=str(BUDGET_MS),
-        COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS,
         COVERAGE_TEST_PAUSE_DIR=str(pauses),
-        COVERAGE_TEST_PAUSE_AT="prearm",
+        **FLUSHING_ENV,
     )
 
     def invoke(label: str, **event: object) -> None:
         done = function.invoke(event, headers=client_context({"coverage-label": label}))
         assert done.status == 200 and done.body["plugin"], (done.body, function.logs()[-3000:])
 
-    invoke("A", plugin="early")
-    invoke("B", plugin="early")
-    wait_reached(pauses, "prearm")  # (after the response: the switch from A is readied)
-    release(pauses, "prearm")
-    invoke("B", plugin="late", grow=True)
-    [key] = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    flushed = s3.get_object(Bucket=bucket, Key=key)
-    body, etag = flushed["Body"].read(), flushed["ETag"]
-
+    flushed = flush_then_import_late(invoke, pauses, s3, bucket)
     function.signal_shutdown()
     assert function.wait(timeout=15) == 0
-    logs = function.logs()
-    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
-    every = runtime_records(logs)
-    shipped = [r["reason"] for r in every if r["message"] == "coverage uploaded"]
-    assert shipped == ["flush", "flush", "flush"], every
-    records = [r for r in every if r.get("reason") == "SIGTERM"]
-    assert "coverage unchanged since last upload" in [r["message"] for r in records], records
-    errors = [r for r in every if r["level"] == "ERROR"]
-    assert len(errors) == 1, every
-    record = errors[0]
-    assert record["message"].startswith(
-        "coverage replayed partially at shutdown, nothing new to upload"
-    ), record
-    assert record["reason"] == "SIGTERM" and record["partial"] is True, record
-    # The handler's file (its lines after the flush) replayed; the late plugin left out.
-    assert (record["files_replayed"], record["files_not_replayed"]) == (1, 1), record
-    assert record["events_replayed"] > 0 and record["events_not_replayed"] > 0, record
-    assert record["shipped_bytes"] == 0 and "recorded_lines" not in record, record  # (None)
-    assert record["s3_uri"].endswith(key), record
-    assert record["last_upload"]["reason"] == "flush", record
-    assert record["last_upload"]["etag"] == etag.strip('"'), record
-    assert record["elapsed_ms"] < BUDGET_MS, record
-
-    # S3 holds exactly the last flush's object: nothing of the shutdown's.
-    [stored] = s3.list_objects_v2(Bucket=bucket)["Contents"]
-    assert stored["Key"] == key and stored["ETag"] == etag
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-    held = tmp_path / "held.coverage"
-    held.write_bytes(body)
-    handler = root / "handler.py"
-    by_line = lines_by_label(held, handler)
-    assert by_line[line_of(handler, "marker: grow")] == {"B"}, by_line
-    for marker in ("flush", "after", "return"):
-        assert by_line[line_of(handler, f"marker: {marker}")] == {"A", "B"}, (marker, by_line)
-    from coverage import CoverageData
-
-    data = CoverageData(basename=str(held))
-    data.read()
-    assert str(root / "early.py") in data.measured_files()
-    assert str(root / "late.py") not in data.measured_files()
+    check_nothing_new_sent(
+        function.logs(), flushed, s3, bucket, root, str(root), tmp_path, branch=False
+    )
