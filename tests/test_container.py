@@ -344,17 +344,20 @@ def test_growth_after_a_large_base_ships_as_a_delta_in_the_image(
     assert arcs, "the shutdown's delta holds module 2's arcs"
 
 
-def test_a_partial_replay_with_nothing_new_sends_nothing_in_the_image(
-    image, s3_server, s3, bucket, container_name, tmp_path
+@pytest.mark.parametrize("plugin", ["late", "early"], ids=["partial", "whole"])
+def test_a_replay_with_nothing_new_sends_nothing_in_the_image(
+    image, s3_server, s3, bucket, container_name, tmp_path, plugin
 ):
-    """The image's Python (3.14: sysmon with branches): the shutdown's partial replay
-    whose replayed file holds nothing new since the last flush sends nothing and says
-    so, and S3 keeps exactly the flush's object (`tests/test_partial_rie.py`, where
-    the host's Pythons run it with lines)."""
+    """The image's Python (3.14: sysmon with branches): a shutdown whose replay of the
+    recorded events finds nothing new since the last flush takes no snapshot and
+    sends nothing, and S3 keeps exactly the flush's object; when the replay left a
+    new file out (``late``), the one record says so (`tests/test_partial_rie.py`,
+    where the host's Pythons run both with lines)."""
     from tests.test_partial_rie import (
         FLUSHING_ENV,
+        LATE_DELAY_MS,
         check_nothing_new_sent,
-        flush_then_import_late,
+        flush_then_run,
         write_flushing,
     )
 
@@ -367,7 +370,8 @@ def test_a_partial_replay_with_nothing_new_sends_nothing_in_the_image(
         "--volume", f"{root}:{TASK_ROOT}:ro", "--volume", f"{pauses}:/pauses",
         command=("handler.handler",),
         AWS_LAMBDA_FUNCTION_NAME="unsent-test", COVERAGE_BRANCH="true",
-        COVERAGE_TEST_PAUSE_DIR="/pauses", **FLUSHING_ENV,
+        COVERAGE_TEST_PAUSE_DIR="/pauses", COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS,
+        **FLUSHING_ENV,
     )  # fmt: skip
 
     def invoke(label: str, **event: object) -> None:
@@ -375,12 +379,15 @@ def test_a_partial_replay_with_nothing_new_sends_nothing_in_the_image(
         done = post_invocation(port, json.dumps(event).encode(), headers=headers)
         assert done.status == 200 and done.body["plugin"], done.body
 
-    flushed = flush_then_import_late(invoke, pauses, s3, bucket)
+    flushed = flush_then_run(invoke, pauses, s3, bucket, plugin)
     code, logs, _ = stop(container_name)
     assert code == 0, logs
     started = next(line for line in logs.splitlines() if "coverage runtime started" in line)
     assert '"core": "sysmon"' in started, started
-    check_nothing_new_sent(logs, flushed, s3, bucket, root, TASK_ROOT, tmp_path, branch=True)
+    partial = plugin == "late"
+    check_nothing_new_sent(
+        logs, pauses, flushed, s3, bucket, root, TASK_ROOT, tmp_path, branch=True, partial=partial
+    )
 
 
 def test_the_combiner_runs_in_the_image(
