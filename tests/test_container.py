@@ -370,7 +370,7 @@ def test_a_replay_with_nothing_new_sends_nothing_in_the_image(
         "--volume", f"{root}:{TASK_ROOT}:ro", "--volume", f"{pauses}:/pauses",
         command=("handler.handler",),
         AWS_LAMBDA_FUNCTION_NAME="unsent-test", COVERAGE_BRANCH="true",
-        COVERAGE_TEST_PAUSE_DIR="/pauses", COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS,
+        COVERAGE_TEST_PAUSE_DIR="/pauses", COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS[True],
         **FLUSHING_ENV,
     )  # fmt: skip
 
