@@ -344,6 +344,52 @@ def test_growth_after_a_large_base_ships_as_a_delta_in_the_image(
     assert arcs, "the shutdown's delta holds module 2's arcs"
 
 
+@pytest.mark.parametrize("plugin", ["late", "early"], ids=["partial", "whole"])
+def test_a_replay_with_nothing_new_sends_nothing_in_the_image(
+    image, s3_server, s3, bucket, container_name, tmp_path, plugin
+):
+    """The image's Python (3.14: sysmon with branches): a shutdown whose replay of the
+    recorded events finds nothing new since the last flush takes no snapshot and
+    sends nothing, and S3 keeps exactly the flush's object; when the replay left a
+    new file out (``late``), the one record says so (`tests/test_partial_rie.py`,
+    where the host's Pythons run both with lines)."""
+    from tests.test_partial_rie import (
+        FLUSHING_ENV,
+        LATE_DELAY_MS,
+        check_nothing_new_sent,
+        flush_then_run,
+        write_flushing,
+    )
+
+    root = write_flushing(tmp_path / "task")
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    pauses.chmod(0o777)  # (the runtime's user in the container writes its pause files)
+    port, _ = start_with_local_s3(
+        container_name, image.name, s3_server, bucket,
+        "--volume", f"{root}:{TASK_ROOT}:ro", "--volume", f"{pauses}:/pauses",
+        command=("handler.handler",),
+        AWS_LAMBDA_FUNCTION_NAME="unsent-test", COVERAGE_BRANCH="true",
+        COVERAGE_TEST_PAUSE_DIR="/pauses", COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS[True],
+        **FLUSHING_ENV,
+    )  # fmt: skip
+
+    def invoke(label: str, **event: object) -> None:
+        headers = client_context({"coverage-label": label})
+        done = post_invocation(port, json.dumps(event).encode(), headers=headers)
+        assert done.status == 200 and done.body["plugin"], done.body
+
+    flushed = flush_then_run(invoke, pauses, s3, bucket, plugin)
+    code, logs, _ = stop(container_name)
+    assert code == 0, logs
+    started = next(line for line in logs.splitlines() if "coverage runtime started" in line)
+    assert '"core": "sysmon"' in started, started
+    partial = plugin == "late"
+    check_nothing_new_sent(
+        logs, pauses, flushed, s3, bucket, root, TASK_ROOT, tmp_path, branch=True, partial=partial
+    )
+
+
 def test_the_combiner_runs_in_the_image(
     image, s3_server, s3, bucket, container_name, tmp_path_factory
 ):

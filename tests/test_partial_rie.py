@@ -8,15 +8,23 @@ outgrows the window as a large one does; the large sizes: bench/sizes.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from coverage_runtime import layout
 from tests import synthetic_function
-from tests.harness import REPO_ROOT, runtime_records, shut_down_and_download
+from tests.harness import (
+    REPO_ROOT,
+    client_context,
+    line_of,
+    runtime_records,
+    shut_down_and_download,
+)
 from tests.test_recorder_rie import sysmon_python  # noqa: F401
+from tests.test_reliability_rie import pauses, release, wait_reached  # noqa: F401
 
 pytestmark = [pytest.mark.rie, pytest.mark.slow]
 
@@ -178,3 +186,229 @@ def test_a_partial_replay_with_no_bucket_is_never_said_uploaded(
     records = [r for r in every if r.get("reason") == "SIGTERM"]
     errors = [r["message"] for r in records if r["level"] == "ERROR"]
     assert errors == ["coverage not uploaded at shutdown"], records
+
+
+# A function that flushes in every invocation, then runs the plugin its event names
+# (imported on first use), under the caller's label (ClientContext).
+FLUSHING = {
+    "handler.py": '''"""Flushes in every invocation, then runs the plugin the event names."""
+
+import importlib
+
+import coverage_runtime
+
+
+@coverage_runtime.coverage_handler
+def handler(event, context):
+    if event.get("grow"):
+        event["grown"] = True  # marker: grow
+    coverage_runtime.flush()  # marker: flush
+    plugin = importlib.import_module(event["plugin"])  # marker: after
+    return {"plugin": plugin.run()}  # marker: return
+''',
+    "early.py": 'def run():\n    return "early"\n',
+    "late.py": 'def run():\n    return "late"\n',
+}
+BUDGET_MS = 550  # (the RIE's SIGKILL comes ~600 ms after its SIGTERM)
+# The late plugin's replay, the one new file at shutdown, outlasts the replay's end
+# (`partial_replay.Budget.stop_at`: the record's margin and `RESERVE_SECONDS` before
+# the end of the budget, less the write's share of the replay: from
+# (1 + share) x replay >= 550 - 50 - 40 ms on, 318 ms with lines, 368 ms with
+# branches), and leaves the rest of the shutdown ~150 / ~100 ms before its deadline
+# (it took ~6 ms).  By branch:
+LATE_DELAY_MS = {False: "350", True: "400"}
+FLUSHING_ENV = {
+    "COVERAGE_LABELS": "client-context",
+    "COVERAGE_FLUSH_INTERVAL_SECONDS": "0",  # no checkpoint: the flushes alone
+    "COVERAGE_SHUTDOWN_BUDGET_MS": str(BUDGET_MS),
+    "COVERAGE_TEST_PAUSE_AT": "prearm,shutdown-snapshot",
+}
+
+
+def write_flushing(root: Path) -> Path:
+    root.mkdir()
+    for name, text in FLUSHING.items():
+        (root / name).write_text(text)
+    return root
+
+
+class Flushed(NamedTuple):
+    """The environment's object as the last flush left it."""
+
+    key: str
+    body: bytes
+    etag: str
+
+
+def flush_then_run(
+    invoke: Callable[..., None], directory: Path, s3: Any, bucket: str, plugin: str
+) -> Flushed:
+    """Three invocations of `FLUSHING` (``invoke(label, **event)``): under label A,
+    then B (the pre-arm after it re-arms what ran: pause point ``prearm`` in
+    ``directory``, so that it runs before the third invocation, whose measured code
+    waits for the measurement lock it holds), then B again: a new line before the
+    flush (the flush ships it), after it lines B's run already holds, then
+    ``plugin``'s (``early``: re-armed code B's run holds too; ``late``: a new file).
+    The shutdown's snapshot, if it takes one, only marks pause point
+    ``shutdown-snapshot``."""
+    release(directory, "shutdown-snapshot")  # (marked only: never held)
+    invoke("A", plugin="early")
+    invoke("B", plugin="early")
+    wait_reached(directory, "prearm")  # (after the response: the switch from A is readied)
+    release(directory, "prearm")
+    invoke("B", plugin=plugin, grow=True)
+    [key] = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    flushed = s3.get_object(Bucket=bucket, Key=key)
+    return Flushed(key, flushed["Body"].read(), flushed["ETag"])
+
+
+def check_nothing_new_sent(
+    logs: str,
+    directory: Path,
+    flushed: Flushed,
+    s3: Any,
+    bucket: str,
+    sources: Path,
+    measured: str,
+    tmp_path: Path,
+    *,
+    branch: bool,
+    partial: bool,
+) -> None:
+    """After `flush_then_run` and SIGTERM: the shutdown found nothing new from its
+    counts (no snapshot: the data file neither written nor read) and sent nothing,
+    and S3 holds exactly the last flush's object (``sources``: `FLUSHING` here,
+    ``measured``: the directory the runtime saw).  ``partial``: its replay left the
+    late plugin out, and the one record says so; else there is no record of a loss."""
+    assert "did not exit after deadline" not in logs, "SIGKILLed: " + logs[-3000:]
+    every = runtime_records(logs)
+    shipped = [r["reason"] for r in every if r["message"] == "coverage uploaded"]
+    assert shipped == ["flush", "flush", "flush"], every
+    records = [r for r in every if r.get("reason") == "SIGTERM"]
+    assert "coverage unchanged since last upload" in [r["message"] for r in records], records
+    assert not (directory / "shutdown-snapshot.reached").exists(), records
+    errors = [r for r in every if r["level"] in ("ERROR", "WARN")]
+    assert len(errors) == int(partial), every
+    if partial:
+        check_partial_unsent_record(errors[0], flushed)
+
+    # S3 holds exactly the last flush's object: nothing of the shutdown's.
+    [stored] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert (stored["Key"], stored["ETag"]) == (flushed.key, flushed.etag)
+    assert s3.get_object(Bucket=bucket, Key=flushed.key)["Body"].read() == flushed.body
+    held = tmp_path / "held.coverage"
+    held.write_bytes(flushed.body)
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(held))
+    data.read()
+    assert data.has_arcs() is branch
+    assert f"{measured}/early.py" in data.measured_files()
+    assert f"{measured}/late.py" not in data.measured_files()
+    by_line = data.contexts_by_lineno(f"{measured}/handler.py")
+    handler = sources / "handler.py"
+    assert by_line[line_of(handler, "marker: grow")] == ["B"], by_line
+    for marker in ("flush", "after", "return"):
+        assert sorted(by_line[line_of(handler, f"marker: {marker}")]) == ["A", "B"], marker
+
+
+def check_partial_unsent_record(record: dict[str, Any], flushed: Flushed) -> None:
+    """`CoverageSession.PARTIAL_UNSENT`'s record: the handler's file (its lines after
+    the flush) replayed, the late plugin left out, nothing sent."""
+    assert record["level"] == "ERROR" and record["message"].startswith(
+        "coverage replayed partially at shutdown, nothing new to upload"
+    ), record
+    assert record["reason"] == "SIGTERM" and record["partial"] is True, record
+    assert (record["files_replayed"], record["files_not_replayed"]) == (1, 1), record
+    assert record["events_replayed"] > 0 and record["events_not_replayed"] > 0, record
+    assert record["shipped_bytes"] == 0 and "recorded_lines" not in record, record  # (None)
+    assert record["s3_uri"].endswith(flushed.key), record
+    assert record["last_upload"]["reason"] == "flush", record
+    assert record["last_upload"]["etag"] == flushed.etag.strip('"'), record
+    assert record["elapsed_ms"] < BUDGET_MS, record
+
+
+def start_flushing(
+    start_function: Callable[..., Any], python: str, tmp_path: Path, directory: Path, **env: str
+) -> tuple[Any, Path, Callable[..., None]]:
+    """`FLUSHING` under the RIE on ``python`` (pause points in ``directory``): the
+    function, its task root, and ``invoke(label, **event)``."""
+    root = write_flushing(tmp_path / "task")
+    function = start_function(
+        "handler.handler",
+        task_root=root,
+        command=[python, "-m", "coverage_runtime", "handler.handler"],
+        PYTHONPATH=str(REPO_ROOT),
+        COVERAGE_TEST_PAUSE_DIR=str(directory),
+        **FLUSHING_ENV,
+        **env,
+    )
+
+    def invoke(label: str, **event: object) -> None:
+        done = function.invoke(event, headers=client_context({"coverage-label": label}))
+        assert done.status == 200 and done.body["plugin"], (done.body, function.logs()[-3000:])
+
+    return function, root, invoke
+
+
+def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
+    start_function,
+    sysmon_python,  # noqa: F811
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    """The shutdown's replay completes the file S3 holds the data of (re-armed code
+    re-running lines a flush already shipped, under the same label) and leaves out a
+    new one (its replay made slow: ``COVERAGE_TEST_REPLAY_DELAY_MS``): nothing new to
+    send, so nothing is sent, and the one record says so
+    (`CoverageSession.PARTIAL_UNSENT`, not "uploaded partially"); S3 keeps exactly
+    the last flush's object.
+
+    How it comes about: labels (the init recorder stays the receiver, drained when
+    data is needed), and a ``flush()`` in the handler, so that the confirmed upload
+    counts the current invocation (after a checkpoint between invocations, the next
+    one's events come with an invocation count behind, and the shutdown uploads again
+    for the count: "uploaded partially"); see `flush_then_run`.  (In the image with
+    branches: `test_container.py`.)"""
+    function, root, invoke = start_flushing(
+        start_function,
+        sysmon_python,
+        tmp_path,
+        pauses,
+        COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS[False],
+    )
+    flushed = flush_then_run(invoke, pauses, s3, bucket, "late")
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    check_nothing_new_sent(
+        logs, pauses, flushed, s3, bucket, root, str(root), tmp_path, branch=False, partial=True
+    )
+
+
+def test_a_replay_of_recorded_events_that_hold_nothing_new_takes_no_snapshot(
+    start_function,
+    sysmon_python,  # noqa: F811
+    s3,
+    bucket,
+    tmp_path,
+    pauses,  # noqa: F811
+):
+    """Labels (the default): what the recorder holds at SIGTERM is re-armed code
+    re-running lines the last flush shipped; the shutdown replays it all, and its
+    counts then say nothing is new: no snapshot (the data file neither written nor
+    read: at 8,000 modules with branches ~60 MB), nothing sent, no record of a loss,
+    as when nothing ran at all (`test_reliability_rie`: the C tracer).  Before, the
+    events the replay had taken still counted as waiting, and the shutdown wrote and
+    read the data file to find nothing new.  (In the image with branches:
+    `test_container.py`.)"""
+    function, root, invoke = start_flushing(start_function, sysmon_python, tmp_path, pauses)
+    flushed = flush_then_run(invoke, pauses, s3, bucket, "early")
+    function.signal_shutdown()
+    assert function.wait(timeout=15) == 0
+    logs = function.logs()
+    check_nothing_new_sent(
+        logs, pauses, flushed, s3, bucket, root, str(root), tmp_path, branch=False, partial=False
+    )

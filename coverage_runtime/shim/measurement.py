@@ -963,10 +963,16 @@ class Measurement:
         last take (it re-adds what runs again), so the runtime's billed path
         never calls it (`CoverageSession.between_invocations`).  Before the hand-over what
         the init recorder holds is not counted yet: ``waiting`` says how many
-        events (`materialize` first for complete counts)."""
+        events (`materialize` first for complete counts).  None once the shutdown's
+        replay ran (`_replay_within`): the stream it leaves in the recorder is
+        counted, or left out for good (`partial`), never replayed again."""
         with self._lock:
             receiver = self._receiver()
-            waiting = receiver.waiting if isinstance(receiver, init_recorder.InitRecorder) else 0
+            waiting = (
+                receiver.waiting
+                if isinstance(receiver, init_recorder.InitRecorder) and self.replay_outcome is None
+                else 0
+            )
             self._tally_new()
             tally = self._tally
             return Snapshot(

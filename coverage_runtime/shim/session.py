@@ -1026,9 +1026,12 @@ class CoverageSession:
 
     def _unchanged_since_upload(self) -> bool:
         """Does S3 hold everything measured (the shutdown's replay done)?  From the
-        counts alone: the same test as `_grew`'s on a snapshot, without taking one."""
-        if self.measurement.partial is not None:
-            return False
+        counts alone: the same test as `_grew`'s on a snapshot, without taking one.
+        After a partial replay too (labels: a confirmed upload, then events of files
+        S3 holds and of files the replay left out): what it left out is never
+        shipped, and `_log_partial` says so.  (Before, that case and any replay of
+        recorded events, which still counted as waiting, wrote and read the data
+        file to find nothing new, and skipped the base's read-back.)"""
         counts = self.measurement.counts()
         with self._state:
             return self._confirmed > 0 and not self._measured_more(counts)
