@@ -329,7 +329,8 @@ def early(args, root, size, config, s3, bucket, scratch) -> Sample:
     sample.early = shutdown_outcome(logs)
     for record in json_records(logs):
         message = record.get("message", "")
-        if message == "coverage uploaded" or LOSS in message or PARTIAL in message:
+        said = (LOSS, PARTIAL, PARTIAL_UNSENT)
+        if message == "coverage uploaded" or any(part in message for part in said):
             keys = ("reason", "error_message", "elapsed_ms", "upload_ms", "bytes", "lost_bytes")
             keys += ("files_replayed", "files_not_replayed", "events_not_replayed")
             sample.early_detail = {k: record[k] for k in keys if record.get(k) is not None}
