@@ -16,6 +16,9 @@ down right after its first response does before the upload:
   snapshot (the tally, coverage.py's SQLite write, reading the bytes back);
 * plain coverage.py (``--plain``): ``Coverage(...).start()`` before the
   import, then ``stop()`` and ``save()`` (its SQLite write) and the read;
+  with ``--growth 10`` after ten invocations instead of one (the function's
+  whole coverage: what a shutdown after growth with nothing shipped before
+  would have to write);
 * ``--off``: the import and the invocation alone.
 
 So (shim's init + shutdown) against (plain's init + save) says what of the
@@ -335,6 +338,12 @@ def plain(args: argparse.Namespace, data_file: str, result: dict[str, Any]) -> N
     cov = timed(init, "import coverage + Coverage() + start", build)
     handler = timed(init, "import the handler", lambda: importlib.import_module("handler"))
     timed(init, "first invocation", lambda: handler.handler({"k": 0}, None))
+    if args.growth > 1:  # (events 0-9 reach all the function's coverage)
+        timed(
+            init,
+            f"invocations 2-{args.growth}",
+            lambda: [handler.handler({"k": k}, None) for k in range(1, args.growth)],
+        )
     result["init_ms"] = {k: round(v * 1000, 2) for k, v in init.items()}
     if args.gc_off:
         import gc
@@ -381,6 +390,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--gil", action="store_true", help="how late a timed wait wakes during the shutdown"
+    )
+    parser.add_argument(
+        "--growth",
+        type=int,
+        default=1,
+        help="(--plain) this many invocations before the save: 10 reach all the coverage",
     )
     parser.add_argument(
         "--gc-off",
