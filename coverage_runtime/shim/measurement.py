@@ -941,10 +941,16 @@ class Measurement:
                 coverage_adapter.write_recorded(self.cov, group, arcs=arcs)
                 pacing.turn()
 
-    def _held(self, name: str) -> int:
-        """The lines or arcs of file ``name`` (its name in the data) taken to be
-        written and not written yet, under every label.  (The lock is held.)"""
-        return sum(len(recorded.get(name, ())) for recorded in self._outbox.values())
+    def _held(self) -> dict[str, int]:
+        """The lines or arcs taken to be written and not written yet, under every
+        label, by file name in the data.  (The lock is held.)  One pass over what
+        is to be written, whatever the number of labels or files replayed."""
+        held: dict[str, int] = {}
+        get = held.get
+        for recorded in self._outbox.values():
+            for name, items in recorded.items():
+                held[name] = get(name, 0) + len(items)
+        return held
 
     def _drop(self, names: list[str]) -> None:
         """Leave these files out of the data (the shutdown's replay could not

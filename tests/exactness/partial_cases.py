@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 MODULES = 24
 ADMITTED = 5  # new files the `partial` budget admits
@@ -151,6 +151,11 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
             admitted = 0
             looks = 0
             earlier = 0  # lines or arcs an earlier replay took of files completed
+            made: ClassVar[list[partial_replay.Budget]] = []
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                Limited.made.append(self)
 
             def replayed(self, events: int, *, new: bool, earlier: int = 0) -> float:
                 Limited.earlier += earlier
@@ -171,6 +176,11 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
         result = measurement.replay_outcome
         assert result is not None
         outcome = {**result._asdict(), "partial": result.partial, "earlier": Limited.earlier}
+        # What the shutdown's write then holds (lines or arcs, under every label)
+        # against what the budget counted to be written (events and earlier data).
+        outbox = measurement._outbox.values()
+        outcome["to_write"] = sum(len(items) for recorded in outbox for items in recorded.values())
+        outcome["counted"] = Limited.made[-1]._events
     data = measurement.data()
     files: dict[str, Any] = {}
     contexts = sorted(data.measured_contexts())
