@@ -1311,7 +1311,8 @@ class InitRecorder:
             }
             rest = [name for name in plan.files if name not in begun]
             # What earlier replays fed, taken into the data to write, by file: of
-            # the rest, written only with the file's completion; all else, written.
+            # the rest, written only with the file's completion (else dropped with
+            # it); all else, written.
             settle()
             pending = held()
             earlier = {name: pending.get(names.get(name) or "", 0) for name in rest}
@@ -1324,7 +1325,7 @@ class InitRecorder:
                 self._deliver_file(receiver, plan.files[name], start_label)
                 replayed += plan.events_of(name)
             budget.replayed(replayed, new=False, earlier=before)
-            settle()  # (what the gate holds of a begun file left out below: taken, then dropped)
+            settle()  # (what the begun files' replay recorded)
             completed, rest_events = self._replay_admitted(
                 receiver, plan, rest, start_label, budget=budget, settle=settle, earlier=earlier
             )
