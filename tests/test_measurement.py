@@ -528,6 +528,27 @@ def test_maintenance_takes_nothing_from_a_gate_that_retires_nothing(measure, sam
         assert gate.retires
 
 
+def test_maintenance_counts_what_label_switches_parked_on_a_gate_that_retires_nothing(
+    measure, sample, core
+):
+    """With labels changing, each switch on the C tracer parks a copy of all its
+    label ran (it records every line each time it runs): a maintenance pass,
+    which retires nothing there, still counts what the switches parked, so
+    between checkpoints (none at all with ``COVERAGE_FLUSH_INTERVAL_SECONDS=0``)
+    the gate's memory does not grow with every switch, nor the shutdown's count
+    of it.  What ran since the last switch stays for the checkpoint to take."""
+    m = measure()
+    gate = m._gate
+    assert gate is not None
+    for n in range(40):
+        m.switch_label("a" if n % 2 else "b")
+        sample.helper(n)
+        m.maintain()
+    assert len(gate._parked) <= 1, "the switches' copies were kept until a checkpoint"
+    assert lines_under(m, sample, "a") == {line(sample, "helper")}
+    assert lines_under(m, sample, "b") == {line(sample, "helper")}
+
+
 def test_threads_started_before_measuring_began(tmp_path, sample, core):
     """The one thread limit left, and only on the trace cores: a thread already
     running when coverage.py starts is never traced (``threading.settrace`` reaches

@@ -1263,7 +1263,7 @@ class InitRecorder:
         *,
         written: Container[str] | None = None,
         drop: Callable[[list[str]], None] = lambda names: None,
-        held: Callable[[str], int] = lambda data_name: 0,
+        held: Callable[[], Mapping[str, int]] = dict,
     ) -> partial_replay.Outcome:
         """At shutdown: replay what was not replayed yet, file by file, while
         ``budget`` lets, and then nothing more (`close`).  Each file's events
@@ -1281,12 +1281,17 @@ class InitRecorder:
         drain no snapshot followed): ``drop`` removes what was taken of those
         left out (by their names in the data), so they are missing whole, as
         new files left out are, instead of keeping the whole window (and at a
-        large init more) to be completed.  What ``settle`` took of such a file
-        before (``held``: its lines or arcs in the data to write, by its name in
-        the data) is written with it when it is completed: the budget counts
-        it (frozen at 2,000 modules with branches, where the catch-up had fed
-        the first files half their events, the write outgrew an estimate of
-        the rest alone, and the shutdown's upload missed the deadline).
+        large init more) to be completed.
+
+        The budget counts all that the data to write holds from before
+        (``held``: lines or arcs by file name in the data, once ``settle``
+        took what earlier replays fed): of a file left out it is dropped, of
+        one completed it is written with the rest of it (frozen at 2,000
+        modules with branches, where the catch-up had fed the first files
+        half their events, the write outgrew an estimate of the rest alone,
+        and the shutdown's upload missed the deadline), and so is all of a
+        file an earlier replay fed whole (no event of it left to replay) and
+        the earlier data of a begun file.
         """
         from coverage_runtime.shim import partial_replay
 
@@ -1305,15 +1310,22 @@ class InitRecorder:
                 name for name, data_name in names.items() if written is None or data_name in written
             }
             rest = [name for name in plan.files if name not in begun]
+            # What earlier replays fed, taken into the data to write, by file: of
+            # the rest, written only with the file's completion (else dropped with
+            # it); all else, written.
+            settle()
+            pending = held()
+            earlier = {name: pending.get(names.get(name) or "", 0) for name in rest}
+            later = {names[name] for name in rest if names.get(name)}
+            before = sum(count for data_name, count in pending.items() if data_name not in later)
             replayed = 0
             budget.file_started()
             for name in [name for name in plan.files if name in begun]:  # (stream order)
                 # (No clock: the shutdown's own deadline still bounds it.)
                 self._deliver_file(receiver, plan.files[name], start_label)
                 replayed += plan.events_of(name)
-            budget.replayed(replayed, new=False)
-            settle()  # (what the gate holds of a begun file left out below: taken, then dropped)
-            earlier = {name: held(data_name) for name, data_name in names.items() if data_name}
+            budget.replayed(replayed, new=False, earlier=before)
+            settle()  # (what the begun files' replay recorded)
             completed, rest_events = self._replay_admitted(
                 receiver, plan, rest, start_label, budget=budget, settle=settle, earlier=earlier
             )

@@ -212,8 +212,9 @@ class Budget:
         """The file begun at `file_started` was replayed whole, ``events`` of them
         (``new``: first seen by this replay, its cost an estimate for the next
         ones); their data is to be written, with ``earlier`` lines or arcs an
-        earlier replay took of it (each written as an event's is).  Returns
-        its seconds."""
+        earlier replay took of it (each written as an event's is; for the begun
+        run, all that earlier replays fed of files not left to this one's
+        choice).  Returns its seconds."""
         started = self._file_started
         seconds = 0.0 if started is None else self.clock() - started
         self._file_started = None

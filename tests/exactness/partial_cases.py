@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 MODULES = 24
 ADMITTED = 5  # new files the `partial` budget admits
@@ -151,6 +151,11 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
             admitted = 0
             looks = 0
             earlier = 0  # lines or arcs an earlier replay took of files completed
+            made: ClassVar[list[partial_replay.Budget]] = []
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                Limited.made.append(self)
 
             def replayed(self, events: int, *, new: bool, earlier: int = 0) -> float:
                 Limited.earlier += earlier
@@ -164,6 +169,19 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
                 Limited.looks += 1
                 return kind == "cut" and Limited.looks > CUT_AFTER
 
+        # What earlier replays fed, in the data to write when the shutdown's replay
+        # first asks (`Measurement._held`, once its first settle took it), by file.
+        pending: dict[str, int] = {}
+        held = measurement._held
+
+        def held_first(*args: Any) -> Any:
+            if not pending:
+                for recorded in measurement._outbox.values():
+                    for name, items in recorded.items():
+                        pending[name] = pending.get(name, 0) + len(items)
+            return held(*args)
+
+        measurement._held = held_first  # type: ignore[method-assign]
         partial_replay.CLOCK_EVERY = 4  # (a look at the clock every 4 events: cut mid-file)
         partial_replay.GROUP_SECONDS = 0.0  # (what each file replayed is taken at once)
         partial_replay.Budget = Limited  # type: ignore[misc]
@@ -171,6 +189,11 @@ def run(kind: str, labelled: bool, branch: bool) -> dict[str, Any]:
         result = measurement.replay_outcome
         assert result is not None
         outcome = {**result._asdict(), "partial": result.partial, "earlier": Limited.earlier}
+        # Of that, what the shutdown's write still holds (its files not left out),
+        # against what the budget counted to be written beyond the replayed events.
+        kept = {name for recorded in measurement._outbox.values() for name in recorded}
+        outcome["earlier_kept"] = sum(count for name, count in pending.items() if name in kept)
+        outcome["earlier_counted"] = Limited.made[-1]._events - result.events_replayed
     data = measurement.data()
     files: dict[str, Any] = {}
     contexts = sorted(data.measured_contexts())
