@@ -351,20 +351,26 @@ def start_flushing(
     return function, root, invoke
 
 
-def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
+@pytest.mark.parametrize("plugin", ["late", "early"], ids=["partial", "whole"])
+def test_a_replay_with_nothing_new_sends_nothing(
     start_function,
     sysmon_python,  # noqa: F811
     s3,
     bucket,
     tmp_path,
     pauses,  # noqa: F811
+    plugin,
 ):
-    """The shutdown's replay completes the file S3 holds the data of (re-armed code
-    re-running lines a flush already shipped, under the same label) and leaves out a
-    new one (its replay made slow: ``COVERAGE_TEST_REPLAY_DELAY_MS``): nothing new to
-    send, so nothing is sent, and the one record says so
-    (`CoverageSession.PARTIAL_UNSENT`, not "uploaded partially"); S3 keeps exactly
-    the last flush's object.
+    """Labels (the default): what the recorder holds at SIGTERM is re-armed code
+    re-running lines the last flush shipped, under the same label, and (``late``) a
+    new file whose replay is made slow (``COVERAGE_TEST_REPLAY_DELAY_MS``).  Nothing
+    new to send, so no snapshot (the data file neither written nor read: at 8,000
+    modules with branches ~60 MB), nothing sent, and S3 keeps exactly the last
+    flush's object.  With the new file left out, the one record says so
+    (`CoverageSession.PARTIAL_UNSENT`, not "uploaded partially"); without it, no
+    record of a loss, as when nothing ran at all (`test_reliability_rie`: the C
+    tracer).  Before, the events the replay had taken still counted as waiting, and
+    the shutdown wrote and read the data file to find nothing new.
 
     How it comes about: labels (the init recorder stays the receiver, drained when
     data is needed), and a ``flush()`` in the handler, so that the confirmed upload
@@ -372,43 +378,15 @@ def test_a_partial_replay_whose_replayed_files_hold_nothing_new_sends_nothing(
     one's events come with an invocation count behind, and the shutdown uploads again
     for the count: "uploaded partially"); see `flush_then_run`.  (In the image with
     branches: `test_container.py`.)"""
+    partial = plugin == "late"
+    delay = {"COVERAGE_TEST_REPLAY_DELAY_MS": LATE_DELAY_MS[False]} if partial else {}
     function, root, invoke = start_flushing(
-        start_function,
-        sysmon_python,
-        tmp_path,
-        pauses,
-        COVERAGE_TEST_REPLAY_DELAY_MS=LATE_DELAY_MS[False],
+        start_function, sysmon_python, tmp_path, pauses, **delay
     )
-    flushed = flush_then_run(invoke, pauses, s3, bucket, "late")
+    flushed = flush_then_run(invoke, pauses, s3, bucket, plugin)
     function.signal_shutdown()
     assert function.wait(timeout=15) == 0
     logs = function.logs()
     check_nothing_new_sent(
-        logs, pauses, flushed, s3, bucket, root, str(root), tmp_path, branch=False, partial=True
-    )
-
-
-def test_a_replay_of_recorded_events_that_hold_nothing_new_takes_no_snapshot(
-    start_function,
-    sysmon_python,  # noqa: F811
-    s3,
-    bucket,
-    tmp_path,
-    pauses,  # noqa: F811
-):
-    """Labels (the default): what the recorder holds at SIGTERM is re-armed code
-    re-running lines the last flush shipped; the shutdown replays it all, and its
-    counts then say nothing is new: no snapshot (the data file neither written nor
-    read: at 8,000 modules with branches ~60 MB), nothing sent, no record of a loss,
-    as when nothing ran at all (`test_reliability_rie`: the C tracer).  Before, the
-    events the replay had taken still counted as waiting, and the shutdown wrote and
-    read the data file to find nothing new.  (In the image with branches:
-    `test_container.py`.)"""
-    function, root, invoke = start_flushing(start_function, sysmon_python, tmp_path, pauses)
-    flushed = flush_then_run(invoke, pauses, s3, bucket, "early")
-    function.signal_shutdown()
-    assert function.wait(timeout=15) == 0
-    logs = function.logs()
-    check_nothing_new_sent(
-        logs, pauses, flushed, s3, bucket, root, str(root), tmp_path, branch=False, partial=False
+        logs, pauses, flushed, s3, bucket, root, str(root), tmp_path, branch=False, partial=partial
     )
